@@ -1,0 +1,73 @@
+"""The ``mmcore`` command line. Each command lives in its own module with ``add_parser`` and
+``run``; modules import torch only inside ``run`` so ``mmcore plugins`` stays quick."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from mmcore import __version__
+from mmcore.errors import MmcoreError
+
+#: command name -> module under mmcore.cli
+COMMANDS = {
+    "plugins": "plugins",
+    "validate": "validate",
+    "train": "train",
+    "evaluate": "evaluate",
+    "predict": "predict",
+    "new-plugin": "new_plugin",
+}
+
+EXIT_USER_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmcore", description="Multimodal deep learning on PyTorch."
+    )
+    parser.add_argument("--version", action="version", version=f"mmcore {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks; re-raise plugin errors"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        try:
+            module = importlib.import_module(f"mmcore.cli.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"mmcore.cli.{module_name}":
+                continue  # command not built yet in this checkout
+            raise
+        cmd = module.add_parser(sub, name)
+        cmd.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                         help="show tracebacks; re-raise plugin errors")
+        cmd.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USER_ERROR
+    debug = getattr(args, "debug", False)
+    if debug:
+        os.environ["MMCORE_STRICT_PLUGINS"] = "1"
+    try:
+        return int(args.run(args) or 0)
+    except MmcoreError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Collation helpers shared by modality plugins: padding, masks, missing samples."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from mmcore.batch import ModalityBatch
+
+
+def _template(items: Sequence[np.ndarray | None], what: str) -> np.ndarray:
+    for item in items:
+        if item is not None:
+            return item
+    raise ValueError(f"cannot collate a batch in which every sample lacks the {what}")
+
+
+def pad_sequences(
+    items: Sequence[np.ndarray | None],
+    *,
+    empty_shape: tuple[int, ...] | None = None,
+    dtype: torch.dtype | None = None,
+    pad_value: float = 0.0,
+) -> ModalityBatch:
+    """Stack variable-length ``[T_i, ...]`` arrays into ``[B, T_max, ...]`` with a step mask.
+
+    ``None`` items (missing modality) become all-padding rows with ``present=False``.
+    ``empty_shape`` gives the trailing shape to use when every item is missing.
+    """
+    present = torch.tensor([item is not None for item in items], dtype=torch.bool)
+    if present.any():
+        template = _template(items, "modality")
+        trailing = template.shape[1:]
+        np_dtype = template.dtype
+    elif empty_shape is not None:
+        trailing, np_dtype = tuple(empty_shape), np.float32
+    else:
+        raise ValueError("pad_sequences: every item is missing and no empty_shape was given")
+    lengths = [0 if item is None else int(item.shape[0]) for item in items]
+    t_max = max(max(lengths), 1)
+    out = np.full((len(items), t_max, *trailing), pad_value, dtype=np_dtype)
+    for i, item in enumerate(items):
+        if item is not None:
+            out[i, : lengths[i]] = item
+    values = torch.from_numpy(out)
+    if dtype is not None:
+        values = values.to(dtype)
+    steps = torch.arange(t_max).unsqueeze(0)
+    mask = steps < torch.tensor(lengths).unsqueeze(1)
+    return ModalityBatch(values=values, present=present, mask=mask)
+
+
+def stack_fixed(
+    items: Sequence[np.ndarray | None],
+    *,
+    shape: tuple[int, ...] | None = None,
+    dtype: torch.dtype | None = None,
+) -> ModalityBatch:
+    """Stack same-shape arrays into ``[B, ...]``; missing items become zeros, ``present=False``.
+
+    ``shape`` is the per-sample shape when it is known up front (needed if all are missing).
+    """
+    present = torch.tensor([item is not None for item in items], dtype=torch.bool)
+    if shape is None:
+        shape = _template(items, "modality").shape
+    first = next((item for item in items if item is not None), None)
+    np_dtype = first.dtype if first is not None else np.float32
+    out = np.zeros((len(items), *shape), dtype=np_dtype)
+    for i, item in enumerate(items):
+        if item is not None:
+            if item.shape != tuple(shape):
+                raise ValueError(f"sample {i} has shape {item.shape}, expected {tuple(shape)}")
+            out[i] = item
+    values = torch.from_numpy(out)
+    if dtype is not None:
+        values = values.to(dtype)
+    return ModalityBatch(values=values, present=present)

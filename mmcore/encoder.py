@@ -1,0 +1,46 @@
+"""The ``Encoder`` interface: one modality's collated batch in, features out."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from mmcore.batch import Features, ModalityBatch, masked_mean
+
+
+class Encoder(nn.Module):
+    """Turns one modality's :class:`~mmcore.batch.ModalityBatch` into :class:`Features`.
+
+    A subclass calls ``super().__init__(output_size, sequence=...)`` and implements
+    ``forward(batch) -> Features``, usually ending with ``return self.features(x, mask, batch)``,
+    which pools or keeps the time axis as declared and zeroes absent samples.
+
+    Attributes:
+        output_size: ``D``, the feature size of the output.
+        sequence: ``True`` if ``forward`` returns ``[B, T, D]`` with a mask, ``False`` for ``[B, D]``.
+    """
+
+    def __init__(self, output_size: int, sequence: bool = False) -> None:
+        super().__init__()
+        self.output_size = int(output_size)
+        self.sequence = bool(sequence)
+
+    def forward(self, batch: ModalityBatch) -> Features:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def features(self, x: Tensor, mask: Tensor | None, batch: ModalityBatch) -> Features:
+        """Wrap ``x`` (``[B, D]`` or ``[B, T, D]``) as declared by ``self.sequence``.
+
+        A sequence is mean-pooled over its mask when the encoder is declared pooled; a pooled
+        ``x`` given to a sequence encoder becomes a one-step sequence. Absent rows become zero.
+        """
+        present = batch.present
+        if x.dim() == 3 and not self.sequence:
+            return Features(masked_mean(x, mask, present), present)
+        if x.dim() == 2 and self.sequence:
+            x = x.unsqueeze(1)
+            mask = present.unsqueeze(1).clone()
+        keep = present.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
+        x = x * keep
+        if x.dim() == 3 and mask is None:
+            mask = present.unsqueeze(1).expand(x.shape[:2]).clone()
+        return Features(x, present, mask if x.dim() == 3 else None)

@@ -1,0 +1,1 @@
+"""Built-in fusion strategies, each written exactly as a research user would write one."""

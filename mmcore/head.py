@@ -1,0 +1,61 @@
+"""The ``Head`` interface: fused representation in, one target's prediction and loss out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from torch import Tensor, nn
+
+
+class Head(nn.Module):
+    """Predicts one target from the fused ``[B, input_size]`` representation.
+
+    Several heads on one model form the multi-output MLP of the reference design. A subclass
+    implements ``forward`` (raw outputs, e.g. logits), ``loss`` and ``predict``; heads whose
+    targets need a fitted vocabulary (class names) implement ``fit_targets``/``encode_targets``.
+
+    Attributes:
+        input_size: size of the fused representation.
+        target: name of the data column this head predicts.
+    """
+
+    #: the metric names this head reports, the first being the default to monitor.
+    metric_names: tuple[str, ...] = ()
+    #: whether a larger value of the first metric is better.
+    greater_is_better: bool = True
+
+    def __init__(self, input_size: int, target: str) -> None:
+        super().__init__()
+        self.input_size = int(input_size)
+        self.target = target
+
+    def forward(self, fused: Tensor) -> Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def loss(self, output: Tensor, target: Tensor) -> Tensor:  # pragma: no cover
+        """Mean loss over the batch for ``output = self(fused)`` against encoded targets."""
+        raise NotImplementedError
+
+    def predict(self, output: Tensor) -> list[Any]:  # pragma: no cover
+        """Readable predictions (class names, probabilities, values), one per row."""
+        raise NotImplementedError
+
+    @staticmethod
+    def fit_targets(values: Sequence[Any], options: dict[str, Any]) -> dict[str, Any]:
+        """Fitted target state (e.g. ``{"classes": [...]}``) from the training split's values.
+
+        The result is stored in the resolved spec and passed back as options, so the same
+        encoding is used at prediction time. Default: nothing to fit.
+        """
+        return {}
+
+    @staticmethod
+    def encode_targets(values: Sequence[Any], options: dict[str, Any]) -> np.ndarray:
+        """Raw column values -> an array the loss takes. Raise ``ValueError`` naming bad values."""
+        return np.asarray(values, dtype=np.float32)
+
+    def metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, float]:
+        """Metrics over a whole split, from concatenated outputs and targets."""
+        return {}

@@ -1,0 +1,1 @@
+"""Built-in heads: classification, multi-label and regression MLPs."""

@@ -1,0 +1,89 @@
+"""Multi-label classification: independent sigmoid outputs, binary cross-entropy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from torch import Tensor
+from torch.nn import functional as F
+
+from mmcore.head import Head
+from mmcore.heads.classification import sorted_classes
+from mmcore.heads.options import MultiLabelOptions
+from mmcore.layers import mlp
+
+
+def _labels(value: Any, separator: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(separator) if part.strip()]
+    return list(value)
+
+
+class MultiLabelHead(Head):
+    metric_names = ("micro_f1", "macro_f1", "exact_match")
+    greater_is_better = True
+
+    def __init__(self, input_size: int, target: str, **options: Any) -> None:
+        super().__init__(input_size, target)
+        self.options = MultiLabelOptions.model_validate(options)
+        if not self.options.classes:
+            raise ValueError(f"head for {target!r}: no classes (fit_targets was not run)")
+        self.classes = list(self.options.classes)
+        self.mlp = mlp(
+            input_size, self.options.hidden, len(self.classes), dropout=self.options.dropout
+        )
+
+    def forward(self, fused: Tensor) -> Tensor:
+        return self.mlp(fused)
+
+    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+        return F.binary_cross_entropy_with_logits(output.float(), target.float())
+
+    def predict(self, output: Tensor) -> list[dict[str, Any]]:
+        probs = output.float().sigmoid()
+        return [
+            {
+                "labels": [c for c, p in zip(self.classes, row, strict=True) if p >= self.options.threshold],
+                "probabilities": {str(c): float(p) for c, p in zip(self.classes, row, strict=True)},
+            }
+            for row in probs
+        ]
+
+    @staticmethod
+    def fit_targets(values: Sequence[Any], options: dict[str, Any]) -> dict[str, Any]:
+        if options.get("classes"):
+            return {}
+        sep = options.get("separator", ";")
+        return {"classes": sorted_classes([x for v in values for x in _labels(v, sep)])}
+
+    @staticmethod
+    def encode_targets(values: Sequence[Any], options: dict[str, Any]) -> np.ndarray:
+        classes = [str(c) for c in options["classes"]]
+        index = {c: i for i, c in enumerate(classes)}
+        out = np.zeros((len(values), len(classes)), dtype=np.float32)
+        for row, value in enumerate(values):
+            for label in _labels(value, options.get("separator", ";")):
+                if str(label) not in index:
+                    raise ValueError(f"label {label!r} is not one of the classes {classes}")
+                out[row, index[str(label)]] = 1.0
+        return out
+
+    def metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, float]:
+        pred = (outputs.float().sigmoid() >= self.options.threshold).float()
+        tp = (pred * targets).sum(0)
+        fp = (pred * (1 - targets)).sum(0)
+        fn = ((1 - pred) * targets).sum(0)
+        micro = (2 * tp.sum() / (2 * tp.sum() + fp.sum() + fn.sum()).clamp_min(1)).item()
+        per_class = 2 * tp / (2 * tp + fp + fn).clamp_min(1)
+        return {
+            "micro_f1": micro,
+            "macro_f1": per_class.mean().item(),
+            "exact_match": (pred == targets).all(-1).float().mean().item(),
+        }
+
+
+

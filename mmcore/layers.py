@@ -1,0 +1,57 @@
+"""Small building blocks shared by encoders, fusions and heads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+def mlp(
+    input_size: int,
+    hidden: Sequence[int],
+    output_size: int | None = None,
+    *,
+    dropout: float = 0.0,
+    activation: type[nn.Module] = nn.ReLU,
+) -> nn.Sequential:
+    """Linear -> activation -> dropout for each hidden size, then an optional output Linear."""
+    layers: list[nn.Module] = []
+    size = input_size
+    for h in hidden:
+        layers += [nn.Linear(size, h), activation()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        size = h
+    if output_size is not None:
+        layers.append(nn.Linear(size, output_size))
+    return nn.Sequential(*layers)
+
+
+def run_rnn(rnn: nn.RNNBase, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Run a ``batch_first`` RNN over padded ``x [B, T, F]`` respecting ``mask [B, T]``.
+
+    Returns ``(outputs [B, T, H*dirs], last [B, H*dirs])``: padded steps of ``outputs`` are
+    zero, ``last`` is the final hidden state of the last layer at each row's true length
+    (both directions concatenated). Rows with no valid step give zeros.
+    """
+    if mask is None:
+        outputs, hidden = rnn(x)
+        return outputs, _last_hidden(rnn, hidden)
+    lengths = mask.sum(dim=1)
+    safe = lengths.clamp_min(1).cpu()
+    packed = pack_padded_sequence(x, safe, batch_first=True, enforce_sorted=False)
+    out_packed, hidden = rnn(packed)
+    outputs, _ = pad_packed_sequence(out_packed, batch_first=True, total_length=x.shape[1])
+    valid = (lengths > 0).to(outputs.dtype)
+    outputs = outputs * mask.unsqueeze(-1).to(outputs.dtype)
+    last = _last_hidden(rnn, hidden) * valid.unsqueeze(-1)
+    return outputs, last
+
+
+def _last_hidden(rnn: nn.RNNBase, hidden: Tensor | tuple[Tensor, Tensor]) -> Tensor:
+    h = hidden[0] if isinstance(hidden, tuple) else hidden
+    dirs = 2 if rnn.bidirectional else 1
+    return torch.cat([h[-dirs + i] for i in range(dirs)], dim=-1)

@@ -1,0 +1,97 @@
+"""The ``Modality`` interface: what a plugin provides for one kind of data.
+
+A modality turns raw column values into arrays (``preprocess``), arrays into a padded
+:class:`~mmcore.batch.ModalityBatch` (``collate``) and builds the matching
+:class:`~mmcore.encoder.Encoder` (``build_encoder``). Its options are a pydantic model that
+lives in a module of its own (imports no torch), so specs validate quickly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from mmcore.batch import ModalityBatch
+from mmcore.encoder import Encoder
+
+
+class ModalityOptions(BaseModel):
+    """Base for a modality's options: unknown keys are rejected, values are validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+OptionsT = TypeVar("OptionsT", bound=ModalityOptions)
+
+
+class Modality(Generic[OptionsT]):
+    """One declared modality of a spec, with its options.
+
+    Subclasses set ``options_class`` and implement ``preprocess``, ``collate`` and
+    ``build_encoder``; those with fitted state (a tokenizer) also implement ``fit``,
+    ``save_state`` and ``load_state``.
+
+    Args:
+        name: the modality's name in the spec (e.g. ``"audio"``).
+        options: validated options.
+        root: folder that relative file paths in the data resolve against.
+    """
+
+    options_class: ClassVar[type[ModalityOptions]] = ModalityOptions
+
+    def __init__(self, name: str, options: OptionsT | None = None, root: Path | None = None):
+        self.name = name
+        self.options: OptionsT = options if options is not None else self.options_class()
+        self.root = Path(root) if root is not None else None
+
+    # -- fitted state -------------------------------------------------------------------
+    def fit(self, values: Sequence[Any]) -> None:
+        """Fit preprocessing state on the training split's raw values (present ones only)."""
+
+    def save_state(self, directory: Path) -> None:
+        """Write fitted state (e.g. ``tokenizer.json``) into ``directory``."""
+
+    def load_state(self, directory: Path) -> None:
+        """Read what :meth:`save_state` wrote."""
+
+    def fingerprint(self) -> str:
+        """A string that changes whenever preprocessing output would change (cache key).
+
+        Defaults to the options as JSON; modalities with fitted state add to it.
+        """
+        return self.options.model_dump_json()
+
+    # -- data -----------------------------------------------------------------------------
+    def is_missing(self, value: Any) -> bool:
+        """Whether a raw value means "this sample has no such modality" (null, NaN, empty)."""
+        if value is None:
+            return True
+        if isinstance(value, float) and math.isnan(value):
+            return True
+        if isinstance(value, str | bytes | list | tuple | dict) and len(value) == 0:
+            return True
+        return False
+
+    def preprocess(self, value: Any) -> np.ndarray:  # pragma: no cover - interface
+        """One raw, present value -> an array (float32 or int64, any shape).
+
+        Must be deterministic. Raise ``ValueError`` with a readable reason for bad input
+        (corrupt file, wrong shape, NaN); the data layer adds the split, row and column.
+        """
+        raise NotImplementedError
+
+    def collate(self, items: Sequence[np.ndarray | None]) -> ModalityBatch:  # pragma: no cover
+        """Preprocessed arrays (``None`` where missing) -> one padded, masked batch."""
+        raise NotImplementedError
+
+    def build_encoder(self) -> Encoder:  # pragma: no cover - interface
+        """A fresh encoder for this modality and options."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, options={self.options!r})"

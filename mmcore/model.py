@@ -1,0 +1,106 @@
+"""Model assembly: an encoder per modality, one fusion, one head per target."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from torch import Tensor, nn
+
+from mmcore.batch import Features, ModalityBatch
+from mmcore.encoder import Encoder
+from mmcore.errors import SpecError
+from mmcore.fusion import Fusion
+from mmcore.head import Head
+from mmcore.modality import Modality
+from mmcore.plugins.registry import Registry, get_registry
+from mmcore.spec.load import resolve_fusion_class
+from mmcore.spec.model import Spec
+
+
+class MultimodalModel(nn.Module):
+    """``encoders`` -> ``fusion`` -> ``heads``, trained end to end.
+
+    ``forward`` takes ``{modality: ModalityBatch}`` and returns ``{head: output}``. A fusion
+    with ``late = True`` returns one representation per modality instead of one in all; each
+    head then runs on each modality and ``fusion.combine`` merges the outputs.
+    """
+
+    def __init__(
+        self, encoders: Mapping[str, Encoder], fusion: Fusion, heads: Mapping[str, Head]
+    ) -> None:
+        super().__init__()
+        self.encoders = nn.ModuleDict(dict(sorted(encoders.items())))
+        self.fusion = fusion
+        self.heads = nn.ModuleDict(dict(heads))
+
+    def encode(self, inputs: Mapping[str, ModalityBatch]) -> dict[str, Features]:
+        return {name: enc(inputs[name]) for name, enc in self.encoders.items()}
+
+    def forward(self, inputs: Mapping[str, ModalityBatch]) -> dict[str, Tensor]:
+        features = self.encode(inputs)
+        fused = self.fusion(features)
+        if getattr(self.fusion, "late", False):
+            return {
+                name: self.fusion.combine({m: head(z) for m, z in fused.items()}, features)
+                for name, head in self.heads.items()
+            }
+        return {name: head(fused) for name, head in self.heads.items()}
+
+
+def build_modalities(spec: Spec, registry: Registry | None = None) -> dict[str, Modality]:
+    """A :class:`Modality` instance per declared modality, with validated options."""
+    registry = registry or get_registry()
+    root = _data_root(spec)
+    out: dict[str, Modality] = {}
+    for name, mod in spec.modalities.items():
+        reg = registry.get("modality", mod.plugin_name)
+        cls = reg.load()
+        options_model = reg.load_options() or cls.options_class
+        out[name] = cls(name, options_model.model_validate(mod.options), root=root)
+    return out
+
+
+def _data_root(spec: Spec) -> Path | None:
+    """Folder that relative paths inside the data resolve against."""
+    base = Path(spec.base_dir) if spec.base_dir else Path.cwd()
+    if spec.data.root:
+        return base / spec.data.root
+    first = spec.data.path or spec.data.train
+    if first is None:
+        return None
+    path = base / first
+    return path if path.is_dir() else path.parent
+
+
+def build_fusion(spec: Spec, input_sizes: Mapping[str, int], registry: Registry) -> Fusion:
+    name = spec.fusion.name
+    if isinstance(name, str) and ":" not in name:
+        cls = registry.get("fusion", name).load()
+    else:
+        cls = resolve_fusion_class(name, spec.base_dir)
+    return cls(dict(input_sizes), **spec.fusion.options)
+
+
+def build_model(
+    spec: Spec,
+    modalities: Mapping[str, Modality] | None = None,
+    registry: Registry | None = None,
+) -> MultimodalModel:
+    """Build the whole model a spec declares.
+
+    Heads whose targets need fitted state (classification classes) need it in their options:
+    the trainer fills it in from the training split; give it yourself when building by hand.
+    """
+    registry = registry or get_registry()
+    modalities = modalities or build_modalities(spec, registry)
+    encoders = {name: m.build_encoder() for name, m in modalities.items()}
+    fusion = build_fusion(spec, {n: e.output_size for n, e in encoders.items()}, registry)
+    heads: dict[str, Head] = {}
+    for name, head in spec.heads.items():
+        cls = registry.get("head", head.kind).load()
+        try:
+            heads[name] = cls(fusion.output_size, head.target, **head.options)
+        except ValueError as exc:
+            raise SpecError(spec.source, [(f"heads.{name}.options", str(exc))]) from None
+    return MultimodalModel(encoders, fusion, heads)

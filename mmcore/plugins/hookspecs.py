@@ -1,0 +1,64 @@
+"""Every hook a plugin can implement. Mark implementations with ``mmcore.hookimpl``.
+
+Registration hooks receive a ``register`` callable::
+
+    register(name, impl, options=None, description="")
+
+``impl`` is the implementing class or, better, its import path ``"package.module:Class"``,
+imported only when the name is used; ``options`` is the pydantic options model (or its path),
+kept in a module that imports no torch so that ``mmcore validate`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+PROJECT = "mmcore"
+#: The plugin API version. A plugin module may declare ``MMCORE_API_VERSION``; a different
+#: major version is refused with a message.
+API_VERSION = 1
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_modalities(register: Any) -> None:
+    """Register modalities: ``register(name, "pkg.module:ModalityClass", options=Options)``."""
+
+
+@hookspec
+def register_fusions(register: Any) -> None:
+    """Register fusion strategies: ``register(name, "pkg.module:FusionClass", options=...)``."""
+
+
+@hookspec
+def register_heads(register: Any) -> None:
+    """Register head kinds: ``register(name, "pkg.module:HeadClass", options=...)``."""
+
+
+@hookspec
+def register_callbacks(register: Any) -> None:
+    """Register trainer callbacks (loggers): ``register(name, "pkg.module:CallbackClass")``."""
+
+
+@hookspec
+def on_train_start(trainer: Any) -> None:
+    """Training is about to start (after a resume, if any)."""
+
+
+@hookspec
+def on_epoch_end(trainer: Any, epoch: int, metrics: dict[str, float]) -> None:
+    """An epoch and its validation finished; ``metrics`` holds this epoch's figures."""
+
+
+@hookspec
+def on_checkpoint_saved(trainer: Any, path: Any) -> None:
+    """A complete checkpoint was written to ``path``."""
+
+
+@hookspec
+def on_train_end(trainer: Any, metrics: dict[str, float]) -> None:
+    """Training ended; ``metrics`` are the final figures."""

@@ -1,0 +1,256 @@
+"""Loading Python spec files, checking them against the registry, and the JSON round trip."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import json
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from mmcore.errors import PluginError, SpecError
+from mmcore.plugins.registry import Registry, get_registry, import_object
+from mmcore.spec.model import Spec
+
+SPEC_MODULE_PREFIX = "_mmcore_spec_"
+#: The name under which a run folder keeps a copy of the spec file that defined classes.
+SPEC_COPY = "spec.py"
+
+
+def _loc(loc: Iterable[Any]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _problems(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
+    out = []
+    for err in exc.errors():
+        path = ".".join(p for p in (prefix, _loc(err["loc"])) if p)
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown option (not accepted here)"
+        elif "input" in err and err["type"] not in {"missing"}:
+            message += f" (got {err['input']!r})"
+        out.append((path, message))
+    return out
+
+
+def load_module(path: Path) -> ModuleType:
+    """Execute a Python file as a module (kept in ``sys.modules`` so its classes pickle)."""
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+    name = f"{SPEC_MODULE_PREFIX}{digest}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.epochs=3"`` -> ``(["train", "epochs"], 3)``; values are JSON, else strings."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise SpecError("<command line>", [(text, "expected an override of the form field.path=value")])
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for key in keys[:-1]:
+            child = node.get(key)
+            child = dict(child) if isinstance(child, Mapping) else {}
+            node[key] = child  # a copy: the caller's nested dicts stay untouched
+            node = child
+        node[keys[-1]] = value
+    return data
+
+
+def _as_dict(spec: Spec) -> dict[str, Any]:
+    data = spec.model_dump(exclude_unset=True)
+    data.setdefault("data", {})["dataset"] = spec.data.dataset
+    if isinstance(spec.fusion.name, type):
+        data.setdefault("fusion", {})["name"] = spec.fusion.name
+    return data
+
+
+def validate_spec(
+    value: Spec | Mapping[str, Any],
+    *,
+    source: str = "<spec>",
+    base_dir: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    registry: Registry | None = None,
+) -> Spec:
+    """Validate a spec object or dict, apply overrides, and check every name and option.
+
+    Raises :class:`SpecError` listing each problem with its field path.
+    """
+    overrides = list(overrides)
+    if isinstance(value, Spec) and not overrides:
+        data: Any = _as_dict(value)
+    elif isinstance(value, Spec):
+        data = apply_overrides(_as_dict(value), overrides)
+    elif isinstance(value, Mapping):
+        data = apply_overrides(dict(value), overrides)
+    else:
+        raise SpecError(source, [("spec", f"expected mmcore.Spec or a dict, got {type(value).__name__}")])
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(source, _problems(exc)) from None
+    spec._source = source
+    spec._base_dir = str(base_dir) if base_dir is not None else None
+    problems = check_plugins(spec, registry or get_registry())
+    if problems:
+        raise SpecError(source, problems)
+    return spec
+
+
+def load_spec(
+    path: str | Path, overrides: Iterable[str] = (), registry: Registry | None = None
+) -> Spec:
+    """Load a Python spec file (a module-level ``spec``) or a ``spec.json`` and validate it."""
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        raise SpecError(source, [("", "file not found" if not path.exists() else "not a file")])
+    if path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise SpecError(source, [("", f"invalid JSON at line {exc.lineno}: {exc.msg}")]) from None
+        return validate_spec(
+            data, source=source, base_dir=path.parent, overrides=overrides, registry=registry
+        )
+    try:
+        module = load_module(path)
+    except SyntaxError as exc:
+        raise SpecError(source, [("", f"syntax error at line {exc.lineno}: {exc.msg}")]) from None
+    except Exception as exc:
+        raise SpecError(
+            source, [("", f"running the spec file raised {type(exc).__name__}: {exc}")]
+        ) from exc
+    if not hasattr(module, "spec"):
+        raise SpecError(source, [("spec", "the file defines no module-level variable 'spec'")])
+    return validate_spec(
+        module.spec, source=source, base_dir=path.parent, overrides=overrides, registry=registry
+    )
+
+
+def _check_options(model: type | None, options: dict[str, Any], path: str) -> list[tuple[str, str]]:
+    if model is None or not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return []
+    try:
+        model.model_validate(options)
+    except ValidationError as exc:
+        return _problems(exc, path)
+    return []
+
+
+def check_signature(cls: type, options: dict[str, Any], path: str, skip: int) -> list[tuple[str, str]]:
+    """Options a class's ``__init__`` does not accept (after ``skip`` positional arguments)."""
+    params = list(inspect.signature(cls.__init__).parameters.values())[1 + skip :]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return []
+    names = {p.name for p in params}
+    problems = [(f"{path}.{k}", "unknown option (not accepted here)") for k in options if k not in names]
+    for p in params:
+        if p.default is inspect.Parameter.empty and p.kind is not inspect.Parameter.VAR_POSITIONAL:
+            if p.name not in options:
+                problems.append((f"{path}.{p.name}", "required option is missing"))
+    return problems
+
+
+def resolve_fusion_class(name: str | type, base_dir: str | Path | None) -> type:
+    """A ``Fusion`` subclass from a class, ``"module:Class"`` or ``"file.py:Class"`` path."""
+    if isinstance(name, type):
+        return name
+    module_part, _, attr = name.partition(":")
+    if module_part.endswith(".py"):
+        file = Path(module_part)
+        if not file.is_absolute() and base_dir is not None:
+            file = Path(base_dir) / file
+        return getattr(load_module(file), attr)
+    return import_object(name)
+
+
+def check_plugins(spec: Spec, registry: Registry) -> list[tuple[str, str]]:
+    """Every plugin, fusion and head name registered; every option accepted."""
+    problems: list[tuple[str, str]] = []
+    for name, mod in spec.modalities.items():
+        path = f"modalities.{name}"
+        try:
+            reg = registry.get("modality", mod.plugin_name)
+            problems += _check_options(reg.load_options(), mod.options, f"{path}.options")
+        except PluginError as exc:
+            problems.append((f"{path}.plugin", str(exc)))
+    fusion = spec.fusion
+    if isinstance(fusion.name, str) and ":" not in fusion.name:
+        try:
+            reg = registry.get("fusion", fusion.name)
+            problems += _check_options(reg.load_options(), fusion.options, "fusion.options")
+        except PluginError as exc:
+            problems.append(("fusion.name", str(exc)))
+    else:
+        try:
+            cls = resolve_fusion_class(fusion.name, spec.base_dir)
+            from mmcore.fusion import Fusion
+
+            if not (isinstance(cls, type) and issubclass(cls, Fusion)):
+                problems.append(("fusion.name", f"{cls!r} is not a subclass of mmcore.Fusion"))
+            else:
+                problems += check_signature(cls, fusion.options, "fusion.options", skip=1)
+        except Exception as exc:
+            problems.append(("fusion.name", f"cannot import {fusion.name!r}: {exc}"))
+    for name, head in spec.heads.items():
+        try:
+            reg = registry.get("head", head.kind)
+            problems += _check_options(reg.load_options(), head.options, f"heads.{name}.options")
+        except PluginError as exc:
+            problems.append((f"heads.{name}.kind", str(exc)))
+    for i, cb in enumerate(spec.train.callbacks):
+        try:
+            registry.get("callback", cb)
+        except PluginError as exc:
+            problems.append((f"train.callbacks.{i}", str(exc)))
+    return problems
+
+
+def spec_to_json(spec: Spec) -> dict[str, Any]:
+    """A JSON-ready dict; a fusion class becomes its import path (or ``spec.py:Class``)."""
+    data = spec.model_dump(mode="json", exclude={"data": {"dataset"}, "fusion": {"name"}})
+    name = spec.fusion.name
+    if isinstance(name, type):
+        if name.__module__.startswith(SPEC_MODULE_PREFIX):
+            name = f"{SPEC_COPY}:{name.__qualname__}"
+        else:
+            name = f"{name.__module__}:{name.__qualname__}"
+    data["fusion"]["name"] = name
+    return data
+
+
+def spec_from_json(data: Mapping[str, Any], base_dir: str | Path | None = None) -> Spec:
+    """The inverse of :func:`spec_to_json` (structure only; plugins are checked on use)."""
+    try:
+        spec = Spec.model_validate(dict(data))
+    except ValidationError as exc:
+        raise SpecError("spec.json", _problems(exc)) from None
+    spec._base_dir = str(base_dir) if base_dir is not None else None
+    spec._source = str(Path(base_dir) / "spec.json") if base_dir is not None else "spec.json"
+    return spec

@@ -1,0 +1,201 @@
+"""The spec: pydantic models of data, modalities, fusion, heads and training settings.
+
+This module imports no torch: validating a spec is quick.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors; values are validated on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitSpec(StrictModel):
+    """How to make splits when the data has none."""
+
+    validation: float = Field(0.1, ge=0, lt=1, description="fraction held out for validation")
+    test: float = Field(0.1, ge=0, lt=1, description="fraction held out for test")
+    seed: int = 0
+    stratify: bool = Field(True, description="stratify by the first classification target")
+
+
+class DataSpec(StrictModel):
+    """Where the data is and how to read it. Relative paths resolve against the spec file."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, arbitrary_types_allowed=True)
+
+    path: str | None = Field(None, description="a data file or folder holding every split")
+    train: str | None = Field(None, description="a file or folder holding the training split")
+    validation: str | None = None
+    test: str | None = None
+    format: Literal[
+        "auto", "csv", "json", "parquet", "disk", "imagefolder", "audiofolder"
+    ] = "auto"
+    root: str | None = Field(
+        None, description="folder that relative file paths in the data resolve against "
+        "(default: the data file's folder)"
+    )
+    split_column: str | None = Field(
+        None, description="a column whose values (train/validation/test) assign rows to splits"
+    )
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    bad_rows: Literal["raise", "skip"] = "raise"
+    allow_missing: bool = Field(
+        False, description="allow rows that lack some (not all) modalities; they are masked"
+    )
+    num_proc: int | None = Field(None, ge=1, description="processes for preprocessing")
+    streaming: bool = False
+    cache_dir: str | None = None
+    dataset: Any = Field(
+        None, exclude=True, description="a datasets.Dataset or DatasetDict given from Python"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        if self.dataset is None and self.path is None and self.train is None:
+            raise ValueError("give data.path, data.train (and validation/test) or data.dataset")
+        if self.path is not None and self.train is not None:
+            raise ValueError("give either data.path or data.train/validation/test, not both")
+        return self
+
+
+class ModalitySpec(StrictModel):
+    """One modality: the plugin that reads it, its column(s) and the plugin's options."""
+
+    name: str | None = Field(None, description="set from the key when modalities is a dict")
+    plugin: str | None = Field(None, description="registered modality name (default: the name)")
+    column: str | list[str] = Field(description="column, or columns read together as one value")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def plugin_name(self) -> str:
+        return self.plugin or self.name or ""
+
+    @property
+    def columns(self) -> list[str]:
+        return [self.column] if isinstance(self.column, str) else list(self.column)
+
+
+class FusionSpec(StrictModel):
+    """A registered fusion by name, a ``Fusion`` subclass, or a ``"module:Class"`` path."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, arbitrary_types_allowed=True)
+
+    name: Any = "concat"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name_or_class(cls, value: Any) -> Any:
+        if isinstance(value, str) or isinstance(value, type):
+            return value
+        raise ValueError("expected a registered fusion name, a Fusion subclass or 'module:Class'")
+
+
+class HeadSpec(StrictModel):
+    """One prediction target."""
+
+    kind: str = Field("classification", description="registered head kind")
+    target: str = Field(description="the column to predict")
+    weight: float = Field(1.0, ge=0, description="weight of this head's loss in the total")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainSpec(StrictModel):
+    """Training settings."""
+
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    scheduler: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = Field(0, ge=0)
+    grad_clip: float | None = Field(1.0, gt=0)
+    accumulate: int = Field(1, ge=1, description="gradient accumulation steps")
+    precision: Literal["32", "bf16", "fp16"] = "32"
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
+    seed: int = 0
+    deterministic: bool = False
+    monitor: str | None = Field(
+        None, description="metric that picks the best checkpoint, e.g. 'label.accuracy' "
+        "(default: the first head's main metric)"
+    )
+    early_stopping: int | None = Field(None, ge=1, description="patience in epochs")
+    num_workers: int = Field(0, ge=0)
+    modality_dropout: float = Field(0.0, ge=0, lt=1)
+    callbacks: list[str] = Field(default_factory=lambda: ["csv"])
+    progress: bool = True
+
+
+class Spec(StrictModel):
+    """A whole experiment: data, modalities, fusion, heads and training."""
+
+    name: str = "mmcore-run"
+    data: DataSpec
+    modalities: dict[str, ModalitySpec]
+    fusion: FusionSpec = Field(default_factory=FusionSpec)
+    heads: dict[str, HeadSpec]
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    output: str | None = Field(None, description="run folder (default: runs/<name>)")
+    plugins: dict[str, str] = Field(
+        default_factory=dict, description="plugin -> version; filled in when a run is saved"
+    )
+
+    _base_dir: str | None = PrivateAttr(default=None)
+    _source: str = PrivateAttr(default="<spec>")
+
+    @field_validator("modalities", mode="before")
+    @classmethod
+    def _modalities_by_name(cls, value: Any) -> Any:
+        """Accept a dict keyed by name or a list of entries with ``name``; reject duplicates."""
+        if isinstance(value, list | tuple):
+            out: dict[str, Any] = {}
+            for i, item in enumerate(value):
+                entry = item.model_dump() if isinstance(item, BaseModel) else dict(item)
+                name = entry.get("name")
+                if not name:
+                    raise ValueError(f"entry {i} has no 'name'")
+                if name in out:
+                    raise ValueError(f"duplicate modality name {name!r}")
+                out[name] = entry
+            return out
+        if isinstance(value, dict):
+            out = {}
+            for key, item in value.items():
+                entry = item.model_dump() if isinstance(item, BaseModel) else item
+                if isinstance(entry, dict):
+                    entry = {**entry, "name": key}
+                out[key] = entry
+            return out
+        return value
+
+    @field_validator("modalities")
+    @classmethod
+    def _some_modality(cls, value: dict[str, ModalitySpec]) -> dict[str, ModalitySpec]:
+        if not value:
+            raise ValueError("declare at least one modality")
+        return value
+
+    @field_validator("heads")
+    @classmethod
+    def _some_head(cls, value: dict[str, HeadSpec]) -> dict[str, HeadSpec]:
+        if not value:
+            raise ValueError("declare at least one head")
+        return value
+
+    @property
+    def base_dir(self) -> str | None:
+        """Folder of the spec file; relative data paths resolve against it."""
+        return self._base_dir
+
+    @property
+    def source(self) -> str:
+        """Where the spec came from (a file path), for error messages."""
+        return self._source
