@@ -1,0 +1,102 @@
+"""Reading raw values that modality plugins share: file paths, bytes, arrays in cells or files.
+
+Every function raises ``ValueError`` with a readable reason; the data layer adds the split,
+row and column to it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+ARRAY_SUFFIXES = (".npy", ".csv", ".json")
+
+
+def resolve_path(value: str | Path, root: Path | None) -> Path:
+    """A path from the data, resolved against ``root`` (the data file's folder) if relative."""
+    path = Path(value).expanduser()
+    if not path.is_absolute() and root is not None:
+        path = root / path
+    if not path.is_file():
+        raise ValueError(f"file not found: {path}")
+    return path
+
+
+def open_binary(value: Any, root: Path | None) -> tuple[BinaryIO, str]:
+    """A readable binary stream and a description, from a path, raw bytes, or a
+    ``datasets`` Image/Audio-style dict ``{"bytes": ..., "path": ...}``."""
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            return io.BytesIO(value["bytes"]), str(value.get("path") or "<bytes>")
+        if value.get("path"):
+            value = value["path"]
+        else:
+            raise ValueError(f"expected 'bytes' or 'path' in {sorted(value)}")
+    if isinstance(value, bytes | bytearray | memoryview):
+        return io.BytesIO(bytes(value)), "<bytes>"
+    if isinstance(value, str | Path):
+        path = resolve_path(value, root)
+        return path.open("rb"), str(path)
+    raise ValueError(f"expected a file path, bytes or a dict with 'bytes'/'path', got {type(value).__name__}")
+
+
+def load_array(value: Any, root: Path | None) -> np.ndarray:
+    """A float32 array from nested lists / a numpy array in the cell, or from a ``.npy``,
+    ``.csv`` (comma-separated numbers, one row per time step, an optional header) or
+    ``.json`` (nested lists) file whose path is in the cell. A cell string that is not a
+    file path but parses as JSON nested lists is read as such."""
+    if isinstance(value, str) and not value.lower().endswith(ARRAY_SUFFIXES):
+        stripped = value.strip()
+        if stripped.startswith("["):
+            try:
+                value = json.loads(stripped)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"cell is neither a file path nor a JSON array: {exc}") from None
+        else:
+            raise ValueError(
+                f"expected an array, nested lists or a path ending in {', '.join(ARRAY_SUFFIXES)}, "
+                f"got {value[:60]!r}"
+            )
+    if isinstance(value, str | Path):
+        path = resolve_path(value, root)
+        suffix = path.suffix.lower()
+        try:
+            if suffix == ".npy":
+                data = np.load(path, allow_pickle=False)
+            elif suffix == ".json":
+                data = json.loads(path.read_text())
+            else:
+                data = _read_csv_numbers(path)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read {path}: {exc}") from None
+        value = data
+    try:
+        arr = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"not a numeric array (ragged or non-numeric values): {exc}") from None
+    return arr
+
+
+def _read_csv_numbers(path: Path) -> np.ndarray:
+    text = path.read_text().strip().splitlines()
+    if not text:
+        raise ValueError("empty file")
+    first = text[0].split(",")
+    try:
+        [float(x) for x in first]
+        skip = 0
+    except ValueError:
+        skip = 1  # a header row
+    return np.loadtxt(path, delimiter=",", skiprows=skip, dtype=np.float32, ndmin=2)
+
+
+def check_finite(arr: np.ndarray) -> np.ndarray:
+    """``arr`` unchanged, or ``ValueError`` naming the first non-finite position."""
+    if not np.isfinite(arr).all():
+        where = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        raise ValueError(f"non-finite value {arr[where]} at index {where}")
+    return arr
