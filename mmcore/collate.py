@@ -38,6 +38,12 @@ def pad_sequences(
         trailing, np_dtype = tuple(empty_shape), np.float32
     else:
         raise ValueError("pad_sequences: every item is missing and no empty_shape was given")
+    for i, item in enumerate(items):
+        if item is not None and item.shape[1:] != trailing:
+            raise ValueError(
+                f"sample {i} has steps of shape {item.shape[1:]}, expected {trailing} "
+                "like the batch's first present sample"
+            )
     lengths = [0 if item is None else int(item.shape[0]) for item in items]
     t_max = max(max(lengths), 1)
     out = np.full((len(items), t_max, *trailing), pad_value, dtype=np_dtype)
@@ -77,3 +83,21 @@ def stack_fixed(
     if dtype is not None:
         values = values.to(dtype)
     return ModalityBatch(values=values, present=present)
+
+
+def limit_length(seq: np.ndarray, max_length: int | None, truncate: bool) -> np.ndarray:
+    """``seq [T, ...]`` checked to have at least one step and at most ``max_length``.
+
+    A longer sequence is cut to its first ``max_length`` steps when ``truncate`` is true and
+    is an error otherwise, so nothing is dropped without an option saying so.
+    """
+    if seq.ndim == 0 or seq.shape[0] == 0:
+        raise ValueError("empty sequence: expected at least one time step")
+    if max_length is not None and seq.shape[0] > max_length:
+        if not truncate:
+            raise ValueError(
+                f"sequence has {seq.shape[0]} steps, more than max_length={max_length}; "
+                "set truncate=True to keep only the first max_length steps"
+            )
+        seq = seq[:max_length]
+    return seq

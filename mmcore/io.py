@@ -100,3 +100,48 @@ def check_finite(arr: np.ndarray) -> np.ndarray:
         where = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
         raise ValueError(f"non-finite value {arr[where]} at index {where}")
     return arr
+
+
+def split_last_axis(
+    arr: np.ndarray, sizes: tuple[int | None, int | None], names: tuple[str, str]
+) -> np.ndarray:
+    """``arr [..., N]`` with its last axis split into ``[..., a, b]`` where ``a * b == N``.
+
+    ``sizes = (a, b)``; either may be ``None`` and is then inferred from ``N``. ``names`` are
+    the option names of ``a`` and ``b``, used in the error raised when ``N`` does not fit.
+    """
+    a, b = sizes
+    n = int(arr.shape[-1]) if arr.ndim else 1
+    if a is None and b is None:
+        raise ValueError(f"give {names[0]} or {names[1]} to split {n} values")
+    if a is not None and b is not None:
+        fits, wanted = n == a * b, f"{names[0]}={a} x {names[1]}={b} = {a * b} values"
+    elif a is not None:
+        fits, wanted = n % a == 0, f"a multiple of {names[0]}={a}"
+    else:
+        assert b is not None
+        fits, wanted = n % b == 0, f"a multiple of {names[1]}={b}"
+    if arr.ndim == 0 or n == 0 or not fits:
+        raise ValueError(f"got {n} values, expected {wanted}")
+    a = a if a is not None else n // b  # type: ignore[operator]
+    return arr.reshape(*arr.shape[:-1], a, n // a)
+
+
+def write_json_state(path: Path, state: Any) -> None:
+    """Write a modality's fitted state (JSON-able) to ``path``, creating its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+
+
+def read_json_state(path: Path, what: str) -> dict[str, Any]:
+    """The JSON object :func:`write_json_state` wrote, or ``ValueError`` naming ``what`` and
+    the file when it is missing, unreadable or not an object."""
+    if not path.is_file():
+        raise ValueError(f"no saved state for {what}: {path} does not exist (save_state writes it)")
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read the saved state of {what} from {path}: {exc}") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: the saved state of {what} must be a JSON object")
+    return state

@@ -11,13 +11,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from mmcore.batch import ModalityBatch
-from mmcore.encoder import Encoder
+if TYPE_CHECKING:  # only annotations: importing this module (and options models) stays torch-free
+    from mmcore.batch import ModalityBatch
+    from mmcore.encoder import Encoder
 
 
 class ModalityOptions(BaseModel):

@@ -210,6 +210,9 @@ class Registry:
         msg += f" Registered: {', '.join(known) or 'none'}."
         if not close:
             msg += f" If it comes from a plugin, install it ({install_hint(kind, name)})."
+        failed = [p.name for p in self.plugins.values() if p.status == "failed"]
+        if failed:
+            msg += f" Note: plugin(s) {', '.join(failed)} failed to load (see `mmcore plugins`)."
         return msg
 
 

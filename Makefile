@@ -1,0 +1,34 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   - create .venv, install mmcore + every plugin, train the bundled av_digits example
+#   make test   - create .venv, install mmcore + every plugin + test tools, run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+# The torch to install first. This default is a CPU build where a local wheel exists; elsewhere
+# pass e.g. TORCH_SPEC='torch>=2.4' (pip then picks the build for your platform).
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+PLUGINS := $(sort $(wildcard plugins/mmcore-plugin-*))
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+
+.PHONY: install demo test lint bench clean
+
+$(BIN)/.installed: pyproject.toml $(foreach p,$(PLUGINS),$(p)/pyproject.toml)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q '$(TORCH_SPEC)'
+	$(BIN)/python -m pip install -q -e '.[test]' $(foreach p,$(PLUGINS),-e $(p))
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/mmcore train examples/av_digits/spec.py
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,93 @@
+"""Make the degraded copy of the bundled av_digits data, as AV-MNIST does.
+
+Clean MNIST digits and clean spoken digits are each nearly solved alone, which leaves nothing
+for fusion to add. So, like AV-MNIST (Vielzeuf et al. 2018), both are degraded on purpose:
+
+* images: projected onto the top principal components of the training images that keep
+  ``IMAGE_ENERGY`` (25%) of the variance, then reconstructed (PCA fitted on the train split only);
+* audio: mixed with white Gaussian noise at ``AUDIO_SNR_DB`` (AV-MNIST used ESC-50 environmental
+  noise, which is not bundled here), seeded per clip so every run sees the same noise.
+
+The result goes to ``data/degraded/`` (not committed: it is rebuilt in a second when missing).
+``python degrade.py`` rebuilds it; train on ``data/pairs.csv`` instead for the clean data.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from PIL import Image
+
+IMAGE_ENERGY = 0.25
+AUDIO_SNR_DB = -6.0
+HERE = Path(__file__).resolve().parent
+CLEAN = HERE / "data"
+DEGRADED = CLEAN / "degraded"
+VERSION = f"energy={IMAGE_ENERGY};snr={AUDIO_SNR_DB};v1"
+
+
+def _rows() -> list[dict[str, str]]:
+    with open(CLEAN / "pairs.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def degrade_images(rows: list[dict[str, str]], energy: float = IMAGE_ENERGY) -> int:
+    """Reconstruct every image from the principal components keeping ``energy`` of the variance."""
+    pixels = np.stack(
+        [np.asarray(Image.open(CLEAN / r["image"]), dtype=np.float64).ravel() / 255 for r in rows]
+    )
+    train = pixels[[r["split"] == "train" for r in rows]]
+    mean = train.mean(0)
+    _, s, vt = np.linalg.svd(train - mean, full_matrices=False)
+    kept = np.cumsum(s**2) / np.sum(s**2)
+    k = int(np.searchsorted(kept, energy) + 1)
+    basis = vt[:k]
+    recon = (pixels - mean) @ basis.T @ basis + mean
+    for row, img in zip(rows, recon, strict=True):
+        out = DEGRADED / row["image"]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((img.clip(0, 1) * 255).round().astype(np.uint8).reshape(28, 28)).save(out)
+    return k
+
+
+def degrade_audio(rows: list[dict[str, str]], snr_db: float = AUDIO_SNR_DB) -> None:
+    """Add white noise at ``snr_db`` to every clip (the noise seeded by the clip's id)."""
+    for row in rows:
+        wave, rate = sf.read(CLEAN / row["audio"], dtype="float64")
+        seed = int.from_bytes(hashlib.sha256(row["id"].encode()).digest()[:4], "little")
+        noise = np.random.default_rng(seed).standard_normal(len(wave))
+        power = np.mean(wave**2)
+        noise *= np.sqrt(power / 10 ** (snr_db / 10))
+        mixed = wave + noise
+        mixed /= max(1.0, np.abs(mixed).max())
+        out = DEGRADED / row["audio"]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(out, mixed, rate, format="FLAC", subtype="PCM_16")
+
+
+def ensure_degraded() -> Path:
+    """The degraded ``pairs.csv``, built first if missing or made with other settings."""
+    table = DEGRADED / "pairs.csv"
+    stamp = DEGRADED / "VERSION"
+    if table.is_file() and stamp.is_file() and stamp.read_text() == VERSION:
+        return table
+    rows = _rows()
+    k = degrade_images(rows)
+    degrade_audio(rows)
+    with open(table, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    stamp.write_text(VERSION)
+    print(f"av_digits: wrote degraded data to {DEGRADED} ({k} principal components kept)")
+    return table
+
+
+if __name__ == "__main__":
+    if (DEGRADED / "VERSION").exists():
+        (DEGRADED / "VERSION").unlink()
+    ensure_degraded()

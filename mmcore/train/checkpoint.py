@@ -1,0 +1,319 @@
+"""Run folders and checkpoints: atomic writes, safetensors only, nothing ever unpickled.
+
+A checkpoint is a folder ``checkpoints/epoch-NNNN/`` holding
+
+``model.safetensors``
+    the model's weights;
+``trainer_state.safetensors`` / ``trainer_state.json``
+    optimizer, scheduler, scaler and RNG states split by :mod:`mmcore.train.state` into
+    tensors and a JSON skeleton, plus epoch, step, best metric and early-stopping counter;
+``COMPLETE``
+    written last: sizes and SHA-256 of the files above.
+
+The folder is built under a temporary name and renamed into place, then ``checkpoints/latest``
+(a one-line file naming it) is replaced atomically. A folder without ``COMPLETE`` is ignored by
+resume; a file whose checksum does not match raises :class:`CheckpointError` naming it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import Tensor, nn
+
+from mmcore.errors import CheckpointError
+from mmcore.train.state import flatten, unflatten
+
+CHECKPOINTS = "checkpoints"
+LATEST = "latest"
+COMPLETE = "COMPLETE"
+MODEL_FILE = "model.safetensors"
+STATE_TENSORS = "trainer_state.safetensors"
+STATE_JSON = "trainer_state.json"
+BEST = "best"
+BEST_INFO = "best.json"
+#: complete checkpoints kept (older ones are deleted after a new one is written)
+KEEP_LAST = 2
+STATE_FORMAT = 1
+
+
+# -- atomic files ----------------------------------------------------------------------------
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # some platforms cannot open folders; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """Parsed JSON, or :class:`CheckpointError` naming the file."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: corrupted or unreadable JSON ({exc})") from None
+
+
+# -- tensors -----------------------------------------------------------------------------------
+def save_tensors(path: str | Path, tensors: Mapping[str, Tensor]) -> None:
+    """Atomically write tensors (CPU copies are made) as a safetensors file."""
+    data = st_save({k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()})
+    atomic_write_bytes(path, data)
+
+
+def load_tensors(path: str | Path) -> dict[str, Tensor]:
+    """A safetensors file's tensors (on CPU), or :class:`CheckpointError` naming the file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc})") from None
+    try:
+        return st_load(data)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: corrupted or not a safetensors file ({exc})") from None
+
+
+def model_tensors(model: nn.Module) -> dict[str, Tensor]:
+    """The model's state dict as independent CPU tensors (tied weights are stored twice)."""
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+
+
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    """Load a ``model.safetensors`` into ``model`` (strict); mismatches name the file."""
+    tensors = load_tensors(path)
+    apply_weights(model, tensors, path)
+
+
+def apply_weights(model: nn.Module, tensors: Mapping[str, Tensor], path: str | Path) -> None:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    wrong = [
+        f"{k} {tuple(tensors[k].shape)} != {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(tensors))
+        if tensors[k].shape != own[k].shape
+    ]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+        if unexpected:
+            parts.append(
+                f"unexpected {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}"
+            )
+        if wrong:
+            parts.append(f"shape mismatch {', '.join(wrong[:5])}")
+        raise CheckpointError(
+            f"{path}: the weights do not fit the model built from the run's spec "
+            f"({'; '.join(parts)})"
+        )
+    with torch.no_grad():
+        model.load_state_dict(dict(tensors), strict=True)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# -- checkpoint folders ------------------------------------------------------------------------
+@dataclass
+class Checkpoint:
+    """A complete checkpoint read back: the model's tensors and the trainer state."""
+
+    path: Path
+    epoch: int
+    model: dict[str, Tensor]
+    state: dict[str, Any]
+
+
+def checkpoint_name(epoch: int) -> str:
+    return f"epoch-{epoch:04d}"
+
+
+def write_checkpoint(
+    root: str | Path, epoch: int, model: Mapping[str, Tensor], state: Mapping[str, Any]
+) -> Path:
+    """Write ``root/epoch-NNNN`` atomically and point ``root/latest`` at it.
+
+    ``state`` is any nesting of dicts, lists, tuples, tensors, numpy arrays and JSON scalars.
+    Returns the checkpoint folder.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    name = checkpoint_name(epoch)
+    final = root / name
+    tmp = root / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        tensors: dict[str, Tensor] = {}
+        skeleton = flatten(dict(state), "state", tensors)
+        save_tensors(tmp / MODEL_FILE, model)
+        save_tensors(tmp / STATE_TENSORS, tensors)
+        atomic_write_json(tmp / STATE_JSON, {"format": STATE_FORMAT, "state": skeleton})
+        files = {
+            f: {"size": (tmp / f).stat().st_size, "sha256": sha256(tmp / f)}
+            for f in (MODEL_FILE, STATE_TENSORS, STATE_JSON)
+        }
+        atomic_write_json(tmp / COMPLETE, {"epoch": epoch, "files": files})
+        if final.exists():  # re-running an epoch after a resume replaces its old checkpoint
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    _fsync_dir(root)
+    atomic_write_text(root / LATEST, name + "\n")
+    return final
+
+
+def is_complete(path: Path) -> bool:
+    return (path / COMPLETE).is_file()
+
+
+def complete_checkpoints(root: str | Path) -> list[Path]:
+    """Complete checkpoint folders under ``root``, oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [
+        p for p in root.iterdir()
+        if p.is_dir() and p.name.startswith("epoch-") and p.name[6:].isdigit() and is_complete(p)
+    ]
+    return sorted(found, key=lambda p: int(p.name[6:]))
+
+
+def latest_checkpoint(root: str | Path) -> Path | None:
+    """The checkpoint ``root/latest`` names if it is complete, else the newest complete one."""
+    root = Path(root)
+    pointer = root / LATEST
+    if pointer.is_file():
+        candidate = root / pointer.read_text(encoding="utf-8").strip()
+        if candidate.parent == root and candidate.is_dir() and is_complete(candidate):
+            return candidate
+    found = complete_checkpoints(root)
+    return found[-1] if found else None
+
+
+def verify_checkpoint(path: Path) -> dict[str, Any]:
+    """Check every file against ``COMPLETE``; :class:`CheckpointError` names a bad file."""
+    marker = read_json(path / COMPLETE)
+    for name, info in marker.get("files", {}).items():
+        file = path / name
+        if not file.is_file():
+            raise CheckpointError(f"{file}: missing from a checkpoint marked complete")
+        if file.stat().st_size != info["size"] or sha256(file) != info["sha256"]:
+            raise CheckpointError(
+                f"{file}: corrupted (its size or checksum differs from what {path / COMPLETE} "
+                "recorded when it was written)"
+            )
+    return marker
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read and verify a complete checkpoint folder."""
+    path = Path(path)
+    if not is_complete(path):
+        raise CheckpointError(f"{path}: not a complete checkpoint (no {COMPLETE} marker)")
+    marker = verify_checkpoint(path)
+    model = load_tensors(path / MODEL_FILE)
+    tensors = load_tensors(path / STATE_TENSORS)
+    doc = read_json(path / STATE_JSON)
+    if doc.get("format") != STATE_FORMAT:
+        raise CheckpointError(
+            f"{path / STATE_JSON}: trainer state format {doc.get('format')!r}, "
+            f"this mmcore reads format {STATE_FORMAT}"
+        )
+    try:
+        state = unflatten(doc["state"], tensors)
+    except KeyError as exc:
+        raise CheckpointError(f"{path / STATE_TENSORS}: tensor {exc} is missing") from None
+    return Checkpoint(path, int(marker["epoch"]), model, state)
+
+
+def prune_checkpoints(root: str | Path, keep: int = KEEP_LAST) -> list[Path]:
+    """Delete all but the newest ``keep`` complete checkpoints and any leftover temp or
+    incomplete folders. Returns what was deleted."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    complete = complete_checkpoints(root)
+    doomed = complete[: max(len(complete) - keep, 0)]
+    doomed += [
+        p for p in root.iterdir()
+        if p.is_dir() and (p.name.startswith(".tmp-") or not is_complete(p))
+    ]
+    for p in doomed:
+        shutil.rmtree(p, ignore_errors=True)
+    return doomed
+
+
+def copy_dir_atomic(src: Path, dst: Path, files: Iterable[str] | None = None) -> None:
+    """Copy ``src`` (or the named ``files`` in it) to ``dst``, swapping the folder in whole."""
+    tmp = dst.with_name(f".tmp-{dst.name}-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
+    try:
+        names = list(files) if files is not None else [p.name for p in src.iterdir() if p.is_file()]
+        for name in names:
+            shutil.copy2(src / name, tmp / name)
+        old = None
+        if dst.exists():
+            old = dst.with_name(f".old-{dst.name}-{uuid.uuid4().hex[:8]}")
+            os.replace(dst, old)
+        os.replace(tmp, dst)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    _fsync_dir(dst.parent)

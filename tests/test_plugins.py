@@ -1,0 +1,145 @@
+"""Plugin discovery through real entry points, clashes, broken plugins, environment control."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from mmcore.errors import PluginError
+from mmcore.plugins.discovery import build_registry, new_plugin_manager
+from mmcore.plugins.registry import Registry
+
+
+def make_dist(root: Path, dist: str, module: str, source: str, ep_name: str | None = None) -> None:
+    """A minimal installed distribution: a module and a dist-info with an ``mmcore`` entry point."""
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{dist.replace('-', '_')}-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
+    (info / "entry_points.txt").write_text(f"[mmcore]\n{ep_name or module} = {module}\n")
+
+
+GOOD = """
+import mmcore
+
+@mmcore.hookimpl
+def register_modalities(register):
+    register("{name}", "tests.toy:ToyModality", "tests.toy:ToyOptions", "toy")
+"""
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for var in ("MMCORE_PLUGINS", "MMCORE_DISABLE_PLUGINS", "MMCORE_STRICT_PLUGINS"):
+        monkeypatch.delenv(var, raising=False)
+    yield tmp_path
+    for name in [m for m in sys.modules if m.startswith("mmtest_")]:
+        del sys.modules[name]
+
+
+def test_entry_point_plugin_is_discovered_with_its_distribution(site):
+    make_dist(site, "mmtest-good", "mmtest_good", GOOD.format(name="goodmod"))
+    registry = build_registry()
+    reg = registry.get("modality", "goodmod")
+    assert (reg.plugin, reg.distribution, reg.version) == ("mmtest_good", "mmtest-good", "1.2.3")
+    assert reg.load().__name__ == "ToyModality"
+    assert registry.plugins["mmtest_good"].provides == {"modality": ["goodmod"]}
+
+
+def test_broken_import_is_reported_and_others_still_load(site):
+    make_dist(site, "mmtest-good", "mmtest_good", GOOD.format(name="goodmod"))
+    make_dist(site, "mmtest-broken", "mmtest_broken", "import not_a_module_xyz\n")
+    registry = build_registry()
+    assert registry.get("modality", "goodmod")
+    info = registry.plugins["mmtest_broken"]
+    assert info.status == "failed" and "not_a_module_xyz" in info.error
+    with pytest.raises(PluginError, match="mmtest_broken.*failed to load"):
+        registry.get("modality", "mmtest_broken")
+
+
+def test_raising_hook_leaves_the_plugin_out_whole(site):
+    make_dist(site, "mmtest-half", "mmtest_half", """
+        import mmcore
+
+        @mmcore.hookimpl
+        def register_modalities(register):
+            register("halfmod", "tests.toy:ToyModality")
+            raise RuntimeError("boom")
+    """)
+    registry = build_registry()
+    assert "halfmod" not in registry.names("modality")
+    assert registry.plugins["mmtest_half"].status == "failed"
+    with pytest.raises(PluginError, match="mmtest_half.*failed to load.*boom"):
+        registry.get("modality", "halfmod")
+
+
+def test_unknown_hook_and_wrong_api_version_are_refused(site):
+    make_dist(site, "mmtest-typo", "mmtest_typo", """
+        import mmcore
+
+        @mmcore.hookimpl
+        def register_modalitys(register):
+            pass
+    """)
+    make_dist(site, "mmtest-future", "mmtest_future",
+              "MMCORE_API_VERSION = 2\n" + textwrap.dedent(GOOD.format(name="futuremod")))
+    registry = build_registry()
+    assert "register_modalitys" in registry.plugins["mmtest_typo"].error
+    assert "API" in registry.plugins["mmtest_future"].error
+    assert "futuremod" not in registry.names("modality")
+
+
+def test_strict_mode_reraises(site, monkeypatch):
+    make_dist(site, "mmtest-broken", "mmtest_broken", "import not_a_module_xyz\n")
+    monkeypatch.setenv("MMCORE_STRICT_PLUGINS", "1")
+    with pytest.raises(ModuleNotFoundError):
+        build_registry()
+
+
+def test_clash_names_both_distributions(site):
+    make_dist(site, "mmtest-one", "mmtest_one", GOOD.format(name="same"))
+    make_dist(site, "mmtest-two", "mmtest_two", GOOD.format(name="same"))
+    registry = build_registry()
+    with pytest.raises(PluginError, match="mmtest-one.*mmtest-two"):
+        registry.get("modality", "same")
+    assert ("modality", "same") in registry.clashes()
+
+
+def test_environment_selects_plugins(site, monkeypatch):
+    make_dist(site, "mmtest-one", "mmtest_one", GOOD.format(name="one"))
+    make_dist(site, "mmtest-two", "mmtest_two", GOOD.format(name="two"))
+    monkeypatch.setenv("MMCORE_PLUGINS", "")
+    registry = build_registry()
+    assert not {"one", "two"} & set(registry.names("modality"))
+    assert "concat" in registry.names("fusion")  # the core's built-ins always load
+    monkeypatch.setenv("MMCORE_PLUGINS", "mmtest_one")
+    assert "one" in build_registry().names("modality")
+    assert "two" not in build_registry().names("modality")
+    monkeypatch.delenv("MMCORE_PLUGINS")
+    monkeypatch.setenv("MMCORE_DISABLE_PLUGINS", "mmtest_two")
+    registry = build_registry()
+    assert "one" in registry.names("modality") and "two" not in registry.names("modality")
+    assert registry.plugins["mmtest_two"].status == "disabled"
+
+
+def test_registered_with_pm_register(toy_registry: Registry):
+    assert toy_registry.names("modality") == ["toy", "toy2"]
+    assert toy_registry.get("modality", "toy").distribution == "toy-dist"
+
+
+def test_unknown_name_suggests_close_names_and_install_hint(toy_registry: Registry):
+    with pytest.raises(PluginError, match="did you mean 'toy'"):
+        toy_registry.get("modality", "tyo")
+    with pytest.raises(PluginError, match="pip install mmcore-plugin-audio"):
+        toy_registry.get("modality", "audio")
+
+
+def test_builtin_registers_through_the_same_hooks():
+    pm = new_plugin_manager()
+    registry = Registry(pm)
+    assert registry.get("fusion", "concat").plugin == "mmcore"
+    assert registry.get("head", "classification").distribution == "mmcore"
