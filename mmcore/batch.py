@@ -81,7 +81,8 @@ class Features:
         Rows whose modality is absent are zero.
         """
         if not self.is_sequence:
-            return self.values * self.present.unsqueeze(-1).to(self.values.dtype)
+            zero = torch.zeros((), dtype=self.values.dtype, device=self.values.device)
+            return torch.where(self.present.unsqueeze(-1), self.values, zero)
         return masked_mean(self.values, self.mask, self.present)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Features:
@@ -97,10 +98,11 @@ def masked_mean(values: Tensor, mask: Tensor | None, present: Tensor | None = No
         mask = torch.ones(values.shape[:2], dtype=torch.bool, device=values.device)
     if present is not None:
         mask = mask & present.unsqueeze(1)
-    weights = mask.to(values.dtype).unsqueeze(-1)
-    total = (values * weights).sum(dim=1)
-    count = weights.sum(dim=1).clamp_min(1.0)
-    return total / count
+    keep = mask.unsqueeze(-1)
+    # where(), not a product: NaN/inf in padded steps must not leak into the mean
+    total = torch.where(keep, values, torch.zeros((), dtype=values.dtype, device=values.device))
+    count = keep.sum(dim=1).clamp_min(1).to(values.dtype)
+    return total.sum(dim=1) / count
 
 
 @dataclass

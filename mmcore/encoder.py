@@ -11,12 +11,14 @@ class Encoder(nn.Module):
     """Turns one modality's :class:`~mmcore.batch.ModalityBatch` into :class:`Features`.
 
     A subclass calls ``super().__init__(output_size, sequence=...)`` and implements
-    ``forward(batch) -> Features``, usually ending with ``return self.features(x, mask, batch)``,
-    which pools or keeps the time axis as declared and zeroes absent samples.
+    ``forward(batch) -> Features``, usually ending with
+    ``return self.features(x, mask, batch)``, which pools or keeps the time axis as declared
+    and zeroes absent samples.
 
     Attributes:
         output_size: ``D``, the feature size of the output.
-        sequence: ``True`` if ``forward`` returns ``[B, T, D]`` with a mask, ``False`` for ``[B, D]``.
+        sequence: ``True`` if ``forward`` returns ``[B, T, D]`` with a mask, ``False`` for
+            ``[B, D]``.
     """
 
     def __init__(self, output_size: int, sequence: bool = False) -> None:

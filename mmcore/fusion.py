@@ -3,20 +3,25 @@
 Writing a fusion in research code::
 
     import torch
-    from torch import nn
     import mmcore
+    from mmcore.fusions.common import Projection, presence
 
     class MaxFusion(mmcore.Fusion):
         def __init__(self, input_sizes, size: int = 128):
             super().__init__(input_sizes, output_size=size)
-            self.proj = nn.ModuleDict({m: nn.Linear(d, size) for m, d in input_sizes.items()})
+            self.project = Projection(input_sizes, size)  # a Linear per modality
 
         def forward(self, features):
-            outs = [self.proj[m](f.pooled()) for m, f in sorted(features.items())]
-            return torch.stack(outs, 1).max(1).values
+            z = self.project(features)  # [B, M, size], modalities in sorted order
+            present = presence(features, self.modalities)  # [B, M]
+            # an absent modality must not take part in the max; no modality at all gives 0
+            z = z.masked_fill(~present.unsqueeze(-1), float("-inf"))
+            best = z.max(dim=1).values
+            return torch.where(present.any(1, keepdim=True), best, torch.zeros_like(best))
 
 Use it in a spec as ``fusion={"name": MaxFusion, "options": {"size": 64}}`` or by the
-``"package.module:MaxFusion"`` path.
+``"package.module:MaxFusion"`` path, or register it by name from a plugin's
+``register_fusions`` hook. ``docs/fusion.md`` describes the built-in fusions and the contract.
 """
 
 from __future__ import annotations
@@ -40,11 +45,19 @@ class Fusion(nn.Module):
     modality. A fusion must ignore absent modalities and return finite values even when every
     modality of a sample is absent. Iterate modalities in sorted order for determinism.
 
+    A *late* fusion sets ``late = True``: its ``forward`` returns ``{modality: [B, output_size]}``,
+    the model runs each head on each modality's representation, and the fusion's
+    ``combine(head_outputs, features)`` merges one head's ``{modality: output}`` into one output
+    (see :class:`mmcore.fusions.late.LateFusion`).
+
     Attributes:
         input_sizes: modality name -> feature size.
         output_size: size of the fused representation.
         modalities: the modality names, sorted.
+        late: whether ``forward`` returns one representation per modality (late fusion).
     """
+
+    late: bool = False
 
     def __init__(self, input_sizes: Mapping[str, int], output_size: int) -> None:
         super().__init__()

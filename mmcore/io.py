@@ -41,14 +41,17 @@ def open_binary(value: Any, root: Path | None) -> tuple[BinaryIO, str]:
     if isinstance(value, str | Path):
         path = resolve_path(value, root)
         return path.open("rb"), str(path)
-    raise ValueError(f"expected a file path, bytes or a dict with 'bytes'/'path', got {type(value).__name__}")
+    raise ValueError(
+        f"expected a file path, bytes or a dict with 'bytes'/'path', got {type(value).__name__}"
+    )
 
 
-def load_array(value: Any, root: Path | None) -> np.ndarray:
+def load_array(value: Any, root: Path | None, *, allow_empty: bool = True) -> np.ndarray:
     """A float32 array from nested lists / a numpy array in the cell, or from a ``.npy``,
     ``.csv`` (comma-separated numbers, one row per time step, an optional header) or
     ``.json`` (nested lists) file whose path is in the cell. A cell string that is not a
-    file path but parses as JSON nested lists is read as such."""
+    file path but parses as JSON nested lists is read as such. With ``allow_empty=False`` an
+    array without any value (e.g. ``[]`` or a ``[0, 3]`` array) is a ``ValueError``."""
     if isinstance(value, str) and not value.lower().endswith(ARRAY_SUFFIXES):
         stripped = value.strip()
         if stripped.startswith("["):
@@ -78,6 +81,8 @@ def load_array(value: Any, root: Path | None) -> np.ndarray:
         arr = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"not a numeric array (ragged or non-numeric values): {exc}") from None
+    if not allow_empty and arr.size == 0:
+        raise ValueError(f"empty array of shape {arr.shape}: expected at least one value")
     return arr
 
 

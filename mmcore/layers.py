@@ -51,6 +51,23 @@ def run_rnn(rnn: nn.RNNBase, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Te
     return outputs, last
 
 
+def rnn_output(
+    outputs: Tensor, last: Tensor, mask: Tensor | None, pool: str, sequence: bool
+) -> tuple[Tensor, Tensor | None]:
+    """What an RNN encoder passes to :meth:`~mmcore.encoder.Encoder.features`, from
+    :func:`run_rnn`'s ``(outputs, last)``.
+
+    A sequence encoder (``sequence=True``) or ``pool="mean"`` keeps ``(outputs [B, T, H], mask)``
+    (``Encoder.features`` mean-pools it over the mask when pooled); ``pool="last"`` gives
+    ``(last [B, H], None)``, the final state at each row's true length.
+    """
+    if sequence or pool == "mean":
+        return outputs, mask
+    if pool == "last":
+        return last, None
+    raise ValueError(f"unknown pool {pool!r}: expected 'mean' or 'last'")
+
+
 def _last_hidden(rnn: nn.RNNBase, hidden: Tensor | tuple[Tensor, Tensor]) -> Tensor:
     h = hidden[0] if isinstance(hidden, tuple) else hidden
     dirs = 2 if rnn.bidirectional else 1

@@ -30,7 +30,9 @@ def f1_scores(pred: Tensor, target: Tensor, num_classes: int) -> Tensor:
 def macro_f1(pred: Tensor, target: Tensor, num_classes: int) -> float:
     """Macro-F1 over the classes that occur in the targets or the predictions."""
     scores = f1_scores(pred, target, num_classes)
-    seen = torch.bincount(target, minlength=num_classes) + torch.bincount(pred, minlength=num_classes)
+    seen = torch.bincount(target, minlength=num_classes) + torch.bincount(
+        pred, minlength=num_classes
+    )
     return scores[seen > 0].mean().item() if (seen > 0).any() else float("nan")
 
 

@@ -67,8 +67,8 @@ def _data_root(spec: Spec) -> Path | None:
     if spec.data.root:
         return base / spec.data.root
     first = spec.data.path or spec.data.train
-    if first is None:
-        return None
+    if first is None:  # data given as a datasets object: paths in it are relative to the spec
+        return Path(spec.base_dir) if spec.base_dir else None
     path = base / first
     return path if path.is_dir() else path.parent
 
@@ -79,7 +79,10 @@ def build_fusion(spec: Spec, input_sizes: Mapping[str, int], registry: Registry)
         cls = registry.get("fusion", name).load()
     else:
         cls = resolve_fusion_class(name, spec.base_dir)
-    return cls(dict(input_sizes), **spec.fusion.options)
+    try:
+        return cls(dict(input_sizes), **spec.fusion.options)
+    except ValueError as exc:  # options valid one by one but not together (e.g. film.condition)
+        raise SpecError(spec.source, [("fusion.options", str(exc))]) from None
 
 
 def build_model(

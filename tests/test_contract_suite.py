@@ -9,7 +9,6 @@ as for a pip-installed plugin. pytest runs in-process through ``pytester``.
 from __future__ import annotations
 
 import textwrap
-from pathlib import Path
 
 import pytest
 

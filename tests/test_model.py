@@ -26,8 +26,12 @@ def test_backward_reaches_every_encoder_fusion_and_head(toy_registry):
     modalities = build_modalities(spec, toy_registry)
     model = build_model(spec, modalities, toy_registry)
     inputs = {
-        "a": modalities["a"].collate([modalities["a"].preprocess(v) for v in ([1, 2], [3], [4, 5, 6])]),
-        "b": modalities["b"].collate([modalities["b"].preprocess([0.5, 1.0]), None, modalities["b"].preprocess([2.0])]),
+        "a": modalities["a"].collate(
+            [modalities["a"].preprocess(v) for v in ([1, 2], [3], [4, 5, 6])]
+        ),
+        "b": modalities["b"].collate(
+            [modalities["b"].preprocess([0.5, 1.0]), None, modalities["b"].preprocess([2.0])]
+        ),
     }
     outputs = model(inputs)
     assert outputs["label"].shape == (3, 3) and outputs["score"].shape == (3, 1)

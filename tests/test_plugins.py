@@ -62,14 +62,19 @@ def test_broken_import_is_reported_and_others_still_load(site):
 
 
 def test_raising_hook_leaves_the_plugin_out_whole(site):
-    make_dist(site, "mmtest-half", "mmtest_half", """
+    make_dist(
+        site,
+        "mmtest-half",
+        "mmtest_half",
+        """
         import mmcore
 
         @mmcore.hookimpl
         def register_modalities(register):
             register("halfmod", "tests.toy:ToyModality")
             raise RuntimeError("boom")
-    """)
+    """,
+    )
     registry = build_registry()
     assert "halfmod" not in registry.names("modality")
     assert registry.plugins["mmtest_half"].status == "failed"
@@ -78,15 +83,24 @@ def test_raising_hook_leaves_the_plugin_out_whole(site):
 
 
 def test_unknown_hook_and_wrong_api_version_are_refused(site):
-    make_dist(site, "mmtest-typo", "mmtest_typo", """
+    make_dist(
+        site,
+        "mmtest-typo",
+        "mmtest_typo",
+        """
         import mmcore
 
         @mmcore.hookimpl
         def register_modalitys(register):
             pass
-    """)
-    make_dist(site, "mmtest-future", "mmtest_future",
-              "MMCORE_API_VERSION = 2\n" + textwrap.dedent(GOOD.format(name="futuremod")))
+    """,
+    )
+    make_dist(
+        site,
+        "mmtest-future",
+        "mmtest_future",
+        "MMCORE_API_VERSION = 2\n" + textwrap.dedent(GOOD.format(name="futuremod")),
+    )
     registry = build_registry()
     assert "register_modalitys" in registry.plugins["mmtest_typo"].error
     assert "API" in registry.plugins["mmtest_future"].error

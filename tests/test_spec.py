@@ -82,10 +82,13 @@ def test_unknown_names_and_plugin_options(toy_registry):
 
 
 def test_duplicate_modality_names_are_rejected(toy_registry):
-    bad = dict(BASE, modalities=[
-        {"name": "a", "plugin": "toy", "column": "x"},
-        {"name": "a", "plugin": "toy", "column": "z"},
-    ])
+    bad = dict(
+        BASE,
+        modalities=[
+            {"name": "a", "plugin": "toy", "column": "x"},
+            {"name": "a", "plugin": "toy", "column": "z"},
+        ],
+    )
     with pytest.raises(SpecError, match="duplicate modality name 'a'"):
         validate_spec(bad, registry=toy_registry)
 
@@ -99,21 +102,25 @@ def test_overrides_apply_and_are_validated(toy_registry):
 
 
 def test_fusion_class_defined_in_the_spec_file_round_trips(tmp_path, toy_registry):
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
         import torch
         import mmcore
 
         class SumFusion(mmcore.Fusion):
             def __init__(self, input_sizes, size: int = 4):
                 super().__init__(input_sizes, output_size=size)
-                self.proj = torch.nn.ModuleDict({{m: torch.nn.Linear(d, size) for m, d in input_sizes.items()}})
+                layers = {{m: torch.nn.Linear(d, size) for m, d in input_sizes.items()}}
+                self.proj = torch.nn.ModuleDict(layers)
 
             def forward(self, features):
                 return sum(self.proj[m](f.pooled()) for m, f in sorted(features.items()))
 
         spec = {BASE!r}
         spec["fusion"] = {{"name": SumFusion, "options": {{"size": 5}}}}
-    """)
+    """,
+    )
     spec = load_spec(path, registry=toy_registry)
     data = spec_to_json(spec)
     assert data["fusion"]["name"] == "spec.py:SumFusion"

@@ -41,12 +41,20 @@ def main() -> None:
         chosen += rng.sample(group, PER_DIGIT[split])
     rows = []
     for row in sorted(chosen, key=lambda r: r["id"]):
-            audio = f"audio/{row['id']}.flac"
-            data, rate = sf.read(args.source / row["audio"], dtype="int16")
-            sf.write(out / audio, data, rate, format="FLAC", subtype="PCM_16")
-            shutil.copyfile(args.source / row["image"], out / row["image"])
-            rows.append({"id": row["id"], "label": row["label"], "split": row["split"],
-                         "image": row["image"], "audio": audio, "speaker": row["speaker"]})
+        audio = f"audio/{row['id']}.flac"
+        data, rate = sf.read(args.source / row["audio"], dtype="int16")
+        sf.write(out / audio, data, rate, format="FLAC", subtype="PCM_16")
+        shutil.copyfile(args.source / row["image"], out / row["image"])
+        rows.append(
+            {
+                "id": row["id"],
+                "label": row["label"],
+                "split": row["split"],
+                "image": row["image"],
+                "audio": audio,
+                "speaker": row["speaker"],
+            }
+        )
     with open(out / "pairs.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

@@ -42,8 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # command not built yet in this checkout
             raise
         cmd = module.add_parser(sub, name)
-        cmd.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                         help="show tracebacks; re-raise plugin errors")
+        cmd.add_argument(
+            "--debug",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="show tracebacks; re-raise plugin errors",
+        )
         cmd.set_defaults(run=module.run)
     return parser
 

@@ -23,8 +23,12 @@ def run(args: argparse.Namespace) -> int:
         out = {
             "plugins": [asdict(p) for p in plugins],
             "clashes": [
-                {"kind": kind, "name": name, "plugins": [r.plugin for r in regs],
-                 "distributions": [r.distribution for r in regs]}
+                {
+                    "kind": kind,
+                    "name": name,
+                    "plugins": [r.plugin for r in regs],
+                    "distributions": [r.distribution for r in regs],
+                }
                 for (kind, name), regs in sorted(clashes.items())
             ],
         }

@@ -18,5 +18,7 @@ def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, args.overrides)
     names = ", ".join(f"{n} ({m.plugin_name})" for n, m in spec.modalities.items())
     fusion = spec.fusion.name if isinstance(spec.fusion.name, str) else spec.fusion.name.__name__
-    print(f"{args.spec}: valid. modalities: {names}; fusion: {fusion}; heads: {', '.join(spec.heads)}")
+    print(
+        f"{args.spec}: valid. modalities: {names}; fusion: {fusion}; heads: {', '.join(spec.heads)}"
+    )
     return 0

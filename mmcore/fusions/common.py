@@ -89,12 +89,14 @@ def resample(features: Features, length: int) -> tuple[Tensor, Tensor]:
     # Real steps first, in time order, so that index i is the row's i-th real step.
     order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
     packed = values.gather(1, order.unsqueeze(-1).expand(b, t, d))
-    last = (count - 1).clamp_min(0).to(values.dtype).unsqueeze(1)  # [B, 1]
-    grid = torch.linspace(0.0, 1.0, length, device=values.device, dtype=values.dtype)
-    pos = grid.unsqueeze(0) * last  # [B, L] fractional index into the real steps
-    low = pos.floor().long()
-    high = torch.minimum(low + 1, (count - 1).clamp_min(0).unsqueeze(1))
-    frac = (pos - low.to(values.dtype)).unsqueeze(-1)
+    # Index arithmetic in float32 even under half precision, where step numbers above 256
+    # are not exact and a rounded-up position would index past the last real step.
+    last = (count - 1).clamp_min(0).unsqueeze(1)  # [B, 1]
+    grid = torch.linspace(0.0, 1.0, length, device=values.device, dtype=torch.float32)
+    pos = grid.unsqueeze(0) * last.to(torch.float32)  # [B, L] fractional index into real steps
+    low = torch.minimum(pos.floor().long(), last)
+    high = torch.minimum(low + 1, last)
+    frac = (pos - low.to(torch.float32)).unsqueeze(-1).to(values.dtype)
 
     def take(index: Tensor) -> Tensor:
         return packed.gather(1, index.unsqueeze(-1).expand(b, length, d))

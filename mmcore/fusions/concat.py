@@ -20,7 +20,11 @@ class ConcatFusion(Fusion):
     """
 
     def __init__(
-        self, input_sizes: Mapping[str, int], size: int = 256, hidden: int = 256, dropout: float = 0.1
+        self,
+        input_sizes: Mapping[str, int],
+        size: int = 256,
+        hidden: int = 256,
+        dropout: float = 0.1,
     ) -> None:
         super().__init__(input_sizes, output_size=size)
         total = sum(self.input_sizes.values()) + len(self.input_sizes)

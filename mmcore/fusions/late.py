@@ -64,7 +64,9 @@ class LateFusion(Fusion):
             for m in self.modalities
         }
 
-    def combine(self, head_outputs: Mapping[str, Tensor], features: Mapping[str, Features]) -> Tensor:
+    def combine(
+        self, head_outputs: Mapping[str, Tensor], features: Mapping[str, Features]
+    ) -> Tensor:
         """Merge one head's per-modality outputs (each ``[B, ...]``) into one ``[B, ...]``."""
         present = presence(features, self.modalities)  # [B, M]
         stacked = torch.stack([head_outputs[m] for m in self.modalities], dim=1)

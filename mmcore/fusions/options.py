@@ -41,8 +41,9 @@ class RNNOptions(_Options):
     bidirectional: bool = False
     project: int = Field(128, ge=1, description="size each modality is projected to")
     steps: Literal["auto", "modalities", "time"] = Field(
-        "auto", description="one step per modality, or time-aligned sequences ('auto': time "
-        "when every input is a sequence)"
+        "auto",
+        description="one step per modality, or time-aligned sequences ('auto': time "
+        "when every input is a sequence)",
     )
     length: int = Field(32, ge=1, description="common number of steps in 'time' mode")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout between recurrent layers")

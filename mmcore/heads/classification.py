@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor
 from torch.nn import functional as F
 
@@ -42,9 +41,7 @@ class ClassificationHead(Head):
         return self.mlp(fused)
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
-        return F.cross_entropy(
-            output.float(), target, label_smoothing=self.options.label_smoothing
-        )
+        return F.cross_entropy(output.float(), target, label_smoothing=self.options.label_smoothing)
 
     def predict(self, output: Tensor) -> list[dict[str, Any]]:
         probs = output.float().softmax(-1)

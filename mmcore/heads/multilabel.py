@@ -47,7 +47,9 @@ class MultiLabelHead(Head):
         probs = output.float().sigmoid()
         return [
             {
-                "labels": [c for c, p in zip(self.classes, row, strict=True) if p >= self.options.threshold],
+                "labels": [
+                    c for c, p in zip(self.classes, row, strict=True) if p >= self.options.threshold
+                ],
                 "probabilities": {str(c): float(p) for c, p in zip(self.classes, row, strict=True)},
             }
             for row in probs
@@ -84,6 +86,3 @@ class MultiLabelHead(Head):
             "macro_f1": per_class.mean().item(),
             "exact_match": (pred == targets).all(-1).float().mean().item(),
         }
-
-
-

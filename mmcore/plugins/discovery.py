@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
 import pluggy
 
 from mmcore.plugins import hookspecs
@@ -53,8 +55,8 @@ def _check_plugin(pm: pluggy.PluginManager, module: Any, ep: EntryPoint) -> str 
     if declared is not None and int(str(declared).split(".")[0]) != hookspecs.API_VERSION:
         return (
             f"it declares MMCORE_API_VERSION={declared}, but this mmcore speaks plugin API "
-            f"version {hookspecs.API_VERSION}; install a release of {ep.dist.name if ep.dist else ep.name} "
-            "made for it"
+            f"version {hookspecs.API_VERSION}; install a release of "
+            f"{ep.dist.name if ep.dist else ep.name} made for it"
         )
     known = {name for name in dir(hookspecs) if not name.startswith("_")}
     prefix = hookspecs.PROJECT + "_impl"

@@ -80,6 +80,21 @@ class Registration:
         return import_object(self.options)
 
 
+def _recorder(
+    into: list[Registration], kind: Kind, plugin: str, dist: str | None, version: str | None
+) -> Callable[..., None]:
+    """The ``register`` callable handed to one plugin's registration hook."""
+
+    def register(
+        name: str, impl: str | type, options: str | type | None = None, description: str = ""
+    ) -> None:
+        into.append(
+            Registration(kind, str(name), impl, options, description, plugin, dist, version)
+        )
+
+    return register
+
+
 def install_hint(kind: Kind, name: str) -> str:
     if kind == "modality":
         return f"pip install mmcore-plugin-{name}"
@@ -117,22 +132,13 @@ class Registry:
                 continue
             dist, version = self._distributions.get(plugin_name, (None, None))
             collected: list[Registration] = []
-
-            def make_register(kind: Kind) -> Callable[..., None]:
-                def register(name, impl, options=None, description=""):
-                    collected.append(
-                        Registration(
-                            kind, str(name), impl, options, description, plugin_name, dist, version
-                        )
-                    )
-
-                return register
-
             try:
                 for kind in KINDS:
                     for impl in getattr(self.pm.hook, HOOK_FOR_KIND[kind]).get_hookimpls():
                         if impl.plugin is plugin:
-                            impl.function(register=make_register(kind))
+                            impl.function(
+                                register=_recorder(collected, kind, plugin_name, dist, version)
+                            )
             except Exception as exc:
                 if self.strict:
                     raise
@@ -181,7 +187,8 @@ class Registry:
             return self._entries[kind][name]
         if (kind, name) in self._clashes:
             who = " and ".join(
-                f"{r.distribution or r.plugin} (plugin {r.plugin!r})" for r in self._clashes[kind, name]
+                f"{r.distribution or r.plugin} (plugin {r.plugin!r})"
+                for r in self._clashes[kind, name]
             )
             raise PluginError(
                 f"{kind} {name!r} is registered by more than one plugin: {who}. "

@@ -41,7 +41,14 @@ def _problems(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
 
 
 def load_module(path: Path) -> ModuleType:
-    """Execute a Python file as a module (kept in ``sys.modules`` so its classes pickle)."""
+    """Execute a Python file as a module (kept in ``sys.modules`` so its classes pickle).
+
+    The file's folder is put on ``sys.path`` (as ``python file.py`` would), so a spec can import
+    modules that sit beside it and name classes in them by ``"module:Class"``.
+    """
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
     name = f"{SPEC_MODULE_PREFIX}{digest}"
     module_spec = importlib.util.spec_from_file_location(name, path)
@@ -60,7 +67,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """``"train.epochs=3"`` -> ``(["train", "epochs"], 3)``; values are JSON, else strings."""
     key, sep, raw = text.partition("=")
     if not sep or not key:
-        raise SpecError("<command line>", [(text, "expected an override of the form field.path=value")])
+        raise SpecError(
+            "<command line>", [(text, "expected an override of the form field.path=value")]
+        )
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:
@@ -109,7 +118,9 @@ def validate_spec(
     elif isinstance(value, Mapping):
         data = apply_overrides(dict(value), overrides)
     else:
-        raise SpecError(source, [("spec", f"expected mmcore.Spec or a dict, got {type(value).__name__}")])
+        raise SpecError(
+            source, [("spec", f"expected mmcore.Spec or a dict, got {type(value).__name__}")]
+        )
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
@@ -134,7 +145,9 @@ def load_spec(
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
-            raise SpecError(source, [("", f"invalid JSON at line {exc.lineno}: {exc.msg}")]) from None
+            raise SpecError(
+                source, [("", f"invalid JSON at line {exc.lineno}: {exc.msg}")]
+            ) from None
         return validate_spec(
             data, source=source, base_dir=path.parent, overrides=overrides, registry=registry
         )
@@ -163,13 +176,17 @@ def _check_options(model: type | None, options: dict[str, Any], path: str) -> li
     return []
 
 
-def check_signature(cls: type, options: dict[str, Any], path: str, skip: int) -> list[tuple[str, str]]:
+def check_signature(
+    cls: type, options: dict[str, Any], path: str, skip: int
+) -> list[tuple[str, str]]:
     """Options a class's ``__init__`` does not accept (after ``skip`` positional arguments)."""
     params = list(inspect.signature(cls.__init__).parameters.values())[1 + skip :]
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return []
     names = {p.name for p in params}
-    problems = [(f"{path}.{k}", "unknown option (not accepted here)") for k in options if k not in names]
+    problems = [
+        (f"{path}.{k}", "unknown option (not accepted here)") for k in options if k not in names
+    ]
     for p in params:
         if p.default is inspect.Parameter.empty and p.kind is not inspect.Parameter.VAR_POSITIONAL:
             if p.name not in options:

@@ -28,18 +28,19 @@ class SplitSpec(StrictModel):
 class DataSpec(StrictModel):
     """Where the data is and how to read it. Relative paths resolve against the spec file."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, arbitrary_types_allowed=True
+    )
 
     path: str | None = Field(None, description="a data file or folder holding every split")
     train: str | None = Field(None, description="a file or folder holding the training split")
     validation: str | None = None
     test: str | None = None
-    format: Literal[
-        "auto", "csv", "json", "parquet", "disk", "imagefolder", "audiofolder"
-    ] = "auto"
+    format: Literal["auto", "csv", "json", "parquet", "disk", "imagefolder", "audiofolder"] = "auto"
     root: str | None = Field(
-        None, description="folder that relative file paths in the data resolve against "
-        "(default: the data file's folder)"
+        None,
+        description="folder that relative file paths in the data resolve against "
+        "(default: the data file's folder)",
     )
     split_column: str | None = Field(
         None, description="a column whose values (train/validation/test) assign rows to splits"
@@ -85,7 +86,9 @@ class ModalitySpec(StrictModel):
 class FusionSpec(StrictModel):
     """A registered fusion by name, a ``Fusion`` subclass, or a ``"module:Class"`` path."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, arbitrary_types_allowed=True
+    )
 
     name: Any = "concat"
     options: dict[str, Any] = Field(default_factory=dict)
@@ -120,12 +123,19 @@ class TrainSpec(StrictModel):
     grad_clip: float | None = Field(1.0, gt=0)
     accumulate: int = Field(1, ge=1, description="gradient accumulation steps")
     precision: Literal["32", "bf16", "fp16"] = "32"
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value  # train.precision=32 on the CLI
+
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
     seed: int = 0
     deterministic: bool = False
     monitor: str | None = Field(
-        None, description="metric that picks the best checkpoint, e.g. 'label.accuracy' "
-        "(default: the first head's main metric)"
+        None,
+        description="metric that picks the best checkpoint, e.g. 'label.accuracy' "
+        "(default: the first head's main metric)",
     )
     early_stopping: int | None = Field(None, ge=1, description="patience in epochs")
     num_workers: int = Field(0, ge=0)

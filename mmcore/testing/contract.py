@@ -102,10 +102,11 @@ class ModalityContract:
     def build(self, tmp_path: Path, fit: bool = True, **changes: Any):
         """A new modality instance with the contract's options (and ``changes``), fitted on
         the samples unless ``fit`` is false."""
+        samples = self.present_samples(tmp_path)  # first: it may write files options refer to
         options = self.options_model().model_validate(self.make_options(**changes))
         modality = self.modality_class()(self.plugin, options, root=self.make_root(tmp_path))
         if fit:
-            modality.fit(self.present_samples(tmp_path))
+            modality.fit(samples)
         return modality
 
     def present_samples(self, tmp_path: Path) -> list[Any]:

@@ -298,14 +298,36 @@ def prune_checkpoints(root: str | Path, keep: int = KEEP_LAST) -> list[Path]:
     return doomed
 
 
-def copy_dir_atomic(src: Path, dst: Path, files: Iterable[str] | None = None) -> None:
-    """Copy ``src`` (or the named ``files`` in it) to ``dst``, swapping the folder in whole."""
+def atomic_copy(src: str | Path, dst: str | Path) -> None:
+    """Copy a file so that ``dst`` is always either the old file or the complete new one."""
+    dst = Path(dst)
+    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        shutil.copyfile(src, tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(dst.parent)
+
+
+def copy_dir_atomic(
+    src: Path,
+    dst: Path,
+    files: Iterable[str] | None = None,
+    extra_json: Mapping[str, Any] | None = None,
+) -> None:
+    """Copy ``src`` (or the named ``files`` in it) to ``dst``, plus ``extra_json`` documents
+    (file name -> JSON value), swapping the folder in whole."""
     tmp = dst.with_name(f".tmp-{dst.name}-{uuid.uuid4().hex[:8]}")
     tmp.mkdir(parents=True)
     try:
         names = list(files) if files is not None else [p.name for p in src.iterdir() if p.is_file()]
         for name in names:
             shutil.copy2(src / name, tmp / name)
+        for name, doc in (extra_json or {}).items():
+            atomic_write_json(tmp / name, doc)
         old = None
         if dst.exists():
             old = dst.with_name(f".old-{dst.name}-{uuid.uuid4().hex[:8]}")

@@ -1,0 +1,46 @@
+"""Shared pieces of the av_digits specs: the data, the two modalities, the head, training.
+
+Set ``AV_DIGITS_CLEAN=1`` to train on the clean data instead of the degraded copy.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from degrade import ensure_degraded
+
+HERE = Path(__file__).resolve().parent
+CLEAN = os.environ.get("AV_DIGITS_CLEAN") == "1"
+TABLE = HERE / "data" / "pairs.csv" if CLEAN else ensure_degraded()
+
+DATA = {"path": str(TABLE), "split_column": "split"}
+IMAGE = {
+    "plugin": "image",
+    "column": "image",
+    "options": {"size": 28, "channels": 1, "conv_channels": [16, 32, 32], "feature_size": 64},
+}
+AUDIO = {
+    "plugin": "audio",
+    "column": "audio",
+    "options": {
+        "sample_rate": 8000, "n_fft": 256, "win_length": 200, "hop_length": 80, "n_mels": 40,
+        "max_seconds": 1.0, "truncate": True, "conv_channels": [16, 32], "feature_size": 64,
+        "lstm_hidden": 64,
+    },
+}
+HEADS = {"digit": {"kind": "classification", "target": "label", "options": {"hidden": [64]}}}
+TRAIN = {"epochs": 12, "batch_size": 32, "lr": 2e-3, "scheduler": "cosine", "seed": 0}
+
+
+def make(name: str, modalities: dict[str, Any], fusion: dict[str, Any] | None = None) -> dict:
+    """A spec dict for one setting."""
+    return {
+        "name": name,
+        "data": DATA,
+        "modalities": modalities,
+        "fusion": fusion or {"name": "concat", "options": {"size": 64, "hidden": 64}},
+        "heads": HEADS,
+        "train": TRAIN,
+    }

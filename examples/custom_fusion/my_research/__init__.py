@@ -1,0 +1,1 @@
+"""A stand-in for your research package: fusions, their options, and an mmcore plugin."""

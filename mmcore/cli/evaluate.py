@@ -1,0 +1,44 @@
+"""``mmcore evaluate RUN_DIR [--split NAME | --data PATH]``: metrics and the modality report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(sub, name: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        name, help="evaluate a trained run on a split or a data file, with a modality report"
+    )
+    p.add_argument("run_dir", help="a run folder written by `mmcore train`")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--split", help="a split of the run's data (default: test, else validation)")
+    where.add_argument("--data", help="a data file with the same columns as the training data")
+    p.add_argument("--no-report", action="store_true", help="skip the modality report")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from mmcore.predict import load
+    from mmcore.train.report import format_report
+    from mmcore.train.run import MODALITY_REPORT
+
+    predictor = load(args.run_dir, device=args.device)
+    result = predictor.evaluate(args.split, data=args.data)
+    report = None
+    if not args.no_report:
+        report = predictor.modality_report(args.split, data=args.data)
+    if args.json:
+        print(json.dumps({**result, "modality_report": report}, indent=2))
+        return 0
+    print(f"{result['split']} ({result['rows']} rows)")
+    width = max((len(k) for k in result["metrics"]), default=0)
+    for key, value in result["metrics"].items():
+        print(f"  {key.ljust(width)}  {value:.4f}")
+    if report is not None:
+        print()
+        print(format_report(report))
+        print(f"\nmodality report written to {predictor.run_dir / MODALITY_REPORT}")
+    return 0

@@ -1,0 +1,134 @@
+"""``mmcore predict RUN_DIR --input FILE [--output FILE]``: predictions for raw rows.
+
+Input: ``.csv``, ``.jsonl`` (one object a line) or ``.json`` (a list of objects); relative
+file paths in it resolve against its folder. Output:
+JSON lines (default, to stdout) or ``.csv`` (nested predictions flattened to
+``head.field`` columns).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mmcore.errors import DataError
+
+
+def add_parser(sub, name: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help="predict with a trained run")
+    p.add_argument("run_dir", help="a run folder written by `mmcore train`")
+    p.add_argument("--input", "-i", required=True, help="rows to predict: .csv, .jsonl or .json")
+    p.add_argument("--output", "-o", help="where to write: .jsonl (default) or .csv; "
+                   "default: stdout as JSON lines")
+    p.add_argument("--batch-size", type=int, default=256, help="rows per forward pass")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    return p
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Raw rows from a csv, jsonl or json file (csv cells typed as the training reader
+    types them: numbers become numbers, empty cells become missing)."""
+    if not path.is_file():
+        raise DataError(f"{path}: input file not found")
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        import pandas as pd
+
+        try:
+            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+        except (ValueError, OSError) as exc:
+            raise DataError(f"{path}: cannot read as CSV ({exc})") from None
+        rows = frame.to_dict(orient="records")
+        return [{k: _plain(v) for k, v in row.items()} for row in rows]
+    if suffix in (".jsonl", ".ndjson"):
+        rows = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}, line {number}: invalid JSON ({exc.msg})") from None
+        return _objects(rows, path)
+    if suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: invalid JSON at line {exc.lineno} ({exc.msg})") from None
+        if isinstance(data, dict):
+            data = [data]
+        if not isinstance(data, list):
+            raise DataError(f"{path}: expected a list of objects, got {type(data).__name__}")
+        return _objects(data, path)
+    raise DataError(f"{path}: unknown input format {suffix!r}; expected .csv, .jsonl or .json")
+
+
+def _objects(rows: list[Any], path: Path) -> list[dict[str, Any]]:
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise DataError(f"{path}, row {i}: expected an object, got {type(row).__name__}")
+    return rows
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item") and not isinstance(value, list | dict | str):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"label": {"label": 3, "probability": 0.9}}`` -> ``{"label.label": 3, ...}``;
+    lists become JSON text."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        elif isinstance(value, list | tuple):
+            out[name] = json.dumps(value)
+        else:
+            out[name] = value
+    return out
+
+
+def write_predictions(predictions: list[dict[str, Any]], output: Path | None) -> None:
+    if output is not None and output.suffix.lower() == ".csv":
+        flat = [flatten(p) for p in predictions]
+        columns: list[str] = []
+        for row in flat:
+            columns += [k for k in row if k not in columns]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(flat)
+        output.write_text(buffer.getvalue(), encoding="utf-8")
+        return
+    text = "".join(json.dumps(p) + "\n" for p in predictions)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mmcore.predict import load
+
+    source = Path(args.input)
+    rows = read_rows(source)
+    predictor = load(args.run_dir, device=args.device)
+    # Relative paths in the input resolve next to it, as they do in training data files.
+    predictions = predictor.predict(rows, batch_size=args.batch_size,
+                                    root=source.resolve().parent)
+    write_predictions(predictions, Path(args.output) if args.output else None)
+    if args.output:
+        print(f"{len(predictions)} prediction(s) written to {args.output}", file=sys.stderr)
+    return 0

@@ -1,0 +1,157 @@
+"""Batches from a preprocessed split: a seeded, sharded batch sampler, one Arrow read per
+batch, and collation into :class:`~mmcore.batch.Batch`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+from torch.utils.data import Dataset as TorchDataset
+from torch.utils.data import Sampler
+
+from mmcore.batch import Batch
+from mmcore.data.storage import ROW, decode_arrays, modality_key, target_key
+from mmcore.modality import Modality
+
+
+def epoch_order(n: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
+    """The order rows are visited in: a pure function of ``(seed, epoch)``."""
+    if not shuffle:
+        return np.arange(n, dtype=np.int64)
+    return np.random.default_rng([int(seed), int(epoch)]).permutation(n).astype(np.int64)
+
+
+class ShardedBatchSampler(Sampler[list[int]]):
+    """Lists of row positions, one per batch, for one rank of ``world_size``.
+
+    Like ``torch.utils.data.DistributedSampler`` followed by a ``BatchSampler``: every rank
+    sees the same permutation for ``(seed, epoch)`` and takes every ``world_size``-th row of
+    it starting at ``rank``. When the rows do not divide evenly the permutation is padded by
+    repeating its first rows (so every rank runs the same number of steps), or with
+    ``drop_last`` cut to a multiple of ``world_size``; ``drop_last`` also drops a last,
+    short batch. Call :meth:`set_epoch` before each epoch when the sampler is reused.
+    """
+
+    def __init__(
+        self,
+        num_rows: int,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        epoch: int = 0,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(
+                f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}"
+            )
+        self.num_rows = num_rows
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = epoch
+        self.drop_last = drop_last
+        self.rank = rank
+        self.world_size = world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _per_rank(self) -> int:
+        if self.drop_last:
+            return self.num_rows // self.world_size
+        return math.ceil(self.num_rows / self.world_size)
+
+    def rows(self) -> np.ndarray:
+        """This rank's row positions for the current epoch, in visiting order."""
+        order = epoch_order(self.num_rows, self.shuffle, self.seed, self.epoch)
+        total = self._per_rank() * self.world_size
+        if total > len(order) and len(order):
+            order = np.resize(order, total)  # repeats from the start
+        order = order[:total]
+        return order[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rows = self.rows()
+        stop = len(rows) - len(rows) % self.batch_size if self.drop_last else len(rows)
+        for start in range(0, stop, self.batch_size):
+            yield rows[start : start + self.batch_size].tolist()
+
+    def __len__(self) -> int:
+        per_rank = self._per_rank()
+        if self.drop_last:
+            return per_rank // self.batch_size
+        return math.ceil(per_rank / self.batch_size)
+
+
+class ArrowSplit(TorchDataset):
+    """A preprocessed split for a map-style ``DataLoader``: ``__getitems__`` reads a whole
+    batch as one Arrow table from the memory-mapped cache file; nothing is held in Python
+    lists.
+
+    Args:
+        table: the preprocessed ``datasets.Dataset``.
+        rows: the table positions that make up the split (bad rows left out), or ``None``
+            for all of them.
+    """
+
+    def __init__(self, table: Any, rows: np.ndarray | None = None) -> None:
+        self.table = table
+        self.rows = rows
+        self._arrow = table.with_format("arrow")
+
+    def __len__(self) -> int:
+        return len(self.table) if self.rows is None else len(self.rows)
+
+    def __getitem__(self, index: int) -> pa.Table:
+        return self.read([index])
+
+    def __getitems__(self, indices: Sequence[int]) -> pa.Table:
+        return self.read(indices)
+
+    def read(self, indices: Sequence[int]) -> pa.Table:
+        """The split's rows ``indices`` (positions within the split) as one Arrow table.
+
+        ``datasets`` gathers one zero-copy slice per row, so the cost grows with the batch,
+        not the split (``pyarrow``'s ``take`` on a binary column of many record batches
+        concatenates the whole column first).
+        """
+        positions = np.asarray(indices, dtype=np.int64)
+        if self.rows is not None:
+            positions = self.rows[positions]
+        if len(positions) and (positions.min() < 0 or positions.max() >= len(self.table)):
+            raise IndexError(f"row positions out of range 0..{len(self.table) - 1}")
+        return self._arrow[positions.tolist()]
+
+
+class Collator:
+    """Arrow rows of preprocessed arrays -> a :class:`Batch` (``modality.collate`` per
+    modality, targets stacked, ``index`` = the rows' indices within their split)."""
+
+    def __init__(self, modalities: Mapping[str, Modality], heads: Sequence[str]) -> None:
+        self.modalities = dict(modalities)
+        self.heads = list(heads)
+
+    def __call__(self, table: pa.Table | list[pa.Table]) -> Batch:
+        if isinstance(table, list):  # a DataLoader without __getitems__ support
+            table = pa.concat_tables(table)
+        inputs = {
+            name: modality.collate(decode_arrays(table, modality_key(name)))
+            for name, modality in self.modalities.items()
+        }
+        targets = {}
+        for name in self.heads:
+            key = target_key(name)
+            if key in table.column_names:
+                targets[name] = torch.from_numpy(np.stack(decode_arrays(table, key)))
+        index = torch.from_numpy(table.column(ROW).to_numpy().astype(np.int64))
+        return Batch(inputs=inputs, targets=targets, index=index)

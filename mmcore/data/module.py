@@ -1,0 +1,589 @@
+"""``DataModule``: a spec's data from source files to collated batches."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import pyarrow.compute as pc
+import torch
+from torch.utils.data import DataLoader
+
+from mmcore.batch import Batch
+from mmcore.data import sources as src
+from mmcore.data.bad_rows import MISSING_REASON, BadRow, bad_row_message, summary, write_bad_rows
+from mmcore.data.loader import ArrowSplit, Collator, ShardedBatchSampler
+from mmcore.data.preprocess import (
+    RowProcessor,
+    TargetSpec,
+    cache_key,
+    is_missing_target,
+    value_is_missing,
+)
+from mmcore.data.splits import read_column, rows_by_split_column, seeded_split
+from mmcore.data.storage import ERROR, ERROR_COLUMN, ROW, modality_key, table_features
+from mmcore.errors import DataError, PluginError
+from mmcore.head import Head
+from mmcore.modality import Modality
+from mmcore.plugins.registry import Registry, get_registry
+from mmcore.spec.model import Spec
+
+#: Rows per ``Dataset.map`` batch and per Arrow record batch written: small enough that a
+#: batch of large arrays (spectrograms, images) stays a few MB in memory.
+MAP_BATCH_SIZE = 256
+
+
+@dataclass
+class SplitSource:
+    """A split's raw rows and where they came from (see :class:`mmcore.data.sources.Source`)."""
+
+    dataset: Any
+    file: str
+    root: Path | None
+    source_rows: np.ndarray | None = None
+
+
+class DataModule:
+    """Reads the spec's data, fits modalities and target encodings on the train split,
+    preprocesses every split once (cached by ``datasets``' fingerprint) and serves batches.
+
+    Args:
+        spec: the validated spec.
+        modalities: name -> modality (from :func:`mmcore.model.build_modalities`); fitted
+            here by :meth:`setup` (``fit=True``) or already loaded with their state.
+        registry: where head kinds are looked up (default: the process-wide registry).
+        output_dir: a run folder; when given, :meth:`setup` writes skipped rows to
+            ``output_dir/bad_rows.json``.
+        progress: show progress bars while reading and preprocessing.
+
+    Attributes:
+        head_options: head name -> options including fitted state (e.g. ``classes``).
+        splits: the splits that exist, in the order train, validation, test, others.
+        bad_rows: rows left out (``data.bad_rows="skip"``), in split and row order.
+    """
+
+    def __init__(
+        self,
+        spec: Spec,
+        modalities: Mapping[str, Modality],
+        registry: Registry | None = None,
+        output_dir: Path | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.spec = spec
+        self.modalities = dict(modalities)
+        self.registry = registry or get_registry()
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.progress = progress
+        self.head_options: dict[str, dict[str, Any]] = {
+            name: dict(head.options) for name, head in spec.heads.items()
+        }
+        self.splits: list[str] = []
+        self.bad_rows: list[BadRow] = []
+        self.columns = {name: spec.modalities[name].columns for name in self.modalities}
+        self._head_classes: dict[str, type[Head]] = {
+            name: self.registry.get("head", head.kind).load() for name, head in spec.heads.items()
+        }
+        self._tables: dict[str, ArrowSplit] = {}
+        self._streams: dict[str, SplitSource] = {}
+        self._stream_rows: dict[str, int] = {}
+
+    # -- setup --------------------------------------------------------------------------
+    @property
+    def streaming(self) -> bool:
+        return bool(self.spec.data.streaming)
+
+    def setup(self, fit: bool = True) -> None:
+        """Load the sources into splits, check every column the spec names (before any other
+        work), fit the modalities and target encodings on the train split (``fit=True``; with
+        ``fit=False`` the modalities are taken as loaded and ``head_options`` are the spec's),
+        then preprocess every split (not in streaming mode, where it happens lazily)."""
+        self.bad_rows = []
+        self._tables = {}
+        self._streams = {}
+        self._stream_rows = {}
+        with self._progress_bars():
+            splits = self._load_splits()
+            if fit:
+                self._fit(splits)
+            else:
+                self.head_options = {n: dict(h.options) for n, h in self.spec.heads.items()}
+            self.splits = list(splits)
+            if self.streaming:
+                self._streams = splits
+                return
+            for name, split in splits.items():
+                self._tables[name] = self._preprocess(name, split, self._targets())
+        self._report_bad_rows()
+
+    def _targets(self, present: set[str] | None = None) -> list[TargetSpec]:
+        return [
+            TargetSpec(name, head.target, self._head_classes[name], self.head_options[name])
+            for name, head in self.spec.heads.items()
+            if present is None or head.target in present
+        ]
+
+    def _load_splits(self) -> dict[str, SplitSource]:
+        spec, data = self.spec, self.spec.data
+        cache = src.cache_dir(spec)
+        given: dict[str, SplitSource] = {}
+        single: SplitSource | None = None
+        if data.dataset is not None:
+            obj = data.dataset
+            root = src.data_root(spec, None)
+            if isinstance(obj, Mapping):
+                given = {
+                    src.split_name(k): SplitSource(self._as_stream(v), f"data.dataset[{k!r}]", root)
+                    for k, v in obj.items()
+                }
+            else:
+                single = SplitSource(self._as_stream(obj), "data.dataset", root)
+        elif data.path is not None:
+            path = src.resolve(spec, data.path, "data.path")
+            loaded = src.load_path(path, data.format, cache, self.streaming)
+            root = src.data_root(spec, path)
+            if isinstance(loaded, dict):
+                given = {
+                    src.split_name(k): SplitSource(v, f"{path} ({k})", root)
+                    for k, v in loaded.items()
+                }
+            else:
+                single = SplitSource(loaded, str(path), root)
+        else:
+            for name in src.SPLITS:
+                value = getattr(data, name)
+                if value is None:
+                    continue
+                path = src.resolve(spec, value, f"data.{name}")
+                loaded = src.load_path(path, data.format, cache, self.streaming)
+                if isinstance(loaded, dict):
+                    if len(loaded) != 1:
+                        raise DataError(
+                            f"data.{name}: {path} holds several splits ({', '.join(loaded)}); "
+                            "give one split per file, or give the folder as data.path"
+                        )
+                    loaded = next(iter(loaded.values()))
+                given[name] = SplitSource(loaded, str(path), src.data_root(spec, path))
+        if single is not None:
+            self._check_columns({"": single}, split_column=data.split_column)
+            return self._split_single(single)
+        if data.split_column is not None:
+            raise DataError(
+                f"data.split_column={data.split_column!r} applies to a single table, but the "
+                f"data already comes in splits ({', '.join(given)}); remove data.split_column"
+            )
+        self._check_columns(given)
+        return _ordered(given)
+
+    def _as_stream(self, dataset: Any) -> Any:
+        dataset = src.undecoded(dataset)
+        if self.streaming and isinstance(dataset, datasets.Dataset):
+            return dataset.to_iterable_dataset()
+        if not self.streaming and isinstance(dataset, datasets.IterableDataset):
+            raise DataError(
+                "data.dataset is a datasets.IterableDataset; set data.streaming=True to use it"
+            )
+        return dataset
+
+    def _required_columns(self, with_targets: bool = True) -> dict[str, list[str]]:
+        """column -> the spec fields that name it."""
+        needed: dict[str, list[str]] = {}
+        for name in self.modalities:
+            for column in self.columns[name]:
+                needed.setdefault(column, []).append(f"modalities.{name}.column")
+        if with_targets:
+            for name, head in self.spec.heads.items():
+                needed.setdefault(head.target, []).append(f"heads.{name}.target")
+        return needed
+
+    def _check_columns(
+        self,
+        splits: Mapping[str, SplitSource],
+        split_column: str | None = None,
+        with_targets: bool = True,
+    ) -> None:
+        needed = self._required_columns(with_targets)
+        if split_column is not None:
+            needed.setdefault(split_column, []).append("data.split_column")
+        problems = []
+        for name, split in splits.items():
+            existing = src.column_names(split.dataset)
+            missing = [c for c in needed if c not in existing]
+            if missing:
+                where = f"{split.file}" + (f" (split {name!r})" if name else "")
+                named = "; ".join(f"{c!r} ({', '.join(needed[c])})" for c in missing)
+                problems.append(
+                    f"{where} has no column {named}. Its columns are: {', '.join(existing)}"
+                )
+        if problems:
+            raise DataError("missing column(s):\n  " + "\n  ".join(problems))
+
+    def _split_single(self, single: SplitSource) -> dict[str, SplitSource]:
+        data = self.spec.data
+        if self.streaming:
+            from mmcore.data.streaming import split_stream
+
+            return {
+                name: SplitSource(ds, single.file, single.root)
+                for name, ds in split_stream(single.dataset, data).items()
+            }
+        if data.split_column is not None:
+            rows = rows_by_split_column(single.dataset, data.split_column, single.file)
+        else:
+            labels = None
+            column = self._stratify_column() if data.split.stratify else None
+            if column is not None:
+                labels = read_column(single.dataset, column).to_pylist()
+            rows = seeded_split(
+                len(single.dataset), data.split.validation, data.split.test, data.split.seed, labels
+            )
+        return {
+            name: SplitSource(single.dataset.select(idx), single.file, single.root, idx)
+            for name, idx in rows.items()
+        }
+
+    def _stratify_column(self) -> str | None:
+        from mmcore.heads.classification import ClassificationHead
+
+        for name, head in self.spec.heads.items():
+            if issubclass(self._head_classes[name], ClassificationHead):
+                return head.target
+        return None
+
+    # -- fitting ------------------------------------------------------------------------
+    def _fit(self, splits: Mapping[str, SplitSource]) -> None:
+        if "train" not in splits:
+            raise DataError(
+                f"cannot fit: the data has no train split (splits: {', '.join(splits) or 'none'})"
+            )
+        train = splits["train"]
+        if self.streaming:
+            from mmcore.data.streaming import first_rows
+
+            rows = first_rows(train.dataset, self._fit_columns())
+        else:
+            rows = {c: read_column(train.dataset, c).to_pylist() for c in self._fit_columns()}
+        with self._rooted(train.root):
+            for name, modality in self.modalities.items():
+                if type(modality).fit is Modality.fit:
+                    continue
+                columns = self.columns[name]
+                values = (
+                    rows[columns[0]]
+                    if len(columns) == 1
+                    else [list(v) for v in zip(*(rows[c] for c in columns), strict=True)]
+                )
+                modality.fit([v for v in values if not value_is_missing(modality, v, columns)])
+        for name, head in self.spec.heads.items():
+            cls = self._head_classes[name]
+            options = dict(head.options)
+            if cls.fit_targets is not Head.fit_targets:
+                options.update(self._fit_targets(name, cls, rows[head.target], options, train))
+            self.head_options[name] = options
+
+    def _fit_targets(
+        self,
+        name: str,
+        cls: type[Head],
+        column_values: list[Any],
+        options: dict[str, Any],
+        train: SplitSource,
+    ) -> dict[str, Any]:
+        """``cls.fit_targets`` on the present values. When it fails, the rows whose value it
+        cannot take alone are bad rows: the first is raised, or with ``data.bad_rows="skip"``
+        they are left out of the fit (and skipped when their targets are encoded)."""
+        present = [(i, v) for i, v in enumerate(column_values) if not is_missing_target(v)]
+        try:
+            return cls.fit_targets([v for _, v in present], options)
+        except ValueError as exc:
+            error = exc
+        usable = []
+        for row, value in present:
+            try:
+                cls.fit_targets([value], options)
+            except ValueError as exc:
+                if self.spec.data.bad_rows == "raise":
+                    source = None if train.source_rows is None else int(train.source_rows[row])
+                    bad = BadRow("train", row, self.spec.heads[name].target,
+                                 f"target of head {name!r}: {exc}", train.file, source)
+                    raise DataError(bad_row_message(bad)) from None
+                continue
+            usable.append(value)
+        try:
+            return cls.fit_targets(usable, options)
+        except ValueError as exc:
+            error = exc
+        raise DataError(
+            f"{train.file} (split 'train'), column {self.spec.heads[name].target!r}: cannot fit "
+            f"the targets of head {name!r}: {error}"
+        )
+
+    def _fit_columns(self) -> list[str]:
+        columns = [
+            c for name, m in self.modalities.items() if type(m).fit is not Modality.fit
+            for c in self.columns[name]
+        ]
+        columns += [
+            h.target for n, h in self.spec.heads.items()
+            if self._head_classes[n].fit_targets is not Head.fit_targets
+        ]
+        return list(dict.fromkeys(columns))
+
+    # -- preprocessing ------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _rooted(self, root: Path | None) -> Iterator[None]:
+        """Modalities resolve relative paths against ``root`` for the duration."""
+        saved = {name: m.root for name, m in self.modalities.items()}
+        try:
+            if root is not None:
+                for m in self.modalities.values():
+                    m.root = Path(root)
+            yield
+        finally:
+            for name, m in self.modalities.items():
+                m.root = saved[name]
+
+    @contextlib.contextmanager
+    def _progress_bars(self) -> Iterator[None]:
+        was_enabled = datasets.is_progress_bar_enabled()
+        if not self.progress:
+            datasets.disable_progress_bars()
+        try:
+            yield
+        finally:
+            if was_enabled:
+                datasets.enable_progress_bars()
+
+    def _versions(self) -> dict[str, str | None]:
+        out = {}
+        for name in self.modalities:
+            plugin = self.spec.modalities[name].plugin_name
+            try:
+                out[name] = self.registry.get("modality", plugin).version
+            except (PluginError, KeyError):
+                out[name] = None
+        return out
+
+    def processor(self, split: str, source: SplitSource, targets: list[TargetSpec]) -> RowProcessor:
+        return RowProcessor(
+            self.modalities,
+            self.columns,
+            targets,
+            split,
+            file=source.file,
+            source_rows=source.source_rows,
+            raise_errors=self.spec.data.bad_rows == "raise",
+            allow_missing=self.spec.data.allow_missing,
+        )
+
+    def _preprocess(
+        self, name: str, source: SplitSource, targets: list[TargetSpec]
+    ) -> ArrowSplit:
+        dataset = source.dataset
+        cache_root = src.default_cache_root(self.spec)
+        cache_root.mkdir(parents=True, exist_ok=True)
+        with self._rooted(source.root):
+            processor = self.processor(name, source, targets)
+            key = cache_key(
+                dataset._fingerprint, self.modalities, self.columns, targets, self._versions()
+            )
+            table = dataset.map(
+                processor,
+                batched=True,
+                batch_size=MAP_BATCH_SIZE,
+                writer_batch_size=MAP_BATCH_SIZE,
+                with_indices=True,
+                remove_columns=dataset.column_names,
+                features=table_features(list(self.modalities), [t.name for t in targets]),
+                num_proc=self.spec.data.num_proc,
+                new_fingerprint=key,
+                cache_file_name=str(cache_root / f"mmcore-{key}.arrow"),
+                desc=f"mmcore: preprocessing {name}",
+            )
+        return self._drop_bad_rows(name, source, table)
+
+    def _drop_bad_rows(
+        self, name: str, source: SplitSource, table: datasets.Dataset
+    ) -> ArrowSplit:
+        """Find the bad rows of a preprocessed split; raise for the first, or leave them out."""
+        bad = np.zeros(len(table), dtype=bool)
+        found: dict[int, tuple[str, str]] = {}
+        errors = read_column(table, ERROR)
+        if errors.null_count < len(table):
+            where = np.flatnonzero(pc.is_valid(errors).to_numpy(zero_copy_only=False))
+            rows = table.with_format("arrow")[where.tolist()]
+            for i, column, reason in zip(
+                where, rows.column(ERROR_COLUMN).to_pylist(), rows.column(ERROR).to_pylist(),
+                strict=True,
+            ):
+                found[int(i)] = (column, reason)
+            bad[where] = True
+        if not self.spec.data.allow_missing:
+            for modality in self.modalities:
+                values = read_column(table, modality_key(modality))
+                if not values.null_count:
+                    continue
+                missing = pc.is_null(values).to_numpy(zero_copy_only=False) & ~bad
+                for i in np.flatnonzero(missing):
+                    found[int(i)] = (",".join(self.columns[modality]), MISSING_REASON)
+                bad |= missing
+        if not found:
+            return ArrowSplit(table)
+        positions = sorted(found)
+        split_rows = read_column(table, ROW).to_numpy()
+        processor = self.processor(name, source, [])
+        records = [processor.bad_row(int(split_rows[i]), *found[i]) for i in positions]
+        if self.spec.data.bad_rows == "raise":
+            raise DataError(bad_row_message(records[0]))
+        self.bad_rows.extend(records)
+        return ArrowSplit(table, np.flatnonzero(~bad))
+
+    def _report_bad_rows(self) -> None:
+        if not self.bad_rows:
+            return
+        counts = {name: self.num_rows(name) for name in self.splits if not self.streaming}
+        print(summary(self.bad_rows, counts), file=sys.stderr)
+        if self.output_dir is not None:
+            self.write_bad_rows(self.output_dir / "bad_rows.json")
+
+    # -- access -------------------------------------------------------------------------
+    def _table(self, split: str) -> ArrowSplit:
+        if split not in self._tables:
+            if split in self._streams:
+                raise DataError(f"split {split!r} is streamed (data.streaming=True): no table")
+            raise DataError(
+                f"no split {split!r}; the data has {', '.join(self.splits) or 'no splits'}"
+                + ("" if self.splits else " (call setup() first)")
+            )
+        return self._tables[split]
+
+    def num_rows(self, split: str) -> int:
+        """Rows of ``split`` that batches are made of (bad rows left out).
+
+        In streaming mode: the rows of the split's stream counted once without
+        preprocessing, so skipped bad rows are included.
+        """
+        if split not in self._tables and split in self._streams:
+            from mmcore.data.streaming import count_rows
+
+            if split not in self._stream_rows:
+                self._stream_rows[split] = count_rows(self._streams[split].dataset)
+            return self._stream_rows[split]
+        return len(self._table(split))
+
+    def _head_names(self, split: ArrowSplit) -> list[str]:
+        names = set(split.table.column_names)
+        return [n for n in self.spec.heads if f"_t.{n}" in names]
+
+    def loader(
+        self,
+        split: str,
+        *,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        epoch: int = 0,
+        num_workers: int = 0,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+        pin_memory: bool = False,
+    ) -> DataLoader:
+        """A ``DataLoader`` of :class:`~mmcore.batch.Batch` for ``split``.
+
+        The order is a pure function of ``(seed, epoch)`` (a resumed run sees the same
+        order); with ``world_size > 1`` this rank gets every ``world_size``-th row of it
+        (padded by repetition to equal length unless ``drop_last``; ``Batch.index`` tells
+        repeated rows apart). ``loader.batch_sampler.set_epoch(e)`` re-seeds a loader that is
+        reused across epochs. Streaming mode: see :mod:`mmcore.data.streaming`.
+        """
+        if split not in self._tables and split in self._streams:
+            from mmcore.data.streaming import stream_loader
+
+            return stream_loader(
+                self, split, self._streams[split], batch_size=batch_size, shuffle=shuffle,
+                seed=seed, epoch=epoch, num_workers=num_workers, drop_last=drop_last,
+                rank=rank, world_size=world_size, pin_memory=pin_memory,
+            )
+        table = self._table(split)
+        sampler = ShardedBatchSampler(
+            len(table), batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
+            drop_last=drop_last, rank=rank, world_size=world_size,
+        )
+        return DataLoader(
+            table,
+            batch_sampler=sampler,
+            collate_fn=Collator(self.modalities, self._head_names(table)),
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+        )
+
+    def external(self, path: str | Path, *, name: str = "external") -> str:
+        """Add every row of another data file (or folder) as a new split and return its name.
+
+        Uses the fitted modalities and ``head_options``; relative paths inside the file
+        resolve against the file's folder. Targets are encoded for the heads whose target
+        column the file has. The same bad-row policy applies. Always read in full (not
+        streamed).
+        """
+        path = Path(path).expanduser().resolve()
+        if not path.exists():
+            raise DataError(f"data file {path} does not exist")
+        split = name
+        n = 2
+        while split in self.splits:
+            split = f"{name}{n}"
+            n += 1
+        start = len(self.bad_rows)
+        with self._progress_bars():
+            loaded = src.load_path(path, "auto", src.cache_dir(self.spec), streaming=False)
+            if isinstance(loaded, dict):
+                loaded = datasets.concatenate_datasets([loaded[k] for k in sorted(loaded)])
+            source = SplitSource(loaded, str(path), path if path.is_dir() else path.parent)
+            self._check_columns({"": source}, with_targets=False)
+            present = set(loaded.column_names)
+            self._tables[split] = self._preprocess(split, source, self._targets(present))
+        self.splits.append(split)
+        if len(self.bad_rows) > start:
+            counts = {split: len(self._tables[split])}
+            print(summary(self.bad_rows[start:], counts), file=sys.stderr)
+        return split
+
+    def batch_from_rows(self, rows: list[dict[str, Any]]) -> Batch:
+        """Raw rows (column -> value; a column left out counts as missing) -> one
+        :class:`Batch`. Relative paths resolve against each modality's ``root``. Targets
+        are included for heads whose target column every row has. A bad value raises
+        :class:`DataError` naming the row index and column."""
+        if not rows:
+            raise DataError("batch_from_rows: no rows given")
+        columns = {c for name in self.modalities for c in self.columns[name]}
+        present = {
+            h.target for h in self.spec.heads.values() if all(h.target in row for row in rows)
+        }
+        batch = {c: [row.get(c) for row in rows] for c in columns | present}
+        source = SplitSource(None, "input rows", None)
+        processor = self.processor("input", source, self._targets(present))
+        processor.raise_errors = True
+        processor.hint = False
+        processor.file = None
+        result = processor.process(batch, list(range(len(rows))))
+        inputs = {name: m.collate(result.inputs[name]) for name, m in self.modalities.items()}
+        targets = {
+            name: torch.from_numpy(np.stack(values)) for name, values in result.targets.items()
+        }
+        return Batch(inputs=inputs, targets=targets, index=torch.arange(len(rows)))
+
+    def write_bad_rows(self, path: Path) -> None:
+        """Write :attr:`bad_rows` (CSV if ``path`` ends in ``.csv``, else JSON)."""
+        write_bad_rows(self.bad_rows, path)
+
+
+def _ordered(splits: Mapping[str, SplitSource]) -> dict[str, SplitSource]:
+    first = [s for s in src.SPLITS if s in splits]
+    return {name: splits[name] for name in first + [s for s in splits if s not in first]}

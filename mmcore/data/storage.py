@@ -1,0 +1,110 @@
+"""How preprocessed arrays are stored in Arrow and read back.
+
+Each stored array (a modality's value or a head's target for one row) takes three columns:
+``<key>`` (large_binary: the array's bytes, null when the value is missing), ``<key>.shape``
+(list of int32) and ``<key>.dtype`` (the numpy dtype name). Bytes make the layout independent
+of the array's dtype and rank, so the table's schema is known before the first row is
+processed, and a batch is read back with one copy of the batch's bytes and no per-element work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from datasets import Features, List, Value
+
+#: Bump when the stored layout changes; it is part of every cache key.
+FORMAT_VERSION = "mmcore-data-1"
+
+ROW = "_row"
+ERROR = "_error"
+ERROR_COLUMN = "_error_column"
+
+
+def modality_key(name: str) -> str:
+    return f"_m.{name}"
+
+
+def target_key(name: str) -> str:
+    return f"_t.{name}"
+
+
+def array_features(key: str) -> dict[str, object]:
+    return {
+        key: Value("large_binary"),
+        f"{key}.shape": List(Value("int32")),
+        f"{key}.dtype": Value("string"),
+    }
+
+
+def table_features(modalities: Sequence[str], heads: Sequence[str]) -> Features:
+    """The schema of a preprocessed split."""
+    feats: dict[str, object] = {
+        ROW: Value("int64"),
+        ERROR: Value("string"),
+        ERROR_COLUMN: Value("string"),
+    }
+    for name in modalities:
+        feats.update(array_features(modality_key(name)))
+    for name in heads:
+        feats.update(array_features(target_key(name)))
+    return Features(feats)
+
+
+def encode_arrays(key: str, arrays: Sequence[np.ndarray | None]) -> dict[str, list]:
+    """Column values for ``arrays`` (``None`` = missing)."""
+    data: list[bytes | None] = []
+    shapes: list[list[int] | None] = []
+    dtypes: list[str | None] = []
+    for arr in arrays:
+        if arr is None:
+            data.append(None)
+            shapes.append(None)
+            dtypes.append(None)
+        else:
+            data.append(np.ascontiguousarray(arr).tobytes())
+            shapes.append([int(s) for s in arr.shape])
+            dtypes.append(arr.dtype.name)
+    return {key: data, f"{key}.shape": shapes, f"{key}.dtype": dtypes}
+
+
+def decode_arrays(table: pa.Table, key: str) -> list[np.ndarray | None]:
+    """The arrays stored under ``key`` in ``table``, ``None`` where missing.
+
+    The returned arrays are writable views into one copy of the batch's bytes.
+    """
+    column = table.column(key).combine_chunks()
+    n = len(column)
+    if n == 0:
+        return []
+    _, offsets_buf, data_buf = column.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[column.offset : column.offset + n + 1]
+    start, stop = int(offsets[0]), int(offsets[-1])
+    if data_buf is None or stop == start:
+        raw = np.empty(0, dtype=np.uint8)
+    else:
+        raw = np.frombuffer(data_buf, dtype=np.uint8)[start:stop].copy()
+    dtypes = pc.unique(table.column(f"{key}.dtype")).drop_null().to_pylist()
+    shapes = table.column(f"{key}.shape").combine_chunks()
+    if column.null_count == 0 and len(dtypes) == 1:
+        # the common case, every row the same dtype and shape: one reshape, no per-row work
+        dims = shapes.value_lengths().to_numpy()
+        if (dims == dims[0]).all():
+            flat = shapes.flatten().to_numpy(zero_copy_only=False).reshape(n, int(dims[0]))
+            if (flat == flat[0]).all():
+                return list(raw.view(np.dtype(dtypes[0])).reshape(n, *flat[0].tolist()))
+    valid = column.is_valid().to_numpy(zero_copy_only=False)
+    offsets = offsets - start
+    shape_list = shapes.to_pylist()
+    dtype_list = table.column(f"{key}.dtype").to_pylist()
+    out: list[np.ndarray | None] = []
+    for i in range(n):
+        if not valid[i]:
+            out.append(None)
+            continue
+        chunk = raw[offsets[i] : offsets[i + 1]]
+        out.append(chunk.view(np.dtype(dtype_list[i])).reshape(shape_list[i]))
+    return out

@@ -1,0 +1,226 @@
+"""Streaming mode (``data.streaming=True``): rows are read lazily from the files and
+preprocessed as batches are drawn; nothing is written to the cache.
+
+What differs from the default (map-style) mode:
+
+* Splits: given files/DatasetDict splits as usual; ``data.split_column`` filters each split's
+  rows lazily; otherwise each row goes to a split by a seeded hash of its values
+  (``data.split.seed``), so the split sizes match ``data.split`` only approximately, are not
+  stratified, and identical rows land in the same split.
+* Fitting: modalities and heads are fitted on the first :data:`FIT_ROWS` rows of the train
+  split (a class that first appears later is a bad row: "not one of the classes").
+* Order: ``shuffle`` uses ``IterableDataset.shuffle(seed, buffer_size=SHUFFLE_BUFFER)`` with
+  ``set_epoch(epoch)``, a pure function of ``(seed, epoch)``, but only a buffer-wide shuffle.
+* Sharding: ``datasets.distributed.split_dataset_by_node`` per rank, and again per
+  DataLoader worker, before preprocessing, so each process preprocesses only its own rows.
+* Bad rows: with ``data.bad_rows="skip"`` bad rows are dropped from their batch (batches can
+  be smaller than ``batch_size``); they are added to ``DataModule.bad_rows`` when
+  ``num_workers=0`` and printed to stderr by worker processes otherwise. ``BadRow.row`` is
+  the row's position in the stream that process read.
+* ``num_rows`` counts the split's raw rows once (bad rows included).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import datasets
+import numpy as np
+import torch
+from datasets.distributed import split_dataset_by_node
+from torch.utils.data import DataLoader
+from torch.utils.data import IterableDataset as TorchIterableDataset
+
+from mmcore.batch import Batch
+from mmcore.data.bad_rows import BadRow
+from mmcore.data.preprocess import RowProcessor
+from mmcore.data.sources import SPLITS, split_name
+from mmcore.errors import DataError
+from mmcore.spec.model import DataSpec
+
+if TYPE_CHECKING:
+    from mmcore.data.module import DataModule, SplitSource
+
+#: Rows of the train split that modalities and heads are fitted on in streaming mode.
+FIT_ROWS = 10_000
+#: Rows held in the shuffle buffer.
+SHUFFLE_BUFFER = 2_000
+
+
+def _row_fraction(row: dict[str, Any], seed: int) -> float:
+    text = json.dumps(row, sort_keys=True, default=repr)
+    digest = hashlib.blake2b(f"{seed}\0{text}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") / 2**64
+
+
+def split_stream(dataset: datasets.IterableDataset, data: DataSpec) -> dict[str, Any]:
+    """Lazily filtered splits of one streamed table."""
+    if data.split_column is not None:
+        column = data.split_column
+
+        def keep(name: str):
+            def predicate(row: dict[str, Any]) -> bool:
+                value = row[column]
+                got = split_name(str(value)) if value is not None else None
+                if got not in SPLITS:
+                    raise DataError(
+                        f"data.split_column {column!r} has value {value!r}; expected "
+                        f"{', '.join(SPLITS)} (or valid/val/dev for validation)"
+                    )
+                return got == name
+
+            return predicate
+
+        return {name: dataset.filter(keep(name)) for name in SPLITS}
+    val, test, seed = data.split.validation, data.split.test, data.split.seed
+    bounds = {"validation": (0.0, val), "test": (val, val + test), "train": (val + test, 1.0)}
+
+    def in_split(lo: float, hi: float):
+        return lambda row: lo <= _row_fraction(row, seed) < hi
+
+    return {name: dataset.filter(in_split(*bounds[name])) for name in SPLITS if
+            bounds[name][1] > bounds[name][0]}
+
+
+def first_rows(dataset: datasets.IterableDataset, columns: Sequence[str]) -> dict[str, list]:
+    """The values of ``columns`` in the first :data:`FIT_ROWS` rows."""
+    out: dict[str, list] = {c: [] for c in columns}
+    if not columns:
+        return out
+    for row in dataset.take(FIT_ROWS):
+        for c in columns:
+            out[c].append(row[c])
+    return out
+
+
+def count_rows(dataset: datasets.IterableDataset) -> int:
+    return sum(len(next(iter(b.values()))) for b in dataset.iter(batch_size=1000))
+
+
+class StreamBatches(TorchIterableDataset):
+    """Batches of one streamed split for one rank; preprocessing happens while iterating."""
+
+    def __init__(
+        self,
+        dataset: datasets.IterableDataset,
+        processor: RowProcessor,
+        module: DataModule,
+        *,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        epoch: int,
+        drop_last: bool,
+        rank: int,
+        world_size: int,
+    ) -> None:
+        self.dataset = dataset
+        self.processor = processor
+        self.module = module
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = epoch
+        self.drop_last = drop_last
+        self.rank = rank
+        self.world_size = world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _stream(self) -> datasets.IterableDataset:
+        ds = self.dataset
+        if self.shuffle:
+            ds = ds.shuffle(seed=self.seed, buffer_size=SHUFFLE_BUFFER)
+            ds.set_epoch(self.epoch)
+        if self.world_size > 1:
+            ds = split_dataset_by_node(ds, rank=self.rank, world_size=self.world_size)
+        worker = torch.utils.data.get_worker_info()
+        if worker is not None and worker.num_workers > 1:
+            ds = split_dataset_by_node(ds, rank=worker.id, world_size=worker.num_workers)
+        return ds
+
+    def __iter__(self) -> Iterator[Batch]:
+        in_worker = torch.utils.data.get_worker_info() is not None
+        modalities = self.module.modalities
+        heads = [t.name for t in self.processor.targets]
+        seen = 0
+        for raw in self._stream().iter(batch_size=self.batch_size, drop_last_batch=self.drop_last):
+            n = len(next(iter(raw.values())))
+            rows = list(range(seen, seen + n))
+            seen += n
+            result = self.processor.process(raw, rows)
+            errors = self.processor.final_errors(result)
+            keep = [i for i, e in enumerate(errors) if e is None]
+            for i, error in enumerate(errors):
+                if error is not None:
+                    bad = self.processor.bad_row(rows[i], *error)
+                    self._record(bad, in_worker)
+            if not keep:
+                continue
+            inputs = {
+                name: m.collate([result.inputs[name][i] for i in keep])
+                for name, m in modalities.items()
+            }
+            targets = {
+                name: torch.from_numpy(np.stack([result.targets[name][i] for i in keep]))
+                for name in heads
+            }
+            index = torch.tensor([rows[i] for i in keep], dtype=torch.int64)
+            yield Batch(inputs=inputs, targets=targets, index=index)
+
+    def _record(self, bad: BadRow, in_worker: bool) -> None:
+        if in_worker:
+            print(f"mmcore: skipped bad row: {bad.describe()}", file=sys.stderr)
+        else:
+            self.module.bad_rows.append(bad)
+
+
+def stream_loader(
+    module: DataModule,
+    split: str,
+    source: SplitSource,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    epoch: int,
+    num_workers: int,
+    drop_last: bool,
+    rank: int,
+    world_size: int,
+    pin_memory: bool,
+) -> DataLoader:
+    """A ``DataLoader`` over :class:`StreamBatches` (its ``dataset.set_epoch`` re-seeds it)."""
+    present = set(_columns(source.dataset))
+    processor = module.processor(split, source, module._targets(present))
+    if source.root is not None:
+        # the processor holds the modalities; give them this split's root for its lifetime
+        processor.modalities = {
+            name: _with_root(m, source.root) for name, m in module.modalities.items()
+        }
+    batches = StreamBatches(
+        source.dataset, processor, module, batch_size=batch_size, shuffle=shuffle, seed=seed,
+        epoch=epoch, drop_last=drop_last, rank=rank, world_size=world_size,
+    )
+    return DataLoader(batches, batch_size=None, num_workers=num_workers, pin_memory=pin_memory)
+
+
+def _columns(dataset: Any) -> list[str]:
+    from mmcore.data.sources import column_names
+
+    return column_names(dataset)
+
+
+def _with_root(modality: Any, root: Any) -> Any:
+    import copy
+
+    if modality.root == root:
+        return modality
+    clone = copy.copy(modality)
+    clone.root = root
+    return clone

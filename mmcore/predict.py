@@ -1,0 +1,248 @@
+"""Using a trained run: ``mmcore.load(RUN_DIR)`` gives a :class:`Predictor`.
+
+Loading reads only JSON and safetensors files (nothing is unpickled), checks that the plugins
+the run was trained with are installed at a compatible major version, rebuilds the model
+from ``spec.json``, restores each modality's fitted state and loads the best weights.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmcore.batch import Batch
+from mmcore.errors import CheckpointError, DataError, PluginError
+from mmcore.modality import Modality
+from mmcore.model import MultimodalModel, build_modalities, build_model
+from mmcore.plugins.registry import Registry, get_registry
+from mmcore.spec.model import Spec
+from mmcore.train.checkpoint import atomic_write_json, load_weights
+from mmcore.train.evaluation import SplitResult, evaluate_model
+from mmcore.train.report import modality_report
+from mmcore.train.run import (
+    MODALITY_REPORT,
+    RunFolder,
+    check_plugin_versions,
+    load_run_spec,
+)
+from mmcore.train.trainer import resolve_device, resolve_monitor
+
+#: stands in for the in-memory dataset a run was trained on (it is not saved with the run)
+NO_DATASET = "<in-memory dataset, not saved>"
+#: rows per forward pass in :meth:`Predictor.predict` when no batch size is given
+PREDICT_BATCH = 256
+
+
+class Predictor:
+    """A trained model with its preprocessing, ready to predict and evaluate.
+
+    Attributes:
+        run_dir: the run folder.
+        spec: the run's resolved spec (fitted head options, plugin versions).
+        model: the model with the run's best weights, in eval mode on ``device``.
+        modalities: the modalities with their fitted state.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        spec: Spec,
+        model: MultimodalModel,
+        modalities: dict[str, Modality],
+        device: torch.device,
+        registry: Registry,
+    ) -> None:
+        self.run_dir = run_dir
+        self.spec = spec
+        self.model = model
+        self.modalities = modalities
+        self.device = device
+        self.registry = registry
+        self._data: Any = None
+        self._data_ready = False
+
+    # -- data ---------------------------------------------------------------------------
+    def _data_module(self, setup: bool) -> Any:
+        from mmcore.data import DataModule
+
+        if self._data is None:
+            self._data = DataModule(
+                self.spec, self.modalities, registry=self.registry, output_dir=None,
+                progress=False,
+            )
+        if setup and not self._data_ready:
+            if not _has_source(self.spec):
+                raise CheckpointError(
+                    f"{RunFolder(self.run_dir).spec_json}: the run was trained on an in-memory "
+                    "dataset, so it has no data to evaluate; give a data file (--data PATH)"
+                )
+            self._data.setup(fit=False)
+            self._data_ready = True
+        return self._data
+
+    def _split(self, split: str | None, data: str | Path | None) -> tuple[Any, str]:
+        if split is not None and data is not None:
+            raise ValueError("give a split or a data file, not both")
+        if data is not None:
+            dm = self._data_module(setup=False)
+            path = Path(data)
+            if not path.exists():
+                raise DataError(f"{path}: data file not found")
+            return dm, dm.external(path)
+        dm = self._data_module(setup=True)
+        if split is None:
+            split = next((s for s in ("test", "validation") if s in dm.splits), None)
+            if split is None:
+                raise DataError(
+                    f"the run's data has no test or validation split (splits: "
+                    f"{', '.join(dm.splits)}); name one with split=... or give a data file"
+                )
+        if split not in dm.splits:
+            raise DataError(
+                f"no split {split!r} in the run's data (splits: {', '.join(dm.splits)})"
+            )
+        return dm, split
+
+    def _evaluate(self, dm: Any, split: str, transform: Any = None) -> SplitResult:
+        train = self.spec.train
+        loader = dm.loader(split, batch_size=train.batch_size, shuffle=False,
+                           num_workers=train.num_workers)
+        weights = {name: head.weight for name, head in self.spec.heads.items()}
+        return evaluate_model(self.model, loader, device=self.device, weights=weights,
+                              precision="32", transform=transform)
+
+    # -- public -------------------------------------------------------------------------
+    def predict(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        batch_size: int = PREDICT_BATCH,
+        root: str | Path | None = None,
+    ) -> list[dict[str, Any]]:
+        """One dict per row: head name -> that head's prediction (``Head.predict``: e.g.
+        ``{"label": ..., "probability": ...}`` for classification, a number for regression).
+
+        Rows are raw records with the spec's modality columns (target columns are not
+        needed). Relative file paths in them resolve against ``root`` (default: the training
+        data's folder). A row whose value cannot be preprocessed raises :class:`DataError`
+        naming the row and column.
+        """
+        rows = list(rows)
+        if not rows:
+            return []
+        dm = self._data_module(setup=False)
+        out: list[dict[str, Any]] = []
+        roots = {name: m.root for name, m in self.modalities.items()}
+        self.model.eval()
+        try:
+            if root is not None:
+                for modality in self.modalities.values():
+                    modality.root = Path(root)
+            with torch.inference_mode():
+                for start in range(0, len(rows), batch_size):
+                    chunk = [dict(r) for r in rows[start:start + batch_size]]
+                    batch: Batch = dm.batch_from_rows(chunk)
+                    inputs = {k: v.to(self.device) for k, v in batch.inputs.items()}
+                    outputs = self.model(inputs)
+                    per_head = {name: head.predict(outputs[name])
+                                for name, head in self.model.heads.items()}
+                    out += [{name: preds[i] for name, preds in per_head.items()}
+                            for i in range(len(batch))]
+        finally:
+            for name, modality in self.modalities.items():
+                modality.root = roots[name]
+        return out
+
+    def evaluate(
+        self, split: str | None = None, *, data: str | Path | None = None
+    ) -> dict[str, Any]:
+        """Metrics of the run's model on one split of its data (default: test, else
+        validation) or on a data file with the training data's columns.
+
+        Returns ``{"split", "rows", "metrics"}`` with metric names ``<head>.<metric>``,
+        ``<head>.loss`` and ``loss``.
+        """
+        dm, name = self._split(split, data)
+        result = self._evaluate(dm, name)
+        self._require_targets(result, data or name)
+        return {"split": name, "rows": result.rows, "metrics": result.metrics}
+
+    def _require_targets(self, result: SplitResult, where: Any) -> None:
+        if result.rows and not result.metrics:
+            columns = ", ".join(repr(h.target) for h in self.spec.heads.values())
+            raise DataError(
+                f"{where}: no target column ({columns}) to evaluate against; "
+                "use predict for rows without targets"
+            )
+
+    def modality_report(
+        self, split: str | None = None, *, data: str | Path | None = None, save: bool = True
+    ) -> dict[str, Any]:
+        """Each modality's contribution (see :mod:`mmcore.train.report`), on the monitored
+        metric; written to ``modality_report.json`` in the run folder when ``save``."""
+        dm, name = self._split(split, data)
+        monitor = resolve_monitor(self.spec.train.monitor, self.model, True, str(self.run_dir))
+        baseline = self._evaluate(dm, name)
+        self._require_targets(baseline, data or name)
+        report = modality_report(
+            lambda t: baseline if t is None else self._evaluate(dm, name, t),
+            list(self.modalities), monitor.name, name,
+        )
+        if save:
+            atomic_write_json(self.run_dir / MODALITY_REPORT, report)
+        return report
+
+
+def _has_source(spec: Spec) -> bool:
+    d = spec.data
+    return any(v is not None for v in (d.path, d.train, d.validation, d.test))
+
+
+def _read_spec_json(run: RunFolder) -> Spec:
+    """The run's spec; a run trained on an in-memory dataset has no data source to record,
+    which the spec model would reject, so a placeholder stands in for it."""
+    if not run.spec_json.is_file():
+        return load_run_spec(run)  # raises the "not a run folder" error
+    try:
+        raw = json.loads(run.spec_json.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{run.spec_json}: corrupted or unreadable JSON ({exc})") from None
+    data = raw.get("data") if isinstance(raw, dict) else None
+    if isinstance(data, dict) and not any(data.get(k) for k in ("path", "train")):
+        from mmcore.spec.load import spec_from_json
+
+        return spec_from_json({**raw, "data": {**data, "dataset": NO_DATASET}}, run.path)
+    return load_run_spec(run)
+
+
+def load(
+    run_dir: str | Path, *, device: str = "auto", registry: Registry | None = None
+) -> Predictor:
+    """Load a trained run folder.
+
+    Raises :class:`CheckpointError` when the folder is not a run, a file is corrupted, or
+    the plugins the run needs are missing or at another major version (naming the package
+    to install).
+    """
+    run = RunFolder(Path(run_dir))
+    registry = registry or get_registry()
+    spec = _read_spec_json(run)
+    check_plugin_versions(spec.plugins, run.spec_json, registry)
+    try:
+        modalities = build_modalities(spec, registry)
+        for name, modality in modalities.items():
+            modality.load_state(run.modality_dir(name))
+        model = build_model(spec, modalities, registry)
+    except PluginError as exc:
+        recorded = ", ".join(f"{d} {v}" for d, v in spec.plugins.items()) or "none recorded"
+        raise CheckpointError(
+            f"{run.spec_json}: cannot rebuild the model: {exc} (the run was trained with: "
+            f"{recorded})"
+        ) from None
+    load_weights(model, run.model)
+    target = resolve_device(device, str(run.spec_json))
+    model.to(target).eval()
+    return Predictor(run.path, spec, model, modalities, target, registry)

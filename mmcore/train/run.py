@@ -1,0 +1,205 @@
+"""The run folder: where a training run's files live, its resolved spec, and the check that
+the plugins it was trained with are installed at a compatible version.
+
+Layout::
+
+    run/
+      spec.json                 the resolved spec (fitted head options, plugin versions)
+      spec.py                   copy of the spec file, when it defined the fusion class
+      model.safetensors         the best weights
+      modalities/<name>/        each modality's fitted state
+      metrics.jsonl             one line per epoch
+      metrics.json              best epoch's validation and test metrics
+      metrics.csv               from the "csv" callback
+      best/                     model.safetensors + best.json of the best epoch
+      checkpoints/epoch-NNNN/   the last checkpoints (see mmcore.train.checkpoint)
+      checkpoints/latest        names the newest complete checkpoint
+      bad_rows.json             rows left out with data.bad_rows="skip", if any
+      modality_report.json      from ``mmcore evaluate``
+      *.png                     plots, when matplotlib is installed
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import shutil
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mmcore.errors import CheckpointError
+from mmcore.plugins.registry import Registry
+from mmcore.spec.load import SPEC_COPY, SPEC_MODULE_PREFIX, spec_from_json, spec_to_json
+from mmcore.spec.model import Spec
+from mmcore.train.checkpoint import (
+    BEST,
+    CHECKPOINTS,
+    MODEL_FILE,
+    atomic_write_json,
+    read_json,
+)
+
+SPEC_JSON = "spec.json"
+METRICS_JSONL = "metrics.jsonl"
+METRICS_JSON = "metrics.json"
+MODALITIES = "modalities"
+BAD_ROWS = "bad_rows.json"  # written by the data module
+MODALITY_REPORT = "modality_report.json"
+#: DataSpec fields that hold paths; spec.json keeps them absolute, because a loaded run's
+#: base folder is the run folder, not the spec file's folder.
+DATA_PATH_FIELDS = ("path", "train", "validation", "test", "root", "cache_dir")
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Paths inside one run folder."""
+
+    path: Path
+
+    @property
+    def spec_json(self) -> Path:
+        return self.path / SPEC_JSON
+
+    @property
+    def model(self) -> Path:
+        return self.path / MODEL_FILE
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    @property
+    def best(self) -> Path:
+        return self.path / BEST
+
+    @property
+    def metrics_jsonl(self) -> Path:
+        return self.path / METRICS_JSONL
+
+    @property
+    def metrics_json(self) -> Path:
+        return self.path / METRICS_JSON
+
+    @property
+    def bad_rows(self) -> Path:
+        return self.path / BAD_ROWS
+
+    def modality_dir(self, name: str) -> Path:
+        return self.path / MODALITIES / name
+
+
+def default_run_dir(spec: Spec, output: str | Path | None = None) -> Path:
+    """``output``, else ``spec.output``, else ``runs/<spec.name>``; relative to the cwd."""
+    return Path(output or spec.output or Path("runs") / spec.name)
+
+
+def plugin_versions(spec: Spec, registry: Registry) -> dict[str, str]:
+    """``{distribution: version}`` of every plugin providing a modality, the fusion (when it
+    is registered by name) or a head of ``spec``."""
+    used: list[tuple[str, str]] = [("modality", m.plugin_name) for m in spec.modalities.values()]
+    if isinstance(spec.fusion.name, str) and ":" not in spec.fusion.name:
+        used.append(("fusion", spec.fusion.name))
+    used += [("head", h.kind) for h in spec.heads.values()]
+    out: dict[str, str] = {}
+    for kind, name in used:
+        reg = registry.get(kind, name)  # type: ignore[arg-type]
+        if reg.distribution:
+            out[reg.distribution] = reg.version or "unknown"
+    return dict(sorted(out.items()))
+
+
+def spec_json_data(spec: Spec) -> dict[str, Any]:
+    """The resolved spec as saved in ``spec.json``: data paths made absolute."""
+    data = spec_to_json(spec)
+    base = Path(spec.base_dir) if spec.base_dir else Path.cwd()
+    for key in DATA_PATH_FIELDS:
+        value = data["data"].get(key)
+        if value and not Path(value).is_absolute():
+            data["data"][key] = str((base / value).resolve())
+    return data
+
+
+def save_spec(run: RunFolder, spec: Spec) -> None:
+    """Write ``spec.json``; copy the spec file as ``spec.py`` when it defined the fusion."""
+    fusion = spec.fusion.name
+    if isinstance(fusion, type) and fusion.__module__.startswith(SPEC_MODULE_PREFIX):
+        source = getattr(sys.modules.get(fusion.__module__), "__file__", None)
+        if source is None:
+            raise CheckpointError(
+                f"cannot save the spec: the module defining fusion {fusion.__qualname__} "
+                "has no file to copy"
+            )
+        shutil.copyfile(source, run.path / SPEC_COPY)
+    atomic_write_json(run.spec_json, spec_json_data(spec))
+
+
+def load_run_spec(run: RunFolder) -> Spec:
+    """The resolved spec of a run (base folder: the run folder)."""
+    if not run.spec_json.is_file():
+        raise CheckpointError(
+            f"{run.path} is not a run folder: {run.spec_json.name} is missing "
+            "(train one with `mmcore train SPEC`)"
+        )
+    return spec_from_json(read_json(run.spec_json), base_dir=run.path)
+
+
+def _major(version: str) -> str:
+    try:
+        from packaging.version import InvalidVersion, Version
+
+        try:
+            return str(Version(version).major)
+        except InvalidVersion:
+            pass
+    except ImportError:  # packaging is optional; the leading number is enough
+        pass
+    return version.split(".")[0]
+
+
+def check_plugin_versions(recorded: Mapping[str, str], where: Path, registry: Registry) -> None:
+    """Raise :class:`CheckpointError` naming each recorded plugin package that is not
+    installed, whose plugin failed to load, or whose major version differs from the one the
+    run was trained with. Versions come from the registry's loaded plugins (their
+    distributions), else from the installed package metadata."""
+    infos = [info for info in registry.plugins.values() if info.distribution]
+    problems: list[str] = []
+    for dist, version in recorded.items():
+        mine = [info for info in infos if info.distribution == dist]
+        loaded = [info for info in mine if info.status == "loaded"]
+        hint = f"pip install '{dist}=={version}'" if version != "unknown" else f"pip install {dist}"
+        if loaded:
+            installed = loaded[0].version
+        elif mine:
+            info = mine[0]
+            reason = info.error or info.status
+            problems.append(f"{dist}: its plugin {info.name!r} is {info.status} ({reason})")
+            continue
+        else:
+            try:
+                installed = importlib.metadata.version(dist)
+            except importlib.metadata.PackageNotFoundError:
+                problems.append(f"{dist} is not installed ({hint})")
+                continue
+        if installed and version != "unknown" and _major(installed) != _major(version):
+            problems.append(
+                f"{dist} {installed} is installed but the run was trained with {version}, "
+                f"a different major version ({hint})"
+            )
+    if problems:
+        raise CheckpointError(
+            f"{where}: the run needs plugins that are missing or incompatible:\n  "
+            + "\n  ".join(problems)
+        )
+
+
+def reset_outputs(run: RunFolder, patterns: Iterable[str]) -> None:
+    """Remove the files and folders of an earlier run in the same folder (``overwrite``);
+    ``patterns`` are names or globs relative to the run folder."""
+    for pattern in patterns:
+        for target in run.path.glob(pattern):
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink()

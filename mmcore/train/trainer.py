@@ -1,0 +1,641 @@
+"""End-to-end training of a spec: ``Trainer(spec).fit()``.
+
+Every encoder, the fusion and every head are optimised together on the weighted sum of the
+heads' losses. Each epoch is validated, checkpointed (see :mod:`mmcore.train.checkpoint`) and
+logged; the best epoch by ``train.monitor`` gives the run's ``model.safetensors``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from mmcore.errors import CheckpointError, DataError, SpecError, TrainingError
+from mmcore.model import MultimodalModel, build_modalities, build_model
+from mmcore.plugins.registry import Registry, get_registry
+from mmcore.spec.load import load_spec, validate_spec
+from mmcore.spec.model import Spec
+from mmcore.train import checkpoint as ck
+from mmcore.train.callbacks import callback_manager
+from mmcore.train.evaluation import SplitResult, autocast_context, evaluate_model, weighted_loss
+from mmcore.train.masking import modality_dropout
+from mmcore.train.optim import build_optimizer, build_scheduler
+from mmcore.train.report import Transform, modality_report
+from mmcore.train.run import (
+    BAD_ROWS,
+    METRICS_JSON,
+    METRICS_JSONL,
+    MODALITIES,
+    MODALITY_REPORT,
+    SPEC_JSON,
+    RunFolder,
+    check_plugin_versions,
+    default_run_dir,
+    load_run_spec,
+    plugin_versions,
+    reset_outputs,
+    save_spec,
+    spec_json_data,
+)
+from mmcore.train.state import capture_rng, restore_rng
+
+#: batches between progress-bar loss updates and non-finite-loss checks (each costs a sync)
+LOG_EVERY = 20
+TRAIN, VALIDATION, TEST = "train", "validation", "test"
+#: everything a run writes, removed first when a run folder is overwritten
+RUN_OUTPUTS = (
+    SPEC_JSON, "spec.py", ck.MODEL_FILE, ck.CHECKPOINTS, ck.BEST, MODALITIES, METRICS_JSONL,
+    METRICS_JSON, "metrics.csv", BAD_ROWS, MODALITY_REPORT, "tensorboard", "*.png",
+)
+
+
+def resolve_device(name: str, source: str = "<spec>") -> torch.device:
+    """``auto`` -> cuda, else mps, else cpu; an explicit device must be available."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SpecError(
+            source, [("train.device", f"unknown device {name!r}: expected auto, cpu, cuda, "
+                      "cuda:N or mps")]
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SpecError(source, [("train.device", f"{name!r} requested but torch sees no CUDA")])
+    if device.type == "cuda" and device.index is not None:
+        if device.index >= torch.cuda.device_count():
+            raise SpecError(source, [("train.device", f"{name!r}: there are only "
+                                      f"{torch.cuda.device_count()} CUDA device(s)")])
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise SpecError(source, [("train.device", "'mps' requested but MPS is not available")])
+    return device
+
+
+def set_deterministic(mode: bool) -> None:
+    """``torch.use_deterministic_algorithms(mode)``, without importing ``torch._inductor``
+    only to set its flag when nothing has imported it yet: that import costs seconds of
+    start-up, and mmcore never compiles models (a later ``torch.compile`` user should call
+    ``torch.use_deterministic_algorithms`` themselves)."""
+    if "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(mode)
+    else:
+        torch._C._set_deterministic_algorithms(mode)
+
+
+def check_precision(precision: str, device: torch.device, source: str = "<spec>") -> None:
+    """fp16 needs CUDA (a gradient scaler); bf16 autocast runs on CPU and CUDA."""
+    if precision == "fp16" and device.type != "cuda":
+        raise SpecError(source, [("train.precision", f"fp16 needs a CUDA device, the device is "
+                                  f"{device.type}; use precision 'bf16' or '32'")])
+    if precision == "bf16" and device.type not in ("cpu", "cuda"):
+        raise SpecError(source, [("train.precision", f"bf16 runs on cpu or cuda, not "
+                                  f"{device.type}; use precision '32'")])
+
+
+@dataclass
+class Monitor:
+    """The figure that picks the best epoch.
+
+    Attributes:
+        name: as given in the spec, e.g. ``label.accuracy`` or ``loss``.
+        key: its key in an epoch record, e.g. ``validation/label.accuracy``.
+        greater_is_better: direction.
+    """
+
+    name: str
+    key: str
+    greater_is_better: bool
+
+    def better(self, value: float, best: float | None) -> bool:
+        if best is None:
+            return True
+        if not math.isfinite(value):
+            return False
+        return value > best if self.greater_is_better else value < best
+
+
+def resolve_monitor(
+    requested: str | None, model: MultimodalModel, has_validation: bool, source: str
+) -> Monitor:
+    """``train.monitor`` checked against the heads' metrics; default: the first head's first
+    metric. Without a validation split the training loss is monitored."""
+    available = {"loss": False}
+    for name, head in model.heads.items():
+        available[f"{name}.loss"] = False
+        for metric in head.metric_names:
+            available[f"{name}.{metric}"] = bool(head.greater_is_better)
+    if requested is not None and requested not in available:
+        raise SpecError(source, [("train.monitor", f"unknown metric {requested!r}; "
+                                  f"expected one of {', '.join(sorted(available))}")])
+    if not has_validation:
+        return Monitor("loss", f"{TRAIN}/loss", False)
+    if requested is None:
+        first_name, first = next(iter(model.heads.items()))
+        requested = f"{first_name}.{first.metric_names[0]}" if first.metric_names else "loss"
+    return Monitor(requested, f"{VALIDATION}/{requested}", available[requested])
+
+
+def _dropout_seed(seed: int, epoch: int) -> int:
+    # A fixed mix of (seed, epoch) so that a resumed epoch draws the same masks.
+    return (seed * 0x9E3779B1 + epoch * 0x85EBCA77) % (2**63)
+
+
+class Trainer:
+    """Trains the model a spec declares and writes a run folder.
+
+    Args:
+        spec: a :class:`~mmcore.spec.Spec`, or a path to a spec file (``.py`` or ``.json``).
+        output: the run folder (default: ``spec.output``, else ``runs/<spec.name>``, relative
+            to the current folder).
+        resume: continue from the newest complete checkpoint in the run folder (start from
+            scratch, with a note, when there is none).
+        overwrite: replace an earlier run in the same folder (otherwise that is an error).
+        overrides: field overrides such as ``"train.epochs=3"``.
+        quiet: no progress bars and no notes.
+        progress: force progress bars on/off (default: ``train.progress`` and only when
+            stderr is a terminal).
+        plots: draw training curves and confusion matrices when matplotlib is installed.
+        report: after training, evaluate the best model with each modality hidden and alone
+            (the modality report, ``modality_report.json``).
+        registry: the plugin registry (default: the process-wide one).
+
+    After :meth:`fit` the attributes ``model``, ``optimizer``, ``scheduler``, ``resolved_spec``,
+    ``history`` (one dict per epoch), ``best_epoch``, ``best_value`` and ``final_metrics`` are
+    set. Callbacks get the trainer and may read these, plus ``run_dir``, ``epoch`` (the last
+    finished epoch), ``step`` (optimizer steps so far), ``monitor`` and ``data``.
+    """
+
+    def __init__(
+        self,
+        spec: Spec | str | Path,
+        *,
+        output: str | Path | None = None,
+        resume: bool = False,
+        overwrite: bool = False,
+        overrides: Iterable[str] = (),
+        quiet: bool = False,
+        progress: bool | None = None,
+        plots: bool = True,
+        report: bool = True,
+        registry: Registry | None = None,
+    ) -> None:
+        self.registry = registry or get_registry()
+        overrides = list(overrides)
+        if isinstance(spec, str | Path):
+            spec = load_spec(spec, overrides, registry=self.registry)
+        elif overrides or not isinstance(spec, Spec):
+            spec = validate_spec(
+                spec, source=getattr(spec, "source", "<spec>"),
+                base_dir=getattr(spec, "base_dir", None), overrides=overrides,
+                registry=self.registry,
+            )
+        self.spec: Spec = spec
+        self.run_dir = default_run_dir(spec, output)
+        self.run = RunFolder(self.run_dir)
+        self.resume = resume
+        self.overwrite = overwrite
+        self.quiet = quiet
+        self.plots = plots
+        self.report = report
+        self.modality_report: dict[str, Any] | None = None
+        wanted = spec.train.progress if progress is None else progress
+        self.show_progress = bool(wanted and not quiet and (progress or sys.stderr.isatty()))
+        self.model: MultimodalModel | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        self.scaler: torch.amp.GradScaler | None = None
+        self.resolved_spec: Spec | None = None
+        self.data: Any = None
+        self.monitor: Monitor | None = None
+        self.device = torch.device("cpu")
+        self.epoch = 0
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self.best_epoch: int | None = None
+        self.best_value: float | None = None
+        self.bad_epochs = 0
+        self.stopped_early = False
+        self.final_metrics: dict[str, Any] = {}
+        self.last_checkpoint: Path | None = None
+
+    # -- public ---------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        """Train, keep the best epoch, evaluate it on validation and test; returns what
+        ``metrics.json`` holds: ``best_epoch``, ``monitor``, ``best_value``, ``epochs``,
+        ``stopped_early`` and a dict of metrics per evaluated split."""
+        deterministic_before = torch.are_deterministic_algorithms_enabled()
+        benchmark_before = torch.backends.cudnn.benchmark
+        try:
+            return self._fit()
+        finally:
+            set_deterministic(deterministic_before)
+            torch.backends.cudnn.benchmark = benchmark_before
+
+    def note(self, message: str) -> None:
+        """A line for the user on stderr (nothing when quiet)."""
+        if not self.quiet:
+            tqdm.write(message, file=sys.stderr)
+
+    # -- setup ----------------------------------------------------------------------------
+    def _prepare_run_folder(self) -> Path | None:
+        run = self.run
+        if self.resume:
+            found = ck.latest_checkpoint(run.checkpoints)
+            if found is not None:
+                return found
+            self.note(f"no complete checkpoint in {run.checkpoints}: starting from scratch")
+            reset_outputs(run, RUN_OUTPUTS)
+        markers = (SPEC_JSON, ck.CHECKPOINTS, ck.MODEL_FILE)
+        existing = [n for n in markers if (run.path / n).exists()]
+        if existing and not self.overwrite:
+            raise CheckpointError(
+                f"{run.path} already holds a run ({', '.join(existing)}); continue it with "
+                "--resume, replace it with --overwrite, or choose another --output"
+            )
+        if existing:
+            reset_outputs(run, RUN_OUTPUTS)
+        run.path.mkdir(parents=True, exist_ok=True)
+        return None
+
+    def _seed(self, seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+
+    def _setup_data(self, modalities: dict[str, Any], resume_from: Path | None) -> Spec:
+        """Set up the data module; returns the spec whose heads carry fitted options."""
+        from mmcore.data import DataModule
+
+        spec = self.spec
+        if resume_from is not None:
+            saved = load_run_spec(self.run)
+            check_plugin_versions(saved.plugins, self.run.spec_json, self.registry)
+            problems = resume_mismatches(spec, saved)
+            if problems:
+                raise CheckpointError(
+                    f"cannot resume {self.run.path}: the spec differs from its "
+                    f"{SPEC_JSON} ({'; '.join(problems)}); only train.* settings may change"
+                )
+            heads = {
+                n: h.model_copy(update={"options": dict(saved.heads[n].options)})
+                for n, h in spec.heads.items()
+            }
+            spec = spec.model_copy(update={"heads": heads})
+            for name, modality in modalities.items():
+                modality.load_state(self.run.modality_dir(name))
+        dm = DataModule(
+            spec, modalities, registry=self.registry, output_dir=self.run.path,
+            progress=self.show_progress,
+        )
+        dm.setup(fit=resume_from is None)
+        if TRAIN not in dm.splits or dm.num_rows(TRAIN) == 0:
+            raise DataError(f"{spec.source}: the data has no training rows (splits: "
+                            f"{', '.join(dm.splits) or 'none'})")
+        if resume_from is None:
+            for name, modality in modalities.items():
+                folder = self.run.modality_dir(name)
+                folder.mkdir(parents=True, exist_ok=True)
+                modality.save_state(folder)
+        self.data = dm
+        heads = {
+            n: h.model_copy(update={"options": dict(dm.head_options.get(n, h.options))})
+            for n, h in spec.heads.items()
+        }
+        return spec.model_copy(
+            update={"heads": heads, "plugins": plugin_versions(spec, self.registry)}
+        )
+
+    def _restore(self, path: Path) -> None:
+        """Load a checkpoint into the model, optimizer, scheduler, scaler and RNGs."""
+        assert self.model is not None and self.optimizer is not None
+        found = ck.read_checkpoint(path)
+        ck.apply_weights(self.model, found.model, path / ck.MODEL_FILE)
+        state = found.state
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])  # type: ignore[union-attr]
+            if self.scaler is not None and state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"{path / ck.STATE_JSON}: the optimizer state does not fit this model or "
+                f"train.optimizer ({type(exc).__name__}: {exc})"
+            ) from None
+        self.epoch = int(state["epoch"])
+        self.step = int(state["step"])
+        self.history = list(state["history"])
+        self.best_epoch = state["best_epoch"]
+        self.best_value = state["best_value"]
+        self.bad_epochs = int(state["bad_epochs"])
+        self.stopped_early = bool(state["stopped_early"])
+        self.last_checkpoint = path
+        self._write_metrics_jsonl()
+        if self.best_epoch == self.epoch:  # the run may have stopped before copying it
+            self._publish_best(path)
+        restore_rng(state["rng"])
+        self.note(f"resumed {self.run.path} after epoch {self.epoch} (step {self.step})")
+
+    # -- the run --------------------------------------------------------------------------
+    def _fit(self) -> dict[str, Any]:
+        spec, train = self.spec, self.spec.train
+        resume_from = self._prepare_run_folder()
+        self.device = resolve_device(train.device, spec.source)
+        check_precision(train.precision, self.device, spec.source)
+        if train.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            set_deterministic(True)
+            torch.backends.cudnn.benchmark = False
+        self._seed(train.seed)
+        self.hooks = callback_manager(list(train.callbacks), self.registry)
+
+        modalities = build_modalities(spec, self.registry)
+        resolved = self._setup_data(modalities, resume_from)
+        save_spec(self.run, resolved)
+        self.resolved_spec = resolved
+        self.weights = {name: head.weight for name, head in resolved.heads.items()}
+
+        torch.manual_seed(train.seed)  # the same initial weights whatever the data layer drew
+        self.model = model = build_model(resolved, modalities, self.registry).to(self.device)
+        dm = self.data
+        self.has_validation = VALIDATION in dm.splits and dm.num_rows(VALIDATION) > 0
+        self.monitor = resolve_monitor(train.monitor, model, self.has_validation, spec.source)
+        if train.monitor and not self.has_validation:
+            self.note(f"no validation split: monitoring the training loss, not {train.monitor}")
+        batches = math.ceil(dm.num_rows(TRAIN) / train.batch_size)
+        total_steps = math.ceil(batches / train.accumulate) * train.epochs
+        self.optimizer = build_optimizer(model, train)
+        self.scheduler = build_scheduler(self.optimizer, train, total_steps)
+        self.scaler = torch.amp.GradScaler("cuda") if train.precision == "fp16" else None
+        if resume_from is not None:
+            self._restore(resume_from)
+
+        self.hooks.hook.on_train_start(trainer=self)
+        epochs_bar = tqdm(
+            total=train.epochs, initial=self.epoch, desc="epochs", unit="epoch",
+            disable=not self.show_progress, file=sys.stderr, dynamic_ncols=True,
+        )
+        try:
+            while self.epoch < train.epochs and not self.stopped_early:
+                record = self._run_epoch(self.epoch + 1)
+                epochs_bar.update(1)
+                value = record.get(self.monitor.key)
+                if value is not None:
+                    epochs_bar.set_postfix({self.monitor.name: f"{value:.4g}"})
+        finally:
+            epochs_bar.close()
+        return self._finish()
+
+    def _loader(self, split: str, *, shuffle: bool, epoch: int = 0):
+        train = self.spec.train
+        return self.data.loader(
+            split, batch_size=train.batch_size, shuffle=shuffle, seed=train.seed, epoch=epoch,
+            num_workers=train.num_workers, pin_memory=self.device.type == "cuda",
+        )
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the training split; returns row-averaged losses."""
+        model, optimizer, scheduler = self.model, self.optimizer, self.scheduler
+        scaler = self.scaler
+        assert model is not None and optimizer is not None and scheduler is not None
+        train = self.spec.train
+        loader = self._loader(TRAIN, shuffle=True, epoch=epoch)
+        try:
+            num_batches = len(loader)
+        except TypeError:
+            num_batches = math.ceil(self.data.num_rows(TRAIN) / train.batch_size)
+        generator = torch.Generator().manual_seed(_dropout_seed(train.seed, epoch))
+        params = [p for p in model.parameters() if p.requires_grad]
+        sums = torch.zeros(len(model.heads) + 1, device=self.device)
+        bad_batch = torch.full((), -1, dtype=torch.long, device=self.device)
+        rows, start_step = 0, self.step
+        accumulate = train.accumulate
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        bar = tqdm(
+            loader, total=num_batches, desc=f"epoch {epoch}", unit="batch", leave=False,
+            disable=not self.show_progress, file=sys.stderr, dynamic_ncols=True,
+        )
+        for i, batch in enumerate(bar):
+            inputs = batch.inputs
+            if train.modality_dropout > 0:
+                inputs = modality_dropout(inputs, train.modality_dropout, generator)
+            inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
+            targets = {k: v.to(self.device, non_blocking=True) for k, v in batch.targets.items()}
+            with autocast_context(self.device, train.precision):
+                outputs = model(inputs)
+            total, losses = weighted_loss(model, outputs, targets, self.weights)
+            window_start = (i // accumulate) * accumulate
+            window = min(accumulate, num_batches - window_start) if num_batches > i else 1
+            scaled = total / window
+            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            n = len(batch)
+            detached = torch.stack([total, *losses]).detach()
+            sums += detached * n
+            rows += n
+            bad_batch = torch.where(
+                (bad_batch < 0) & ~torch.isfinite(detached[0]), i, bad_batch
+            )
+            if (i + 1) % accumulate == 0 or i + 1 == num_batches:
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
+                if train.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(params, train.grad_clip)
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+                self.step += 1
+            if (i + 1) % LOG_EVERY == 0:
+                self._check_finite(bad_batch, epoch, num_batches, start_step)
+                if self.show_progress:
+                    bar.set_postfix(loss=f"{(sums[0] / rows).item():.4f}")
+        bar.close()
+        self._check_finite(bad_batch, epoch, num_batches, start_step)
+        means = (sums / max(rows, 1)).tolist()
+        out = {"loss": means[0]}
+        out.update({f"{name}.loss": v for name, v in zip(model.heads, means[1:], strict=True)})
+        return out
+
+    def _check_finite(self, bad_batch: torch.Tensor, epoch: int, batches: int, start: int) -> None:
+        index = int(bad_batch.item())
+        if index < 0:
+            return
+        step = start + index // self.spec.train.accumulate + 1
+        last = self.last_checkpoint or "none (no epoch finished yet)"
+        raise TrainingError(
+            f"non-finite loss (nan or inf) at epoch {epoch}, batch {index + 1}/{batches} "
+            f"(optimizer step {step}); training stopped. The last good checkpoint is {last}. "
+            "Try a lower train.lr, train.grad_clip, precision '32', or look for extreme "
+            "values in the data."
+        )
+
+    def _evaluate(self, split: str, transform: Transform | None = None) -> SplitResult:
+        assert self.model is not None
+        return evaluate_model(
+            self.model, self._loader(split, shuffle=False), device=self.device,
+            weights=self.weights, precision=self.spec.train.precision, transform=transform,
+        )
+
+    def _run_epoch(self, epoch: int) -> dict[str, Any]:
+        assert self.monitor is not None and self.optimizer is not None
+        started = time.perf_counter()
+        train_metrics = self._train_epoch(epoch)
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "step": self.step,
+            "lr": self.optimizer.param_groups[0]["lr"],
+        }
+        record.update({f"{TRAIN}/{k}": v for k, v in train_metrics.items()})
+        if self.has_validation:
+            record.update(
+                {f"{VALIDATION}/{k}": v for k, v in self._evaluate(VALIDATION).metrics.items()}
+            )
+        record["seconds"] = round(time.perf_counter() - started, 3)
+        value = record.get(self.monitor.key, float("nan"))
+        improved = self.monitor.better(value, self.best_value)
+        if improved:
+            self.best_epoch, self.best_value, self.bad_epochs = epoch, value, 0
+        else:
+            self.bad_epochs += 1
+        patience = self.spec.train.early_stopping
+        self.stopped_early = patience is not None and self.bad_epochs >= patience
+        self.epoch = epoch
+        self.history.append(record)
+
+        path = ck.write_checkpoint(self.run.checkpoints, epoch, ck.model_tensors(self.model), {
+            "epoch": epoch,
+            "step": self.step,
+            "history": self.history,
+            "best_epoch": self.best_epoch,
+            "best_value": self.best_value,
+            "monitor": self.monitor.name,
+            "bad_epochs": self.bad_epochs,
+            "stopped_early": self.stopped_early,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),  # type: ignore[union-attr]
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": capture_rng(),
+        })
+        self.last_checkpoint = path
+        if improved:
+            self._publish_best(path)
+        ck.prune_checkpoints(self.run.checkpoints, ck.KEEP_LAST)
+        self._write_metrics_jsonl()
+        self.hooks.hook.on_checkpoint_saved(trainer=self, path=path)
+        self.hooks.hook.on_epoch_end(trainer=self, epoch=epoch, metrics=dict(record))
+        if self.stopped_early:
+            self.note(f"early stopping after epoch {epoch}: {self.monitor.name} has not "
+                      f"improved for {self.bad_epochs} epochs (best: epoch {self.best_epoch})")
+        return record
+
+    def _publish_best(self, checkpoint: Path) -> None:
+        """Copy a checkpoint's weights to ``best/`` and the run's ``model.safetensors``."""
+        assert self.monitor is not None
+        info = {"epoch": self.best_epoch, "monitor": self.monitor.name,
+                "value": self.best_value, "checkpoint": checkpoint.name}
+        ck.copy_dir_atomic(checkpoint, self.run.best, [ck.MODEL_FILE], {ck.BEST_INFO: info})
+        ck.atomic_copy(checkpoint / ck.MODEL_FILE, self.run.model)
+
+    def _modality_report(self, results: Mapping[str, SplitResult]) -> None:
+        """What each modality contributes, on the test split (else validation), written to
+        ``modality_report.json``; also kept as :attr:`modality_report`."""
+        assert self.model is not None
+        split = TEST if TEST in results else VALIDATION
+        metric = resolve_monitor(self.spec.train.monitor, self.model, True, self.spec.source)
+        self.modality_report = modality_report(
+            lambda t: results[split] if t is None else self._evaluate(split, t),
+            list(self.model.encoders), metric.name, split,
+        )
+        ck.atomic_write_json(self.run.path / MODALITY_REPORT, self.modality_report)
+
+    def _write_metrics_jsonl(self) -> None:
+        import json
+
+        text = "".join(json.dumps(record) + "\n" for record in self.history)
+        ck.atomic_write_text(self.run.metrics_jsonl, text)
+
+    def _finish(self) -> dict[str, Any]:
+        """Evaluate the best weights on validation and test; write metrics.json and plots."""
+        assert self.model is not None and self.monitor is not None
+        ck.load_weights(self.model, self.run.model)
+        final: dict[str, Any] = {
+            "best_epoch": self.best_epoch,
+            "monitor": self.monitor.name,
+            "best_value": self.best_value,
+            "epochs": self.epoch,
+            "stopped_early": self.stopped_early,
+        }
+        results: dict[str, SplitResult] = {}
+        for split in (VALIDATION, TEST):
+            if split in self.data.splits and self.data.num_rows(split) > 0:
+                results[split] = self._evaluate(split)
+                final[split] = results[split].metrics
+        ck.atomic_write_json(self.run.metrics_json, final)
+        if self.data.bad_rows:  # the data module wrote them to the run folder
+            self.note(f"{len(self.data.bad_rows)} bad row(s) left out: see {self.run.bad_rows}")
+        if self.report and results:
+            self._modality_report(results)
+        if self.plots:
+            from mmcore.train.plots import make_plots
+
+            note = make_plots(self.run.path, self.history, self.model, results)
+            if note:
+                self.note(note)
+        self.final_metrics = final
+        flat = {
+            f"{split}/{k}": v
+            for split in (VALIDATION, TEST)
+            for k, v in final.get(split, {}).items()
+        }
+        self.hooks.hook.on_train_end(trainer=self, metrics=flat)
+        return final
+
+
+def resume_mismatches(spec: Spec, saved: Spec) -> list[str]:
+    """Where ``spec`` differs from a run's saved spec outside ``train`` (and the heads'
+    fitted options, which the new spec may leave out)."""
+    new, old = spec_json_data(spec), spec_json_data(saved)
+    problems = [key for key in ("data", "modalities", "fusion") if new[key] != old[key]]
+    if set(new["heads"]) != set(old["heads"]):
+        problems.append("heads")
+    else:
+        for name, head in new["heads"].items():
+            before = old["heads"][name]
+            if any(head[k] != before[k] for k in ("kind", "target", "weight")) or any(
+                before["options"].get(k) != v for k, v in head["options"].items()
+            ):
+                problems.append(f"heads.{name}")
+    return problems
+
+
+def summary(final: Mapping[str, Any]) -> str:
+    """A few readable lines of :meth:`Trainer.fit`'s result."""
+    lines = [f"best epoch: {final.get('best_epoch')} ({final.get('monitor')} = "
+             f"{_fmt(final.get('best_value'))})"]
+    for split in (VALIDATION, TEST):
+        if split in final:
+            figures = ", ".join(f"{k} {_fmt(v)}" for k, v in final[split].items())
+            lines.append(f"{split}: {figures}")
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)

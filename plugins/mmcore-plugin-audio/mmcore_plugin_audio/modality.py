@@ -1,0 +1,78 @@
+"""The ``audio`` modality: waveforms -> log-mel spectrograms ``[T, n_mels]`` -> CNN (+ LSTM)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmcore.batch import ModalityBatch
+from mmcore.collate import pad_sequences
+from mmcore.modality import Modality
+from mmcore_plugin_audio.decode import load_waveform, resample
+from mmcore_plugin_audio.encoder import AudioEncoder
+from mmcore_plugin_audio.features import LogMel
+from mmcore_plugin_audio.options import AudioOptions
+
+#: Options that change what ``preprocess`` returns (the cache key); the encoder's sizes don't.
+PREPROCESS_FIELDS = ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "f_min",
+                     "f_max", "mel_scale", "mel_norm", "log_offset", "normalize", "max_seconds",
+                     "truncate")
+#: Bumped whenever the preprocessing code changes its output for the same options.
+PREPROCESS_VERSION = 1
+
+
+class AudioModality(Modality[AudioOptions]):
+    """Audio clips -> float32 log-mel spectrograms ``[T, n_mels]``, ``T = 1 + n // hop_length``
+    for a clip of ``n`` samples at ``sample_rate``.
+
+    Values are paths (relative to ``root``) or bytes of files libsndfile reads, ``datasets``
+    Audio values, or sample arrays (taken to be at ``sample_rate``). Clips are downmixed to
+    mono and resampled with soxr. Collated batches: ``values [B, T_max, n_mels]`` with
+    ``mask [B, T_max]`` (True at real frames); missing clips are all-padding rows.
+    """
+
+    options_class = AudioOptions
+
+    def __init__(
+        self, name: str, options: AudioOptions | None = None, root: Path | None = None
+    ) -> None:
+        super().__init__(name, options, root)
+        self._logmel: LogMel | None = None
+
+    def fingerprint(self) -> str:
+        chosen = self.options.model_dump(mode="json", include=set(PREPROCESS_FIELDS))
+        return json.dumps({"audio": PREPROCESS_VERSION, **chosen}, sort_keys=True)
+
+    def waveform(self, value: Any) -> np.ndarray:
+        """One raw value -> mono float32 samples at ``sample_rate``, limited to
+        ``max_seconds`` (an error for longer clips unless ``truncate``)."""
+        o = self.options
+        samples, rate = load_waveform(value, self.root, o.sample_rate)
+        if o.max_seconds is not None and samples.size > o.max_seconds * rate:
+            if not o.truncate:
+                raise ValueError(
+                    f"clip lasts {samples.size / rate:.2f} s, longer than max_seconds="
+                    f"{o.max_seconds:g}; raise max_seconds or set truncate: true to keep the "
+                    "start"
+                )
+            samples = samples[: math.ceil(o.max_seconds * rate)]
+            samples = resample(samples, rate, o.sample_rate)
+            return samples[: math.floor(o.max_seconds * o.sample_rate)]
+        return resample(samples, rate, o.sample_rate)
+
+    def preprocess(self, value: Any) -> np.ndarray:
+        if self._logmel is None:
+            self._logmel = LogMel(self.options)
+        return self._logmel(self.waveform(value))
+
+    def collate(self, items: Sequence[np.ndarray | None]) -> ModalityBatch:
+        return pad_sequences(items, empty_shape=(self.options.n_mels,), dtype=torch.float32)
+
+    def build_encoder(self) -> AudioEncoder:
+        return AudioEncoder(self.options)

@@ -1,0 +1,46 @@
+"""Options of the ``gesture`` modality (pydantic only: validating a spec imports no torch)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt
+
+from mmcore.modality import ModalityOptions
+
+
+class GestureOptions(ModalityOptions):
+    """How ``gesture`` reads, normalises and encodes motion sequences ``[T, C]``.
+
+    A 2-D value is ``[T, C]``. A flat (1-D) value of ``N`` numbers — a list in one cell or a
+    multi-column value — becomes ``[N / channels, channels]`` or ``[steps, N / steps]``; with
+    neither option it is one channel, ``[N, 1]``.
+    """
+
+    channels: PositiveInt | None = Field(
+        None, description="C: values per time step; checked on every sequence, and flat "
+        "values are split into [N / C, C]"
+    )
+    steps: PositiveInt | None = Field(
+        None, description="time steps per sequence: flat values are split into [steps, N / "
+        "steps], and 2-D values must have exactly this many steps"
+    )
+    normalize: Literal["standard", "none"] = Field(
+        "standard", description="'standard': per-channel (x - mean) / std with mean and std "
+        "fitted on the training split; 'none': values as read"
+    )
+    max_length: PositiveInt | None = Field(None, description="most time steps per sequence")
+    truncate: bool = Field(
+        False, description="keep the first max_length steps of longer sequences (else: error)"
+    )
+    hidden_size: PositiveInt = Field(64, description="LSTM hidden size (per direction)")
+    num_layers: PositiveInt = Field(1, description="LSTM layers")
+    bidirectional: bool = False
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout between LSTM layers and "
+                           "before the linear layer")
+    output_size: PositiveInt = Field(64, description="size of the linear layer's output")
+    pool: Literal["mean", "last"] = Field(
+        "last", description="pooled output: the LSTM state at the last real step, or the "
+        "masked mean over steps"
+    )
+    output: Literal["pooled", "sequence"] = "pooled"

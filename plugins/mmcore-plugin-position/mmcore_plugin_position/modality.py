@@ -1,0 +1,184 @@
+"""The ``position`` modality: coordinate sequences ``[T, K, D]`` or flat frames ``[T, F]``."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmcore.batch import ModalityBatch
+from mmcore.collate import limit_length, pad_sequences
+from mmcore.io import check_finite, load_array, read_json_state, split_last_axis, write_json_state
+from mmcore.modality import Modality
+from mmcore_plugin_position.encoder import PositionEncoder
+from mmcore_plugin_position.options import PositionOptions
+
+STATE_FILE = "position.json"
+LAYOUTS = "keypoints [T, K, D], frames [T, F] or one flat frame [F]"
+
+
+class PositionModality(Modality[PositionOptions]):
+    """Keypoints over time, read from the row or from ``.npy`` / ``.csv`` / ``.json`` files.
+
+    A value is nested lists, a numpy array, a JSON string, a file path, or a multi-column
+    value (a list of the cells of the spec's ``column`` list, in that order), which is one
+    frame. ``preprocess`` returns float32 ``[T, K, D]`` when ``num_keypoints`` or ``dims`` is
+    set (or the value is 3-D) and ``[T, F]`` otherwise; ``collate`` pads them to
+    ``[B, T_max, ...]`` with a ``[B, T_max]`` step mask.
+
+    Fitted state: the shape of one frame, taken from the first training value when the
+    options do not fix it; the encoder's input size comes from it.
+    """
+
+    options_class = PositionOptions
+
+    def __init__(
+        self, name: str, options: PositionOptions | None = None, root: Path | None = None
+    ) -> None:
+        super().__init__(name, options, root)
+        self._fitted_frame: tuple[int, ...] | None = None
+
+    @property
+    def frame_shape(self) -> tuple[int, ...] | None:
+        """Shape of one frame: ``(K, D)`` or ``(F,)``; ``None`` before fitting when the
+        options leave it open."""
+        o = self.options
+        if o.num_keypoints is not None and o.dims is not None:
+            return (o.num_keypoints, o.dims)
+        return self._fitted_frame
+
+    # -- fitted state -------------------------------------------------------------------
+    def fit(self, values: Sequence[Any]) -> None:
+        self._fitted_frame = None
+        for value in values:
+            try:
+                self._fitted_frame = tuple(int(s) for s in self.preprocess(value).shape[1:])
+            except ValueError as exc:
+                raise ValueError(f"first training value of {self.name!r}: {exc}") from None
+            return
+
+    def save_state(self, directory: Path) -> None:
+        frame = list(self._fitted_frame) if self._fitted_frame is not None else None
+        write_json_state(Path(directory) / STATE_FILE, {"frame_shape": frame})
+
+    def load_state(self, directory: Path) -> None:
+        path = Path(directory) / STATE_FILE
+        frame = read_json_state(path, f"position modality {self.name!r}").get("frame_shape")
+        if frame is not None and not (
+            isinstance(frame, list) and frame and all(isinstance(s, int) and s > 0 for s in frame)
+        ):
+            raise ValueError(f"{path}: frame_shape must be a list of positive ints, got {frame!r}")
+        self._fitted_frame = tuple(frame) if frame is not None else None
+
+    def fingerprint(self) -> str:
+        frame = list(self._fitted_frame) if self._fitted_frame is not None else None
+        return f"{super().fingerprint()}|frame_shape={json.dumps(frame)}"
+
+    # -- data -----------------------------------------------------------------------------
+    def preprocess(self, value: Any) -> np.ndarray:
+        """One raw value -> float32 ``[T, K, D]`` or ``[T, F]``, normalised as the options say.
+
+        Raises ``ValueError`` for unreadable values, missing files, empty sequences, frames
+        of the wrong shape, NaN/inf, and sequences longer than ``max_length`` without
+        ``truncate``.
+        """
+        arr = self._arrange(load_array(value, self.root, allow_empty=False))
+        self._check_frame(arr)
+        check_finite(arr)
+        arr = limit_length(arr, self.options.max_length, self.options.truncate)
+        return np.ascontiguousarray(self._normalise(arr), dtype=np.float32)
+
+    def collate(self, items: Sequence[np.ndarray | None]) -> ModalityBatch:
+        """``values [B, T_max, K, D]`` (or ``[B, T_max, F]``), ``mask [B, T_max]``,
+        ``present [B]``; missing samples are all-padding rows."""
+        return pad_sequences(items, empty_shape=self.frame_shape, dtype=torch.float32)
+
+    def build_encoder(self) -> PositionEncoder:
+        frame = self.frame_shape
+        if frame is None:
+            raise ValueError(
+                f"position modality {self.name!r}: the frame size is unknown; set the options "
+                "num_keypoints and dims, or fit() the modality on training values first"
+            )
+        o = self.options
+        return PositionEncoder(
+            input_size=math.prod(frame),
+            conv_channels=o.conv_channels,
+            kernel_size=o.kernel_size,
+            hidden_size=o.hidden_size,
+            num_layers=o.num_layers,
+            dropout=o.dropout,
+            pool=o.pool,
+            output=o.output,
+        )
+
+    # -- helpers ------------------------------------------------------------------------
+    def _arrange(self, arr: np.ndarray) -> np.ndarray:
+        """``arr`` as ``[T, F]`` frames, or ``[T, K, D]`` when the options ask for keypoints."""
+        o = self.options
+        if arr.ndim == 0 or arr.ndim > 3:
+            got = "a single number" if arr.ndim == 0 else f"an array of shape {arr.shape}"
+            raise ValueError(f"expected {LAYOUTS}, got {got}")
+        if o.num_keypoints is None and o.dims is None:
+            return arr[None] if arr.ndim == 1 else arr
+        if arr.ndim == 3:
+            return arr
+        if arr.ndim == 2 and arr.shape == (o.num_keypoints, o.dims):
+            return arr[None]  # one frame given as K rows of D coordinates
+        if arr.ndim == 1:
+            arr = arr[None]
+        try:
+            return split_last_axis(arr, (o.num_keypoints, o.dims), ("num_keypoints", "dims"))
+        except ValueError as exc:
+            raise ValueError(f"cannot split frames into keypoints: {exc}") from None
+
+    def _check_frame(self, arr: np.ndarray) -> None:
+        o = self.options
+        expected: tuple[int | None, ...]
+        if o.num_keypoints is not None and o.dims is not None:
+            expected, source = (o.num_keypoints, o.dims), "num_keypoints x dims in the options"
+        elif self._fitted_frame is not None:
+            expected, source = self._fitted_frame, "the frame shape of the training data"
+        elif arr.ndim == 3 and (o.num_keypoints is not None or o.dims is not None):
+            expected, source = (o.num_keypoints, o.dims), "the options"
+        else:
+            return
+        got = arr.shape[1:]
+        if len(got) != len(expected) or any(
+            e is not None and g != e for g, e in zip(got, expected, strict=True)
+        ):
+            shown = "(" + ", ".join("any" if e is None else str(e) for e in expected) + ")"
+            raise ValueError(f"frames of shape {got}, expected {shown} ({source})")
+
+    def _normalise(self, arr: np.ndarray) -> np.ndarray:
+        o = self.options
+        needs_keypoints = [n for n in ("relative_to", "center") if getattr(o, n) is not None]
+        if needs_keypoints and arr.ndim != 3:
+            raise ValueError(
+                f"{' and '.join(needs_keypoints)} need keypoints [T, K, D], got flat frames of "
+                f"shape {arr.shape}; set num_keypoints and dims to split them"
+            )
+        if o.relative_to is not None:
+            k = _keypoint(arr, o.relative_to, "relative_to")
+            arr = arr - arr[:, k : k + 1, :]
+        if o.center == "mean":
+            arr = arr - arr.mean(axis=(0, 1), keepdims=True)
+        elif o.center is not None:
+            k = _keypoint(arr, o.center, "center")
+            arr = arr - arr[:, k : k + 1, :].mean(axis=0, keepdims=True)
+        if o.scale is not None:
+            spread = float(np.abs(arr).max() if o.scale == "max_abs" else arr.std())
+            if spread > 0.0:  # an all-zero (or constant, for std) sequence has no scale to undo
+                arr = arr / spread
+        return arr
+
+
+def _keypoint(arr: np.ndarray, index: int, option: str) -> int:
+    if index >= arr.shape[1]:
+        raise ValueError(f"{option}={index}, but frames have only {arr.shape[1]} keypoints")
+    return index

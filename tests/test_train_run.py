@@ -1,0 +1,322 @@
+"""End-to-end training on tiny CSV data: the run folder, metrics, best/early stopping,
+gradient accumulation, non-finite losses, and resume after SIGKILL matching an
+uninterrupted run exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import mmcore
+from mmcore.errors import CheckpointError, TrainingError
+from mmcore.heads.classification import ClassificationHead
+from mmcore.spec import validate_spec
+from mmcore.train import Trainer
+from mmcore.train import checkpoint as ck
+from tests import train_toy as toy
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Two busy cores: more intra-op threads only add contention (and the resume test needs
+    # the same thread count in the parent and the child).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def reg():
+    return toy.registry()
+
+
+@pytest.fixture
+def data(tmp_path):
+    return toy.write_data(tmp_path / "data" / "data.csv")
+
+
+def _spec(tmp_path, data, reg, **train):
+    return validate_spec(toy.spec_dict(data, tmp_path / "cache", **train), registry=reg)
+
+
+def _fit(spec, out, reg, **kw):
+    trainer = Trainer(spec, output=out, registry=reg, plots=False, quiet=True, **kw)
+    return trainer, trainer.fit()
+
+
+def _weights(path):
+    return load_file(str(path))
+
+
+def _equal(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+class Recorder:
+    """Records the trainer events it receives, as a plugin would."""
+
+    def __init__(self):
+        self.events = []
+
+    @mmcore.hookimpl
+    def on_train_start(self, trainer):
+        self.events.append(("start", trainer.epoch))
+
+    @mmcore.hookimpl
+    def on_checkpoint_saved(self, trainer, path):
+        self.events.append(("checkpoint", Path(path).name))
+
+    @mmcore.hookimpl
+    def on_epoch_end(self, trainer, epoch, metrics):
+        self.events.append(("epoch", epoch, sorted(metrics)))
+
+    @mmcore.hookimpl
+    def on_train_end(self, trainer, metrics):
+        self.events.append(("end", sorted(metrics)))
+
+
+def test_fit_writes_a_complete_run_folder(tmp_path, data, reg, monkeypatch):
+    recorder = Recorder()
+    reg.pm.register(recorder, name="recorder")
+
+    def no_pickle(*args, **kwargs):
+        raise AssertionError("torch.save/torch.load must not be used")
+
+    monkeypatch.setattr(torch, "save", no_pickle)
+    monkeypatch.setattr(torch, "load", no_pickle)
+    run = tmp_path / "run"
+    trainer, final = _fit(_spec(tmp_path, data, reg, epochs=3), run, reg)
+
+    saved = json.loads((run / "spec.json").read_text())
+    assert saved["heads"]["label"]["options"]["classes"] == toy.CLASSES
+    assert saved["plugins"] == {"mmcore": mmcore.__version__, toy.DIST: toy.VERSION}
+    assert saved["data"]["path"] == str(data)  # absolute: a loaded run's base is the run
+    mean, std = json.loads((run / "modalities" / "a" / "scale.json").read_text())
+    assert 10.5 < mean < 11.5 and 0.5 < std < 1.2  # fitted on the train split
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    assert {"train/loss", "train/label.loss", "validation/label.accuracy", "validation/loss",
+            "lr", "step", "seconds"} <= set(history[0])
+    assert history[-1]["step"] == 3 * 5  # 36 train rows, batches of 8
+    assert history[-1]["train/loss"] < history[0]["train/loss"]  # it learns
+    assert [p.name for p in ck.complete_checkpoints(run / "checkpoints")] == [
+        "epoch-0002", "epoch-0003"]
+    assert (run / "checkpoints" / "latest").read_text().strip() == "epoch-0003"
+    best = json.loads((run / "best" / "best.json").read_text())
+    assert best["epoch"] == final["best_epoch"] and best["monitor"] == "label.accuracy"
+    values = [r["validation/label.accuracy"] for r in history]
+    assert final["best_value"] == max(values)
+    assert final["best_epoch"] == values.index(max(values)) + 1  # the first best one
+    assert _equal(_weights(run / "model.safetensors"), _weights(run / "best/model.safetensors"))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(final))
+    assert set(metrics["test"]) >= {"label.accuracy", "label.macro_f1", "label.top_k", "loss"}
+    assert metrics["validation"]["label.accuracy"] == pytest.approx(final["best_value"])
+    report = json.loads((run / "modality_report.json").read_text())
+    assert report["split"] == "test" and report["baseline"] == metrics["test"]
+    assert set(report["modalities"]) == {"a", "b"}
+    assert trainer.modality_report == report
+    csv_lines = (run / "metrics.csv").read_text().splitlines()
+    assert len(csv_lines) == 4 and csv_lines[0].startswith("epoch,step,lr,train/loss")
+    assert [e[0] for e in recorder.events] == ["start"] + ["checkpoint", "epoch"] * 3 + ["end"]
+    assert "test/label.accuracy" in recorder.events[-1][1]
+
+
+def test_early_stopping_keeps_the_best_epoch(tmp_path, data, reg):
+    # A learning rate this small leaves the accuracy flat: no epoch after the first improves.
+    trainer, final = _fit(_spec(tmp_path, data, reg, epochs=10, lr=1e-12, early_stopping=2),
+                          tmp_path / "run", reg)
+    assert final["stopped_early"] and final["epochs"] == 3 and final["best_epoch"] == 1
+    assert len(trainer.history) == 3
+    assert json.loads((tmp_path / "run/best/best.json").read_text())["epoch"] == 1
+    state = ck.read_checkpoint(tmp_path / "run/checkpoints/epoch-0003").state
+    assert state["bad_epochs"] == 2 and state["best_epoch"] == 1
+
+
+def test_without_validation_the_training_loss_is_monitored(tmp_path, reg):
+    path = toy.write_data(tmp_path / "d.csv")
+    path.write_text(path.read_text().replace(",validation\n", ",train\n"))
+    trainer, final = _fit(_spec(tmp_path, path, reg, epochs=2, monitor="label.accuracy"),
+                          tmp_path / "run", reg)
+    assert final["monitor"] == "loss" and "validation" not in final and "test" in final
+    losses = [r["train/loss"] for r in trainer.history]
+    assert final["best_value"] == min(losses)
+
+
+def test_gradient_accumulation_matches_a_larger_batch(tmp_path, data, reg):
+    # SGD without clipping: the update is proportional to the gradient, so a wrongly scaled
+    # accumulated gradient would show (Adam would hide a constant factor).
+    common = {"epochs": 1, "optimizer": "sgd", "grad_clip": None, "lr": 0.1}
+    big, _ = _fit(_spec(tmp_path, data, reg, batch_size=8, **common), tmp_path / "big", reg)
+    small, _ = _fit(_spec(tmp_path, data, reg, batch_size=4, accumulate=2, **common),
+                    tmp_path / "small", reg)
+    assert big.step == small.step == 5
+    a = _weights(tmp_path / "big/model.safetensors")
+    b = _weights(tmp_path / "small/model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    modalities = mmcore.build_modalities(big.resolved_spec, reg)
+    torch.manual_seed(0)  # as the trainer does before building: its initial weights
+    untrained = mmcore.build_model(big.resolved_spec, modalities, reg)
+    assert any(not torch.allclose(untrained.state_dict()[k], a[k]) for k in a)
+
+
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(
+    tmp_path, data, reg, monkeypatch
+):
+    calls = {"n": 0}
+    original = ClassificationHead.loss
+
+    def poisoned(self, output, target):
+        loss = original(self, output, target)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == 8:  # epoch 2 (5 batches an epoch), batch 3
+                return loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(ClassificationHead, "loss", poisoned)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"epoch 2, batch 3/5 \(optimizer step 8\).*"
+                       r"epoch-0001"):
+        _fit(_spec(tmp_path, data, reg, epochs=3), run, reg)
+    good = ck.read_checkpoint(run / "checkpoints" / "epoch-0001")
+    assert ck.latest_checkpoint(run / "checkpoints") == run / "checkpoints" / "epoch-0001"
+    assert all(torch.isfinite(t).all() for t in good.model.values())
+    assert _equal(_weights(run / "model.safetensors"), good.model)
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path, data, reg):
+    trainer, final = _fit(_spec(tmp_path, data, reg, epochs=1, precision="bf16"),
+                          tmp_path / "run", reg)
+    assert final["epochs"] == 1 and 0 <= final["test"]["label.accuracy"] <= 1
+
+
+def test_an_existing_run_needs_resume_or_overwrite(tmp_path, data, reg):
+    spec = _spec(tmp_path, data, reg, epochs=1)
+    _fit(spec, tmp_path / "run", reg)
+    with pytest.raises(CheckpointError, match="already holds a run.*--resume.*--overwrite"):
+        _fit(spec, tmp_path / "run", reg)
+    changed = validate_spec(spec, overrides=["modalities.a.options.hidden=5"], registry=reg)
+    with pytest.raises(CheckpointError, match="cannot resume.*modalities"):
+        _fit(changed, tmp_path / "run", reg, resume=True)
+    longer = validate_spec(spec, overrides=["train.epochs=2"], registry=reg)
+    trainer, final = _fit(longer, tmp_path / "run", reg, resume=True)
+    assert final["epochs"] == 2 and [r["epoch"] for r in trainer.history] == [1, 2]
+    trainer, final = _fit(spec, tmp_path / "run", reg, overwrite=True)
+    assert final["epochs"] == 1
+    assert [p.name for p in ck.complete_checkpoints(tmp_path / "run/checkpoints")] == [
+        "epoch-0001"]
+
+
+def _lines(path: Path) -> int:
+    try:
+        return len(path.read_text().splitlines())
+    except FileNotFoundError:
+        return 0
+
+
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, data, reg):
+    spec = toy.spec_dict(data, tmp_path / "cache", epochs=4, deterministic=True,
+                         modality_dropout=0.3, scheduler="cosine", warmup_steps=3)
+    spec["fusion"]["options"]["dropout"] = 0.2  # exercises the restored torch RNG too
+    spec_file = toy.write_spec(tmp_path / "spec.py", spec)
+
+    Trainer(spec_file, output=tmp_path / "full", registry=reg, plots=False, quiet=True).fit()
+
+    site = toy.install_entry_point(tmp_path / "site")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(site)]),
+        "MMCORE_PLUGINS": toy.PLUGIN,
+        toy.DELAY_ENV: "0.1",  # 5 batches an epoch: about half a second each
+        "OMP_NUM_THREADS": "1",
+        "HF_DATASETS_OFFLINE": "1",
+    }
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mmcore", "train", str(spec_file), "--output", str(run),
+         "--quiet"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while _lines(run / "metrics.jsonl") < 1:
+            if proc.poll() is not None:
+                pytest.fail(f"training exited early ({proc.returncode}): {proc.stderr.read()}")
+            assert time.monotonic() < deadline, "no epoch finished in time"
+            time.sleep(0.02)
+        time.sleep(0.2)  # into epoch 2
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run / "metrics.json").exists() and _lines(run / "metrics.jsonl") < 4
+    resumed_from = ck.latest_checkpoint(run / "checkpoints")
+    assert resumed_from is not None and resumed_from.name < "epoch-0004"
+
+    trainer = Trainer(spec_file, output=run, resume=True, registry=reg, plots=False, quiet=True)
+    final = trainer.fit()
+    assert final["epochs"] == 4 and [r["epoch"] for r in trainer.history] == [1, 2, 3, 4]
+    for name in ("checkpoints/epoch-0004/model.safetensors", "model.safetensors"):
+        assert _equal(_weights(tmp_path / "full" / name), _weights(run / name)), name
+    full_state = ck.read_checkpoint(tmp_path / "full/checkpoints/epoch-0004").state
+    assert full_state["history"][-1]["train/loss"] == trainer.history[-1]["train/loss"]
+
+
+FUSION_SPEC = '''
+import torch
+import mmcore
+
+
+class MeanFusion(mmcore.Fusion):
+    def __init__(self, input_sizes, size: int = 8):
+        super().__init__(input_sizes, output_size=size)
+        self.proj = torch.nn.ModuleDict(
+            {m: torch.nn.Linear(d, size) for m, d in input_sizes.items()})
+
+    def forward(self, features):
+        return torch.stack([self.proj[m](f.pooled()) for m, f in sorted(features.items())]).mean(0)
+
+
+spec = SPEC
+spec["fusion"] = {"name": MeanFusion, "options": {"size": 6}}
+'''
+
+
+def test_a_fusion_defined_in_the_spec_file_travels_with_the_run(tmp_path, data, reg):
+    spec_file = tmp_path / "spec.py"
+    spec = toy.spec_dict(data, tmp_path / "cache", epochs=1)
+    spec_file.write_text(FUSION_SPEC.replace("SPEC", repr(spec)))
+    run = tmp_path / "run"
+    Trainer(spec_file, output=run, registry=reg, plots=False, quiet=True).fit()
+    assert (run / "spec.py").read_text() == spec_file.read_text()
+    assert json.loads((run / "spec.json").read_text())["fusion"] == {
+        "name": "spec.py:MeanFusion", "options": {"size": 6}}
+    spec_file.unlink()  # the run must not need the original file
+    predictor = mmcore.load(run, registry=reg)
+    assert type(predictor.model.fusion).__name__ == "MeanFusion"
+    assert predictor.model.fusion.output_size == 6
+    assert len(predictor.predict([{"x": 10.0, "z": 0.3}])) == 1
+
+
+def test_progress_bars_when_asked(tmp_path, data, reg, capsys):
+    Trainer(_spec(tmp_path, data, reg, epochs=2, progress=True), output=tmp_path / "run",
+            registry=reg, plots=False, progress=True).fit()
+    err = capsys.readouterr().err
+    assert "epochs: 100%" in err and "label.accuracy=" in err and "epoch 2" in err
+    # Not a terminal (as under pytest) and not forced: no bars at all.
+    Trainer(_spec(tmp_path, data, reg, epochs=1, progress=True), output=tmp_path / "run2",
+            registry=reg, plots=False).fit()
+    assert "epochs:" not in capsys.readouterr().err
