@@ -4,9 +4,14 @@ Clean MNIST digits and clean spoken digits are each nearly solved alone, which l
 for fusion to add. So, like AV-MNIST (Vielzeuf et al. 2018), both are degraded on purpose:
 
 * images: projected onto the top principal components of the training images that keep
-  ``IMAGE_ENERGY`` (25%) of the variance, then reconstructed (PCA fitted on the train split only);
-* audio: mixed with white Gaussian noise at ``AUDIO_SNR_DB`` (AV-MNIST used ESC-50 environmental
-  noise, which is not bundled here), seeded per clip so every run sees the same noise.
+  ``IMAGE_ENERGY`` (33%, i.e. 5 components) of the variance, then reconstructed (PCA fitted on
+  the train split only; AV-MNIST removed 75% of the energy of its images);
+* audio: mixed with white Gaussian noise at ``AUDIO_SNR_DB`` (3 dB) — AV-MNIST used ESC-50
+  environmental noise, which is not bundled here — seeded per clip so every run hears the same
+  noise.
+
+These settings put each modality alone near AV-MNIST's published unimodal figures (image about
+0.7, audio about 0.6 test accuracy), so fusing them has room to help.
 
 The result goes to ``data/degraded/`` (not committed: it is rebuilt in a second when missing).
 ``python degrade.py`` rebuilds it; train on ``data/pairs.csv`` instead for the clean data.
@@ -22,8 +27,8 @@ import numpy as np
 import soundfile as sf
 from PIL import Image
 
-IMAGE_ENERGY = 0.25
-AUDIO_SNR_DB = -6.0
+IMAGE_ENERGY = 0.33
+AUDIO_SNR_DB = 3.0
 HERE = Path(__file__).resolve().parent
 CLEAN = HERE / "data"
 DEGRADED = CLEAN / "degraded"
