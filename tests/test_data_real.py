@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 from pathlib import Path
 
@@ -11,19 +10,13 @@ import pytest
 
 from mmcore.data import DataModule
 from mmcore.model import build_modalities
+from mmcore.testing import shared_data
 from tests import data_toy as toy
-
-SHARED = Path(
-    os.environ.get("MMCORE_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data"
-)
 
 
 @pytest.fixture
 def av_digits() -> Path:
-    folder = SHARED / "av_digits"
-    if not (folder / "pairs.csv").is_file():
-        pytest.skip("../shared/data not present: real-data test skipped")
-    return folder
+    return shared_data("av_digits", "pairs.csv", anchor=__file__).parent
 
 
 def test_av_digits_paths_resolve_against_the_csv(av_digits, tmp_path, monkeypatch):

@@ -1,4 +1,8 @@
-"""``mmcore train SPEC [--output DIR] [--resume] [--overwrite] [--quiet] [field=value ...]``."""
+"""``mmcore train SPEC [--output DIR] [--resume] [--overwrite] [--quiet] [--nproc N]
+[field=value ...]``.
+
+Under ``torchrun`` every rank runs this command; ``--nproc N`` starts torchrun's launcher
+itself for N processes on this machine (see ``docs/distributed.md``)."""
 
 from __future__ import annotations
 
@@ -27,19 +31,45 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier run in the same folder")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or notes")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="train on N processes on this machine with DistributedDataParallel "
+                   "(launches torchrun; train.batch_size is the global batch)")
     return p
+
+
+def worker_argv(args: argparse.Namespace) -> list[str]:
+    """This command's arguments for each rank, without ``--nproc``."""
+    argv = [args.spec, *args.overrides]
+    if args.output:
+        argv += ["--output", str(args.output)]
+    argv += [flag for flag, on in (("--resume", args.resume), ("--overwrite", args.overwrite),
+                                   ("--quiet", args.quiet)) if on]
+    if getattr(args, "debug", False):
+        argv.append("--debug")
+    return ["train", *argv]
 
 
 def run(args: argparse.Namespace) -> int:
     from mmcore.train import Trainer
+    from mmcore.train.distributed import detect, launch, record_failure
     from mmcore.train.report import format_report
     from mmcore.train.trainer import summary
 
-    trainer = Trainer(
-        args.spec, output=args.output, resume=args.resume, overwrite=args.overwrite,
-        overrides=args.overrides, quiet=args.quiet,
-    )
-    final = trainer.fit()
+    if args.nproc is not None and args.nproc != 1:
+        return launch(args.nproc, worker_argv(args))
+    env = detect()
+    try:
+        trainer = Trainer(
+            args.spec, output=args.output, resume=args.resume, overwrite=args.overwrite,
+            overrides=args.overrides, quiet=args.quiet,
+        )
+        final = trainer.fit()
+    except BaseException as exc:
+        if env is not None:  # tell torchrun's launcher why this rank stopped
+            record_failure(exc, env)
+        raise
+    if not trainer.is_main:
+        return 0
     print(f"run saved to {trainer.run_dir}")
     print(summary(final))
     if trainer.modality_report is not None:

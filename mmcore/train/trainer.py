@@ -12,7 +12,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from mmcore.spec.load import load_spec, validate_spec
 from mmcore.spec.model import Spec
 from mmcore.train import checkpoint as ck
 from mmcore.train.callbacks import callback_manager
+from mmcore.train.distributed import Distributed, find, local_batch_size, silent_hooks
 from mmcore.train.evaluation import SplitResult, autocast_context, evaluate_model, weighted_loss
 from mmcore.train.masking import modality_dropout
 from mmcore.train.optim import build_optimizer, build_scheduler
@@ -178,6 +179,12 @@ class Trainer:
     ``history`` (one dict per epoch), ``best_epoch``, ``best_value`` and ``final_metrics`` are
     set. Callbacks get the trainer and may read these, plus ``run_dir``, ``epoch`` (the last
     finished epoch), ``step`` (optimizer steps so far), ``monitor`` and ``data``.
+
+    Started by ``torchrun`` (``WORLD_SIZE`` > 1), it trains with ``DistributedDataParallel``
+    on ``world_size`` processes, ``train.batch_size`` being the global batch; rank 0 alone
+    writes the run folder, shows progress and calls the callbacks (see
+    :mod:`mmcore.train.distributed`). ``rank``, ``world_size`` and ``is_main`` say where this
+    process stands (0, 1 and True in a single process).
     """
 
     def __init__(
@@ -195,6 +202,12 @@ class Trainer:
         registry: Registry | None = None,
     ) -> None:
         self.registry = registry or get_registry()
+        self.dist_env = find()
+        self.rank = self.dist_env.rank if self.dist_env else 0
+        self.world_size = self.dist_env.world_size if self.dist_env else 1
+        self.is_main = self.rank == 0
+        self.dist: Distributed | None = None
+        self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
         overrides = list(overrides)
         if isinstance(spec, str | Path):
             spec = load_spec(spec, overrides, registry=self.registry)
@@ -214,7 +227,9 @@ class Trainer:
         self.report = report
         self.modality_report: dict[str, Any] | None = None
         wanted = spec.train.progress if progress is None else progress
-        self.show_progress = bool(wanted and not quiet and (progress or sys.stderr.isatty()))
+        self.show_progress = bool(
+            wanted and not quiet and self.is_main and (progress or sys.stderr.isatty())
+        )
         self.model: MultimodalModel | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
@@ -240,15 +255,25 @@ class Trainer:
         ``stopped_early`` and a dict of metrics per evaluated split."""
         deterministic_before = torch.are_deterministic_algorithms_enabled()
         benchmark_before = torch.backends.cudnn.benchmark
+        failed = True
         try:
-            return self._fit()
+            if self.dist_env is not None:
+                train = self.spec.train
+                local_batch_size(train.batch_size, self.world_size, self.spec.source)
+                device = resolve_device(train.device, self.spec.source)
+                self.dist = Distributed.start(self.dist_env, device, self.spec.source)
+            final = self._fit()
+            failed = False
+            return final
         finally:
+            if self.dist is not None:
+                self.dist.close(failed=failed)
             set_deterministic(deterministic_before)
             torch.backends.cudnn.benchmark = benchmark_before
 
     def note(self, message: str) -> None:
-        """A line for the user on stderr (nothing when quiet)."""
-        if not self.quiet:
+        """A line for the user on stderr (nothing when quiet, nor on ranks other than 0)."""
+        if not self.quiet and self.is_main:
             tqdm.write(message, file=sys.stderr)
 
     # -- setup ----------------------------------------------------------------------------
@@ -277,12 +302,14 @@ class Trainer:
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)
 
-    def _setup_data(self, modalities: dict[str, Any], resume_from: Path | None) -> Spec:
-        """Set up the data module; returns the spec whose heads carry fitted options."""
+    def _setup_data(self, modalities: dict[str, Any], from_run: bool) -> Spec:
+        """Set up the data module; returns the spec whose heads carry fitted options. With
+        ``from_run`` the modalities' state and the heads' fitted options come from the run
+        folder (a resume, or ranks other than 0 after rank 0 fitted them)."""
         from mmcore.data import DataModule
 
         spec = self.spec
-        if resume_from is not None:
+        if from_run:
             saved = load_run_spec(self.run)
             check_plugin_versions(saved.plugins, self.run.spec_json, self.registry)
             problems = resume_mismatches(spec, saved)
@@ -299,14 +326,14 @@ class Trainer:
             for name, modality in modalities.items():
                 modality.load_state(self.run.modality_dir(name))
         dm = DataModule(
-            spec, modalities, registry=self.registry, output_dir=self.run.path,
-            progress=self.show_progress,
+            spec, modalities, registry=self.registry,
+            output_dir=self.run.path if self.is_main else None, progress=self.show_progress,
         )
-        dm.setup(fit=resume_from is None)
+        dm.setup(fit=not from_run)
         if TRAIN not in dm.splits or dm.num_rows(TRAIN) == 0:
             raise DataError(f"{spec.source}: the data has no training rows (splits: "
                             f"{', '.join(dm.splits) or 'none'})")
-        if resume_from is None:
+        if not from_run:
             for name, modality in modalities.items():
                 folder = self.run.modality_dir(name)
                 folder.mkdir(parents=True, exist_ok=True)
@@ -344,28 +371,56 @@ class Trainer:
         self.bad_epochs = int(state["bad_epochs"])
         self.stopped_early = bool(state["stopped_early"])
         self.last_checkpoint = path
-        self._write_metrics_jsonl()
-        if self.best_epoch == self.epoch:  # the run may have stopped before copying it
-            self._publish_best(path)
+        if self.is_main:
+            self._write_metrics_jsonl()
+            if self.best_epoch == self.epoch:  # the run may have stopped before copying it
+                self._publish_best(path)
         restore_rng(state["rng"])
         self.note(f"resumed {self.run.path} after epoch {self.epoch} (step {self.step})")
+        before = int(state.get("world_size", 1))
+        if before != self.world_size:
+            self.note(f"the run was trained on {before} process(es) so far, now on "
+                      f"{self.world_size}: the global batch (train.batch_size) is unchanged")
 
     # -- the run --------------------------------------------------------------------------
+    def _on_main(self, fn: Callable[[], Any], share: bool = False) -> Any:
+        """``fn()``; in a distributed run only rank 0 calls it while the others wait, and
+        get its result when ``share`` (else ``None``), or raise when it failed."""
+        if self.dist is None:
+            return fn()
+        return self.dist.on_main(fn, share=share)
+
+    def _setup_main(self, modalities: dict[str, Any], resume_from: Path | None) -> Spec:
+        resolved = self._setup_data(modalities, resume_from is not None)
+        save_spec(self.run, resolved)
+        return resolved
+
     def _fit(self) -> dict[str, Any]:
         spec, train = self.spec, self.spec.train
-        resume_from = self._prepare_run_folder()
-        self.device = resolve_device(train.device, spec.source)
+        resume_from = self._on_main(self._prepare_run_folder, share=True)
+        self.device = self.dist.device if self.dist else resolve_device(train.device, spec.source)
         check_precision(train.precision, self.device, spec.source)
         if train.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             set_deterministic(True)
             torch.backends.cudnn.benchmark = False
         self._seed(train.seed)
-        self.hooks = callback_manager(list(train.callbacks), self.registry)
+        self.hooks = self._on_main(lambda: callback_manager(list(train.callbacks), self.registry))
+        if self.hooks is None:
+            self.hooks = silent_hooks()
 
         modalities = build_modalities(spec, self.registry)
-        resolved = self._setup_data(modalities, resume_from)
-        save_spec(self.run, resolved)
+        # In a distributed run rank 0 fits and preprocesses first (filling the cache); the
+        # others then load its fitted state from the run folder and read the cache.
+        resolved = self._on_main(lambda: self._setup_main(modalities, resume_from))
+        if resolved is None:
+            try:
+                resolved = self._setup_data(modalities, from_run=True)
+            except CheckpointError as exc:
+                raise CheckpointError(
+                    f"{exc}\n(rank {self.rank} reads what rank 0 wrote to {self.run.path}: on "
+                    "several machines the run folder must be on a filesystem they share)"
+                ) from None
         self.resolved_spec = resolved
         self.weights = {name: head.weight for name, head in resolved.heads.items()}
 
@@ -383,6 +438,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if train.precision == "fp16" else None
         if resume_from is not None:
             self._restore(resume_from)
+        if self.dist is not None:
+            self.ddp = self.dist.wrap(model)
 
         self.hooks.hook.on_train_start(trainer=self)
         epochs_bar = tqdm(
@@ -402,9 +459,12 @@ class Trainer:
 
     def _loader(self, split: str, *, shuffle: bool, epoch: int = 0):
         train = self.spec.train
+        batch_size, shard = train.batch_size, {}
+        if self.dist is not None:  # this rank's share of every global batch
+            batch_size, shard = train.batch_size // self.world_size, self.dist.shard
         return self.data.loader(
-            split, batch_size=train.batch_size, shuffle=shuffle, seed=train.seed, epoch=epoch,
-            num_workers=train.num_workers, pin_memory=self.device.type == "cuda",
+            split, batch_size=batch_size, shuffle=shuffle, seed=train.seed, epoch=epoch,
+            num_workers=train.num_workers, pin_memory=self.device.type == "cuda", **shard,
         )
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
@@ -418,7 +478,16 @@ class Trainer:
             num_batches = len(loader)
         except TypeError:
             num_batches = math.ceil(self.data.num_rows(TRAIN) / train.batch_size)
-        generator = torch.Generator().manual_seed(_dropout_seed(train.seed, epoch))
+        dropout_seed = _dropout_seed(train.seed, epoch)
+        net: torch.nn.Module = model
+        defer_sync = False
+        if self.ddp is not None:
+            dropout_seed = self.dist.seed_epoch(dropout_seed)  # type: ignore[union-attr]
+            # gradients are all-reduced only on the batch that ends an accumulation window
+            net, defer_sync = self.ddp, train.accumulate > 1
+            if self.data.streaming:  # streamed shards may differ in length
+                loader = self.dist.together(loader)  # type: ignore[union-attr]
+        generator = torch.Generator().manual_seed(dropout_seed)
         params = [p for p in model.parameters() if p.requires_grad]
         sums = torch.zeros(len(model.heads) + 1, device=self.device)
         bad_batch = torch.full((), -1, dtype=torch.long, device=self.device)
@@ -437,7 +506,11 @@ class Trainer:
             inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
             targets = {k: v.to(self.device, non_blocking=True) for k, v in batch.targets.items()}
             with autocast_context(self.device, train.precision):
-                outputs = model(inputs)
+                if defer_sync and (i + 1) % accumulate and i + 1 != num_batches:
+                    with net.no_sync():  # type: ignore[operator]
+                        outputs = net(inputs)
+                else:
+                    outputs = net(inputs)
             total, losses = weighted_loss(model, outputs, targets, self.weights)
             window_start = (i // accumulate) * accumulate
             window = min(accumulate, num_batches - window_start) if num_batches > i else 1
@@ -469,6 +542,8 @@ class Trainer:
                     bar.set_postfix(loss=f"{(sums[0] / rows).item():.4f}")
         bar.close()
         self._check_finite(bad_batch, epoch, num_batches, start_step)
+        if self.dist is not None:  # the epoch's losses over every rank's rows
+            sums, rows = self.dist.sum_rows(sums, rows)
         means = (sums / max(rows, 1)).tolist()
         out = {"loss": means[0]}
         out.update({f"{name}.loss": v for name, v in zip(model.heads, means[1:], strict=True)})
@@ -489,6 +564,12 @@ class Trainer:
 
     def _evaluate(self, split: str, transform: Transform | None = None) -> SplitResult:
         assert self.model is not None
+        if self.dist is not None:  # every rank its shard; the figures cover the whole split
+            return self.dist.evaluate(
+                self.model, self._loader(split, shuffle=False), weights=self.weights,
+                batch_size=self.spec.train.batch_size, precision=self.spec.train.precision,
+                transform=transform, dedupe=not self.data.streaming,
+            )
         return evaluate_model(
             self.model, self._loader(split, shuffle=False), device=self.device,
             weights=self.weights, precision=self.spec.train.precision, transform=transform,
@@ -509,6 +590,8 @@ class Trainer:
                 {f"{VALIDATION}/{k}": v for k, v in self._evaluate(VALIDATION).metrics.items()}
             )
         record["seconds"] = round(time.perf_counter() - started, 3)
+        if self.dist is not None:  # rank 0's figures decide best epoch and stopping for all
+            record = self.dist.broadcast(record)
         value = record.get(self.monitor.key, float("nan"))
         improved = self.monitor.better(value, self.best_value)
         if improved:
@@ -519,6 +602,9 @@ class Trainer:
         self.stopped_early = patience is not None and self.bad_epochs >= patience
         self.epoch = epoch
         self.history.append(record)
+        if not self.is_main:  # rank 0 writes the run folder and calls the callbacks
+            self.last_checkpoint = self.run.checkpoints / ck.checkpoint_name(epoch)
+            return record
 
         path = ck.write_checkpoint(self.run.checkpoints, epoch, ck.model_tensors(self.model), {
             "epoch": epoch,
@@ -533,6 +619,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),  # type: ignore[union-attr]
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "rng": capture_rng(),
+            "world_size": self.world_size,
         })
         self.last_checkpoint = path
         if improved:
@@ -564,7 +651,8 @@ class Trainer:
             lambda t: results[split] if t is None else self._evaluate(split, t),
             list(self.model.encoders), metric.name, split,
         )
-        ck.atomic_write_json(self.run.path / MODALITY_REPORT, self.modality_report)
+        if self.is_main:
+            ck.atomic_write_json(self.run.path / MODALITY_REPORT, self.modality_report)
 
     def _write_metrics_jsonl(self) -> None:
         import json
@@ -575,6 +663,8 @@ class Trainer:
     def _finish(self) -> dict[str, Any]:
         """Evaluate the best weights on validation and test; write metrics.json and plots."""
         assert self.model is not None and self.monitor is not None
+        if self.dist is not None:  # until rank 0 has written the best weights
+            self.dist.barrier()
         ck.load_weights(self.model, self.run.model)
         final: dict[str, Any] = {
             "best_epoch": self.best_epoch,
@@ -588,12 +678,13 @@ class Trainer:
             if split in self.data.splits and self.data.num_rows(split) > 0:
                 results[split] = self._evaluate(split)
                 final[split] = results[split].metrics
-        ck.atomic_write_json(self.run.metrics_json, final)
+        if self.is_main:
+            ck.atomic_write_json(self.run.metrics_json, final)
         if self.data.bad_rows:  # the data module wrote them to the run folder
             self.note(f"{len(self.data.bad_rows)} bad row(s) left out: see {self.run.bad_rows}")
         if self.report and results:
             self._modality_report(results)
-        if self.plots:
+        if self.plots and self.is_main:
             from mmcore.train.plots import make_plots
 
             note = make_plots(self.run.path, self.history, self.model, results)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,27 +17,17 @@ from mmcore_plugin_audio.modality import AudioModality
 from mmcore_plugin_audio.options import AudioOptions
 from pydantic import ValidationError
 
-from mmcore.testing import ModalityContract
+from mmcore.testing import ModalityContract, shared_data
 
 FSDD = {"sample_rate": 8000, "n_fft": 256, "win_length": 200, "hop_length": 80, "n_mels": 40}
-
-
-def _av_digits() -> Path:
-    env = os.environ.get("MMCORE_SHARED_DATA")
-    # parents[4]: plugins/<dist>/tests/this.py -> the folder holding the repo and shared/
-    base = Path(env) if env else Path(__file__).resolve().parents[4] / "shared" / "data"
-    return base / "av_digits"
 
 
 @pytest.fixture(scope="module")
 def clips() -> tuple[Path, list[str]]:
     """The av_digits folder and the relative paths of a few of its recordings."""
-    root = _av_digits()
-    if not (root / "pairs.csv").is_file():
-        pytest.skip(f"{root} not present (../shared/data or MMCORE_SHARED_DATA): "
-                    "real-data test skipped")
-    with (root / "pairs.csv").open() as f:
-        return root, [row["audio"] for row in list(csv.DictReader(f))[:6]]
+    pairs = shared_data("av_digits", "pairs.csv", anchor=__file__)
+    with pairs.open() as f:
+        return pairs.parent, [row["audio"] for row in list(csv.DictReader(f))[:6]]
 
 
 def _modality(root: Path | None = None, **options) -> AudioModality:

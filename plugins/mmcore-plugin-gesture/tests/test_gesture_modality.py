@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,23 +12,16 @@ import torch
 from mmcore_plugin_gesture.modality import GestureModality
 from mmcore_plugin_gesture.options import GestureOptions
 
+from mmcore.testing import shared_data, train_probe
+
 SMALL = {"hidden_size": 24, "output_size": 24}
-
-
-def shared_data() -> Path:
-    env = os.environ.get("MMCORE_SHARED_DATA")
-    # parents[3] is the repo root (plugins/<dist>/tests/this.py); the data sits beside it
-    return Path(env) if env else Path(__file__).resolve().parents[4] / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
 def trajectories() -> tuple[list[list[float]], np.ndarray]:
     """600 random rows of point_history.csv: multi-column values (32 floats x0,y0..x15,y15,
     as the data layer passes a ``column`` list) and their labels."""
-    path = shared_data() / "hand_gestures" / "point_history.csv"
-    if not path.is_file():
-        pytest.skip(f"{path} not present (../shared/data, or set MMCORE_SHARED_DATA): "
-                    "real-data test skipped")
+    path = shared_data("hand_gestures", "point_history.csv", anchor=__file__)
     with path.open(newline="") as f:
         rows = list(csv.reader(f))
     pick = np.random.default_rng(0).permutation(len(rows))[:600]
@@ -188,45 +180,16 @@ def test_truncate_keeps_the_first_steps():
 
 
 # -- learning --------------------------------------------------------------------------------
-@pytest.fixture
-def one_thread():
-    """Tiny models train several times faster on one thread when the cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_lstm_learns_rotation_direction(trajectories, one_thread):
+def test_lstm_learns_rotation_direction(trajectories):
     """Clockwise vs counter-clockwise is not linearly separable from raw coordinates (a
     linear model gets ~0.31 here); the LSTM over the 16 steps must learn the order."""
     values, labels = trajectories
-    modality = make(channels=2, **SMALL)
-    modality.fit(values[:480])
-    arrays = [modality.preprocess(v) for v in values]
-    y = torch.from_numpy(labels)
-    torch.manual_seed(0)
-    encoder = modality.build_encoder()
-    head = torch.nn.Linear(encoder.output_size, 4)
-    optim = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=1e-2)
-    losses = []
-    for _ in range(10):
-        order, total = torch.randperm(480), 0.0
-        for start in range(0, 480, 32):
-            idx = order[start : start + 32]
-            logits = head(encoder(modality.collate([arrays[i] for i in idx])).values)
-            loss = torch.nn.functional.cross_entropy(logits, y[idx])
-            optim.zero_grad()
-            loss.backward()
-            optim.step()
-            total += loss.item() * len(idx)
-        losses.append(total / 480)
-    encoder.eval()
-    with torch.no_grad():
-        predicted = head(encoder(modality.collate(arrays[480:])).values).argmax(dim=1)
-    accuracy = (predicted == y[480:]).float().mean().item()
-    assert losses[-1] < 0.4 * losses[0], losses
+    probe = train_probe(make(channels=2, **SMALL), values[:480], labels[:480], epochs=10,
+                        lr=1e-2, n_classes=4)
+    predicted, truth = probe.predict(values[480:]), labels[480:]
+    accuracy = (predicted == truth).mean()
+    assert probe.losses[-1] < 0.4 * probe.losses[0], probe.losses
     assert accuracy > 0.7, f"held-out accuracy {accuracy:.2f} (4 classes, linear model ~0.31)"
-    rotations = (y[480:] == 1) | (y[480:] == 2)
-    turned = (predicted[rotations] == y[480:][rotations]).float().mean().item()
+    rotations = (truth == 1) | (truth == 2)
+    turned = (predicted[rotations] == truth[rotations]).mean()
     assert turned > 0.6, f"clockwise/counter-clockwise accuracy {turned:.2f}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,24 +15,14 @@ from mmcore_plugin_image.options import ImageOptions
 from PIL import Image
 from pydantic import ValidationError
 
-from mmcore.testing import ModalityContract
-
-
-def _av_digits() -> Path:
-    env = os.environ.get("MMCORE_SHARED_DATA")
-    # parents[4]: plugins/<dist>/tests/this.py -> the folder holding the repo and shared/
-    base = Path(env) if env else Path(__file__).resolve().parents[4] / "shared" / "data"
-    return base / "av_digits"
+from mmcore.testing import ModalityContract, shared_data
 
 
 @pytest.fixture(scope="module")
 def digits() -> tuple[Path, list[dict[str, str]]]:
-    root = _av_digits()
-    if not (root / "pairs.csv").is_file():
-        pytest.skip(f"{root} not present (../shared/data or MMCORE_SHARED_DATA): "
-                    "real-data test skipped")
-    with (root / "pairs.csv").open() as f:
-        return root, list(csv.DictReader(f))
+    pairs = shared_data("av_digits", "pairs.csv", anchor=__file__)
+    with pairs.open() as f:
+        return pairs.parent, list(csv.DictReader(f))
 
 
 def _png(path: Path, pixels: np.ndarray) -> Path:

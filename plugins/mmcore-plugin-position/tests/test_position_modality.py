@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,25 +15,17 @@ from pydantic import ValidationError
 
 from mmcore.errors import SpecError
 from mmcore.spec import validate_spec
+from mmcore.testing import shared_data, train_probe
 
 KEYPOINTS = [f"{axis}{i}" for i in range(21) for axis in ("x", "y")]
 SMALL = {"conv_channels": (16, 16), "hidden_size": 16}
-
-
-def shared_data() -> Path:
-    env = os.environ.get("MMCORE_SHARED_DATA")
-    # parents[3] is the repo root (plugins/<dist>/tests/this.py); the data sits beside it
-    return Path(env) if env else Path(__file__).resolve().parents[4] / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
 def hands() -> tuple[list[list[float]], np.ndarray]:
     """600 random rows of keypoint.csv: multi-column values (42 floats, as the data layer
     passes a ``column`` list) and their labels."""
-    path = shared_data() / "hand_gestures" / "keypoint.csv"
-    if not path.is_file():
-        pytest.skip(f"{path} not present (../shared/data, or set MMCORE_SHARED_DATA): "
-                    "real-data test skipped")
+    path = shared_data("hand_gestures", "keypoint.csv", anchor=__file__)
     with path.open(newline="") as f:
         rows = list(csv.reader(f))
     pick = np.random.default_rng(0).permutation(len(rows))[:600]
@@ -206,40 +197,10 @@ def test_spec_with_a_column_list_validates():
 
 
 # -- learning --------------------------------------------------------------------------------
-@pytest.fixture
-def one_thread():
-    """Tiny models train several times faster on one thread when the cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_small_model_learns_hand_signs(hands, one_thread):
+def test_small_model_learns_hand_signs(hands):
     values, labels = hands
-    modality = make(num_keypoints=21, dims=2, **SMALL)
-    modality.fit(values[:480])
-    arrays = [modality.preprocess(v) for v in values]
-    y = torch.from_numpy(labels)
-    torch.manual_seed(0)
-    encoder = modality.build_encoder()
-    head = torch.nn.Linear(encoder.output_size, 4)
-    optim = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=1e-2)
-    losses = []
-    for _ in range(10):
-        order, total = torch.randperm(480), 0.0
-        for start in range(0, 480, 32):
-            idx = order[start : start + 32]
-            logits = head(encoder(modality.collate([arrays[i] for i in idx])).values)
-            loss = torch.nn.functional.cross_entropy(logits, y[idx])
-            optim.zero_grad()
-            loss.backward()
-            optim.step()
-            total += loss.item() * len(idx)
-        losses.append(total / 480)
-    encoder.eval()
-    with torch.no_grad():
-        held_out = head(encoder(modality.collate(arrays[480:])).values).argmax(dim=1)
-    accuracy = (held_out == y[480:]).float().mean().item()
-    assert losses[-1] < 0.5 * losses[0], losses
+    probe = train_probe(make(num_keypoints=21, dims=2, **SMALL), values[:480], labels[:480],
+                        epochs=10, lr=1e-2, n_classes=4)
+    accuracy = probe.accuracy(values[480:], labels[480:])
+    assert probe.losses[-1] < 0.5 * probe.losses[0], probe.losses
     assert accuracy > 0.75, f"held-out accuracy {accuracy:.2f} (4 classes, majority ~0.33)"

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,20 +13,15 @@ from mmcore_plugin_text.options import TextOptions
 from mmcore_plugin_text.tokenizer import UNK
 
 from mmcore.errors import CheckpointError, DataError
-
-SHARED = Path(
-    os.environ.get("MMCORE_SHARED_DATA") or Path(__file__).resolve().parents[4] / "shared" / "data"
-)
-CSV = SHARED / "text_sentences" / "data.csv"
+from mmcore.testing import shared_data
 
 
 @pytest.fixture(scope="module")
 def sentences() -> dict[str, list[tuple[str, int]]]:
     """``split -> [(text, label)]`` of the sentiment sentences."""
-    if not CSV.is_file():
-        pytest.skip(f"{CSV} not present: real-data test skipped")
+    path = shared_data("text_sentences", "data.csv", anchor=__file__)
     out: dict[str, list[tuple[str, int]]] = {}
-    with CSV.open(encoding="utf-8", newline="") as f:
+    with path.open(encoding="utf-8", newline="") as f:
         for row in csv.DictReader(f):
             out.setdefault(row["split"], []).append((row["text"], int(row["label"])))
     return out

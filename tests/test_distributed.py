@@ -1,0 +1,308 @@
+"""Distributed data-parallel training on 2 CPU processes with gloo: a 2-process run ends with
+the weights of a single-process run with the same global batch, resumes on 1 process, and a
+rank that fails stops the whole run with its reason. Plus the pieces that need no processes:
+environment detection, batch-size checks, merging shards, failure reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import mmcore
+from mmcore.errors import SpecError, TrainingError
+from mmcore.spec import validate_spec
+from mmcore.train import Trainer
+from mmcore.train import checkpoint as ck
+from mmcore.train.distributed import (
+    DistEnv,
+    _merge_shards,
+    describe_failures,
+    detect,
+    launch,
+    local_batch_size,
+)
+from tests import train_toy as toy
+
+REPO = Path(__file__).resolve().parents[1]
+#: seconds a subprocess run may take before the test fails (a hang must not stall the suite)
+RUN_TIMEOUT = 150
+DIST_VARS = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+CRASH_ENV = "MMCORE_TEST_CRASH_RANK"
+
+CRASH_SPEC = '''
+import os
+
+import torch
+
+import mmcore
+
+
+class CrashingFusion(mmcore.Fusion):
+    """Concatenation; its second training forward raises on the rank CRASH_ENV names."""
+
+    def __init__(self, input_sizes, size: int = 8):
+        super().__init__(input_sizes, output_size=size)
+        self.proj = torch.nn.Linear(sum(input_sizes.values()), size)
+        self.calls = 0
+
+    def forward(self, features):
+        if self.training and os.environ.get("RANK") == os.environ.get(CRASH_ENV):
+            self.calls += 1
+            if self.calls == 2:
+                raise RuntimeError(f"injected failure on rank {os.environ['RANK']}")
+        return self.proj(torch.cat([features[m].pooled() for m in self.modalities], -1))
+
+
+spec = SPEC
+spec["fusion"] = {"name": CrashingFusion, "options": {}}
+'''
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    # The subprocesses run with OMP_NUM_THREADS=1; the in-process reference run does too.
+    for var in DIST_VARS:
+        monkeypatch.delenv(var, raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Data, spec file, plugin. 36 train rows: 18 per rank in batches of 4 (the global 8);
+    11 test rows: 6 per rank, one of them repeated to pad the shards."""
+    root = tmp_path_factory.mktemp("dist")
+    data = toy.write_data(root / "data" / "data.csv", rows=59)
+    # deterministic, no dropout of any kind: the two runs differ only in how a batch's
+    # gradient is summed
+    spec = toy.spec_dict(root / "data" / "data.csv", root / "cache", epochs=2, batch_size=8,
+                         deterministic=True)
+    spec_file = toy.write_spec(root / "spec.py", spec)
+    site = toy.install_entry_point(root / "site")
+    env = {k: v for k, v in os.environ.items() if k not in DIST_VARS}
+    env.update({
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(site)]),
+        "MMCORE_PLUGINS": toy.PLUGIN,
+        "OMP_NUM_THREADS": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "MMCORE_DIST_TIMEOUT": "60",
+    })
+    return SimpleNamespace(root=root, data=data, spec=spec, spec_file=spec_file, env=env)
+
+
+class Launch:
+    """``python -m mmcore ARGS`` started now, finished by :meth:`wait`."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mmcore", *args], env=env, cwd=cwd, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        self.result: tuple[int, str, str, float] | None = None
+
+    def wait(self) -> tuple[int, str, str, float]:
+        """(exit code, stdout, stderr, seconds); kills the run when it exceeds RUN_TIMEOUT."""
+        if self.result is None:
+            left = RUN_TIMEOUT - (time.monotonic() - self.started)
+            try:
+                out, err = self.proc.communicate(timeout=max(left, 1))
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                out, err = self.proc.communicate()
+                pytest.fail(f"no result after {RUN_TIMEOUT}s (a hang?):\n{err[-3000:]}")
+            seconds = time.monotonic() - self.started
+            self.result = (self.proc.returncode, out, err, seconds)
+        return self.result
+
+
+@pytest.fixture(scope="module")
+def launches(world):
+    """Both 2-process runs, started together (their start-up, mostly imports, overlaps):
+    ``mmcore train --nproc 2`` for 2 epochs, and one whose rank 1 fails in training."""
+    crash_spec = world.root / "crash_spec.py"
+    crash_spec.write_text(
+        CRASH_SPEC.replace("CRASH_ENV", repr(CRASH_ENV)).replace("SPEC", repr(world.spec))
+    )
+    runs = SimpleNamespace(ok=world.root / "run2", crashed=world.root / "crashed")
+    started = {
+        "ok": Launch(["train", str(world.spec_file), "--output", str(runs.ok), "--nproc", "2",
+                      "--quiet"], world.env, world.root),
+        "crashed": Launch(["train", str(crash_spec), "--output", str(runs.crashed), "--nproc",
+                           "2", "--quiet"], {**world.env, CRASH_ENV: "1"}, world.root),
+    }
+    yield runs, started
+    for launch_ in started.values():  # a test that failed early leaves nothing running
+        if launch_.proc.poll() is None:
+            launch_.proc.kill()
+            launch_.proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def two_process_run(launches):
+    runs, started = launches
+    code, stdout, stderr, _ = started["ok"].wait()
+    assert code == 0, stderr
+    return SimpleNamespace(path=runs.ok, stdout=stdout, stderr=stderr)
+
+
+@pytest.fixture(scope="module")
+def one_process_run(world, launches):
+    """The same spec in this process, for 3 epochs (its epoch 2 is the 2-epoch run's);
+    trained while the launches run."""
+    run = world.root / "run1"
+    Trainer(world.spec_file, output=run, overrides=["train.epochs=3"], registry=toy.registry(),
+            plots=False, report=False, quiet=True).fit()
+    return run
+
+
+def _weights(run: Path, epoch: int) -> dict[str, torch.Tensor]:
+    return load_file(str(run / ck.CHECKPOINTS / ck.checkpoint_name(epoch) / ck.MODEL_FILE))
+
+
+def _assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=0, msg=key)
+
+
+def _history(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_processes_end_where_one_process_does(one_process_run, two_process_run):
+    run = two_process_run.path
+    # rank 0 alone reports; rank 1 prints nothing
+    assert two_process_run.stdout.count("run saved to") == 1
+    _assert_close(_weights(run, 2), _weights(one_process_run, 2))
+    # losses and validation metrics are over the whole split, like one process's
+    two, one = _history(run), _history(one_process_run)[:2]
+    assert [r["epoch"] for r in two] == [1, 2]
+    for a, b in zip(two, one, strict=True):
+        for key in ("train/loss", "validation/loss", "validation/label.accuracy"):
+            assert a[key] == pytest.approx(b[key], abs=1e-5), key
+    state = json.loads((run / ck.CHECKPOINTS / "epoch-0002" / ck.STATE_JSON).read_text())
+    assert state["state"]["world_size"] == 2
+    final = json.loads((run / "metrics.json").read_text())
+    assert final["epochs"] == 2 and "test" in final
+
+    predictor = mmcore.load(run, registry=toy.registry())
+    _assert_close({k: v.cpu() for k, v in predictor.model.state_dict().items()},
+                  load_file(str(run / ck.MODEL_FILE)))
+    # the 2 ranks' test figures, padding dropped, are those of one process on the 11 rows
+    result = predictor.evaluate()
+    assert result["split"] == "test" and result["rows"] == 11
+    assert result["metrics"].keys() == final["test"].keys()
+    for key, value in final["test"].items():
+        assert result["metrics"][key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_a_two_process_run_resumes_on_one_process(world, one_process_run, two_process_run):
+    run = world.root / "resumed"
+    shutil.copytree(two_process_run.path, run)
+    trainer = Trainer(world.spec_file, output=run, resume=True, overrides=["train.epochs=3"],
+                      registry=toy.registry(), plots=False, report=False, quiet=True)
+    final = trainer.fit()
+    assert final["epochs"] == 3 and [r["epoch"] for r in trainer.history] == [1, 2, 3]
+    _assert_close(_weights(run, 3), _weights(one_process_run, 3))
+
+
+def test_a_failing_rank_stops_the_run_with_its_reason(launches):
+    runs, started = launches
+    # rank 0 is waiting for rank 1's gradients when rank 1 fails: the run must still end
+    # (Launch.wait fails the test after RUN_TIMEOUT seconds)
+    code, _, stderr, _ = started["crashed"].wait()
+    assert code == 2, stderr
+    assert "error: distributed training on 2 processes failed:" in stderr
+    first = stderr.split("failed:\n", 1)[1].splitlines()[0]
+    assert first.startswith("rank 1 failed: RuntimeError: injected failure on rank 1"), first
+    # it failed in training: after the set-up, before the first checkpoint
+    assert (runs.crashed / "spec.json").is_file()
+    assert not (runs.crashed / ck.CHECKPOINTS / "epoch-0001").exists()
+    assert not (runs.crashed / "metrics.json").exists()
+
+
+def test_batch_size_is_global_and_must_divide_among_processes(tmp_path, monkeypatch):
+    assert local_batch_size(32, 4) == 8
+    with pytest.raises(SpecError, match=r"train\.batch_size.*divide evenly among the 4 proc"):
+        local_batch_size(30, 4)
+    # checked before any process group is joined
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    data = toy.write_data(tmp_path / "data.csv")
+    spec = validate_spec(toy.spec_dict(data, tmp_path / "cache", batch_size=7),
+                         registry=toy.registry())
+    trainer = Trainer(spec, output=tmp_path / "run", registry=toy.registry(), quiet=True)
+    assert (trainer.rank, trainer.world_size, trainer.is_main) == (0, 2, True)
+    with pytest.raises(SpecError, match="7 is the global batch"):
+        trainer.fit()
+    assert not (tmp_path / "run").exists()
+
+
+def test_detect_reads_torchruns_variables():
+    assert detect({}) is None
+    assert detect({"WORLD_SIZE": "1", "RANK": "0"}) is None
+    assert detect({"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1"}) == DistEnv(3, 4, 1)
+    assert detect({"WORLD_SIZE": "2", "RANK": "1"}) == DistEnv(1, 2, 1)
+    with pytest.raises(TrainingError, match="0 <= RANK < WORLD_SIZE"):
+        detect({"WORLD_SIZE": "2"})
+    with pytest.raises(TrainingError, match="expected integers"):
+        detect({"WORLD_SIZE": "two", "RANK": "0"})
+
+
+def test_merging_shards_drops_padding_and_restores_split_order():
+    # 5 rows on 2 ranks: rank 0 took rows 0, 2, 4 and rank 1 rows 1, 3 and row 0 again
+    def shard(rows):
+        index = torch.tensor(rows)
+        return ({"h": index.float()[:, None] * 10}, {"h": index}, index)
+
+    outputs, targets, index = _merge_shards([shard([0, 2, 4]), shard([1, 3, 0])], dedupe=True)
+    assert index.tolist() == [0, 1, 2, 3, 4]
+    assert targets["h"].tolist() == [0, 1, 2, 3, 4]
+    assert outputs["h"][:, 0].tolist() == [0, 10, 20, 30, 40]
+    # streamed shards are disjoint and their indices are per-rank positions: all kept
+    _, targets, index = _merge_shards([shard([0, 1]), shard([0])], dedupe=False)
+    assert targets["h"].tolist() == [0, 1, 0] and len(index) == 3
+
+
+def test_failures_are_reported_per_rank_first_failure_first():
+    def failure(exitcode, message, file="err.json", at=0.0, timestamp=0):
+        return SimpleNamespace(
+            exitcode=exitcode, message=message, error_file=file, timestamp=timestamp,
+            error_file_data={"message": message, "mmcore": {"time": at}},
+            signal_name=lambda: "SIGTERM",
+        )
+
+    text = describe_failures({
+        0: failure(1, "RuntimeError: Connection closed by peer", at=12.5),
+        1: failure(2, "DataError: bad row 3", at=12.0),
+        2: failure(-15, "Signal 15 (SIGTERM) received by PID 7", file="<N/A>", at=13.0),
+        3: failure(1, "To enable traceback see: ...", file="<N/A>", at=14.0),
+        4: failure(-15, "CheckpointError: run exists", at=11.0),
+    })
+    lines = text.splitlines()
+    assert lines[0] == "rank 4 failed: CheckpointError: run exists (then stopped by signal SIGTERM)"
+    assert lines[1] == "rank 1 failed: DataError: bad row 3 (exit code 2)"
+    assert lines[2] == "rank 0 failed: RuntimeError: Connection closed by peer (exit code 1)"
+    assert lines[3] == "rank 2 failed: killed by signal SIGTERM (exit code -15)"
+    assert lines[4].startswith("rank 3 failed: exit code 1 without an error message")
+    assert "first is usually the cause" in lines[5]
+
+
+def test_nproc_inside_a_distributed_run_is_refused(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(TrainingError, match="already rank 1 of 2"):
+        launch(2, ["train", "spec.py"])
