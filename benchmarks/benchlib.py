@@ -180,6 +180,148 @@ def av_digits_spec(
     return spec
 
 
+def gesture_spec(cache_dir: Path, **train: Any) -> dict[str, Any] | None:
+    """A small model on real data: the ``gesture`` plugin's LSTM on the 5,296 fingertip
+    trajectories of ``hand_gestures/point_history_labeled.csv`` (16 steps x 2 coordinates, 4
+    classes), split 80/10/10 with a seed. ``None`` when the shared data is absent."""
+    table = SHARED / "hand_gestures" / "point_history_labeled.csv"
+    if not table.is_file():
+        return None
+    steps = [f"{axis}{i}" for i in range(16) for axis in ("x", "y")]
+    return {
+        "name": "bench-gesture",
+        "data": {"path": str(table), "split": {"validation": 0.1, "test": 0.1, "seed": 0},
+                 "cache_dir": str(cache_dir)},
+        "modalities": {"motion": {"plugin": "gesture", "column": steps,
+                                  "options": {"channels": 2}}},
+        "heads": {"gesture": {"kind": "classification", "target": "label"}},
+        "train": {"batch_size": 32, "lr": 2e-3, "seed": 0, "progress": False, **train},
+    }
+
+
+MODELS = {
+    "av_digits": "the README demo (`examples/av_digits/spec.py`: image + audio encoders, "
+    "weighted fusion, a classification head) on the bundled clean av_digits data (800 real "
+    "rows: 500 train, 100 validation, 200 test)",
+    "gesture": "a small model: the `gesture` plugin's LSTM (hidden 64) and a classification "
+    "head on the 5,296 real fingertip trajectories of "
+    "`../shared/data/hand_gestures/point_history_labeled.csv` (seeded 80/10/10 split)",
+}
+
+
+def model_spec(model: str, cache_dir: Path, **train: Any) -> dict[str, Any] | None:
+    """The spec dict of one of :data:`MODELS` (``None`` when its data is absent)."""
+    if model == "av_digits":
+        return av_digits_spec(cache_dir, **train)
+    if model == "gesture":
+        return gesture_spec(cache_dir, **train)
+    raise ValueError(f"unknown model {model!r}: expected one of {', '.join(MODELS)}")
+
+
+#: the five modality plugins, in the order the scaling benchmark adds them
+FIVE = ("position", "gesture", "image", "text", "audio")
+HAND = [f"hand_{axis}{i}" for i in range(21) for axis in ("x", "y")]
+MOTION = [f"motion_{axis}{i}" for i in range(16) for axis in ("x", "y")]
+FIVE_MODALITIES: dict[str, dict[str, Any]] = {
+    "position": {"plugin": "position", "column": HAND,
+                 "options": {"num_keypoints": 21, "dims": 2}},
+    "gesture": {"plugin": "gesture", "column": MOTION, "options": {"channels": 2}},
+    "image": {"plugin": "image", "column": "image",
+              "options": {"size": 28, "channels": 1, "conv_channels": [16, 32, 32],
+                          "feature_size": 64}},
+    "text": {"plugin": "text", "column": "text",
+             "options": {"vocab_size": 2000, "max_length": 64}},
+    "audio": {"plugin": "audio", "column": "audio",
+              "options": {"sample_rate": 8000, "n_fft": 256, "win_length": 200,
+                          "hop_length": 80, "n_mels": 40, "max_seconds": 1.0, "truncate": True,
+                          "conv_channels": [16, 32], "feature_size": 64, "lstm_hidden": 64}},
+}
+
+
+def five_modality_spec(
+    table: Path, modalities: Sequence[str], cache_dir: Path | None, **train: Any
+) -> dict[str, Any]:
+    """A spec over the table :func:`write_five_modality_table` writes, using ``modalities``
+    (names of :data:`FIVE`); image and audio paths resolve against the shared av_digits
+    folder."""
+    data: dict[str, Any] = {"path": str(table), "split_column": "split",
+                            "root": str(SHARED / "av_digits")}
+    if cache_dir is not None:
+        data["cache_dir"] = str(cache_dir)
+    return {
+        "name": "bench-" + "-".join(modalities),
+        "data": data,
+        "modalities": {m: FIVE_MODALITIES[m] for m in modalities},
+        "fusion": {"name": "concat", "options": {"size": 64, "hidden": 64}},
+        "heads": {"digit": {"kind": "classification", "target": "label"}},
+        "train": {"batch_size": 32, "lr": 2e-3, "seed": 0, "progress": False, **train},
+    }
+
+
+def write_five_modality_table(path: Path, rows: int, seed: int = 0) -> Path | None:
+    """A table with all five modalities, built from real rows of ``../shared/data``.
+
+    Each row is an av_digits row (MNIST image path, FSDD audio path, digit label, split),
+    drawn at random without replacement, joined **by label only**, as AV-MNIST pairs its
+    digits, with: a hand pose (21 landmarks) of ``keypoints_labeled.csv`` class
+    ``digit % 4``, a fingertip trajectory of ``point_history_labeled.csv`` class
+    ``digit % 4``, and a sentence of ``text_sentences/data.csv`` with sentiment ``digit %
+    2``, each taken in turn from its class. The pairing is a construction for measuring
+    speed and memory, not a real multimodal data set. ``None`` when the shared data is
+    absent.
+    """
+    import csv
+
+    import numpy as np
+
+    sources = {
+        "pairs": SHARED / "av_digits" / "pairs.csv",
+        "hand": SHARED / "hand_gestures" / "keypoints_labeled.csv",
+        "motion": SHARED / "hand_gestures" / "point_history_labeled.csv",
+        "text": SHARED / "text_sentences" / "data.csv",
+    }
+    if not all(p.is_file() for p in sources.values()):
+        return None
+
+    def read(p: Path) -> list[dict[str, str]]:
+        with p.open(newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+
+    pairs = read(sources["pairs"])
+    order = np.random.default_rng(seed).permutation(len(pairs))[:rows]
+    by_class: dict[str, dict[str, list[dict[str, str]]]] = {}
+    for name in ("hand", "motion", "text"):
+        groups: dict[str, list[dict[str, str]]] = {}
+        for row in read(sources[name]):
+            groups.setdefault(row["label"], []).append(row)
+        by_class[name] = groups
+    taken = {name: {} for name in by_class}
+    hand_cols = [c.removeprefix("hand_") for c in HAND]
+    motion_cols = [c.removeprefix("motion_") for c in MOTION]
+    fields = ["label", "split", "image", "audio", "text", *HAND, *MOTION]
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        for i in order:
+            pair = pairs[int(i)]
+            digit = int(pair["label"])
+
+            def pick(name: str, label: str) -> dict[str, str]:
+                group = by_class[name][label]
+                k = taken[name].get(label, 0)
+                taken[name][label] = k + 1
+                return group[k % len(group)]
+
+            hand, motion = pick("hand", str(digit % 4)), pick("motion", str(digit % 4))
+            text = pick("text", str(digit % 2))
+            out = {"label": digit, "split": pair["split"], "image": pair["image"],
+                   "audio": pair["audio"], "text": text["text"]}
+            out.update({new: hand[old] for new, old in zip(HAND, hand_cols, strict=True)})
+            out.update({new: motion[old] for new, old in zip(MOTION, motion_cols, strict=True)})
+            writer.writerow(out)
+    return path
+
+
 # -- docs/benchmarks.md --------------------------------------------------------------------------
 def _markers(key: str) -> tuple[str, str]:
     return f"<!-- benchmarks/{key}.py: begin -->", f"<!-- benchmarks/{key}.py: end -->"

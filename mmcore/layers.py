@@ -36,7 +36,13 @@ def run_rnn(rnn: nn.RNNBase, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Te
     Returns ``(outputs [B, T, H*dirs], last [B, H*dirs])``: padded steps of ``outputs`` are
     zero, ``last`` is the final hidden state of the last layer at each row's true length
     (both directions concatenated). Rows with no valid step give zeros.
+
+    Under autocast the RNN runs in float32 on CPU (oneDNN has no bf16 LSTM/GRU kernel there);
+    on CUDA it runs in the autocast dtype as usual.
     """
+    if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            return run_rnn(rnn, x.float(), mask)
     if mask is None:
         outputs, hidden = rnn(x)
         return outputs, _last_hidden(rnn, hidden)

@@ -54,3 +54,19 @@ def test_absent_modality_rows_do_not_depend_on_their_values(toy_registry):
     b.values += 100.0  # garbage in the padding of absent rows
     out2 = model({"a": a, "b": b})["label"]
     assert torch.allclose(out1, out2) and torch.isfinite(out1).all()
+
+
+def test_rnn_encoders_run_under_cpu_bf16_autocast():
+    """oneDNN has no bf16 LSTM on CPU: run_rnn must fall back to float32 there."""
+    from torch import nn
+
+    from mmcore.layers import run_rnn
+
+    rnn = nn.LSTM(4, 8, batch_first=True)
+    x = torch.randn(3, 5, 4)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.bool)
+    expected, _ = run_rnn(rnn, x, mask)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, last = run_rnn(rnn, x.bfloat16(), mask)
+    assert out.dtype == torch.float32 and last.shape == (3, 8)
+    assert torch.allclose(out, expected, atol=0.05)

@@ -268,8 +268,8 @@ class DataModule:
 
             rows = first_rows(train.dataset, self._fit_columns())
         else:
-            # One Arrow read of every column: a split's indices mapping gathers row by row,
-            # so reading column by column repeated that gather per column (benchmarks/).
+            # One Arrow read of every fitted column: datasets gathers a split's indices
+            # mapping row by row, so reading column by column repeated that gather per column.
             columns = self._fit_columns()
             rows = {}
             if columns:

@@ -1,0 +1,205 @@
+"""Start-up time: ``mmcore plugins``, ``mmcore validate`` and ``import mmcore`` against
+``python -c "import torch"``, with every installed plugin discovered.
+
+Each command runs in a fresh process, many times, the commands taking turns (round ``i`` starts
+with command ``i mod n``), and the figure is the median wall time. Then each mmcore command
+runs once more under ``python -X importtime`` to check that it imports no torch (and, if it
+does, which import pulled it in).
+
+``mmcore validate`` is timed on two specs: a plain spec declaring all five modality plugins
+(position, gesture, image, text, audio: every plugin's options model is loaded), and the README
+demo ``examples/av_digits/spec.py`` (whose degraded data is made first, untimed, since the
+spec file makes it on first use).
+
+    python benchmarks/startup.py [--rounds 10] [--write docs/benchmarks.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import benchlib
+
+KEY = "startup"
+TITLE = "Start-up"
+#: under half of ``import torch`` (the CLI commands); at most 1.3x (``import mmcore``)
+TARGETS = {"plugins": 0.5, "validate5": 0.5, "validate_av": 0.5, "import_mmcore": 1.3}
+
+
+@dataclass
+class Command:
+    key: str
+    label: str
+    argv: list[str]
+    cwd: Path
+    check_torch: bool = True
+
+
+def cli() -> list[str]:
+    """How to run the ``mmcore`` console script of this interpreter's environment."""
+    script = Path(sys.executable).parent / "mmcore"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "mmcore"]
+
+
+def five_modality_spec_file(folder: Path) -> Path:
+    """A spec file declaring all five modality plugins (a plain dict: it imports nothing)."""
+    spec = benchlib.five_modality_spec(folder / "rows.csv", benchlib.FIVE, None)
+    spec["data"] = {"path": "rows.csv", "split_column": "split"}
+    path = folder / "spec.py"
+    path.write_text(f'"""All five modality plugins, for start-up timing."""\n\nspec = {spec!r}\n')
+    columns = ["label", "split", "image", "audio", "text", *benchlib.HAND, *benchlib.MOTION]
+    (folder / "rows.csv").write_text(",".join(columns) + "\n")
+    return path
+
+
+def commands(folder: Path) -> list[Command]:
+    python, repo = sys.executable, benchlib.REPO
+    spec5 = five_modality_spec_file(folder)
+    return [
+        Command("python", 'python -c "pass"', [python, "-c", "pass"], repo, False),
+        Command("import_torch", 'python -c "import torch"', [python, "-c", "import torch"],
+                repo, False),
+        Command("import_mmcore", 'python -c "import mmcore"', [python, "-c", "import mmcore"],
+                repo),
+        Command("plugins", "mmcore plugins", [*cli(), "plugins"], repo),
+        Command("validate5", "mmcore validate (spec with all five plugins)",
+                [*cli(), "validate", str(spec5)], repo),
+        Command("validate_av", "mmcore validate examples/av_digits/spec.py",
+                [*cli(), "validate", "examples/av_digits/spec.py"], repo),
+    ]
+
+
+def run_once(cmd: Command, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(cmd.argv, cwd=cmd.cwd, env=env, capture_output=True, text=True,
+                          check=False)
+    took = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{cmd.label} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return took
+
+
+def torch_importer(cmd: Command, env: dict[str, str]) -> str | None:
+    """``None`` when ``cmd`` imports no torch, else the chain of imports that pulled it in."""
+    argv = list(cmd.argv)
+    if argv[0] != sys.executable:  # the console script: run it with this python
+        argv = [sys.executable, *argv]
+    argv.insert(1, "-X")
+    argv.insert(2, "importtime")
+    done = subprocess.run(argv, cwd=cmd.cwd, env=env, capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{cmd.label} failed under -X importtime (exit {done.returncode}):\n"
+                         f"{done.stderr[-3000:]}")
+    # lines: "import time: self | cumulative | <indent>name", children before their parent
+    entries = []
+    for line in done.stderr.splitlines():
+        found = re.match(r"import time:\s+\d+ \|\s+\d+ \| (\s*)(\S+)$", line)
+        if found:
+            entries.append((len(found.group(1)) // 2, found.group(2)))
+    for i, (depth, name) in enumerate(entries):
+        if name == "torch":
+            chain, want = [name], depth
+            for d, parent in entries[i + 1 :]:
+                if d < want:
+                    chain.append(parent)
+                    want = d
+            return " <- ".join(chain)
+    return None
+
+
+def make_degraded(env: dict[str, str]) -> None:
+    """The av_digits spec degrades its data on first use: do that before timing."""
+    code = ("import sys; sys.path.insert(0, 'examples/av_digits'); "
+            "from degrade import ensure_degraded; ensure_degraded()")
+    subprocess.run([sys.executable, "-c", code], cwd=benchlib.REPO, env=env, check=True,
+                   capture_output=True)
+
+
+def report(cmds: list[Command], times: dict[str, list[float]], torch_of: dict[str, str | None],
+           rounds: int, load: benchlib.Load, plugins_line: str) -> str:
+    med = benchlib.median
+    base = med(times["import_torch"])
+    rows, verdicts = [], []
+    for cmd in cmds:
+        m = med(times[cmd.key])
+        ratio = m / base
+        target = TARGETS.get(cmd.key)
+        if target is not None:
+            ok = ratio < target if target < 1 else ratio <= target
+            verdicts.append(f"{cmd.label}: {ratio:.2f}x ({'met' if ok else '**NOT met**'}, "
+                            f"target {'<' if target < 1 else '<='} {target:g}x)")
+        if cmd.check_torch:
+            chain = torch_of.get(cmd.key)
+            imports = "no" if chain is None else f"**yes**: {chain}"
+        else:
+            imports = "—" if cmd.key == "python" else "yes"
+        rows.append([f"`{cmd.label}`", f"{m * 1000:.0f}", benchlib.spread(
+            [t * 1000 for t in times[cmd.key]]), f"{ratio:.2f}x", imports])
+    return "\n".join([
+        f"Measured {benchlib.today()} on {benchlib.machine_line()}, by `python "
+        f"benchmarks/startup.py`. {rounds} runs of each command in a fresh process, the "
+        "commands taking turns; median wall time. Load while it ran: " + load.sentence(),
+        "",
+        f"Installed plugins (`mmcore plugins`): {plugins_line}.",
+        "",
+        benchlib.table(["command", "median (ms)", "range (ms)", "/ import torch",
+                        "imports torch"], rows),
+        "",
+        "Targets: " + "; ".join(verdicts) + ".",
+        "",
+        "\"imports torch\" comes from one more run under `python -X importtime`. The five-"
+        "plugin spec is a plain dict (every plugin's options model is loaded to validate it); "
+        "the av_digits spec file also imports numpy, Pillow and soundfile through its "
+        "`degrade.py` (the example's own cost, not mmcore's). Registrations are by import "
+        "path and options models are pydantic-only, so neither command loads a plugin's "
+        "implementation.",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--write", type=Path, help="markdown file whose section to update")
+    args = parser.parse_args(argv)
+    env = {**os.environ, **benchlib.OFFLINE_ENV}
+    env.pop("AV_DIGITS_CLEAN", None)  # validate the example as users run it
+    make_degraded(env)
+    meter = benchlib.LoadMeter()
+    with tempfile.TemporaryDirectory(prefix="mmcore-bench-") as tmp:
+        cmds = commands(Path(tmp))
+        listing = subprocess.run([*cli(), "plugins"], env=env, capture_output=True, text=True,
+                                 check=True).stdout
+        plugins_line = ", ".join(
+            f"{m.group(1)} ({m.group(2)})"
+            for m in re.finditer(r"^(\S+)\s+\[(\w+)\]", listing, re.M)
+        )
+        times: dict[str, list[float]] = {c.key: [] for c in cmds}
+        for cmd in cmds:  # warm-up: page cache, .pyc files
+            run_once(cmd, env)
+        for i in range(args.rounds):
+            for cmd in cmds[i % len(cmds):] + cmds[: i % len(cmds)]:
+                times[cmd.key].append(run_once(cmd, env))
+            print(f"round {i + 1}: " + ", ".join(
+                f"{k} {v[-1] * 1000:.0f} ms" for k, v in times.items()), file=sys.stderr)
+        torch_of = {c.key: torch_importer(c, env) for c in cmds if c.check_torch}
+        text = report(cmds, times, torch_of, args.rounds, meter.stop(), plugins_line)
+    print(benchlib.section(KEY, TITLE, text))
+    if args.write:
+        benchlib.write_section(args.write, KEY, TITLE, text)
+    bad = [k for k, v in torch_of.items() if v is not None]
+    if bad:
+        print(f"these import torch: {', '.join(bad)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
