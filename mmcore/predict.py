@@ -29,7 +29,7 @@ from mmcore.train.run import (
     check_plugin_versions,
     load_run_spec,
 )
-from mmcore.train.trainer import resolve_device, resolve_monitor
+from mmcore.train.settings import resolve_device, resolve_monitor
 
 #: stands in for the in-memory dataset a run was trained on (it is not saved with the run)
 NO_DATASET = "<in-memory dataset, not saved>"

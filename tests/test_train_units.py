@@ -22,7 +22,7 @@ from mmcore.train.evaluation import evaluate_model, weighted_loss
 from mmcore.train.masking import dropout_masks, hide, hide_all, modality_dropout
 from mmcore.train.optim import build_optimizer, build_scheduler, lr_factor, parameter_groups
 from mmcore.train.report import format_report, modality_report
-from mmcore.train.trainer import check_precision, resolve_device, resolve_monitor
+from mmcore.train.settings import check_precision, resolve_device, resolve_monitor
 from tests.toy import ToyModality, ToyOptions
 
 

@@ -203,3 +203,20 @@ def reset_outputs(run: RunFolder, patterns: Iterable[str]) -> None:
                 shutil.rmtree(target)
             else:
                 target.unlink()
+
+
+def resume_mismatches(spec: Spec, saved: Spec) -> list[str]:
+    """Where ``spec`` differs from a run's saved spec outside ``train`` (and the heads'
+    fitted options, which the new spec may leave out)."""
+    new, old = spec_json_data(spec), spec_json_data(saved)
+    problems = [key for key in ("data", "modalities", "fusion") if new[key] != old[key]]
+    if set(new["heads"]) != set(old["heads"]):
+        problems.append("heads")
+    else:
+        for name, head in new["heads"].items():
+            before = old["heads"][name]
+            if any(head[k] != before[k] for k in ("kind", "target", "weight")) or any(
+                before["options"].get(k) != v for k, v in head["options"].items()
+            ):
+                problems.append(f"heads.{name}")
+    return problems

@@ -1,0 +1,105 @@
+"""Training settings checked against this machine and model: the device, precision,
+determinism, and the metric that picks the best epoch."""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+
+import torch
+
+from mmcore.errors import SpecError
+from mmcore.model import MultimodalModel
+
+TRAIN, VALIDATION, TEST = "train", "validation", "test"
+
+
+def resolve_device(name: str, source: str = "<spec>") -> torch.device:
+    """``auto`` -> cuda, else mps, else cpu; an explicit device must be available."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SpecError(
+            source, [("train.device", f"unknown device {name!r}: expected auto, cpu, cuda, "
+                      "cuda:N or mps")]
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SpecError(source, [("train.device", f"{name!r} requested but torch sees no CUDA")])
+    if device.type == "cuda" and device.index is not None:
+        if device.index >= torch.cuda.device_count():
+            raise SpecError(source, [("train.device", f"{name!r}: there are only "
+                                      f"{torch.cuda.device_count()} CUDA device(s)")])
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise SpecError(source, [("train.device", "'mps' requested but MPS is not available")])
+    return device
+
+
+def set_deterministic(mode: bool) -> None:
+    """``torch.use_deterministic_algorithms(mode)``, without importing ``torch._inductor``
+    only to set its flag when nothing has imported it yet: that import costs seconds of
+    start-up, and mmcore never compiles models (a later ``torch.compile`` user should call
+    ``torch.use_deterministic_algorithms`` themselves)."""
+    if "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(mode)
+    else:
+        torch._C._set_deterministic_algorithms(mode)
+
+
+def check_precision(precision: str, device: torch.device, source: str = "<spec>") -> None:
+    """fp16 needs CUDA (a gradient scaler); bf16 autocast runs on CPU and CUDA."""
+    if precision == "fp16" and device.type != "cuda":
+        raise SpecError(source, [("train.precision", f"fp16 needs a CUDA device, the device is "
+                                  f"{device.type}; use precision 'bf16' or '32'")])
+    if precision == "bf16" and device.type not in ("cpu", "cuda"):
+        raise SpecError(source, [("train.precision", f"bf16 runs on cpu or cuda, not "
+                                  f"{device.type}; use precision '32'")])
+
+
+@dataclass
+class Monitor:
+    """The figure that picks the best epoch.
+
+    Attributes:
+        name: as given in the spec, e.g. ``label.accuracy`` or ``loss``.
+        key: its key in an epoch record, e.g. ``validation/label.accuracy``.
+        greater_is_better: direction.
+    """
+
+    name: str
+    key: str
+    greater_is_better: bool
+
+    def better(self, value: float, best: float | None) -> bool:
+        if best is None:
+            return True
+        if not math.isfinite(value):
+            return False
+        return value > best if self.greater_is_better else value < best
+
+
+def resolve_monitor(
+    requested: str | None, model: MultimodalModel, has_validation: bool, source: str
+) -> Monitor:
+    """``train.monitor`` checked against the heads' metrics; default: the first head's first
+    metric. Without a validation split the training loss is monitored."""
+    available = {"loss": False}
+    for name, head in model.heads.items():
+        available[f"{name}.loss"] = False
+        for metric in head.metric_names:
+            available[f"{name}.{metric}"] = bool(head.greater_is_better)
+    if requested is not None and requested not in available:
+        raise SpecError(source, [("train.monitor", f"unknown metric {requested!r}; "
+                                  f"expected one of {', '.join(sorted(available))}")])
+    if not has_validation:
+        return Monitor("loss", f"{TRAIN}/loss", False)
+    if requested is None:
+        first_name, first = next(iter(model.heads.items()))
+        requested = f"{first_name}.{first.metric_names[0]}" if first.metric_names else "loss"
+    return Monitor(requested, f"{VALIDATION}/{requested}", available[requested])
