@@ -67,3 +67,15 @@ def test_import_plugins_and_validate_need_no_torch(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_overrides_may_follow_options(capsys):
+    from pathlib import Path
+
+    import pytest
+
+    from mmcore.errors import SpecError
+
+    spec = Path(__file__).resolve().parents[1] / "examples/text_sentiment/spec.py"
+    with pytest.raises(SpecError, match="train.epochs"):
+        main(["validate", str(spec), "--debug", "train.epochs=0"])

@@ -25,6 +25,20 @@ COMMANDS = {
 EXIT_USER_ERROR = 2
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """Accepts ``field=value`` overrides after options too (``SPEC --quiet train.epochs=3``)
+    for commands that take them: argparse stops filling a ``nargs="*"`` positional once an
+    option intervenes."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if not hasattr(namespace, "overrides"):
+            return namespace, extras
+        late = [e for e in extras if "=" in e and not e.startswith("-")]
+        namespace.overrides = [*(namespace.overrides or []), *late]
+        return namespace, [e for e in extras if e not in late]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmcore", description="Multimodal deep learning on PyTorch."
@@ -33,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug", action="store_true", help="show tracebacks; re-raise plugin errors"
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
     for name, module_name in COMMANDS.items():
         try:
             module = importlib.import_module(f"mmcore.cli.{module_name}")

@@ -9,20 +9,8 @@ from __future__ import annotations
 import argparse
 
 
-class OverridesAnywhere(argparse.ArgumentParser):
-    """Accepts ``field=value`` overrides after options too (``SPEC --quiet train.epochs=3``):
-    argparse itself stops filling a ``nargs="*"`` positional once an option intervenes."""
-
-    def parse_known_args(self, args=None, namespace=None):
-        namespace, extras = super().parse_known_args(args, namespace)
-        late = [e for e in extras if "=" in e and not e.startswith("-")]
-        namespace.overrides = [*(namespace.overrides or []), *late]
-        return namespace, [e for e in extras if e not in late]
-
-
 def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help="train the model a spec declares; writes a run folder")
-    p.__class__ = OverridesAnywhere
     p.add_argument("spec", help="a Python spec file (or spec.json)")
     p.add_argument("overrides", nargs="*", help="field overrides, e.g. train.epochs=3")
     p.add_argument("--output", "-o", help="run folder (default: spec.output, else runs/<name>)")
