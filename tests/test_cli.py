@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from mmcore.cli import main
+from mmcore.errors import SpecError
 
 BROKEN = """spec = {
     "data": {"path": "data.csv"},
@@ -69,13 +73,7 @@ def test_import_plugins_and_validate_need_no_torch(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
-def test_overrides_may_follow_options(capsys):
-    from pathlib import Path
-
-    import pytest
-
-    from mmcore.errors import SpecError
-
+def test_overrides_may_follow_options():
     spec = Path(__file__).resolve().parents[1] / "examples/text_sentiment/spec.py"
     with pytest.raises(SpecError, match="train.epochs"):
         main(["validate", str(spec), "--debug", "train.epochs=0"])
