@@ -61,6 +61,8 @@ class DataModule:
         output_dir: a run folder; when given, :meth:`setup` writes skipped rows to
             ``output_dir/bad_rows.json``.
         progress: show progress bars while reading and preprocessing.
+        announce: print the summary of skipped rows to stderr (off on the extra ranks of a
+            distributed run, so it appears once).
 
     Attributes:
         head_options: head name -> options including fitted state (e.g. ``classes``).
@@ -75,8 +77,11 @@ class DataModule:
         registry: Registry | None = None,
         output_dir: Path | None = None,
         progress: bool = True,
+        announce: bool = True,
     ) -> None:
         self.spec = spec
+        # False on the extra ranks of a distributed run: rank 0 alone reports skipped rows
+        self.announce = announce
         self.modalities = dict(modalities)
         self.registry = registry or get_registry()
         self.output_dir = Path(output_dir) if output_dir is not None else None
@@ -454,7 +459,8 @@ class DataModule:
         if not self.bad_rows:
             return
         counts = {name: self.num_rows(name) for name in self.splits if not self.streaming}
-        print(summary(self.bad_rows, counts), file=sys.stderr)
+        if self.announce:
+            print(summary(self.bad_rows, counts), file=sys.stderr)
         if self.output_dir is not None:
             self.write_bad_rows(self.output_dir / "bad_rows.json")
 
@@ -556,7 +562,7 @@ class DataModule:
             present = set(loaded.column_names)
             self._tables[split] = self._preprocess(split, source, self._targets(present))
         self.splits.append(split)
-        if len(self.bad_rows) > start:
+        if len(self.bad_rows) > start and self.announce:
             counts = {split: len(self._tables[split])}
             print(summary(self.bad_rows[start:], counts), file=sys.stderr)
         return split

@@ -246,6 +246,7 @@ class Trainer:
         dm = DataModule(
             spec, modalities, registry=self.registry,
             output_dir=self.run.path if self.is_main else None, progress=self.show_progress,
+            announce=self.is_main,
         )
         dm.setup(fit=not from_run)
         if TRAIN not in dm.splits or dm.num_rows(TRAIN) == 0:
