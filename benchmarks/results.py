@@ -122,6 +122,49 @@ def hand_gestures_spec(kind: str) -> dict[str, Any]:
     }
 
 
+#: the sensor_series sets: name -> (epochs, batch size)
+SENSOR_SETS = {"BasicMotions": (40, 8), "JapaneseVowels": (30, 16)}
+#: encoders compared on the raw sensor sequences (gesture options; transforms none)
+SENSOR_ENCODERS = {
+    "reference (LSTM + linear)": {"encoder": "reference"},
+    "tcn (default)": {},
+    "transformer": {"encoder": "transformer"},
+}
+
+
+def sensor_series_spec(name: str, options: Mapping[str, Any],
+                       split_column: str = "split") -> dict[str, Any]:
+    """Gesture only on one ``../shared/data/sensor_series`` set, the arrays as shipped; the
+    official TEST file is the test split (for JapaneseVowels: later recording sessions)."""
+    epochs, batch = SENSOR_SETS[name]
+    return {
+        "name": f"sensor_series-{name}",
+        "data": {"path": str(SHARED / "sensor_series" / name / "metadata.csv"),
+                 "split_column": split_column},
+        "modalities": {"gesture": {"plugin": "gesture", "column": "path",
+                                   "options": dict(options)}},
+        "heads": {"label": {"kind": "classification", "target": "label",
+                            "options": {"hidden": [64]}}},
+        "train": {"epochs": epochs, "batch_size": batch, "lr": 2e-3, "scheduler": "cosine"},
+    }
+
+
+def sensor_settings() -> list[Setting]:
+    published = {
+        "BasicMotions": "1-NN DTW_D raw (data README): 0.975; MiniRocket: 1.000",
+        "JapaneseVowels": "1-NN DTW_D raw (data README): 0.949; MiniRocket ≈0.987; KSig 0.986",
+    }
+    out = []
+    for name in SENSOR_SETS:
+        for label, options in SENSOR_ENCODERS.items():
+            out.append(Setting(
+                "sensor_series", f"{name}, gesture {label}", sensor_series_spec(name, options),
+                ["label"], modalities="gesture (raw arrays)", fusion="-",
+                published=published[name], base_dir=REPO,
+            ))
+    return out
+
+
 def settings() -> list[Setting]:
     av = EXAMPLES / "av_digits"
     mfas = "AV-MNIST {} only, LeNet: {} (MFAS authors' build); {} (MultiBench build)"
@@ -164,11 +207,13 @@ def settings() -> list[Setting]:
                 overrides=[fusion_override("weighted", {"size": 64})], modalities=four,
                 fusion="weighted", published="none"),
     ]
-    return out
+    return out + sensor_settings()
 
 
 def available(setting: Setting) -> str | None:
     """Why a setting cannot run here, or None."""
+    if setting.group == "sensor_series" and not (SHARED / "sensor_series").is_dir():
+        return f"{SHARED / 'sensor_series'} not found (set MMCORE_SHARED_DATA)"
     if setting.group == "hand_gestures" and not (SHARED / "hand_gestures").is_dir():
         return f"{SHARED / 'hand_gestures'} not found (set MMCORE_SHARED_DATA)"
     return None

@@ -6,15 +6,19 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt
 
-from mmcore.modality import ModalityOptions
+from mmcore.sequence.modality import SequenceOptions
 
 
-class GestureOptions(ModalityOptions):
+class GestureOptions(SequenceOptions):
     """How ``gesture`` reads, normalises and encodes motion sequences ``[T, C]``.
 
     A 2-D value is ``[T, C]``. A flat (1-D) value of ``N`` numbers — a list in one cell or a
     multi-column value — becomes ``[N / channels, channels]`` or ``[steps, N / steps]``; with
     neither option it is one channel, ``[N, 1]``.
+
+    Then the declared ``transforms`` run in order (see :class:`mmcore.sequence.modality.
+    SequenceOptions`), and last ``normalize``. ``encoder="reference"`` is the reference design
+    (an LSTM over time, then a linear layer).
     """
 
     channels: PositiveInt | None = Field(
@@ -27,20 +31,16 @@ class GestureOptions(ModalityOptions):
     )
     normalize: Literal["standard", "none"] = Field(
         "standard", description="'standard': per-channel (x - mean) / std with mean and std "
-        "fitted on the training split; 'none': values as read"
+        "fitted on the training split, after the transforms; 'none': values as transformed"
     )
     max_length: PositiveInt | None = Field(None, description="most time steps per sequence")
     truncate: bool = Field(
         False, description="keep the first max_length steps of longer sequences (else: error)"
     )
-    hidden_size: PositiveInt = Field(64, description="LSTM hidden size (per direction)")
-    num_layers: PositiveInt = Field(1, description="LSTM layers")
-    bidirectional: bool = False
-    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout between LSTM layers and "
-                           "before the linear layer")
     output_size: PositiveInt = Field(64, description="size of the linear layer's output")
-    pool: Literal["mean", "last"] = Field(
-        "last", description="pooled output: the LSTM state at the last real step, or the "
-        "masked mean over steps"
+    pool: Literal["mean", "last"] | None = Field(
+        None, description="pooled output: the masked mean over steps, or the LSTM state at "
+        "the last real step (recurrent encoders only); default 'last' for the reference "
+        "design, 'mean' otherwise"
     )
     output: Literal["pooled", "sequence"] = "pooled"

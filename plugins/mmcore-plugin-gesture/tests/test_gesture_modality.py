@@ -68,15 +68,17 @@ def test_standardisation_is_fitted_on_training_values(trajectories, tmp_path):
         modality.preprocess(train[0])
     modality.fit(train)
     raw = np.concatenate([np.asarray(v, np.float32).reshape(16, 2) for v in train]).astype(float)
-    np.testing.assert_allclose(modality._mean, raw.mean(axis=0), rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(modality._std, raw.std(axis=0), rtol=1e-9)
+    stats = modality.pipeline.stats[-1]
+    np.testing.assert_allclose(stats.centre, raw.mean(axis=0), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(stats.scale, raw.std(axis=0), rtol=1e-9)
     normalised = np.concatenate([modality.preprocess(v) for v in train])
     np.testing.assert_allclose(normalised.mean(axis=0), 0.0, atol=1e-5)
     np.testing.assert_allclose(normalised.std(axis=0), 1.0, atol=1e-5)
 
     modality.save_state(tmp_path)
     state = json.loads((tmp_path / "gesture.json").read_text())
-    assert state["channels"] == 2 and len(state["mean"]) == len(state["std"]) == 2
+    fitted = state["pipeline"]["stats"][-1]
+    assert state["channels"] == 2 and len(fitted["centre"]) == len(fitted["scale"]) == 2
     loaded = make(channels=2)
     loaded.load_state(tmp_path)
     assert loaded.fingerprint() == modality.fingerprint()
@@ -90,7 +92,8 @@ def test_constant_channel_and_variable_lengths_fit():
     modality = make()
     modality.fit(seqs)
     assert modality.channels == 2  # taken from the data when the options do not say
-    assert modality._std[1] == 1.0  # a constant channel is centred, not divided by zero
+    # a constant channel is centred, not divided by zero
+    assert modality.pipeline.stats[-1].scale[1] == 1.0
     out = modality.preprocess(seqs[1])
     assert np.isfinite(out).all() and not out[:, 1].any()
 
@@ -99,8 +102,16 @@ def test_bad_state_files_are_reported(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         make().load_state(tmp_path)
     (tmp_path / "gesture.json").write_text('{"channels": 2, "mean": [0, 0], "std": [1]}')
-    with pytest.raises(ValueError, match="mean and std must be 2 numbers"):
+    with pytest.raises(ValueError, match="no 'pipeline' entry"):
         make().load_state(tmp_path)
+    good = make(channels=2)
+    good.fit([np.zeros((3, 2)), np.ones((4, 2))])
+    good.save_state(tmp_path)
+    state = json.loads((tmp_path / "gesture.json").read_text())
+    state["pipeline"]["stats"][-1]["scale"] = [1.0, -1.0]
+    (tmp_path / "gesture.json").write_text(json.dumps(state))
+    with pytest.raises(ValueError, match="scale > 0"):
+        make(channels=2).load_state(tmp_path)
     (tmp_path / "gesture.json").write_text("{not json")
     with pytest.raises(ValueError, match="cannot read the saved state"):
         make().load_state(tmp_path)

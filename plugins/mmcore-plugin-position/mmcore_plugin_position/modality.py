@@ -13,8 +13,9 @@ import torch
 
 from mmcore.batch import ModalityBatch
 from mmcore.collate import limit_length, pad_sequences
+from mmcore.encoder import Encoder
 from mmcore.io import check_finite, load_array, read_json_state, split_last_axis, write_json_state
-from mmcore.modality import Modality
+from mmcore.sequence.modality import SequenceModality
 from mmcore_plugin_position.encoder import PositionEncoder
 from mmcore_plugin_position.options import PositionOptions
 
@@ -22,17 +23,19 @@ STATE_FILE = "position.json"
 LAYOUTS = "keypoints [T, K, D], frames [T, F] or one flat frame [F]"
 
 
-class PositionModality(Modality[PositionOptions]):
+class PositionModality(SequenceModality[PositionOptions]):
     """Keypoints over time, read from the row or from ``.npy`` / ``.csv`` / ``.json`` files.
 
     A value is nested lists, a numpy array, a JSON string, a file path, or a multi-column
     value (a list of the cells of the spec's ``column`` list, in that order), which is one
     frame. ``preprocess`` returns float32 ``[T, K, D]`` when ``num_keypoints`` or ``dims`` is
     set (or the value is 3-D) and ``[T, F]`` otherwise; ``collate`` pads them to
-    ``[B, T_max, ...]`` with a ``[B, T_max]`` step mask.
+    ``[B, T_max, ...]`` with a ``[B, T_max]`` step mask. The declared ``transforms`` run on
+    the flat frames ``[T, K * D]`` after the per-sequence normalisation; when they change the
+    number of values per frame (``select``, ``diff``) the output is flat frames ``[T', F']``.
 
-    Fitted state: the shape of one frame, taken from the first training value when the
-    options do not fix it; the encoder's input size comes from it.
+    Fitted state: the shape of one frame as read, taken from the first training value when
+    the options do not fix it, and the transforms' fitted statistics.
     """
 
     options_class = PositionOptions
@@ -44,40 +47,60 @@ class PositionModality(Modality[PositionOptions]):
         self._fitted_frame: tuple[int, ...] | None = None
 
     @property
-    def frame_shape(self) -> tuple[int, ...] | None:
-        """Shape of one frame: ``(K, D)`` or ``(F,)``; ``None`` before fitting when the
-        options leave it open."""
+    def input_frame_shape(self) -> tuple[int, ...] | None:
+        """Shape of one frame as read: ``(K, D)`` or ``(F,)``; ``None`` before fitting when
+        the options leave it open."""
         o = self.options
         if o.num_keypoints is not None and o.dims is not None:
             return (o.num_keypoints, o.dims)
         return self._fitted_frame
+
+    @property
+    def frame_shape(self) -> tuple[int, ...] | None:
+        """Shape of one frame of ``preprocess``'s output (after the transforms)."""
+        frame = self.input_frame_shape
+        if frame is None:
+            return None
+        values = self.pipeline.output_channels(math.prod(frame))
+        return frame if values == math.prod(frame) else (values,)
 
     # -- fitted state -------------------------------------------------------------------
     def fit(self, values: Sequence[Any]) -> None:
         self._fitted_frame = None
         for value in values:
             try:
-                self._fitted_frame = tuple(int(s) for s in self.preprocess(value).shape[1:])
+                self._fitted_frame = tuple(int(s) for s in self.read(value).shape[1:])
             except ValueError as exc:
                 raise ValueError(f"first training value of {self.name!r}: {exc}") from None
-            return
+            break
+        self.fit_transforms(values, self._read_flat)
 
     def save_state(self, directory: Path) -> None:
-        frame = list(self._fitted_frame) if self._fitted_frame is not None else None
-        write_json_state(Path(directory) / STATE_FILE, {"frame_shape": frame})
+        write_json_state(Path(directory) / STATE_FILE, self._state())
 
     def load_state(self, directory: Path) -> None:
         path = Path(directory) / STATE_FILE
-        frame = read_json_state(path, f"position modality {self.name!r}").get("frame_shape")
+        state = read_json_state(path, f"position modality {self.name!r}")
+        frame = state.get("frame_shape")
         if frame is not None and not (
             isinstance(frame, list) and frame and all(isinstance(s, int) and s > 0 for s in frame)
         ):
             raise ValueError(f"{path}: frame_shape must be a list of positive ints, got {frame!r}")
+        pipeline = state.get("pipeline")
+        try:
+            if not isinstance(pipeline, dict):
+                raise ValueError("no 'pipeline' entry (the transforms' fitted state)")
+            self.pipeline.load_state(pipeline)
+        except ValueError as exc:
+            raise ValueError(f"{path}: invalid position state: {exc}") from None
         self._fitted_frame = tuple(frame) if frame is not None else None
 
     def fingerprint(self) -> str:
+        return f"{super().fingerprint()}|{json.dumps(self._state(), sort_keys=True)}"
+
+    def _state(self) -> dict[str, Any]:
         frame = list(self._fitted_frame) if self._fitted_frame is not None else None
-        return f"{super().fingerprint()}|frame_shape={json.dumps(frame)}"
+        return {"frame_shape": frame, "pipeline": self.pipeline.state()}
 
     # -- data -----------------------------------------------------------------------------
     def preprocess(self, value: Any) -> np.ndarray:
@@ -87,18 +110,37 @@ class PositionModality(Modality[PositionOptions]):
         of the wrong shape, NaN/inf, and sequences longer than ``max_length`` without
         ``truncate``.
         """
+        arr = self.read(value)
+        if not self.pipeline.fitted:
+            raise RuntimeError(
+                f"position modality {self.name!r} has a fitted standardize transform but is "
+                "not fitted: call fit() on the training values (or load_state) first"
+            )
+        if not self.pipeline.transforms:
+            return np.ascontiguousarray(arr, dtype=np.float32)
+        out = self.transform(arr.reshape(arr.shape[0], -1))
+        if out.shape[1] == math.prod(arr.shape[1:]):
+            out = out.reshape(out.shape[0], *arr.shape[1:])
+        return out
+
+    def read(self, value: Any) -> np.ndarray:
+        """``value`` arranged, checked and normalised per sequence, before the transforms."""
         arr = self._arrange(load_array(value, self.root, allow_empty=False))
         self._check_frame(arr)
         check_finite(arr)
         arr = limit_length(arr, self.options.max_length, self.options.truncate)
-        return np.ascontiguousarray(self._normalise(arr), dtype=np.float32)
+        return self._normalise(arr)
+
+    def _read_flat(self, value: Any) -> np.ndarray:
+        arr = self.read(value)
+        return arr.reshape(arr.shape[0], -1)
 
     def collate(self, items: Sequence[np.ndarray | None]) -> ModalityBatch:
         """``values [B, T_max, K, D]`` (or ``[B, T_max, F]``), ``mask [B, T_max]``,
         ``present [B]``; missing samples are all-padding rows."""
         return pad_sequences(items, empty_shape=self.frame_shape, dtype=torch.float32)
 
-    def build_encoder(self) -> PositionEncoder:
+    def build_encoder(self) -> Encoder:
         frame = self.frame_shape
         if frame is None:
             raise ValueError(
@@ -106,13 +148,15 @@ class PositionModality(Modality[PositionOptions]):
                 "num_keypoints and dims, or fit() the modality on training values first"
             )
         o = self.options
+        if o.encoder != "reference":
+            return self.sequence_encoder(math.prod(frame), o.hidden_size, o.pool, o.output)
         return PositionEncoder(
             input_size=math.prod(frame),
             conv_channels=o.conv_channels,
             kernel_size=o.kernel_size,
             hidden_size=o.hidden_size,
             num_layers=o.num_layers,
-            dropout=o.dropout,
+            dropout=o.dropout or 0.0,
             pool=o.pool,
             output=o.output,
         )
@@ -157,7 +201,10 @@ class PositionModality(Modality[PositionOptions]):
 
     def _normalise(self, arr: np.ndarray) -> np.ndarray:
         o = self.options
-        needs_keypoints = [n for n in ("relative_to", "center") if getattr(o, n) is not None]
+        needs_keypoints = [
+            n for n in ("relative_to", "center")
+            if getattr(o, n) is not None and not (n == "center" and o.center == "mean")
+        ]
         if needs_keypoints and arr.ndim != 3:
             raise ValueError(
                 f"{' and '.join(needs_keypoints)} need keypoints [T, K, D], got flat frames of "
@@ -166,8 +213,9 @@ class PositionModality(Modality[PositionOptions]):
         if o.relative_to is not None:
             k = _keypoint(arr, o.relative_to, "relative_to")
             arr = arr - arr[:, k : k + 1, :]
-        if o.center == "mean":
-            arr = arr - arr.mean(axis=(0, 1), keepdims=True)
+        if o.center == "mean":  # keypoints: the mean position; flat frames: each channel's mean
+            axes = (0, 1) if arr.ndim == 3 else (0,)
+            arr = arr - arr.mean(axis=axes, keepdims=True)
         elif o.center is not None:
             k = _keypoint(arr, o.center, "center")
             arr = arr - arr[:, k : k + 1, :].mean(axis=0, keepdims=True)

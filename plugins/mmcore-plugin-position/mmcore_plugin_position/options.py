@@ -6,15 +6,18 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
-from mmcore.modality import ModalityOptions
+from mmcore.sequence.modality import SequenceOptions
 
 
-class PositionOptions(ModalityOptions):
+class PositionOptions(SequenceOptions):
     """How ``position`` reads, normalises and encodes coordinate sequences.
 
     Layout: with neither ``num_keypoints`` nor ``dims`` a value is flat frames ``[T, F]`` (a
     1-D value is one frame); with either, every frame is split into ``[K, D]`` keypoints.
-    Normalisation runs per sequence in this order: ``relative_to``, ``center``, ``scale``.
+    Normalisation runs per sequence in this order: ``relative_to``, ``center``, ``scale``;
+    then the declared ``transforms`` run on the flat frames ``[T, K * D]`` (see
+    :class:`mmcore.sequence.modality.SequenceOptions`). ``encoder="reference"`` is the
+    reference design (1-D convolutions over time, then an LSTM).
     """
 
     num_keypoints: PositiveInt | None = Field(
@@ -26,8 +29,8 @@ class PositionOptions(ModalityOptions):
         "(e.g. 0 = the wrist in MediaPipe hands)"
     )
     center: Literal["mean"] | NonNegativeInt | None = Field(
-        None, description="'mean': subtract the sequence's mean position; an int k: subtract "
-        "keypoint k's mean position over the sequence"
+        None, description="'mean': subtract the sequence's mean position (per channel for "
+        "flat frames); an int k: subtract keypoint k's mean position over the sequence"
     )
     scale: Literal["max_abs", "std"] | None = Field(
         None, description="divide the sequence by its largest absolute value or its standard "
@@ -38,13 +41,11 @@ class PositionOptions(ModalityOptions):
         False, description="keep the first max_length frames of longer sequences (else: error)"
     )
     conv_channels: tuple[PositiveInt, ...] = Field(
-        (64, 64), min_length=1, description="output channels of each 1-D convolution over time"
+        (64, 64), min_length=1, description="reference design: output channels of each 1-D "
+        "convolution over time"
     )
-    kernel_size: PositiveInt = Field(3, description="odd temporal kernel of every convolution")
-    hidden_size: PositiveInt = Field(64, description="LSTM hidden size (= the feature size)")
-    num_layers: PositiveInt = Field(1, description="LSTM layers")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout after convolutions and "
-                           "between LSTM layers")
+    kernel_size: PositiveInt = Field(3, description="reference design: odd temporal kernel of "
+                                     "every convolution")
     pool: Literal["mean", "last"] = Field(
         "mean", description="pooled output: masked mean of LSTM outputs, or the last state"
     )

@@ -1,0 +1,35 @@
+"""Sequence preprocessing and encoders shared by every sequence modality (``[T, C]`` arrays).
+
+- :mod:`mmcore.sequence.options`: the declared ``transforms`` steps (pydantic, no numpy).
+- :mod:`mmcore.sequence.transforms`: the array functions (numpy; scipy for polyphase
+  resampling).
+- :mod:`mmcore.sequence.pipeline`: :class:`SequencePipeline`, fitted on the training split,
+  saved with the run.
+- :mod:`mmcore.sequence.encoder`: :class:`SequenceEncoder` and its options (torch; import it
+  explicitly).
+
+Plugins compose these; no plugin imports another plugin.
+"""
+
+from mmcore.sequence.options import (
+    Clip,
+    Diff,
+    Envelope,
+    Resample,
+    Select,
+    Standardize,
+    Transform,
+)
+from mmcore.sequence.pipeline import SequencePipeline, parse_transforms
+
+__all__ = [
+    "Clip",
+    "Diff",
+    "Envelope",
+    "Resample",
+    "Select",
+    "SequencePipeline",
+    "Standardize",
+    "Transform",
+    "parse_transforms",
+]

@@ -1,0 +1,250 @@
+"""``SequenceEncoder``: a temporal-convolution front end, then a recurrent or transformer body.
+
+Built for raw sensor sequences of 16 to a few thousand steps: the front end's strided
+residual blocks shorten long inputs (each halves the length) before the body, so an LSTM
+never runs over thousands of steps. Every layer respects the step mask: padded steps are
+zeroed after each convolution, and a sample's features do not depend on how much padding its
+batch has.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from mmcore.batch import Features, ModalityBatch
+from mmcore.encoder import Encoder
+from mmcore.layers import rnn_output, run_rnn
+
+#: ``downsample="auto"`` halves a sequence until its median training length is at most this
+AUTO_TARGET_LENGTH = 64
+#: most halvings ``"auto"`` picks (a 2**6 = 64x shorter sequence)
+AUTO_MAX_HALVINGS = 6
+
+
+def auto_halvings(median_length: int | None) -> int:
+    """Stride-2 blocks that bring ``median_length`` to at most :data:`AUTO_TARGET_LENGTH`."""
+    if not median_length or median_length <= AUTO_TARGET_LENGTH:
+        return 0
+    return min(AUTO_MAX_HALVINGS, math.ceil(math.log2(median_length / AUTO_TARGET_LENGTH)))
+
+
+def downsample_mask(mask: Tensor, stride: int) -> Tensor:
+    """The mask after a stride-``stride`` convolution with ``same``-style padding: a row of
+    ``n`` real steps keeps ``ceil(n / stride)``."""
+    lengths = mask.sum(dim=1)
+    out_len = (mask.shape[1] + stride - 1) // stride
+    new_lengths = (lengths + stride - 1) // stride
+    return torch.arange(out_len, device=mask.device)[None, :] < new_lengths[:, None]
+
+
+class ResidualBlock(nn.Module):
+    """LayerNorm -> conv (dilated or strided) -> GELU -> dropout -> conv, plus a residual
+    (a strided 1x1 convolution where the shape changes). Channels-last in and out."""
+
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel_size: int, dilation: int, stride: int, dropout: float
+    ) -> None:
+        super().__init__()
+        pad = dilation * (kernel_size - 1) // 2
+        self.norm = nn.LayerNorm(in_ch)
+        self.conv1 = nn.Conv1d(in_ch, out_ch, kernel_size, stride, pad, dilation)
+        self.conv2 = nn.Conv1d(out_ch, out_ch, kernel_size, 1, (kernel_size - 1) // 2)
+        self.drop = nn.Dropout(dropout)
+        self.skip = (
+            nn.Conv1d(in_ch, out_ch, 1, stride) if stride != 1 or in_ch != out_ch else None
+        )
+        self.stride = stride
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        keep = mask.unsqueeze(-1).to(x.dtype)
+        h = (self.norm(x) * keep).transpose(1, 2)
+        h = self.drop(nn.functional.gelu(self.conv1(h)))
+        out_mask = downsample_mask(mask, self.stride) if self.stride != 1 else mask
+        out_keep = out_mask.unsqueeze(1).to(h.dtype)
+        h = self.conv2(h[..., : out_mask.shape[1]] * out_keep)
+        skip = x.transpose(1, 2) if self.skip is None else self.skip((x * keep).transpose(1, 2))
+        y = (h[..., : out_mask.shape[1]] + skip[..., : out_mask.shape[1]]) * out_keep
+        return y.transpose(1, 2), out_mask
+
+
+class TemporalConvNet(nn.Module):
+    """``halvings`` strided residual blocks, then ``blocks`` dilated ones (dilation 1, 2, 4...)."""
+
+    def __init__(
+        self,
+        input_size: int,
+        channels: int,
+        kernel_size: int,
+        halvings: int,
+        blocks: int,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        layers, size = [], input_size
+        for _ in range(halvings):
+            layers.append(ResidualBlock(size, channels, kernel_size, 1, 2, dropout))
+            size = channels
+        for i in range(blocks):
+            layers.append(ResidualBlock(size, channels, kernel_size, 2 ** (i % 3), 1, dropout))
+            size = channels
+        self.blocks = nn.ModuleList(layers)
+        self.output_size = size
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        for block in self.blocks:
+            x, mask = block(x, mask)
+        return x, mask
+
+
+class ReferenceConvs(nn.Module):
+    """Plain 1-D convolutions over time (``same`` padding, ReLU), as in the reference design."""
+
+    def __init__(self, input_size: int, channels: Sequence[int], kernel_size: int, dropout: float):
+        super().__init__()
+        sizes = [input_size, *channels]
+        self.convs = nn.ModuleList(
+            nn.Conv1d(i, o, kernel_size, padding=kernel_size // 2)
+            for i, o in zip(sizes[:-1], sizes[1:], strict=True)
+        )
+        self.drop = nn.Dropout(dropout)
+        self.output_size = sizes[-1]
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        keep = mask.unsqueeze(1).to(x.dtype)
+        h = x.transpose(1, 2) * keep
+        for conv in self.convs:
+            h = self.drop(torch.relu(conv(h))) * keep
+        return h.transpose(1, 2), mask
+
+
+def sinusoidal_positions(length: int, size: int, device: torch.device) -> Tensor:
+    """``[length, size]`` sine/cosine position encodings (Vaswani et al.)."""
+    pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+    div = torch.exp(
+        torch.arange(0, size, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / size)
+    )
+    pe = torch.zeros(length, size, device=device)
+    pe[:, 0::2] = torch.sin(pos * div)
+    pe[:, 1::2] = torch.cos(pos * div)[:, : size // 2]
+    return pe
+
+
+class TransformerBody(nn.Module):
+    """Linear input projection, sinusoidal positions, a pre-norm transformer encoder with a
+    key-padding mask."""
+
+    def __init__(self, input_size: int, size: int, layers: int, heads: int, dropout: float):
+        super().__init__()
+        if size % heads:
+            raise ValueError(f"hidden_size={size} must be divisible by heads={heads}")
+        self.proj = nn.Linear(input_size, size)
+        layer = nn.TransformerEncoderLayer(
+            size, heads, 2 * size, dropout, batch_first=True, norm_first=True,
+            activation="gelu",
+        )
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(size)
+        self.size = size
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        h = self.proj(x) + sinusoidal_positions(x.shape[1], self.size, x.device).to(x.dtype)
+        empty = ~mask.any(dim=1)
+        # a row with no real step would attend to nothing (NaN): let it see step 0, then zero it
+        attend = mask | (empty[:, None] & (torch.arange(mask.shape[1], device=mask.device) == 0))
+        h = self.norm(self.encoder(h, src_key_padding_mask=~attend))
+        return h * mask.unsqueeze(-1).to(h.dtype)
+
+
+class SequenceEncoder(Encoder):
+    """Sequences ``[B, T, C]`` (or frames ``[B, T, K, D]``, flattened) with mask ``[B, T]``
+    -> features.
+
+    ``frontend``: ``"tcn"`` (``halvings`` strided then ``blocks`` dilated residual blocks of
+    ``channels``), ``"conv"`` (plain convolutions of ``conv_channels``) or ``"none"``.
+    ``body``: ``"lstm"``/``"gru"`` (``num_layers``, ``bidirectional``), ``"transformer"``
+    (``num_layers``, ``heads``) or ``"none"``. A linear layer maps to ``output_size`` when
+    given. Output: pooled ``[B, D]`` (``pool="mean"``: masked mean; ``"last"``: the RNN state
+    at the last real step) or, with ``output="sequence"``, ``[B, T', D]`` with the (possibly
+    shortened) mask. Rows not ``present`` are zeros.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        *,
+        frontend: Literal["tcn", "conv", "none"] = "tcn",
+        channels: int = 64,
+        kernel_size: int = 5,
+        halvings: int = 0,
+        blocks: int = 2,
+        conv_channels: Sequence[int] = (64, 64),
+        body: Literal["lstm", "gru", "transformer", "none"] = "lstm",
+        hidden_size: int = 64,
+        num_layers: int = 1,
+        bidirectional: bool = True,
+        heads: int = 4,
+        dropout: float = 0.1,
+        output_size: int | None = None,
+        pool: Literal["mean", "last"] = "mean",
+        output: Literal["pooled", "sequence"] = "pooled",
+    ) -> None:
+        self.input_size = int(input_size)
+        if frontend == "tcn":
+            front: nn.Module | None = TemporalConvNet(
+                self.input_size, channels, kernel_size, halvings, blocks, dropout
+            )
+        elif frontend == "conv":
+            front = ReferenceConvs(self.input_size, conv_channels, kernel_size, dropout)
+        else:
+            front = None
+        size = front.output_size if front is not None else self.input_size  # type: ignore[union-attr]
+        rnn: nn.RNNBase | None = None
+        transformer: TransformerBody | None = None
+        if body in ("lstm", "gru"):
+            cls = nn.LSTM if body == "lstm" else nn.GRU
+            rnn = cls(size, hidden_size, num_layers=num_layers, batch_first=True,
+                      bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
+            size = hidden_size * (2 if bidirectional else 1)
+        elif body == "transformer":
+            transformer = TransformerBody(size, hidden_size, num_layers, heads, dropout)
+            size = hidden_size
+        if pool == "last" and rnn is None:
+            raise ValueError(f"pool='last' needs a recurrent body (lstm or gru), not {body!r}")
+        super().__init__(output_size or size, sequence=(output == "sequence"))
+        self.front, self.rnn, self.transformer = front, rnn, transformer
+        self.pool = pool
+        self.drop = nn.Dropout(dropout)
+        self.proj = nn.Linear(size, output_size) if output_size else None
+
+    def forward(self, batch: ModalityBatch) -> Features:
+        x = batch.values.flatten(2)
+        if x.dim() != 3 or x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"sequence encoder expects [B, T, {self.input_size}] (frames of "
+                f"{self.input_size} values), got {tuple(batch.values.shape)}"
+            )
+        mask = batch.mask
+        if mask is None:
+            mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        x = x * mask.unsqueeze(-1).to(x.dtype)
+        if self.front is not None:
+            x, mask = self.front(x, mask)
+        h: Tensor
+        out_mask: Tensor | None = mask
+        if self.rnn is not None:
+            outputs, last = run_rnn(self.rnn, x, mask)
+            h, out_mask = rnn_output(outputs, last, mask, self.pool, self.sequence)
+        elif self.transformer is not None:
+            h = self.transformer(x, mask)
+        else:
+            h = x
+        if self.proj is not None:
+            h = self.proj(self.drop(h))
+            if out_mask is not None and h.dim() == 3:
+                h = h * out_mask.unsqueeze(-1).to(h.dtype)  # the bias would fill padded steps
+        return self.features(h, out_mask, batch)

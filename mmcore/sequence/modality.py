@@ -1,0 +1,144 @@
+"""What every sequence modality shares: declared transforms, their fitted state, and the
+choice of encoder. ``SequenceOptions`` imports no torch; ``SequenceModality`` imports the
+encoder only when one is built."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import numpy as np
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+
+from mmcore.modality import Modality, ModalityOptions
+from mmcore.sequence.options import Transform
+from mmcore.sequence.pipeline import SequencePipeline
+
+if TYPE_CHECKING:
+    from mmcore.sequence.encoder import SequenceEncoder
+
+
+class SequenceOptions(ModalityOptions):
+    """Options every sequence modality has: ``rate``, ``channel_names``, ``transforms`` and
+    the encoder choice. ``encoder="reference"`` is the plugin's reference design; ``"tcn"``
+    and ``"transformer"`` are :class:`mmcore.sequence.encoder.SequenceEncoder`."""
+
+    rate: PositiveFloat | None = Field(
+        None, description="sampling rate of the data as recorded, in Hz (for transforms given "
+        "in Hz or milliseconds)"
+    )
+    channel_names: list[str] | None = Field(
+        None, description="names of the channels as read, for select steps by name"
+    )
+    transforms: list[Transform] = Field(
+        default_factory=list, description="preprocessing steps applied in order to every "
+        "[T, C] sequence (resample, envelope, standardize, select, diff, clip); fitted steps "
+        "are fitted on the training split and saved with the run"
+    )
+    encoder: Literal["reference", "tcn", "transformer"] = Field(
+        "tcn", description="'tcn': residual temporal convolutions (strided to shorten long "
+        "inputs) then a bidirectional LSTM; 'transformer': strided convolutions then a "
+        "transformer encoder; 'reference': the plugin's reference design"
+    )
+    hidden_size: PositiveInt = Field(64, description="recurrent / transformer width")
+    num_layers: PositiveInt = Field(1, description="recurrent or transformer layers")
+    bidirectional: bool | None = Field(
+        None, description="bidirectional recurrent layers (default: yes for 'tcn', no for "
+        "'reference')"
+    )
+    dropout: float | None = Field(
+        None, ge=0.0, lt=1.0, description="dropout (default: 0.1 for 'tcn'/'transformer', 0 "
+        "for 'reference')"
+    )
+    tcn_channels: PositiveInt = Field(64, description="width of the temporal convolutions")
+    tcn_blocks: NonNegativeInt = Field(2, description="dilated residual blocks after the "
+                                       "strided ones")
+    downsample: Literal["auto"] | PositiveInt = Field(
+        "auto", description="how much the strided blocks shorten a sequence, a power of 2; "
+        "'auto': until the median training length is at most 64 steps"
+    )
+    heads: PositiveInt = Field(4, description="attention heads of the transformer")
+
+    @model_validator(mode="after")
+    def _transforms_work(self) -> SequenceOptions:
+        if not isinstance(self.downsample, str) and self.downsample & (self.downsample - 1):
+            raise ValueError(f"downsample must be a power of 2 or 'auto', got {self.downsample}")
+        SequencePipeline(self.transforms, self.rate, self.channel_names)  # raises ValueError
+        return self
+
+
+OptionsT = TypeVar("OptionsT", bound=SequenceOptions)
+
+
+class SequenceModality(Modality[OptionsT]):
+    """Base of sequence modalities: reads ``[T, C]`` arrays (``read``), applies the declared
+    transforms, and saves their fitted state next to the subclass's own.
+
+    Subclasses implement :meth:`read` (a raw value -> checked float ``[T, C]``) and may add
+    implicit steps by overriding :meth:`steps`.
+    """
+
+    def __init__(self, name: str, options: OptionsT | None = None, root: Any = None) -> None:
+        super().__init__(name, options, root)
+        o = self.options
+        self.pipeline = SequencePipeline(self.steps(), o.rate, o.channel_names)
+
+    def steps(self) -> list[Transform]:
+        """The steps applied, in order (default: the declared ``transforms``)."""
+        return list(self.options.transforms)
+
+    def read(self, value: Any) -> np.ndarray:  # pragma: no cover - interface
+        """One raw present value -> a checked ``[T, C]`` array, before the transforms."""
+        raise NotImplementedError
+
+    def fit_transforms(self, values: Sequence[Any], read: Callable[[Any], np.ndarray]) -> None:
+        """Fit the pipeline on the training values (each read with ``read``)."""
+
+        def arrays():
+            for i, value in enumerate(values):
+                try:
+                    yield read(value)
+                except ValueError as exc:
+                    raise ValueError(f"training value {i} of {self.name!r}: {exc}") from None
+
+        self.pipeline.fit(arrays)
+
+    def transform(self, arr: np.ndarray) -> np.ndarray:
+        """The declared steps applied to one read ``[T, C]`` array."""
+        out = self.pipeline(arr)
+        if out.shape[0] == 0:
+            raise ValueError("the transforms left no time step")
+        return out
+
+    def halvings(self) -> int:
+        """Strided blocks of the encoder, from ``downsample`` or the fitted median length."""
+        from mmcore.sequence.encoder import auto_halvings
+
+        d = self.options.downsample
+        if d == "auto":
+            return auto_halvings(self.pipeline.median_length)
+        return int(d).bit_length() - 1
+
+    def sequence_encoder(self, input_size: int, output_size: int | None,
+                         pool: str, output: str) -> SequenceEncoder:
+        """The ``"tcn"`` or ``"transformer"`` encoder for ``input_size`` values per step."""
+        from mmcore.sequence.encoder import SequenceEncoder
+
+        o = self.options
+        bidirectional = True if o.bidirectional is None else o.bidirectional
+        return SequenceEncoder(
+            input_size,
+            frontend="tcn",
+            channels=o.tcn_channels,
+            halvings=self.halvings(),
+            blocks=o.tcn_blocks if o.encoder == "tcn" else 0,
+            body="lstm" if o.encoder == "tcn" else "transformer",
+            hidden_size=o.hidden_size,
+            num_layers=o.num_layers,
+            bidirectional=bidirectional,
+            heads=o.heads,
+            dropout=0.1 if o.dropout is None else o.dropout,
+            output_size=output_size,
+            pool=pool,  # type: ignore[arg-type]
+            output=output,  # type: ignore[arg-type]
+        )

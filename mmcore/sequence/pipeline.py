@@ -1,0 +1,236 @@
+"""``SequencePipeline``: a modality's declared ``transforms``, fitted on the training split.
+
+A sequence plugin builds one from its options, calls :meth:`SequencePipeline.fit` with its
+training arrays, applies it in ``preprocess`` and saves :meth:`SequencePipeline.state` in
+its run-folder state, so ``mmcore predict`` applies the very same fitted steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import TypeAdapter
+
+from mmcore.sequence import transforms as tf
+from mmcore.sequence.options import (
+    Clip,
+    Diff,
+    Envelope,
+    Resample,
+    Select,
+    Standardize,
+    Transform,
+    envelope_window,
+    output_rates,
+)
+
+_STEPS = TypeAdapter(list[Transform])
+
+
+def parse_transforms(value: Any) -> list[Transform]:
+    """Validate a ``transforms`` list (dicts or step models)."""
+    return _STEPS.validate_python(value)
+
+
+class SequencePipeline:
+    """Applies ``transforms`` in order to ``[T, C]`` arrays.
+
+    Args:
+        transforms: the declared steps.
+        rate: the rate of the data as recorded, in Hz (needed by steps given in Hz or ms).
+        channel_names: names of the input channels, for ``select`` by name.
+
+    Raises ``ValueError`` at construction for steps that cannot work (a rate needed but
+    unknown, an unknown channel name).
+    """
+
+    def __init__(
+        self,
+        transforms: Sequence[Transform | dict[str, Any]],
+        rate: float | None = None,
+        channel_names: Sequence[str] | None = None,
+    ) -> None:
+        self.transforms: list[Transform] = parse_transforms(list(transforms))
+        self.rates = output_rates(self.transforms, rate)
+        self.channel_names = list(channel_names) if channel_names is not None else None
+        self._select = [self._indices(i, s) for i, s in enumerate(self.transforms)]
+        self.stats: list[tf.ChannelStats | None] = [None] * len(self.transforms)
+        self.median_length: int | None = None
+
+    @property
+    def needs_fit(self) -> bool:
+        """Whether a step has statistics to fit on training data."""
+        return any(_fitted(s) for s in self.transforms)
+
+    @property
+    def fitted(self) -> bool:
+        return all(st is not None for s, st in zip(self.transforms, self.stats, strict=True)
+                   if _fitted(s))
+
+    def output_channels(self, channels: int) -> int:
+        """Channels per step of the output, for ``channels`` input channels."""
+        for step, select in zip(self.transforms, self._select, strict=True):
+            if select is not None:
+                channels = len(select)
+            elif isinstance(step, Diff):
+                channels *= (1 + step.order) if step.append else step.order
+        return channels
+
+    # -- fitting ------------------------------------------------------------------------
+    def fit(self, arrays: Callable[[], Iterable[np.ndarray]]) -> None:
+        """Fit every ``standardize`` step on the training arrays.
+
+        ``arrays`` returns a fresh iterable of raw training arrays ``[T, C]`` each time it is
+        called: each fitted step needs one pass over the outputs of the steps before it.
+        Also records the median output length (:attr:`median_length`), which encoders use
+        to pick how much to shorten a sequence.
+        """
+        self.stats = [None] * len(self.transforms)
+        for i, step in enumerate(self.transforms):
+            if not _fitted(step):
+                continue
+            acc = tf.StatsAccumulator(step.method)  # type: ignore[union-attr]
+            for arr in arrays():
+                acc.add(self._run(arr, stop=i))
+            self.stats[i] = acc.result()
+        lengths = [self._run(arr).shape[0] for arr in arrays()]
+        self.median_length = int(np.median(lengths)) if lengths else None
+
+    # -- applying -----------------------------------------------------------------------
+    def __call__(self, arr: np.ndarray) -> np.ndarray:
+        """One ``[T, C]`` array -> the transformed float32 array ``[T', C']``."""
+        if not self.fitted:
+            raise RuntimeError(
+                "the sequence transforms have a standardize step that is not fitted: call "
+                "fit() on the training arrays (or load_state) first"
+            )
+        return np.ascontiguousarray(self._run(arr), dtype=np.float32)
+
+    def _run(self, arr: np.ndarray, stop: int | None = None) -> np.ndarray:
+        x = np.asarray(arr, dtype=np.float64)
+        end = len(self.transforms) if stop is None else stop
+        for i in range(end):
+            x = self._apply(i, x)
+        return x
+
+    def _apply(self, i: int, x: np.ndarray) -> np.ndarray:
+        step = self.transforms[i]
+        if isinstance(step, Select):
+            index = self._select[i]
+            assert index is not None
+            bad = [j for j in index if j >= x.shape[1]]
+            if bad:
+                raise ValueError(
+                    f"transforms[{i}] (select) asks for channel {bad[0]}, but the sequence has "
+                    f"{x.shape[1]} channels there"
+                )
+            return x[:, index]
+        if isinstance(step, Resample):
+            return self._resample(i, step, x)
+        if isinstance(step, Envelope):
+            window, hop = envelope_window(step, self.rates[i])
+            return tf.envelope(x, step.kind, window, hop, step.demean)
+        if isinstance(step, Standardize):
+            if step.scope == "sequence":
+                return tf.sequence_standardize(x, step.method)
+            stats = self.stats[i]
+            assert stats is not None
+            return stats.apply(x)
+        if isinstance(step, Diff):
+            return tf.differences(x, step.order, step.append)
+        if isinstance(step, Clip):
+            return np.clip(x, -step.limit, step.limit)
+        raise AssertionError(f"unknown transform {step!r}")  # pragma: no cover
+
+    def _resample(self, i: int, step: Resample, x: np.ndarray) -> np.ndarray:
+        t = x.shape[0]
+        if step.steps is not None:
+            target = step.steps
+            factor = t / target
+        else:
+            rate_in = self.rates[i]
+            factor = step.factor if step.factor is not None else (rate_in or 0) / step.rate
+            target = tf.steps_for_factor(t, factor)
+        if step.method == "decimate":
+            return tf.resample_poly(x, 1.0 / factor)
+        if step.method == "linear":
+            return tf.resample_linear(x, target)
+        return tf.resample_mean(x, target)
+
+    # -- state --------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """The declared steps and fitted statistics as JSON-ready data."""
+        return {
+            "transforms": [s.model_dump() for s in self.transforms],
+            "stats": [
+                None if st is None else {"centre": st.centre.tolist(), "scale": st.scale.tolist()}
+                for st in self.stats
+            ],
+            "median_length": self.median_length,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state`'s output; the declared steps must match this pipeline's."""
+        declared = [s.model_dump() for s in self.transforms]
+        if state.get("transforms") != declared:
+            raise ValueError(
+                "the saved transforms differ from the declared ones: saved "
+                f"{state.get('transforms')!r}, declared {declared!r}"
+            )
+        raw = state.get("stats")
+        if not isinstance(raw, list) or len(raw) != len(self.transforms):
+            raise ValueError(f"stats must be a list of {len(self.transforms)} entries")
+        stats: list[tf.ChannelStats | None] = []
+        for i, (step, entry) in enumerate(zip(self.transforms, raw, strict=True)):
+            if not _fitted(step):
+                stats.append(None)
+                continue
+            if not isinstance(entry, dict):
+                raise ValueError(f"stats[{i}]: expected centre and scale of the fitted step")
+            centre = np.asarray(entry.get("centre"), dtype=np.float64)
+            scale = np.asarray(entry.get("scale"), dtype=np.float64)
+            if centre.ndim != 1 or centre.shape != scale.shape or not (scale > 0).all():
+                raise ValueError(f"stats[{i}]: centre and scale must be equal-length, scale > 0")
+            stats.append(tf.ChannelStats(centre, scale))
+        length = state.get("median_length")
+        if length is not None and not (isinstance(length, int) and length > 0):
+            raise ValueError(f"median_length must be a positive int, got {length!r}")
+        self.stats, self.median_length = stats, length
+
+    # -- helpers ------------------------------------------------------------------------
+    def _indices(self, i: int, step: Transform) -> list[int] | None:
+        if not isinstance(step, Select):
+            return None
+        out = []
+        for channel in step.channels:
+            if isinstance(channel, int):
+                if channel < 0:
+                    raise ValueError(f"transforms[{i}] (select): channel {channel} is negative")
+                out.append(channel)
+                continue
+            names = self.channel_names if i == self._first_select() else None
+            if names is None:
+                raise ValueError(
+                    f"transforms[{i}] (select): channel {channel!r} is a name, but names are "
+                    "only known for the data as read: set the modality's channel_names option "
+                    "and select by name before any step that changes the channels"
+                )
+            if channel not in names:
+                raise ValueError(
+                    f"transforms[{i}] (select): no channel named {channel!r}; channel_names "
+                    f"are {', '.join(names)}"
+                )
+            out.append(names.index(channel))
+        return out
+
+    def _first_select(self) -> int:
+        for i, step in enumerate(self.transforms):
+            if isinstance(step, Select | Diff):
+                return i
+        return -1
+
+
+def _fitted(step: Transform) -> bool:
+    return isinstance(step, Standardize) and step.scope == "dataset"

@@ -1,0 +1,203 @@
+"""mmcore.sequence: each transform against a numpy reference, fitting on training arrays,
+state round trips, errors that name the step, and the sequence encoder's mask handling."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+from scipy.signal import resample_poly
+
+from mmcore.batch import ModalityBatch
+from mmcore.sequence import SequencePipeline
+from mmcore.sequence.encoder import SequenceEncoder, auto_halvings, downsample_mask
+from mmcore.sequence.modality import SequenceOptions
+
+RNG = np.random.default_rng(0)
+
+
+def run(steps, x, rate=None, names=None, train=None):
+    pipe = SequencePipeline(steps, rate=rate, channel_names=names)
+    if pipe.needs_fit:
+        arrays = train if train is not None else [x]
+        pipe.fit(lambda: iter(arrays))
+    return pipe(x)
+
+
+# -- each transform against a reference -------------------------------------------------------
+def test_resample_mean_averages_bins():
+    x = RNG.normal(size=(400, 3))
+    out = run([{"op": "resample", "factor": 4}], x)
+    np.testing.assert_allclose(out, x.reshape(100, 4, 3).mean(axis=1), rtol=1e-5, atol=1e-6)
+    out = run([{"op": "resample", "steps": 7}], x[:10])  # uneven bins still cover every step
+    assert out.shape == (7, 3)
+    np.testing.assert_allclose(run([{"op": "resample", "steps": 1}], x)[0], x.mean(axis=0),
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_resample_linear_matches_numpy_interp():
+    x = RNG.normal(size=(37, 2))
+    out = run([{"op": "resample", "steps": 90, "method": "linear"}], x)
+    grid = np.linspace(0, 36, 90)
+    for c in range(2):
+        np.testing.assert_allclose(out[:, c], np.interp(grid, np.arange(37), x[:, c]), atol=1e-6)
+
+
+def test_decimate_is_scipy_polyphase_and_removes_aliases():
+    t = np.arange(800) / 200.0
+    high = np.sin(2 * np.pi * 80 * t)  # 80 Hz: above the 25 Hz Nyquist of a 50 Hz output
+    low = np.sin(2 * np.pi * 3 * t)
+    x = np.stack([high, low], axis=1)
+    out = run([{"op": "resample", "rate": 50, "method": "decimate"}], x, rate=200)
+    np.testing.assert_allclose(out, resample_poly(x, 1, 4, axis=0), rtol=1e-5, atol=1e-6)
+    assert np.abs(out[20:-20, 0]).max() < 0.05  # the alias is filtered out
+    assert np.abs(out[20:-20, 1]).max() > 0.9  # the slow wave is kept
+    naive = x[::4, 0]
+    assert np.abs(naive).max() > 0.5  # plain decimation would alias it (sanity of the test)
+
+
+def test_envelopes_match_a_loop():
+    x = RNG.normal(size=(103, 2)) * 50 + 300
+    out = run([{"op": "envelope", "kind": "rms", "window_ms": 50, "hop_ms": 25}], x, rate=200)
+    centred = x - x.mean(axis=0)
+    expected = np.array([np.sqrt((centred[s:s + 10] ** 2).mean(axis=0))
+                         for s in range(0, 103 - 10 + 1, 5)])
+    np.testing.assert_allclose(out, expected, rtol=1e-5)
+    mav = run([{"op": "envelope", "kind": "mav", "window": 8, "demean": False}], x)
+    np.testing.assert_allclose(mav, np.abs(x[:96]).reshape(12, 8, 2).mean(axis=1), rtol=1e-5)
+    short = run([{"op": "envelope", "window": 500}], x)  # shorter than a window: one window
+    assert short.shape == (1, 2)
+
+
+def test_differences_append_velocity_and_acceleration():
+    x = RNG.normal(size=(20, 3))
+    out = run([{"op": "diff", "order": 2}], x)
+    d1 = np.vstack([np.zeros((1, 3)), np.diff(x, axis=0)])
+    d2 = np.vstack([np.zeros((1, 3)), np.diff(d1, axis=0)])
+    np.testing.assert_allclose(out, np.hstack([x, d1, d2]), atol=1e-6)
+    only = run([{"op": "diff", "append": False}], x)
+    np.testing.assert_allclose(only, d1, atol=1e-6)
+
+
+def test_select_by_index_and_name_and_clip():
+    x = RNG.normal(size=(10, 4)) * 10
+    names = ["ax", "ay", "gx", "gy"]
+    by_name = run([{"op": "select", "channels": ["gy", "ax"]}], x, names=names)
+    np.testing.assert_allclose(by_name, x[:, [3, 0]], rtol=1e-6)
+    np.testing.assert_allclose(run([{"op": "select", "channels": [1]}], x), x[:, [1]], rtol=1e-6)
+    clipped = run([{"op": "clip", "limit": 2.0}], x)
+    assert clipped.max() <= 2.0 and clipped.min() >= -2.0
+
+
+# -- fitted standardisation -------------------------------------------------------------------
+def test_dataset_standardize_is_fitted_on_training_arrays_only():
+    train = [RNG.normal(size=(n, 3)) * [1, 10, 100] + [5, -5, 50] for n in (7, 30, 12)]
+    pipe = SequencePipeline([{"op": "standardize"}])
+    with pytest.raises(RuntimeError, match="not fitted"):
+        pipe(train[0])
+    pipe.fit(lambda: iter(train))
+    every = np.concatenate(train)
+    np.testing.assert_allclose(pipe.stats[0].centre, every.mean(axis=0), rtol=1e-9)
+    np.testing.assert_allclose(pipe.stats[0].scale, every.std(axis=0), rtol=1e-9)
+    test = RNG.normal(size=(5, 3)) * 1000  # other data: transformed with the training numbers
+    np.testing.assert_allclose(pipe(test), (test - every.mean(0)) / every.std(0), rtol=1e-5)
+    assert pipe.median_length == 12
+
+
+def test_robust_standardize_uses_median_and_iqr():
+    train = [RNG.standard_t(2, size=(40, 2)) for _ in range(4)]
+    pipe = SequencePipeline([{"op": "standardize", "method": "robust"}])
+    pipe.fit(lambda: iter(train))
+    q1, med, q3 = np.percentile(np.concatenate(train), [25, 50, 75], axis=0)
+    np.testing.assert_allclose(pipe.stats[0].centre, med)
+    np.testing.assert_allclose(pipe.stats[0].scale, q3 - q1)
+
+
+def test_a_step_is_fitted_on_the_output_of_the_steps_before_it():
+    train = [RNG.normal(size=(400, 2)) * 100 for _ in range(3)]
+    pipe = SequencePipeline([{"op": "envelope", "window": 20}, {"op": "standardize"}])
+    pipe.fit(lambda: iter(train))
+    out = np.concatenate([pipe(x) for x in train])
+    np.testing.assert_allclose(out.mean(axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(out.std(axis=0), 1.0, atol=1e-5)
+
+
+def test_sequence_scope_and_constant_channels():
+    x = np.stack([np.arange(10.0), np.full(10, 4.0)], axis=1)
+    out = run([{"op": "standardize", "scope": "sequence"}], x)
+    np.testing.assert_allclose(out[:, 0], (x[:, 0] - 4.5) / x[:, 0].std(), rtol=1e-5)
+    assert not out[:, 1].any()  # a constant channel is centred, not divided by zero
+
+
+def test_state_round_trips_through_json_and_checks_the_declared_steps():
+    steps = [{"op": "diff"}, {"op": "standardize"}]
+    pipe = SequencePipeline(steps)
+    train = [RNG.normal(size=(9, 2)) for _ in range(3)]
+    pipe.fit(lambda: iter(train))
+    state = json.loads(json.dumps(pipe.state()))
+    loaded = SequencePipeline(steps)
+    loaded.load_state(state)
+    np.testing.assert_array_equal(loaded(train[1]), pipe(train[1]))
+    with pytest.raises(ValueError, match="saved transforms differ"):
+        SequencePipeline([{"op": "standardize"}]).load_state(state)
+    state["stats"][1]["scale"] = [0.0, 1.0]
+    with pytest.raises(ValueError, match="scale > 0"):
+        SequencePipeline(steps).load_state(state)
+
+
+def test_output_channels():
+    pipe = SequencePipeline([{"op": "select", "channels": [0, 2]}, {"op": "diff", "order": 2}])
+    assert pipe.output_channels(6) == 6
+    assert pipe(RNG.normal(size=(5, 6))).shape == (5, 6)
+
+
+# -- errors that name the step ----------------------------------------------------------------
+def test_errors_name_the_step_and_the_fix():
+    with pytest.raises(ValueError, match=r"transforms\[0\] \(envelope\).*set the modality's rate"):
+        SequencePipeline([{"op": "envelope", "window_ms": 50}])
+    with pytest.raises(ValueError, match=r"transforms\[1\].*fixed number of steps"):
+        SequencePipeline([{"op": "resample", "steps": 50}, {"op": "resample", "rate": 10}],
+                         rate=100)
+    with pytest.raises(ValueError, match="no channel named 'gz'"):
+        SequencePipeline([{"op": "select", "channels": ["gz"]}], channel_names=["gx"])
+    with pytest.raises(ValueError, match="set the modality's channel_names"):
+        SequencePipeline([{"op": "select", "channels": ["gx"]}])
+    with pytest.raises(ValueError, match="asks for channel 5"):
+        run([{"op": "select", "channels": [5]}], np.zeros((3, 2)))
+    with pytest.raises(ValidationError, match="exactly one of steps, factor or rate"):
+        SequenceOptions(transforms=[{"op": "resample", "steps": 4, "factor": 2}])
+    with pytest.raises(ValidationError, match="power of 2"):
+        SequenceOptions(downsample=3)
+    with pytest.raises(ValidationError, match="set the modality's rate"):
+        SequenceOptions(transforms=[{"op": "resample", "rate": 50}])
+
+
+# -- the encoder ---------------------------------------------------------------------------------
+def test_auto_halvings_and_downsampled_masks():
+    assert [auto_halvings(n) for n in (None, 16, 64, 65, 400, 2000, 10**6)] == [0, 0, 0, 1, 3, 5, 6]
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [0, 0, 0, 0, 0]], dtype=torch.bool)
+    assert downsample_mask(mask, 2).sum(dim=1).tolist() == [3, 2, 0]
+
+
+@pytest.mark.parametrize("body", ["lstm", "transformer"])
+def test_encoder_output_does_not_depend_on_padding(body):
+    torch.manual_seed(0)
+    enc = SequenceEncoder(3, halvings=2, body=body, hidden_size=16, heads=2).eval()
+    short, long = torch.randn(37, 3), torch.randn(90, 3)
+
+    def batch(items):
+        t = max(len(x) for x in items)
+        values = torch.zeros(len(items), t, 3)
+        mask = torch.zeros(len(items), t, dtype=torch.bool)
+        for i, x in enumerate(items):
+            values[i, : len(x)], mask[i, : len(x)] = x, True
+        return ModalityBatch(values, torch.ones(len(items), dtype=torch.bool), mask)
+
+    with torch.no_grad():
+        alone = enc(batch([short])).values
+        padded = enc(batch([short, long])).values
+    torch.testing.assert_close(padded[:1], alone, atol=1e-5, rtol=1e-5)
+    assert padded.shape == (2, enc.output_size)
