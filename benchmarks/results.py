@@ -10,7 +10,10 @@ Trains, one after another (never in parallel, so the timings mean something):
   validation split allows;
 * **text_sentences** (``examples/text_sentiment``, the same 3,000 sentences): text only;
 * **sign_language** (``examples/sign_language``): four modalities, three heads, its
-  ``WeightedRNNFusion`` and, for comparison, the built-in ``weighted`` fusion.
+  ``WeightedRNNFusion`` and, for comparison, the built-in ``weighted`` fusion;
+* **sensor_series** (``../shared/data/sensor_series``): gesture only on the raw BasicMotions and
+  JapaneseVowels arrays (official test files; JapaneseVowels' test sessions are a real shift),
+  with each ``encoder`` (reference, tcn, transformer).
 
 Every setting runs once per seed (``train.seed=S``: the initial weights, the shuffle order and
 the dropout draws; the data and its split stay fixed). The table gives the mean and the sample
@@ -380,6 +383,16 @@ image rendered from the landmarks and a synthetic noisy caption; see
 `examples/sign_language/README.md`. Heads: `sign` (4 hand signs), `motion` (4 motions) and `word`
 (their 16 combinations, which no single modality determines). No published figure exists for
 this constructed task. Always answering the most frequent class would score {majority}.""",
+    "sensor_series": """\
+Data: `../shared/data/sensor_series` (real recordings, arrays as shipped: nothing normalised or
+resampled by hand), gesture only, one spec per set differing only in `encoder` (the spec is
+`sensor_series_spec` in `benchmarks/results.py`; normalisation is the plugin's default
+train-fitted per-channel standardisation). Splits: the archive's official TEST file is the test
+split; validation is a seeded per-class draw from TRAIN (the data's README). BasicMotions: 32 / 8
+/ 40 rows, `[100, 6]` smart-watch IMU. **JapaneseVowels is a shifted split**: its TEST
+utterances were recorded in other sessions than TRAIN (225 / 45 / 370 rows, variable length
+7-29). The 1-NN DTW baselines were measured in the data's README (train + validation -> test);
+MiniRocket and KSig figures are published (see that README for where).""",
 }
 
 
@@ -414,7 +427,8 @@ def markdown(chosen: Sequence[Setting], done: Mapping[str, dict], seeds: Sequenc
         f"shared with other jobs: {meta['load']} Times (s/run: mean wall time of one training "
         "run, data preparation and final evaluation included) are for scale only.",
     ]
-    for group in ("av_digits", "hand_gestures", "text_sentences", "sign_language"):
+    for group in ("av_digits", "hand_gestures", "text_sentences", "sign_language",
+                  "sensor_series"):
         table = group_table(group, chosen, done)
         if not table and group not in skipped:
             continue
@@ -449,7 +463,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--only", nargs="+", metavar="GROUP",
-                        help="av_digits, hand_gestures, text_sentences, sign_language")
+                        help="av_digits, hand_gestures, text_sentences, sign_language, "
+                        "sensor_series")
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "results")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--reuse", action="store_true",
