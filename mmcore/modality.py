@@ -9,7 +9,7 @@ lives in a module of its own (imports no torch), so specs validate quickly.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
@@ -49,6 +49,25 @@ class Modality(Generic[OptionsT]):
         self.name = name
         self.options: OptionsT = options if options is not None else self.options_class()
         self.root = Path(root) if root is not None else None
+
+    # -- other columns of the row ---------------------------------------------------------
+    def context_columns(self) -> list[str]:
+        """Columns of the row, besides the modality's own, that its preprocessing reads (e.g.
+        a signer column for per-group standardisation). Default: none.
+
+        When this is not empty the data layer calls :meth:`fit_rows` and
+        :meth:`preprocess_row` instead of :meth:`fit` and :meth:`preprocess`, giving each row's
+        values of these columns (``None`` where a row lacks one, e.g. at prediction).
+        """
+        return []
+
+    def fit_rows(self, values: Sequence[Any], contexts: Sequence[Mapping[str, Any]]) -> None:
+        """:meth:`fit` with each value's context (same order); default: ignores the context."""
+        self.fit(values)
+
+    def preprocess_row(self, value: Any, context: Mapping[str, Any]) -> np.ndarray:
+        """:meth:`preprocess` with the row's context; default: ignores the context."""
+        return self.preprocess(value)
 
     # -- fitted state -------------------------------------------------------------------
     def fit(self, values: Sequence[Any]) -> None:

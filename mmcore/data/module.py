@@ -199,9 +199,11 @@ class DataModule:
     def _required_columns(self, with_targets: bool = True) -> dict[str, list[str]]:
         """column -> the spec fields that name it."""
         needed: dict[str, list[str]] = {}
-        for name in self.modalities:
+        for name, modality in self.modalities.items():
             for column in self.columns[name]:
                 needed.setdefault(column, []).append(f"modalities.{name}.column")
+            for column in modality.context_columns():
+                needed.setdefault(column, []).append(f"modalities.{name}.options")
         if with_targets:
             for name, head in self.spec.heads.items():
                 needed.setdefault(head.target, []).append(f"heads.{name}.target")
@@ -282,7 +284,7 @@ class DataModule:
                 rows = {c: table.column(c).to_pylist() for c in columns}
         with self._rooted(train.root):
             for name, modality in self.modalities.items():
-                if type(modality).fit is Modality.fit:
+                if not _fits(modality):
                     continue
                 columns = self.columns[name]
                 values = (
@@ -290,7 +292,14 @@ class DataModule:
                     if len(columns) == 1
                     else [list(v) for v in zip(*(rows[c] for c in columns), strict=True)]
                 )
-                modality.fit([v for v in values if not value_is_missing(modality, v, columns)])
+                keep = [i for i, v in enumerate(values)
+                        if not value_is_missing(modality, v, columns)]
+                context = modality.context_columns()
+                if context:
+                    modality.fit_rows([values[i] for i in keep],
+                                      [{c: rows[c][i] for c in context} for i in keep])
+                else:
+                    modality.fit([values[i] for i in keep])
         for name, head in self.spec.heads.items():
             cls = self._head_classes[name]
             options = dict(head.options)
@@ -337,8 +346,8 @@ class DataModule:
 
     def _fit_columns(self) -> list[str]:
         columns = [
-            c for name, m in self.modalities.items() if type(m).fit is not Modality.fit
-            for c in self.columns[name]
+            c for name, m in self.modalities.items() if _fits(m)
+            for c in [*self.columns[name], *m.context_columns()]
         ]
         columns += [
             h.target for n, h in self.spec.heads.items()
@@ -574,7 +583,8 @@ class DataModule:
         :class:`DataError` naming the row index and column."""
         if not rows:
             raise DataError("batch_from_rows: no rows given")
-        columns = {c for name in self.modalities for c in self.columns[name]}
+        columns = {c for name, m in self.modalities.items()
+                   for c in [*self.columns[name], *m.context_columns()]}
         present = {
             h.target for h in self.spec.heads.values() if all(h.target in row for row in rows)
         }
@@ -594,6 +604,12 @@ class DataModule:
     def write_bad_rows(self, path: Path) -> None:
         """Write :attr:`bad_rows` (CSV if ``path`` ends in ``.csv``, else JSON)."""
         write_bad_rows(self.bad_rows, path)
+
+
+def _fits(modality: Modality) -> bool:
+    """Whether the modality has something to fit on the training split."""
+    cls = type(modality)
+    return cls.fit is not Modality.fit or cls.fit_rows is not Modality.fit_rows
 
 
 def _ordered(splits: Mapping[str, SplitSource]) -> dict[str, SplitSource]:

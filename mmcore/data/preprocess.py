@@ -60,6 +60,13 @@ def modality_value(batch: Mapping[str, Sequence[Any]], columns: Sequence[str], i
     return [batch[c][i] for c in columns]
 
 
+def row_context(
+    batch: Mapping[str, Sequence[Any]], columns: Sequence[str], i: int
+) -> dict[str, Any]:
+    """A row's values of a modality's context columns (``None`` where the batch lacks one)."""
+    return {c: batch[c][i] if c in batch else None for c in columns}
+
+
 def value_is_missing(modality: Modality, value: Any, columns: Sequence[str]) -> bool:
     if len(columns) > 1:
         return all(modality.is_missing(part) for part in value)
@@ -126,6 +133,7 @@ class RowProcessor:
         for name, modality in self.modalities.items():
             columns = self.columns[name]
             label = ",".join(columns)
+            context_columns = modality.context_columns()
             out: list[np.ndarray | None] = [None] * n
             for i in range(n):
                 if errors[i] is not None:
@@ -135,7 +143,10 @@ class RowProcessor:
                     missing_any[i] = True
                     continue
                 try:
-                    arr = modality.preprocess(value)
+                    if context_columns:
+                        arr = modality.preprocess_row(value, row_context(batch, context_columns, i))
+                    else:
+                        arr = modality.preprocess(value)
                 except ValueError as exc:
                     errors[i] = (label, str(exc) or type(exc).__name__)
                     continue

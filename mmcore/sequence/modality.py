@@ -4,7 +4,7 @@ encoder only when one is built."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
@@ -74,8 +74,9 @@ class SequenceModality(Modality[OptionsT]):
     """Base of sequence modalities: reads ``[T, C]`` arrays (``read``), applies the declared
     transforms, and saves their fitted state next to the subclass's own.
 
-    Subclasses implement :meth:`read` (a raw value -> checked float ``[T, C]``) and may add
-    implicit steps by overriding :meth:`steps`.
+    Subclasses implement :meth:`read` (a raw value -> checked float ``[T, C]``),
+    :meth:`fit_rows` and :meth:`preprocess_row` (``fit`` and ``preprocess`` call them with an
+    empty context), and may add implicit steps by overriding :meth:`steps`.
     """
 
     def __init__(self, name: str, options: OptionsT | None = None, root: Any = None) -> None:
@@ -91,8 +92,24 @@ class SequenceModality(Modality[OptionsT]):
         """One raw present value -> a checked ``[T, C]`` array, before the transforms."""
         raise NotImplementedError
 
-    def fit_transforms(self, values: Sequence[Any], read: Callable[[Any], np.ndarray]) -> None:
-        """Fit the pipeline on the training values (each read with ``read``)."""
+    def context_columns(self) -> list[str]:
+        """The columns named by ``standardize(by=...)`` steps."""
+        return self.pipeline.context_columns
+
+    def fit(self, values: Sequence[Any]) -> None:
+        self.fit_rows(values, [{} for _ in values])
+
+    def preprocess(self, value: Any) -> np.ndarray:
+        return self.preprocess_row(value, {})
+
+    def fit_transforms(
+        self,
+        values: Sequence[Any],
+        read: Callable[[Any], np.ndarray],
+        contexts: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Fit the pipeline on the training values (each read with ``read``) and their rows'
+        context columns."""
 
         def arrays():
             for i, value in enumerate(values):
@@ -101,11 +118,11 @@ class SequenceModality(Modality[OptionsT]):
                 except ValueError as exc:
                     raise ValueError(f"training value {i} of {self.name!r}: {exc}") from None
 
-        self.pipeline.fit(arrays)
+        self.pipeline.fit(arrays, contexts)
 
-    def transform(self, arr: np.ndarray) -> np.ndarray:
-        """The declared steps applied to one read ``[T, C]`` array."""
-        out = self.pipeline(arr)
+    def transform(self, arr: np.ndarray, context: Mapping[str, Any] | None = None) -> np.ndarray:
+        """The declared steps applied to one read ``[T, C]`` array (with its row's context)."""
+        out = self.pipeline(arr, context)
         if out.shape[0] == 0:
             raise ValueError("the transforms left no time step")
         return out

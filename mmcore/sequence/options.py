@@ -92,11 +92,23 @@ class Standardize(_Step):
     and saved with the run (``method="standard"``: mean and std; ``"robust"``: median and
     interquartile range). ``scope="sequence"``: each sequence by its own statistics (nothing
     fitted). A channel with no spread is only centred.
+
+    ``by``: a data column (signer, session, device): statistics are fitted per value of that
+    column on the training split, and a row is standardised with its group's numbers; a group
+    the training split does not have (a new signer), or a row without the column, uses the
+    statistics of the whole training split.
     """
 
     op: Literal["standardize"] = "standardize"
     method: Literal["standard", "robust"] = "standard"
     scope: Literal["dataset", "sequence"] = "dataset"
+    by: str | None = Field(None, description="a column: fit and apply per group")
+
+    @model_validator(mode="after")
+    def _by_needs_dataset(self) -> Standardize:
+        if self.by is not None and self.scope != "dataset":
+            raise ValueError("standardize: 'by' applies to scope='dataset' only")
+        return self
 
 
 class Diff(_Step):

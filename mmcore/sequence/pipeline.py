@@ -7,7 +7,7 @@ its run-folder state, so ``mmcore predict`` applies the very same fitted steps.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -79,43 +79,68 @@ class SequencePipeline:
         return channels
 
     # -- fitting ------------------------------------------------------------------------
-    def fit(self, arrays: Callable[[], Iterable[np.ndarray]]) -> None:
+    @property
+    def context_columns(self) -> list[str]:
+        """Data columns the steps read (``standardize(by=...)``), in order, once each."""
+        by = [s.by for s in self.transforms if isinstance(s, Standardize) and s.by]
+        return list(dict.fromkeys(by))
+
+    def fit(
+        self,
+        arrays: Callable[[], Iterable[np.ndarray]],
+        contexts: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
         """Fit every ``standardize`` step on the training arrays.
 
         ``arrays`` returns a fresh iterable of raw training arrays ``[T, C]`` each time it is
         called: each fitted step needs one pass over the outputs of the steps before it.
-        Also records the median output length (:attr:`median_length`), which encoders use
-        to pick how much to shorten a sequence.
+        ``contexts`` holds each array's row values of :attr:`context_columns` (same order),
+        for per-group statistics. Also records the median output length
+        (:attr:`median_length`), which encoders use to pick how much to shorten a sequence.
         """
         self.stats = [None] * len(self.transforms)
         for i, step in enumerate(self.transforms):
             if not _fitted(step):
                 continue
             acc = tf.StatsAccumulator(step.method)  # type: ignore[union-attr]
-            for arr in arrays():
-                acc.add(self._run(arr, stop=i))
-            self.stats[i] = acc.result()
-        lengths = [self._run(arr).shape[0] for arr in arrays()]
+            groups: dict[str, tf.StatsAccumulator] = {}
+            by = step.by  # type: ignore[union-attr]
+            for j, arr in enumerate(arrays()):
+                x = self._run(arr, stop=i, context=_context(contexts, j))
+                acc.add(x)
+                if by is not None:
+                    key = group_key(_context(contexts, j).get(by))
+                    if key is not None:
+                        groups.setdefault(key, tf.StatsAccumulator(acc.method)).add(x)
+            stats = acc.result()
+            if by is not None:
+                stats.groups = {k: g.result() for k, g in sorted(groups.items())}
+            self.stats[i] = stats
+        lengths = [self._run(arr, context=_context(contexts, j)).shape[0]
+                   for j, arr in enumerate(arrays())]
         self.median_length = int(np.median(lengths)) if lengths else None
 
     # -- applying -----------------------------------------------------------------------
-    def __call__(self, arr: np.ndarray) -> np.ndarray:
-        """One ``[T, C]`` array -> the transformed float32 array ``[T', C']``."""
+    def __call__(self, arr: np.ndarray, context: Mapping[str, Any] | None = None) -> np.ndarray:
+        """One ``[T, C]`` array (and its row's context columns) -> the transformed float32
+        array ``[T', C']``."""
         if not self.fitted:
             raise RuntimeError(
                 "the sequence transforms have a standardize step that is not fitted: call "
                 "fit() on the training arrays (or load_state) first"
             )
-        return np.ascontiguousarray(self._run(arr), dtype=np.float32)
+        return np.ascontiguousarray(self._run(arr, context=context or {}), dtype=np.float32)
 
-    def _run(self, arr: np.ndarray, stop: int | None = None) -> np.ndarray:
+    def _run(
+        self, arr: np.ndarray, stop: int | None = None, context: Mapping[str, Any] | None = None
+    ) -> np.ndarray:
         x = np.asarray(arr, dtype=np.float64)
         end = len(self.transforms) if stop is None else stop
         for i in range(end):
-            x = self._apply(i, x)
+            x = self._apply(i, x, context or {})
         return x
 
-    def _apply(self, i: int, x: np.ndarray) -> np.ndarray:
+    def _apply(self, i: int, x: np.ndarray, context: Mapping[str, Any]) -> np.ndarray:
         step = self.transforms[i]
         if isinstance(step, Select):
             index = self._select[i]
@@ -137,6 +162,8 @@ class SequencePipeline:
                 return tf.sequence_standardize(x, step.method)
             stats = self.stats[i]
             assert stats is not None
+            if step.by is not None:
+                stats = stats.for_group(group_key(context.get(step.by)))
             return stats.apply(x)
         if isinstance(step, Diff):
             return tf.differences(x, step.order, step.append)
@@ -164,10 +191,7 @@ class SequencePipeline:
         """The declared steps and fitted statistics as JSON-ready data."""
         return {
             "transforms": [s.model_dump() for s in self.transforms],
-            "stats": [
-                None if st is None else {"centre": st.centre.tolist(), "scale": st.scale.tolist()}
-                for st in self.stats
-            ],
+            "stats": [None if st is None else _stats_state(st) for st in self.stats],
             "median_length": self.median_length,
         }
 
@@ -187,13 +211,14 @@ class SequencePipeline:
             if not _fitted(step):
                 stats.append(None)
                 continue
-            if not isinstance(entry, dict):
-                raise ValueError(f"stats[{i}]: expected centre and scale of the fitted step")
-            centre = np.asarray(entry.get("centre"), dtype=np.float64)
-            scale = np.asarray(entry.get("scale"), dtype=np.float64)
-            if centre.ndim != 1 or centre.shape != scale.shape or not (scale > 0).all():
-                raise ValueError(f"stats[{i}]: centre and scale must be equal-length, scale > 0")
-            stats.append(tf.ChannelStats(centre, scale))
+            parsed = _parse_stats(entry, f"stats[{i}]")
+            groups = entry.get("groups")
+            if groups is not None:
+                if not isinstance(groups, dict):
+                    raise ValueError(f"stats[{i}].groups must be an object of group -> stats")
+                parsed.groups = {str(k): _parse_stats(v, f"stats[{i}].groups[{k!r}]")
+                                 for k, v in groups.items()}
+            stats.append(parsed)
         length = state.get("median_length")
         if length is not None and not (isinstance(length, int) and length > 0):
             raise ValueError(f"median_length must be a positive int, got {length!r}")
@@ -230,6 +255,36 @@ class SequencePipeline:
             if isinstance(step, Select | Diff):
                 return i
         return -1
+
+
+def group_key(value: Any) -> str | None:
+    """The key a group value is stored under (text, as in JSON); ``None`` for no value."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 3 and 3.0 (a csv column read as float) are one group
+    return str(value)
+
+
+def _context(contexts: Sequence[Mapping[str, Any]] | None, j: int) -> Mapping[str, Any]:
+    return contexts[j] if contexts is not None else {}
+
+
+def _stats_state(st: tf.ChannelStats) -> dict[str, Any]:
+    out: dict[str, Any] = {"centre": st.centre.tolist(), "scale": st.scale.tolist()}
+    if st.groups is not None:
+        out["groups"] = {k: _stats_state(g) for k, g in st.groups.items()}
+    return out
+
+
+def _parse_stats(entry: Any, where: str) -> tf.ChannelStats:
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where}: expected centre and scale of the fitted step")
+    centre = np.asarray(entry.get("centre"), dtype=np.float64)
+    scale = np.asarray(entry.get("scale"), dtype=np.float64)
+    if centre.ndim != 1 or centre.shape != scale.shape or not (scale > 0).all():
+        raise ValueError(f"{where}: centre and scale must be equal-length, scale > 0")
+    return tf.ChannelStats(centre, scale)
 
 
 def _fitted(step: Transform) -> bool:

@@ -100,10 +100,20 @@ def _centre_spread(x: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class ChannelStats:
-    """Per-channel centre and scale fitted on training sequences; ``apply`` standardises."""
+    """Per-channel centre and scale fitted on training sequences; ``apply`` standardises.
+
+    ``groups``: per-group statistics (group key -> stats) for ``standardize(by=...)``.
+    """
 
     centre: np.ndarray
     scale: np.ndarray
+    groups: dict[str, ChannelStats] | None = None
+
+    def for_group(self, key: str | None) -> ChannelStats:
+        """The group's statistics, or these (the whole training split's) for an unknown group."""
+        if key is None or not self.groups or key not in self.groups:
+            return self
+        return self.groups[key]
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         if x.shape[1] != self.centre.shape[0]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ class GestureModality(SequenceModality[GestureOptions]):
         return None if c is None else self.pipeline.output_channels(c)
 
     # -- fitted state -------------------------------------------------------------------
-    def fit(self, values: Sequence[Any]) -> None:
+    def fit_rows(self, values: Sequence[Any], contexts: Sequence[Mapping[str, Any]]) -> None:
         self._channels = None
         channels = self.options.channels
         if channels is None:
@@ -74,7 +74,7 @@ class GestureModality(SequenceModality[GestureOptions]):
         if channels is None:
             raise ValueError(f"gesture modality {self.name!r}: no training values to fit")
         self._channels = int(channels)
-        self.fit_transforms(values, self.read)
+        self.fit_transforms(values, self.read, contexts)
 
     def save_state(self, directory: Path) -> None:
         write_json_state(Path(directory) / STATE_FILE, self._state())
@@ -101,8 +101,9 @@ class GestureModality(SequenceModality[GestureOptions]):
         return {"channels": self._channels, "pipeline": self.pipeline.state()}
 
     # -- data -----------------------------------------------------------------------------
-    def preprocess(self, value: Any) -> np.ndarray:
-        """One raw value -> float32 ``[T', C']``, transformed and normalised as declared.
+    def preprocess_row(self, value: Any, context: Mapping[str, Any]) -> np.ndarray:
+        """One raw value (and its row's context columns) -> float32 ``[T', C']``, transformed
+        and normalised as declared.
 
         Raises ``ValueError`` for unreadable values, missing files, empty sequences, a wrong
         number of channels or steps, NaN/inf, and sequences longer than ``max_length``
@@ -115,7 +116,7 @@ class GestureModality(SequenceModality[GestureOptions]):
                 "standardize transform) but is not fitted: call fit() on the training values "
                 "(or load_state) first"
             )
-        return self.transform(arr)
+        return self.transform(arr, context)
 
     def collate(self, items: Sequence[np.ndarray | None]) -> ModalityBatch:
         """``values [B, T_max, C']``, ``mask [B, T_max]``, ``present [B]``; missing samples

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,7 @@ class PositionModality(SequenceModality[PositionOptions]):
         return frame if values == math.prod(frame) else (values,)
 
     # -- fitted state -------------------------------------------------------------------
-    def fit(self, values: Sequence[Any]) -> None:
+    def fit_rows(self, values: Sequence[Any], contexts: Sequence[Mapping[str, Any]]) -> None:
         self._fitted_frame = None
         for value in values:
             try:
@@ -73,7 +73,7 @@ class PositionModality(SequenceModality[PositionOptions]):
             except ValueError as exc:
                 raise ValueError(f"first training value of {self.name!r}: {exc}") from None
             break
-        self.fit_transforms(values, self._read_flat)
+        self.fit_transforms(values, self._read_flat, contexts)
 
     def save_state(self, directory: Path) -> None:
         write_json_state(Path(directory) / STATE_FILE, self._state())
@@ -103,7 +103,7 @@ class PositionModality(SequenceModality[PositionOptions]):
         return {"frame_shape": frame, "pipeline": self.pipeline.state()}
 
     # -- data -----------------------------------------------------------------------------
-    def preprocess(self, value: Any) -> np.ndarray:
+    def preprocess_row(self, value: Any, context: Mapping[str, Any]) -> np.ndarray:
         """One raw value -> float32 ``[T, K, D]`` or ``[T, F]``, normalised as the options say.
 
         Raises ``ValueError`` for unreadable values, missing files, empty sequences, frames
@@ -118,7 +118,7 @@ class PositionModality(SequenceModality[PositionOptions]):
             )
         if not self.pipeline.transforms:
             return np.ascontiguousarray(arr, dtype=np.float32)
-        out = self.transform(arr.reshape(arr.shape[0], -1))
+        out = self.transform(arr.reshape(arr.shape[0], -1), context)
         if out.shape[1] == math.prod(arr.shape[1:]):
             out = out.reshape(out.shape[0], *arr.shape[1:])
         return out
