@@ -109,6 +109,16 @@ class Modality(Generic[OptionsT]):
         """Preprocessed arrays (``None`` where missing) -> one padded, masked batch."""
         raise NotImplementedError
 
+    def augment(self, batch: ModalityBatch, generator: Any) -> ModalityBatch:
+        """A training batch, randomly augmented (default: unchanged).
+
+        Called by the trainer on training batches only, after collation and before the
+        batch moves to the device. Draw every random number from ``generator`` (a CPU
+        ``torch.Generator`` seeded by ``(train.seed, epoch)``), so resumed runs repeat the
+        draws. Keep padded steps and absent rows zero.
+        """
+        return batch
+
     def build_encoder(self) -> Encoder:  # pragma: no cover - interface
         """A fresh encoder for this modality and options."""
         raise NotImplementedError

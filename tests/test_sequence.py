@@ -201,3 +201,46 @@ def test_encoder_output_does_not_depend_on_padding(body):
         padded = enc(batch([short, long])).values
     torch.testing.assert_close(padded[:1], alone, atol=1e-5, rtol=1e-5)
     assert padded.shape == (2, enc.output_size)
+
+
+# -- augmentation --------------------------------------------------------------------------------
+def _padded(lengths, c=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    t = max(lengths)
+    values = torch.zeros(len(lengths), t, c)
+    mask = torch.zeros(len(lengths), t, dtype=torch.bool)
+    for i, n in enumerate(lengths):
+        values[i, :n] = torch.randn(n, c, generator=g)
+        mask[i, :n] = True
+    return ModalityBatch(values, torch.ones(len(lengths), dtype=torch.bool), mask)
+
+
+def test_augmentation_is_seeded_keeps_padding_and_is_off_by_default():
+    from mmcore.sequence import Augment
+    from mmcore.sequence.augment import augment_sequences
+
+    batch = _padded([5, 12, 9])
+    assert augment_sequences(batch, Augment(), torch.Generator()) is batch
+    options = Augment(jitter=0.1, scale=0.2, shift=0.3, time_mask=0.3, channel_mask=0.2)
+    one = augment_sequences(batch, options, torch.Generator().manual_seed(3)).values
+    two = augment_sequences(batch, options, torch.Generator().manual_seed(3)).values
+    other = augment_sequences(batch, options, torch.Generator().manual_seed(4)).values
+    torch.testing.assert_close(one, two)
+    assert not torch.equal(one, other)
+    assert not one[~batch.mask].any()  # padded steps stay zero
+
+
+def test_shift_rolls_real_steps_and_time_mask_hides_one_short_span():
+    from mmcore.sequence import Augment
+    from mmcore.sequence.augment import augment_sequences
+
+    batch = _padded([7, 20])
+    out = augment_sequences(batch, Augment(shift=0.5), torch.Generator().manual_seed(0)).values
+    for i, n in enumerate([7, 20]):
+        rolled = [torch.roll(batch.values[i, :n], k, dims=0) for k in range(n)]
+        assert any(torch.equal(out[i, :n], r) for r in rolled)
+    masked = augment_sequences(batch, Augment(time_mask=0.25),
+                               torch.Generator().manual_seed(1)).values
+    hidden = (masked[1, :20] == 0).all(dim=1)
+    where = hidden.nonzero().squeeze(1)
+    assert hidden.sum() <= 5 and (len(where) == 0 or where.diff().eq(1).all())  # one span

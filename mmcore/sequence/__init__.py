@@ -12,6 +12,7 @@ Plugins compose these; no plugin imports another plugin.
 """
 
 from mmcore.sequence.options import (
+    Augment,
     Clip,
     Diff,
     Envelope,
@@ -23,6 +24,7 @@ from mmcore.sequence.options import (
 from mmcore.sequence.pipeline import SequencePipeline, parse_transforms
 
 __all__ = [
+    "Augment",
     "Clip",
     "Diff",
     "Envelope",

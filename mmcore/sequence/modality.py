@@ -11,10 +11,11 @@ import numpy as np
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
 from mmcore.modality import Modality, ModalityOptions
-from mmcore.sequence.options import Transform
+from mmcore.sequence.options import Augment, Transform
 from mmcore.sequence.pipeline import SequencePipeline
 
 if TYPE_CHECKING:
+    from mmcore.batch import ModalityBatch
     from mmcore.sequence.encoder import SequenceEncoder
 
 
@@ -58,6 +59,10 @@ class SequenceOptions(ModalityOptions):
         "'auto': until the median training length is at most 64 steps"
     )
     heads: PositiveInt = Field(4, description="attention heads of the transformer")
+    augment: Augment = Field(
+        default_factory=Augment, description="training-time augmentation (jitter, scale, "
+        "shift, time_mask, channel_mask); off by default"
+    )
 
     @model_validator(mode="after")
     def _transforms_work(self) -> SequenceOptions:
@@ -126,6 +131,14 @@ class SequenceModality(Modality[OptionsT]):
         if out.shape[0] == 0:
             raise ValueError("the transforms left no time step")
         return out
+
+    def augment(self, batch: ModalityBatch, generator: Any) -> ModalityBatch:
+        """The declared ``augment`` options applied to a training batch."""
+        if not self.options.augment.active:
+            return batch
+        from mmcore.sequence.augment import augment_sequences
+
+        return augment_sequences(batch, self.options.augment, generator)
 
     def halvings(self) -> int:
         """Strided blocks of the encoder, from ``downsample`` or the fitted median length."""

@@ -185,3 +185,27 @@ def envelope_window(step: Envelope, rate: float | None) -> tuple[int, int]:
     else:
         hop = window
     return window, hop
+
+
+class Augment(_Step):
+    """Training-time augmentation of a sequence modality's batches (off unless declared).
+
+    Applied to training batches only, after the cache (preprocessing stays deterministic),
+    with draws seeded by ``(train.seed, epoch)`` so a resumed run sees the same ones. Values
+    are in the units of the preprocessed sequence (standardised units when it is
+    standardised). Each is off at 0.
+    """
+
+    jitter: float = Field(0.0, ge=0.0, description="std of Gaussian noise added to every value")
+    scale: float = Field(0.0, ge=0.0, description="std of log-normal gains, one per sample "
+                         "and channel (0.1: about ±10%)")
+    shift: float = Field(0.0, ge=0.0, lt=1.0, description="most circular time shift, as a "
+                         "fraction of each sequence's length")
+    time_mask: float = Field(0.0, ge=0.0, lt=1.0, description="longest span of steps set to "
+                             "zero, as a fraction of each sequence's length (one span)")
+    channel_mask: float = Field(0.0, ge=0.0, lt=1.0, description="probability that a channel "
+                                "of a sample is set to zero")
+
+    @property
+    def active(self) -> bool:
+        return any((self.jitter, self.scale, self.shift, self.time_mask, self.channel_mask))

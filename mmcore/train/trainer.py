@@ -69,6 +69,10 @@ RUN_OUTPUTS = (
 )
 
 
+#: mixed into the epoch's seed for the augmentation generator
+AUGMENT_SEED = 0x5DEECE66D
+
+
 def _dropout_seed(seed: int, epoch: int) -> int:
     # A fixed mix of (seed, epoch) so that a resumed epoch draws the same masks.
     return (seed * 0x9E3779B1 + epoch * 0x85EBCA77) % (2**63)
@@ -418,8 +422,12 @@ class Trainer:
             loader, total=num_batches, desc=f"epoch {epoch}", unit="batch", leave=False,
             disable=not self.show_progress, file=sys.stderr, dynamic_ncols=True,
         )
+        # augmentation draws from its own stream, so declaring it leaves dropout's draws alone
+        augment_generator = torch.Generator().manual_seed(dropout_seed ^ AUGMENT_SEED)
+        modalities = self.data.modalities
         for i, batch in enumerate(bar):
-            inputs = batch.inputs
+            inputs = {k: modalities[k].augment(v, augment_generator)
+                      for k, v in batch.inputs.items()}
             if train.modality_dropout > 0:
                 inputs = modality_dropout(inputs, train.modality_dropout, generator)
             inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}

@@ -111,3 +111,26 @@ def test_a_run_saves_the_fitted_steps_and_predict_applies_them(tmp_path):
     with_group = predictor.predict(test)
     without = predictor.predict([{"seq": r["seq"]} for r in rows[-8:]])  # falls back
     assert len(with_group) == len(without) == 8
+
+
+def test_augmentation_trains_reproducibly_and_changes_the_run(tmp_path):
+    write_rows(tmp_path / "rows.csv")
+
+    def weights(augment, out):
+        spec = mmcore.validate_spec({
+            "data": {"path": str(tmp_path / "rows.csv"), "split_column": "split",
+                     "cache_dir": str(tmp_path / "cache")},
+            "modalities": {"g": {"plugin": "gesture", "column": "seq", "options": {
+                "hidden_size": 8, "tcn_channels": 8, "output_size": 8, "augment": augment}}},
+            "heads": {"label": {"target": "label", "options": {"hidden": [8]}}},
+            "train": {"epochs": 2, "batch_size": 8, "progress": False},
+        })
+        mmcore.Trainer(spec, output=tmp_path / out, quiet=True, plots=False).fit()
+        from safetensors.numpy import load_file
+
+        return load_file(tmp_path / out / "model.safetensors")
+
+    declared = {"jitter": 0.1, "scale": 0.1, "time_mask": 0.2}
+    first, again, plain = weights(declared, "a"), weights(declared, "b"), weights({}, "c")
+    assert all(np.array_equal(first[k], again[k]) for k in first)  # same seed, same draws
+    assert not all(np.array_equal(first[k], plain[k]) for k in first)
