@@ -13,7 +13,9 @@ Trains, one after another (never in parallel, so the timings mean something):
   ``WeightedRNNFusion`` and, for comparison, the built-in ``weighted`` fusion;
 * **sensor_series** (``../shared/data/sensor_series``): gesture only on the raw BasicMotions and
   JapaneseVowels arrays (official test files; JapaneseVowels' test sessions are a real shift),
-  with each ``encoder`` (reference, tcn, transformer).
+  with each ``encoder`` (reference, tcn, transformer) and with augmentation;
+* **sensor_shift**: JapaneseVowels as two modalities (``select``-ed channel halves), each alone
+  and fused, with and without modality dropout, on its session-shifted test split.
 
 Every setting runs once per seed (``train.seed=S``: the initial weights, the shuffle order and
 the dropout draws; the data and its split stay fixed). The table gives the mean and the sample
@@ -132,6 +134,8 @@ SENSOR_ENCODERS = {
     "reference (LSTM + linear)": {"encoder": "reference"},
     "tcn (default)": {},
     "transformer": {"encoder": "transformer"},
+    "tcn + augment": {"augment": {"jitter": 0.05, "scale": 0.1, "shift": 0.1,
+                                  "time_mask": 0.1}},
 }
 
 
@@ -150,6 +154,47 @@ def sensor_series_spec(name: str, options: Mapping[str, Any],
                             "options": {"hidden": [64]}}},
         "train": {"epochs": epochs, "batch_size": batch, "lr": 2e-3, "scheduler": "cosine"},
     }
+
+
+def vowels_two_modality_spec(parts: Sequence[str], fusion: Mapping[str, Any],
+                             dropout: float = 0.0) -> dict[str, Any]:
+    """JapaneseVowels as two modalities formed by ``select`` from the one array column:
+    ``low`` = cepstrum coefficients 1-6, ``high`` = 7-12; official test = other sessions."""
+    channels = {"low": list(range(6)), "high": list(range(6, 12))}
+    spec = sensor_series_spec("JapaneseVowels", {})
+    spec["modalities"] = {
+        part: {"plugin": "gesture", "column": "path", "options": {
+            "transforms": [{"op": "select", "channels": channels[part]}]}}
+        for part in parts
+    }
+    spec["fusion"] = dict(fusion)
+    spec["train"]["modality_dropout"] = dropout
+    return spec
+
+
+#: fusions compared under the JapaneseVowels session shift
+SHIFT_FUSIONS = {
+    "concat": {"name": "concat", "options": {"size": 64, "hidden": 64}},
+    "weighted": {"name": "weighted", "options": {"size": 64, "smoothing": 0.1}},
+    "gated": {"name": "gated", "options": {"size": 64}},
+    "late": {"name": "late", "options": {"size": 64, "hidden": 64}},
+}
+
+
+def shift_settings() -> list[Setting]:
+    out = []
+    for part in ("low", "high"):
+        out.append(Setting(
+            "sensor_shift", f"{part} only",
+            vowels_two_modality_spec([part], SHIFT_FUSIONS["concat"]), ["label"],
+            modalities=part, fusion="concat", base_dir=REPO))
+    for name, fusion in SHIFT_FUSIONS.items():
+        for dropout in (0.0, 0.25):
+            out.append(Setting(
+                "sensor_shift", f"low + high, {name}, modality_dropout={dropout}",
+                vowels_two_modality_spec(["low", "high"], fusion, dropout), ["label"],
+                modalities="low, high", fusion=name, base_dir=REPO, report=True))
+    return out
 
 
 def sensor_settings() -> list[Setting]:
@@ -210,12 +255,12 @@ def settings() -> list[Setting]:
                 overrides=[fusion_override("weighted", {"size": 64})], modalities=four,
                 fusion="weighted", published="none"),
     ]
-    return out + sensor_settings()
+    return out + sensor_settings() + shift_settings()
 
 
 def available(setting: Setting) -> str | None:
     """Why a setting cannot run here, or None."""
-    if setting.group == "sensor_series" and not (SHARED / "sensor_series").is_dir():
+    if setting.group.startswith("sensor_") and not (SHARED / "sensor_series").is_dir():
         return f"{SHARED / 'sensor_series'} not found (set MMCORE_SHARED_DATA)"
     if setting.group == "hand_gestures" and not (SHARED / "hand_gestures").is_dir():
         return f"{SHARED / 'hand_gestures'} not found (set MMCORE_SHARED_DATA)"
@@ -393,6 +438,13 @@ split; validation is a seeded per-class draw from TRAIN (the data's README). Bas
 utterances were recorded in other sessions than TRAIN (225 / 45 / 370 rows, variable length
 7-29). The 1-NN DTW baselines were measured in the data's README (train + validation -> test);
 MiniRocket and KSig figures are published (see that README for where).""",
+    "sensor_shift": """\
+Fusion under a real shift: JapaneseVowels (official split; the test utterances were recorded in
+other sessions) read as **two modalities made by spec options alone** — `low`, cepstrum
+coefficients 1-6, and `high`, 7-12, each a `gesture` modality over the same `path` column with a
+`select` transform (`vowels_two_modality_spec` in `benchmarks/results.py`). Every fusion with and
+without `train.modality_dropout=0.25`; the question is whether the fused model stays at or above
+its best single modality on the shifted test split.""",
 }
 
 
@@ -408,6 +460,31 @@ def majority_shares() -> str:
         for head in ("sign", "motion", "word")
     }
     return ", ".join(f"{share:.2f} on `{head}`" for head, share in shares.items())
+
+
+def shift_vs_single(done: Mapping[str, dict]) -> str:
+    """Computed sentence: which fused sensor_shift settings keep their mean test accuracy at
+    or above the best single modality's mean."""
+    def mean(key: str) -> float | None:
+        runs = [r["test"]["label"] for r in done.get(key, {}).values()]
+        return statistics.mean(runs) if runs else None
+
+    single = {p: mean(f"sensor_shift/{p} only") for p in ("low", "high")}
+    if None in single.values():
+        return ""
+    best_name = max(single, key=lambda k: single[k] or 0.0)
+    best = single[best_name] or 0.0
+    fused = {k.split("/", 1)[1]: mean(k) for k in done if k.startswith("sensor_shift/low + high")}
+    fused = {k: v for k, v in fused.items() if v is not None}
+    if not fused:
+        return ""
+    above = sorted(k for k, v in fused.items() if v >= best)
+    below = sorted(k for k, v in fused.items() if v < best)
+    top = max(fused, key=lambda k: fused[k])
+    return (f"Best single modality: `{best_name}` ({best:.3f}). At or above it: "
+            f"{len(above)} of {len(fused)} fused settings"
+            + (f"; below it: {', '.join(below)}" if below else "")
+            + f". Best fused: {top} ({fused[top]:.3f}).")
 
 
 def markdown(chosen: Sequence[Setting], done: Mapping[str, dict], seeds: Sequence[int],
@@ -428,7 +505,7 @@ def markdown(chosen: Sequence[Setting], done: Mapping[str, dict], seeds: Sequenc
         "run, data preparation and final evaluation included) are for scale only.",
     ]
     for group in ("av_digits", "hand_gestures", "text_sentences", "sign_language",
-                  "sensor_series"):
+                  "sensor_series", "sensor_shift"):
         table = group_table(group, chosen, done)
         if not table and group not in skipped:
             continue
@@ -449,6 +526,10 @@ def markdown(chosen: Sequence[Setting], done: Mapping[str, dict], seeds: Sequenc
                 parts += ["", "Modality report of the weighted fusion (seed "
                           f"{seeds[0]}, test split): accuracy with each modality hidden, and "
                           "with it alone.", "", report]
+        if group == "sensor_shift":
+            sentence = shift_vs_single(done)
+            if sentence:
+                parts += ["", sentence]
         if group == "sign_language":
             report = report_table(done, "sign_language/WeightedRNNFusion (the spec)",
                                   ["sign", "motion", "word"])
@@ -464,7 +545,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--only", nargs="+", metavar="GROUP",
                         help="av_digits, hand_gestures, text_sentences, sign_language, "
-                        "sensor_series")
+                        "sensor_series, sensor_shift")
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "results")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--reuse", action="store_true",
