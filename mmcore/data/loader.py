@@ -25,6 +25,25 @@ def epoch_order(n: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([int(seed), int(epoch)]).permutation(n).astype(np.int64)
 
 
+def balanced_order(classes: np.ndarray, seed: int, epoch: int) -> np.ndarray:
+    """``len(classes)`` row positions drawn with replacement, each row with probability
+    inversely proportional to its class's frequency (so each class present is drawn equally
+    often on average): a pure function of ``(classes, seed, epoch)``.
+
+    ``classes`` holds one class code per row (any comparable values).
+    """
+    n = len(classes)
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    _, inverse, counts = np.unique(np.asarray(classes), return_inverse=True, return_counts=True)
+    by_class = np.argsort(inverse.reshape(-1), kind="stable")  # rows grouped by class
+    starts = np.cumsum(counts) - counts
+    rng = np.random.default_rng([int(seed), int(epoch)])
+    drawn = rng.integers(len(counts), size=n)  # a class, uniformly ...
+    within = rng.integers(counts[drawn])  # ... then a row of it, uniformly
+    return by_class[starts[drawn] + within].astype(np.int64)
+
+
 class ShardedBatchSampler(Sampler[list[int]]):
     """Lists of row positions, one per batch, for one rank of ``world_size``.
 
@@ -34,6 +53,10 @@ class ShardedBatchSampler(Sampler[list[int]]):
     repeating its first rows (so every rank runs the same number of steps), or with
     ``drop_last`` cut to a multiple of ``world_size``; ``drop_last`` also drops a last,
     short batch. Call :meth:`set_epoch` before each epoch when the sampler is reused.
+
+    With ``balance_by`` (one class code per row) the epoch's global order is
+    :func:`balanced_order` instead of a permutation (``shuffle`` is then ignored), sharded
+    the same way.
     """
 
     def __init__(
@@ -47,6 +70,7 @@ class ShardedBatchSampler(Sampler[list[int]]):
         drop_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        balance_by: np.ndarray | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -62,6 +86,9 @@ class ShardedBatchSampler(Sampler[list[int]]):
         self.drop_last = drop_last
         self.rank = rank
         self.world_size = world_size
+        if balance_by is not None and len(balance_by) != num_rows:
+            raise ValueError(f"balance_by has {len(balance_by)} codes for {num_rows} rows")
+        self.balance_by = balance_by
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -73,7 +100,10 @@ class ShardedBatchSampler(Sampler[list[int]]):
 
     def rows(self) -> np.ndarray:
         """This rank's row positions for the current epoch, in visiting order."""
-        order = epoch_order(self.num_rows, self.shuffle, self.seed, self.epoch)
+        if self.balance_by is not None:
+            order = balanced_order(self.balance_by, self.seed, self.epoch)
+        else:
+            order = epoch_order(self.num_rows, self.shuffle, self.seed, self.epoch)
         total = self._per_rank() * self.world_size
         if total > len(order) and len(order):
             order = np.resize(order, total)  # repeats from the start

@@ -26,8 +26,22 @@ from mmcore.data.preprocess import (
     is_missing_target,
     value_is_missing,
 )
-from mmcore.data.splits import read_column, rows_by_split_column, seeded_split
-from mmcore.data.storage import ERROR, ERROR_COLUMN, ROW, modality_key, table_features
+from mmcore.data.splits import (
+    group_ids,
+    grouped_split,
+    read_column,
+    rows_by_split_column,
+    seeded_split,
+)
+from mmcore.data.storage import (
+    ERROR,
+    ERROR_COLUMN,
+    ROW,
+    decode_arrays,
+    modality_key,
+    table_features,
+    target_key,
+)
 from mmcore.errors import DataError, PluginError
 from mmcore.head import Head
 from mmcore.modality import Modality
@@ -113,6 +127,8 @@ class DataModule:
         self._tables = {}
         self._streams = {}
         self._stream_rows = {}
+        if self.spec.train.sampler == "balanced":
+            self._check_balanced()
         with self._progress_bars():
             splits = self._load_splits()
             if fit:
@@ -175,14 +191,25 @@ class DataModule:
                         )
                     loaded = next(iter(loaded.values()))
                 given[name] = SplitSource(loaded, str(path), src.data_root(spec, path))
+        group_column = data.split.group_column
         if single is not None:
-            self._check_columns({"": single}, split_column=data.split_column)
-            return self._split_single(single)
-        if data.split_column is not None:
-            raise DataError(
-                f"data.split_column={data.split_column!r} applies to a single table, but the "
-                f"data already comes in splits ({', '.join(given)}); remove data.split_column"
+            if group_column is not None and data.split_column is not None:
+                raise DataError(
+                    f"data.split.group_column={group_column!r} groups the seeded split, but "
+                    f"data.split_column={data.split_column!r} already assigns the splits; "
+                    "remove one of them"
+                )
+            self._check_columns(
+                {"": single}, split_column=data.split_column, group_column=group_column
             )
+            return self._split_single(single)
+        for field, value in (("split_column", data.split_column),
+                             ("split.group_column", group_column)):
+            if value is not None:
+                raise DataError(
+                    f"data.{field}={value!r} applies to a single table, but the data already "
+                    f"comes in splits ({', '.join(given)}); remove data.{field}"
+                )
         self._check_columns(given)
         return _ordered(given)
 
@@ -214,10 +241,13 @@ class DataModule:
         splits: Mapping[str, SplitSource],
         split_column: str | None = None,
         with_targets: bool = True,
+        group_column: str | None = None,
     ) -> None:
         needed = self._required_columns(with_targets)
         if split_column is not None:
             needed.setdefault(split_column, []).append("data.split_column")
+        if group_column is not None:
+            needed.setdefault(group_column, []).append("data.split.group_column")
         problems = []
         for name, split in splits.items():
             existing = src.column_names(split.dataset)
@@ -247,21 +277,57 @@ class DataModule:
             column = self._stratify_column() if data.split.stratify else None
             if column is not None:
                 labels = read_column(single.dataset, column).to_pylist()
-            rows = seeded_split(
-                len(single.dataset), data.split.validation, data.split.test, data.split.seed, labels
-            )
+            split = data.split
+            if split.group_column is not None:
+                groups = group_ids(single.dataset, split.group_column, single.file)
+                rows = grouped_split(groups, split.validation, split.test, split.seed, labels)
+            else:
+                rows = seeded_split(
+                    len(single.dataset), split.validation, split.test, split.seed, labels
+                )
         return {
             name: SplitSource(single.dataset.select(idx), single.file, single.root, idx)
             for name, idx in rows.items()
         }
 
     def _stratify_column(self) -> str | None:
+        name = self._classification_head()
+        return None if name is None else self.spec.heads[name].target
+
+    def _classification_head(self) -> str | None:
+        """The first head that is a classification head (stratified splits and the balanced
+        sampler go by its target)."""
         from mmcore.heads.classification import ClassificationHead
 
-        for name, head in self.spec.heads.items():
+        for name in self.spec.heads:
             if issubclass(self._head_classes[name], ClassificationHead):
-                return head.target
+                return name
         return None
+
+    def _check_balanced(self) -> str:
+        """The head the balanced sampler balances by; raise unless there is one to use."""
+        if self.streaming:
+            raise DataError(
+                "train.sampler='balanced' needs the whole train split prepared up front; it "
+                "does not work with data.streaming=True (use train.sampler='shuffle')"
+            )
+        name = self._classification_head()
+        if name is None:
+            raise DataError(
+                "train.sampler='balanced' balances by the first classification head's target, "
+                f"but no head is a classification head (heads: {', '.join(self.spec.heads)})"
+            )
+        return name
+
+    def class_codes(self, split: str) -> np.ndarray:
+        """``[num_rows(split)]`` int64: the encoded target (class index) of the first
+        classification head for each of the split's rows, in split order."""
+        name = self._check_balanced()
+        table = self._table(split)
+        key = target_key(name)
+        arrow = table.table.select_columns([key, f"{key}.shape", f"{key}.dtype"])
+        codes = np.array(decode_arrays(arrow.with_format("arrow")[:], key), dtype=np.int64)
+        return codes if table.rows is None else codes[table.rows]
 
     # -- fitting ------------------------------------------------------------------------
     def _fit(self, splits: Mapping[str, SplitSource]) -> None:
@@ -323,6 +389,8 @@ class DataModule:
             return cls.fit_targets([v for _, v in present], options)
         except ValueError as exc:
             error = exc
+        except DataError as exc:  # the options do not fit the data (e.g. class_weights)
+            raise DataError(f"heads.{name}.options: {exc}") from None
         usable = []
         for row, value in present:
             try:
@@ -515,6 +583,7 @@ class DataModule:
         rank: int = 0,
         world_size: int = 1,
         pin_memory: bool = False,
+        balanced: bool = False,
     ) -> DataLoader:
         """A ``DataLoader`` of :class:`~mmcore.batch.Batch` for ``split``.
 
@@ -523,7 +592,13 @@ class DataModule:
         (padded by repetition to equal length unless ``drop_last``; ``Batch.index`` tells
         repeated rows apart). ``loader.batch_sampler.set_epoch(e)`` re-seeds a loader that is
         reused across epochs. Streaming mode: see :mod:`mmcore.data.streaming`.
+
+        ``balanced=True`` (``train.sampler="balanced"``) draws ``num_rows(split)`` rows with
+        replacement instead, each class of the first classification head equally likely
+        (:func:`~mmcore.data.loader.balanced_order`), still a pure function of
+        ``(seed, epoch)`` and sharded the same way.
         """
+        codes = self.class_codes(split) if balanced else None
         if split not in self._tables and split in self._streams:
             from mmcore.data.streaming import stream_loader
 
@@ -535,7 +610,7 @@ class DataModule:
         table = self._table(split)
         sampler = ShardedBatchSampler(
             len(table), batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
-            drop_last=drop_last, rank=rank, world_size=world_size,
+            drop_last=drop_last, rank=rank, world_size=world_size, balance_by=codes,
         )
         return DataLoader(
             table,

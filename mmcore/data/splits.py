@@ -1,4 +1,5 @@
-"""Assigning rows to splits: by a split column, or a seeded (stratified) random split."""
+"""Assigning rows to splits: by a split column, or a seeded (stratified, optionally
+group-aware) random split."""
 
 from __future__ import annotations
 
@@ -42,6 +43,19 @@ def rows_by_split_column(dataset: Any, column: str, file: str) -> dict[str, np.n
         rows = np.flatnonzero(codes == code)
         out[name] = np.sort(np.concatenate([out[name], rows])) if name in out else rows
     return {name: out[name] for name in SPLITS if name in out and len(out[name])}
+
+
+def group_ids(dataset: Any, column: str, file: str) -> list[Any]:
+    """The values of ``data.split.group_column``; an empty one is a :class:`DataError`
+    naming the column and the first such row."""
+    values = read_column(dataset, column)
+    if values.null_count:
+        first = int(np.flatnonzero(pc.is_null(values).to_numpy(zero_copy_only=False))[0])
+        raise DataError(
+            f"{file}: data.split.group_column {column!r} is empty in {values.null_count} "
+            f"row(s) (first: row {first}); every row needs a group id (e.g. a signer or session)"
+        )
+    return values.to_pylist()
 
 
 def _allocate(sizes: np.ndarray, capacity: np.ndarray, fraction: float, total: int) -> np.ndarray:
@@ -95,4 +109,80 @@ def seeded_split(
         rows = np.sort(np.concatenate(parts[name])) if parts[name] else np.empty(0, np.int64)
         if len(rows):
             out[name] = rows.astype(np.int64)
+    return out
+
+
+def _codes(values: Sequence[Any]) -> np.ndarray:
+    keys = np.array([repr(v) for v in values], dtype=object)
+    return np.unique(keys, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
+#: Seeded orders of the groups tried by :func:`grouped_split` (fewer with many groups).
+GROUP_CANDIDATES = 32
+
+
+def grouped_split(
+    groups: Sequence[Any],
+    validation: float,
+    test: float,
+    seed: int,
+    labels: Sequence[Any] | None = None,
+) -> dict[str, np.ndarray]:
+    """``{split: sorted row indices}`` where every group (one id per row) lands whole in one
+    split, so no group is on two sides.
+
+    Groups are visited in a seeded random order and put in validation, else test, when that
+    brings the split's row count closer to ``round(n * fraction)``. With ``labels`` a group is
+    not moved out of train when it holds the last train rows of a class. Several seeded orders
+    are tried and the best kept: fewest classes missing from train, then the row counts
+    closest to the targets, then the class shares of validation/test closest to the whole
+    table's. Deterministic for ``seed``; empty splits are left out.
+    """
+    n = len(groups)
+    group = _codes(groups)
+    sizes = np.bincount(group, minlength=int(group.max(initial=-1)) + 1)
+    label = _codes(labels) if labels is not None else np.zeros(n, dtype=np.int64)
+    n_labels = int(label.max(initial=-1)) + 1
+    per_group = np.zeros((len(sizes), max(n_labels, 1)), dtype=np.int64)
+    np.add.at(per_group, (group, label), 1)
+    totals = per_group.sum(0)
+    share = totals / max(n, 1)
+    targets = (round(n * validation), round(n * test))
+    rng = np.random.default_rng(seed)
+    tries = max(1, min(GROUP_CANDIDATES, 200_000 // max(len(sizes), 1)))
+    best: tuple[tuple[float, ...], np.ndarray] | None = None
+    for _ in range(tries):
+        where = np.zeros(len(sizes), dtype=np.int64)  # 0 train, 1 validation, 2 test
+        left = list(targets)
+        in_train = totals.copy()
+        for g in rng.permutation(len(sizes)):
+            size = int(sizes[g])
+            for side in (0, 1):
+                # closer to the target: |left - size| < left
+                if left[side] <= 0 or size >= 2 * left[side]:
+                    continue
+                if labels is not None and ((in_train > 0) & (in_train == per_group[g])).any():
+                    continue  # it holds the last train rows of a class
+                where[g] = side + 1
+                left[side] -= size
+                in_train -= per_group[g]
+                break
+        counts = [per_group[where == k].sum(0) for k in (1, 2)]
+        stray = sum(
+            np.abs(c / c.sum() - share).sum() for c in counts if c.sum() > 0
+        )
+        score = (
+            float(((in_train == 0) & (totals > 0)).sum()),
+            float(abs(left[0]) + abs(left[1])),
+            float(stray),
+        )
+        if best is None or score < best[0]:
+            best = (score, where)
+    assert best is not None
+    row_split = best[1][group]
+    out = {}
+    for k, name in enumerate(SPLITS):
+        rows = np.flatnonzero(row_split == k).astype(np.int64)
+        if len(rows):
+            out[name] = rows
     return out

@@ -6,7 +6,8 @@ What differs from the default (map-style) mode:
 * Splits: given files/DatasetDict splits as usual; ``data.split_column`` filters each split's
   rows lazily; otherwise each row goes to a split by a seeded hash of its values
   (``data.split.seed``), so the split sizes match ``data.split`` only approximately, are not
-  stratified, and identical rows land in the same split.
+  stratified, and identical rows land in the same split (with ``data.split.group_column``
+  the hash is of the row's group id, so every group lands whole in one split).
 * Fitting: modalities and heads are fitted on the first :data:`FIT_ROWS` rows of the train
   split (a class that first appears later is a bad row: "not one of the classes").
 * Order: ``shuffle`` uses ``IterableDataset.shuffle(seed, buffer_size=SHUFFLE_BUFFER)`` with
@@ -78,9 +79,21 @@ def split_stream(dataset: datasets.IterableDataset, data: DataSpec) -> dict[str,
         return {name: dataset.filter(keep(name)) for name in SPLITS}
     val, test, seed = data.split.validation, data.split.test, data.split.seed
     bounds = {"validation": (0.0, val), "test": (val, val + test), "train": (val + test, 1.0)}
+    group = data.split.group_column
+
+    def key(row: dict[str, Any]) -> dict[str, Any]:
+        """What is hashed: the row, or only its group id (so a group lands whole)."""
+        if group is None:
+            return row
+        if row[group] is None:
+            raise DataError(
+                f"data.split.group_column {group!r} is empty in a row; every row needs a "
+                "group id (e.g. a signer or session)"
+            )
+        return {"group": row[group]}
 
     def in_split(lo: float, hi: float):
-        return lambda row: lo <= _row_fraction(row, seed) < hi
+        return lambda row: lo <= _row_fraction(key(row), seed) < hi
 
     return {name: dataset.filter(in_split(*bounds[name])) for name in SPLITS if
             bounds[name][1] > bounds[name][0]}

@@ -1,4 +1,5 @@
-"""Single-label classification: an MLP producing logits, trained with cross-entropy."""
+"""Single-label classification: an MLP producing logits, trained with cross-entropy or the
+focal loss, optionally with per-class weights (see :mod:`mmcore.heads.imbalance`)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor
 from torch.nn import functional as F
 
 from mmcore.head import Head
+from mmcore.heads.imbalance import class_index, focal_loss, lookup, resolve_class_weights
 from mmcore.heads.options import ClassificationOptions
 from mmcore.layers import mlp
 from mmcore.metrics import accuracy, macro_f1, top_k_accuracy
@@ -33,6 +36,19 @@ class ClassificationHead(Head):
         if not self.options.classes:
             raise ValueError(f"head for {target!r}: no classes (fit_targets was not run)")
         self.classes = list(self.options.classes)
+        weights = self.options.fitted_class_weights
+        if weights is None and self.options.class_weights is not None:
+            if self.options.class_weights == "balanced":
+                raise ValueError(f"head for {target!r}: class_weights='balanced' is not fitted "
+                                 "(fit_targets was not run)")
+            weights = resolve_class_weights(self.classes, self.options.class_weights)
+        # a buffer, so it follows the head to its device; not saved (the spec holds it)
+        self.class_weights: Tensor | None
+        self.register_buffer(
+            "class_weights",
+            None if weights is None else torch.tensor(weights, dtype=torch.float32),
+            persistent=False,
+        )
         self.mlp = mlp(
             input_size, self.options.hidden, len(self.classes), dropout=self.options.dropout
         )
@@ -41,7 +57,15 @@ class ClassificationHead(Head):
         return self.mlp(fused)
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
-        return F.cross_entropy(output.float(), target, label_smoothing=self.options.label_smoothing)
+        """Cross-entropy (``weight=class_weights``, ``label_smoothing``) or the focal loss,
+        both a mean weighted by the rows' class weights."""
+        weight = None if self.class_weights is None else self.class_weights.float()
+        if self.options.loss == "focal":
+            return focal_loss(output, target, self.options.focal_gamma, weight)
+        return F.cross_entropy(
+            output.float(), target, weight=weight,
+            label_smoothing=self.options.label_smoothing,
+        )
 
     def predict(self, output: Tensor) -> list[dict[str, Any]]:
         probs = output.float().softmax(-1)
@@ -53,21 +77,30 @@ class ClassificationHead(Head):
 
     @staticmethod
     def fit_targets(values: Sequence[Any], options: dict[str, Any]) -> dict[str, Any]:
-        if options.get("classes"):
-            return {}
-        return {"classes": sorted_classes(values)}
+        """``classes`` (unless given) and, with ``class_weights``, ``fitted_class_weights``
+        (``"balanced"`` counted on ``values``). Raises :class:`~mmcore.errors.DataError` when
+        ``class_weights`` does not fit the classes."""
+        out: dict[str, Any] = {}
+        classes = options.get("classes")
+        if not classes:
+            classes = out["classes"] = sorted_classes(values)
+        if options.get("class_weights") is not None and not options.get("fitted_class_weights"):
+            out["fitted_class_weights"] = resolve_class_weights(
+                classes, options["class_weights"], values
+            )
+        return out
 
     @staticmethod
     def encode_targets(values: Sequence[Any], options: dict[str, Any]) -> np.ndarray:
         classes = options["classes"]
-        index = {c: i for i, c in enumerate(classes)}
-        index.update({str(c): i for i, c in enumerate(classes)})
+        index = class_index(classes)
         out = np.empty(len(values), dtype=np.int64)
         for row, value in enumerate(values):
-            key = value.item() if isinstance(value, np.generic) else value
-            if key not in index and str(key) not in index:
+            k = lookup(index, value)
+            if k is None:
+                key = value.item() if isinstance(value, np.generic) else value
                 raise ValueError(f"label {key!r} is not one of the classes {classes}")
-            out[row] = index[key] if key in index else index[str(key)]
+            out[row] = k
         return out
 
     def metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, float]:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+#: ``class_weights``: "balanced", one weight per class, or class -> weight.
+ClassWeights = Literal["balanced"] | list[float] | dict[str | int | float | bool, float]
 
 
 class _Options(BaseModel):
@@ -20,6 +24,50 @@ class ClassificationOptions(_Options):
     )
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     top_k: int = Field(3, ge=1, description="k of the top-k accuracy metric")
+    class_weights: ClassWeights | None = Field(
+        None,
+        description="per-class loss weights: 'balanced' (n_rows / (n_classes * count_c) on "
+        "the train split), a list in the order of classes, or a dict class -> weight "
+        "(others 1.0)",
+    )
+    fitted_class_weights: list[float] | None = Field(
+        None, description="set when fitting: class_weights resolved to one weight per class"
+    )
+    loss: Literal["cross_entropy", "focal"] = "cross_entropy"
+    focal_gamma: float = Field(2.0, ge=0, description="focusing exponent of loss='focal'")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClassificationOptions:
+        weights = self.class_weights
+        n = len(self.classes) if self.classes else None
+        for field, value in (
+            ("class_weights", weights), ("fitted_class_weights", self.fitted_class_weights)
+        ):
+            values = list(value.values()) if isinstance(value, dict) else value
+            if not isinstance(values, list):
+                continue
+            bad = [w for w in values if not (math.isfinite(w) and w > 0)]
+            if bad:
+                raise ValueError(f"{field}: every weight must be a finite number > 0, got {bad}")
+            if n is not None and isinstance(value, list) and len(value) != n:
+                raise ValueError(
+                    f"{field} has {len(value)} value(s) but classes has {n}; give one weight "
+                    "per class in the order of classes"
+                )
+        if self.classes and isinstance(weights, dict):
+            names = {str(c) for c in self.classes}
+            unknown = [k for k in weights if str(k) not in names]
+            if unknown:
+                raise ValueError(
+                    f"class_weights names {', '.join(map(repr, unknown))}, which is not one of "
+                    f"classes {self.classes}"
+                )
+        if self.loss == "focal" and self.label_smoothing > 0:
+            raise ValueError(
+                "loss='focal' cannot be combined with label_smoothing (the focal term is defined "
+                "for hard labels); set label_smoothing to 0 or use loss='cross_entropy'"
+            )
+        return self
 
 
 class MultiLabelOptions(_Options):

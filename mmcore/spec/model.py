@@ -23,6 +23,11 @@ class SplitSpec(StrictModel):
     test: float = Field(0.1, ge=0, lt=1, description="fraction held out for test")
     seed: int = 0
     stratify: bool = Field(True, description="stratify by the first classification target")
+    group_column: str | None = Field(
+        None,
+        description="a column of group ids (e.g. signer, session): every group goes whole to "
+        "one split",
+    )
 
 
 class DataSpec(StrictModel):
@@ -139,6 +144,11 @@ class TrainSpec(StrictModel):
     )
     early_stopping: int | None = Field(None, ge=1, description="patience in epochs")
     num_workers: int = Field(0, ge=0)
+    sampler: Literal["shuffle", "balanced"] = Field(
+        "shuffle",
+        description="training order: 'shuffle' (a permutation per epoch) or 'balanced' (rows "
+        "drawn with replacement, each class of the first classification head equally likely)",
+    )
     modality_dropout: float = Field(0.0, ge=0, lt=1)
     callbacks: list[str] = Field(default_factory=lambda: ["csv"])
     progress: bool = True

@@ -1,0 +1,104 @@
+"""Class imbalance for the classification head: per-class weights and the focal loss.
+
+Weights are resolved once, on the train split, into ``fitted_class_weights`` (one float per
+class, in the order of ``classes``); the spec keeps what the user wrote in ``class_weights``,
+so a resumed run compares equal to its saved spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from mmcore.errors import DataError
+
+
+def class_index(classes: Sequence[Any]) -> dict[Any, int]:
+    """Class value (or its text) -> position in ``classes``."""
+    index: dict[Any, int] = {c: i for i, c in enumerate(classes)}
+    index.update({str(c): i for i, c in enumerate(classes)})
+    return index
+
+
+def lookup(index: Mapping[Any, int], value: Any) -> int | None:
+    """Position of a raw label (numpy scalars unwrapped, then matched as is or as text)."""
+    key = value.item() if isinstance(value, np.generic) else value
+    try:
+        if key in index:
+            return index[key]
+    except TypeError:  # unhashable label: not a class
+        return None
+    return index.get(str(key))
+
+
+def balanced_weights(values: Sequence[Any], classes: Sequence[Any]) -> list[float]:
+    """sklearn's ``"balanced"`` weights ``n_samples / (n_classes * count_c)`` from the train
+    split's labels. Labels that are no class are not counted; a class absent from ``values``
+    counts as one row, so its weight is large but finite."""
+    index = class_index(classes)
+    counts = np.zeros(len(classes), dtype=np.int64)
+    for value in values:
+        k = lookup(index, value)
+        if k is not None:
+            counts[k] += 1
+    n = int(counts.sum())
+    return [float(n / (len(classes) * max(int(c), 1))) for c in counts]
+
+
+def resolve_class_weights(
+    classes: Sequence[Any], class_weights: Any, values: Sequence[Any] = ()
+) -> list[float]:
+    """One weight per class from the ``class_weights`` option: ``"balanced"`` (computed from
+    ``values``), a list in the order of ``classes``, or a dict class -> weight (classes left
+    out weigh 1.0). Raises :class:`DataError` naming the option when it does not fit
+    ``classes``."""
+    if class_weights == "balanced":
+        return balanced_weights(values, classes)
+    if isinstance(class_weights, Mapping):
+        index = class_index(classes)
+        out = [1.0] * len(classes)
+        unknown = []
+        for key, weight in class_weights.items():
+            k = lookup(index, key)
+            if k is None:
+                unknown.append(key)
+            else:
+                out[k] = float(weight)
+        if unknown:
+            raise DataError(
+                f"class_weights names {', '.join(map(repr, unknown))}, which is not a class; "
+                f"the classes are {list(classes)}"
+            )
+        return out
+    weights = [float(w) for w in class_weights]
+    if len(weights) != len(classes):
+        raise DataError(
+            f"class_weights has {len(weights)} value(s) but there are {len(classes)} classes "
+            f"{list(classes)}; give one weight per class in that order, a dict "
+            "class -> weight, or 'balanced'"
+        )
+    return weights
+
+
+def focal_loss(
+    logits: Tensor, target: Tensor, gamma: float, weight: Tensor | None = None
+) -> Tensor:
+    """Focal loss (Lin et al., 2017): ``-alpha_t (1 - p_t)^gamma log p_t`` per row, with
+    ``alpha_t = weight[target]`` (1 without ``weight``).
+
+    ``logits`` is ``[B, C]``, ``target`` ``[B]`` class indices. Reduced like
+    ``F.cross_entropy``: the sum divided by the sum of the rows' ``alpha_t`` (the mean without
+    ``weight``), so ``gamma=0`` gives exactly the (weighted) cross-entropy.
+    """
+    log_p = F.log_softmax(logits.float(), dim=-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    # 1 - p_t computed as -expm1(log p_t): exact when p_t is close to 1
+    per_row = -(-torch.expm1(log_p)).clamp_min(0).pow(gamma) * log_p
+    if weight is None:
+        return per_row.mean()
+    alpha = weight.to(per_row.device, per_row.dtype)[target]
+    return (alpha * per_row).sum() / alpha.sum()
