@@ -98,6 +98,11 @@ AV_FUSIONS = {
 }
 
 
+#: training-time augmentation measured on the av_digits singles (500 training rows)
+IMAGE_AUGMENT = {"rotate": 10, "translate": 0.1, "scale": 0.1}
+AUDIO_AUGMENT = {"time_mask": 0.1, "freq_mask": 8}
+
+
 def fusion_override(name: str, options: Mapping[str, Any]) -> str:
     return "fusion=" + json.dumps({"name": name, "options": dict(options)})
 
@@ -223,6 +228,14 @@ def settings() -> list[Setting]:
                 modalities="image", fusion="concat", published=mfas_image),
         Setting("av_digits", "audio only", av / "audio_only.py", ["digit"],
                 modalities="audio", fusion="concat", published=mfas_audio),
+    ]
+    out += [
+        Setting("av_digits", "image only + augment", av / "image_only.py", ["digit"],
+                overrides=[f"modalities.image.options.augment={json.dumps(IMAGE_AUGMENT)}"],
+                modalities="image", fusion="concat"),
+        Setting("av_digits", "audio only + augment", av / "audio_only.py", ["digit"],
+                overrides=[f"modalities.audio.options.augment={json.dumps(AUDIO_AUGMENT)}"],
+                modalities="audio", fusion="concat"),
     ]
     for name, options in AV_FUSIONS.items():
         out.append(Setting(

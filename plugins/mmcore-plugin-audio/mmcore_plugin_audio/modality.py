@@ -74,5 +74,13 @@ class AudioModality(Modality[AudioOptions]):
     def collate(self, items: Sequence[np.ndarray | None]) -> ModalityBatch:
         return pad_sequences(items, empty_shape=(self.options.n_mels,), dtype=torch.float32)
 
+    def augment(self, batch: ModalityBatch, generator: Any) -> ModalityBatch:
+        """The declared ``augment`` (time_mask, freq_mask, noise) on a training batch."""
+        if not self.options.augment.active:
+            return batch
+        from mmcore_plugin_audio.augment import augment_spectrograms
+
+        return augment_spectrograms(batch, self.options.augment, generator)
+
     def build_encoder(self) -> AudioEncoder:
         return AudioEncoder(self.options)

@@ -4,10 +4,27 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mmcore.modality import ModalityOptions
 from mmcore_plugin_audio.mel import mel_filterbank
+
+
+class AudioAugment(BaseModel):
+    """Training-time augmentation of log-mel batches (SpecAugment-style; off unless declared),
+    applied to training batches only with draws seeded by ``(train.seed, epoch)``. Values are
+    in the units of the (normalised) log-mel spectrogram."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    time_mask: float = Field(0.0, ge=0.0, lt=1.0, description="longest span of frames set to "
+                             "zero, as a fraction of each clip's length (one span)")
+    freq_mask: int = Field(0, ge=0, description="most adjacent mel bands set to zero (one span)")
+    noise: float = Field(0.0, ge=0.0, description="std of Gaussian noise added to every value")
+
+    @property
+    def active(self) -> bool:
+        return bool(self.time_mask or self.freq_mask or self.noise)
 
 
 class AudioOptions(ModalityOptions):
@@ -70,6 +87,8 @@ class AudioOptions(ModalityOptions):
     output: Literal["pooled", "sequence"] = "pooled"
     """``pooled``: ``[B, D]`` (mean over real steps); ``sequence``: ``[B, T', D]`` + mask at
     the pooled time resolution."""
+    augment: AudioAugment = Field(default_factory=AudioAugment)
+    """Training-time augmentation: ``time_mask``, ``freq_mask``, ``noise`` (off)."""
 
     @property
     def time_pools(self) -> tuple[int, ...]:
@@ -98,6 +117,9 @@ class AudioOptions(ModalityOptions):
                 raise ValueError(f"time_pool factors must be at least 1, got {self.time_pool}")
         if self.pool == "last" and not self.lstm:
             raise ValueError("pool: last needs lstm: true (it picks the LSTM's last state)")
+        if self.augment.freq_mask >= self.n_mels:
+            raise ValueError(f"augment.freq_mask ({self.augment.freq_mask}) must be below "
+                             f"n_mels ({self.n_mels})")
         if any(c < 1 for c in self.conv_channels):
             raise ValueError(f"conv_channels must be positive, got {self.conv_channels}")
         # an empty mel band is a configuration error: say so when the spec is validated

@@ -102,6 +102,14 @@ class ImageModality(Modality[ImageOptions]):
             return pad_sequences(items, empty_shape=shape, dtype=torch.float32)
         return stack_fixed(items, shape=shape, dtype=torch.float32)
 
+    def augment(self, batch: ModalityBatch, generator: Any) -> ModalityBatch:
+        """The declared ``augment`` (flip, rotate, scale, translate) on a training batch."""
+        if not self.options.augment.active:
+            return batch
+        from mmcore_plugin_image.augment import augment_images
+
+        return augment_images(batch, self.options.augment, generator)
+
     def build_encoder(self) -> ImageEncoder:
         return ImageEncoder(self.options)
 

@@ -4,9 +4,28 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mmcore.modality import ModalityOptions
+
+
+class ImageAugment(BaseModel):
+    """Training-time augmentation of image batches (off unless declared): one random affine
+    transform per sample (the same for every frame of a sample), applied to training batches
+    only with draws seeded by ``(train.seed, epoch)``. Areas moved in from outside the image
+    are 0 in normalised units (the ``mean`` colour)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    flip: float = Field(0.0, ge=0.0, le=1.0, description="probability of a horizontal flip")
+    rotate: float = Field(0.0, ge=0.0, le=180.0, description="most rotation, in degrees")
+    scale: float = Field(0.0, ge=0.0, lt=1.0, description="most zoom in or out (0.1: ±10%)")
+    translate: float = Field(0.0, ge=0.0, lt=1.0, description="most shift, as a fraction of "
+                             "the image size (a random crop)")
+
+    @property
+    def active(self) -> bool:
+        return any((self.flip, self.rotate, self.scale, self.translate))
 
 
 class ImageOptions(ModalityOptions):
@@ -65,6 +84,8 @@ class ImageOptions(ModalityOptions):
     output: Literal["pooled", "sequence"] = "pooled"
     """``pooled``: ``[B, D]``. ``sequence``: ``[B, T, D]`` over frames with ``frames``, over
     the positions of the last feature map (row-major) for single images."""
+    augment: ImageAugment = Field(default_factory=ImageAugment)
+    """Training-time augmentation: ``flip``, ``rotate``, ``scale``, ``translate`` (off)."""
 
     @field_validator("size", mode="before")
     @classmethod
