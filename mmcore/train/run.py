@@ -16,6 +16,7 @@ Layout::
       checkpoints/latest        names the newest complete checkpoint
       bad_rows.json             rows left out with data.bad_rows="skip", if any
       modality_report.json      from ``mmcore evaluate``
+      health.json               training health warnings (see mmcore.train.health), if any
       *.png                     plots, when matplotlib is installed
 """
 
@@ -47,6 +48,7 @@ METRICS_JSON = "metrics.json"
 MODALITIES = "modalities"
 BAD_ROWS = "bad_rows.json"  # written by the data module
 MODALITY_REPORT = "modality_report.json"
+HEALTH = "health.json"  # written by mmcore.train.health
 #: DataSpec fields that hold paths; spec.json keeps them absolute, because a loaded run's
 #: base folder is the run folder, not the spec file's folder.
 DATA_PATH_FIELDS = ("path", "train", "validation", "test", "root", "cache_dir")

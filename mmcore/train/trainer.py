@@ -29,11 +29,13 @@ from mmcore.train import checkpoint as ck
 from mmcore.train.callbacks import callback_manager
 from mmcore.train.distributed import Distributed, find, local_batch_size, silent_hooks
 from mmcore.train.evaluation import SplitResult, autocast_context, evaluate_model, weighted_loss
+from mmcore.train.health import HealthChecks
 from mmcore.train.masking import modality_dropout
 from mmcore.train.optim import build_optimizer, build_scheduler
 from mmcore.train.report import Transform, modality_report
 from mmcore.train.run import (
     BAD_ROWS,
+    HEALTH,
     METRICS_JSON,
     METRICS_JSONL,
     MODALITIES,
@@ -65,7 +67,8 @@ LOG_EVERY = 20
 #: everything a run writes, removed first when a run folder is overwritten
 RUN_OUTPUTS = (
     SPEC_JSON, "spec.py", ck.MODEL_FILE, ck.CHECKPOINTS, ck.BEST, MODALITIES, METRICS_JSONL,
-    METRICS_JSON, "metrics.csv", BAD_ROWS, MODALITY_REPORT, "tensorboard", "*.png",
+    METRICS_JSON, "metrics.csv", BAD_ROWS, MODALITY_REPORT, HEALTH, "tensorboard",
+    "*.png",
 )
 
 
@@ -100,7 +103,8 @@ class Trainer:
     After :meth:`fit` the attributes ``model``, ``optimizer``, ``scheduler``, ``resolved_spec``,
     ``history`` (one dict per epoch), ``best_epoch``, ``best_value`` and ``final_metrics`` are
     set. Callbacks get the trainer and may read these, plus ``run_dir``, ``epoch`` (the last
-    finished epoch), ``step`` (optimizer steps so far), ``monitor`` and ``data``.
+    finished epoch), ``step`` (optimizer steps so far), ``monitor`` and ``data``. ``health``
+    holds the run's health warnings (see :mod:`mmcore.train.health`, ``health.json``).
 
     Started by ``torchrun`` (``WORLD_SIZE`` > 1), it trains with ``DistributedDataParallel``
     on ``world_size`` processes, ``train.batch_size`` being the global batch; rank 0 alone
@@ -321,6 +325,7 @@ class Trainer:
     def _fit(self) -> dict[str, Any]:
         spec, train = self.spec, self.spec.train
         resume_from = self._on_main(self._prepare_run_folder, share=True)
+        self.health = HealthChecks(self.run.path / HEALTH, self.note, resume=bool(resume_from))
         self.device = self.dist.device if self.dist else resolve_device(train.device, spec.source)
         check_precision(train.precision, self.device, spec.source)
         if train.deterministic:
@@ -387,7 +392,8 @@ class Trainer:
             batch_size, shard = train.batch_size // self.world_size, self.dist.shard
         return self.data.loader(
             split, batch_size=batch_size, shuffle=shuffle, seed=train.seed, epoch=epoch,
-            num_workers=train.num_workers, pin_memory=self.device.type == "cuda", **shard,
+            num_workers=train.num_workers, pin_memory=self.device.type == "cuda",
+            balanced=shuffle and train.sampler == "balanced", **shard,
         )
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
@@ -553,6 +559,7 @@ class Trainer:
             self._publish_best(path)
         ck.prune_checkpoints(self.run.checkpoints, ck.KEEP_LAST)
         self._write_metrics_jsonl()
+        self.health.after_epoch(self)
         self.hooks.hook.on_checkpoint_saved(trainer=self, path=path)
         self.hooks.hook.on_epoch_end(trainer=self, epoch=epoch, metrics=dict(record))
         if self.stopped_early:
@@ -580,6 +587,7 @@ class Trainer:
         )
         if self.is_main:
             ck.atomic_write_json(self.run.path / MODALITY_REPORT, self.modality_report)
+            self.health.after_report(self, results)
 
     def _write_metrics_jsonl(self) -> None:
         import json
