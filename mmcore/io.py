@@ -13,7 +13,9 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-ARRAY_SUFFIXES = (".npy", ".csv", ".json")
+ARRAY_SUFFIXES = (".npy", ".csv", ".json", ".wav", ".flac", ".ogg")
+#: sound files read as arrays ``[T, channels]`` (soundfile), e.g. sensor streams stored as audio
+SOUND_SUFFIXES = (".wav", ".flac", ".ogg")
 
 
 def resolve_path(value: str | Path, root: Path | None) -> Path:
@@ -49,7 +51,9 @@ def open_binary(value: Any, root: Path | None) -> tuple[BinaryIO, str]:
 def load_array(value: Any, root: Path | None, *, allow_empty: bool = True) -> np.ndarray:
     """A float32 array from nested lists / a numpy array in the cell, or from a ``.npy``,
     ``.csv`` (comma-separated numbers, one row per time step, an optional header) or
-    ``.json`` (nested lists) file whose path is in the cell. A cell string that is not a
+    ``.json`` (nested lists) file whose path is in the cell, or a ``.wav`` / ``.flac`` /
+    ``.ogg`` file read with soundfile as ``[T, channels]`` samples in [-1, 1] (a multichannel
+    recording as a sequence; the file's sample rate is not resampled). A cell string that is not a
     file path but parses as JSON nested lists is read as such. With ``allow_empty=False`` an
     array without any value (e.g. ``[]`` or a ``[0, 3]`` array) is a ``ValueError``."""
     if isinstance(value, str) and not value.lower().endswith(ARRAY_SUFFIXES):
@@ -70,6 +74,8 @@ def load_array(value: Any, root: Path | None, *, allow_empty: bool = True) -> np
         try:
             if suffix == ".npy":
                 data = np.load(path, allow_pickle=False)
+            elif suffix in SOUND_SUFFIXES:
+                data = _read_sound(path)
             elif suffix == ".json":
                 data = json.loads(path.read_text())
             else:
@@ -84,6 +90,16 @@ def load_array(value: Any, root: Path | None, *, allow_empty: bool = True) -> np
     if not allow_empty and arr.size == 0:
         raise ValueError(f"empty array of shape {arr.shape}: expected at least one value")
     return arr
+
+
+def _read_sound(path: Path) -> np.ndarray:
+    import soundfile
+
+    try:
+        data, _ = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except soundfile.LibsndfileError as exc:
+        raise ValueError(str(exc)) from None
+    return data
 
 
 def _read_csv_numbers(path: Path) -> np.ndarray:

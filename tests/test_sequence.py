@@ -244,3 +244,28 @@ def test_shift_rolls_real_steps_and_time_mask_hides_one_short_span():
     hidden = (masked[1, :20] == 0).all(dim=1)
     where = hidden.nonzero().squeeze(1)
     assert hidden.sum() <= 5 and (len(where) == 0 or where.diff().eq(1).all())  # one span
+
+
+def test_long_single_channel_input_trains_without_crashing():
+    # A kernel-1 stride-2 Conv1d corrupted the heap in its backward pass on CPU (torch 2.13,
+    # one channel, thousands of steps): run the strided encoder in a child process.
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\n"
+        "from mmcore.batch import ModalityBatch\n"
+        "from mmcore.sequence.encoder import SequenceEncoder, auto_halvings\n"
+        "torch.manual_seed(0)\n"
+        "enc = SequenceEncoder(1, halvings=auto_halvings(8000), hidden_size=16)\n"
+        "for _ in range(8):\n"
+        "    x = torch.randn(32, 8000, 1)\n"
+        "    mask = torch.ones(32, 8000, dtype=torch.bool)\n"
+        "    mask[:5, 4000:] = False\n"
+        "    out = enc(ModalityBatch(x, torch.ones(32, dtype=torch.bool), mask)).values\n"
+        "    out.sum().backward()\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": ""})
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

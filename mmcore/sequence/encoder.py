@@ -55,9 +55,10 @@ class ResidualBlock(nn.Module):
         self.conv1 = nn.Conv1d(in_ch, out_ch, kernel_size, stride, pad, dilation)
         self.conv2 = nn.Conv1d(out_ch, out_ch, kernel_size, 1, (kernel_size - 1) // 2)
         self.drop = nn.Dropout(dropout)
-        self.skip = (
-            nn.Conv1d(in_ch, out_ch, 1, stride) if stride != 1 or in_ch != out_ch else None
-        )
+        # The strided skip subsamples, then projects with a 1x1 convolution of stride 1: a
+        # kernel-1 stride-2 Conv1d corrupts the heap in its backward pass on CPU (torch 2.13
+        # oneDNN, one input channel, thousands of steps), and the two are the same function.
+        self.skip = nn.Conv1d(in_ch, out_ch, 1) if stride != 1 or in_ch != out_ch else None
         self.stride = stride
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -67,7 +68,9 @@ class ResidualBlock(nn.Module):
         out_mask = downsample_mask(mask, self.stride) if self.stride != 1 else mask
         out_keep = out_mask.unsqueeze(1).to(h.dtype)
         h = self.conv2(h[..., : out_mask.shape[1]] * out_keep)
-        skip = x.transpose(1, 2) if self.skip is None else self.skip((x * keep).transpose(1, 2))
+        skip = (x * keep).transpose(1, 2)[..., :: self.stride]
+        if self.skip is not None:
+            skip = self.skip(skip)
         y = (h[..., : out_mask.shape[1]] + skip[..., : out_mask.shape[1]]) * out_keep
         return y.transpose(1, 2), out_mask
 
