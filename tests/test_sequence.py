@@ -269,3 +269,15 @@ def test_long_single_channel_input_trains_without_crashing():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": ""})
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_a_single_channel_reaches_the_encoder():
+    # a LayerNorm over one channel would output a constant: the first block must not apply it
+    torch.manual_seed(0)
+    enc = SequenceEncoder(1, halvings=1, hidden_size=8).eval()
+    mask = torch.ones(2, 40, dtype=torch.bool)
+    x = torch.randn(2, 40, 1)
+    with torch.no_grad():
+        a = enc(ModalityBatch(x, torch.ones(2, dtype=torch.bool), mask)).values
+        b = enc(ModalityBatch(3 * x, torch.ones(2, dtype=torch.bool), mask)).values
+    assert not torch.allclose(a, b)

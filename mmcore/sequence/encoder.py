@@ -44,14 +44,21 @@ def downsample_mask(mask: Tensor, stride: int) -> Tensor:
 
 class ResidualBlock(nn.Module):
     """LayerNorm -> conv (dilated or strided) -> GELU -> dropout -> conv, plus a residual
-    (a strided 1x1 convolution where the shape changes). Channels-last in and out."""
+    (a strided 1x1 convolution where the shape changes). Channels-last in and out.
+
+    ``norm=False`` leaves the input as it is: a LayerNorm over one channel outputs a
+    constant, so the first block of a one-channel input must not normalise. (Over several raw
+    channels the per-step normalisation is kept: it measured better on real IMU data,
+    BasicMotions 0.95 against 0.77 without.)
+    """
 
     def __init__(
-        self, in_ch: int, out_ch: int, kernel_size: int, dilation: int, stride: int, dropout: float
+        self, in_ch: int, out_ch: int, kernel_size: int, dilation: int, stride: int,
+        dropout: float, norm: bool = True,
     ) -> None:
         super().__init__()
         pad = dilation * (kernel_size - 1) // 2
-        self.norm = nn.LayerNorm(in_ch)
+        self.norm = nn.LayerNorm(in_ch) if norm else nn.Identity()
         self.conv1 = nn.Conv1d(in_ch, out_ch, kernel_size, stride, pad, dilation)
         self.conv2 = nn.Conv1d(out_ch, out_ch, kernel_size, 1, (kernel_size - 1) // 2)
         self.drop = nn.Dropout(dropout)
@@ -90,10 +97,12 @@ class TemporalConvNet(nn.Module):
         super().__init__()
         layers, size = [], input_size
         for _ in range(halvings):
-            layers.append(ResidualBlock(size, channels, kernel_size, 1, 2, dropout))
+            layers.append(ResidualBlock(size, channels, kernel_size, 1, 2, dropout,
+                                        norm=size > 1))
             size = channels
         for i in range(blocks):
-            layers.append(ResidualBlock(size, channels, kernel_size, 2 ** (i % 3), 1, dropout))
+            layers.append(ResidualBlock(size, channels, kernel_size, 2 ** (i % 3), 1, dropout,
+                                        norm=size > 1))
             size = channels
         self.blocks = nn.ModuleList(layers)
         self.output_size = size
