@@ -73,9 +73,18 @@ def _data_root(spec: Spec) -> Path | None:
     return path if path.is_dir() else path.parent
 
 
-def build_fusion(spec: Spec, input_sizes: Mapping[str, int], registry: Registry) -> Fusion:
+def build_fusion(
+    spec: Spec,
+    input_sizes: Mapping[str, int],
+    registry: Registry,
+    fusion_class: type | None = None,
+) -> Fusion:
+    """The spec's fusion; ``fusion_class`` (already resolved and checked, as
+    :func:`mmcore.load` does for a run folder) replaces the lookup of ``fusion.name``."""
     name = spec.fusion.name
-    if isinstance(name, str) and ":" not in name:
+    if fusion_class is not None:
+        cls = fusion_class
+    elif isinstance(name, str) and ":" not in name:
         cls = registry.get("fusion", name).load()
     else:
         cls = resolve_fusion_class(name, spec.base_dir)
@@ -89,8 +98,10 @@ def build_model(
     spec: Spec,
     modalities: Mapping[str, Modality] | None = None,
     registry: Registry | None = None,
+    *,
+    fusion_class: type | None = None,
 ) -> MultimodalModel:
-    """Build the whole model a spec declares.
+    """Build the whole model a spec declares (``fusion_class``: see :func:`build_fusion`).
 
     Heads whose targets need fitted state (classification classes) need it in their options:
     the trainer fills it in from the training split; give it yourself when building by hand.
@@ -98,7 +109,8 @@ def build_model(
     registry = registry or get_registry()
     modalities = modalities or build_modalities(spec, registry)
     encoders = {name: m.build_encoder() for name, m in modalities.items()}
-    fusion = build_fusion(spec, {n: e.output_size for n, e in encoders.items()}, registry)
+    sizes = {n: e.output_size for n, e in encoders.items()}
+    fusion = build_fusion(spec, sizes, registry, fusion_class)
     heads: dict[str, Head] = {}
     for name, head in spec.heads.items():
         cls = registry.get("head", head.kind).load()

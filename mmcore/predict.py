@@ -19,6 +19,7 @@ from mmcore.errors import CheckpointError, DataError, PluginError
 from mmcore.modality import Modality
 from mmcore.model import MultimodalModel, build_modalities, build_model
 from mmcore.plugins.registry import Registry, get_registry
+from mmcore.spec.load import resolve_run_fusion_class
 from mmcore.spec.model import Spec
 from mmcore.train.checkpoint import atomic_write_json, load_weights
 from mmcore.train.evaluation import SplitResult, evaluate_model
@@ -219,23 +220,38 @@ def _read_spec_json(run: RunFolder) -> Spec:
 
 
 def load(
-    run_dir: str | Path, *, device: str = "auto", registry: Registry | None = None
+    run_dir: str | Path,
+    *,
+    device: str = "auto",
+    registry: Registry | None = None,
+    trust_code: bool = False,
 ) -> Predictor:
     """Load a trained run folder.
 
+    A run folder is data: loading it never runs code from it. A fusion given by import path
+    must be a :class:`~mmcore.Fusion` subclass in an installed module outside the folder; a
+    file path (``"file.py:Class"``, such as the ``spec.py`` copied for a fusion defined in
+    the spec file) is executed only with ``trust_code=True`` (only for runs you trust).
+
     Raises :class:`CheckpointError` when the folder is not a run, a file is corrupted, or
     the plugins the run needs are missing or at another major version (naming the package
-    to install).
+    to install); :class:`SpecError` (field ``fusion.name``) when the fusion is refused.
     """
     run = RunFolder(Path(run_dir))
     registry = registry or get_registry()
     spec = _read_spec_json(run)
     check_plugin_versions(spec.plugins, run.spec_json, registry)
+    fusion_class = None
+    name = spec.fusion.name
+    if isinstance(name, str) and ":" in name:  # checked before anything is imported or called
+        fusion_class = resolve_run_fusion_class(
+            name, run.path, trust_code=trust_code, source=str(run.spec_json)
+        )
     try:
         modalities = build_modalities(spec, registry)
         for name, modality in modalities.items():
             modality.load_state(run.modality_dir(name))
-        model = build_model(spec, modalities, registry)
+        model = build_model(spec, modalities, registry, fusion_class=fusion_class)
     except PluginError as exc:
         recorded = ", ".join(f"{d} {v}" for d, v in spec.plugins.items()) or "none recorded"
         raise CheckpointError(

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 import mmcore
-from mmcore.errors import CheckpointError, TrainingError
+from mmcore.errors import CheckpointError, SpecError, TrainingError
 from mmcore.heads.classification import ClassificationHead
 from mmcore.spec import validate_spec
 from mmcore.train import Trainer
@@ -305,7 +305,9 @@ def test_a_fusion_defined_in_the_spec_file_travels_with_the_run(tmp_path, data, 
     assert json.loads((run / "spec.json").read_text())["fusion"] == {
         "name": "spec.py:MeanFusion", "options": {"size": 6}}
     spec_file.unlink()  # the run must not need the original file
-    predictor = mmcore.load(run, registry=reg)
+    with pytest.raises(SpecError, match="spec.py.*trust_code=True"):
+        mmcore.load(run, registry=reg)  # running the copied spec.py needs an opt-in
+    predictor = mmcore.load(run, registry=reg, trust_code=True)
     assert type(predictor.model.fusion).__name__ == "MeanFusion"
     assert predictor.model.fusion.output_size == 6
     assert len(predictor.predict([{"x": 10.0, "z": 0.3}])) == 1

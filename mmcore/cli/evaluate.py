@@ -1,4 +1,5 @@
-"""``mmcore evaluate RUN_DIR [--split NAME | --data PATH]``: metrics and the modality report."""
+"""``mmcore evaluate RUN_DIR [--split NAME | --data PATH] [--trust-code]``: metrics and the
+modality report."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="skip the modality report")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--trust-code", action="store_true",
+                   help="allow the run's spec.json to name a fusion by Python file path (such "
+                   "as the spec.py copied for a fusion defined in the spec file); this "
+                   "executes that file, so use it only for runs you trust")
     return p
 
 
@@ -25,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from mmcore.train.report import format_report
     from mmcore.train.run import MODALITY_REPORT
 
-    predictor = load(args.run_dir, device=args.device)
+    predictor = load(args.run_dir, device=args.device, trust_code=args.trust_code)
     result = predictor.evaluate(args.split, data=args.data)
     report = None
     if not args.no_report:

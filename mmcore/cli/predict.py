@@ -1,4 +1,4 @@
-"""``mmcore predict RUN_DIR --input FILE [--output FILE]``: predictions for raw rows.
+"""``mmcore predict RUN_DIR --input FILE [--output FILE] [--trust-code]``: predictions for raw rows.
 
 Input: ``.csv``, ``.jsonl`` (one object a line) or ``.json`` (a list of objects); relative
 file paths in it resolve against its folder. Output:
@@ -29,6 +29,10 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                    "default: stdout as JSON lines")
     p.add_argument("--batch-size", type=int, default=256, help="rows per forward pass")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--trust-code", action="store_true",
+                   help="allow the run's spec.json to name a fusion by Python file path (such "
+                   "as the spec.py copied for a fusion defined in the spec file); this "
+                   "executes that file, so use it only for runs you trust")
     return p
 
 
@@ -124,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
 
     source = Path(args.input)
     rows = read_rows(source)
-    predictor = load(args.run_dir, device=args.device)
+    predictor = load(args.run_dir, device=args.device, trust_code=args.trust_code)
     # Relative paths in the input resolve next to it, as they do in training data files.
     predictions = predictor.predict(rows, batch_size=args.batch_size,
                                     root=source.resolve().parent)

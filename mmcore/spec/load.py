@@ -207,6 +207,87 @@ def resolve_fusion_class(name: str | type, base_dir: str | Path | None) -> type:
     return import_object(name)
 
 
+#: what a refusal to run code from a run folder tells the user to do
+TRUST_HINT = "trust_code=True (mmcore.load) or --trust-code (mmcore evaluate/predict)"
+
+
+def _inside(origin: str | None, folder: Path) -> bool:
+    if not origin:
+        return False
+    try:
+        return Path(origin).resolve().is_relative_to(folder)
+    except (OSError, ValueError):
+        return False
+
+
+def _check_module_location(module_name: str, folder: Path) -> str | None:
+    """Why ``module_name`` may not be imported for a run in ``folder`` (``None``: it may).
+
+    Each package on the way is looked up with :func:`importlib.util.find_spec` before it is
+    imported, so nothing inside ``folder`` (nor anything that cannot be found) ever runs."""
+    parts = module_name.split(".")
+    for i in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:i])
+        try:
+            found = importlib.util.find_spec(prefix)
+        except (ImportError, ValueError) as exc:
+            return f"module {prefix!r} cannot be found ({exc})"
+        if found is None:
+            return f"module {prefix!r} is not installed"
+        locations = list(found.submodule_search_locations or [])
+        if _inside(found.origin, folder) or any(_inside(loc, folder) for loc in locations):
+            return f"module {prefix!r} is located inside the run folder"
+    return None
+
+
+def resolve_run_fusion_class(
+    name: str, run_dir: str | Path, *, trust_code: bool = False, source: str = "spec.json"
+) -> type:
+    """The ``Fusion`` subclass a run folder's ``fusion.name`` import path names, resolved
+    without running code from the folder.
+
+    ``"module:Class"`` must name a :class:`~mmcore.fusion.Fusion` subclass in an installed
+    module outside ``run_dir`` (checked before the module is imported). File paths
+    (``"file.py:Class"``, including the run's copied ``spec.py``) are executed only with
+    ``trust_code``. Raises :class:`SpecError` (field ``fusion.name``) otherwise.
+    """
+    from mmcore.fusion import Fusion
+
+    folder = Path(run_dir).resolve()
+
+    def refuse(why: str) -> SpecError:
+        return SpecError(source, [("fusion.name", f"{name!r} refused: {why}")])
+
+    module_part, sep, attr = name.partition(":")
+    if not sep or not module_part or not attr:
+        raise refuse("expected a registered fusion name or an import path 'package.module:Class'")
+    if module_part.endswith(".py"):
+        if not trust_code:
+            what = (
+                f"it names a class in {SPEC_COPY}, the copy of the spec file a run keeps "
+                "when its fusion is defined in its spec file"
+                if Path(module_part).name == SPEC_COPY
+                else "it is a Python file path"
+            )
+            raise refuse(
+                f"{what}; loading it would execute that file, and a run folder is data, "
+                f"not code. If you trust this run, load it with {TRUST_HINT}"
+            )
+        obj: Any = resolve_fusion_class(name, folder)
+    else:
+        if not trust_code:
+            why = _check_module_location(module_part, folder)
+            if why is not None:
+                raise refuse(f"{why}; if you trust this run, load it with {TRUST_HINT}")
+        try:
+            obj = import_object(name)
+        except (ImportError, AttributeError) as exc:
+            raise refuse(f"cannot import it ({exc})") from None
+    if not (isinstance(obj, type) and issubclass(obj, Fusion)):
+        raise refuse(f"{obj!r} is not a subclass of mmcore.Fusion")
+    return obj
+
+
 def check_plugins(spec: Spec, registry: Registry) -> list[tuple[str, str]]:
     """Every plugin, fusion and head name registered; every option accepted."""
     problems: list[tuple[str, str]] = []

@@ -1,0 +1,194 @@
+"""A run folder is data: loading it (``mmcore.load``, ``mmcore evaluate``, ``mmcore predict``)
+never runs code from it nor calls anything that is not a ``Fusion`` subclass, unless the user
+opts in with ``trust_code=True`` / ``--trust-code``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+import mmcore
+from mmcore.cli import main
+from mmcore.errors import SpecError
+from mmcore.plugins.registry import reset_registry
+from mmcore.train import Trainer
+from tests import train_toy as toy
+
+FUSION_SPEC = '''
+import torch
+import mmcore
+
+
+class MeanFusion(mmcore.Fusion):
+    def __init__(self, input_sizes, size: int = 8):
+        super().__init__(input_sizes, output_size=size)
+        self.proj = torch.nn.ModuleDict(
+            {m: torch.nn.Linear(d, size) for m, d in input_sizes.items()})
+
+    def forward(self, features):
+        return torch.stack([self.proj[m](f.pooled()) for m, f in sorted(features.items())]).mean(0)
+
+
+spec = SPEC
+spec["fusion"] = {"name": MeanFusion, "options": {"size": 6}}
+'''
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two tiny trained runs (read-only): a built-in fusion and one defined in the spec file.
+    The CLI sees the toy plugin through the process-wide registry."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    reg = toy.registry()
+    reset_registry(reg)
+    root = tmp_path_factory.mktemp("security")
+    data = toy.write_data(root / "data.csv")
+    plain = root / "plain"
+    spec = toy.spec_dict(data, root / "cache", epochs=1, callbacks=[])
+    Trainer(spec, output=plain, registry=reg, plots=False, quiet=True, report=False).fit()
+    spec_file = root / "src" / "spec.py"
+    spec_file.parent.mkdir()
+    spec_file.write_text(FUSION_SPEC.replace("SPEC", repr(spec)))
+    custom = root / "custom"
+    Trainer(spec_file, output=custom, registry=reg, plots=False, quiet=True, report=False).fit()
+    spec_file.unlink()  # the run must not need the original file
+    rows = root / "rows.jsonl"
+    rows.write_text(json.dumps({"x": 10.0, "z": 0.3}) + "\n")
+    yield {"plain": plain, "custom": custom, "reg": reg, "rows": rows}
+    reset_registry(None)
+    torch.set_num_threads(before)
+
+
+def _tampered(runs, tmp_path, name, options=None):
+    run = tmp_path / "run"
+    shutil.copytree(runs["plain"], run)
+    data = json.loads((run / "spec.json").read_text())
+    data["fusion"] = {"name": name, "options": options or {}}
+    (run / "spec.json").write_text(json.dumps(data))
+    return run
+
+
+def _evil(path, marker):
+    """Python code that leaves ``marker`` behind when it runs, and defines a Fusion ``X``."""
+    path.write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\n"
+        "import mmcore\n\n\nclass X(mmcore.Fusion):\n    pass\n"
+    )
+    return path
+
+
+def _loads_refused(runs, run, value, capsys, *extra):
+    """``mmcore.load``, ``mmcore evaluate`` and ``mmcore predict`` all refuse ``run``."""
+    with pytest.raises(SpecError) as info:
+        mmcore.load(run, registry=runs["reg"])
+    message = str(info.value)
+    assert "spec.json" in message and "fusion.name" in message and repr(value) in message
+    for argv in (["evaluate", str(run), "--no-report"],
+                 ["predict", str(run), "--input", str(runs["rows"])]):
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert "Traceback" not in err
+        assert "spec.json" in err and "fusion.name" in err and repr(value) in err
+        for text in extra:
+            assert text in err
+    return message
+
+
+def test_a_planted_file_path_is_refused_and_not_run(runs, tmp_path, capsys):
+    marker = tmp_path / "ran"
+    evil = _evil(tmp_path / "evil.py", marker)  # outside the run folder, like /tmp/evil.py
+    value = f"{evil}:X"
+    run = _tampered(runs, tmp_path, value)
+    message = _loads_refused(runs, run, value, capsys, "--trust-code")
+    assert "trust_code=True" in message
+    assert not marker.exists()
+
+
+def test_a_planted_spec_py_in_the_run_folder_is_refused_and_not_run(runs, tmp_path, capsys):
+    marker = tmp_path / "ran"
+    run = _tampered(runs, tmp_path, "spec.py:X")
+    _evil(run / "spec.py", marker)
+    message = _loads_refused(runs, run, "spec.py:X", capsys, "--trust-code")
+    assert "spec file" in message and "trust_code=True" in message
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "options"),
+    [("os:system", {"command": "touch MARKER"}), ("builtins:eval", {}),
+     ("os.path:join", {}), ("subprocess:Popen", {"args": "touch MARKER"})],
+)
+def test_installed_callables_that_are_not_fusions_are_never_called(
+    runs, tmp_path, capsys, monkeypatch, value, options
+):
+    import builtins
+    import subprocess
+
+    calls = []
+
+    def forbidden(*args, **kwargs):
+        calls.append(args)
+        raise AssertionError("a run folder made mmcore call a non-Fusion")
+
+    monkeypatch.setattr(os, "system", forbidden)
+    monkeypatch.setattr(builtins, "eval", forbidden)
+    monkeypatch.setattr(subprocess, "Popen", forbidden)
+    marker = tmp_path / "ran"
+    options = {k: v.replace("MARKER", str(marker)) for k, v in options.items()}
+    run = _tampered(runs, tmp_path, value, options)
+    message = _loads_refused(runs, run, value, capsys)
+    assert "not a subclass of mmcore.Fusion" in message
+    assert calls == [] and not marker.exists()
+
+
+@pytest.mark.parametrize("package", [False, True])
+def test_a_module_inside_the_run_folder_is_refused_and_not_imported(
+    runs, tmp_path, capsys, monkeypatch, package
+):
+    marker = tmp_path / "ran"
+    name = "evil_pkg_in_run" if package else "evil_mod_in_run"
+    run = _tampered(runs, tmp_path, f"{name}:X")
+    if package:
+        (run / name).mkdir()
+        _evil(run / name / "__init__.py", marker)
+    else:
+        _evil(run / f"{name}.py", marker)
+    monkeypatch.syspath_prepend(str(run))  # as if run from inside the folder
+    monkeypatch.chdir(run)
+    message = _loads_refused(runs, run, f"{name}:X", capsys, "--trust-code")
+    assert "inside the run folder" in message
+    assert not marker.exists()
+    monkeypatch.delitem(__import__("sys").modules, name, raising=False)
+
+
+def test_an_unknown_module_is_refused(runs, tmp_path, capsys):
+    run = _tampered(runs, tmp_path, "no_such_module_xyz:X")
+    assert "not installed" in _loads_refused(runs, run, "no_such_module_xyz:X", capsys)
+
+
+def test_an_installed_fusion_by_import_path_still_loads(runs, tmp_path):
+    data = json.loads((runs["plain"] / "spec.json").read_text())
+    run = _tampered(runs, tmp_path, "mmcore.fusions.concat:ConcatFusion",
+                    data["fusion"]["options"])
+    predictor = mmcore.load(run, registry=runs["reg"])
+    assert type(predictor.model.fusion).__name__ == "ConcatFusion"
+    assert len(predictor.predict([{"x": 10.0, "z": 0.3}])) == 1
+
+
+def test_a_run_with_a_spec_file_fusion_loads_only_when_trusted(runs, capsys):
+    run = runs["custom"]
+    assert json.loads((run / "spec.json").read_text())["fusion"]["name"] == "spec.py:MeanFusion"
+    message = _loads_refused(runs, run, "spec.py:MeanFusion", capsys, "--trust-code")
+    assert "defined in its spec file" in message
+    predictor = mmcore.load(run, registry=runs["reg"], trust_code=True)
+    assert type(predictor.model.fusion).__name__ == "MeanFusion"
+    assert len(predictor.predict([{"x": 10.0, "z": 0.3}])) == 1
+    assert main(["evaluate", str(run), "--no-report", "--trust-code"]) == 0
+    assert main(["predict", str(run), "--input", str(runs["rows"]), "--trust-code"]) == 0
+    assert '"label"' in capsys.readouterr().out
