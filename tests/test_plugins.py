@@ -157,3 +157,78 @@ def test_builtin_registers_through_the_same_hooks():
     registry = Registry(pm)
     assert registry.get("fusion", "concat").plugin == "mmcore"
     assert registry.get("head", "classification").distribution == "mmcore"
+
+
+def test_sys_exit_at_import_or_in_a_hook_isolates_the_plugin(site):
+    make_dist(site, "mmtest-good", "mmtest_good", GOOD.format(name="goodmod"))
+    make_dist(site, "mmtest-quits", "mmtest_quits", "import sys\nsys.exit(7)\n")
+    make_dist(
+        site,
+        "mmtest-hookquits",
+        "mmtest_hookquits",
+        """
+        import sys
+        import mmcore
+
+        @mmcore.hookimpl
+        def register_modalities(register):
+            register("quitmod", "tests.toy:ToyModality")
+            sys.exit(8)
+    """,
+    )
+    registry = build_registry()
+    assert registry.get("modality", "goodmod")
+    quits = registry.plugins["mmtest_quits"]
+    assert quits.status == "failed" and "sys.exit(7)" in quits.error
+    hook = registry.plugins["mmtest_hookquits"]
+    assert hook.status == "failed" and "sys.exit(8)" in hook.error
+    assert "quitmod" not in registry.names("modality")
+
+
+def test_sys_exit_in_strict_mode_is_a_plugin_error(site, monkeypatch):
+    make_dist(site, "mmtest-quits", "mmtest_quits", "import sys\nsys.exit(7)\n")
+    monkeypatch.setenv("MMCORE_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match=r"mmtest_quits.*sys\.exit\(7\)"):
+        build_registry()
+
+
+def test_entry_point_name_clash_leaves_both_out_naming_both(site):
+    make_dist(site, "mmtest-real", "mmtest_real", GOOD.format(name="realmod"), ep_name="image")
+    make_dist(site, "mmtest-impostor", "mmtest_fake", GOOD.format(name="fakemod"), ep_name="image")
+    registry = build_registry()
+    info = registry.plugins["image"]
+    assert info.status == "failed"
+    assert "mmtest-impostor and mmtest-real" in info.error
+    assert not {"realmod", "fakemod"} & set(registry.names("modality"))
+    with pytest.raises(PluginError, match="image.*failed to load.*mmtest-impostor"):
+        registry.get("modality", "image")
+
+
+def test_entry_point_name_clash_in_strict_mode_raises(site, monkeypatch):
+    make_dist(site, "mmtest-real", "mmtest_real", GOOD.format(name="realmod"), ep_name="image")
+    make_dist(site, "mmtest-impostor", "mmtest_fake", GOOD.format(name="fakemod"), ep_name="image")
+    monkeypatch.setenv("MMCORE_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match="mmtest-impostor and mmtest-real"):
+        build_registry()
+
+
+def test_misspelt_hook_suggests_the_hook_meant(site):
+    make_dist(
+        site,
+        "mmtest-typo",
+        "mmtest_typo",
+        """
+        import mmcore
+
+        @mmcore.hookimpl
+        def register_fusion(register):
+            pass
+
+        @mmcore.hookimpl
+        def frobnicate():
+            pass
+    """,
+    )
+    error = build_registry().plugins["mmtest_typo"].error
+    assert "register_fusion (did you mean register_fusions?)" in error
+    assert "frobnicate" in error and "frobnicate (did" not in error

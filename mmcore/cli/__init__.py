@@ -23,6 +23,8 @@ COMMANDS = {
 }
 
 EXIT_USER_ERROR = 2
+#: what a shell reports for a process ended by SIGPIPE (128 + 13): the reader went away
+EXIT_BROKEN_PIPE = 141
 
 
 class _CommandParser(argparse.ArgumentParser):
@@ -76,7 +78,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if debug:
         os.environ["MMCORE_STRICT_PLUGINS"] = "1"
     try:
-        return int(args.run(args) or 0)
+        code = int(args.run(args) or 0)
+        sys.stdout.flush()  # inside the try: a reader that left early is a broken pipe here
+        return code
+    except BrokenPipeError:
+        # `mmcore plugins --json | head`: the reader has what it wanted. Point stdout at
+        # devnull so the interpreter's own flush at exit does not fail again (Python docs,
+        # "Note on SIGPIPE").
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except MmcoreError as exc:
         if debug:
             raise

@@ -15,17 +15,21 @@ plugin is reported and skipped instead of stopping everything. Environment varia
 
 from __future__ import annotations
 
+import difflib
 import os
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 import pluggy
 
+from mmcore.errors import PluginError
 from mmcore.plugins import hookspecs
 from mmcore.plugins.registry import PluginInfo, Registry
 
 GROUP = "mmcore"
 BUILTIN = "mmcore"
+PROJECT_SPEC = hookspecs.PROJECT + "_spec"
+PROJECT_IMPL = hookspecs.PROJECT + "_impl"
 
 
 def _names(var: str) -> set[str] | None:
@@ -58,19 +62,27 @@ def _check_plugin(pm: pluggy.PluginManager, module: Any, ep: EntryPoint) -> str 
             f"version {hookspecs.API_VERSION}; install a release of "
             f"{ep.dist.name if ep.dist else ep.name} made for it"
         )
-    known = {name for name in dir(hookspecs) if not name.startswith("_")}
-    prefix = hookspecs.PROJECT + "_impl"
-    unknown = [
-        name
-        for name in dir(module)
-        if not name.startswith("_")
-        and callable(getattr(module, name))
-        and hasattr(getattr(module, name), prefix)
-        and name not in known
-    ]
+    known = [name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), PROJECT_SPEC)]
+    unknown = []
+    for attr in dir(module):
+        obj = getattr(module, attr)
+        opts = getattr(obj, PROJECT_IMPL, None) if callable(obj) else None
+        hook = (opts.get("specname") if isinstance(opts, dict) else None) or attr
+        if opts is not None and not attr.startswith("_") and hook not in known:
+            close = difflib.get_close_matches(hook, known, n=1, cutoff=0.6)
+            unknown.append(hook + (f" (did you mean {close[0]}?)" if close else ""))
     if unknown:
         return f"it implements hooks mmcore does not define: {', '.join(sorted(unknown))}"
     return None
+
+
+def _exit_reason(exc: SystemExit) -> str:
+    return f"it called sys.exit({exc.code!r})"
+
+
+def _claimants(eps: list[EntryPoint]) -> list[str]:
+    """The distinct distributions (or, lacking one, targets) declaring these entry points."""
+    return sorted({ep.dist.name if ep.dist else ep.value for ep in eps})
 
 
 def load_entry_points(
@@ -85,15 +97,26 @@ def load_entry_points(
     disabled = _names("MMCORE_DISABLE_PLUGINS") or set()
     problems: list[PluginInfo] = []
     distributions: dict[str, tuple[str | None, str | None]] = {}
-    seen: set[str] = set()
-    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
-        if ep.name in seen:
-            continue
-        seen.add(ep.name)
+    by_name: dict[str, list[EntryPoint]] = {}
+    for ep in entry_points(group=GROUP):
+        by_name.setdefault(ep.name, []).append(ep)
+    for name, eps in sorted(by_name.items()):
+        ep = eps[0]
         dist = ep.dist.name if ep.dist else None
         version = ep.dist.version if ep.dist else None
         if (only is not None and ep.name not in only) or ep.name in disabled:
             problems.append(PluginInfo(ep.name, dist, version, "disabled"))
+            continue
+        claimants = _claimants(eps)
+        if len(claimants) > 1:
+            # Loading either would let one distribution silently shadow the other.
+            reason = (
+                f"entry-point name {name!r} is declared by more than one distribution: "
+                f"{' and '.join(claimants)}; neither is loaded. Uninstall the one you do not want."
+            )
+            if strict:
+                raise PluginError(reason)
+            problems.append(PluginInfo(name, None, None, "failed", reason))
             continue
         try:
             module = ep.load()
@@ -101,11 +124,15 @@ def load_entry_points(
             if reason is not None:
                 raise pluggy.PluginValidationError(module, reason)
             pm.register(module, name=ep.name)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
+            if strict and isinstance(exc, SystemExit):
+                raise PluginError(f"plugin {ep.name!r}: {_exit_reason(exc)} at import") from exc
             if strict:
                 raise
             if isinstance(exc, pluggy.PluginValidationError):
                 reason = str(exc)
+            elif isinstance(exc, SystemExit):
+                reason = f"import failed: {_exit_reason(exc)}"
             else:
                 reason = f"import failed: {type(exc).__name__}: {exc}"
             problems.append(PluginInfo(ep.name, dist, version, "failed", reason))

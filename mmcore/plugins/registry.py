@@ -66,7 +66,7 @@ class Registration:
             return self.impl
         try:
             return import_object(self.impl)
-        except Exception as exc:  # report which plugin is broken, not just the import error
+        except (Exception, SystemExit) as exc:  # name the broken plugin; never exit for it
             raise PluginError(
                 f"{self.kind} {self.name!r} from plugin {self.plugin!r} "
                 f"({self.distribution or 'unknown distribution'}) failed to import "
@@ -139,13 +139,18 @@ class Registry:
                             impl.function(
                                 register=_recorder(collected, kind, plugin_name, dist, version)
                             )
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
+                if self.strict and isinstance(exc, SystemExit):
+                    raise PluginError(
+                        f"plugin {plugin_name!r}: a registration hook called sys.exit({exc.code!r})"
+                    ) from exc
                 if self.strict:
                     raise
-                reason = f"{type(exc).__name__}: {exc}"
-                self.plugins[plugin_name] = PluginInfo(
-                    plugin_name, dist, version, "failed", f"registration hook raised {reason}"
-                )
+                if isinstance(exc, SystemExit):
+                    reason = f"registration hook called sys.exit({exc.code!r})"
+                else:
+                    reason = f"registration hook raised {type(exc).__name__}: {exc}"
+                self.plugins[plugin_name] = PluginInfo(plugin_name, dist, version, "failed", reason)
                 for reg in collected:
                     self._failed_names[(reg.kind, reg.name)] = plugin_name
                 continue

@@ -57,6 +57,14 @@ def load_module(path: Path) -> ModuleType:
     sys.modules[name] = module
     try:
         module_spec.loader.exec_module(module)
+    except SystemExit as exc:
+        # Unchecked, a file's sys.exit() ends the whole command silently with its code.
+        sys.modules.pop(name, None)
+        why = (
+            f"{path.name} called sys.exit({exc.code!r}) while it was being read; "
+            "a spec file must define `spec`, not exit"
+        )
+        raise SpecError(str(path), [("", why)]) from None
     except BaseException:
         sys.modules.pop(name, None)
         raise
@@ -155,6 +163,8 @@ def load_spec(
         module = load_module(path)
     except SyntaxError as exc:
         raise SpecError(source, [("", f"syntax error at line {exc.lineno}: {exc.msg}")]) from None
+    except SpecError:
+        raise
     except Exception as exc:
         raise SpecError(
             source, [("", f"running the spec file raised {type(exc).__name__}: {exc}")]

@@ -1,0 +1,60 @@
+"""Process exit codes when a spec file or a plugin calls ``sys.exit``, and broken pipes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.test_plugins import make_dist
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str, site: Path | None = None, **kwargs) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMCORE_")}
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(site)] * (site is not None) + [str(ROOT), env.get("PYTHONPATH", "")]
+    )
+    if "stdout" not in kwargs:
+        kwargs["capture_output"] = True
+    return subprocess.run(
+        [sys.executable, "-m", "mmcore", *args], text=True, cwd=ROOT, env=env, **kwargs
+    )
+
+
+def test_spec_calling_sys_exit_is_a_spec_error_naming_the_file(tmp_path):
+    spec = tmp_path / "spec.py"
+    spec.write_text("import sys\nsys.exit(3)\n")
+    for argv in (["validate"], ["train", "--output", str(tmp_path / "runs")]):
+        result = run(*argv, str(spec))
+        assert result.returncode == 2, (argv, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert (
+            "spec.py called sys.exit(3) while it was being read; "
+            "a spec file must define `spec`, not exit"
+        ) in result.stderr
+        assert str(spec) in result.stderr
+
+
+def test_plugin_calling_sys_exit_at_import_does_not_end_commands(tmp_path):
+    make_dist(tmp_path, "mmtest-quits", "mmtest_quits", "import sys\nsys.exit(7)\n")
+    result = run("plugins", site=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "mmtest_quits  [failed]" in result.stdout
+    assert "sys.exit(7)" in result.stdout
+    spec = tmp_path / "bad.py"
+    spec.write_text("spec = {'name': 'x'}\n")
+    assert run("validate", str(spec), site=tmp_path).returncode == 2  # goes on to the spec
+
+
+def test_broken_pipe_exits_quietly():
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written, as with `| head`
+    try:
+        result = run("plugins", "--json", stdout=write, stderr=subprocess.PIPE)
+    finally:
+        os.close(write)
+    assert result.returncode == 141
+    assert result.stderr == ""
