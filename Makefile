@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - create .venv, install mmcore + every plugin, train the bundled av_digits example
+#                 (into runs/av_digits, replacing the previous demo run)
 #   make test   - create .venv, install mmcore + every plugin + test tools, run the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -22,7 +23,7 @@ $(BIN)/.installed: pyproject.toml $(foreach p,$(PLUGINS),$(p)/pyproject.toml)
 install: $(BIN)/.installed
 
 demo: install
-	$(BIN)/mmcore train examples/av_digits/spec.py
+	$(BIN)/mmcore train examples/av_digits/spec.py --overwrite
 
 test: install
 	$(BIN)/python -m pytest

@@ -18,6 +18,7 @@ Layout::
       modality_report.json      from ``mmcore evaluate``
       health.json               training health warnings (see mmcore.train.health), if any
       *.png                     plots, when matplotlib is installed
+      .lock                     held by the training writing the folder (mmcore.train.lock)
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ logged; the best epoch by ``train.monitor`` gives the run's ``model.safetensors`
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import random
@@ -30,6 +31,7 @@ from mmcore.train.callbacks import callback_manager
 from mmcore.train.distributed import Distributed, find, local_batch_size, silent_hooks
 from mmcore.train.evaluation import SplitResult, autocast_context, evaluate_model, weighted_loss
 from mmcore.train.health import HealthChecks
+from mmcore.train.lock import RunLock
 from mmcore.train.masking import modality_dropout
 from mmcore.train.optim import build_optimizer, build_scheduler
 from mmcore.train.report import Transform, modality_report
@@ -70,6 +72,13 @@ RUN_OUTPUTS = (
     METRICS_JSON, "metrics.csv", BAD_ROWS, MODALITY_REPORT, HEALTH, "tensorboard",
     "*.png",
 )
+#: OS errors that mean the disk or the folder refuses a write: reported in one line, not a
+#: traceback (every file is written atomically, so nothing half-written is left to trust)
+WRITE_ERRNOS = {
+    getattr(errno, name)
+    for name in ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "EFBIG", "EIO")
+    if hasattr(errno, name)  # EDQUOT is missing on Windows
+}
 
 
 #: mixed into the epoch's seed for the augmentation generator
@@ -148,6 +157,7 @@ class Trainer:
         self.run = RunFolder(self.run_dir)
         self.resume = resume
         self.overwrite = overwrite
+        self.lock = RunLock(self.run_dir)  # taken by the process that writes the run folder
         self.quiet = quiet
         self.plots = plots
         self.report = report
@@ -191,7 +201,17 @@ class Trainer:
             final = self._fit()
             failed = False
             return final
+        except OSError as exc:
+            if exc.errno not in WRITE_ERRNOS:
+                raise
+            where = exc.filename or self.run.path
+            raise CheckpointError(
+                f"training stopped: {where}: {exc.strerror or exc} "
+                f"[{errno.errorcode.get(exc.errno or 0, exc.errno)}]; the files already in "
+                f"{self.run.path} are complete (continue with --resume once fixed)"
+            ) from exc
         finally:
+            self.lock.release()
             if self.dist is not None:
                 self.dist.close(failed=failed)
             set_deterministic(deterministic_before)
@@ -205,6 +225,8 @@ class Trainer:
     # -- setup ----------------------------------------------------------------------------
     def _prepare_run_folder(self) -> Path | None:
         run = self.run
+        # Only the writer (rank 0: this runs through _on_main) locks, until fit() returns.
+        self.lock.acquire()
         if self.resume:
             found = ck.latest_checkpoint(run.checkpoints)
             if found is not None:
@@ -213,11 +235,16 @@ class Trainer:
             reset_outputs(run, RUN_OUTPUTS)
         markers = (SPEC_JSON, ck.CHECKPOINTS, ck.MODEL_FILE)
         existing = [n for n in markers if (run.path / n).exists()]
-        if existing and not self.overwrite:
+        finished = run.model.exists() or ck.latest_checkpoint(run.checkpoints) is not None
+        if existing and finished and not self.overwrite:
             raise CheckpointError(
-                f"{run.path} already holds a run ({', '.join(existing)}); continue it with "
-                "--resume, replace it with --overwrite, or choose another --output"
+                f"{run.path} already holds a run with a complete checkpoint "
+                f"({', '.join(existing)}); continue it with --resume, replace it with "
+                "--overwrite, or choose another --output"
             )
+        if existing and not finished and not self.overwrite:
+            self.note(f"{run.path} holds a run that stopped before its first complete "
+                      "checkpoint: starting it again in the same folder")
         if existing:
             reset_outputs(run, RUN_OUTPUTS)
         run.path.mkdir(parents=True, exist_ok=True)
