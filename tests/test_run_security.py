@@ -18,25 +18,6 @@ from mmcore.plugins.registry import reset_registry
 from mmcore.train import Trainer
 from tests import train_toy as toy
 
-FUSION_SPEC = '''
-import torch
-import mmcore
-
-
-class MeanFusion(mmcore.Fusion):
-    def __init__(self, input_sizes, size: int = 8):
-        super().__init__(input_sizes, output_size=size)
-        self.proj = torch.nn.ModuleDict(
-            {m: torch.nn.Linear(d, size) for m, d in input_sizes.items()})
-
-    def forward(self, features):
-        return torch.stack([self.proj[m](f.pooled()) for m, f in sorted(features.items())]).mean(0)
-
-
-spec = SPEC
-spec["fusion"] = {"name": MeanFusion, "options": {"size": 6}}
-'''
-
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
@@ -53,7 +34,7 @@ def runs(tmp_path_factory):
     Trainer(spec, output=plain, registry=reg, plots=False, quiet=True, report=False).fit()
     spec_file = root / "src" / "spec.py"
     spec_file.parent.mkdir()
-    spec_file.write_text(FUSION_SPEC.replace("SPEC", repr(spec)))
+    spec_file.write_text(toy.FUSION_SPEC.replace("SPEC", repr(spec)))
     custom = root / "custom"
     Trainer(spec_file, output=custom, registry=reg, plots=False, quiet=True, report=False).fit()
     spec_file.unlink()  # the run must not need the original file

@@ -275,30 +275,13 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, da
     assert full_state["history"][-1]["train/loss"] == trainer.history[-1]["train/loss"]
 
 
-FUSION_SPEC = '''
-import torch
-import mmcore
 
-
-class MeanFusion(mmcore.Fusion):
-    def __init__(self, input_sizes, size: int = 8):
-        super().__init__(input_sizes, output_size=size)
-        self.proj = torch.nn.ModuleDict(
-            {m: torch.nn.Linear(d, size) for m, d in input_sizes.items()})
-
-    def forward(self, features):
-        return torch.stack([self.proj[m](f.pooled()) for m, f in sorted(features.items())]).mean(0)
-
-
-spec = SPEC
-spec["fusion"] = {"name": MeanFusion, "options": {"size": 6}}
-'''
 
 
 def test_a_fusion_defined_in_the_spec_file_travels_with_the_run(tmp_path, data, reg):
     spec_file = tmp_path / "spec.py"
     spec = toy.spec_dict(data, tmp_path / "cache", epochs=1)
-    spec_file.write_text(FUSION_SPEC.replace("SPEC", repr(spec)))
+    spec_file.write_text(toy.FUSION_SPEC.replace("SPEC", repr(spec)))
     run = tmp_path / "run"
     Trainer(spec_file, output=run, registry=reg, plots=False, quiet=True).fit()
     assert (run / "spec.py").read_text() == spec_file.read_text()

@@ -133,3 +133,24 @@ def spec_dict(data: Path, cache: Path, **train: Any) -> dict[str, Any]:
 def write_spec(path: Path, spec: dict[str, Any]) -> Path:
     path.write_text(f"spec = {spec!r}\n")
     return path
+
+
+#: a spec file defining its own fusion class; "SPEC" is replaced by a spec dict
+FUSION_SPEC = '''
+import torch
+import mmcore
+
+
+class MeanFusion(mmcore.Fusion):
+    def __init__(self, input_sizes, size: int = 8):
+        super().__init__(input_sizes, output_size=size)
+        self.proj = torch.nn.ModuleDict(
+            {m: torch.nn.Linear(d, size) for m, d in input_sizes.items()})
+
+    def forward(self, features):
+        return torch.stack([self.proj[m](f.pooled()) for m, f in sorted(features.items())]).mean(0)
+
+
+spec = SPEC
+spec["fusion"] = {"name": MeanFusion, "options": {"size": 6}}
+'''
