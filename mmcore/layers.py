@@ -43,7 +43,7 @@ def run_rnn(rnn: nn.RNNBase, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Te
     if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
         with torch.autocast("cpu", enabled=False):
             return run_rnn(rnn, x.float(), mask)
-    if mask is None:
+    if mask is None or bool(mask.all()):  # every row full length: packing changes nothing
         outputs, hidden = rnn(x)
         return outputs, _last_hidden(rnn, hidden)
     lengths = mask.sum(dim=1)

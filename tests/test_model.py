@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from mmcore.model import build_modalities, build_model
@@ -70,3 +71,21 @@ def test_rnn_encoders_run_under_cpu_bf16_autocast():
         out, last = run_rnn(rnn, x.bfloat16(), mask)
     assert out.dtype == torch.float32 and last.shape == (3, 8)
     assert torch.allclose(out, expected, atol=0.05)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_run_rnn_skips_packing_for_full_rows_with_identical_outputs(bidirectional):
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from mmcore.layers import _last_hidden, run_rnn
+
+    torch.manual_seed(0)
+    rnn = torch.nn.LSTM(3, 5, batch_first=True, bidirectional=bidirectional)
+    x = torch.randn(4, 7, 3)
+    mask = torch.ones(4, 7, dtype=torch.bool)
+    outputs, last = run_rnn(rnn, x, mask)
+    packed = pack_padded_sequence(x, torch.full((4,), 7), batch_first=True)
+    ref_out, hidden = rnn(packed)
+    ref_out, _ = pad_packed_sequence(ref_out, batch_first=True)
+    torch.testing.assert_close(outputs, ref_out)
+    torch.testing.assert_close(last, _last_hidden(rnn, hidden))
