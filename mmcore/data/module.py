@@ -143,6 +143,15 @@ class DataModule:
                 self._tables[name] = self._preprocess(name, split, self._targets())
         self._report_bad_rows()
 
+    def check(self) -> None:
+        """What :meth:`setup` checks before any work, and nothing more (``mmcore validate``):
+        the sampler, that every source exists and reads as a table, and that every column the
+        spec names is in it, then the split assignment. Nothing is fitted or preprocessed."""
+        if self.spec.train.sampler == "balanced":
+            self._check_balanced()
+        with self._progress_bars():
+            self._load_splits()
+
     def _targets(self, present: set[str] | None = None) -> list[TargetSpec]:
         return [
             TargetSpec(name, head.target, self._head_classes[name], self.head_options[name])

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -84,19 +86,28 @@ class Monitor:
         return value > best if self.greater_is_better else value < best
 
 
-def resolve_monitor(
-    requested: str | None, model: MultimodalModel, has_validation: bool, source: str
-) -> Monitor:
-    """``train.monitor`` checked against the heads' metrics; default: the first head's first
-    metric. Without a validation split the training loss is monitored."""
+def check_monitor(requested: str | None, heads: Mapping[str, Any], source: str) -> dict[str, bool]:
+    """Every name ``train.monitor`` may take -> whether larger is better; raise
+    :class:`SpecError` when ``requested`` is not one. ``heads`` maps head names to heads or
+    head classes (``metric_names`` and ``greater_is_better`` are class attributes, so
+    ``mmcore validate`` checks the monitor without building a model)."""
     available = {"loss": False}
-    for name, head in model.heads.items():
+    for name, head in heads.items():
         available[f"{name}.loss"] = False
         for metric in head.metric_names:
             available[f"{name}.{metric}"] = bool(head.greater_is_better)
     if requested is not None and requested not in available:
         raise SpecError(source, [("train.monitor", f"unknown metric {requested!r}; "
                                   f"expected one of {', '.join(sorted(available))}")])
+    return available
+
+
+def resolve_monitor(
+    requested: str | None, model: MultimodalModel, has_validation: bool, source: str
+) -> Monitor:
+    """``train.monitor`` checked against the heads' metrics; default: the first head's first
+    metric. Without a validation split the training loss is monitored."""
+    available = check_monitor(requested, model.heads, source)
     if not has_validation:
         return Monitor("loss", f"{TRAIN}/loss", False)
     if requested is None:

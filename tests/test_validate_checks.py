@@ -1,0 +1,102 @@
+"""``mmcore validate`` runs every check ``mmcore train`` makes before training: the device and
+precision, the monitor metric, the data files and columns (``--no-data`` skips the last)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from mmcore.cli import main
+
+ROWS = "text,label,split,speaker\nnice,pos,train,a\nbad,neg,train,b\nok,pos,validation,a\n"
+
+
+def write_spec(folder, data=None, modality=None, train=None, extra_csv=None):
+    (folder / "data.csv").write_text(extra_csv or ROWS)
+    spec = {
+        "data": data or {"path": "data.csv", "split_column": "split"},
+        "modalities": {"words": modality or {"plugin": "text", "column": "text"}},
+        "heads": {"label": {"kind": "classification", "target": "label"}},
+        "train": train or {},
+    }
+    path = folder / "spec.py"
+    path.write_text(f"spec = {spec!r}\n")
+    return path
+
+
+def validate(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(["validate", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_valid_spec_is_still_valid(tmp_path, capsys):
+    code, out, err = validate(capsys, write_spec(tmp_path))
+    assert code == 0, err
+    assert "valid" in out and "--no-data" not in out
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "words"),
+    [
+        (["train.precision=fp16", "train.device=cpu"], "train.precision", "fp16 needs a CUDA"),
+        (["train.monitor=label.acc"], "train.monitor", "label.accuracy"),
+        (["data.path=missing.csv"], "data.path", "does not exist"),
+        (["modalities.words.column=body"], "'body' (modalities.words.column)", "no column"),
+        (["heads.label.target=y"], "'y' (heads.label.target)", "no column"),
+        (["data.split_column=fold"], "'fold' (data.split_column)", "no column"),
+    ],
+)
+def test_each_setup_problem_is_reported(tmp_path, capsys, overrides, field, words):
+    code, out, err = validate(capsys, write_spec(tmp_path), *overrides)
+    assert code == 2 and "valid." not in out
+    assert field in err and words in err
+
+
+def test_a_missing_group_column_is_reported(tmp_path, capsys):
+    data = {"path": "data.csv", "split": {"group_column": "signer"}}
+    code, _, err = validate(capsys, write_spec(tmp_path, data=data))
+    assert code == 2 and "'signer' (data.split.group_column)" in err
+
+
+def test_cuda_without_cuda_is_reported(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, _, err = validate(capsys, write_spec(tmp_path), "train.device=cuda")
+    assert code == 2 and "train.device: 'cuda' requested but torch sees no CUDA" in err
+
+
+def test_a_sequence_modalitys_context_column_is_checked(tmp_path, capsys):
+    pytest.importorskip("mmcore_plugin_gesture")
+    rows = 'seq,label,split\n"[[1.0], [2.0]]",pos,train\n"[[3.0], [1.0]]",neg,validation\n'
+    modality = {
+        "plugin": "gesture",
+        "column": "seq",
+        "options": {"transforms": [{"op": "standardize", "by": "signer"}]},
+    }
+    code, _, err = validate(capsys, write_spec(tmp_path, modality=modality, extra_csv=rows))
+    assert code == 2 and "'signer' (modalities.words.options)" in err
+
+
+def test_all_problems_are_reported_at_once(tmp_path, capsys):
+    spec = write_spec(tmp_path, train={"precision": "fp16", "device": "cpu",
+                                       "monitor": "label.nope"})
+    code, _, err = validate(capsys, spec, "heads.label.target=y")
+    assert code == 2
+    assert "train.precision" in err and "train.monitor" in err and "heads.label.target" in err
+
+
+def test_no_data_skips_the_data_checks_and_imports_no_torch(tmp_path):
+    spec = write_spec(tmp_path)
+    code = (
+        "import sys\n"
+        "from mmcore.cli import main\n"
+        f"assert main(['validate', {str(spec)!r}, 'data.path=missing.csv', '--no-data']) == 0\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "data not checked" in result.stdout
