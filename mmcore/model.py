@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+import torch
 from torch import Tensor, nn
 
 from mmcore.batch import Features, ModalityBatch
 from mmcore.encoder import Encoder
-from mmcore.errors import SpecError
+from mmcore.errors import PluginError, SpecError
 from mmcore.fusion import Fusion
 from mmcore.head import Head
 from mmcore.modality import Modality
@@ -119,3 +120,59 @@ def build_model(
         except ValueError as exc:
             raise SpecError(spec.source, [(f"heads.{name}.options", str(exc))]) from None
     return MultimodalModel(encoders, fusion, heads)
+
+
+def check_encoders(
+    model: MultimodalModel, inputs: Mapping[str, ModalityBatch], spec: Spec | None = None
+) -> None:
+    """Run each encoder once on a real collated batch (eval mode, no gradients) and check
+    that its :class:`Features` match what it declares: the feature size ``output_size``
+    (the fusion is built for it) and the shape kind (``[B, D]`` pooled or ``[B, T, D]`` when
+    ``sequence``). The model's mode and the CPU random state are left as they were.
+
+    Raises :class:`PluginError` naming the modality, its plugin (from ``spec``) and encoder
+    class, and the declared and actual sizes; unchecked, a mismatch only shows up as a raw
+    shape error inside the fusion at the first training step.
+    """
+    problems: list[str] = []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            for name, encoder in model.encoders.items():
+                if name not in inputs:
+                    continue
+                problem = _features_problem(encoder, encoder(inputs[name]))
+                if problem is None:
+                    continue
+                who = f"modality {name!r}"
+                if spec is not None and name in spec.modalities:
+                    who += f" (plugin {spec.modalities[name].plugin_name!r})"
+                cls = type(encoder)
+                problems.append(f"{who}: encoder {cls.__module__}.{cls.__qualname__} {problem}")
+    finally:
+        model.train(was_training)
+    if problems:
+        where = f"{spec.source}: " if spec is not None else ""
+        raise PluginError(
+            f"{where}an encoder's output does not match what it declares (checked on one "
+            "batch before training):\n  " + "\n  ".join(problems) + "\nAn encoder must "
+            "call super().__init__(output_size, sequence=...) with the feature size and kind "
+            "its forward returns; fix the plugin's encoder (or the options that size it)"
+        )
+
+
+def _features_problem(encoder: Encoder, out: object) -> str | None:
+    if not isinstance(out, Features):
+        return f"returned {type(out).__name__}, expected mmcore.Features"
+    kind = "sequence [B, T, D]" if encoder.sequence else "pooled [B, D]"
+    if out.values.dim() not in (2, 3):
+        return f"declares {kind} features but returned values of shape {list(out.values.shape)}"
+    if out.is_sequence != encoder.sequence:
+        actual = "sequence" if out.is_sequence else "pooled"
+        return (f"declares {kind} features (sequence={encoder.sequence}) but returned "
+                f"{actual} values of shape {list(out.values.shape)}")
+    if out.size != encoder.output_size:
+        return (f"declares output_size={encoder.output_size} but returned features of size "
+                f"{out.size} (values of shape {list(out.values.shape)})")
+    return None

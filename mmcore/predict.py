@@ -8,18 +8,19 @@ from ``spec.json``, restores each modality's fitted state and loads the best wei
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
 from mmcore.batch import Batch
-from mmcore.errors import CheckpointError, DataError, PluginError
+from mmcore.errors import CheckpointError, DataError, PluginError, SpecError
 from mmcore.modality import Modality
 from mmcore.model import MultimodalModel, build_modalities, build_model
 from mmcore.plugins.registry import Registry, get_registry
-from mmcore.spec.load import resolve_run_fusion_class
+from mmcore.spec.load import parse_override, resolve_run_fusion_class
 from mmcore.spec.model import Spec
 from mmcore.train.checkpoint import atomic_write_json, load_weights
 from mmcore.train.evaluation import SplitResult, evaluate_model
@@ -36,6 +37,9 @@ from mmcore.train.settings import resolve_device, resolve_monitor
 NO_DATASET = "<in-memory dataset, not saved>"
 #: rows per forward pass in :meth:`Predictor.predict` when no batch size is given
 PREDICT_BATCH = 256
+#: the spec fields a trained run may be loaded with changed (``field=value``): how rows
+#: are read, never what the model is
+RUN_OVERRIDES = ("data.allow_missing", "data.bad_rows")
 
 
 class Predictor:
@@ -197,6 +201,39 @@ class Predictor:
         return report
 
 
+def check_run_overrides(
+    overrides: Iterable[str], allowed: Sequence[str] = RUN_OVERRIDES
+) -> list[tuple[str, Any]]:
+    """``["data.allow_missing=true"]`` -> ``[("data.allow_missing", True)]``; raises
+    :class:`SpecError` (source ``<command line>``) for a field not in ``allowed``, listing
+    the allowed ones: everything else was fixed when the run was trained."""
+    parsed, problems = [], []
+    for text in overrides:
+        keys, value = parse_override(text)
+        field = ".".join(keys)
+        if field in allowed:
+            parsed.append((field, value))
+        else:
+            problems.append((field, "cannot be changed after training; allowed here: "
+                             + ", ".join(f"{f}=..." for f in allowed)))
+    if problems:
+        raise SpecError("<command line>", problems)
+    return parsed
+
+
+def apply_run_overrides(spec: Spec, overrides: Iterable[str]) -> None:
+    """Set :data:`RUN_OVERRIDES` fields on a loaded run's spec (validated as the spec
+    validates them); see :func:`check_run_overrides`."""
+    problems = []
+    for field, value in check_run_overrides(overrides):
+        try:
+            setattr(spec.data, field.split(".", 1)[1], value)
+        except ValidationError as exc:
+            problems.append((field, f"{exc.errors()[0]['msg']} (got {value!r})"))
+    if problems:
+        raise SpecError("<command line>", problems)
+
+
 def _has_source(spec: Spec) -> bool:
     d = spec.data
     return any(v is not None for v in (d.path, d.train, d.validation, d.test))
@@ -225,6 +262,7 @@ def load(
     device: str = "auto",
     registry: Registry | None = None,
     trust_code: bool = False,
+    overrides: Iterable[str] = (),
 ) -> Predictor:
     """Load a trained run folder.
 
@@ -236,10 +274,15 @@ def load(
     Raises :class:`CheckpointError` when the folder is not a run, a file is corrupted, or
     the plugins the run needs are missing or at another major version (naming the package
     to install); :class:`SpecError` (field ``fusion.name``) when the fusion is refused.
+
+    ``overrides`` (``"data.allow_missing=true"``, ``"data.bad_rows=skip"``) change how rows
+    are read for evaluation and prediction; only :data:`RUN_OVERRIDES` fields are accepted
+    (a :class:`SpecError` lists them). They are not written back to the run folder.
     """
     run = RunFolder(Path(run_dir))
     registry = registry or get_registry()
     spec = _read_spec_json(run)
+    apply_run_overrides(spec, overrides)
     check_plugin_versions(spec.plugins, run.spec_json, registry)
     fusion_class = None
     name = spec.fusion.name

@@ -1,5 +1,6 @@
-"""``mmcore evaluate RUN_DIR [--split NAME | --data PATH] [--trust-code]``: metrics and the
-modality report."""
+"""``mmcore evaluate RUN_DIR [--split NAME | --data PATH] [--trust-code] [field=value ...]``:
+metrics and the modality report. The overrides allowed after training are
+``data.allow_missing=true`` and ``data.bad_rows=skip``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
         name, help="evaluate a trained run on a split or a data file, with a modality report"
     )
     p.add_argument("run_dir", help="a run folder written by `mmcore train`")
+    p.add_argument("overrides", nargs="*", metavar="field=value",
+                   help="how rows are read: data.allow_missing=true (rows lacking a "
+                   "modality are masked) or data.bad_rows=skip (bad rows left out)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--split", help="a split of the run's data (default: test, else validation)")
     where.add_argument("--data", help="a data file with the same columns as the training data")
@@ -30,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from mmcore.train.report import format_report
     from mmcore.train.run import MODALITY_REPORT
 
-    predictor = load(args.run_dir, device=args.device, trust_code=args.trust_code)
+    predictor = load(args.run_dir, device=args.device, trust_code=args.trust_code,
+                     overrides=args.overrides)
     result = predictor.evaluate(args.split, data=args.data)
     report = None
     if not args.no_report:

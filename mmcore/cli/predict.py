@@ -1,4 +1,5 @@
-"""``mmcore predict RUN_DIR --input FILE [--output FILE] [--trust-code]``: predictions for raw rows.
+"""``mmcore predict RUN_DIR --input FILE [--output FILE] [--trust-code] [field=value ...]``:
+predictions for raw rows (``data.allow_missing=true`` lets rows lack some modalities).
 
 Input: ``.csv``, ``.jsonl`` (one object a line) or ``.json`` (a list of objects); relative
 file paths in it resolve against its folder. Output:
@@ -20,10 +21,15 @@ from typing import Any
 
 from mmcore.errors import DataError
 
+#: the ``field=value`` overrides predict takes (see mmcore.predict.RUN_OVERRIDES)
+PREDICT_OVERRIDES = ("data.allow_missing",)
+
 
 def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help="predict with a trained run")
     p.add_argument("run_dir", help="a run folder written by `mmcore train`")
+    p.add_argument("overrides", nargs="*", metavar="field=value",
+                   help="data.allow_missing=true: rows lacking some modalities are masked")
     p.add_argument("--input", "-i", required=True, help="rows to predict: .csv, .jsonl or .json")
     p.add_argument("--output", "-o", help="where to write: .jsonl (default) or .csv; "
                    "default: stdout as JSON lines")
@@ -124,11 +130,15 @@ def write_predictions(predictions: list[dict[str, Any]], output: Path | None) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmcore.predict import load
+    from mmcore.predict import check_run_overrides, load
 
+    # One prediction per input row: a bad row is always an error, so data.bad_rows is not
+    # offered here.
+    check_run_overrides(args.overrides, PREDICT_OVERRIDES)
     source = Path(args.input)
     rows = read_rows(source)
-    predictor = load(args.run_dir, device=args.device, trust_code=args.trust_code)
+    predictor = load(args.run_dir, device=args.device, trust_code=args.trust_code,
+                     overrides=args.overrides)
     # Relative paths in the input resolve next to it, as they do in training data files.
     predictions = predictor.predict(rows, batch_size=args.batch_size,
                                     root=source.resolve().parent)

@@ -13,6 +13,16 @@ from pathlib import Path
 MISSING_REASON = "missing value; set data.allow_missing=True to allow rows without this modality"
 ALL_MISSING_REASON = "every modality is missing; a row needs at least one"
 MISSING_TARGET_REASON = "missing target value"
+#: where an unknown label's fix points: leaving such rows out (data.bad_rows='skip') would
+#: silently shrink a test set, so the skip hint is not given for them
+CLASSES_FIELD = "heads.{head}.options.classes"
+
+
+def unknown_class_reason(head: str, reason: str) -> str:
+    """``reason`` (a head could not encode a label) with the fix: declare the classes."""
+    field = CLASSES_FIELD.format(head=head)
+    return (f"{reason}; a head knows only the classes declared or seen when it was trained: "
+            f"declare every class at training time with {field}=[...]")
 
 
 @dataclass(frozen=True)
@@ -46,7 +56,7 @@ class BadRow:
 def bad_row_message(bad: BadRow, hint: bool = True) -> str:
     """The text of the error raised for a bad row when ``data.bad_rows="raise"``."""
     message = f"bad data in {bad.describe()}"
-    if hint:
+    if hint and CLASSES_FIELD.partition("{head}")[2] + "=" not in bad.reason:
         message += (
             ". Fix the row, or set data.bad_rows='skip' to leave bad rows out (they are "
             "listed in the run folder)"

@@ -25,6 +25,7 @@ from mmcore.data.bad_rows import (
     MISSING_TARGET_REASON,
     BadRow,
     bad_row_message,
+    unknown_class_reason,
 )
 from mmcore.data.storage import (
     ERROR,
@@ -205,7 +206,10 @@ class RowProcessor:
                 one = target.head_class.encode_targets([column[i]], target.options)
                 out[i] = np.asarray(one)[0]
             except ValueError as exc:
-                errors[i] = (target.column, f"target of head {target.name!r}: {exc}")
+                reason = f"target of head {target.name!r}: {exc}"
+                if "classes" in target.options:  # a label outside the fitted vocabulary
+                    reason = unknown_class_reason(target.name, reason)
+                errors[i] = (target.column, reason)
         return out
 
     def final_errors(self, result: Processed) -> list[tuple[str, str] | None]:

@@ -287,8 +287,11 @@ def resolve_run_fusion_class(
     else:
         if not trust_code:
             why = _check_module_location(module_part, folder)
-            if why is not None:
+            if why is not None and why.endswith("inside the run folder"):
                 raise refuse(f"{why}; if you trust this run, load it with {TRUST_HINT}")
+            if why is not None:  # trusting the run would not help: the module is not there
+                raise refuse(f"{why}; install the package that provides it, as when the run "
+                             "was trained")
         try:
             obj = import_object(name)
         except (ImportError, AttributeError) as exc:

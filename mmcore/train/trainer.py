@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mmcore.errors import CheckpointError, DataError, TrainingError
-from mmcore.model import MultimodalModel, build_modalities, build_model
+from mmcore.model import MultimodalModel, build_modalities, build_model, check_encoders
 from mmcore.plugins.registry import Registry, get_registry
 from mmcore.spec.load import load_spec, validate_spec
 from mmcore.spec.model import Spec
@@ -83,6 +83,8 @@ WRITE_ERRNOS = {
 
 #: mixed into the epoch's seed for the augmentation generator
 AUGMENT_SEED = 0x5DEECE66D
+#: training rows the encoders are run on once before training (see check_encoders)
+DRY_RUN_ROWS = 4
 
 
 def _dropout_seed(seed: int, epoch: int) -> int:
@@ -382,6 +384,7 @@ class Trainer:
         torch.manual_seed(train.seed)  # the same initial weights whatever the data layer drew
         self.model = model = build_model(resolved, modalities, self.registry).to(self.device)
         dm = self.data
+        self._check_encoders(model, resolved)
         self.has_validation = VALIDATION in dm.splits and dm.num_rows(VALIDATION) > 0
         self.monitor = resolve_monitor(train.monitor, model, self.has_validation, spec.source)
         if train.monitor and not self.has_validation:
@@ -411,6 +414,15 @@ class Trainer:
         finally:
             epochs_bar.close()
         return self._finish()
+
+    def _check_encoders(self, model: MultimodalModel, spec: Spec) -> None:
+        """Each encoder once on a few real training rows, so one whose output differs from
+        what it declares is named now rather than as a shape error in the fusion later."""
+        rows = min(DRY_RUN_ROWS, self.spec.train.batch_size)
+        loader = self.data.loader(TRAIN, batch_size=rows, shuffle=False)
+        batch = next(iter(loader), None)
+        if batch is not None:
+            check_encoders(model, {k: v.to(self.device) for k, v in batch.inputs.items()}, spec)
 
     def _loader(self, split: str, *, shuffle: bool, epoch: int = 0):
         train = self.spec.train
