@@ -253,3 +253,33 @@ def test_unknown_callback_and_plugin_event_hooks(toy_registry):
     pm.hook.on_epoch_end(trainer=None, epoch=7, metrics={})
     assert calls == [7]
     assert [name for name, _ in pm.list_name_plugin()] == ["plugin:events"]
+
+
+def test_thread_policy_never_oversubscribes(monkeypatch):
+    from mmcore.train import settings
+
+    monkeypatch.setattr(settings, "usable_cores", lambda: 8)
+    assert settings.resolve_threads("auto", num_workers=0) == 8
+    assert settings.resolve_threads("auto", num_workers=3) == 5
+    assert settings.resolve_threads("auto", num_workers=0, local_processes=4) == 2
+    assert settings.resolve_threads("auto", num_workers=4, local_processes=4) == 1
+    assert settings.resolve_threads("auto", num_workers=0, current=1) == 1  # OMP_NUM_THREADS=1
+    assert settings.resolve_threads(3, num_workers=7) == 3  # a number is taken as given
+
+
+def test_fit_applies_train_threads_and_restores_them(tmp_path, monkeypatch):
+    from mmcore.spec import validate_spec
+    from mmcore.train import Trainer
+    from tests import train_toy as toy
+
+    reg = toy.registry()
+    data = toy.write_data(tmp_path / "data.csv")
+    spec = validate_spec(toy.spec_dict(data, tmp_path / "cache", epochs=1, threads=1),
+                         registry=reg)
+    calls = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append(n), real(n)))
+    before = torch.get_num_threads()
+    Trainer(spec, output=tmp_path / "run", registry=reg, plots=False, quiet=True).fit()
+    assert calls[0] == 1 and calls[-1] == before
+    assert torch.get_num_threads() == before

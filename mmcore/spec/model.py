@@ -144,6 +144,19 @@ class TrainSpec(StrictModel):
     )
     early_stopping: int | None = Field(None, ge=1, description="patience in epochs")
     num_workers: int = Field(0, ge=0)
+    threads: int | Literal["auto"] = Field(
+        "auto", description="torch intra-op threads while training: a number, or 'auto' (the "
+        "usable cores, shared among this machine's training processes, less one per "
+        "DataLoader worker; at least 1)"
+    )
+
+    @field_validator("threads")
+    @classmethod
+    def _threads_positive(cls, value: Any) -> Any:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"threads must be at least 1 or 'auto', got {value}")
+        return value
+
     sampler: Literal["shuffle", "balanced"] = Field(
         "shuffle",
         description="training order: 'shuffle' (a permutation per epoch) or 'balanced' (rows "

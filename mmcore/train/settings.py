@@ -4,6 +4,7 @@ determinism, and the metric that picks the best epoch."""
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -114,3 +115,32 @@ def resolve_monitor(
         first_name, first = next(iter(model.heads.items()))
         requested = f"{first_name}.{first.metric_names[0]}" if first.metric_names else "loss"
     return Monitor(requested, f"{VALIDATION}/{requested}", available[requested])
+
+
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity, capped by a cgroup CPU quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
+
+
+def resolve_threads(
+    setting: int | str, num_workers: int, local_processes: int = 1, current: int | None = None
+) -> int:
+    """Intra-op threads for ``train.threads``: a number as given; ``"auto"``: the usable
+    cores shared among the machine's ``local_processes`` training processes, less one per
+    DataLoader worker (each worker runs one thread), at least 1 — so workers and intra-op
+    threads never oversubscribe the cores — and never more than ``current`` (the process's
+    setting: ``OMP_NUM_THREADS`` or an earlier ``torch.set_num_threads``)."""
+    if setting != "auto":
+        return int(setting)
+    share = max(1, usable_cores() // max(1, local_processes) - num_workers)
+    return min(share, current) if current else share

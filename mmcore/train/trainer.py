@@ -60,6 +60,7 @@ from mmcore.train.settings import (
     check_precision,
     resolve_device,
     resolve_monitor,
+    resolve_threads,
     set_deterministic,
 )
 from mmcore.train.state import capture_rng, restore_rng
@@ -193,8 +194,13 @@ class Trainer:
         ``stopped_early`` and a dict of metrics per evaluated split."""
         deterministic_before = torch.are_deterministic_algorithms_enabled()
         benchmark_before = torch.backends.cudnn.benchmark
+        threads_before = torch.get_num_threads()
         failed = True
         try:
+            train = self.spec.train
+            local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+            torch.set_num_threads(
+                resolve_threads(train.threads, train.num_workers, local, threads_before))
             if self.dist_env is not None:
                 train = self.spec.train
                 local_batch_size(train.batch_size, self.world_size, self.spec.source)
@@ -218,6 +224,7 @@ class Trainer:
                 self.dist.close(failed=failed)
             set_deterministic(deterministic_before)
             torch.backends.cudnn.benchmark = benchmark_before
+            torch.set_num_threads(threads_before)
 
     def note(self, message: str) -> None:
         """A line for the user on stderr (nothing when quiet, nor on ranks other than 0)."""
