@@ -7,7 +7,6 @@ from ``spec.json``, restores each modality's fitted state and loads the best wei
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from mmcore.model import MultimodalModel, build_modalities, build_model
 from mmcore.plugins.registry import Registry, get_registry
 from mmcore.spec.load import parse_override, resolve_run_fusion_class
 from mmcore.spec.model import Spec
-from mmcore.train.checkpoint import atomic_write_json, load_weights
+from mmcore.train.checkpoint import atomic_write_json, load_weights, read_json
 from mmcore.train.evaluation import SplitResult, evaluate_model
 from mmcore.train.report import modality_report
 from mmcore.train.run import (
@@ -244,10 +243,7 @@ def _read_spec_json(run: RunFolder) -> Spec:
     which the spec model would reject, so a placeholder stands in for it."""
     if not run.spec_json.is_file():
         return load_run_spec(run)  # raises the "not a run folder" error
-    try:
-        raw = json.loads(run.spec_json.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{run.spec_json}: corrupted or unreadable JSON ({exc})") from None
+    raw = read_json(run.spec_json)
     data = raw.get("data") if isinstance(raw, dict) else None
     if isinstance(data, dict) and not any(data.get(k) for k in ("path", "train")):
         from mmcore.spec.load import spec_from_json
@@ -290,6 +286,7 @@ def load(
         fusion_class = resolve_run_fusion_class(
             name, run.path, trust_code=trust_code, source=str(run.spec_json)
         )
+    _check_run_options(spec, fusion_class, registry, str(run.spec_json))
     try:
         modalities = build_modalities(spec, registry)
         for name, modality in modalities.items():
@@ -301,7 +298,31 @@ def load(
             f"{run.spec_json}: cannot rebuild the model: {exc} (the run was trained with: "
             f"{recorded})"
         ) from None
+    except (ValueError, TypeError, RuntimeError, MemoryError) as exc:  # e.g. absurd sizes
+        raise CheckpointError(f"{run.spec_json}: cannot rebuild the model it describes: "
+                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                              ) from None
     load_weights(model, run.model)
     target = resolve_device(device, str(run.spec_json))
     model.to(target).eval()
     return Predictor(run.path, spec, model, modalities, target, registry)
+
+
+def _check_run_options(
+    spec: Spec, fusion_class: type | None, registry: Registry, source: str
+) -> None:
+    """Every option in a run's ``spec.json`` accepted by its plugin, fusion and heads, as
+    ``mmcore validate`` checks them, before anything is built: a tampered file is a
+    :class:`SpecError` naming the fields. The fusion is the class already resolved safely."""
+    from mmcore.spec.load import check_plugins
+    from mmcore.spec.model import FusionSpec
+
+    checked = spec.model_copy()
+    if fusion_class is not None:
+        checked.fusion = FusionSpec(name=fusion_class, options=dict(spec.fusion.options))
+    # unregistered plugins are reported by the model build, with the versions trained with
+    problems = [(field, why) for field, why in check_plugins(checked, registry)
+                if not field.endswith((".plugin", ".kind", "fusion.name"))
+                and not field.startswith("train.callbacks")]
+    if problems:
+        raise SpecError(source, problems)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 
 import pytest
 import torch
@@ -173,3 +174,76 @@ def test_a_run_with_a_spec_file_fusion_loads_only_when_trusted(runs, capsys):
     assert main(["evaluate", str(run), "--no-report", "--trust-code"]) == 0
     assert main(["predict", str(run), "--input", str(runs["rows"]), "--trust-code"]) == 0
     assert '"label"' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value", ["venv.__main__:X", "this:X", "antigravity:X"])
+def test_installed_modules_outside_mmcore_are_not_even_imported(runs, tmp_path, capsys, value):
+    # importing runs a module's top-level code: venv.__main__ would build a venv, `this`
+    # prints, antigravity opens a browser
+    module = value.split(":")[0]
+    was_loaded = module in sys.modules
+    run = _tampered(runs, tmp_path, value)
+    message = _loads_refused(runs, run, value, capsys, "--trust-code")
+    assert "neither of mmcore nor of an installed mmcore plugin" in message
+    assert (module in sys.modules) == was_loaded
+    assert not (run / "pyvenv.cfg").exists()
+
+
+def test_a_builtin_module_is_not_said_to_be_inside_the_run_folder(runs, tmp_path, capsys,
+                                                                   monkeypatch):
+    run = _tampered(runs, tmp_path, "os:system", {"command": "true"})
+    monkeypatch.chdir(run)  # origins like 'frozen' must not resolve against the cwd
+    message = _loads_refused(runs, run, "os:system", capsys)
+    assert "inside the run folder" not in message and "not a subclass" in message
+
+
+def _cli_refuses(argv, capsys, *texts):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    for text in texts:
+        assert text in err, err
+
+
+def test_tampered_options_and_files_are_one_line_errors(runs, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(runs["plain"], run)
+    good = json.loads((run / "spec.json").read_text())
+    name = good["fusion"]["name"]
+    evaluate = ["evaluate", str(run), "--no-report"]
+    # an option the fusion does not take
+    (run / "spec.json").write_text(json.dumps(
+        {**good, "fusion": {"name": name, "options": {"__class__": 1}}}))
+    _cli_refuses(evaluate, capsys, "fusion.options")
+    # JSON nested far too deeply
+    (run / "spec.json").write_text("[" * 100_000 + "]" * 100_000)
+    _cli_refuses(evaluate, capsys, "nested too deeply")
+    (run / "spec.json").write_text(json.dumps(good))
+    # weights that are a device, not a file
+    (run / "model.safetensors").unlink()
+    (run / "model.safetensors").symlink_to("/dev/zero")
+    _cli_refuses(evaluate, capsys, "not a regular file")
+
+
+def test_symlinks_planted_in_a_run_folder_are_never_followed(runs, tmp_path, capsys):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious").write_text("keep me too")
+    run = tmp_path / "run"
+    shutil.copytree(runs["plain"], run)
+    (run / ".lock").unlink(missing_ok=True)  # left by the training that made the run
+    (run / ".lock").symlink_to(victim)
+    spec = json.loads((run / "spec.json").read_text())
+    spec_file = toy.write_spec(tmp_path / "spec.py", {
+        k: v for k, v in spec.items() if k in ("data", "modalities", "fusion", "heads", "train")})
+    _cli_refuses(["train", str(spec_file), "--output", str(run), "--overwrite"], capsys,
+                 "lock file")
+    assert victim.read_text() == "keep me"
+    (run / ".lock").unlink()
+    shutil.rmtree(run / "checkpoints")
+    (run / "checkpoints").symlink_to(outside)
+    assert main(["train", str(spec_file), "--output", str(run), "--overwrite"]) == 0
+    assert (outside / "precious").read_text() == "keep me too"
+    assert (run / "checkpoints").is_dir() and not (run / "checkpoints").is_symlink()

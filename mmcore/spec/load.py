@@ -222,12 +222,31 @@ TRUST_HINT = "trust_code=True (mmcore.load) or --trust-code (mmcore evaluate/pre
 
 
 def _inside(origin: str | None, folder: Path) -> bool:
-    if not origin:
+    if not origin or not Path(origin).is_absolute():  # 'built-in', 'frozen': no file
         return False
     try:
         return Path(origin).resolve().is_relative_to(folder)
     except (OSError, ValueError):
         return False
+
+
+def _unknown_module(module_name: str) -> str | None:
+    """Why a run folder's import path may not be imported without trust (``None``: it may).
+
+    Importing a module runs its top-level code, so only modules already imported (nothing
+    more runs) and modules of mmcore or of an installed mmcore plugin distribution (entry
+    point group ``mmcore``, loaded as plugins anyway) are imported for an untrusted run."""
+    if module_name in sys.modules:
+        return None
+    top = module_name.split(".")[0]
+    if top == "mmcore":
+        return None
+    from importlib.metadata import entry_points
+
+    plugins = {ep.value.split(":")[0].split(".")[0] for ep in entry_points(group="mmcore")}
+    if top in plugins:
+        return None
+    return f"module {module_name!r} is part neither of mmcore nor of an installed mmcore plugin"
 
 
 def _check_module_location(module_name: str, folder: Path) -> str | None:
@@ -286,7 +305,16 @@ def resolve_run_fusion_class(
         obj: Any = resolve_fusion_class(name, folder)
     else:
         if not trust_code:
-            why = _check_module_location(module_part, folder)
+            # a top-level name is looked up without importing anything; deeper names only
+            # once the package is known to be mmcore's or a plugin's
+            top = module_part.split(".")[0]
+            why = _check_module_location(top, folder)
+            if why is None:
+                unknown = _unknown_module(module_part)
+                if unknown is not None:
+                    raise refuse(f"{unknown}, and importing it would run its code; if you "
+                                 f"trust this run, load it with {TRUST_HINT}")
+                why = _check_module_location(module_part, folder)
             if why is not None and why.endswith("inside the run folder"):
                 raise refuse(f"{why}; if you trust this run, load it with {TRUST_HINT}")
             if why is not None:  # trusting the run would not help: the module is not there

@@ -100,6 +100,8 @@ def read_json(path: str | Path) -> Any:
         raise CheckpointError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: corrupted or unreadable JSON ({exc})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: JSON nested too deeply to be a run's file") from None
 
 
 # -- tensors -----------------------------------------------------------------------------------
@@ -112,12 +114,16 @@ def save_tensors(path: str | Path, tensors: Mapping[str, Tensor]) -> None:
 def load_tensors(path: str | Path) -> dict[str, Tensor]:
     """A safetensors file's tensors (on CPU), or :class:`CheckpointError` naming the file."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # a device (/dev/zero), a fifo, a folder
+        raise CheckpointError(f"{path}: not a regular file, so not a safetensors file")
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise CheckpointError(f"{path}: file not found") from None
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read ({exc})") from None
+    except MemoryError:
+        raise CheckpointError(f"{path}: too large to load into memory") from None
     try:
         return st_load(data)
     except (SafetensorError, ValueError, RuntimeError) as exc:

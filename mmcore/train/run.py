@@ -202,9 +202,9 @@ def reset_outputs(run: RunFolder, patterns: Iterable[str]) -> None:
     ``patterns`` are names or globs relative to the run folder."""
     for pattern in patterns:
         for target in run.path.glob(pattern):
-            if target.is_dir():
+            if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
-            else:
+            else:  # a file, or a symbolic link (removed itself, never what it points to)
                 target.unlink()
 
 
