@@ -173,6 +173,10 @@ def test_errors_name_the_step_and_the_fix():
         SequenceOptions(downsample=3)
     with pytest.raises(ValidationError, match="set the modality's rate"):
         SequenceOptions(transforms=[{"op": "resample", "rate": 50}])
+    with pytest.raises(ValueError, match=r"window_ms=50.0 is 0.5 steps at 10 Hz"):
+        SequencePipeline([{"op": "envelope", "window_ms": 50}], rate=10)
+    with pytest.raises(ValidationError, match="each transform needs an 'op'"):
+        SequenceOptions(transforms=[{"window": 3}])
 
 
 # -- the encoder ---------------------------------------------------------------------------------

@@ -12,7 +12,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    model_validator,
+)
 
 
 class _Step(BaseModel):
@@ -70,7 +78,7 @@ class Envelope(_Step):
 
     op: Literal["envelope"] = "envelope"
     kind: Literal["rms", "mav"] = "rms"
-    window: PositiveInt | None = None
+    window: int | None = Field(None, ge=2, description="window in steps (at least 2)")
     hop: PositiveInt | None = None
     window_ms: PositiveFloat | None = None
     hop_ms: PositiveFloat | None = None
@@ -131,8 +139,19 @@ class Clip(_Step):
     limit: PositiveFloat = 5.0
 
 
+OPS = ("select", "resample", "envelope", "standardize", "diff", "clip")
+
+
+def _needs_op(value: object) -> object:
+    if isinstance(value, dict) and "op" not in value:
+        raise ValueError(f"each transform needs an 'op': one of {', '.join(OPS)}; got {value!r}")
+    return value
+
+
 Transform = Annotated[
-    Select | Resample | Envelope | Standardize | Diff | Clip, Field(discriminator="op")
+    Select | Resample | Envelope | Standardize | Diff | Clip,
+    Field(discriminator="op"),
+    BeforeValidator(_needs_op),
 ]
 
 
@@ -165,14 +184,21 @@ def output_rates(transforms: list[Transform], rate: float | None) -> list[float 
             elif step.steps is not None:
                 current = None
         elif isinstance(step, Envelope) and current is not None:
-            current = current / envelope_window(step, current)[1]
+            window, hop = envelope_window(step, current)
+            if window < 2:
+                raise ValueError(
+                    f"transforms[{i}] (envelope): window_ms={step.window_ms} is "
+                    f"{step.window_ms * current / 1000:g} steps at {current:g} Hz; a window "
+                    "needs at least 2 steps"
+                )
+            current = current / hop
         rates.append(current)
     return rates
 
 
 def envelope_window(step: Envelope, rate: float | None) -> tuple[int, int]:
     """``(window, hop)`` of an envelope step in steps, converting milliseconds at ``rate``."""
-    def steps(ms: float) -> int:
+    def steps(ms: float) -> int:  # milliseconds -> the nearest whole number of steps
         if rate is None:
             raise ValueError("envelope: window_ms/hop_ms need the modality's rate")
         return max(1, round(ms * rate / 1000))

@@ -200,7 +200,8 @@ def modality_at_chance(
         return None
     message = (
         f"modality {modality!r} alone scores at chance on the {split} split ({head}.accuracy "
-        f"{only:.3f}, majority class {chance_accuracy:.3f}) while all modalities together "
+        f"{only:.3f}, majority class {chance_accuracy:.3f}, within the margin {margin:.3f} "
+        f"that {rows if rows else 'its'} rows allow) while all modalities together "
         f"score {fused:.3f}: the model may ignore it (a dead branch), or it may carry nothing "
         "about the target"
     )
@@ -214,7 +215,8 @@ def modality_at_chance(
             f"train a spec with {modality!r} alone to see whether it predicts the target at "
             "all; if it does, check its encoder options and preprocessing",
         )
-    figures = {"only_accuracy": only, "fused_accuracy": fused, "chance_accuracy": chance_accuracy}
+    figures = {"only_accuracy": only, "fused_accuracy": fused, "chance_accuracy": chance_accuracy,
+               "margin": margin, "rows": rows}
     return HealthWarning(MODALITY_AT_CHANCE, modality, message, suggestions, None, figures)
 
 
