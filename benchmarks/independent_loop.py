@@ -1,0 +1,426 @@
+"""Independent loop: ``mmcore.Trainer`` against a hand-written PyTorch loop that shares no code
+with mmcore (issue 14), on the CPU.
+
+The baseline is plain ``torch.nn`` (``nn.Conv1d``, ``nn.LSTM``, ``nn.Linear``), batches sliced
+from in-memory tensors it builds itself from the CSV (numpy and ``csv`` only), AdamW, gradient
+norm clipping at 1.0 and a plain ``for`` loop. Nothing of mmcore is imported by it: not the
+model, the data layer, the batches nor the loss. ``trainer_overhead.py`` compares loops that
+share mmcore's model and batches; this one also puts mmcore's model and data layer on trial.
+
+Data: the 5,296 real fingertip trajectories of
+``../shared/data/hand_gestures/point_history_labeled.csv`` (16 steps x 2 coordinates, 4
+classes), read as two modalities over the same rows: ``position`` (the 16 points as frames
+``[16, 2]``, raw) and ``gesture`` (the same trajectories ``[16, 2]``, standardised per channel
+on the training split), concat fusion, one classification head. Skipped with a note when the
+shared data is absent.
+
+Model, at two sizes (``tiny``: width 16, overhead-bound; ``large``: width 256, compute-bound):
+gesture = LSTM(2, H) then Linear(H, H) from the last state; position = two Conv1d(k=3, ReLU)
+then LSTM(H), mean over steps; concat fusion = MLP([g, p, 2 presence flags] -> H -> H,
+dropout 0.1); head = MLP(H -> H -> 4, dropout 0.1); cross-entropy. mmcore builds it from a spec
+with ``encoder: "reference"`` for both modalities; the hand loop writes the same layers out.
+Both parameter counts are printed and must be equal.
+
+Arms, alternating in each round after an untimed warm-up round: ``hand`` (the independent
+loop), ``mmcore`` (``Trainer(spec).fit()``, ``train.threads=1``, ``report=False``, plots and
+progress off), ``control`` (the independent loop again: control / hand is the noise floor).
+What is timed:
+
+* **training loop, per epoch**: hand: the epoch's ``for`` loop (a ``randperm``, slicing each
+  batch, forward, loss, ``zero_grad``, backward, clipping, ``step``); mmcore: each call of
+  ``Trainer._train_epoch`` (wrapped), which does the same from its ``DataLoader`` plus its own
+  bookkeeping. Data preparation is outside both.
+* **whole run**: hand: reading the CSV, building the tensors, the model and the optimizer,
+  the epochs, a validation pass after each epoch and a final test pass; mmcore: ``Trainer(...)``
+  plus ``fit()`` (data set-up from its cache, a hit after the warm-up round; the epochs;
+  validation after each epoch; checkpoints and metrics files; the final evaluation of the best
+  model on validation and test).
+
+Ratios are **mmcore speed / hand loop speed** (samples/s over samples/s; for the whole run, the
+hand loop's seconds over mmcore's): 1.0 is parity, below 1 mmcore is slower. Against the hand
+loop they use the mean of the round's hand and control runs, which bracket mmcore in time.
+
+    python benchmarks/independent_loop.py                       # prints the section
+    python benchmarks/independent_loop.py --write docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import benchlib
+
+KEY = "independent_loop"
+TITLE = "Trainer against an independent hand-written loop"
+TABLE = benchlib.SHARED / "hand_gestures" / "point_history_labeled.csv"
+STEPS = [f"{axis}{i}" for i in range(16) for axis in ("x", "y")]
+#: width of every layer, epochs per run, rounds
+SIZES = {"tiny": 16, "large": 256}
+EPOCHS = {"tiny": 3, "large": 2}
+ROUNDS = {"tiny": 5, "large": 5}
+BATCH, LR, WEIGHT_DECAY, CLIP, SEED = 32, 2e-3, 0.01, 1.0, 0
+
+
+# -- the independent arm: torch only -------------------------------------------------------------
+def read_table(path: Path) -> tuple[Any, Any]:
+    """``(x [N, 16, 2] float32, y [N] int64)`` from the CSV, with numpy and ``csv``."""
+    import numpy as np
+
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    x = np.array([[float(r[c]) for c in STEPS] for r in rows], dtype=np.float32)
+    y = np.array([int(r["label"]) for r in rows], dtype=np.int64)
+    return x.reshape(len(rows), 16, 2), y
+
+
+def hand_data(path: Path) -> dict[str, Any]:
+    """Seeded 80/10/10 split; gesture standardised per channel on the training rows, position
+    raw; every split as in-memory tensors."""
+    import numpy as np
+    import torch
+
+    x, y = read_table(path)
+    order = np.random.default_rng(SEED).permutation(len(y))
+    n_val = n_test = round(0.1 * len(y))
+    parts = {"validation": order[:n_val], "test": order[n_val:n_val + n_test],
+             "train": order[n_val + n_test:]}
+    mean = x[parts["train"]].mean(axis=(0, 1))
+    std = x[parts["train"]].std(axis=(0, 1)) + 1e-8
+    out = {}
+    for split, idx in parts.items():
+        out[split] = (torch.from_numpy((x[idx] - mean) / std), torch.from_numpy(x[idx].copy()),
+                      torch.from_numpy(y[idx]))
+    return out
+
+
+def hand_model(width: int, classes: int = 4):
+    """The architecture mmcore builds from the spec, in plain ``torch.nn``."""
+    import torch
+    from torch import nn
+
+    class HandModel(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            h = width
+            self.g_lstm = nn.LSTM(2, h, batch_first=True)
+            self.g_proj = nn.Linear(h, h)
+            self.p_conv1 = nn.Conv1d(2, h, 3, padding=1)
+            self.p_conv2 = nn.Conv1d(h, h, 3, padding=1)
+            self.p_lstm = nn.LSTM(h, h, batch_first=True)
+            self.fusion = nn.Sequential(nn.Linear(2 * h + 2, h), nn.ReLU(), nn.Dropout(0.1),
+                                        nn.Linear(h, h))
+            self.head = nn.Sequential(nn.Linear(h, h), nn.ReLU(), nn.Dropout(0.1),
+                                      nn.Linear(h, classes))
+
+        def forward(self, gesture, position):
+            _, (last, _) = self.g_lstm(gesture)
+            g = self.g_proj(last[-1])
+            p = torch.relu(self.p_conv1(position.transpose(1, 2)))
+            p = torch.relu(self.p_conv2(p))
+            p, _ = self.p_lstm(p.transpose(1, 2))
+            flags = torch.ones(g.shape[0], 2)
+            return self.head(self.fusion(torch.cat([g, p.mean(dim=1), flags], dim=-1)))
+
+    return HandModel()
+
+
+def hand_accuracy(model, split) -> float:
+    import torch
+
+    g, p, y = split
+    model.eval()
+    with torch.no_grad():
+        correct = sum(int((model(g[i:i + 256], p[i:i + 256]).argmax(-1) == y[i:i + 256]).sum())
+                      for i in range(0, len(y), 256))
+    model.train()
+    return correct / len(y)
+
+
+def run_hand(width: int, epochs: int) -> dict[str, float]:
+    """The independent loop, whole run; ``loop_s`` / ``loop_cpu_s`` are its epochs only."""
+    import torch
+    from torch.nn import functional as F
+
+    start = time.perf_counter()
+    data = hand_data(TABLE)
+    g, p, y = data["train"]
+    torch.manual_seed(SEED)
+    model = hand_model(width)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+    walls, cpus = [], []
+    model.train()
+    for _ in range(epochs):
+        t0, c0 = time.perf_counter(), time.process_time()
+        order = torch.randperm(len(y))
+        for i in range(0, len(y), BATCH):
+            idx = order[i:i + BATCH]
+            loss = F.cross_entropy(model(g[idx], p[idx]), y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
+            optimizer.step()
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+        hand_accuracy(model, data["validation"])
+    accuracy = hand_accuracy(model, data["test"])
+    return {"loop_s": sum(walls), "loop_cpu_s": sum(cpus), "rows": len(y) * epochs,
+            "total_s": time.perf_counter() - start, "accuracy": accuracy,
+            "params": sum(q.numel() for q in model.parameters())}
+
+
+# -- the mmcore arm ------------------------------------------------------------------------------
+def mmcore_table(work: Path) -> Path:
+    """The CSV again with the trajectory also as one JSON cell ``[[x0, y0], ...]``, which the
+    position plugin reads as 16 frames of 2 values."""
+    out = work / "gestures.csv"
+    with TABLE.open(newline="", encoding="utf-8") as fh, out.open("w", newline="") as dst:
+        reader = csv.DictReader(fh)
+        writer = csv.DictWriter(dst, fieldnames=["label", "frames", *STEPS])
+        writer.writeheader()
+        for r in reader:
+            frames = [[float(r[f"x{i}"]), float(r[f"y{i}"])] for i in range(16)]
+            writer.writerow({"label": r["label"], "frames": json.dumps(frames),
+                             **{c: r[c] for c in STEPS}})
+    return out
+
+
+def mmcore_spec(table: Path, work: Path, width: int, epochs: int) -> dict[str, Any]:
+    h = width
+    return {
+        "name": f"bench-independent-{h}",
+        "data": {"path": str(table), "split": {"validation": 0.1, "test": 0.1, "seed": SEED},
+                 "cache_dir": str(work / "cache")},
+        "modalities": {
+            "gesture": {"plugin": "gesture", "column": STEPS,
+                        "options": {"channels": 2, "encoder": "reference", "hidden_size": h,
+                                    "output_size": h}},
+            "position": {"plugin": "position", "column": "frames",
+                         "options": {"encoder": "reference", "hidden_size": h,
+                                     "conv_channels": [h, h]}},
+        },
+        "fusion": {"name": "concat", "options": {"size": h, "hidden": h, "dropout": 0.1}},
+        "heads": {"gesture_class": {"kind": "classification", "target": "label",
+                                    "options": {"hidden": [h], "dropout": 0.1}}},
+        "train": {"epochs": epochs, "batch_size": BATCH, "lr": LR, "weight_decay": WEIGHT_DECAY,
+                  "grad_clip": CLIP, "scheduler": "constant", "seed": SEED, "device": "cpu",
+                  "threads": 1, "progress": False},
+    }
+
+
+def run_mmcore(spec: Any, registry: Any, work: Path, run: int) -> dict[str, float]:
+    import mmcore
+
+    start = time.perf_counter()
+    trainer = mmcore.Trainer(spec, output=work / f"run-{run}", overwrite=True, quiet=True,
+                             plots=False, report=False, registry=registry)
+    epochs: list[tuple[float, float]] = []
+    train_epoch = trainer._train_epoch
+
+    def timed(*args, **kwargs):
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            return train_epoch(*args, **kwargs)
+        finally:
+            epochs.append((time.perf_counter() - t0, time.process_time() - c0))
+
+    trainer._train_epoch = timed
+    final = trainer.fit()
+    total = time.perf_counter() - start
+    rows = trainer.data.num_rows("train") * len(epochs)
+    test = final.get("test", final.get("metrics", {}).get("test", {}))
+    accuracy = next((v for k, v in _flat(test) if k.endswith("accuracy")), float("nan"))
+    return {"loop_s": sum(w for w, _ in epochs), "loop_cpu_s": sum(c for _, c in epochs),
+            "rows": rows, "total_s": total, "accuracy": accuracy,
+            "params": sum(q.numel() for q in trainer.model.parameters())}
+
+
+def _flat(d: Any, prefix: str = "") -> list[tuple[str, float]]:
+    if isinstance(d, dict):
+        return [kv for k, v in d.items() for kv in _flat(v, f"{prefix}{k}.")]
+    return [(prefix.rstrip("."), d)] if isinstance(d, int | float) else []
+
+
+# -- rounds and the report -----------------------------------------------------------------------
+def compare(size: str, work: Path, registry: Any, threads: int, rounds: int,
+            epochs: int) -> dict[str, Any]:
+    import torch
+
+    from mmcore.spec import validate_spec
+
+    width = SIZES[size]
+    table = mmcore_table(work)
+    spec = validate_spec(mmcore_spec(table, work, width, epochs), base_dir=work,
+                         registry=registry)
+    runners = {"hand": lambda i: run_hand(width, epochs),
+               "mmcore": lambda i: run_mmcore(spec, registry, work, i),
+               "control": lambda i: run_hand(width, epochs)}
+    runs: dict[str, list[dict[str, float]]] = {a: [] for a in runners}
+    for i in range(rounds + 1):
+        for arm, runner in runners.items():
+            figures = runner(i)
+            if torch.get_num_threads() != threads:
+                print(f"note: {arm} left torch at {torch.get_num_threads()} threads; set back",
+                      file=sys.stderr)
+                torch.set_num_threads(threads)
+            if i == 0:
+                print(f"{size}: {arm} has {figures['params']:,} parameters", file=sys.stderr)
+                continue
+            runs[arm].append(figures)
+            print(f"{size} round {i} {arm}: {figures['rows'] / figures['loop_s']:.0f} samples/s"
+                  f" in the loop, {figures['total_s']:.2f} s whole run, test accuracy "
+                  f"{figures['accuracy']:.3f}", file=sys.stderr)
+    params = {a: r[0]["params"] for a, r in runs.items()}
+    if params["hand"] != params["mmcore"]:
+        raise SystemExit(f"{size}: parameter counts differ: hand {params['hand']:,}, mmcore "
+                         f"{params['mmcore']:,}; the two models are not the same architecture")
+    return {"size": size, "width": width, "epochs": epochs, "rounds": rounds, "runs": runs,
+            "params": params["hand"]}
+
+
+def ratios(result: dict[str, Any], arm: str, key: str) -> list[float]:
+    """Per round, ``arm``'s speed over the hand loop's (the mean of hand and control, unless
+    ``arm`` is the control): ``rows / key`` for loop keys, ``1 / total_s`` for the whole run."""
+    runs = result["runs"]
+
+    def speed(r: dict[str, float]) -> float:
+        return (r["rows"] / r[key]) if key != "total_s" else 1.0 / r[key]
+
+    out = []
+    for i, mine in enumerate(runs[arm]):
+        hand = speed(runs["hand"][i])
+        if arm != "control":
+            hand = (hand + speed(runs["control"][i])) / 2
+        out.append(speed(mine) / hand)
+    return out
+
+
+def size_report(result: dict[str, Any]) -> str:
+    med, spread = benchlib.median, benchlib.spread
+    runs = result["runs"]
+    rows_per_epoch = {a: r[0]["rows"] / result["epochs"] for a, r in runs.items()}
+    lines = [
+        f"### {result['size']} (width {result['width']})",
+        "",
+        f"{result['params']:,} parameters in both models. {rows_per_epoch['mmcore']:.0f} "
+        f"training rows for mmcore, {rows_per_epoch['hand']:.0f} for the hand loop (each its "
+        f"own seeded 80/10/10 split), batch size {BATCH}, {result['epochs']} epoch(s) per run, "
+        f"{result['rounds']} rounds.",
+        "",
+    ]
+    rows = []
+    for arm, rs in runs.items():
+        loop = [r["rows"] / r["loop_s"] for r in rs]
+        cpu = [r["rows"] / r["loop_cpu_s"] for r in rs]
+        per_epoch = [r["loop_s"] / result["epochs"] for r in rs]
+        total = [r["total_s"] for r in rs]
+        rows.append([arm, f"{med(loop):.0f}", f"{min(loop):.0f}-{max(loop):.0f}", f"{med(cpu):.0f}",
+                     f"{med(per_epoch):.3f}", f"{med(total):.2f}", spread(total),
+                     f"{med([r['accuracy'] for r in rs]):.3f}"])
+    lines.append(benchlib.table(
+        ["arm", "loop samples/s (median)", "range", "samples per CPU second",
+         "seconds per epoch", "whole run s (median)", "range", "test accuracy"], rows))
+    lines.append("")
+    for arm, label in (("mmcore", "mmcore / hand loop"),
+                       ("control", "control / hand loop (noise floor)")):
+        loop, cpu = ratios(result, arm, "loop_s"), ratios(result, arm, "loop_cpu_s")
+        whole = ratios(result, arm, "total_s")
+        lines.append(f"- {label}: training loop **{med(loop):.3f}x** (rounds {spread(loop)}), "
+                     f"per CPU second {med(cpu):.3f}x (rounds {spread(cpu)}), whole run "
+                     f"**{med(whole):.3f}x** (rounds {spread(whole)})")
+    return "\n".join(lines)
+
+
+def report(results: list[dict[str, Any]], *, threads: int, load: benchlib.Load,
+           notes: list[str]) -> str:
+    lines = [
+        f"Measured {benchlib.today()} on {benchlib.machine_line()}, by `python "
+        f"benchmarks/independent_loop.py`. CPU, float32, torch threads: {threads} intra-op, 1 "
+        f"inter-op (mmcore: `train.threads=1`). Load while it ran: {load.sentence()}",
+        "",
+        "The baseline shares no code with mmcore: plain `torch.nn` layers (`Conv1d`, `LSTM`, "
+        "`Linear`), tensors it reads from the CSV itself and slices per batch, AdamW (lr "
+        f"{LR:g}, weight decay {WEIGHT_DECAY:g}), gradient norm clipping at {CLIP:g}, a plain "
+        "loop. mmcore trains the same architecture, built from a spec with `encoder: "
+        "\"reference\"` for both modalities (`gesture`: LSTM then a linear layer; `position`: "
+        "two `Conv1d` then an LSTM), concat fusion and one classification head, with "
+        "`Trainer(spec).fit()` (`report=False`, plots and progress off). Data: the real "
+        "fingertip trajectories of `../shared/data/hand_gestures/point_history_labeled.csv` "
+        "(16 steps x 2), read as both modalities over the same rows (`gesture` standardised "
+        "per channel, `position` raw).",
+        "",
+        "Timed: the **training loop** (hand: each epoch's loop — a `randperm`, slicing, forward, "
+        "loss, backward, clipping, step; mmcore: each `Trainer._train_epoch` call — its "
+        "`DataLoader`, forward, loss, backward, clipping, step and bookkeeping; data "
+        "preparation is outside both), and the **whole run** (hand: reading the CSV, tensors, "
+        "model, the epochs, validation after each epoch, a final test pass; mmcore: "
+        "`Trainer(...)` and `fit()`: data set-up from its cache, the epochs, validation after "
+        "each epoch, checkpoints and metrics files, the final evaluation on validation and "
+        "test). Arms alternate (hand, mmcore, control, ...) after an untimed warm-up round; "
+        "\"control\" is the hand loop again. Ratios are **mmcore speed / hand loop speed**, "
+        "the median of per-round ratios (hand = the mean of the round's hand and control runs, "
+        "which bracket mmcore): 1.0 is parity, below 1 mmcore is slower. control / hand shows "
+        "how far noise alone moves a ratio.",
+        *(["", *notes] if notes else []),
+    ]
+    for result in results:
+        lines += ["", size_report(result)]
+    lines += [
+        "",
+        "What differs besides the code: mmcore's position encoder zeroes padded steps after "
+        "each convolution and checks the mask before its LSTM (every row here is full "
+        "length), its loop keeps epoch losses and a NaN check on the device and steps a "
+        "scheduler, and its AdamW has two parameter groups (no decay on biases); its batches "
+        "come from a `DataLoader` over its cached arrays. The hand loop's whole run re-reads "
+        "the CSV each time, mmcore's reads its cache; mmcore's also writes checkpoints and "
+        "evaluates on validation as well as test at the end. Test accuracy is there to show "
+        "both arms learn; it is not comparable between them (different splits, initial "
+        "weights and shuffling; mmcore evaluates its best epoch).",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--rounds", type=int, help=f"timed rounds (default {ROUNDS})")
+    parser.add_argument("--epochs", type=int, help=f"epochs per run (default {EPOCHS})")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--write", type=Path, help="markdown file whose section to update")
+    args = parser.parse_args(argv)
+    benchlib.offline()
+    if not TABLE.is_file():
+        print(f"skipped: {TABLE} is absent (set MMCORE_SHARED_DATA to the folder holding "
+              "hand_gestures/)", file=sys.stderr)
+        return 0
+
+    import torch
+
+    from mmcore.plugins import get_registry
+
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    registry = get_registry()
+    meter = benchlib.LoadMeter()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="mmcore-bench-") as tmp:
+        for size in args.sizes:
+            work = Path(tmp) / size
+            work.mkdir()
+            results.append(compare(size, work, registry, args.threads,
+                                   args.rounds or ROUNDS[size], args.epochs or EPOCHS[size]))
+    text = report(results, threads=args.threads, load=meter.stop(), notes=[])
+    print(benchlib.section(KEY, TITLE, text))
+    if args.write:
+        benchlib.write_section(args.write, KEY, TITLE, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
