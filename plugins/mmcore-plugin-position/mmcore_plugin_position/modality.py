@@ -126,6 +126,8 @@ class PositionModality(SequenceModality[PositionOptions]):
     def read(self, value: Any) -> np.ndarray:
         """``value`` arranged, checked and normalised per sequence, before the transforms."""
         arr = self._arrange(load_array(value, self.root, allow_empty=False))
+        if self.options.steps is not None and arr.shape[0] != self.options.steps:
+            raise ValueError(f"got {arr.shape[0]} frames, expected steps={self.options.steps}")
         self._check_frame(arr)
         check_finite(arr)
         arr = limit_length(arr, self.options.max_length, self.options.truncate)
@@ -168,6 +170,11 @@ class PositionModality(SequenceModality[PositionOptions]):
         if arr.ndim == 0 or arr.ndim > 3:
             got = "a single number" if arr.ndim == 0 else f"an array of shape {arr.shape}"
             raise ValueError(f"expected {LAYOUTS}, got {got}")
+        if arr.ndim == 1 and o.steps is not None:  # a flat row of steps x values: S frames
+            try:
+                arr = split_last_axis(arr, (o.steps, None), ("steps", "values per frame"))
+            except ValueError as exc:
+                raise ValueError(f"cannot split a flat value into frames: {exc}") from None
         if o.num_keypoints is None and o.dims is None:
             return arr[None] if arr.ndim == 1 else arr
         if arr.ndim == 3:

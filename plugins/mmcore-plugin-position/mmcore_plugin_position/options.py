@@ -24,6 +24,10 @@ class PositionOptions(SequenceOptions):
         None, description="K: keypoints per frame; frames of K*D values are split into [K, D]"
     )
     dims: PositiveInt | None = Field(None, description="D: coordinates per keypoint (2 or 3)")
+    steps: PositiveInt | None = Field(
+        None, description="frames in a flat value: a flat list of N numbers (one cell, or a "
+        "multi-column value) becomes [steps, N / steps] frames instead of one frame"
+    )
     relative_to: NonNegativeInt | None = Field(
         None, description="subtract this keypoint from every keypoint of the same frame "
         "(e.g. 0 = the wrist in MediaPipe hands)"

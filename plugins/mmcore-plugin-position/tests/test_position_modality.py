@@ -205,3 +205,15 @@ def test_small_model_learns_hand_signs(hands):
     accuracy = probe.accuracy(values[480:], labels[480:])
     assert probe.losses[-1] < 0.5 * probe.losses[0], probe.losses
     assert accuracy > 0.75, f"held-out accuracy {accuracy:.2f} (4 classes, majority ~0.33)"
+
+
+def test_steps_split_a_flat_row_into_frames():
+    row = np.arange(32, dtype=np.float32)  # x0, y0, x1, y1, ... of a 16-frame trajectory
+    flat = PositionModality("p", PositionOptions(steps=16)).preprocess(row)
+    np.testing.assert_array_equal(flat, row.reshape(16, 2))
+    keypoints = PositionModality("p", PositionOptions(steps=16, dims=2)).preprocess(row)
+    assert keypoints.shape == (16, 1, 2)
+    with pytest.raises(ValueError, match="expected a multiple of steps=5"):
+        PositionModality("p", PositionOptions(steps=5)).preprocess(row)
+    with pytest.raises(ValueError, match="got 3 frames, expected steps=16"):
+        PositionModality("p", PositionOptions(steps=16)).preprocess(np.zeros((3, 2)))
