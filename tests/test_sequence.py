@@ -285,3 +285,22 @@ def test_a_single_channel_reaches_the_encoder():
         a = enc(ModalityBatch(x, torch.ones(2, dtype=torch.bool), mask)).values
         b = enc(ModalityBatch(3 * x, torch.ones(2, dtype=torch.bool), mask)).values
     assert not torch.allclose(a, b)
+
+
+def test_fitting_reads_the_training_data_once_per_fitted_step():
+    train = [RNG.normal(size=(n, 3)) for n in (40, 55, 81, 90, 120)]
+    calls = []
+
+    def arrays():
+        calls.append(1)
+        return iter(train)
+
+    pipe = SequencePipeline([{"op": "envelope", "window": 8, "hop": 4}, {"op": "standardize"},
+                             {"op": "resample", "factor": 2}])
+    pipe.fit(arrays)
+    assert len(calls) == 1  # the lengths come from the shapes read in that pass
+    assert pipe.median_length == int(np.median([pipe(x).shape[0] for x in train]))
+    calls.clear()
+    plain = SequencePipeline([{"op": "resample", "factor": 4}])
+    plain.fit(arrays)
+    assert len(calls) == 1 and plain.median_length == 21

@@ -110,6 +110,7 @@ class DataModule:
             name: self.registry.get("head", head.kind).load() for name, head in spec.heads.items()
         }
         self._tables: dict[str, ArrowSplit] = {}
+        self._class_codes: dict[str, np.ndarray] = {}
         self._streams: dict[str, SplitSource] = {}
         self._stream_rows: dict[str, int] = {}
 
@@ -125,6 +126,7 @@ class DataModule:
         then preprocess every split (not in streaming mode, where it happens lazily)."""
         self.bad_rows = []
         self._tables = {}
+        self._class_codes = {}
         self._streams = {}
         self._stream_rows = {}
         if self.spec.train.sampler == "balanced":
@@ -331,12 +333,15 @@ class DataModule:
     def class_codes(self, split: str) -> np.ndarray:
         """``[num_rows(split)]`` int64: the encoded target (class index) of the first
         classification head for each of the split's rows, in split order."""
+        if split in self._class_codes:  # read once per split, not every epoch
+            return self._class_codes[split]
         name = self._check_balanced()
         table = self._table(split)
         key = target_key(name)
         arrow = table.table.select_columns([key, f"{key}.shape", f"{key}.dtype"])
         codes = np.array(decode_arrays(arrow.with_format("arrow")[:], key), dtype=np.int64)
-        return codes if table.rows is None else codes[table.rows]
+        self._class_codes[split] = codes if table.rows is None else codes[table.rows]
+        return self._class_codes[split]
 
     # -- fitting ------------------------------------------------------------------------
     def _fit(self, splits: Mapping[str, SplitSource]) -> None:
@@ -370,11 +375,8 @@ class DataModule:
                 keep = [i for i, v in enumerate(values)
                         if not value_is_missing(modality, v, columns)]
                 context = modality.context_columns()
-                if context:
-                    modality.fit_rows([values[i] for i in keep],
-                                      [{c: rows[c][i] for c in context} for i in keep])
-                else:
-                    modality.fit([values[i] for i in keep])
+                modality.fit_rows([values[i] for i in keep],
+                                  [{c: rows[c][i] for c in context} for i in keep])
         for name, head in self.spec.heads.items():
             cls = self._head_classes[name]
             options = dict(head.options)

@@ -21,13 +21,8 @@ def read_column(dataset: Any, column: str) -> pa.ChunkedArray:
 
 def rows_by_split_column(dataset: Any, column: str, file: str) -> dict[str, np.ndarray]:
     """``{split: row indices}`` from ``column``'s values (train/validation/test, or aliases)."""
-    values = read_column(dataset, column)
-    if values.null_count:
-        first = int(np.flatnonzero(pc.is_null(values).to_numpy(zero_copy_only=False))[0])
-        raise DataError(
-            f"{file}: data.split_column {column!r} is empty in {values.null_count} row(s) "
-            f"(first: row {first}); every row needs one of {', '.join(SPLITS)}"
-        )
+    values = _filled_column(dataset, column, file, "data.split_column",
+                            f"one of {', '.join(SPLITS)}")
     encoded = pc.cast(values, pa.string()).combine_chunks().dictionary_encode()
     names = [split_name(v) for v in encoded.dictionary.to_pylist()]
     unknown = [raw for raw, name in zip(encoded.dictionary.to_pylist(), names, strict=True)
@@ -48,14 +43,23 @@ def rows_by_split_column(dataset: Any, column: str, file: str) -> dict[str, np.n
 def group_ids(dataset: Any, column: str, file: str) -> list[Any]:
     """The values of ``data.split.group_column``; an empty one is a :class:`DataError`
     naming the column and the first such row."""
+    values = _filled_column(dataset, column, file, "data.split.group_column",
+                            "a group id (e.g. a signer or session)")
+    return values.to_pylist()
+
+
+def _filled_column(dataset: Any, column: str, file: str, field: str, needed: str
+                   ) -> pa.ChunkedArray:
+    """``column`` read as Arrow; a :class:`DataError` naming the field, the count and the
+    first (0-based) row when a row leaves it empty."""
     values = read_column(dataset, column)
     if values.null_count:
         first = int(np.flatnonzero(pc.is_null(values).to_numpy(zero_copy_only=False))[0])
         raise DataError(
-            f"{file}: data.split.group_column {column!r} is empty in {values.null_count} "
-            f"row(s) (first: row {first}); every row needs a group id (e.g. a signer or session)"
+            f"{file}: {field} {column!r} is empty in {values.null_count} row(s) "
+            f"(first: row {first}); every row needs {needed}"
         )
-    return values.to_pylist()
+    return values
 
 
 def _allocate(sizes: np.ndarray, capacity: np.ndarray, fraction: float, total: int) -> np.ndarray:

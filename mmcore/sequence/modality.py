@@ -126,7 +126,16 @@ class SequenceModality(Modality[OptionsT]):
         self.pipeline.fit(arrays, contexts)
 
     def transform(self, arr: np.ndarray, context: Mapping[str, Any] | None = None) -> np.ndarray:
-        """The declared steps applied to one read ``[T, C]`` array (with its row's context)."""
+        """The declared steps applied to one read ``[T, C]`` array (with its row's context).
+
+        Raises ``RuntimeError`` when a fitted step is used before ``fit`` / ``load_state``: a
+        pipeline mistake, not bad data."""
+        if not self.pipeline.fitted:
+            raise RuntimeError(
+                f"modality {self.name!r} has fitted steps (a standardize transform, or the "
+                "plugin's normalisation) but is not fitted: call fit() on the training values "
+                "(or load_state) first"
+            )
         out = self.pipeline(arr, context)
         if out.shape[0] == 0:
             raise ValueError("the transforms left no time step")

@@ -99,13 +99,17 @@ class SequencePipeline:
         (:attr:`median_length`), which encoders use to pick how much to shorten a sequence.
         """
         self.stats = [None] * len(self.transforms)
+        shapes: list[tuple[int, int]] = []  # each input's (steps, channels), read in pass 1
         for i, step in enumerate(self.transforms):
             if not _fitted(step):
                 continue
             acc = tf.StatsAccumulator(step.method)  # type: ignore[union-attr]
             groups: dict[str, tf.StatsAccumulator] = {}
             by = step.by  # type: ignore[union-attr]
+            first_pass = not shapes
             for j, arr in enumerate(arrays()):
+                if first_pass:
+                    shapes.append((arr.shape[0], arr.shape[1]))
                 x = self._run(arr, stop=i, context=_context(contexts, j))
                 acc.add(x)
                 if by is not None:
@@ -116,9 +120,18 @@ class SequencePipeline:
             if by is not None:
                 stats.groups = {k: g.result() for k, g in sorted(groups.items())}
             self.stats[i] = stats
-        lengths = [self._run(arr, context=_context(contexts, j)).shape[0]
-                   for j, arr in enumerate(arrays())]
-        self.median_length = int(np.median(lengths)) if lengths else None
+        if not self.needs_fit:
+            shapes = [(arr.shape[0], arr.shape[1]) for arr in arrays()]
+        self.median_length = self._median_output_length(shapes)
+
+    def _median_output_length(self, shapes: Sequence[tuple[int, int]]) -> int | None:
+        """The median transformed length, from the inputs' shapes alone: the steps' output
+        length depends only on the input's, so each distinct shape is run once on zeros
+        instead of reading the training data again."""
+        if not shapes:
+            return None
+        out = {shape: self._run(np.zeros(shape)).shape[0] for shape in set(shapes)}
+        return int(np.median([out[shape] for shape in shapes]))
 
     # -- applying -----------------------------------------------------------------------
     def __call__(self, arr: np.ndarray, context: Mapping[str, Any] | None = None) -> np.ndarray:
@@ -235,7 +248,8 @@ class SequencePipeline:
                     raise ValueError(f"transforms[{i}] (select): channel {channel} is negative")
                 out.append(channel)
                 continue
-            names = self.channel_names if i == self._first_select() else None
+            renamed = any(isinstance(s, Select | Diff) for s in self.transforms[:i])
+            names = None if renamed else self.channel_names
             if names is None:
                 raise ValueError(
                     f"transforms[{i}] (select): channel {channel!r} is a name, but names are "
@@ -249,12 +263,6 @@ class SequencePipeline:
                 )
             out.append(names.index(channel))
         return out
-
-    def _first_select(self) -> int:
-        for i, step in enumerate(self.transforms):
-            if isinstance(step, Select | Diff):
-                return i
-        return -1
 
 
 def group_key(value: Any) -> str | None:

@@ -202,7 +202,6 @@ class Trainer:
             torch.set_num_threads(
                 resolve_threads(train.threads, train.num_workers, local, threads_before))
             if self.dist_env is not None:
-                train = self.spec.train
                 local_batch_size(train.batch_size, self.world_size, self.spec.source)
                 device = resolve_device(train.device, self.spec.source)
                 self.dist = Distributed.start(self.dist_env, device, self.spec.source)

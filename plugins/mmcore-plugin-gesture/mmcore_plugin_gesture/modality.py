@@ -110,12 +110,6 @@ class GestureModality(SequenceModality[GestureOptions]):
         without ``truncate``; ``RuntimeError`` when a fitted step is used before ``fit``.
         """
         arr = self.read(value)
-        if not self.pipeline.fitted:
-            raise RuntimeError(
-                f"gesture modality {self.name!r} has fitted steps (normalize='standard' or a "
-                "standardize transform) but is not fitted: call fit() on the training values "
-                "(or load_state) first"
-            )
         return self.transform(arr, context)
 
     def collate(self, items: Sequence[np.ndarray | None]) -> ModalityBatch:

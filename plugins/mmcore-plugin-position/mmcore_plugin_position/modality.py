@@ -111,11 +111,6 @@ class PositionModality(SequenceModality[PositionOptions]):
         ``truncate``.
         """
         arr = self.read(value)
-        if not self.pipeline.fitted:
-            raise RuntimeError(
-                f"position modality {self.name!r} has a fitted standardize transform but is "
-                "not fitted: call fit() on the training values (or load_state) first"
-            )
         if not self.pipeline.transforms:
             return np.ascontiguousarray(arr, dtype=np.float32)
         out = self.transform(arr.reshape(arr.shape[0], -1), context)
