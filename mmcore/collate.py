@@ -101,3 +101,25 @@ def limit_length(seq: np.ndarray, max_length: int | None, truncate: bool) -> np.
             )
         seq = seq[:max_length]
     return seq
+
+
+def stacked_sequences(values: np.ndarray, *, dtype: torch.dtype | None = None) -> ModalityBatch:
+    """``values [B, T, ...]``, every sample present and ``T >= 1`` steps long -> the batch
+    :func:`pad_sequences` gives for the same samples (nothing to pad: the mask is all true),
+    without per-sample work."""
+    if values.ndim < 2 or values.shape[1] == 0:
+        return pad_sequences(list(values), dtype=dtype)
+    tensor = torch.from_numpy(np.ascontiguousarray(values))
+    if dtype is not None:
+        tensor = tensor.to(dtype)
+    b, t = values.shape[:2]
+    return ModalityBatch(values=tensor, present=torch.ones(b, dtype=torch.bool),
+                         mask=torch.ones(b, t, dtype=torch.bool))
+
+
+def stacked_fixed(values: np.ndarray, *, dtype: torch.dtype | None = None) -> ModalityBatch:
+    """``values [B, ...]``, every sample present -> the batch :func:`stack_fixed` gives."""
+    tensor = torch.from_numpy(np.ascontiguousarray(values))
+    if dtype is not None:
+        tensor = tensor.to(dtype)
+    return ModalityBatch(values=tensor, present=torch.ones(len(values), dtype=torch.bool))

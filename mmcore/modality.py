@@ -109,6 +109,16 @@ class Modality(Generic[OptionsT]):
         """Preprocessed arrays (``None`` where missing) -> one padded, masked batch."""
         raise NotImplementedError
 
+    def collate_stacked(self, values: np.ndarray) -> ModalityBatch:
+        """``B`` present samples of one shape and dtype stacked as ``values [B, ...]`` -> the
+        batch :meth:`collate` gives for them.
+
+        The data layer calls this for splits held in memory (``data.in_memory``). The default
+        is ``self.collate(list(values))``; override it to build the batch in one call (see
+        :func:`mmcore.collate.stacked_sequences`), keeping it equal to :meth:`collate`'s.
+        """
+        return self.collate(list(values))
+
     def augment(self, batch: ModalityBatch, generator: Any) -> ModalityBatch:
         """A training batch, randomly augmented (default: unchanged).
 

@@ -19,6 +19,7 @@ from mmcore.batch import Batch
 from mmcore.data import sources as src
 from mmcore.data.bad_rows import MISSING_REASON, BadRow, bad_row_message, summary, write_bad_rows
 from mmcore.data.loader import ArrowSplit, Collator, ShardedBatchSampler
+from mmcore.data.memory import AUTO_LIMIT_BYTES, MemorySplit, first, split_bytes
 from mmcore.data.preprocess import (
     RowProcessor,
     TargetSpec,
@@ -110,6 +111,7 @@ class DataModule:
             name: self.registry.get("head", head.kind).load() for name, head in spec.heads.items()
         }
         self._tables: dict[str, ArrowSplit] = {}
+        self._memory: dict[str, MemorySplit] = {}  # splits held in memory, built on first use
         self._class_codes: dict[str, np.ndarray] = {}
         self._streams: dict[str, SplitSource] = {}
         self._stream_rows: dict[str, int] = {}
@@ -125,7 +127,7 @@ class DataModule:
         ``fit=False`` the modalities are taken as loaded and ``head_options`` are the spec's),
         then preprocess every split (not in streaming mode, where it happens lazily)."""
         self.bad_rows = []
-        self._tables = {}
+        self._tables, self._memory = {}, {}
         self._class_codes = {}
         self._streams = {}
         self._stream_rows = {}
@@ -619,10 +621,14 @@ class DataModule:
                 rank=rank, world_size=world_size, pin_memory=pin_memory,
             )
         table = self._table(split)
+        memory = self._memory_split(split, table)
         sampler = ShardedBatchSampler(
             len(table), batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
             drop_last=drop_last, rank=rank, world_size=world_size, balance_by=codes,
         )
+        if memory is not None:  # batched in this process: one index per array, no reads
+            return DataLoader(memory, batch_sampler=sampler, collate_fn=first,
+                              pin_memory=pin_memory)
         return DataLoader(
             table,
             batch_sampler=sampler,
@@ -630,6 +636,17 @@ class DataModule:
             num_workers=num_workers,
             pin_memory=pin_memory,
         )
+
+    def _memory_split(self, split: str, table: ArrowSplit) -> MemorySplit | None:
+        """``split`` held in memory (built on first use, then kept) when ``data.in_memory``
+        says so, else ``None``."""
+        if split in self._memory:
+            return self._memory[split]
+        setting = self.spec.data.in_memory
+        if setting is False or (setting == "auto" and split_bytes(table) > AUTO_LIMIT_BYTES):
+            return None
+        self._memory[split] = MemorySplit(table, self.modalities, self._head_names(table))
+        return self._memory[split]
 
     def external(self, path: str | Path, *, name: str = "external") -> str:
         """Add every row of another data file (or folder) as a new split and return its name.
@@ -656,6 +673,7 @@ class DataModule:
             self._check_columns({"": source}, with_targets=False)
             present = set(loaded.column_names)
             self._tables[split] = self._preprocess(split, source, self._targets(present))
+            self._memory.pop(split, None)
         self.splits.append(split)
         if len(self.bad_rows) > start and self.announce:
             counts = {split: len(self._tables[split])}

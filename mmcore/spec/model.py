@@ -57,6 +57,12 @@ class DataSpec(StrictModel):
     )
     num_proc: int | None = Field(None, ge=1, description="processes for preprocessing")
     streaming: bool = False
+    in_memory: bool | Literal["auto"] = Field(
+        "auto",
+        description="hold each preprocessed split in memory, decoded once, instead of reading "
+        "every batch from the cache file ('auto': when the split's cached arrays take at most "
+        "1 GiB)",
+    )
     cache_dir: str | None = None
     dataset: Any = Field(
         None, exclude=True, description="a datasets.Dataset or DatasetDict given from Python"

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from mmcore.batch import ModalityBatch
-from mmcore.collate import pad_sequences
+from mmcore.collate import pad_sequences, stacked_sequences
 from mmcore.modality import Modality
 from mmcore_plugin_audio.decode import load_waveform, resample
 from mmcore_plugin_audio.encoder import AudioEncoder
@@ -73,6 +73,10 @@ class AudioModality(Modality[AudioOptions]):
 
     def collate(self, items: Sequence[np.ndarray | None]) -> ModalityBatch:
         return pad_sequences(items, empty_shape=(self.options.n_mels,), dtype=torch.float32)
+
+    def collate_stacked(self, values: np.ndarray) -> ModalityBatch:
+        """:meth:`collate` for same-length samples, all present, in one call."""
+        return stacked_sequences(values, dtype=torch.float32)
 
     def augment(self, batch: ModalityBatch, generator: Any) -> ModalityBatch:
         """The declared ``augment`` (time_mask, freq_mask, noise) on a training batch."""

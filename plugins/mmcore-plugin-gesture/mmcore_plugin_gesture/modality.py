@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from mmcore.batch import ModalityBatch
-from mmcore.collate import limit_length, pad_sequences
+from mmcore.collate import limit_length, pad_sequences, stacked_sequences
 from mmcore.encoder import Encoder
 from mmcore.io import check_finite, load_array, read_json_state, split_last_axis, write_json_state
 from mmcore.sequence import Standardize, Transform
@@ -118,6 +118,10 @@ class GestureModality(SequenceModality[GestureOptions]):
         channels = self.output_channels
         empty = (channels,) if channels is not None else None
         return pad_sequences(items, empty_shape=empty, dtype=torch.float32)
+
+    def collate_stacked(self, values: np.ndarray) -> ModalityBatch:
+        """:meth:`collate` for same-length samples, all present, in one call."""
+        return stacked_sequences(values, dtype=torch.float32)
 
     def build_encoder(self) -> Encoder:
         channels = self.output_channels

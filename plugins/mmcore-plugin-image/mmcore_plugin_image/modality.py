@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from mmcore.batch import ModalityBatch
-from mmcore.collate import pad_sequences, stack_fixed
+from mmcore.collate import pad_sequences, stack_fixed, stacked_fixed, stacked_sequences
 from mmcore.modality import Modality
 from mmcore_plugin_image.decode import is_single_image, load_image, resize
 from mmcore_plugin_image.encoder import ImageEncoder
@@ -101,6 +101,12 @@ class ImageModality(Modality[ImageOptions]):
         if self.options.frames:
             return pad_sequences(items, empty_shape=shape, dtype=torch.float32)
         return stack_fixed(items, shape=shape, dtype=torch.float32)
+
+    def collate_stacked(self, values: np.ndarray) -> ModalityBatch:
+        """:meth:`collate` for same-shape samples, all present, in one call."""
+        if self.options.frames:
+            return stacked_sequences(values, dtype=torch.float32)
+        return stacked_fixed(values, dtype=torch.float32)
 
     def augment(self, batch: ModalityBatch, generator: Any) -> ModalityBatch:
         """The declared ``augment`` (flip, rotate, scale, translate) on a training batch."""

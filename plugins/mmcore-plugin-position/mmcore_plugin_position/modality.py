@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from mmcore.batch import ModalityBatch
-from mmcore.collate import limit_length, pad_sequences
+from mmcore.collate import limit_length, pad_sequences, stacked_sequences
 from mmcore.encoder import Encoder
 from mmcore.io import check_finite, load_array, read_json_state, split_last_axis, write_json_state
 from mmcore.sequence.modality import SequenceModality
@@ -136,6 +136,10 @@ class PositionModality(SequenceModality[PositionOptions]):
         """``values [B, T_max, K, D]`` (or ``[B, T_max, F]``), ``mask [B, T_max]``,
         ``present [B]``; missing samples are all-padding rows."""
         return pad_sequences(items, empty_shape=self.frame_shape, dtype=torch.float32)
+
+    def collate_stacked(self, values: np.ndarray) -> ModalityBatch:
+        """:meth:`collate` for same-length samples, all present, in one call."""
+        return stacked_sequences(values, dtype=torch.float32)
 
     def build_encoder(self) -> Encoder:
         frame = self.frame_shape

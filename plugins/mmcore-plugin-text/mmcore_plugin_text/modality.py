@@ -11,7 +11,7 @@ import torch
 from tokenizers import Tokenizer
 
 from mmcore.batch import ModalityBatch
-from mmcore.collate import pad_sequences
+from mmcore.collate import pad_sequences, stacked_sequences
 from mmcore.errors import CheckpointError, DataError
 from mmcore.modality import Modality
 from mmcore_plugin_text.encoder import TextEncoder
@@ -149,6 +149,10 @@ class TextModality(Modality[TextOptions]):
     def collate(self, items: Sequence[np.ndarray | None]) -> ModalityBatch:
         """Token ids -> ``values [B, T]`` int64 (padding 0), ``mask [B, T]``, ``present [B]``."""
         return pad_sequences(items, empty_shape=(), dtype=torch.int64)
+
+    def collate_stacked(self, values: np.ndarray) -> ModalityBatch:
+        """:meth:`collate` for same-length samples, all present, in one call."""
+        return stacked_sequences(values, dtype=torch.int64)
 
     def build_encoder(self) -> TextEncoder:
         return TextEncoder(self.vocab_size, self.options)

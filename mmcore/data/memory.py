@@ -1,0 +1,109 @@
+"""A preprocessed split decoded once and held in memory, batched with one index per array.
+
+A small split (``data.in_memory``: by default when its cached arrays take at most
+:data:`AUTO_LIMIT_BYTES`) is read from the Arrow cache once, on first use, instead of once per
+batch. A modality whose rows are all present and of one shape and dtype is held as one
+``[N, ...]`` array, and a batch is one fancy index of it handed to
+:meth:`~mmcore.modality.Modality.collate_stacked`; other modalities keep one array per row
+and go through :meth:`~mmcore.modality.Modality.collate`. Targets and row indices are
+``[N, ...]`` tensors indexed per batch. The batches are equal to those of
+:class:`~mmcore.data.loader.Collator` over the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset as TorchDataset
+
+from mmcore.batch import Batch
+from mmcore.data.loader import ArrowSplit
+from mmcore.data.storage import ROW, decode_arrays, modality_key, target_key
+from mmcore.modality import Modality
+
+#: ``data.in_memory="auto"`` holds a split in memory when its cached arrays take at most this
+AUTO_LIMIT_BYTES = 1 << 30
+#: rows read from the Arrow cache per call while loading a split into memory
+READ_ROWS = 8192
+
+
+def split_bytes(split: ArrowSplit) -> int:
+    """The bytes the split's rows take in the cache (the table's bytes, pro rata)."""
+    total = len(split.table)
+    if total == 0:
+        return 0
+    return int(split.table.data.nbytes * len(split) / total)
+
+
+def _fixed(arrays: list[np.ndarray | None]) -> np.ndarray | None:
+    """``arrays`` stacked when every one is present with one shape and dtype, else ``None``."""
+    if not arrays or any(a is None for a in arrays):
+        return None
+    first = arrays[0]
+    if any(a.shape != first.shape or a.dtype != first.dtype for a in arrays):  # type: ignore[union-attr]
+        return None
+    return np.stack(arrays)  # type: ignore[arg-type]
+
+
+class MemorySplit(TorchDataset):
+    """A split's preprocessed arrays in memory; ``__getitems__`` returns a whole :class:`Batch`.
+
+    Args:
+        split: the split as stored in the cache.
+        modalities: the fitted modalities, by name.
+        heads: the heads whose targets the split holds.
+    """
+
+    def __init__(self, split: ArrowSplit, modalities: Mapping[str, Modality],
+                 heads: Sequence[str]) -> None:
+        self.modalities = dict(modalities)
+        self.heads = list(heads)
+        n = len(split)
+        per_key: dict[str, list[np.ndarray | None]] = {}
+        keys = [modality_key(m) for m in self.modalities] + [target_key(h) for h in self.heads]
+        rows: list[np.ndarray] = []
+        for start in range(0, n, READ_ROWS):
+            table = split.read(range(start, min(start + READ_ROWS, n)))
+            for key in keys:
+                per_key.setdefault(key, []).extend(decode_arrays(table, key))
+            rows.append(table.column(ROW).to_numpy().astype(np.int64))
+        self.n = n
+        self.fixed: dict[str, np.ndarray] = {}
+        self.ragged: dict[str, list[np.ndarray | None]] = {}
+        for name in self.modalities:
+            arrays = per_key.get(modality_key(name), [])
+            stacked = _fixed(arrays)
+            if stacked is not None:
+                self.fixed[name] = stacked
+            else:
+                self.ragged[name] = arrays
+        self.targets = {h: torch.from_numpy(np.stack(per_key[target_key(h)]))
+                        for h in self.heads if n}
+        self.index = torch.from_numpy(np.concatenate(rows) if rows else np.empty(0, np.int64))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> Batch:
+        return self.__getitems__([index])
+
+    def __getitems__(self, indices: Sequence[int]) -> Batch:
+        idx = np.asarray(indices, dtype=np.int64)
+        inputs: dict[str, Any] = {}
+        for name, modality in self.modalities.items():
+            if name in self.fixed:
+                inputs[name] = modality.collate_stacked(self.fixed[name][idx])
+            else:
+                arrays = self.ragged[name]
+                inputs[name] = modality.collate([arrays[i] for i in idx])
+        t_idx = torch.from_numpy(idx)
+        targets = {h: t.index_select(0, t_idx) for h, t in self.targets.items()}
+        return Batch(inputs=inputs, targets=targets, index=self.index.index_select(0, t_idx))
+
+
+def first(items: list[Batch]) -> Batch:
+    """The ``collate_fn`` of a loader over a :class:`MemorySplit`: its batch, as it is."""
+    return items if isinstance(items, Batch) else items[0]  # type: ignore[return-value]
