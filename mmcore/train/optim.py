@@ -32,16 +32,18 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def build_optimizer(model: nn.Module, train: TrainSpec) -> torch.optim.Optimizer:
     """``adamw`` (default), ``adam`` or ``sgd`` (momentum 0.9) over every trainable parameter:
-    all encoders, the fusion and all heads are optimised together."""
+    all encoders, the fusion and all heads are optimised together. Each uses torch's
+    multi-tensor (``foreach``) update, also on the CPU, where torch's default is one small
+    kernel per parameter (on a 6k-parameter model that is ~15% of a training step)."""
     groups = parameter_groups(model, train.weight_decay)
     if not groups:
         raise ValueError("the model has no trainable parameters")
     if train.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=train.lr)
+        return torch.optim.AdamW(groups, lr=train.lr, foreach=True)
     if train.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=train.lr)
+        return torch.optim.Adam(groups, lr=train.lr, foreach=True)
     if train.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=train.lr, momentum=SGD_MOMENTUM)
+        return torch.optim.SGD(groups, lr=train.lr, momentum=SGD_MOMENTUM, foreach=True)
     raise ValueError(f"unknown optimizer {train.optimizer!r}")  # the spec's Literal forbids it
 
 

@@ -465,7 +465,10 @@ class Trainer:
         params = [p for p in model.parameters() if p.requires_grad]
         sums = torch.zeros(len(model.heads) + 1, device=self.device)
         bad_batch = torch.full((), -1, dtype=torch.long, device=self.device)
-        rows, start_step = 0, self.step
+        rows, start_step, seen = 0, self.step, 0
+        # per-batch losses stay on the device and are summed every LOG_EVERY batches
+        pending: list[torch.Tensor] = []
+        counts: list[int] = []
         accumulate = train.accumulate
         model.train()
         optimizer.zero_grad(set_to_none=True)
@@ -476,13 +479,16 @@ class Trainer:
         # augmentation draws from its own stream, so declaring it leaves dropout's draws alone
         augment_generator = torch.Generator().manual_seed(dropout_seed ^ AUGMENT_SEED)
         modalities = self.data.modalities
+        on_device = self.device.type != "cpu"
         for i, batch in enumerate(bar):
             inputs = {k: modalities[k].augment(v, augment_generator)
                       for k, v in batch.inputs.items()}
             if train.modality_dropout > 0:
                 inputs = modality_dropout(inputs, train.modality_dropout, generator)
-            inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
-            targets = {k: v.to(self.device, non_blocking=True) for k, v in batch.targets.items()}
+            targets = batch.targets
+            if on_device:  # batches are built on the CPU
+                inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
+                targets = {k: v.to(self.device, non_blocking=True) for k, v in targets.items()}
             with autocast_context(self.device, train.precision):
                 if defer_sync and (i + 1) % accumulate and i + 1 != num_batches:
                     with net.no_sync():  # type: ignore[operator]
@@ -495,12 +501,10 @@ class Trainer:
             scaled = total / window
             (scaler.scale(scaled) if scaler is not None else scaled).backward()
             n = len(batch)
-            detached = torch.stack([total, *losses]).detach()
-            sums += detached * n
+            pending.append(torch.stack([total, *losses]).detach())
+            counts.append(n)
             rows += n
-            bad_batch = torch.where(
-                (bad_batch < 0) & ~torch.isfinite(detached[0]), i, bad_batch
-            )
+            seen = i + 1
             if (i + 1) % accumulate == 0 or i + 1 == num_batches:
                 if scaler is not None:
                     scaler.unscale_(optimizer)
@@ -515,10 +519,12 @@ class Trainer:
                 scheduler.step()
                 self.step += 1
             if (i + 1) % LOG_EVERY == 0:
+                sums, bad_batch = _flush_losses(pending, counts, i + 1, sums, bad_batch)
                 self._check_finite(bad_batch, epoch, num_batches, start_step)
                 if self.show_progress:
                     bar.set_postfix(loss=f"{(sums[0] / rows).item():.4f}")
         bar.close()
+        sums, bad_batch = _flush_losses(pending, counts, seen, sums, bad_batch)
         self._check_finite(bad_batch, epoch, num_batches, start_step)
         if self.dist is not None:  # the epoch's losses over every rank's rows
             sums, rows = self.dist.sum_rows(sums, rows)
@@ -693,3 +699,21 @@ def summary(final: Mapping[str, Any]) -> str:
 
 def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _flush_losses(pending: list[torch.Tensor], counts: list[int], end: int, sums: torch.Tensor,
+                  bad_batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Add the pending batches' losses (``[total, *per head]`` each, ``counts`` rows each) to
+    ``sums`` and note the first non-finite total in ``bad_batch`` (batch index, -1 while
+    none); the pending batches are the ones just before batch ``end``. Empties both lists."""
+    if not pending:
+        return sums, bad_batch
+    stacked = torch.stack(pending)
+    weights = torch.tensor(counts, dtype=stacked.dtype).to(stacked.device, non_blocking=True)
+    sums = sums + (stacked * weights.unsqueeze(1)).sum(dim=0)
+    finite = torch.isfinite(stacked[:, 0])
+    first = end - len(pending) + torch.argmin(finite.to(torch.uint8))
+    bad_batch = torch.where((bad_batch < 0) & ~finite.all(), first, bad_batch)
+    pending.clear()
+    counts.clear()
+    return sums, bad_batch
