@@ -131,6 +131,7 @@ ALL_CHECKS = {
     "test_picklable",
     "test_state_round_trip",
     "test_collate_pads_and_masks",
+    "test_collate_stacked_equals_collate",
     "test_collate_missing_samples",
     "test_collate_all_missing",
     "test_encoder_output_size[pooled]",

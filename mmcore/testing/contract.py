@@ -272,6 +272,22 @@ class ModalityContract:
             "samples of a sequence modality must have different lengths so padding is tested"
         )
 
+    def test_collate_stacked_equals_collate(self, tmp_path: Path) -> None:
+        """``collate_stacked`` (splits held in memory) gives what ``collate`` gives."""
+        import torch
+
+        modality = self.build(tmp_path)
+        arrays = self.arrays(modality, tmp_path)
+        same = [a for a in arrays if a.shape == arrays[0].shape and a.dtype == arrays[0].dtype]
+        stacked, listed = modality.collate_stacked(np.stack(same)), modality.collate(same)
+        for field in ("values", "present", "mask"):
+            a, b = getattr(stacked, field), getattr(listed, field)
+            assert (a is None) == (b is None), f"collate_stacked: {field} differs from collate's"
+            if a is not None:
+                assert a.dtype == b.dtype and torch.equal(a, b), (
+                    f"collate_stacked: {field} differs from collate's"
+                )
+
     def test_collate_missing_samples(self, tmp_path: Path) -> None:
         modality = self.build(tmp_path)
         a = self.arrays(modality, tmp_path)
