@@ -65,10 +65,15 @@ class PositionEncoder(Encoder):
         mask = batch.mask
         if mask is None:
             mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-        keep = mask.unsqueeze(1).to(x.dtype)
-        h = x.transpose(1, 2) * keep  # [B, F, T]: Conv1d wants channels first
+        # padded steps are zeroed after every convolution; rows all full length skip that
+        keep = None if bool(mask.all()) else mask.unsqueeze(1).to(x.dtype)
+        h = x.transpose(1, 2)  # [B, F, T]: Conv1d wants channels first
+        if keep is not None:
+            h = h * keep
         for conv in self.convs:
-            h = self.dropout(torch.relu(conv(h))) * keep
+            h = self.dropout(torch.relu(conv(h)))
+            if keep is not None:
+                h = h * keep
         outputs, last = run_rnn(self.lstm, h.transpose(1, 2), mask)
         out, out_mask = rnn_output(outputs, last, mask, self.pool, self.sequence)
         return self.features(out, out_mask, batch)
