@@ -104,6 +104,7 @@ class MemorySplit(TorchDataset):
         return Batch(inputs=inputs, targets=targets, index=self.index.index_select(0, t_idx))
 
 
-def first(items: list[Batch]) -> Batch:
-    """The ``collate_fn`` of a loader over a :class:`MemorySplit`: its batch, as it is."""
-    return items if isinstance(items, Batch) else items[0]  # type: ignore[return-value]
+def as_is(batch: Batch) -> Batch:
+    """The ``collate_fn`` of a loader over a :class:`MemorySplit`, whose ``__getitems__``
+    already returns the whole batch."""
+    return batch

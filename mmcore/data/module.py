@@ -19,7 +19,7 @@ from mmcore.batch import Batch
 from mmcore.data import sources as src
 from mmcore.data.bad_rows import MISSING_REASON, BadRow, bad_row_message, summary, write_bad_rows
 from mmcore.data.loader import ArrowSplit, Collator, ShardedBatchSampler
-from mmcore.data.memory import AUTO_LIMIT_BYTES, MemorySplit, first, split_bytes
+from mmcore.data.memory import AUTO_LIMIT_BYTES, MemorySplit, as_is, split_bytes
 from mmcore.data.preprocess import (
     RowProcessor,
     TargetSpec,
@@ -627,7 +627,7 @@ class DataModule:
             drop_last=drop_last, rank=rank, world_size=world_size, balance_by=codes,
         )
         if memory is not None:  # batched in this process: one index per array, no reads
-            return DataLoader(memory, batch_sampler=sampler, collate_fn=first,
+            return DataLoader(memory, batch_sampler=sampler, collate_fn=as_is,
                               pin_memory=pin_memory)
         return DataLoader(
             table,
