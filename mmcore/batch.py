@@ -36,12 +36,28 @@ class ModalityBatch:
         mask: ``[B, T]`` bool, ``True`` at real (non-padding) steps; ``None`` for data
             without a time axis.
         extra: further tensors a modality needs (e.g. token offsets), each with first dim ``B``.
+        full: ``True`` when every sample is present and every step real (no padding), as
+            the collate function that built the batch knows for free; ``None`` (the default)
+            when not stated: :meth:`is_full` then works it out from the tensors. Encoders use
+            it to skip masking work that would change nothing. A batch built with other
+            ``present`` or ``mask`` tensors must not copy it.
     """
 
     values: Tensor
     present: Tensor
     mask: Tensor | None = None
     extra: dict[str, Tensor] = field(default_factory=dict)
+    full: bool | None = None
+
+    def is_full(self) -> bool:
+        """Whether every sample is present and every step real: :attr:`full` if stated, else
+        read from ``present`` and ``mask`` once (a device sync) and remembered."""
+        if self.full is None:
+            full = bool(self.present.all())
+            if full and self.mask is not None:
+                full = bool(self.mask.all())
+            self.full = full
+        return self.full
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> ModalityBatch:
         return _apply(self, lambda t: t.to(device, non_blocking=non_blocking))
@@ -61,11 +77,15 @@ class Features:
         values: ``[B, D]`` (pooled) or ``[B, T, D]`` (a sequence).
         present: ``[B]`` bool, ``False`` where the sample lacks the modality; such rows are zero.
         mask: ``[B, T]`` bool for sequences (``True`` = real step); ``None`` when pooled.
+        full: ``True`` when every row is present (and, for a sequence, every step real), as
+            the encoder knew from its batch; ``None`` when not stated. Only a shortcut:
+            :meth:`pooled` skips its masking when it is ``True``.
     """
 
     values: Tensor
     present: Tensor
     mask: Tensor | None = None
+    full: bool | None = None
 
     @property
     def is_sequence(self) -> bool:
@@ -80,6 +100,8 @@ class Features:
 
         Rows whose modality is absent are zero.
         """
+        if self.full:
+            return self.values.mean(dim=1) if self.is_sequence else self.values
         if not self.is_sequence:
             zero = torch.zeros((), dtype=self.values.dtype, device=self.values.device)
             return torch.where(self.present.unsqueeze(-1), self.values, zero)

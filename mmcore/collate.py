@@ -55,7 +55,8 @@ def pad_sequences(
         values = values.to(dtype)
     steps = torch.arange(t_max).unsqueeze(0)
     mask = steps < torch.tensor(lengths).unsqueeze(1)
-    return ModalityBatch(values=values, present=present, mask=mask)
+    full = all(n == t_max for n in lengths)  # every sample present and as long as the longest
+    return ModalityBatch(values=values, present=present, mask=mask, full=full)
 
 
 def stack_fixed(
@@ -82,7 +83,8 @@ def stack_fixed(
     values = torch.from_numpy(out)
     if dtype is not None:
         values = values.to(dtype)
-    return ModalityBatch(values=values, present=present)
+    full = all(item is not None for item in items)
+    return ModalityBatch(values=values, present=present, full=full)
 
 
 def limit_length(seq: np.ndarray, max_length: int | None, truncate: bool) -> np.ndarray:
@@ -114,7 +116,7 @@ def stacked_sequences(values: np.ndarray, *, dtype: torch.dtype | None = None) -
         tensor = tensor.to(dtype)
     b, t = values.shape[:2]
     return ModalityBatch(values=tensor, present=torch.ones(b, dtype=torch.bool),
-                         mask=torch.ones(b, t, dtype=torch.bool))
+                         mask=torch.ones(b, t, dtype=torch.bool), full=True)
 
 
 def stacked_fixed(values: np.ndarray, *, dtype: torch.dtype | None = None) -> ModalityBatch:
@@ -122,4 +124,5 @@ def stacked_fixed(values: np.ndarray, *, dtype: torch.dtype | None = None) -> Mo
     tensor = torch.from_numpy(np.ascontiguousarray(values))
     if dtype is not None:
         tensor = tensor.to(dtype)
-    return ModalityBatch(values=tensor, present=torch.ones(len(values), dtype=torch.bool))
+    return ModalityBatch(values=tensor, present=torch.ones(len(values), dtype=torch.bool),
+                         full=True)

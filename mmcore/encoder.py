@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from mmcore.batch import Features, ModalityBatch, masked_mean
@@ -36,6 +37,15 @@ class Encoder(nn.Module):
         ``x`` given to a sequence encoder becomes a one-step sequence. Absent rows become zero.
         """
         present = batch.present
+        # the collate function stated that nothing is absent or padded: nothing to mask
+        if batch.full and (x.dim() == 2 or mask is None or mask is batch.mask):
+            if x.dim() == 3 and not self.sequence:
+                return Features(x.mean(dim=1), present, full=True)
+            if x.dim() == 2 and self.sequence:
+                x, mask = x.unsqueeze(1), None
+            if x.dim() == 3 and mask is None:
+                mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+            return Features(x, present, mask if x.dim() == 3 else None, full=True)
         if x.dim() == 3 and not self.sequence:
             return Features(masked_mean(x, mask, present), present)
         if x.dim() == 2 and self.sequence:

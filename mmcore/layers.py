@@ -9,6 +9,12 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 
+def dropout_layer(p: float) -> nn.Module:
+    """``nn.Dropout(p)``, or ``nn.Identity()`` when ``p`` is 0 (a dropout module that drops
+    nothing still costs a call per use)."""
+    return nn.Dropout(p) if p > 0 else nn.Identity()
+
+
 def mlp(
     input_size: int,
     hidden: Sequence[int],
@@ -76,5 +82,6 @@ def rnn_output(
 
 def _last_hidden(rnn: nn.RNNBase, hidden: Tensor | tuple[Tensor, Tensor]) -> Tensor:
     h = hidden[0] if isinstance(hidden, tuple) else hidden
-    dirs = 2 if rnn.bidirectional else 1
-    return torch.cat([h[-dirs + i] for i in range(dirs)], dim=-1)
+    if not rnn.bidirectional:
+        return h[-1]
+    return torch.cat([h[-2], h[-1]], dim=-1)

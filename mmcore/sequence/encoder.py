@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from mmcore.batch import Features, ModalityBatch
 from mmcore.encoder import Encoder
-from mmcore.layers import rnn_output, run_rnn
+from mmcore.layers import dropout_layer, rnn_output, run_rnn
 
 #: ``downsample="auto"`` halves a sequence until its median training length is at most this
 AUTO_TARGET_LENGTH = 64
@@ -61,7 +61,7 @@ class ResidualBlock(nn.Module):
         self.norm = nn.LayerNorm(in_ch) if norm else nn.Identity()
         self.conv1 = nn.Conv1d(in_ch, out_ch, kernel_size, stride, pad, dilation)
         self.conv2 = nn.Conv1d(out_ch, out_ch, kernel_size, 1, (kernel_size - 1) // 2)
-        self.drop = nn.Dropout(dropout)
+        self.drop = dropout_layer(dropout)
         # The strided skip subsamples, then projects with a 1x1 convolution of stride 1: a
         # kernel-1 stride-2 Conv1d corrupts the heap in its backward pass on CPU (torch 2.13
         # oneDNN, one input channel, thousands of steps), and the two are the same function.
@@ -123,7 +123,7 @@ class ReferenceConvs(nn.Module):
             nn.Conv1d(i, o, kernel_size, padding=kernel_size // 2)
             for i, o in zip(sizes[:-1], sizes[1:], strict=True)
         )
-        self.drop = nn.Dropout(dropout)
+        self.drop = dropout_layer(dropout)
         self.output_size = sizes[-1]
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -230,7 +230,7 @@ class SequenceEncoder(Encoder):
         super().__init__(output_size or size, sequence=(output == "sequence"))
         self.front, self.rnn, self.transformer = front, rnn, transformer
         self.pool = pool
-        self.drop = nn.Dropout(dropout)
+        self.drop = dropout_layer(dropout)
         self.proj = nn.Linear(size, output_size) if output_size else None
 
     def forward(self, batch: ModalityBatch) -> Features:
@@ -243,7 +243,8 @@ class SequenceEncoder(Encoder):
         mask = batch.mask
         if mask is None:
             mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-        x = x * mask.unsqueeze(-1).to(x.dtype)
+        if not batch.is_full():  # zero padded steps (nothing to zero when none are padded)
+            x = x * mask.unsqueeze(-1).to(x.dtype)
         if self.front is not None:
             x, mask = self.front(x, mask)
         h: Tensor

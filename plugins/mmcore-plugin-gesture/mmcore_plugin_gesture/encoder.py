@@ -8,7 +8,7 @@ from torch import nn
 
 from mmcore.batch import Features, ModalityBatch
 from mmcore.encoder import Encoder
-from mmcore.layers import rnn_output, run_rnn
+from mmcore.layers import dropout_layer, rnn_output, run_rnn
 
 
 class GestureEncoder(Encoder):
@@ -45,7 +45,7 @@ class GestureEncoder(Encoder):
             bidirectional=bidirectional,
             dropout=dropout if num_layers > 1 else 0.0,
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = dropout_layer(dropout)
         self.proj = nn.Linear(hidden_size * (2 if bidirectional else 1), output_size)
 
     def forward(self, batch: ModalityBatch) -> Features:
@@ -54,8 +54,9 @@ class GestureEncoder(Encoder):
             raise ValueError(
                 f"gesture encoder expects [B, T, {self.input_size}], got {tuple(x.shape)}"
             )
-        outputs, last = run_rnn(self.lstm, x, batch.mask)
-        h, mask = rnn_output(outputs, last, batch.mask, self.pool, self.sequence)
+        mask = None if batch.is_full() else batch.mask  # nothing absent or padded: no mask
+        outputs, last = run_rnn(self.lstm, x, mask)
+        h, mask = rnn_output(outputs, last, mask, self.pool, self.sequence)
         y = self.proj(self.dropout(h))
         if mask is not None and y.dim() == 3:
             y = y * mask.unsqueeze(-1).to(y.dtype)  # the bias would fill padded steps

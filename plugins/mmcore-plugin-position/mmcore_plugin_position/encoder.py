@@ -10,7 +10,7 @@ from torch import nn
 
 from mmcore.batch import Features, ModalityBatch
 from mmcore.encoder import Encoder
-from mmcore.layers import rnn_output, run_rnn
+from mmcore.layers import dropout_layer, rnn_output, run_rnn
 
 
 class PositionEncoder(Encoder):
@@ -46,7 +46,7 @@ class PositionEncoder(Encoder):
             nn.Conv1d(i, o, kernel_size, padding=kernel_size // 2)
             for i, o in zip(sizes[:-1], sizes[1:], strict=True)
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = dropout_layer(dropout)
         self.lstm = nn.LSTM(
             sizes[-1],
             hidden_size,
@@ -62,11 +62,12 @@ class PositionEncoder(Encoder):
                 f"position encoder expects frames of {self.input_size} values, got "
                 f"{tuple(batch.values.shape[2:])} ({x.shape[-1]} values)"
             )
-        mask = batch.mask
-        if mask is None:
+        # padded steps are zeroed after every convolution; a batch with nothing absent or
+        # padded skips that (and the LSTM needs no mask)
+        mask = None if batch.is_full() else batch.mask
+        if mask is None and not batch.is_full():
             mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-        # padded steps are zeroed after every convolution; rows all full length skip that
-        keep = None if bool(mask.all()) else mask.unsqueeze(1).to(x.dtype)
+        keep = None if mask is None else mask.unsqueeze(1).to(x.dtype)
         h = x.transpose(1, 2)  # [B, F, T]: Conv1d wants channels first
         if keep is not None:
             h = h * keep

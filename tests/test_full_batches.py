@@ -1,0 +1,106 @@
+"""``ModalityBatch.full``: collate functions state when nothing is absent or padded, and the
+encoders' shortcut for such batches gives the same features as their masking path."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+import torch
+
+from mmcore.batch import Features, ModalityBatch
+from mmcore.collate import pad_sequences, stack_fixed, stacked_fixed, stacked_sequences
+from mmcore.encoder import Encoder
+from mmcore.sequence.encoder import SequenceEncoder
+
+
+def _seq(n: int, t: int = 6, d: int = 3, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((t, d)).astype(np.float32) for _ in range(n)]
+
+
+def test_collate_helpers_state_whether_the_batch_is_full() -> None:
+    items = _seq(4)
+    assert pad_sequences(items).full is True
+    assert pad_sequences([*items[:3], items[3][:4]]).full is False  # one row padded
+    assert pad_sequences([*items[:3], None]).full is False  # one row absent
+    assert stack_fixed(items).full is True
+    assert stack_fixed([*items[:3], None]).full is False
+    assert stacked_sequences(np.stack(items)).full is True
+    assert stacked_fixed(np.stack(items)).full is True
+
+
+def test_is_full_reads_the_tensors_when_not_stated() -> None:
+    values = torch.zeros(3, 5, 2)
+    present = torch.ones(3, dtype=torch.bool)
+    every = ModalityBatch(values, present, torch.ones(3, 5, dtype=torch.bool))
+    assert every.full is None and every.is_full() is True and every.full is True
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    mask[1, 4] = False
+    padded = ModalityBatch(values, torch.ones(3, dtype=torch.bool), mask)
+    assert padded.is_full() is False
+    absent = ModalityBatch(values[:, 0], torch.tensor([True, False, True]))
+    assert absent.is_full() is False
+
+
+def _encoders() -> list[tuple[str, Encoder]]:
+    torch.manual_seed(0)
+    found: list[tuple[str, Encoder]] = [
+        ("sequence conv+lstm mean", SequenceEncoder(3, frontend="conv", conv_channels=(8, 8),
+                                                    hidden_size=8, bidirectional=False)),
+        ("sequence tcn+bilstm last", SequenceEncoder(3, channels=8, hidden_size=8, pool="last")),
+        ("sequence conv+lstm, sequence output",
+         SequenceEncoder(3, frontend="conv", conv_channels=(8,), hidden_size=8,
+                         output="sequence")),
+    ]
+    for module, cls, kwargs in [
+        ("mmcore_plugin_position.encoder", "PositionEncoder",
+         {"input_size": 3, "conv_channels": (8, 8), "hidden_size": 8}),
+        ("mmcore_plugin_gesture.encoder", "GestureEncoder",
+         {"input_size": 3, "hidden_size": 8, "output_size": 8}),
+        ("mmcore_plugin_gesture.encoder", "GestureEncoder",
+         {"input_size": 3, "hidden_size": 8, "output_size": 8, "pool": "mean",
+          "bidirectional": True}),
+    ]:
+        try:
+            encoder_cls = getattr(importlib.import_module(module), cls)
+            found.append((f"{cls} {kwargs}", encoder_cls(**kwargs)))
+        except ImportError:  # the plugin is not installed: the core encoders still run
+            continue
+    return found
+
+
+@pytest.mark.parametrize("name,encoder", _encoders(), ids=lambda v: v if isinstance(v, str) else "")
+def test_the_full_batch_shortcut_gives_the_masking_paths_features(
+    name: str, encoder: Encoder
+) -> None:
+    encoder.eval()
+    batch = stacked_sequences(np.stack(_seq(5)))
+    assert batch.full is True
+
+    def run(full: bool) -> Features:
+        copy = ModalityBatch(batch.values.clone(), batch.present.clone(), batch.mask.clone(),
+                             full=full)  # full=False forces the masking path
+        with torch.no_grad():
+            return encoder(copy)
+
+    quick, masked = run(True), run(False)
+    assert quick.values.shape == masked.values.shape
+    torch.testing.assert_close(quick.values, masked.values, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(quick.pooled(), masked.pooled(), rtol=1e-5, atol=1e-6)
+    if masked.mask is not None:
+        assert torch.equal(quick.mask, masked.mask)
+
+
+def test_a_batch_built_from_other_masks_does_not_inherit_full() -> None:
+    """Modality dropout (``hide``) makes rows absent: the shortcut must not be taken."""
+    from mmcore.train.masking import hide
+
+    batch = stacked_sequences(np.stack(_seq(4)))
+    hidden = hide(batch, torch.tensor([False, True, False, False]))
+    assert hidden.is_full() is False
+    encoder = SequenceEncoder(3, frontend="conv", conv_channels=(8,), hidden_size=8)
+    with torch.no_grad():
+        features = encoder(hidden)
+    assert torch.count_nonzero(features.values[1]) == 0  # the absent row gives zeros
