@@ -88,7 +88,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+    atomic_write_bytes(path, _json_bytes(obj))
 
 
 def read_json(path: str | Path) -> Any:
@@ -105,10 +105,17 @@ def read_json(path: str | Path) -> Any:
 
 
 # -- tensors -----------------------------------------------------------------------------------
+def _safetensors_bytes(tensors: Mapping[str, Tensor]) -> bytes:
+    return st_save({k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()})
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2) + "\n").encode("utf-8")
+
+
 def save_tensors(path: str | Path, tensors: Mapping[str, Tensor]) -> None:
     """Atomically write tensors (CPU copies are made) as a safetensors file."""
-    data = st_save({k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()})
-    atomic_write_bytes(path, data)
+    atomic_write_bytes(path, _safetensors_bytes(tensors))
 
 
 def load_tensors(path: str | Path) -> dict[str, Tensor]:
@@ -191,13 +198,26 @@ def checkpoint_name(epoch: int) -> str:
     return f"epoch-{epoch:04d}"
 
 
+def _write_durable(path: Path, data: bytes) -> dict[str, Any]:
+    """Write a file inside a private temporary folder (no rename needed: nothing reads the
+    folder until it is renamed into place) and fsync its data; returns its size and SHA-256."""
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
 def write_checkpoint(
     root: str | Path, epoch: int, model: Mapping[str, Tensor], state: Mapping[str, Any]
 ) -> Path:
     """Write ``root/epoch-NNNN`` atomically and point ``root/latest`` at it.
 
     ``state`` is any nesting of dicts, lists, tuples, tensors, numpy arrays and JSON scalars.
-    Returns the checkpoint folder.
+    Returns the checkpoint folder. The files are written plainly inside a private temporary
+    folder (each one's data fsynced, checksums taken from the bytes in memory), the folder is
+    fsynced once and renamed into place, then ``latest`` is replaced atomically; the final
+    fsync of ``root`` makes both renames durable.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -208,22 +228,21 @@ def write_checkpoint(
     try:
         tensors: dict[str, Tensor] = {}
         skeleton = flatten(dict(state), "state", tensors)
-        save_tensors(tmp / MODEL_FILE, model)
-        save_tensors(tmp / STATE_TENSORS, tensors)
-        atomic_write_json(tmp / STATE_JSON, {"format": STATE_FORMAT, "state": skeleton})
-        files = {
-            f: {"size": (tmp / f).stat().st_size, "sha256": sha256(tmp / f)}
-            for f in (MODEL_FILE, STATE_TENSORS, STATE_JSON)
+        contents = {
+            MODEL_FILE: _safetensors_bytes(model),
+            STATE_TENSORS: _safetensors_bytes(tensors),
+            STATE_JSON: _json_bytes({"format": STATE_FORMAT, "state": skeleton}),
         }
-        atomic_write_json(tmp / COMPLETE, {"epoch": epoch, "files": files})
+        files = {f: _write_durable(tmp / f, data) for f, data in contents.items()}
+        _write_durable(tmp / COMPLETE, _json_bytes({"epoch": epoch, "files": files}))
+        _fsync_dir(tmp)
         if final.exists():  # re-running an epoch after a resume replaces its old checkpoint
             shutil.rmtree(final)
         os.replace(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    _fsync_dir(root)
-    atomic_write_text(root / LATEST, name + "\n")
+    atomic_write_text(root / LATEST, name + "\n")  # ends with an fsync of root
     return final
 
 
@@ -334,10 +353,11 @@ def copy_dir_atomic(
     tmp.mkdir(parents=True)
     try:
         names = list(files) if files is not None else [p.name for p in src.iterdir() if p.is_file()]
-        for name in names:
-            shutil.copy2(src / name, tmp / name)
+        for name in names:  # plain writes: nothing reads the folder before the rename
+            _write_durable(tmp / name, (src / name).read_bytes())
         for name, doc in (extra_json or {}).items():
-            atomic_write_json(tmp / name, doc)
+            _write_durable(tmp / name, _json_bytes(doc))
+        _fsync_dir(tmp)
         old = None
         if dst.exists():
             old = dst.with_name(f".old-{dst.name}-{uuid.uuid4().hex[:8]}")
