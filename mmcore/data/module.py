@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mmcore.batch import Batch
+from mmcore.data import fit_cache
 from mmcore.data import sources as src
 from mmcore.data.bad_rows import MISSING_REASON, BadRow, bad_row_message, summary, write_bad_rows
 from mmcore.data.loader import ArrowSplit, Collator, ShardedBatchSampler
@@ -352,6 +353,7 @@ class DataModule:
                 f"cannot fit: the data has no train split (splits: {', '.join(splits) or 'none'})"
             )
         train = splits["train"]
+        cached = {} if self.streaming else self._load_cached_fits(train)
         if self.streaming:
             from mmcore.data.streaming import first_rows
 
@@ -359,14 +361,14 @@ class DataModule:
         else:
             # One Arrow read of every fitted column: datasets gathers a split's indices
             # mapping row by row, so reading column by column repeated that gather per column.
-            columns = self._fit_columns()
+            columns = self._fit_columns(skip={n for n, v in cached.items() if v is True})
             rows = {}
             if columns:
                 table = train.dataset.select_columns(columns).with_format("arrow")[:]
                 rows = {c: table.column(c).to_pylist() for c in columns}
         with self._rooted(train.root):
             for name, modality in self.modalities.items():
-                if not _fits(modality):
+                if not _fits(modality) or cached.get(name) is True:
                     continue
                 columns = self.columns[name]
                 values = (
@@ -379,6 +381,8 @@ class DataModule:
                 context = modality.context_columns()
                 modality.fit_rows([values[i] for i in keep],
                                   [{c: rows[c][i] for c in context} for i in keep])
+                if name in cached:  # a key, not True: store what was just fitted
+                    fit_cache.store_fitted(self._cache_root(), cached[name], modality)
         for name, head in self.spec.heads.items():
             cls = self._head_classes[name]
             options = dict(head.options)
@@ -425,9 +429,33 @@ class DataModule:
             f"the targets of head {name!r}: {error}"
         )
 
-    def _fit_columns(self) -> list[str]:
+    def _cache_root(self) -> Path:
+        root = src.default_cache_root(self.spec)
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+
+    def _load_cached_fits(self, train: SplitSource) -> dict[str, str | bool]:
+        """Fitted state from the cache (:mod:`mmcore.data.fit_cache`): modality name -> ``True``
+        when loaded, or the key to store its fit under when it still has to be fitted."""
+        out: dict[str, str | bool] = {}
+        fingerprint = getattr(train.dataset, "_fingerprint", None)
+        if fingerprint is None:
+            return out
+        versions = self._versions()
+        with self._rooted(train.root):
+            for name, modality in self.modalities.items():
+                if not (_fits(modality) and fit_cache.can_cache(modality)):
+                    continue
+                key = fit_cache.fit_key(fingerprint, modality, self.columns[name], versions[name])
+                loaded = fit_cache.load_fitted(self._cache_root(), key, modality)
+                out[name] = True if loaded else key
+        return out
+
+    def _fit_columns(self, skip: set[str] | None = None) -> list[str]:
+        """The columns the fit reads; ``skip``: modalities whose fit came from the cache."""
         columns = [
             c for name, m in self.modalities.items() if _fits(m)
+            and (skip is None or name not in skip)
             for c in [*self.columns[name], *m.context_columns()]
         ]
         columns += [
