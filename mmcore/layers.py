@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import contextvars
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -36,6 +38,35 @@ def mlp(
     return nn.Sequential(*layers)
 
 
+_MASKED_RNNS = contextvars.ContextVar("mmcore_masked_rnns", default=False)
+
+
+@contextlib.contextmanager
+def masked_rnns() -> Iterator[None]:
+    """Within this block :func:`run_rnn` runs unidirectional RNNs on the padded batch and masks
+    the result instead of packing it: no ``pack_padded_sequence`` and no branch on the data,
+    so the graph is the same for every batch (for ``torch.export``, ONNX or ``torch.compile``).
+    Features are equal to the packed path's (tested); real steps must come first in each row,
+    as collate makes them. Bidirectional RNNs still pack: their backward direction would start
+    on the padding."""
+    token = _MASKED_RNNS.set(True)
+    try:
+        yield
+    finally:
+        _MASKED_RNNS.reset(token)
+
+
+def _run_masked(rnn: nn.RNNBase, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """A unidirectional RNN over padded ``x``: padding comes after each row's real steps, so
+    their outputs are those of the packed run; ``last`` is the output at ``length - 1``."""
+    outputs, _ = rnn(x)
+    outputs = outputs * mask.unsqueeze(-1).to(outputs.dtype)
+    lengths = mask.sum(dim=1)
+    at = (lengths - 1).clamp_min(0).view(-1, 1, 1).expand(-1, 1, outputs.shape[-1])
+    last = outputs.gather(1, at).squeeze(1) * (lengths > 0).unsqueeze(-1).to(outputs.dtype)
+    return outputs, last
+
+
 def run_rnn(rnn: nn.RNNBase, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
     """Run a ``batch_first`` RNN over padded ``x [B, T, F]`` respecting ``mask [B, T]``.
 
@@ -43,12 +74,18 @@ def run_rnn(rnn: nn.RNNBase, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Te
     zero, ``last`` is the final hidden state of the last layer at each row's true length
     (both directions concatenated). Rows with no valid step give zeros.
 
+    Rows are packed, so padding costs nothing, unless every row is full length (then the RNN
+    runs on ``x`` as it is) or inside :func:`masked_rnns` (unidirectional RNNs then run on the
+    padded batch and the result is masked: one graph for every batch, for export).
+
     Under autocast the RNN runs in float32 on CPU (oneDNN has no bf16 LSTM/GRU kernel there);
     on CUDA it runs in the autocast dtype as usual.
     """
     if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
         with torch.autocast("cpu", enabled=False):
             return run_rnn(rnn, x.float(), mask)
+    if mask is not None and not rnn.bidirectional and _MASKED_RNNS.get():
+        return _run_masked(rnn, x, mask)
     if mask is None or bool(mask.all()):  # every row full length: packing changes nothing
         outputs, hidden = rnn(x)
         return outputs, _last_hidden(rnn, hidden)

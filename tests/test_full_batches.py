@@ -4,6 +4,7 @@ encoders' shortcut for such batches gives the same features as their masking pat
 from __future__ import annotations
 
 import importlib
+import warnings
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import torch
 from mmcore.batch import Features, ModalityBatch
 from mmcore.collate import pad_sequences, stack_fixed, stacked_fixed, stacked_sequences
 from mmcore.encoder import Encoder
+from mmcore.layers import masked_rnns, run_rnn
 from mmcore.sequence.encoder import SequenceEncoder
 
 
@@ -104,3 +106,51 @@ def test_a_batch_built_from_other_masks_does_not_inherit_full() -> None:
     with torch.no_grad():
         features = encoder(hidden)
     assert torch.count_nonzero(features.values[1]) == 0  # the absent row gives zeros
+
+
+@pytest.mark.parametrize("kind,layers", [(torch.nn.LSTM, 1), (torch.nn.GRU, 2), (torch.nn.RNN, 1)])
+def test_masked_rnns_give_the_packed_outputs(kind: type, layers: int) -> None:
+    torch.manual_seed(0)
+    rnn = kind(3, 5, num_layers=layers, batch_first=True)
+    x = torch.randn(4, 6, 3)
+    mask = torch.arange(6) < torch.tensor([6, 3, 1, 0]).unsqueeze(1)
+    x = x * mask.unsqueeze(-1)
+    packed = run_rnn(rnn, x, mask)
+    with masked_rnns():
+        masked = run_rnn(rnn, x, mask)
+    for a, b in zip(packed, masked, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert masked[1][3].abs().sum() == 0  # a row without steps gives zeros
+
+
+def test_masked_rnns_leave_bidirectional_rnns_packed() -> None:
+    torch.manual_seed(0)
+    rnn = torch.nn.LSTM(3, 5, batch_first=True, bidirectional=True)
+    x = torch.randn(2, 4, 3)
+    mask = torch.arange(4) < torch.tensor([4, 2]).unsqueeze(1)
+    packed = run_rnn(rnn, x, mask)
+    with masked_rnns():
+        again = run_rnn(rnn, x, mask)
+    torch.testing.assert_close(packed[1], again[1])
+    unpacked, _ = rnn(x)  # what running over the padding would have given instead
+    assert not torch.allclose(unpacked[1, 0, 5:], packed[0][1, 0, 5:])
+
+
+def test_masked_rnns_make_an_encoder_exportable() -> None:
+    class Model(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = torch.nn.LSTM(3, 5, batch_first=True)
+
+        def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            return run_rnn(self.rnn, x, mask)
+
+    model = Model().eval()
+    x = torch.randn(3, 6, 3)
+    mask = torch.arange(6) < torch.tensor([6, 3, 1]).unsqueeze(1)
+    with masked_rnns(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch notes the LSTM's flat weights
+        exported = torch.export.export(model, (x, mask))
+    other = torch.arange(6) < torch.tensor([2, 5, 4]).unsqueeze(1)  # other lengths, same graph
+    for a, b in zip(exported.module()(x, other), run_rnn(model.rnn, x, other), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
