@@ -51,6 +51,16 @@ def test_train_output_text(cli_run, tmp_path, capsys):
     assert "best epoch: 1 (label.accuracy = " in out and "\ntest: loss " in out
     assert "modality report (test split)" in out
     assert not (tmp_path / "r" / "metrics.csv").exists()  # no csv callback
+    assert (tmp_path / "r" / "modality_report.json").is_file()
+
+
+def test_train_no_report_skips_the_modality_report(cli_run, tmp_path, capsys):
+    code = main(["train", str(cli_run["spec"]), "--output", str(tmp_path / "r"), "--quiet",
+                 "--no-report", "train.epochs=1"])
+    out = capsys.readouterr().out
+    assert code == 0 and "best epoch: 1" in out
+    assert "modality report" not in out
+    assert not (tmp_path / "r" / "modality_report.json").exists()
 
 
 def test_train_errors_are_reported_without_traceback(cli_run, capsys):

@@ -1,5 +1,5 @@
-"""``mmcore train SPEC [--output DIR] [--resume] [--overwrite] [--quiet] [--nproc N]
-[field=value ...]``.
+"""``mmcore train SPEC [--output DIR] [--resume] [--overwrite] [--quiet] [--no-report]
+[--nproc N] [field=value ...]``.
 
 Under ``torchrun`` every rank runs this command; ``--nproc N`` starts torchrun's launcher
 itself for N processes on this machine (see ``docs/distributed.md``)."""
@@ -19,6 +19,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier run in the same folder")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or notes")
+    p.add_argument("--no-report", action="store_true",
+                   help="skip the modality report after training (two extra evaluation passes "
+                   "per modality)")
     p.add_argument("--nproc", type=int, metavar="N",
                    help="train on N processes on this machine with DistributedDataParallel "
                    "(launches torchrun; train.batch_size is the global batch)")
@@ -31,7 +34,8 @@ def worker_argv(args: argparse.Namespace) -> list[str]:
     if args.output:
         argv += ["--output", str(args.output)]
     argv += [flag for flag, on in (("--resume", args.resume), ("--overwrite", args.overwrite),
-                                   ("--quiet", args.quiet)) if on]
+                                   ("--quiet", args.quiet),
+                                   ("--no-report", getattr(args, "no_report", False))) if on]
     if getattr(args, "debug", False):
         argv.append("--debug")
     return ["train", *argv]
@@ -50,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         trainer = Trainer(
             args.spec, output=args.output, resume=args.resume, overwrite=args.overwrite,
             overrides=args.overrides, quiet=args.quiet,
+            report=not getattr(args, "no_report", False),
         )
         final = trainer.fit()
     except BaseException as exc:
