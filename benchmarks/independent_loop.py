@@ -175,6 +175,78 @@ def run_hand(width: int, epochs: int) -> dict[str, float]:
             "params": sum(q.numel() for q in model.parameters())}
 
 
+# -- the Lightning arm: the same plain model in a LightningModule -------------------------------
+def run_lightning(width: int, epochs: int, work: Path, pl: Any) -> dict[str, float]:
+    """PyTorch Lightning on the hand loop's model and tensors (a ``DataLoader`` over a
+    ``TensorDataset``): Lightning's loop, clipping and checkpoints, validation each epoch."""
+    import warnings
+
+    import torch
+    from torch.nn import functional as F
+    from torch.utils.data import DataLoader, TensorDataset
+
+    start = time.perf_counter()
+    data = hand_data(TABLE)
+    torch.manual_seed(SEED)
+    model = hand_model(width)
+
+    class Module(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def training_step(self, batch, batch_idx):
+            g, p, y = batch
+            return F.cross_entropy(self.model(g, p), y)
+
+        def validation_step(self, batch, batch_idx):
+            g, p, y = batch
+            self.log("val_accuracy", (self.model(g, p).argmax(-1) == y).float().mean())
+
+        def configure_optimizers(self):
+            return torch.optim.AdamW(self.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+
+    class EpochTimer(pl.Callback):
+        """Each epoch's training batches only (Lightning validates inside the epoch)."""
+
+        def __init__(self) -> None:
+            self.epochs: list[tuple[float, float]] = []
+            self._open: tuple[float, float] | None = None
+
+        def on_train_epoch_start(self, trainer, module) -> None:
+            self._open = (time.perf_counter(), time.process_time())
+
+        def _close(self) -> None:
+            if self._open is not None:
+                t0, c0 = self._open
+                self.epochs.append((time.perf_counter() - t0, time.process_time() - c0))
+                self._open = None
+
+        def on_validation_epoch_start(self, trainer, module) -> None:
+            self._close()
+
+        def on_train_epoch_end(self, trainer, module) -> None:
+            self._close()
+
+    timer = EpochTimer()
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=1, max_epochs=epochs, gradient_clip_val=CLIP,
+        gradient_clip_algorithm="norm", logger=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, callbacks=[timer],
+        default_root_dir=str(work / "lightning"),
+    )
+    train = DataLoader(TensorDataset(*data["train"]), batch_size=BATCH, shuffle=True)
+    validation = DataLoader(TensorDataset(*data["validation"]), batch_size=256)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "does not have many workers" and the like
+        trainer.fit(Module(), train_dataloaders=train, val_dataloaders=validation)
+    accuracy = hand_accuracy(model, data["test"])
+    return {"loop_s": sum(w for w, _ in timer.epochs),
+            "loop_cpu_s": sum(c for _, c in timer.epochs),
+            "rows": len(data["train"][2]) * epochs, "total_s": time.perf_counter() - start,
+            "accuracy": accuracy, "params": sum(q.numel() for q in model.parameters())}
+
+
 # -- the mmcore arm ------------------------------------------------------------------------------
 def mmcore_table(work: Path) -> Path:
     """The CSV again with the trajectory also as one JSON cell ``[[x0, y0], ...]``, which the
@@ -249,7 +321,7 @@ def _flat(d: Any, prefix: str = "") -> list[tuple[str, float]]:
 
 # -- rounds and the report -----------------------------------------------------------------------
 def compare(size: str, work: Path, registry: Any, threads: int, rounds: int,
-            epochs: int) -> dict[str, Any]:
+            epochs: int, pl: Any = None) -> dict[str, Any]:
     import torch
 
     from mmcore.spec import validate_spec
@@ -259,8 +331,10 @@ def compare(size: str, work: Path, registry: Any, threads: int, rounds: int,
     spec = validate_spec(mmcore_spec(table, work, width, epochs), base_dir=work,
                          registry=registry)
     runners = {"hand": lambda i: run_hand(width, epochs),
-               "mmcore": lambda i: run_mmcore(spec, registry, work, i),
-               "control": lambda i: run_hand(width, epochs)}
+               "mmcore": lambda i: run_mmcore(spec, registry, work, i)}
+    if pl is not None:
+        runners["lightning"] = lambda i: run_lightning(width, epochs, work, pl)
+    runners["control"] = lambda i: run_hand(width, epochs)
     runs: dict[str, list[dict[str, float]]] = {a: [] for a in runners}
     for i in range(rounds + 1):
         for arm, runner in runners.items():
@@ -277,16 +351,17 @@ def compare(size: str, work: Path, registry: Any, threads: int, rounds: int,
                   f" in the loop, {figures['total_s']:.2f} s whole run, test accuracy "
                   f"{figures['accuracy']:.3f}", file=sys.stderr)
     params = {a: r[0]["params"] for a, r in runs.items()}
-    if params["hand"] != params["mmcore"]:
-        raise SystemExit(f"{size}: parameter counts differ: hand {params['hand']:,}, mmcore "
-                         f"{params['mmcore']:,}; the two models are not the same architecture")
+    if len(set(params.values())) != 1:
+        raise SystemExit(f"{size}: parameter counts differ ({params}); the models are not "
+                         "the same architecture")
     return {"size": size, "width": width, "epochs": epochs, "rounds": rounds, "runs": runs,
             "params": params["hand"]}
 
 
-def ratios(result: dict[str, Any], arm: str, key: str) -> list[float]:
-    """Per round, ``arm``'s speed over the hand loop's (the mean of hand and control, unless
-    ``arm`` is the control): ``rows / key`` for loop keys, ``1 / total_s`` for the whole run."""
+def ratios(result: dict[str, Any], arm: str, key: str, base: str = "hand") -> list[float]:
+    """Per round, ``arm``'s speed over ``base``'s (for the hand loop, the mean of hand and
+    control, unless ``arm`` is the control): ``rows / key`` for loop keys, ``1 / total_s`` for
+    the whole run."""
     runs = result["runs"]
 
     def speed(r: dict[str, float]) -> float:
@@ -294,10 +369,10 @@ def ratios(result: dict[str, Any], arm: str, key: str) -> list[float]:
 
     out = []
     for i, mine in enumerate(runs[arm]):
-        hand = speed(runs["hand"][i])
-        if arm != "control":
-            hand = (hand + speed(runs["control"][i])) / 2
-        out.append(speed(mine) / hand)
+        theirs = speed(runs[base][i])
+        if base == "hand" and arm != "control":
+            theirs = (theirs + speed(runs["control"][i])) / 2
+        out.append(speed(mine) / theirs)
     return out
 
 
@@ -327,10 +402,15 @@ def size_report(result: dict[str, Any]) -> str:
         ["arm", "loop samples/s (median)", "range", "samples per CPU second",
          "seconds per epoch", "whole run s (median)", "range", "test accuracy"], rows))
     lines.append("")
-    for arm, label in (("mmcore", "mmcore / hand loop"),
-                       ("control", "control / hand loop (noise floor)")):
-        loop, cpu = ratios(result, arm, "loop_s"), ratios(result, arm, "loop_cpu_s")
-        whole = ratios(result, arm, "total_s")
+    pairs = [("mmcore", "hand", "mmcore / hand loop")]
+    if "lightning" in runs:
+        pairs += [("mmcore", "lightning", "mmcore / Lightning on the hand model"),
+                  ("lightning", "hand", "Lightning / hand loop")]
+    pairs.append(("control", "hand", "control / hand loop (noise floor)"))
+    for arm, base, label in pairs:
+        loop = ratios(result, arm, "loop_s", base)
+        cpu = ratios(result, arm, "loop_cpu_s", base)
+        whole = ratios(result, arm, "total_s", base)
         lines.append(f"- {label}: training loop **{med(loop):.3f}x** (rounds {spread(loop)}), "
                      f"per CPU second {med(cpu):.3f}x (rounds {spread(cpu)}), whole run "
                      f"**{med(whole):.3f}x** (rounds {spread(whole)})")
@@ -408,6 +488,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     registry = get_registry()
+    from training_arms import import_lightning
+
+    pl, lightning = import_lightning()
+    notes = ([f"Lightning: pytorch_lightning {lightning}, on the hand loop's model and tensors "
+              "(a `DataLoader` over a `TensorDataset`, shuffled), validation each epoch, its "
+              "default checkpointing into a temporary folder."] if pl is not None else
+             [f"Lightning arm skipped: {lightning} (install the `bench` extra with `--no-deps` "
+              "beside your torch)."])
     meter = benchlib.LoadMeter()
     results = []
     with tempfile.TemporaryDirectory(prefix="mmcore-bench-") as tmp:
@@ -415,8 +503,8 @@ def main(argv: list[str] | None = None) -> int:
             work = Path(tmp) / size
             work.mkdir()
             results.append(compare(size, work, registry, args.threads,
-                                   args.rounds or ROUNDS[size], args.epochs or EPOCHS[size]))
-    text = report(results, threads=args.threads, load=meter.stop(), notes=[])
+                                   args.rounds or ROUNDS[size], args.epochs or EPOCHS[size], pl))
+    text = report(results, threads=args.threads, load=meter.stop(), notes=notes)
     print(benchlib.section(KEY, TITLE, text))
     if args.write:
         benchlib.write_section(args.write, KEY, TITLE, text)
