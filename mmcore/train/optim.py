@@ -3,48 +3,115 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from mmcore.spec.model import TrainSpec
+from mmcore.spec.model import ModalitySpec, TrainSpec
 
 #: momentum of the ``sgd`` optimizer
 SGD_MOMENTUM = 0.9
+#: devices whose parameters get torch's fused optimizer kernels
+FUSED_DEVICES = ("cpu", "cuda")
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Trainable parameters in two groups: matrices with weight decay, biases and norm
-    scales (1-d) without, as decaying those only hurts."""
-    decay, no_decay = [], []
-    for _, param in sorted(model.named_parameters()):
+def parameter_groups(
+    model: nn.Module,
+    weight_decay: float,
+    lr: float = 1.0,
+    modalities: Mapping[str, ModalitySpec] | None = None,
+) -> list[dict]:
+    """Trainable parameters in groups: matrices with weight decay, biases and norm scales
+    (1-d) without, as decaying those only hurts. An encoder whose modality sets ``lr_scale``
+    or ``weight_decay`` gets its own pair of groups (``lr`` x ``lr_scale``); the shared groups
+    (fusion, heads, other encoders) come first. Each group's ``name`` says whose it is.
+
+    Parameters that do not require a gradient when this is called (a plugin's permanently
+    frozen layers) are left out; an encoder frozen by the spec is frozen after the optimizer
+    is built (:func:`set_frozen`), so it is in its groups and can be unfrozen later."""
+    modalities = modalities or {}
+    own = {
+        name: m for name, m in modalities.items()
+        if m.lr_scale != 1.0 or m.weight_decay is not None
+    }
+    buckets: dict[str, tuple[list, list]] = {"": ([], [])}
+    for name, param in sorted(model.named_parameters()):
         if not param.requires_grad:
             continue
+        parts = name.split(".")
+        key = parts[1] if parts[0] == "encoders" and len(parts) > 2 and parts[1] in own else ""
+        decay, no_decay = buckets.setdefault(key, ([], []))
         (decay if param.dim() >= 2 else no_decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    groups = []
+    for key, (decay, no_decay) in buckets.items():
+        m = own.get(key)
+        scale = m.lr_scale if m is not None else 1.0
+        wd = m.weight_decay if m is not None and m.weight_decay is not None else weight_decay
+        label = f"encoders.{key}" if key else "shared"
+        groups += [
+            {"params": decay, "weight_decay": wd, "lr": lr * scale, "name": label},
+            {"params": no_decay, "weight_decay": 0.0, "lr": lr * scale, "name": label},
+        ]
     return [g for g in groups if g["params"]]
 
 
-def build_optimizer(model: nn.Module, train: TrainSpec) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module, train: TrainSpec, modalities: Mapping[str, ModalitySpec] | None = None
+) -> torch.optim.Optimizer:
     """``adamw`` (default), ``adam`` or ``sgd`` (momentum 0.9) over every trainable parameter:
-    all encoders, the fusion and all heads are optimised together. Each uses torch's
-    multi-tensor (``foreach``) update, also on the CPU, where torch's default is one small
-    kernel per parameter (on a 6k-parameter model that is ~15% of a training step)."""
-    groups = parameter_groups(model, train.weight_decay)
+    all encoders, the fusion and all heads are optimised together, an encoder at its
+    modality's ``lr_scale`` and ``weight_decay`` (:func:`parameter_groups`).
+
+    Each uses torch's fused update (one kernel per parameter group) where torch has one for
+    the parameters' device and dtype, else the multi-tensor (``foreach``) update. On the CPU,
+    torch's default is one small kernel per parameter: for a 6k-parameter model's AdamW step
+    that measured 470 us, foreach 310 us and fused 90 us."""
+    groups = parameter_groups(model, train.weight_decay, train.lr, modalities)
     if not groups:
         raise ValueError("the model has no trainable parameters")
-    if train.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=train.lr, foreach=True)
-    if train.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=train.lr, foreach=True)
-    if train.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=train.lr, momentum=SGD_MOMENTUM, foreach=True)
-    raise ValueError(f"unknown optimizer {train.optimizer!r}")  # the spec's Literal forbids it
+    kinds: dict[str, tuple[type[torch.optim.Optimizer], dict]] = {
+        "adamw": (torch.optim.AdamW, {}),
+        "adam": (torch.optim.Adam, {}),
+        "sgd": (torch.optim.SGD, {"momentum": SGD_MOMENTUM}),
+    }
+    if train.optimizer not in kinds:  # the spec's Literal forbids it
+        raise ValueError(f"unknown optimizer {train.optimizer!r}")
+    cls, extra = kinds[train.optimizer]
+    if _fusable(groups):
+        try:
+            return cls(groups, lr=train.lr, fused=True, **extra)
+        except (RuntimeError, ValueError):  # no fused kernel for this device or dtype
+            pass
+    return cls(groups, lr=train.lr, foreach=True, **extra)
+
+
+def _fusable(groups: list[dict]) -> bool:
+    params = [p for g in groups for p in g["params"]]
+    return all(p.is_floating_point() and p.device.type in FUSED_DEVICES for p in params)
+
+
+def frozen_encoders(modalities: Mapping[str, ModalitySpec], epoch: int) -> frozenset[str]:
+    """The encoders the spec keeps frozen during ``epoch`` (``freeze`` / ``unfreeze_at``)."""
+    return frozenset(name for name, m in modalities.items() if m.frozen_at(epoch))
+
+
+def set_frozen(
+    model: nn.Module, optimizer: torch.optim.Optimizer, frozen: frozenset[str]
+) -> None:
+    """Freeze the named encoders and unfreeze the others: ``requires_grad`` of each encoder
+    parameter the optimizer holds, and ``model.frozen`` (which runs frozen encoders in eval
+    mode without gradients). Parameters the optimizer does not hold stay as they are."""
+    held = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    encoders = getattr(model, "encoders", {})
+    for name, encoder in encoders.items():
+        for param in encoder.parameters():
+            if id(param) in held:
+                param.requires_grad_(name not in frozen)
+    if hasattr(model, "frozen"):
+        model.frozen = frozenset(frozen)
+        model.train(model.training)  # frozen encoders to eval mode, the others back
 
 
 def lr_factor(kind: str, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
