@@ -34,9 +34,26 @@ class MultimodalModel(nn.Module):
         self.encoders = nn.ModuleDict(dict(sorted(encoders.items())))
         self.fusion = fusion
         self.heads = nn.ModuleDict(dict(heads))
+        #: encoders kept fixed (``modalities.<m>.freeze``): eval mode, run without gradients
+        self.frozen: frozenset[str] = frozenset()
+
+    def train(self, mode: bool = True) -> MultimodalModel:
+        super().train(mode)
+        for name in self.frozen:
+            self.encoders[name].train(False)
+        return self
 
     def encode(self, inputs: Mapping[str, ModalityBatch]) -> dict[str, Features]:
-        return {name: enc(inputs[name]) for name, enc in self.encoders.items()}
+        if not self.frozen:
+            return {name: enc(inputs[name]) for name, enc in self.encoders.items()}
+        out = {}
+        for name, enc in self.encoders.items():
+            if name in self.frozen:
+                with torch.no_grad():
+                    out[name] = enc(inputs[name])
+            else:
+                out[name] = enc(inputs[name])
+        return out
 
     def forward(self, inputs: Mapping[str, ModalityBatch]) -> dict[str, Tensor]:
         features = self.encode(inputs)

@@ -84,6 +84,32 @@ class ModalitySpec(StrictModel):
     plugin: str | None = Field(None, description="registered modality name (default: the name)")
     column: str | list[str] = Field(description="column, or columns read together as one value")
     options: dict[str, Any] = Field(default_factory=dict)
+    lr_scale: float = Field(
+        1.0, gt=0, description="this modality's encoder learns at train.lr x lr_scale (e.g. 0.1 "
+        "for a pretrained backbone)"
+    )
+    weight_decay: float | None = Field(
+        None, ge=0, description="weight decay of this encoder's matrices (default: "
+        "train.weight_decay)"
+    )
+    freeze: bool = Field(
+        False, description="keep this encoder's weights fixed (it runs in eval mode, without "
+        "gradients) until unfreeze_at"
+    )
+    unfreeze_at: int | None = Field(
+        None, ge=1, description="with freeze: the first epoch in which the encoder trains"
+    )
+
+    @model_validator(mode="after")
+    def _unfreeze_needs_freeze(self) -> ModalitySpec:
+        if self.unfreeze_at is not None and not self.freeze:
+            raise ValueError("unfreeze_at needs freeze=true (the encoder trains from the start "
+                             "otherwise)")
+        return self
+
+    def frozen_at(self, epoch: int) -> bool:
+        """Whether the encoder is frozen during ``epoch`` (counted from 1)."""
+        return self.freeze and (self.unfreeze_at is None or epoch < self.unfreeze_at)
 
     @property
     def plugin_name(self) -> str:

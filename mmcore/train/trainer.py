@@ -33,7 +33,7 @@ from mmcore.train.evaluation import SplitResult, autocast_context, evaluate_mode
 from mmcore.train.health import HealthChecks
 from mmcore.train.lock import RunLock
 from mmcore.train.masking import modality_dropout
-from mmcore.train.optim import build_optimizer, build_scheduler
+from mmcore.train.optim import build_optimizer, build_scheduler, frozen_encoders, set_frozen
 from mmcore.train.report import Transform, modality_report
 from mmcore.train.run import (
     BAD_ROWS,
@@ -397,11 +397,12 @@ class Trainer:
             self.note(f"no validation split: monitoring the training loss, not {train.monitor}")
         batches = math.ceil(dm.num_rows(TRAIN) / train.batch_size)
         total_steps = math.ceil(batches / train.accumulate) * train.epochs
-        self.optimizer = build_optimizer(model, train)
+        self.optimizer = build_optimizer(model, train, resolved.modalities)
         self.scheduler = build_scheduler(self.optimizer, train, total_steps)
         self.scaler = torch.amp.GradScaler("cuda") if train.precision == "fp16" else None
         if resume_from is not None:
             self._restore(resume_from)
+        set_frozen(model, self.optimizer, frozen_encoders(resolved.modalities, self.epoch + 1))
         if self.dist is not None:
             self.ddp = self.dist.wrap(model)
 
@@ -447,6 +448,14 @@ class Trainer:
         scaler = self.scaler
         assert model is not None and optimizer is not None and scheduler is not None
         train = self.spec.train
+        frozen = frozen_encoders(self.spec.modalities, epoch)
+        if frozen != model.frozen:  # an unfreeze_at epoch
+            thawed = sorted(model.frozen - frozen)
+            set_frozen(model, optimizer, frozen)
+            if self.dist is not None:  # DDP hooks only the parameters that need a gradient
+                self.ddp = self.dist.wrap(model)
+            if thawed:
+                self.note(f"epoch {epoch}: unfreezing the {', '.join(thawed)} encoder(s)")
         loader = self._loader(TRAIN, shuffle=True, epoch=epoch)
         try:
             num_batches = len(loader)
