@@ -136,8 +136,15 @@ def launches(world):
     crash_spec.write_text(
         CRASH_SPEC.replace("CRASH_ENV", repr(CRASH_ENV)).replace("SPEC", repr(world.spec))
     )
-    runs = SimpleNamespace(ok=world.root / "run2", crashed=world.root / "crashed")
+    thaw = dict(world.spec, modalities={
+        **world.spec["modalities"], "a": {**world.spec["modalities"]["a"], "freeze": True,
+                                          "unfreeze_at": 2}})
+    thaw_spec = toy.write_spec(world.root / "thaw_spec.py", thaw)
+    runs = SimpleNamespace(ok=world.root / "run2", crashed=world.root / "crashed",
+                           thaw=world.root / "thaw2", thaw_spec=thaw_spec)
     started = {
+        "thaw": Launch(["train", str(thaw_spec), "--output", str(runs.thaw), "--nproc", "2",
+                        "--quiet"], world.env, world.root),
         "ok": Launch(["train", str(world.spec_file), "--output", str(runs.ok), "--nproc", "2",
                       "--quiet"], world.env, world.root),
         "crashed": Launch(["train", str(crash_spec), "--output", str(runs.crashed), "--nproc",
@@ -217,6 +224,22 @@ def test_a_two_process_run_resumes_on_one_process(world, one_process_run, two_pr
     final = trainer.fit()
     assert final["epochs"] == 3 and [r["epoch"] for r in trainer.history] == [1, 2, 3]
     _assert_close(_weights(run, 3), _weights(one_process_run, 3))
+
+
+def test_an_encoder_unfrozen_mid_run_trains_in_step_on_two_processes(world, launches):
+    runs, started = launches
+    code, _, stderr, _ = started["thaw"].wait()
+    assert code == 0, stderr
+    one = world.root / "thaw1"
+    Trainer(runs.thaw_spec, output=one, registry=toy.registry(), plots=False, report=False,
+            quiet=True).fit()
+    first, second = _weights(runs.thaw, 1), _weights(runs.thaw, 2)
+    encoder = [k for k in first if k.startswith("encoders.a.")]
+    assert any(not torch.equal(first[k], second[k]) for k in encoder)  # trained in epoch 2
+    # with DistributedDataParallel re-wrapped at the unfreeze, its gradients are averaged
+    # over the ranks: the weights are one process's
+    _assert_close(first, _weights(one, 1))
+    _assert_close(second, _weights(one, 2))
 
 
 def test_a_failing_rank_stops_the_run_with_its_reason(launches):

@@ -110,3 +110,14 @@ def test_state_kept_only_in_memory_is_always_fitted(registry, tmp_path):
     assert dm.modalities["x"].fitted_on is not None  # fitted both times
     assert not list(cache.glob("mmcore-fit-*"))
     assert np.isclose(dm.modalities["x"].mean, 9.5)
+
+
+def test_a_modality_can_opt_out_of_the_fit_cache(registry, tmp_path):
+    path, cache = _csv(tmp_path / "d.csv"), tmp_path / "cache"
+    SavedNum.cache_fit = False
+    try:
+        _setup(registry, path, cache)
+        _setup(registry, path, cache)
+    finally:
+        del SavedNum.cache_fit
+    assert SavedNum.fits == 2 and not list(cache.glob("mmcore-fit-*"))

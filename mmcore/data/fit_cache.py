@@ -8,7 +8,9 @@ instead of fitting again: the same files, read the same way, as a resume reads f
 folder, so nothing in them is imported or called.
 
 Only modalities that override ``save_state`` and ``load_state`` take part: a modality whose
-fitted state lives nowhere but in memory is always fitted.
+fitted state lives nowhere but in memory is always fitted. A modality class can also opt out
+with ``cache_fit = False`` (when ``fit`` does more than fill its saved state, e.g. checks that
+files the training run needs are there).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ MARKER = "FITTED"
 def can_cache(modality: Modality) -> bool:
     """Whether ``modality`` saves and loads its fitted state (so a cached copy is complete)."""
     cls = type(modality)
+    if not getattr(cls, "cache_fit", True):
+        return False
     return cls.save_state is not Modality.save_state and cls.load_state is not Modality.load_state
 
 
