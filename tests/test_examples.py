@@ -34,6 +34,7 @@ SPECS = [
     "custom_fusion/spec_by_path.py",
     "sign_language/spec.py",
     "text_sentiment/spec.py",
+    "text_sentiment/pretrained.py",
 ]
 
 
