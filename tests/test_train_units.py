@@ -20,7 +20,13 @@ from mmcore.spec import TrainSpec
 from mmcore.train.callbacks import CSVLogger, callback_manager
 from mmcore.train.evaluation import evaluate_model, weighted_loss
 from mmcore.train.masking import dropout_masks, hide, hide_all, modality_dropout
-from mmcore.train.optim import build_optimizer, build_scheduler, lr_factor, parameter_groups
+from mmcore.train.optim import (
+    build_optimizer,
+    build_scheduler,
+    load_optimizer_state,
+    lr_factor,
+    parameter_groups,
+)
 from mmcore.train.report import format_report, modality_report
 from mmcore.train.settings import check_precision, resolve_device, resolve_monitor
 from tests.toy import ToyModality, ToyOptions
@@ -61,6 +67,28 @@ def test_optimizers_and_weight_decay_groups():
     assert isinstance(build_optimizer(model, TrainSpec(optimizer="adam")), torch.optim.Adam)
     sgd = build_optimizer(model, TrainSpec(optimizer="sgd"))
     assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0.9
+
+
+def test_an_older_checkpoints_optimizer_state_keeps_this_optimizers_update_kind():
+    # checkpoints written before the fused update hold foreach groups without names
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4))
+    groups = [{k: v for k, v in g.items() if k not in ("name", "lr")}
+              for g in parameter_groups(model, 0.01)]
+    old = torch.optim.AdamW(groups, lr=1e-3, foreach=True)
+    model(torch.randn(2, 3)).sum().backward()
+    old.step()
+    new = build_optimizer(model, TrainSpec())
+    assert new.param_groups[0]["fused"] is True
+    load_optimizer_state(new, old.state_dict())
+    assert [g["fused"] for g in new.param_groups] == [True, True]
+    assert [g["name"] for g in new.param_groups] == ["shared", "shared"]
+    assert torch.equal(new.state[model[0].weight]["exp_avg"], old.state[model[0].weight]["exp_avg"])
+    scaler = torch.amp.GradScaler("cpu")  # fused AMP scaling, as an fp16 run uses it
+    new.zero_grad()
+    scaler.scale(model(torch.randn(2, 3)).sum()).backward()
+    scaler.step(new)
+    scaler.update()
 
 
 def _batch(values, present, mask=None):

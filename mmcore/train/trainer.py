@@ -33,7 +33,13 @@ from mmcore.train.evaluation import SplitResult, autocast_context, evaluate_mode
 from mmcore.train.health import HealthChecks
 from mmcore.train.lock import RunLock
 from mmcore.train.masking import modality_dropout
-from mmcore.train.optim import build_optimizer, build_scheduler, frozen_encoders, set_frozen
+from mmcore.train.optim import (
+    build_optimizer,
+    build_scheduler,
+    frozen_encoders,
+    load_optimizer_state,
+    set_frozen,
+)
 from mmcore.train.report import Transform, modality_report
 from mmcore.train.run import (
     BAD_ROWS,
@@ -316,7 +322,7 @@ class Trainer:
         ck.apply_weights(self.model, found.model, path / ck.MODEL_FILE)
         state = found.state
         try:
-            self.optimizer.load_state_dict(state["optimizer"])
+            load_optimizer_state(self.optimizer, state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])  # type: ignore[union-attr]
             if self.scaler is not None and state.get("scaler"):
                 self.scaler.load_state_dict(state["scaler"])
@@ -403,6 +409,10 @@ class Trainer:
         if resume_from is not None:
             self._restore(resume_from)
         set_frozen(model, self.optimizer, frozen_encoders(resolved.modalities, self.epoch + 1))
+        for name, m in resolved.modalities.items():
+            if m.freeze and m.unfreeze_at is not None and m.unfreeze_at > train.epochs:
+                self.note(f"modalities.{name}.unfreeze_at={m.unfreeze_at} is after the last "
+                          f"epoch ({train.epochs}): the {name} encoder stays frozen")
         if self.dist is not None:
             self.ddp = self.dist.wrap(model)
 
@@ -453,6 +463,7 @@ class Trainer:
             thawed = sorted(model.frozen - frozen)
             set_frozen(model, optimizer, frozen)
             if self.dist is not None:  # DDP hooks only the parameters that need a gradient
+                self.ddp = None  # let the old wrapper's buckets go before the new ones
                 self.ddp = self.dist.wrap(model)
             if thawed:
                 self.note(f"epoch {epoch}: unfreezing the {', '.join(thawed)} encoder(s)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,76 @@ def resolve_source(pretrained: str, root: Path | None, allow_download: bool, nam
         "exist); expected a folder written by save_pretrained (relative paths resolve against "
         "the data root). To download a hub model id instead, set allow_download: true"
     )
+
+
+#: keys of a folder's JSON files that name the class transformers instantiates, and what that
+#: class must be: ``(module, base class)`` inside transformers
+CLASS_KEYS = {
+    "tokenizer_class": ("transformers", "PreTrainedTokenizerBase"),
+    "image_processor_type": ("transformers.image_processing_utils", "BaseImageProcessor"),
+    "feature_extractor_type": ("transformers.feature_extraction_utils",
+                               "FeatureExtractionMixin"),
+    "processor_class": ("transformers.processing_utils", "ProcessorMixin"),
+}
+
+
+def check_folder(folder: str | Path, error: type[Exception] = DataError) -> None:
+    """Refuse a model folder whose files would make transformers run code that is not its
+    own: an ``auto_map`` (model code shipped in the folder), or a class key naming anything
+    but one of transformers' own tokenizer, processor or feature-extractor classes.
+
+    ``trust_remote_code=False`` alone does not cover this: the ``Auto*`` processor classes
+    resolve those keys before they look at it, and ask on the terminal whether to run a
+    folder's code. A run folder is data, so nothing in it may get that far."""
+    import transformers
+
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise error(f"{path}: not readable JSON ({exc})") from None
+        if _has_key(doc, "auto_map"):
+            raise error(
+                f"{path}: asks to run model code shipped with the folder (auto_map); mmcore "
+                "never runs code from a model or run folder. Use a model whose architecture "
+                "transformers has built in"
+            )
+        if not isinstance(doc, dict):
+            continue
+        for key, (module, base) in CLASS_KEYS.items():
+            name = doc.get(key)
+            if name is None:
+                continue
+            found = getattr(transformers, name, None) if isinstance(name, str) else None
+            expected = getattr(__import__(module, fromlist=[base]), base)
+            dummy = type(found).__name__ == "DummyObject"  # needs a package not installed
+            if not (isinstance(found, type) and found.__module__.startswith("transformers.")
+                    and (dummy or issubclass(found, expected))):
+                raise error(
+                    f"{path}: {key}={name!r} is not one of transformers' own {base} classes "
+                    f"(transformers {transformers.__version__})"
+                )
+
+
+def _has_key(doc: object, key: str, depth: int = 0) -> bool:
+    if depth > 20:
+        return False
+    if isinstance(doc, dict):
+        return key in doc or any(_has_key(v, key, depth + 1) for v in doc.values())
+    if isinstance(doc, list):
+        return any(_has_key(v, key, depth + 1) for v in doc)
+    return False
+
+
+def download(repo_id: str) -> str:
+    """A hub model's files in the local Hugging Face cache (``allow_download``), so that they
+    are checked like a folder's before transformers reads them."""
+    from huggingface_hub import snapshot_download
+
+    with quiet_transformers():
+        return snapshot_download(
+            repo_id, allow_patterns=["*.json", "*.txt", "*.model", "*.safetensors", "*.tiktoken"]
+        )
 
 
 @contextlib.contextmanager
@@ -104,10 +175,20 @@ def folder_digest(folder: Path) -> str:
 
 
 def drop_pooler(model: nn.Module) -> None:
-    """Remove a model's pooler head (BERT, ViT): mmcore pools itself, and a layer that gets no
-    gradient stalls ``DistributedDataParallel``."""
-    if getattr(model, "pooler", None) is not None:
+    """Remove a model's trained pooler head (BERT's, ViT's dense layer): mmcore pools itself,
+    and a layer that gets no gradient stalls ``DistributedDataParallel``. A pooler without
+    weights (ResNet's average pooling, which its forward always calls) stays."""
+    pooler = getattr(model, "pooler", None)
+    if isinstance(pooler, nn.Module) and any(True for _ in pooler.parameters()):
         model.pooler = None
+
+
+def without_layerdrop(config: Any) -> Any:
+    """``config`` with LayerDrop off (wav2vec2-family configs default to 0.1): a layer skipped
+    at random gets no gradient, which ``DistributedDataParallel`` cannot take."""
+    if getattr(config, "layerdrop", 0.0):
+        config.layerdrop = 0.0
+    return config
 
 
 def layer_list(model: nn.Module, count: int | None) -> nn.ModuleList | None:

@@ -13,6 +13,7 @@ Life of a modality:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import tempfile
 from collections.abc import Sequence
@@ -71,10 +72,13 @@ class PretrainedModality(Modality[OptionsT], Generic[OptionsT]):
         options = self.options
         source = bb.resolve_source(options.pretrained, self.root, options.allow_download,
                                    self.name)
-        kwargs = bb.load_kwargs(source, options.allow_download)
+        if not Path(source).is_dir():  # a hub id, with allow_download
+            source = bb.download(source)
+        bb.check_folder(source)
+        kwargs = bb.load_kwargs(source, allow_download=False)
+        self.config = bb.load_config(source, allow_download=False)
         with bb.quiet_transformers():
             self.processor = self.load_processor(source, **kwargs)
-        self.config = bb.load_config(source, options.allow_download)
         self.weights_from = source
         self._state_digest = None
         self.check_processor()
@@ -93,14 +97,16 @@ class PretrainedModality(Modality[OptionsT], Generic[OptionsT]):
                 f"modality {self.name!r}: {directory / 'config.json'} is missing; the run "
                 "folder is incomplete"
             )
+        bb.check_folder(directory, CheckpointError)
         kwargs = {"local_files_only": True, "trust_remote_code": False}
         try:
+            self.config = bb.load_config(str(directory), allow_download=False)
             with bb.quiet_transformers():
                 self.processor = self.load_processor(str(directory), **kwargs)
-            self.config = bb.load_config(str(directory), allow_download=False)
-        except (OSError, ValueError) as exc:
-            raise CheckpointError(f"modality {self.name!r}: cannot read {directory}: {exc}") \
-                from None
+        except Exception as exc:  # noqa: BLE001 - any failure to read it is a bad run folder
+            raise CheckpointError(
+                f"modality {self.name!r}: cannot read {directory}: {type(exc).__name__}: {exc}"
+            ) from None
         self.weights_from = None
         self._state_digest = None
         self.check_processor()
@@ -130,7 +136,8 @@ class PretrainedModality(Modality[OptionsT], Generic[OptionsT]):
         config (its weights then come from the checkpoint), wrapped as an encoder."""
         self._require()
         options = self.options
-        model = bb.load_model(self.weights_from, self.config, options.allow_download)
+        config = bb.without_layerdrop(copy.deepcopy(self.config))
+        model = bb.load_model(self.weights_from, config, options.allow_download)
         bb.drop_pooler(model)
         bb.freeze_layers(model, options.freeze_layers)
         return PretrainedEncoder(model, self.kind, options.output, options.pooling,

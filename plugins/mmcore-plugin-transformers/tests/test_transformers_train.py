@@ -4,6 +4,7 @@ prediction with the original folders deleted, frozen layers, weights read from t
 from __future__ import annotations
 
 import csv
+import json
 import re
 import shutil
 import subprocess
@@ -157,3 +158,38 @@ def test_plugins_and_validate_do_not_import_transformers(project, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("file,doc,match", [
+    ("config.json", {"auto_map": {"AutoConfig": "code.Config", "AutoModel": "code.Model"}},
+     "auto_map"),
+    ("tokenizer_config.json", {"tokenizer_class": "AutoModel"}, "tokenizer_class='AutoModel'"),
+    ("tokenizer_config.json", {"tokenizer_class": "AutoTokenizer"}, "PreTrainedTokenizerBase"),
+    ("tokenizer_config.json", {"tokenizer_class": "os"}, "tokenizer_class='os'"),
+])
+def test_a_folder_that_would_run_code_is_refused_for_training_and_in_a_run(
+        project, tmp_path, file, doc, match):
+    from mmcore_plugin_transformers.text import PretrainedText
+
+    from mmcore.errors import CheckpointError
+
+    run = tmp_path / "run"
+    _train(_spec(project, epochs=1), run)
+    marker = tmp_path / "ran"
+    for folder, error in ((project / "models" / "bert", DataError),
+                          (run / "modalities" / "review", CheckpointError)):
+        # the code an auto_map would name, beside it
+        (folder / "code.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+        path = folder / file
+        data = json.loads(path.read_text()) if path.is_file() else {}
+        path.write_text(json.dumps({**data, **doc}))
+        modality = PretrainedText("review", PretrainedText.options_class(
+            pretrained=str(project / "models" / "bert")))
+        with pytest.raises(error, match=re.escape(match)):
+            if error is DataError:
+                modality.fit([])
+            else:
+                modality.load_state(folder)
+    with pytest.raises(CheckpointError, match=re.escape(match)):
+        mmcore.load(run)
+    assert not marker.exists()
