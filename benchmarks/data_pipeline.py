@@ -3,7 +3,8 @@
 Builds a table of av_digits' real rows (image path + label) repeated ``scale`` times, then,
 in a fresh Python process per scale (so ``ru_maxrss`` is that scale's own peak), runs
 ``DataModule.setup`` with an empty cache (read the CSV, decode every PNG, write the Arrow
-cache), shuffled epochs of batches over the train split, the same epochs read row by row
+cache), shuffled epochs of batches over the train split read from the memory-mapped cache
+(``data.in_memory=False``), the same epochs read row by row
 (one ``__getitem__`` per row, for comparison), and a second ``setup`` that hits the cache.
 
 The modality is defined here (PNG -> float32 ``[28, 28]``) so the figures measure the data
@@ -101,8 +102,10 @@ def run_child(table: Path, cache: Path, batch_size: int) -> dict[str, Any]:
     registry = Registry(pm)
     spec = validate_spec(
         {
+            # the memory-mapped path: data.in_memory="auto" would hold these small splits
+            # decoded in memory (their array bytes, by design), which is not what this measures
             "data": {"path": str(table), "root": str(SHARED / "av_digits"),
-                     "split_column": "split", "cache_dir": str(cache)},
+                     "split_column": "split", "cache_dir": str(cache), "in_memory": False},
             "modalities": {"image": {"plugin": "pixels", "column": "image"}},
             "heads": {"label": {"kind": "classification", "target": "label"}},
         },
