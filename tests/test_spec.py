@@ -81,6 +81,46 @@ def test_unknown_names_and_plugin_options(toy_registry):
     assert "fusion.options.size" in found
 
 
+def test_every_problem_at_once_with_pydantic_errors_among_them(toy_registry):
+    bad = json.loads(json.dumps(BASE))
+    bad["train"]["epochs"] = 0                                     # pydantic
+    bad["modalities"]["a"]["plugin"] = "tyo"                       # registry
+    bad["modalities"]["b"] = {"plugin": "toy", "column": "x", "options": {"hiden": 3}}
+    bad["heads"]["label"]["kind"] = "clasification"
+    with pytest.raises(SpecError) as err:
+        validate_spec(bad, registry=toy_registry)
+    found = problems(err.value)
+    assert set(found) == {"train.epochs", "modalities.a.plugin", "modalities.b.options.hiden",
+                          "heads.label.kind"}
+    assert "errors.pydantic.dev" not in str(err.value)
+
+
+def test_mmcore_spec_construction_reports_fields_not_a_pydantic_dump(tmp_path, toy_registry):
+    import mmcore
+
+    with pytest.raises(SpecError) as err:
+        mmcore.Spec(**{**BASE, "train": {"epochs": 0, "batch_sise": 3}})
+    assert set(problems(err.value)) == {"train.epochs", "train.batch_sise"}
+    assert "errors.pydantic.dev" not in str(err.value)
+    # in a spec file, the same error also lists the plugin problems, against the file
+    path = write(tmp_path, """
+        import mmcore
+
+        spec = mmcore.Spec(
+            data={"path": "data.csv"},
+            modalities={"a": {"plugin": "tyo", "column": "x"},
+                        "b": {"plugin": "toy", "column": "x", "options": {"hiden": 3}}},
+            heads={"label": {"kind": "clasification", "target": "y"}},
+            train={"epochs": 0, "callbacks": []},
+        )
+    """)
+    with pytest.raises(SpecError) as err:
+        load_spec(path, registry=toy_registry)
+    assert str(err.value).startswith(f"invalid spec {path}:")
+    assert set(problems(err.value)) == {"train.epochs", "modalities.a.plugin",
+                                        "modalities.b.options.hiden", "heads.label.kind"}
+
+
 def test_duplicate_modality_names_are_rejected(toy_registry):
     bad = dict(
         BASE,

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from mmcore.errors import PluginError, SpecError
 from mmcore.plugins.registry import Registry, get_registry, import_object
-from mmcore.spec.model import Spec
+from mmcore.spec.model import Spec, pydantic_errors
 
 SPEC_MODULE_PREFIX = "_mmcore_spec_"
 #: The name under which a run folder keeps a copy of the spec file that defined classes.
@@ -130,15 +130,60 @@ def validate_spec(
             source, [("spec", f"expected mmcore.Spec or a dict, got {type(value).__name__}")]
         )
     try:
-        spec = Spec.model_validate(data)
+        with pydantic_errors():
+            spec = Spec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(source, _problems(exc)) from None
+        problems = _problems(exc)
+        # the fields pydantic refused, left out, so that the plugin names and options of
+        # the rest are checked too: every problem is reported at once
+        rest = _without_bad_fields(data, exc)
+        if rest is not None:
+            rest._base_dir = str(base_dir) if base_dir is not None else None
+            seen = {path for path, _ in problems}
+            problems += [p for p in check_plugins(rest, registry or get_registry())
+                         if not any(p[0].startswith(s) or s.startswith(p[0]) for s in seen)]
+        raise SpecError(source, problems) from None
     spec._source = source
     spec._base_dir = str(base_dir) if base_dir is not None else None
     problems = check_plugins(spec, registry or get_registry())
     if problems:
         raise SpecError(source, problems)
     return spec
+
+
+def _without_bad_fields(data: Any, exc: ValidationError, rounds: int = 5) -> Spec | None:
+    """The spec validated with every field pydantic refused removed (repeatedly, as a removed
+    field may uncover another), or ``None`` when what is left still does not validate."""
+    import copy
+
+    try:
+        data = copy.deepcopy(data)
+    except Exception:  # noqa: BLE001 - e.g. a datasets object that does not copy: give up
+        return None
+    for _ in range(rounds):
+        for err in exc.errors():
+            _drop(data, list(err["loc"]))
+        try:
+            with pydantic_errors():
+                return Spec.model_validate(data)
+        except ValidationError as again:
+            exc = again
+    return None
+
+
+def _drop(data: Any, loc: list[Any]) -> None:
+    """Remove the value at ``loc`` (pydantic's error location) from nested dicts/lists."""
+    node = data
+    for part in loc[:-1]:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            return
+    last = loc[-1] if loc else None
+    if isinstance(node, dict) and last in node:
+        del node[last]
 
 
 def load_spec(
@@ -163,8 +208,15 @@ def load_spec(
         module = load_module(path)
     except SyntaxError as exc:
         raise SpecError(source, [("", f"syntax error at line {exc.lineno}: {exc.msg}")]) from None
-    except SpecError:
-        raise
+    except SpecError as exc:
+        raw = getattr(exc, "raw", None)
+        if raw is None:
+            raise
+        # mmcore.Spec(...) refused its arguments: report them against the file, with the
+        # plugin and option problems of the fields that are valid
+        return validate_spec(
+            raw, source=source, base_dir=path.parent, overrides=overrides, registry=registry
+        )
     except Exception as exc:
         raise SpecError(
             source, [("", f"running the spec file raised {type(exc).__name__}: {exc}")]
@@ -387,7 +439,8 @@ def spec_to_json(spec: Spec) -> dict[str, Any]:
 def spec_from_json(data: Mapping[str, Any], base_dir: str | Path | None = None) -> Spec:
     """The inverse of :func:`spec_to_json` (structure only; plugins are checked on use)."""
     try:
-        spec = Spec.model_validate(dict(data))
+        with pydantic_errors():
+            spec = Spec.model_validate(dict(data))
     except ValidationError as exc:
         raise SpecError("spec.json", _problems(exc)) from None
     spec._base_dir = str(base_dir) if base_dir is not None else None

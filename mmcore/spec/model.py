@@ -5,6 +5,9 @@ This module imports no torch: validating a spec is quick.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -199,8 +202,44 @@ class TrainSpec(StrictModel):
     progress: bool = True
 
 
+_PYDANTIC_ERRORS = contextvars.ContextVar("mmcore_spec_pydantic_errors", default=False)
+
+
+@contextlib.contextmanager
+def pydantic_errors() -> Iterator[None]:
+    """Within this block ``Spec`` validation raises pydantic's ``ValidationError`` (pydantic
+    calls ``Spec.__init__`` from ``model_validate`` too): for mmcore's own validation."""
+    token = _PYDANTIC_ERRORS.set(True)
+    try:
+        yield
+    finally:
+        _PYDANTIC_ERRORS.reset(token)
+
+
 class Spec(StrictModel):
-    """A whole experiment: data, modalities, fusion, heads and training."""
+    """A whole experiment: data, modalities, fusion, heads and training.
+
+    ``mmcore.Spec(...)`` with invalid fields raises :class:`~mmcore.errors.SpecError` listing
+    every field that is wrong (its ``raw`` attribute keeps the arguments, from which
+    :func:`mmcore.load_spec` also reports unknown plugins and options), not pydantic's
+    ``ValidationError``.
+    """
+
+    def __init__(self, **data: Any) -> None:
+        from pydantic import ValidationError
+
+        if _PYDANTIC_ERRORS.get():  # mmcore's own validation, which reports them itself
+            super().__init__(**data)
+            return
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            from mmcore.errors import SpecError
+            from mmcore.spec.load import _problems
+
+            error = SpecError("mmcore.Spec(...)", _problems(exc))
+            error.raw = data
+            raise error from None
 
     name: str = "mmcore-run"
     data: DataSpec
