@@ -67,6 +67,28 @@ def test_example_spec_validates(name: str, capsys, clean_imports) -> None:
     assert "valid" in capsys.readouterr().out
 
 
+def test_audio_only_example_needs_neither_pillow_nor_the_image_plugin(tmp_path) -> None:
+    import shutil
+    import subprocess
+
+    copy = tmp_path / "av_digits"
+    shutil.copytree(EXAMPLES / "av_digits", copy,
+                    ignore=shutil.ignore_patterns("degraded", "__pycache__"))
+    code = (
+        "import sys\n"
+        "from mmcore.cli import main\n"
+        f"code = main(['validate', {str(copy / 'audio_only.py')!r}])\n"
+        "assert 'PIL' not in sys.modules, 'the audio-only example imported Pillow'\n"
+        "sys.exit(code)\n"
+    )
+    env = {**os.environ, "MMCORE_DISABLE_PLUGINS": "image,transformers"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    degraded = copy / "data" / "degraded"
+    assert (degraded / "VERSION.audio").is_file() and not (degraded / "images").exists()
+
+
 @pytest.mark.parametrize("fusion", ["weighted", "rnn", "attention"])
 def test_sign_language_takes_built_in_fusions_by_override(fusion: str, clean_imports) -> None:
     spec = mmcore.load_spec(SIGN / "spec.py", [f"fusion.name={fusion}", "fusion.options={}"])

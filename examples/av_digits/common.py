@@ -13,9 +13,7 @@ from degrade import ensure_degraded
 
 HERE = Path(__file__).resolve().parent
 CLEAN = os.environ.get("AV_DIGITS_CLEAN") == "1"
-TABLE = HERE / "data" / "pairs.csv" if CLEAN else ensure_degraded()
-
-DATA = {"path": str(TABLE), "split_column": "split"}
+TABLE = HERE / "data" / "pairs.csv" if CLEAN else HERE / "data" / "degraded" / "pairs.csv"
 IMAGE = {
     "plugin": "image",
     "column": "image",
@@ -35,10 +33,12 @@ TRAIN = {"epochs": 12, "batch_size": 32, "lr": 2e-3, "scheduler": "cosine", "see
 
 
 def make(name: str, modalities: dict[str, Any], fusion: dict[str, Any] | None = None) -> dict:
-    """A spec dict for one setting."""
+    """A spec dict for one setting (the degraded files it reads are built first if needed)."""
+    if not CLEAN:
+        ensure_degraded(tuple(m for m in ("image", "audio") if m in modalities))
     return {
         "name": name,
-        "data": DATA,
+        "data": {"path": str(TABLE), "split_column": "split"},
         "modalities": modalities,
         "fusion": fusion or {"name": "concat", "options": {"size": 64, "hidden": 64}},
         "heads": HEADS,

@@ -24,8 +24,6 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
-from PIL import Image
 
 IMAGE_ENERGY = 0.33
 AUDIO_SNR_DB = 3.0
@@ -42,6 +40,8 @@ def _rows() -> list[dict[str, str]]:
 
 def degrade_images(rows: list[dict[str, str]], energy: float = IMAGE_ENERGY) -> int:
     """Reconstruct every image from the principal components keeping ``energy`` of the variance."""
+    from PIL import Image  # here, not at the top: an audio-only setup has no Pillow
+
     pixels = np.stack(
         [np.asarray(Image.open(CLEAN / r["image"]), dtype=np.float64).ravel() / 255 for r in rows]
     )
@@ -61,6 +61,8 @@ def degrade_images(rows: list[dict[str, str]], energy: float = IMAGE_ENERGY) -> 
 
 def degrade_audio(rows: list[dict[str, str]], snr_db: float = AUDIO_SNR_DB) -> None:
     """Add white noise at ``snr_db`` to every clip (the noise seeded by the clip's id)."""
+    import soundfile as sf  # here: an image-only setup has no soundfile
+
     for row in rows:
         wave, rate = sf.read(CLEAN / row["audio"], dtype="float64")
         seed = int.from_bytes(hashlib.sha256(row["id"].encode()).digest()[:4], "little")
@@ -74,25 +76,34 @@ def degrade_audio(rows: list[dict[str, str]], snr_db: float = AUDIO_SNR_DB) -> N
         sf.write(out, mixed, rate, format="FLAC", subtype="PCM_16")
 
 
-def ensure_degraded() -> Path:
-    """The degraded ``pairs.csv``, built first if missing or made with other settings."""
+def ensure_degraded(kinds: tuple[str, ...] = ("image", "audio")) -> Path:
+    """The degraded ``pairs.csv``, with the ``kinds`` of files it names ("image", "audio")
+    built first if missing or made with other settings (each kind has its own stamp, so an
+    audio-only spec needs neither Pillow nor the images)."""
     table = DEGRADED / "pairs.csv"
-    stamp = DEGRADED / "VERSION"
-    if table.is_file() and stamp.is_file() and stamp.read_text() == VERSION:
-        return table
     rows = _rows()
-    k = degrade_images(rows)
-    degrade_audio(rows)
-    with open(table, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    stamp.write_text(VERSION)
-    print(f"av_digits: wrote degraded data to {DEGRADED} ({k} principal components kept)")
+    for kind in kinds:
+        stamp = DEGRADED / f"VERSION.{kind}"
+        if stamp.is_file() and stamp.read_text() == VERSION:
+            continue
+        if kind == "image":
+            k = degrade_images(rows)
+            print(f"av_digits: wrote degraded images to {DEGRADED} ({k} principal components "
+                  "kept)")
+        else:
+            degrade_audio(rows)
+            print(f"av_digits: wrote degraded audio to {DEGRADED}")
+        stamp.write_text(VERSION)
+    if not table.is_file():
+        DEGRADED.mkdir(parents=True, exist_ok=True)
+        with open(table, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
     return table
 
 
 if __name__ == "__main__":
-    if (DEGRADED / "VERSION").exists():
-        (DEGRADED / "VERSION").unlink()
+    for old in DEGRADED.glob("VERSION*"):
+        old.unlink()
     ensure_degraded()
