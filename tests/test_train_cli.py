@@ -54,6 +54,18 @@ def test_train_output_text(cli_run, tmp_path, capsys):
     assert (tmp_path / "r" / "modality_report.json").is_file()
 
 
+def test_train_no_test_leaves_the_test_split_alone(cli_run, tmp_path, capsys):
+    code = main(["train", str(cli_run["spec"]), "--output", str(tmp_path / "r"), "--quiet",
+                 "--no-test", "train.epochs=1"])
+    out = capsys.readouterr().out
+    assert code == 0 and "\nvalidation: loss " in out
+    assert "\ntest: " not in out and "modality report (validation split)" in out
+    final = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert "validation" in final and "test" not in final
+    report = json.loads((tmp_path / "r" / "modality_report.json").read_text())
+    assert report["split"] == "validation"
+
+
 def test_train_no_report_skips_the_modality_report(cli_run, tmp_path, capsys):
     code = main(["train", str(cli_run["spec"]), "--output", str(tmp_path / "r"), "--quiet",
                  "--no-report", "train.epochs=1"])

@@ -1,5 +1,5 @@
-"""``mmcore train SPEC [--output DIR] [--resume] [--overwrite] [--quiet] [--no-report]
-[--nproc N] [field=value ...]``.
+"""``mmcore train SPEC [--output DIR] [--resume] [--overwrite] [--quiet] [--no-test]
+[--no-report] [--nproc N] [field=value ...]``.
 
 Under ``torchrun`` every rank runs this command; ``--nproc N`` starts torchrun's launcher
 itself for N processes on this machine (see ``docs/distributed.md``)."""
@@ -19,6 +19,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier run in the same folder")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or notes")
+    p.add_argument("--no-test", action="store_true",
+                   help="do not evaluate on the test split at the end (train.final_test=false): "
+                   "for tuning on validation")
     p.add_argument("--no-report", action="store_true",
                    help="skip the modality report after training (two extra evaluation passes "
                    "per modality)")
@@ -35,7 +38,8 @@ def worker_argv(args: argparse.Namespace) -> list[str]:
         argv += ["--output", str(args.output)]
     argv += [flag for flag, on in (("--resume", args.resume), ("--overwrite", args.overwrite),
                                    ("--quiet", args.quiet),
-                                   ("--no-report", getattr(args, "no_report", False))) if on]
+                                   ("--no-report", getattr(args, "no_report", False)),
+                                   ("--no-test", getattr(args, "no_test", False))) if on]
     if getattr(args, "debug", False):
         argv.append("--debug")
     return ["train", *argv]
@@ -51,9 +55,12 @@ def run(args: argparse.Namespace) -> int:
         return launch(args.nproc, worker_argv(args))
     env = detect()
     try:
+        overrides = list(args.overrides)
+        if getattr(args, "no_test", False):
+            overrides.append("train.final_test=false")
         trainer = Trainer(
             args.spec, output=args.output, resume=args.resume, overwrite=args.overwrite,
-            overrides=args.overrides, quiet=args.quiet,
+            overrides=overrides, quiet=args.quiet,
             report=not getattr(args, "no_report", False),
         )
         final = trainer.fit()

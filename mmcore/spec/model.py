@@ -200,6 +200,10 @@ class TrainSpec(StrictModel):
     modality_dropout: float = Field(0.0, ge=0, lt=1)
     callbacks: list[str] = Field(default_factory=lambda: ["csv"])
     progress: bool = True
+    final_test: bool = Field(
+        True, description="evaluate the best model on the test split at the end (false: on "
+        "validation only, for tuning without looking at test)"
+    )
 
 
 _PYDANTIC_ERRORS = contextvars.ContextVar("mmcore_spec_pydantic_errors", default=False)

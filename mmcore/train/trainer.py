@@ -667,7 +667,8 @@ class Trainer:
         ck.atomic_write_text(self.run.metrics_jsonl, text)
 
     def _finish(self) -> dict[str, Any]:
-        """Evaluate the best weights on validation and test; write metrics.json and plots."""
+        """Evaluate the best weights on validation and test (``train.final_test``); write
+        metrics.json and plots."""
         assert self.model is not None and self.monitor is not None
         if self.dist is not None:  # until rank 0 has written the best weights
             self.dist.barrier()
@@ -680,7 +681,8 @@ class Trainer:
             "stopped_early": self.stopped_early,
         }
         results: dict[str, SplitResult] = {}
-        for split in (VALIDATION, TEST):
+        splits = (VALIDATION, TEST) if self.spec.train.final_test else (VALIDATION,)
+        for split in splits:
             if split in self.data.splits and self.data.num_rows(split) > 0:
                 results[split] = self._evaluate(split)
                 final[split] = results[split].metrics
