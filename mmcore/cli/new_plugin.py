@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     package = placeholders(args.name)["__PLUGIN_PACKAGE__"]
     print(f"created {target}")
     print("next:")
-    print(f"  pip install -e {target}")
+    print(f"  pip install -e '{target}[test]'   # the plugin, with pytest for its tests")
     print("  mmcore plugins          # should list", repr(args.name))
     print(f"  pytest {target / 'tests'}")
     print(f"  then edit {package}/modality.py and encoder.py for your data")
