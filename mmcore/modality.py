@@ -71,7 +71,11 @@ class Modality(Generic[OptionsT]):
 
     # -- fitted state -------------------------------------------------------------------
     def fit(self, values: Sequence[Any]) -> None:
-        """Fit preprocessing state on the training split's raw values (present ones only)."""
+        """Fit preprocessing state on the training split's raw values (present ones only).
+
+        ``values`` may hold values that :meth:`preprocess` will reject (bad rows are found
+        after the fit): skip them. Raise :class:`~mmcore.errors.DataError` only when no fit is
+        possible at all."""
 
     def save_state(self, directory: Path) -> None:
         """Write fitted state (e.g. ``tokenizer.json``) into ``directory``."""

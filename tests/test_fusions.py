@@ -17,6 +17,8 @@ from mmcore.batch import Features
 from mmcore.fusion import Fusion
 from mmcore.heads.classification import ClassificationHead
 from mmcore.plugins import get_registry
+from mmcore.testing import FusionContract
+from mmcore.testing.fusion_contract import make_features
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -53,7 +55,6 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "late-learned": ("late", {"size": 8, "hidden": 16, "dropout": 0.0, "mode": "learned"}),
 }
 
-B = 6
 SIZES = {"audio": 6, "image": 5, "text": 3}
 
 
@@ -64,126 +65,15 @@ def build(case: str, input_sizes: Mapping[str, int]) -> Fusion:
     return registration.load()(dict(input_sizes), **checked.model_dump())
 
 
-def fuse(fusion: Fusion, features: Mapping[str, Features]) -> Tensor:
-    """The fused output; a late fusion's per-modality outputs are merged by its ``combine``."""
-    out = fusion(features)
-    if getattr(fusion, "late", False):
-        return fusion.combine(out, features)
-    return out
+fuse = FusionContract.fuse
 
 
-def make_features(layout: str, seed: int = 0) -> dict[str, Features]:
-    """Three modalities; ``layout``: "mixed" (two sequences, one pooled), "sequences", "pooled".
-
-    Row 0 has everything; rows 1-3 lack one modality each; row 4 lacks all; row 5 has
-    sequences with a single real step. Absent rows and padded steps hold random garbage, not
-    zeros, so a test sees any leak.
-    """
-    g = torch.Generator().manual_seed(seed)
-    present = {
-        "audio": torch.tensor([1, 0, 1, 1, 0, 1], dtype=torch.bool),
-        "image": torch.tensor([1, 1, 0, 1, 0, 1], dtype=torch.bool),
-        "text": torch.tensor([1, 1, 1, 0, 0, 1], dtype=torch.bool),
-    }
-    lengths = {"audio": [7, 3, 5, 2, 4, 1], "image": [4, 4, 1, 3, 2, 1], "text": [2, 5, 3, 5, 1, 1]}
-    sequence = {
-        "mixed": {"audio": True, "image": False, "text": True},
-        "sequences": dict.fromkeys(SIZES, True),
-        "pooled": dict.fromkeys(SIZES, False),
-    }[layout]
-    out = {}
-    for m, d in SIZES.items():
-        if sequence[m]:
-            t = max(lengths[m])
-            mask = torch.arange(t).unsqueeze(0) < torch.tensor(lengths[m]).unsqueeze(1)
-            values = torch.randn(B, t, d, generator=g)
-            out[m] = Features(values, present[m], mask)
-        else:
-            out[m] = Features(torch.randn(B, d, generator=g), present[m])
-    return out
-
-
-def scramble(features: Features, where: Tensor, seed: int) -> Features:
-    """A copy with large random values wherever ``where`` (``[B]`` or ``[B, T]``) is true."""
-    g = torch.Generator().manual_seed(seed)
-    garbage = torch.randn(features.values.shape, generator=g) * 100
-    where = where.view(*where.shape, *([1] * (features.values.dim() - where.dim())))
-    values = torch.where(where, garbage, features.values)
-    return Features(values, features.present, features.mask)
-
-
-def extend_padding(features: Features, steps: int) -> Features:
-    """A copy with ``steps`` more padded (masked-out, garbage) steps at the end of every row."""
-    b, _, d = features.values.shape
-    extra = torch.randn(b, steps, d) * 100
-    mask = torch.cat([features.mask, torch.zeros(b, steps, dtype=torch.bool)], dim=1)
-    return Features(torch.cat([features.values, extra], dim=1), features.present, mask)
-
-
-LAYOUTS = ["mixed", "sequences", "pooled"]
-
-
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_absent_modalities_and_padding_do_not_reach_the_output(case: str, layout: str) -> None:
-    torch.manual_seed(0)
-    fusion = build(case, SIZES).eval()
-    features = make_features(layout)
-    with torch.no_grad():
-        reference = fuse(fusion, features)
-        assert reference.shape == (B, fusion.output_size)
-        assert torch.isfinite(reference).all()
-        for i, m in enumerate(sorted(features)):
-            # change only what the fusion must ignore: absent rows, then padded steps
-            changed = dict(features)
-            changed[m] = scramble(features[m], ~features[m].present, seed=i + 1)
-            torch.testing.assert_close(fuse(fusion, changed), reference, msg=f"absent {m} leaked")
-            if features[m].is_sequence:
-                changed[m] = scramble(features[m], ~features[m].mask, seed=i + 10)
-                torch.testing.assert_close(fuse(fusion, changed), reference, msg=f"padding of {m}")
-                changed[m] = extend_padding(features[m], steps=3)
-                torch.testing.assert_close(fuse(fusion, changed), reference, msg=f"length of {m}")
-
-
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_no_modality_at_all_gives_finite_output(case: str) -> None:
-    torch.manual_seed(0)
-    fusion = build(case, SIZES)
-    features = {
-        m: Features(f.values, torch.zeros(B, dtype=torch.bool), f.mask)
-        for m, f in make_features("mixed").items()
-    }
-    out = fuse(fusion, features)
-    assert out.shape == (B, fusion.output_size)
-    assert torch.isfinite(out).all()
-
-
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_present_modalities_do_change_the_output(case: str) -> None:
-    """The guard against a fusion that passes the tests above by ignoring its inputs."""
-    torch.manual_seed(0)
-    fusion = build(case, SIZES).eval()
-    features = make_features("mixed")
-    with torch.no_grad():
-        reference = fuse(fusion, features)
-        for i, m in enumerate(sorted(features)):
-            changed = dict(features)
-            changed[m] = scramble(features[m], features[m].present, seed=i + 20)
-            moved = (fuse(fusion, changed) - reference).abs().amax(dim=1)
-            assert (moved[features[m].present] > 1e-4).all(), f"{case} ignores present {m}"
-
-
-@pytest.mark.parametrize("layout", ["mixed", "sequences"])
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_gradients_reach_every_parameter(case: str, layout: str) -> None:
-    torch.manual_seed(0)
-    fusion = build(case, SIZES)
-    features = make_features(layout)
-    out = fuse(fusion, features)
-    (out * torch.randn_like(out)).sum().backward()
-    for name, param in fusion.named_parameters():
-        assert param.grad is not None, f"{case}: no gradient reaches {name}"
-        assert param.grad.abs().sum() > 0, f"{case}: zero gradient at {name}"
+# Every built-in fusion passes the contract a third-party fusion is held to
+# (mmcore.testing.FusionContract: absent rows, padding, finiteness, gradients, determinism).
+for _case, (_name, _options) in CASES.items():
+    _cls = type(f"TestContract_{_case.replace('-', '_')}", (FusionContract,),
+                {"fusion": _name, "options": _options, "input_sizes": SIZES})
+    globals()[_cls.__name__] = _cls
 
 
 def xor_task(n: int, seed: int) -> tuple[dict[str, Features], Tensor]:
@@ -271,6 +161,6 @@ def test_fusions_run_under_bfloat16_autocast(case: str) -> None:
     torch.manual_seed(0)
     fusion = build(case, SIZES)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = fuse(fusion, make_features("mixed"))
+        out = fuse(fusion, make_features(SIZES, "mixed"))
     assert torch.isfinite(out).all()
     out.float().sum().backward()

@@ -21,7 +21,7 @@ from mmcore.model import build_model
 from mmcore.plugins.discovery import new_plugin_manager
 from mmcore.plugins.registry import Registry, get_registry
 from mmcore.spec import load_spec, spec_from_json, spec_to_json, validate_spec
-from tests.test_fusions import fuse, make_features, scramble
+from mmcore.testing import FusionContract
 from tests.toy import ToyModality, ToyPlugin
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "custom_fusion"
@@ -167,30 +167,31 @@ def test_example_specs_validate_and_their_fusions_round_trip(stand_in_registry, 
         load_spec(EXAMPLE / "spec.py", ["fusion.options.bogus=1"], registry=stand_in_registry)
 
 
-def example_fusions(registry: Registry) -> list[type]:
-    inline = load_spec(EXAMPLE / "spec.py", registry=registry).fusion.name
-    from my_research.fusions import HadamardFusion
+class TestHadamardFusionContract(FusionContract):
+    """examples/custom_fusion's fusion by import path keeps the fusion contract."""
 
-    return [inline, HadamardFusion]
+    fusion = "my_research.fusions:HadamardFusion"
+    options = {"size": 8}
+
+    @pytest.fixture(autouse=True)
+    def _on_path(self, research_on_path):
+        yield
 
 
-@pytest.mark.parametrize("layout", ["mixed", "sequences"])
-def test_example_fusions_keep_the_fusion_contract(stand_in_registry, research_on_path, layout):
-    features = make_features(layout)
-    sizes = {m: f.size for m, f in features.items()}
-    for cls in example_fusions(stand_in_registry):
+class TestSpecFileFusionContract(FusionContract):
+    """The fusion class defined in examples/custom_fusion/spec.py keeps it too."""
+
+    options = {"size": 8}
+
+    @pytest.fixture(autouse=True)
+    def _registry(self, stand_in_registry, research_on_path):
+        self.registry = stand_in_registry
+        yield
+
+    def build(self):
         torch.manual_seed(0)
-        fusion = cls(sizes, size=8).eval()
-        with torch.no_grad():
-            reference = fuse(fusion, features)
-            assert torch.isfinite(reference).all()
-            for i, m in enumerate(sorted(features)):
-                changed = dict(features, **{m: scramble(features[m], ~features[m].present, i)})
-                torch.testing.assert_close(fuse(fusion, changed), reference)
-        fusion.train()
-        out = fuse(fusion, features)
-        out.sum().backward()
-        assert all(p.grad is not None for p in fusion.parameters())
+        cls = load_spec(EXAMPLE / "spec.py", registry=self.registry).fusion.name
+        return cls(dict(self.input_sizes), **self.options)
 
 
 def test_mmcore_validate_accepts_the_examples_with_the_real_plugins(capsys, research_on_path):
@@ -200,3 +201,54 @@ def test_mmcore_validate_accepts_the_examples_with_the_real_plugins(capsys, rese
     for name in ("spec.py", "spec_by_path.py"):
         assert main(["validate", str(EXAMPLE / name)]) == 0, capsys.readouterr().err
         assert f"{name}: valid" in capsys.readouterr().out
+
+
+# -- mmcore.testing.FusionContract catches the usual mistakes ---------------------------------
+class _Leaky(mmcore.Fusion):
+    """Means over every step, padding and absent rows included."""
+
+    def __init__(self, input_sizes, size: int = 8):
+        super().__init__(input_sizes, output_size=size)
+        self.proj = torch.nn.Linear(sum(input_sizes.values()), size)
+
+    def forward(self, features):
+        parts = [f.values.mean(1) if f.values.dim() == 3 else f.values
+                 for _, f in sorted(features.items())]
+        return self.proj(torch.cat(parts, -1))
+
+
+class _BatchCoupled(mmcore.Fusion):
+    """Masks correctly, then normalises over the batch: rows depend on each other."""
+
+    def __init__(self, input_sizes, size: int = 8):
+        super().__init__(input_sizes, output_size=size)
+        self.proj = torch.nn.Linear(sum(input_sizes.values()), size)
+
+    def forward(self, features):
+        parts = [f.pooled() * f.present.unsqueeze(-1) for _, f in sorted(features.items())]
+        z = self.proj(torch.cat(parts, -1))
+        return z - z.mean(0, keepdim=True)
+
+
+class _Ignoring(mmcore.Fusion):
+    """A constant: passes every masking check by reading nothing."""
+
+    def __init__(self, input_sizes, size: int = 8):
+        super().__init__(input_sizes, output_size=size)
+        self.bias = torch.nn.Parameter(torch.zeros(size))
+
+    def forward(self, features):
+        b = next(iter(features.values())).present.shape[0]
+        return self.bias.expand(b, -1)
+
+
+@pytest.mark.parametrize("fusion,check,message", [
+    (_Leaky, "test_absent_modalities_and_padding_do_not_reach_the_output", "absent"),
+    (_BatchCoupled, "test_eval_is_deterministic_and_rows_are_independent", "other rows"),
+    (_Ignoring, "test_present_modalities_change_the_output", "ignores present"),
+])
+def test_the_fusion_contract_catches_a_flawed_fusion(fusion, check, message) -> None:
+    contract = type("Flawed", (FusionContract,), {"fusion": fusion})()
+    method = getattr(contract, check)
+    with pytest.raises(AssertionError, match=message):
+        method("mixed") if "padding" in check else method()
