@@ -12,6 +12,7 @@ whole elsewhere); a page whose blocks need a plugin that is not installed is ski
 from __future__ import annotations
 
 import importlib.util
+import logging
 import re
 import shutil
 import sys
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from mmcore.log import get_logger
 
 REPO = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
@@ -60,6 +63,9 @@ def test_the_pages_python_blocks_run(page: str, tmp_path: Path, monkeypatch) -> 
     torch.set_num_threads(1)
     namespace: dict = {"__name__": "__docs__"}
     modules = set(sys.modules)
+    logger, root = get_logger(), logging.getLogger()  # configured first, then saved
+    saved = (list(logger.handlers), logger.propagate, logger.level, list(root.handlers),
+             root.level)
     try:
         for i, code in enumerate(blocks(page)):
             if code.startswith(SKIP):
@@ -70,6 +76,8 @@ def test_the_pages_python_blocks_run(page: str, tmp_path: Path, monkeypatch) -> 
                 assert exc.code in (0, None), f"{page} block {i + 1} exited with {exc.code}"
     finally:
         torch.set_num_threads(before)
+        logger.handlers[:], logger.propagate, logger.level = saved[0], saved[1], saved[2]
+        root.handlers[:], root.level = saved[3], saved[4]  # a block may configure logging
         for name in set(sys.modules) - modules:  # the demo's common.py, degrade.py
             if (getattr(sys.modules[name], "__file__", None) or "").startswith(str(work)):
                 del sys.modules[name]

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         trainer = Trainer(
             args.spec, output=args.output, resume=args.resume, overwrite=args.overwrite,
             overrides=overrides, quiet=args.quiet,
-            report=not getattr(args, "no_report", False),
+            report=not getattr(args, "no_report", False), summary=False,  # printed below
         )
         final = trainer.fit()
     except BaseException as exc:

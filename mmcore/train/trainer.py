@@ -22,6 +22,8 @@ import torch
 from tqdm.auto import tqdm
 
 from mmcore.errors import CheckpointError, DataError, TrainingError
+from mmcore.log import in_notebook
+from mmcore.log import note as log_note
 from mmcore.model import MultimodalModel, build_modalities, build_model, check_encoders
 from mmcore.plugins.registry import Registry, get_registry
 from mmcore.spec.load import load_spec, validate_spec
@@ -116,6 +118,8 @@ class Trainer:
         plots: draw training curves and confusion matrices when matplotlib is installed.
         report: after training, evaluate the best model with each modality hidden and alone
             (the modality report, ``modality_report.json``).
+        summary: log the run's summary at the end (best epoch, final metrics, where the run
+            is), as a note (``mmcore train`` prints its own).
         registry: the plugin registry (default: the process-wide one).
 
     After :meth:`fit` the attributes ``model``, ``optimizer``, ``scheduler``, ``resolved_spec``,
@@ -143,6 +147,7 @@ class Trainer:
         progress: bool | None = None,
         plots: bool = True,
         report: bool = True,
+        summary: bool = True,
         registry: Registry | None = None,
     ) -> None:
         self.registry = registry or get_registry()
@@ -173,8 +178,10 @@ class Trainer:
         self.modality_report: dict[str, Any] | None = None
         wanted = spec.train.progress if progress is None else progress
         self.show_progress = bool(
-            wanted and not quiet and self.is_main and (progress or sys.stderr.isatty())
+            wanted and not quiet and self.is_main
+            and (progress or sys.stderr.isatty() or in_notebook())
         )
+        self.summary = summary
         self.model: MultimodalModel | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
@@ -232,9 +239,11 @@ class Trainer:
             torch.set_num_threads(threads_before)
 
     def note(self, message: str) -> None:
-        """A line for the user on stderr (nothing when quiet, nor on ranks other than 0)."""
-        if not self.quiet and self.is_main:
-            tqdm.write(message, file=sys.stderr)
+        """A note for the user through the ``mmcore`` logger (:mod:`mmcore.log`): shown on
+        stderr unless logging is configured otherwise; a ``DEBUG`` record when quiet; nothing
+        on ranks other than 0."""
+        if self.is_main:
+            log_note(message, quiet=self.quiet)
 
     # -- setup ----------------------------------------------------------------------------
     def _prepare_run_folder(self) -> Path | None:
@@ -425,9 +434,11 @@ class Trainer:
             while self.epoch < train.epochs and not self.stopped_early:
                 record = self._run_epoch(self.epoch + 1)
                 epochs_bar.update(1)
+                shown = {"loss": f"{record[f'{TRAIN}/loss']:.4g}"}  # at least once an epoch
                 value = record.get(self.monitor.key)
                 if value is not None:
-                    epochs_bar.set_postfix({self.monitor.name: f"{value:.4g}"})
+                    shown[self.monitor.name] = f"{value:.4g}"
+                epochs_bar.set_postfix(shown)
         finally:
             epochs_bar.close()
         return self._finish()
@@ -705,6 +716,13 @@ class Trainer:
             for k, v in final.get(split, {}).items()
         }
         self.hooks.hook.on_train_end(trainer=self, metrics=flat)
+        if self.summary:
+            lines = [f"run saved to {self.run_dir}", summary(final)]
+            if self.modality_report is not None:
+                from mmcore.train.report import format_report
+
+                lines += ["", format_report(self.modality_report)]
+            self.note("\n".join(lines))
         return final
 
 
