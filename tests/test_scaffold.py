@@ -65,11 +65,12 @@ def _run(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProces
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_generated_plugin_installs_and_passes_its_tests(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["sequence", "vector"])
+def test_generated_plugin_installs_and_passes_its_tests(tmp_path: Path, kind: str) -> None:
     # a name no other test run uses, since this installs into the running environment
-    name = f"scaffold_probe_{os.getpid()}"
+    name = f"scaffold_{kind}_{os.getpid()}"
     dist = f"mmcore-plugin-{name}"
-    assert main(["new-plugin", name, "--output", str(tmp_path)]) == 0
+    assert main(["new-plugin", name, "--kind", kind, "--output", str(tmp_path)]) == 0
     root = tmp_path / dist
     pip = [sys.executable, "-m", "pip"]
     installed = _run([*pip, "install", "--no-deps", "--no-build-isolation", "-q", str(root)])

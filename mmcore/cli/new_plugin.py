@@ -18,6 +18,11 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     )
     p.add_argument("name", metavar="NAME", help="modality name, e.g. 'eeg' or 'depth_map'")
     p.add_argument(
+        "--kind", choices=["sequence", "vector"], default="sequence",
+        help="sequence: values [T, F] of any length (padded, masked, a GRU); vector: values of "
+        "a fixed size [F] (stacked, an MLP). Default: sequence",
+    )
+    p.add_argument(
         "--output", "-o", type=Path, default=Path("."), metavar="DIR",
         help="folder to create the package in (default: the current folder)",
     )
@@ -28,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from mmcore.scaffold import create_plugin, placeholders
 
     try:
-        target = create_plugin(args.name, args.output)
+        target = create_plugin(args.name, args.output, getattr(args, "kind", "sequence"))
     except ValueError as exc:
         raise MmcoreError(str(exc)) from None
     package = placeholders(args.name)["__PLUGIN_PACKAGE__"]

@@ -13,6 +13,8 @@ from pathlib import Path
 from mmcore import __version__
 
 TEMPLATE = Path(__file__).parent / "template"
+#: what a new plugin's values are: the shared template is "sequence"; others overlay it
+KINDS = ("sequence", "vector")
 SUFFIX = ".tmpl"
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -48,10 +50,24 @@ def render(text: str, values: dict[str, str]) -> str:
     return text
 
 
-def create_plugin(name: str, output: Path) -> Path:
+def template_files(kind: str = "sequence") -> dict[str, Path]:
+    """Template path (relative) -> file: the shared template, with the ``kind``'s own files
+    (``template_<kind>/``) in place of the sequence ones."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}: expected one of {', '.join(KINDS)}")
+    files = {str(p.relative_to(TEMPLATE)): p for p in TEMPLATE.rglob(f"*{SUFFIX}")}
+    if kind != "sequence":
+        overlay = TEMPLATE.parent / f"template_{kind}"
+        files.update({str(p.relative_to(overlay)): p for p in overlay.rglob(f"*{SUFFIX}")})
+    return dict(sorted(files.items()))
+
+
+def create_plugin(name: str, output: Path, kind: str = "sequence") -> Path:
     """Write the package ``mmcore-plugin-<name>/`` under ``output``; returns its folder.
 
-    Raises ``ValueError`` for an invalid name or when the folder exists and is not empty.
+    ``kind``: ``"sequence"`` (values ``[T, F]``, padded and masked, a GRU) or ``"vector"``
+    (fixed-size values ``[F]``, stacked, an MLP). Raises ``ValueError`` for an invalid name
+    or kind, or when the folder exists and is not empty.
     """
     problem = check_name(name)
     if problem:
@@ -60,8 +76,9 @@ def create_plugin(name: str, output: Path) -> Path:
     target = Path(output) / values["__PLUGIN_DIST__"]
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ValueError(f"{target} already exists and is not empty; choose another --output")
-    for source in sorted(TEMPLATE.rglob(f"*{SUFFIX}")):
-        relative = render(str(source.relative_to(TEMPLATE)), values)[: -len(SUFFIX)]
+    files = template_files(kind)
+    for name_in_template, source in files.items():
+        relative = render(name_in_template, values)[: -len(SUFFIX)]
         text = render(source.read_text(encoding="utf-8"), values)
         if "__PLUGIN_" in text or "__MMCORE_" in text:  # a template typo must not ship
             raise RuntimeError(f"unreplaced placeholder left in template {source}")
