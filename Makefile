@@ -24,6 +24,7 @@ install: $(BIN)/.installed
 
 demo: install
 	$(BIN)/mmcore train examples/av_digits/spec.py --overwrite
+	@echo "(one seed, train.seed=0: floating-point differences between CPUs move it by a few points; docs/results.md has the mean over 3 seeds of every setting)"
 
 test: install
 	$(BIN)/python -m pytest
