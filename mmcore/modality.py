@@ -49,6 +49,9 @@ class Modality(Generic[OptionsT]):
         self.name = name
         self.options: OptionsT = options if options is not None else self.options_class()
         self.root = Path(root) if root is not None else None
+        #: the spec's column(s) for this modality, in order (set when built from a spec): a
+        #: multi-column value is a list of cells in this order
+        self.columns: list[str] = []
 
     # -- other columns of the row ---------------------------------------------------------
     def context_columns(self) -> list[str]:

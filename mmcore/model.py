@@ -76,6 +76,7 @@ def build_modalities(spec: Spec, registry: Registry | None = None) -> dict[str, 
         cls = reg.load()
         options_model = reg.load_options() or cls.options_class
         out[name] = cls(name, options_model.model_validate(mod.options), root=root)
+        out[name].columns = list(mod.columns)
     return out
 
 
