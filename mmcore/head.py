@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from torch import Tensor, nn
@@ -23,8 +23,11 @@ class Head(nn.Module):
 
     #: the metric names this head reports, the first being the default to monitor.
     metric_names: tuple[str, ...] = ()
-    #: whether a larger value of the first metric is better.
+    #: whether a larger value is better (of every metric, unless ``metric_directions`` says
+    #: otherwise for one).
     greater_is_better: bool = True
+    #: metrics whose direction differs from ``greater_is_better`` (name -> larger is better)
+    metric_directions: ClassVar[dict[str, bool]] = {}
 
     def __init__(self, input_size: int, target: str) -> None:
         super().__init__()

@@ -15,7 +15,16 @@ from mmcore.head import Head
 from mmcore.heads.imbalance import class_index, focal_loss, lookup, resolve_class_weights
 from mmcore.heads.options import ClassificationOptions
 from mmcore.layers import mlp
-from mmcore.metrics import accuracy, macro_f1, top_k_accuracy
+from mmcore.metrics import (
+    accuracy,
+    balanced_accuracy,
+    binary_auroc,
+    binary_average_precision,
+    expected_calibration_error,
+    macro_f1,
+    macro_one_vs_rest,
+    top_k_accuracy,
+)
 
 
 def sorted_classes(values: Sequence[Any]) -> list[Any]:
@@ -27,8 +36,10 @@ def sorted_classes(values: Sequence[Any]) -> list[Any]:
 
 
 class ClassificationHead(Head):
-    metric_names = ("accuracy", "macro_f1", "top_k")
+    metric_names = ("accuracy", "macro_f1", "top_k", "balanced_accuracy", "auroc",
+                    "average_precision", "ece")
     greater_is_better = True
+    metric_directions = {"ece": False}
 
     def __init__(self, input_size: int, target: str, **options: Any) -> None:
         super().__init__(input_size, target)
@@ -104,9 +115,18 @@ class ClassificationHead(Head):
         return out
 
     def metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, float]:
+        """Accuracy, macro-F1, top-k accuracy, balanced accuracy, AUROC and average
+        precision (of the positive class with 2 classes, else macro one-vs-rest over the
+        classes present in the targets), and the expected calibration error (15 bins)."""
         pred = outputs.argmax(-1)
+        probs = outputs.float().softmax(-1)
+        n = len(self.classes)
         return {
             "accuracy": accuracy(pred, targets),
-            "macro_f1": macro_f1(pred, targets, len(self.classes)),
+            "macro_f1": macro_f1(pred, targets, n),
             "top_k": top_k_accuracy(outputs, targets, self.options.top_k),
+            "balanced_accuracy": balanced_accuracy(pred, targets, n),
+            "auroc": macro_one_vs_rest(probs, targets, binary_auroc),
+            "average_precision": macro_one_vs_rest(probs, targets, binary_average_precision),
+            "ece": expected_calibration_error(probs, targets),
         }

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from mmcore.head import Head
 from mmcore.heads.options import RegressionOptions
 from mmcore.layers import mlp
+from mmcore.metrics import r2_score
 
 _LOSSES = {"mse": F.mse_loss, "l1": F.l1_loss, "huber": F.huber_loss}
 
@@ -31,8 +32,9 @@ def _as_matrix(values: Sequence[Any], size: int) -> np.ndarray:
 
 
 class RegressionHead(Head):
-    metric_names = ("mae", "rmse")
+    metric_names = ("mae", "rmse", "r2")
     greater_is_better = False
+    metric_directions = {"r2": True}
 
     def __init__(self, input_size: int, target: str, **options: Any) -> None:
         super().__init__(input_size, target)
@@ -73,5 +75,7 @@ class RegressionHead(Head):
         return arr[:, 0] if arr.shape[1] == 1 else arr
 
     def metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, float]:
-        err = self.values(outputs) - targets.view(outputs.shape[0], -1).float()
-        return {"mae": err.abs().mean().item(), "rmse": err.pow(2).mean().sqrt().item()}
+        values, truth = self.values(outputs), targets.view(outputs.shape[0], -1).float()
+        err = values - truth
+        return {"mae": err.abs().mean().item(), "rmse": err.pow(2).mean().sqrt().item(),
+                "r2": r2_score(values, truth)}

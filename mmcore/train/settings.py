@@ -96,7 +96,8 @@ def check_monitor(requested: str | None, heads: Mapping[str, Any], source: str) 
     for name, head in heads.items():
         available[f"{name}.loss"] = False
         for metric in head.metric_names:
-            available[f"{name}.{metric}"] = bool(head.greater_is_better)
+            directions = getattr(head, "metric_directions", {})
+            available[f"{name}.{metric}"] = bool(directions.get(metric, head.greater_is_better))
     if requested is not None and requested not in available:
         raise SpecError(source, [("train.monitor", f"unknown metric {requested!r}; "
                                   f"expected one of {', '.join(sorted(available))}")])

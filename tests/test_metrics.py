@@ -1,0 +1,103 @@
+"""Metrics against scikit-learn as the oracle (test-only): ties, absent classes, binary and
+multi-class; ECE by hand; the monitor directions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mmcore.heads.classification import ClassificationHead
+from mmcore.heads.regression import RegressionHead
+from mmcore.metrics import (
+    balanced_accuracy,
+    binary_auroc,
+    binary_average_precision,
+    expected_calibration_error,
+    macro_one_vs_rest,
+    r2_score,
+)
+from mmcore.train.settings import check_monitor
+
+sk = pytest.importorskip("sklearn.metrics", reason="scikit-learn is the test oracle "
+                         "(pip install -e '.[test]')")
+
+
+def _scores(n: int, seed: int, ties: bool) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n).astype(bool)
+    s = rng.normal(size=n) + y
+    if ties:
+        s = np.round(s, 1)  # many tied scores
+    return s, y
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_binary_auroc_and_average_precision_match_scikit_learn(seed, ties):
+    s, y = _scores(200, seed, ties)
+    st, yt = torch.tensor(s), torch.tensor(y)
+    assert binary_auroc(st, yt) == pytest.approx(sk.roc_auc_score(y, s), abs=1e-12)
+    assert binary_average_precision(st, yt) == pytest.approx(
+        sk.average_precision_score(y, s), abs=1e-12)
+
+
+def test_a_class_absent_from_the_targets_gives_nan_and_is_left_out_of_macro():
+    assert np.isnan(binary_auroc(torch.tensor([0.1, 0.9]), torch.tensor([True, True])))
+    assert np.isnan(binary_average_precision(torch.tensor([0.1]), torch.tensor([False])))
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(4), size=120)
+    y = rng.integers(0, 3, 120)  # class 3 never occurs
+    macro = macro_one_vs_rest(torch.tensor(probs), torch.tensor(y), binary_auroc)
+    expected = np.mean([sk.roc_auc_score(y == k, probs[:, k]) for k in range(3)])
+    assert macro == pytest.approx(expected, abs=1e-12)
+
+
+def test_multiclass_macro_ovr_matches_scikit_learn():
+    rng = np.random.default_rng(1)
+    probs = rng.dirichlet(np.ones(5), size=300)
+    y = rng.integers(0, 5, 300)
+    p, t = torch.tensor(probs), torch.tensor(y)
+    assert macro_one_vs_rest(p, t, binary_auroc) == pytest.approx(
+        sk.roc_auc_score(y, probs, multi_class="ovr", average="macro"), abs=1e-12)
+    onehot = np.eye(5)[y]
+    assert macro_one_vs_rest(p, t, binary_average_precision) == pytest.approx(
+        sk.average_precision_score(onehot, probs, average="macro"), abs=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+def test_balanced_accuracy_and_r2_match_scikit_learn():
+    rng = np.random.default_rng(2)
+    y, pred = rng.integers(0, 4, 150), rng.integers(0, 5, 150)  # class 4 only predicted
+    assert balanced_accuracy(torch.tensor(pred), torch.tensor(y), 5) == pytest.approx(
+        sk.balanced_accuracy_score(y, pred), abs=1e-12)
+    truth = rng.normal(size=(80, 2))
+    guess = truth + rng.normal(scale=0.5, size=(80, 2))
+    assert r2_score(torch.tensor(guess), torch.tensor(truth)) == pytest.approx(
+        sk.r2_score(truth, guess), abs=1e-12)
+    constant = np.ones(10)
+    for guess in (constant, constant + 0.5):  # a constant target: 1 if exact, else 0
+        assert r2_score(torch.tensor(guess), torch.tensor(constant)) == pytest.approx(
+            sk.r2_score(constant, guess))
+
+
+def test_expected_calibration_error_by_hand():
+    # 4 rows: confidences 0.95 (right), 0.95 (wrong), 0.55 (right), 0.55 (right); 15 bins
+    probs = torch.tensor([[0.95, 0.05], [0.05, 0.95], [0.55, 0.45], [0.55, 0.45]])
+    target = torch.tensor([0, 0, 0, 0])
+    # bin of 0.95: mean confidence 0.95, accuracy 0.5 -> gap 0.45, share 1/2
+    # bin of 0.55: mean confidence 0.55, accuracy 1.0 -> gap 0.45, share 1/2
+    assert expected_calibration_error(probs, target) == pytest.approx(0.45)
+    perfect = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert expected_calibration_error(perfect, torch.tensor([0, 1])) == 0.0
+
+
+def test_heads_report_them_and_the_monitor_knows_their_direction():
+    head = ClassificationHead(4, "y", classes=["a", "b", "c"])
+    outputs = torch.tensor([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0], [2.0, 0.0, 0.0]])
+    metrics = head.metrics(outputs, torch.tensor([0, 1, 2, 1]))
+    assert {"balanced_accuracy", "auroc", "average_precision", "ece"} <= set(metrics)
+    assert metrics["balanced_accuracy"] == pytest.approx((1 + 0.5 + 1) / 3)
+    directions = check_monitor(None, {"y": ClassificationHead, "v": RegressionHead}, "<spec>")
+    assert directions["y.auroc"] is True and directions["y.ece"] is False
+    assert directions["v.mae"] is False and directions["v.r2"] is True
