@@ -26,6 +26,7 @@ from mmcore.train.evaluation import SplitResult, evaluate_model
 from mmcore.train.report import modality_report
 from mmcore.train.run import (
     MODALITY_REPORT,
+    ROBUSTNESS,
     RunFolder,
     check_plugin_versions,
     load_run_spec,
@@ -181,6 +182,26 @@ class Predictor:
                 f"{where}: no target column ({columns}) to evaluate against; "
                 "use predict for rows without targets"
             )
+
+    def robustness(
+        self, split: str | None = None, *, data: str | Path | None = None, save: bool = True
+    ) -> dict[str, Any]:
+        """The monitored metric for every subset of modalities and each modality's exact
+        Shapley value (see :mod:`mmcore.train.robustness`); written to ``robustness.json``
+        in the run folder when ``save``."""
+        from mmcore.train.robustness import robustness_report
+
+        dm, name = self._split(split, data)
+        monitor = resolve_monitor(self.spec.train.monitor, self.model, True, str(self.run_dir))
+        baseline = self._evaluate(dm, name)
+        self._require_targets(baseline, data or name)
+        report = robustness_report(
+            lambda t: baseline if t is None else self._evaluate(dm, name, t),
+            list(self.modalities), monitor.name, name,
+        )
+        if save:
+            atomic_write_json(self.run_dir / ROBUSTNESS, report)
+        return report
 
     def modality_report(
         self, split: str | None = None, *, data: str | Path | None = None, save: bool = True

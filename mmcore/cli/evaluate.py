@@ -1,5 +1,6 @@
-"""``mmcore evaluate RUN_DIR [--split NAME | --data PATH] [--trust-code] [field=value ...]``:
-metrics and the modality report. The overrides allowed after training are
+"""``mmcore evaluate RUN_DIR [--split NAME | --data PATH] [--robustness] [--trust-code]
+[field=value ...]``: metrics, the modality report and (``--robustness``) every subset of
+modalities with their Shapley values. The overrides allowed after training are
 ``data.allow_missing=true`` and ``data.bad_rows=skip``."""
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     where.add_argument("--split", help="a split of the run's data (default: test, else validation)")
     where.add_argument("--data", help="a data file with the same columns as the training data")
     p.add_argument("--no-report", action="store_true", help="skip the modality report")
+    p.add_argument("--robustness", action="store_true",
+                   help="also evaluate every subset of modalities and each modality's exact "
+                   "Shapley value (2^M evaluations), written to robustness.json")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--trust-code", action="store_true",
@@ -37,11 +41,14 @@ def run(args: argparse.Namespace) -> int:
     predictor = load(args.run_dir, device=args.device, trust_code=args.trust_code,
                      overrides=args.overrides)
     result = predictor.evaluate(args.split, data=args.data)
-    report = None
+    report = robust = None
     if not args.no_report:
         report = predictor.modality_report(args.split, data=args.data)
+    if getattr(args, "robustness", False):
+        robust = predictor.robustness(args.split, data=args.data)
     if args.json:
-        print(json.dumps({**result, "modality_report": report}, indent=2))
+        extra = {"robustness": robust} if robust is not None else {}
+        print(json.dumps({**result, "modality_report": report, **extra}, indent=2))
         return 0
     print(f"{result['split']} ({result['rows']} rows)")
     width = max((len(k) for k in result["metrics"]), default=0)
@@ -51,4 +58,11 @@ def run(args: argparse.Namespace) -> int:
         print()
         print(format_report(report))
         print(f"\nmodality report written to {predictor.run_dir / MODALITY_REPORT}")
+    if robust is not None:
+        from mmcore.train.robustness import format_robustness
+        from mmcore.train.run import ROBUSTNESS
+
+        print()
+        print(format_robustness(robust))
+        print(f"\nrobustness report written to {predictor.run_dir / ROBUSTNESS}")
     return 0

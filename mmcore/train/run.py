@@ -49,6 +49,7 @@ METRICS_JSON = "metrics.json"
 MODALITIES = "modalities"
 BAD_ROWS = "bad_rows.json"  # written by the data module
 MODALITY_REPORT = "modality_report.json"
+ROBUSTNESS = "robustness.json"  # written by mmcore evaluate --robustness
 HEALTH = "health.json"  # written by mmcore.train.health
 #: DataSpec fields that hold paths; spec.json keeps them absolute, because a loaded run's
 #: base folder is the run folder, not the spec file's folder.
