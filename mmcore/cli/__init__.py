@@ -20,6 +20,7 @@ COMMANDS = {
     "evaluate": "evaluate",
     "predict": "predict",
     "new-plugin": "new_plugin",
+    "tune": "tune",
 }
 
 EXIT_USER_ERROR = 2

@@ -120,6 +120,8 @@ class Trainer:
             (the modality report, ``modality_report.json``).
         summary: log the run's summary at the end (best epoch, final metrics, where the run
             is), as a note (``mmcore train`` prints its own).
+        callbacks: objects with ``@mmcore.hookimpl`` trainer events, called beside the spec's
+            ``train.callbacks`` (on rank 0); one may call :meth:`stop`.
         registry: the plugin registry (default: the process-wide one).
 
     After :meth:`fit` the attributes ``model``, ``optimizer``, ``scheduler``, ``resolved_spec``,
@@ -148,6 +150,7 @@ class Trainer:
         plots: bool = True,
         report: bool = True,
         summary: bool = True,
+        callbacks: Iterable[object] = (),
         registry: Registry | None = None,
     ) -> None:
         self.registry = registry or get_registry()
@@ -182,6 +185,8 @@ class Trainer:
             and (progress or sys.stderr.isatty() or in_notebook())
         )
         self.summary = summary
+        self.callbacks = list(callbacks)
+        self._stop = False
         self.model: MultimodalModel | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
@@ -237,6 +242,11 @@ class Trainer:
             set_deterministic(deterministic_before)
             torch.backends.cudnn.benchmark = benchmark_before
             torch.set_num_threads(threads_before)
+
+    def stop(self) -> None:
+        """End training after the current epoch (for callbacks, e.g. a tuner pruning a
+        trial); the best epoch so far is evaluated and saved as usual."""
+        self._stop = True
 
     def note(self, message: str) -> None:
         """A note for the user through the ``mmcore`` logger (:mod:`mmcore.log`): shown on
@@ -386,6 +396,9 @@ class Trainer:
         self.hooks = self._on_main(lambda: callback_manager(list(train.callbacks), self.registry))
         if self.hooks is None:
             self.hooks = silent_hooks()
+        elif self.callbacks:
+            for i, callback in enumerate(self.callbacks):
+                self.hooks.register(callback, name=f"callback:object:{i}")
 
         modalities = build_modalities(spec, self.registry)
         # In a distributed run rank 0 fits and preprocesses first (filling the cache); the
@@ -431,7 +444,7 @@ class Trainer:
             disable=not self.show_progress, file=sys.stderr, dynamic_ncols=True,
         )
         try:
-            while self.epoch < train.epochs and not self.stopped_early:
+            while self.epoch < train.epochs and not self.stopped_early and not self._stop:
                 record = self._run_epoch(self.epoch + 1)
                 epochs_bar.update(1)
                 shown = {"loss": f"{record[f'{TRAIN}/loss']:.4g}"}  # at least once an epoch

@@ -1,0 +1,52 @@
+"""``mmcore tune SPEC --space SPACE.py --trials N [--output DIR] [--storage URL] [--study NAME]
+[--jobs J] [field=value ...]``: hyperparameter search on Optuna (see :mod:`mmcore.tune`)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub, name: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help="search hyperparameters with Optuna, each trial a run folder")
+    p.add_argument("spec", help="a Python spec file (or spec.json)")
+    p.add_argument("overrides", nargs="*", help="field overrides for every trial")
+    p.add_argument("--space", required=True,
+                   help="a Python file defining space(trial) -> {field path: value}")
+    p.add_argument("--trials", type=int, required=True, help="finished trials wanted in all")
+    p.add_argument("--output", "-o", default=None,
+                   help="folder for the study, its trials and the best spec (default: "
+                   "runs/<spec name>-tune)")
+    p.add_argument("--storage", default=None,
+                   help="an Optuna storage URL (default: sqlite:///OUTPUT/study.db)")
+    p.add_argument("--study", default=None, help="study name (default: the spec's name)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="worker processes sharing the study (default 1)")
+    return p
+
+
+def _worker_argv(args: argparse.Namespace, output: str) -> list[str]:
+    argv = [args.spec, *args.overrides, "--space", args.space, "--trials", str(args.trials),
+            "--output", output]
+    if args.storage:
+        argv += ["--storage", args.storage]
+    if args.study:
+        argv += ["--study", args.study]
+    return argv
+
+
+def run(args: argparse.Namespace) -> int:
+    from mmcore.spec import load_spec
+    from mmcore.tune import run_study, start_workers
+
+    output = args.output or f"runs/{load_spec(args.spec, args.overrides).name}-tune"
+    workers = start_workers(_worker_argv(args, output), args.jobs)
+    try:
+        best = run_study(args.spec, args.space, args.trials, output, storage=args.storage,
+                         study_name=args.study, overrides=args.overrides)
+    finally:
+        codes = [w.wait() for w in workers]
+    print(f"best trial {best['trial']}: {best['monitor']} = {best['value']:.4f} "
+          f"({best['direction']}) with {' '.join(best['overrides']) or 'the spec as it is'}")
+    print(f"trials: {best['trials']}; run folder {best['run']}")
+    print(f"wrote {output}/trials.csv, best.json and best_spec.json")
+    return 0 if all(c == 0 for c in codes) else 1

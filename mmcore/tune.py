@@ -1,0 +1,207 @@
+"""Hyperparameter search on Optuna: ``mmcore tune SPEC --space SPACE.py --trials N``.
+
+The search space is a Python file of yours defining ``space(trial) -> {field path: value}``,
+the same dotted paths as command-line overrides::
+
+    def space(trial):
+        return {"train.lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+                "fusion.options.size": trial.suggest_categorical("size", [32, 64, 128])}
+
+Each trial is a normal run folder (``OUTPUT/trials/trial-NNNN``) trained with those overrides
+and ``train.final_test=false``: trials are compared on the validation split only (the run's
+best value of ``train.monitor``), and the test split stays untouched until you evaluate the
+chosen run. A trial whose validation curve falls below the median of earlier trials at the same
+epoch is pruned (stopped after that epoch, Optuna's ``MedianPruner``).
+
+The study lives in an Optuna storage (``--storage``, default ``sqlite:///OUTPUT/study.db``): a
+second ``mmcore tune`` with the same arguments resumes it, and several processes on one storage
+share it (``--jobs J`` starts J workers). ``--trials N`` counts finished trials (complete or
+pruned) across all of them. A trial interrupted by a kill is marked failed by the next worker
+once its heartbeat is older than a minute and does not count.
+
+At the end ``OUTPUT/trials.csv`` lists every trial, ``OUTPUT/best.json`` holds the best trial's
+value, parameters, run folder and overrides, and ``OUTPUT/best_spec.json`` is the spec with them
+applied (train it with ``mmcore train OUTPUT/best_spec.json``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mmcore.errors import MmcoreError, SpecError, TrainingError
+from mmcore.spec.load import load_module, load_spec, spec_to_json
+
+#: seconds between a running trial's heartbeats, and after which a silent one is failed
+HEARTBEAT, GRACE = 10, 60
+
+
+def load_space(path: str | Path) -> Callable[[Any], dict[str, Any]]:
+    """The ``space`` function of a space file (a file you wrote and name on the command line:
+    it is run)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(str(path), [("", "file not found")])
+    module = load_module(path)
+    space = getattr(module, "space", None)
+    if not callable(space):
+        raise SpecError(str(path), [("space", "the file defines no function space(trial)")])
+    return space
+
+
+def override_text(path: str, value: Any) -> str:
+    return f"{path}={json.dumps(value)}"
+
+
+class _Pruning:
+    """Reports each epoch's monitored value to the trial; stops the run when Optuna prunes."""
+
+    def __init__(self, trial: Any) -> None:
+        self.trial = trial
+        self.pruned = False
+
+    def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, float]) -> None:
+        value = metrics.get(trainer.monitor.key)
+        if value is None or not math.isfinite(value):
+            return
+        self.trial.report(float(value), epoch)
+        if self.trial.should_prune():
+            self.pruned = True
+            trainer.stop()
+
+
+def _hooked(obj: _Pruning) -> Any:
+    from mmcore.plugins.hookspecs import hookimpl
+
+    class Hook:
+        @hookimpl
+        def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, float]) -> None:
+            obj.on_epoch_end(trainer, epoch, metrics)
+
+    return Hook()
+
+
+def monitor_direction(spec: Any) -> tuple[str, bool]:
+    """``(monitor name, larger is better)`` of the spec, without building a model."""
+    from mmcore.plugins import get_registry
+    from mmcore.train.settings import check_monitor
+
+    registry = get_registry()
+    heads = {n: registry.get("head", h.kind).load() for n, h in spec.heads.items()}
+    available = check_monitor(spec.train.monitor, heads, spec.source)
+    name = spec.train.monitor
+    if name is None:
+        first, cls = next(iter(heads.items()))
+        name = f"{first}.{cls.metric_names[0]}"
+    return name, available[name]
+
+
+def run_study(spec_path: str | Path, space_path: str | Path, trials: int, output: str | Path,
+              storage: str | None = None, study_name: str | None = None, seed: int = 0,
+              overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Run trials of the study until ``trials`` have finished; returns ``best.json``'s dict."""
+    try:
+        import optuna
+    except ImportError:
+        raise MmcoreError("mmcore tune needs Optuna: pip install 'mmcore[tune]'") from None
+    from mmcore.train import Trainer
+
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    base = load_spec(spec_path, list(overrides))  # checked before any trial
+    space = load_space(space_path)
+    monitor, larger = monitor_direction(base)
+    url = storage or f"sqlite:///{(output / 'study.db').resolve()}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna's words
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage_obj = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT,
+                                                 grace_period=GRACE)
+    study = optuna.create_study(
+        study_name=study_name or base.name, load_if_exists=True,
+        storage=storage_obj,
+        direction="maximize" if larger else "minimize",
+        sampler=optuna.samplers.TPESampler(seed=seed + os.getpid() % 1000),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+    )
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+    def objective(trial: Any) -> float:
+        chosen = space(trial)
+        texts = [override_text(k, v) for k, v in chosen.items()]
+        trial.set_user_attr("overrides", texts)
+        run = output / "trials" / f"trial-{trial.number:04d}"
+        trial.set_user_attr("run", str(run))
+        trial.set_user_attr("worker", os.getpid())
+        pruning = _Pruning(trial)
+        trainer = Trainer(spec_path, output=run, overwrite=True, quiet=True, plots=False,
+                          report=False, summary=False, callbacks=[_hooked(pruning)],
+                          overrides=[*overrides, *texts, "train.final_test=false",
+                                     "train.progress=false"])
+        trainer.fit()
+        if pruning.pruned:
+            raise optuna.TrialPruned()
+        if trainer.best_value is None or not math.isfinite(trainer.best_value):
+            raise MmcoreError(f"trial {trial.number}: no finite {monitor} on validation")
+        return float(trainer.best_value)
+
+    left = trials - len(study.get_trials(deepcopy=False, states=finished))
+    if left > 0:
+        study.optimize(
+            objective, n_trials=left, catch=(TrainingError,),
+            callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished)],
+        )
+    return write_summary(study, base, output, monitor, list(overrides))
+
+
+def write_summary(study: Any, base: Any, output: Path, monitor: str,
+                  overrides: list[str]) -> dict[str, Any]:
+    """``trials.csv``, ``best.json`` and ``best_spec.json`` in ``output``."""
+    import optuna
+
+    rows = []
+    names = sorted({k for t in study.trials for k in t.params})
+    for t in study.trials:
+        rows.append({"trial": t.number, "state": t.state.name,
+                     monitor: "" if t.value is None else t.value,
+                     **{k: t.params.get(k, "") for k in names},
+                     "run": t.user_attrs.get("run", "")})
+    with (output / "trials.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["trial", "state", monitor, *names, "run"])
+        writer.writeheader()
+        writer.writerows(rows)
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
+        raise MmcoreError("no trial completed; see trials.csv")
+    best = study.best_trial
+    chosen = list(best.user_attrs.get("overrides", []))
+    importances: dict[str, float] = {}
+    if len(complete) >= 3 and names:
+        try:
+            importances = dict(optuna.importance.get_param_importances(study))
+        except (RuntimeError, ValueError):  # too few distinct values to tell
+            importances = {}
+    summary = {"monitor": monitor, "direction": study.direction.name.lower(),
+               "value": best.value, "trial": best.number, "params": best.params,
+               "overrides": chosen, "run": best.user_attrs.get("run"),
+               "trials": {s: sum(t.state.name == s for t in study.trials)
+                          for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")},
+               "importances": importances}
+    (output / "best.json").write_text(json.dumps(summary, indent=2) + "\n")
+    best_spec = load_spec(base.source, [*overrides, *chosen])
+    (output / "best_spec.json").write_text(json.dumps(spec_to_json(best_spec), indent=2) + "\n")
+    return summary
+
+
+def start_workers(argv: list[str], jobs: int) -> list[subprocess.Popen]:
+    """``jobs - 1`` more ``mmcore tune`` processes on the same study (one runs here)."""
+    return [subprocess.Popen([sys.executable, "-m", "mmcore", "tune", *argv])
+            for _ in range(max(jobs - 1, 0))]
