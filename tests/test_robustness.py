@@ -63,7 +63,7 @@ def test_the_report_hides_modalities_like_missing_data():
         return SplitResult({"y.accuracy": score}, 3)
 
     report = robustness_report(evaluate, list(weights), "y.accuracy", "test")
-    assert sorted(map(tuple, calls)) == [(), ("audio",), ("audio", "image"), ("image",)]
+    assert sorted(map(tuple, calls[:4])) == [(), ("audio",), ("audio", "image"), ("image",)]
     assert [r["modalities"] for r in report["subsets"]] == [[], ["audio"], ["image"],
                                                              ["audio", "image"]]
     assert report["shapley"] == pytest.approx(weights)
@@ -94,3 +94,21 @@ def test_mmcore_evaluate_robustness_writes_the_report(tmp_path, capsys):
     assert len(report["subsets"]) == 4 and set(report["shapley"]) == {"a", "b"}
     total = sum(report["shapley"].values())
     assert math.isclose(total, report["all"] - report["none"], abs_tol=1e-9)
+
+
+def test_drop_curves_hide_a_growing_share_of_rows():
+    n = 400
+    inputs = {m: ModalityBatch(torch.ones(n, 2), torch.ones(n, dtype=torch.bool))
+              for m in ("audio", "image")}
+
+    def evaluate(transform):  # "accuracy" = the share of rows that still have audio
+        seen = transform(dict(inputs)) if transform is not None else inputs
+        return SplitResult({"y.accuracy": seen["audio"].present.float().mean().item()}, n)
+
+    report = robustness_report(evaluate, ["audio", "image"], "y.accuracy", "test")
+    audio = [(p["rate"], p["metrics"]["y.accuracy"]) for p in report["drop_curves"]["audio"]]
+    assert [r for r, _ in audio] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert audio[0][1] == 1.0 and audio[-1][1] == 0.0
+    for rate, kept in audio[1:-1]:
+        assert kept == pytest.approx(1 - rate, abs=0.06)
+    assert all(p["metrics"]["y.accuracy"] == 1.0 for p in report["drop_curves"]["image"][:-1])

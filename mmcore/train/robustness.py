@@ -13,6 +13,9 @@ contribution averaged over every order in which modalities could be added::
 The values add up to ``v(all) - v(none)`` (efficiency), so they split the model's score above the
 floor among its modalities, interactions shared fairly. For a metric where lower is better
 (``ece``, ``mae``) a helpful modality has a negative value.
+
+Drop curves: for each modality, the metric when it is hidden from a seeded random 25%, 50% and
+75% of the rows (0% and 100% are the full model and the "without" subset).
 """
 
 from __future__ import annotations
@@ -22,12 +25,18 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import torch
+
+from mmcore.batch import ModalityBatch
 from mmcore.train.evaluation import SplitResult
-from mmcore.train.masking import hide_all
+from mmcore.train.masking import hide, hide_all
 from mmcore.train.report import Transform
 
 #: more modalities than this would need over a thousand evaluations
 MAX_MODALITIES = 10
+#: the share of rows a modality is hidden from, between none (0) and all (1), in drop curves
+DROP_RATES = (0.25, 0.5, 0.75)
+DROP_SEED = 0
 
 
 def subsets(names: Sequence[str]) -> list[tuple[str, ...]]:
@@ -74,11 +83,34 @@ def robustness_report(
         result = evaluate(None if not hidden else (lambda inputs, h=hidden: hide_all(inputs, h)))
         rows.append({"modalities": list(group), "metrics": result.metrics})
         value[frozenset(group)] = float(result.metrics.get(monitor, float("nan")))
+    curves = {}
+    for name in names:  # the metric as ever more rows lack one modality
+        points = [{"rate": 0.0, "metrics": rows[-1]["metrics"]}]
+        for rate in DROP_RATES:
+            result = evaluate(_row_dropper(name, rate))
+            points.append({"rate": rate, "metrics": result.metrics})
+        without = next(r for r in rows if set(r["modalities"]) == set(names) - {name})
+        points.append({"rate": 1.0, "metrics": without["metrics"]})
+        curves[name] = points
     return {
         "split": split, "monitor": monitor, "subsets": rows,
         "shapley": shapley_values(value, names),
         "all": value[frozenset(names)], "none": value[frozenset()],
+        "drop_curves": curves,
     }
+
+
+def _row_dropper(name: str, rate: float) -> Transform:
+    """Hide ``name`` from each row with probability ``rate``; the draws are seeded, so every
+    evaluation of the same split hides the same rows."""
+    generator = torch.Generator().manual_seed(DROP_SEED)
+
+    def transform(inputs: dict[str, ModalityBatch]) -> dict[str, ModalityBatch]:
+        batch = inputs[name]
+        drop = torch.rand(batch.present.shape[0], generator=generator) < rate
+        return {**inputs, name: hide(batch, drop.to(batch.present.device))}
+
+    return transform
 
 
 def format_robustness(report: Mapping[str, Any]) -> str:
@@ -93,4 +125,12 @@ def format_robustness(report: Mapping[str, Any]) -> str:
     lines += ["", f"Shapley values (sum = {report['all']:.4f} - {report['none']:.4f}):"]
     for name, phi in sorted(report["shapley"].items(), key=lambda kv: -abs(kv[1])):
         lines.append(f"  {name.ljust(width)}  {phi:+.4f}")
+    curves = report.get("drop_curves") or {}
+    if curves:
+        rates = [p["rate"] for p in next(iter(curves.values()))]
+        lines += ["", "rows without the modality: " + "  ".join(f"{r:>6.0%}" for r in rates)]
+        for name, points in curves.items():
+            figures = "  ".join(f"{p['metrics'].get(monitor, float('nan')):6.4f}"
+                                for p in points)
+            lines.append(f"  {name.ljust(width)}  {figures}")
     return "\n".join(lines)
