@@ -62,3 +62,8 @@ class Head(nn.Module):
     def metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, float]:
         """Metrics over a whole split, from concatenated outputs and targets."""
         return {}
+
+    def per_class(self, outputs: Tensor, targets: Tensor) -> dict[str, dict[str, float]]:
+        """A per-class report over a whole split (``{class: {"precision", "recall", "f1",
+        "support"}}``) for heads with classes; default: none."""
+        return {}

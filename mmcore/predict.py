@@ -168,12 +168,21 @@ class Predictor:
         validation) or on a data file with the training data's columns.
 
         Returns ``{"split", "rows", "metrics"}`` with metric names ``<head>.<metric>``,
-        ``<head>.loss`` and ``loss``.
+        ``<head>.loss`` and ``loss``, plus ``"per_class"`` (head -> class -> precision,
+        recall, F1 and support) for heads that have classes.
         """
         dm, name = self._split(split, data)
         result = self._evaluate(dm, name)
         self._require_targets(result, data or name)
-        return {"split": name, "rows": result.rows, "metrics": result.metrics}
+        out: dict[str, Any] = {"split": name, "rows": result.rows, "metrics": result.metrics}
+        per_class = {
+            head_name: report for head_name, head in self.model.heads.items()
+            if head_name in result.outputs and head_name in result.targets
+            and (report := head.per_class(result.outputs[head_name], result.targets[head_name]))
+        }
+        if per_class:
+            out["per_class"] = per_class
+        return out
 
     def _require_targets(self, result: SplitResult, where: Any) -> None:
         if result.rows and not result.metrics:

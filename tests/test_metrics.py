@@ -101,3 +101,21 @@ def test_heads_report_them_and_the_monitor_knows_their_direction():
     directions = check_monitor(None, {"y": ClassificationHead, "v": RegressionHead}, "<spec>")
     assert directions["y.auroc"] is True and directions["y.ece"] is False
     assert directions["v.mae"] is False and directions["v.r2"] is True
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_the_per_class_report_matches_scikit_learn():
+    rng = np.random.default_rng(3)
+    head = ClassificationHead(4, "y", classes=["a", "b", "c", "d"])
+    logits = torch.tensor(rng.normal(size=(90, 4)), dtype=torch.float32)
+    logits[:, 3] -= 10  # "d" is never predicted
+    y = rng.integers(0, 3, 90)  # and never a target
+    report = head.per_class(logits, torch.tensor(y))
+    pred = logits.argmax(-1).numpy()
+    p, r, f, s = sk.precision_recall_fscore_support(y, pred, labels=[0, 1, 2, 3],
+                                                    zero_division=0)
+    for k, label in enumerate("abcd"):
+        assert report[label]["precision"] == pytest.approx(p[k])
+        assert report[label]["recall"] == pytest.approx(r[k])
+        assert report[label]["f1"] == pytest.approx(f[k])
+        assert report[label]["support"] == s[k]

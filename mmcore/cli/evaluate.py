@@ -21,6 +21,8 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     where.add_argument("--split", help="a split of the run's data (default: test, else validation)")
     where.add_argument("--data", help="a data file with the same columns as the training data")
     p.add_argument("--no-report", action="store_true", help="skip the modality report")
+    p.add_argument("--per-class", action="store_true",
+                   help="print each class's precision, recall, F1 and support")
     p.add_argument("--robustness", action="store_true",
                    help="also evaluate every subset of modalities and each modality's exact "
                    "Shapley value (2^M evaluations), written to robustness.json")
@@ -54,6 +56,13 @@ def run(args: argparse.Namespace) -> int:
     width = max((len(k) for k in result["metrics"]), default=0)
     for key, value in result["metrics"].items():
         print(f"  {key.ljust(width)}  {value:.4f}")
+    if getattr(args, "per_class", False):
+        for head, classes in result.get("per_class", {}).items():
+            pad = max(len(c) for c in classes)
+            print(f"\n  {head}: {'class'.ljust(pad)}  precision  recall  f1      support")
+            for label, r in classes.items():
+                print(f"  {' ' * len(head)}  {label.ljust(pad)}  {r['precision']:.4f}     "
+                      f"{r['recall']:.4f}  {r['f1']:.4f}  {r['support']}")
     if report is not None:
         print()
         print(format_report(report))

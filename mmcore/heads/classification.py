@@ -20,6 +20,7 @@ from mmcore.metrics import (
     balanced_accuracy,
     binary_auroc,
     binary_average_precision,
+    confusion_matrix,
     expected_calibration_error,
     macro_f1,
     macro_one_vs_rest,
@@ -129,4 +130,19 @@ class ClassificationHead(Head):
             "auroc": macro_one_vs_rest(probs, targets, binary_auroc),
             "average_precision": macro_one_vs_rest(probs, targets, binary_average_precision),
             "ece": expected_calibration_error(probs, targets),
+        }
+
+    def per_class(self, outputs: Tensor, targets: Tensor) -> dict[str, dict[str, float]]:
+        """Precision, recall, F1 and support (rows whose target it is) of every class; a
+        class never predicted has precision 0, one never a target recall 0."""
+        counts = confusion_matrix(outputs.argmax(-1), targets, len(self.classes)).double()
+        tp, predicted, support = counts.diag(), counts.sum(0), counts.sum(1)
+        precision = torch.where(predicted > 0, tp / predicted.clamp_min(1), 0.0)
+        recall = torch.where(support > 0, tp / support.clamp_min(1), 0.0)
+        both = precision + recall
+        f1 = torch.where(both > 0, 2 * precision * recall / both.clamp_min(1e-300), 0.0)
+        return {
+            str(label): {"precision": float(precision[k]), "recall": float(recall[k]),
+                         "f1": float(f1[k]), "support": int(support[k])}
+            for k, label in enumerate(self.classes)
         }
