@@ -245,7 +245,8 @@ class Trainer:
 
     def stop(self) -> None:
         """End training after the current epoch (for callbacks, e.g. a tuner pruning a
-        trial); the best epoch so far is evaluated and saved as usual."""
+        trial); the best epoch so far is evaluated and saved as usual. With several
+        processes rank 0's call stops every rank."""
         self._stop = True
 
     def note(self, message: str) -> None:
@@ -446,6 +447,8 @@ class Trainer:
         try:
             while self.epoch < train.epochs and not self.stopped_early and not self._stop:
                 record = self._run_epoch(self.epoch + 1)
+                if self.dist is not None:  # a callback on rank 0 may have called stop()
+                    self._stop = bool(self.dist.broadcast(self._stop))
                 epochs_bar.update(1)
                 shown = {"loss": f"{record[f'{TRAIN}/loss']:.4g}"}  # at least once an epoch
                 value = record.get(self.monitor.key)
