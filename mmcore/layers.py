@@ -47,8 +47,9 @@ def masked_rnns() -> Iterator[None]:
     the result instead of packing it: no ``pack_padded_sequence`` and no branch on the data,
     so the graph is the same for every batch (for ``torch.export``, ONNX or ``torch.compile``).
     Features are equal to the packed path's (tested); real steps must come first in each row,
-    as collate makes them. Bidirectional RNNs still pack: their backward direction would start
-    on the padding."""
+    as collate makes them. A bidirectional RNN runs layer by layer, its backward direction on
+    each row reversed within its length (so it starts at the row's last real step, as packing
+    makes it)."""
     token = _MASKED_RNNS.set(True)
     try:
         yield
@@ -67,6 +68,50 @@ def _run_masked(rnn: nn.RNNBase, x: Tensor, mask: Tensor) -> tuple[Tensor, Tenso
     return outputs, last
 
 
+def _reverse_index(mask: Tensor) -> Tensor:
+    """``[B, T]`` indices that reverse each row's real steps in place (padding stays put);
+    applying them twice gives the identity."""
+    lengths = mask.sum(dim=1, keepdim=True)
+    steps = torch.arange(mask.shape[1], device=mask.device).unsqueeze(0)
+    return torch.where(steps < lengths, lengths - 1 - steps, steps)
+
+
+def _one_layer(rnn: nn.RNNBase, layer: int, suffix: str, x: Tensor) -> Tensor:
+    """The outputs of one direction (``suffix`` ``""`` or ``"_reverse"``) of one layer of
+    ``rnn``, run forward in time over ``x``: a one-layer RNN of the same kind called with that
+    layer's weights (``torch.func.functional_call``, so the weights stay ``rnn``'s own)."""
+    kwargs: dict = {"bias": rnn.bias, "batch_first": True}
+    if isinstance(rnn, nn.LSTM):
+        kwargs["proj_size"] = rnn.proj_size
+    if isinstance(rnn, nn.RNN):
+        kwargs["nonlinearity"] = rnn.nonlinearity
+    with torch.device("meta"):
+        single = type(rnn)(x.shape[-1], rnn.hidden_size, **kwargs)
+    params = {name: getattr(rnn, f"{name[:-1]}{layer}{suffix}")
+              for name, _ in single.named_parameters()}
+    outputs, _ = torch.func.functional_call(single, params, (x,))
+    return outputs
+
+
+def _run_masked_bidirectional(rnn: nn.RNNBase, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    reverse = _reverse_index(mask).unsqueeze(-1)
+    h = x
+    for layer in range(rnn.num_layers):
+        if layer:
+            h = nn.functional.dropout(h, rnn.dropout, rnn.training)
+        forward = _one_layer(rnn, layer, "", h)
+        flipped = h.gather(1, reverse.expand(-1, -1, h.shape[-1]))
+        backward = _one_layer(rnn, layer, "_reverse", flipped)
+        backward = backward.gather(1, reverse.expand(-1, -1, backward.shape[-1]))
+        h = torch.cat([forward, backward], dim=-1)
+    outputs = h * mask.unsqueeze(-1).to(h.dtype)
+    lengths = mask.sum(dim=1)
+    size = outputs.shape[-1] // 2
+    at = (lengths - 1).clamp_min(0).view(-1, 1, 1).expand(-1, 1, size)
+    last = torch.cat([outputs[..., :size].gather(1, at).squeeze(1), outputs[:, 0, size:]], dim=-1)
+    return outputs, last
+
+
 def run_rnn(rnn: nn.RNNBase, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
     """Run a ``batch_first`` RNN over padded ``x [B, T, F]`` respecting ``mask [B, T]``.
 
@@ -75,8 +120,8 @@ def run_rnn(rnn: nn.RNNBase, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Te
     (both directions concatenated). Rows with no valid step give zeros.
 
     Rows are packed, so padding costs nothing, unless every row is full length (then the RNN
-    runs on ``x`` as it is) or inside :func:`masked_rnns` (unidirectional RNNs then run on the
-    padded batch and the result is masked: one graph for every batch, for export).
+    runs on ``x`` as it is) or inside :func:`masked_rnns` (the RNN then runs on the padded
+    batch and the result is masked: one graph for every batch, for export).
 
     Under autocast the RNN runs in float32 on CPU (oneDNN has no bf16 LSTM/GRU kernel there);
     on CUDA it runs in the autocast dtype as usual.
@@ -84,7 +129,9 @@ def run_rnn(rnn: nn.RNNBase, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Te
     if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
         with torch.autocast("cpu", enabled=False):
             return run_rnn(rnn, x.float(), mask)
-    if mask is not None and not rnn.bidirectional and _MASKED_RNNS.get():
+    if mask is not None and _MASKED_RNNS.get():
+        if rnn.bidirectional:
+            return _run_masked_bidirectional(rnn, x, mask)
         return _run_masked(rnn, x, mask)
     if mask is None or bool(mask.all()):  # every row full length: packing changes nothing
         outputs, hidden = rnn(x)

@@ -69,6 +69,15 @@ def sinusoidal_positions(length: int, size: int, device: torch.device | None = N
     return out
 
 
+def true_first(mask: Tensor) -> Tensor:
+    """``[B, N]`` indices that put each row's ``True`` positions first, in their order, then
+    its ``False`` ones in theirs (a stable partition). Computed with a plain sort on unique
+    keys, which every exporter knows (ONNX has no stable sort)."""
+    n = mask.shape[1]
+    key = (~mask).to(torch.int64) * n + torch.arange(n, device=mask.device)
+    return torch.argsort(key, dim=1)
+
+
 def resample(features: Features, length: int) -> tuple[Tensor, Tensor]:
     """Linearly interpolate each row's real steps onto ``length`` evenly spaced points.
 
@@ -87,7 +96,7 @@ def resample(features: Features, length: int) -> tuple[Tensor, Tensor]:
     b, t, d = values.shape
     count = mask.sum(dim=1)  # [B]
     # Real steps first, in time order, so that index i is the row's i-th real step.
-    order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
+    order = true_first(mask)
     packed = values.gather(1, order.unsqueeze(-1).expand(b, t, d))
     # Index arithmetic in float32 even under half precision, where step numbers above 256
     # are not exact and a rounded-up position would index past the last real step.

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from mmcore.batch import Features
 from mmcore.fusion import Fusion
-from mmcore.fusions.common import Projection, presence, resample, zero_absent
+from mmcore.fusions.common import Projection, presence, resample, true_first, zero_absent
 from mmcore.layers import run_rnn
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
@@ -94,8 +94,7 @@ class RNNFusion(Fusion):
     def _modality_steps(self, features: Mapping[str, Features]) -> tuple[Tensor, Tensor]:
         z = self.project(features)  # [B, M, P]
         present = presence(features, self.modalities)
-        # Present modalities to the front, keeping their sorted order (a stable sort).
-        order = torch.sort((~present).to(torch.int8), dim=1, stable=True).indices
+        order = true_first(present)  # present modalities to the front, in their sorted order
         z = z.gather(1, order.unsqueeze(-1).expand_as(z))
         count = present.sum(dim=1, keepdim=True)
         mask = torch.arange(z.shape[1], device=z.device).unsqueeze(0) < count

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from mmcore.batch import Features, ModalityBatch
@@ -76,10 +77,18 @@ class ImageEncoder(Encoder):
         if not self.frames:
             if values.dim() != 4:
                 raise ValueError(f"expected images [B, C, H, W], got {tuple(values.shape)}")
-            # absent rows are zeros; keeping them out of the CNN keeps BatchNorm honest
-            encoded = self.encode_images(values[batch.present])
-            out = encoded.new_zeros(values.shape[0], *encoded.shape[1:])
-            out[batch.present] = encoded
+            if self.training:
+                # absent rows are zeros; keeping them out of the CNN keeps BatchNorm honest
+                encoded = self.encode_images(values[batch.present])
+                out = encoded.new_zeros(values.shape[0], *encoded.shape[1:])
+                out[batch.present] = encoded
+            else:
+                # in eval every row is encoded on its own (BatchNorm uses its running
+                # statistics), so encoding all and zeroing the absent ones gives the same
+                # features without data-dependent shapes: the graph torch.export needs
+                out = self.encode_images(values)
+                keep = batch.present.view(-1, *([1] * (out.dim() - 1)))
+                out = torch.where(keep, out, torch.zeros_like(out))
             out = self.dropout(out)
             if out.dim() == 3:
                 mask = batch.present.unsqueeze(1).expand(out.shape[:2]).clone()
@@ -90,8 +99,13 @@ class ImageEncoder(Encoder):
                 f"expected frames [B, T, C, H, W] with a mask, got {tuple(values.shape)}"
             )
         real = batch.mask & batch.present.unsqueeze(1)
-        encoded = self.encode_images(values[real])
-        frames = encoded.new_zeros(*values.shape[:2], encoded.shape[-1])
-        frames[real] = encoded
+        if self.training:
+            encoded = self.encode_images(values[real])
+            frames = encoded.new_zeros(*values.shape[:2], encoded.shape[-1])
+            frames[real] = encoded
+        else:  # every frame on its own, padding zeroed after (see the single-image case)
+            encoded = self.encode_images(values.flatten(0, 1))
+            frames = encoded.view(*values.shape[:2], encoded.shape[-1])
+            frames = torch.where(real.unsqueeze(-1), frames, torch.zeros_like(frames))
         outputs, last = run_rnn(self.lstm, self.dropout(frames), real)
         return self.features(*rnn_output(outputs, last, real, self.pool, self.sequence), batch)

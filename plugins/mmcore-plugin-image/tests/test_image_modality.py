@@ -259,3 +259,35 @@ def test_frame_encoder_ignores_padding(digits) -> None:
     last = _modality(root, channels=1, size=16, frames=True, pool="last",
                      conv_channels=(4, 8, 8), feature_size=8, lstm_hidden=5)
     assert last.build_encoder()(modality.collate([short, long])).values.shape == (2, 5)
+
+
+@pytest.mark.parametrize("frames", [False, True])
+def test_eval_features_do_not_depend_on_absent_rows(digits, frames: bool) -> None:
+    """In eval every row is encoded and absent ones zeroed (one graph for export); the
+    features equal those of the training path, which encodes present rows only."""
+    from mmcore.layers import masked_rnns
+
+    root, rows = digits
+    options = {"channels": 1, "size": 16, "conv_channels": (4, 8, 8), "feature_size": 8}
+    if frames:
+        options.update(frames=True, lstm_hidden=5)
+    modality = _modality(root, **options)
+    one = [r["image"] for r in rows[:3]] if frames else rows[0]["image"]
+    two = [r["image"] for r in rows[3:5]] if frames else rows[1]["image"]
+    batch = modality.collate([modality.preprocess(one), None, modality.preprocess(two)])
+    torch.manual_seed(0)
+    encoder = modality.build_encoder()
+    encoder.eval()
+    with torch.no_grad():
+        evaluated = encoder(batch).values
+        encoder.training = True  # only the branch: dropout is 0 and BatchNorm keeps eval stats
+        for module in encoder.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.eval()
+        indexed = encoder(batch).values
+        encoder.training = False
+        with masked_rnns():
+            masked = encoder(batch).values
+    torch.testing.assert_close(evaluated, indexed, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(masked, indexed, atol=1e-6, rtol=1e-5)
+    assert bool((evaluated[1] == 0).all())
