@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-#: The reason given for a modality value that is missing while ``data.allow_missing`` is False.
-MISSING_REASON = "missing value; set data.allow_missing=True to allow rows without this modality"
-ALL_MISSING_REASON = "every modality is missing; a row needs at least one"
+from mmcore.rows import ALL_MISSING_REASON, MISSING_REASON
+
+__all__ = ["ALL_MISSING_REASON", "MISSING_REASON", "BadRow", "bad_row_message", "summary",
+           "write_bad_rows"]
 MISSING_TARGET_REASON = "missing target value"
 #: where an unknown label's fix points: leaving such rows out (data.bad_rows='skip') would
 #: silently shrink a test set, so the skip hint is not given for them

@@ -38,6 +38,8 @@ from mmcore.data.storage import (
 )
 from mmcore.errors import DataError
 from mmcore.modality import Modality
+from mmcore.rows import check_array as _check_array
+from mmcore.rows import modality_value, row_context, value_is_missing
 
 
 @dataclass
@@ -52,26 +54,6 @@ class TargetSpec:
 
 def is_missing_target(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def modality_value(batch: Mapping[str, Sequence[Any]], columns: Sequence[str], i: int) -> Any:
-    """The raw value of one row: the cell, or a list of cells for a multi-column modality."""
-    if len(columns) == 1:
-        return batch[columns[0]][i]
-    return [batch[c][i] for c in columns]
-
-
-def row_context(
-    batch: Mapping[str, Sequence[Any]], columns: Sequence[str], i: int
-) -> dict[str, Any]:
-    """A row's values of a modality's context columns (``None`` where the batch lacks one)."""
-    return {c: batch[c][i] if c in batch else None for c in columns}
-
-
-def value_is_missing(modality: Modality, value: Any, columns: Sequence[str]) -> bool:
-    if len(columns) > 1:
-        return all(modality.is_missing(part) for part in value)
-    return modality.is_missing(value)
 
 
 @dataclass
@@ -250,16 +232,6 @@ class RowProcessor:
         for name, arrays in result.targets.items():
             out.update(encode_arrays(target_key(name), arrays))
         return out
-
-
-def _check_array(arr: Any, modality: Modality, name: str) -> np.ndarray:
-    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
-        what = arr.dtype if isinstance(arr, np.ndarray) else type(arr).__name__
-        raise TypeError(
-            f"modality {name!r} ({type(modality).__name__}).preprocess returned {what}; "
-            "expected a numeric numpy array (float32 or int64)"
-        )
-    return arr
 
 
 def cache_key(
