@@ -84,12 +84,12 @@ def collate_rows(
             table.setdefault(c, [row.get(c) for row in rows])
     arrays: dict[str, list[np.ndarray | None]] = {name: [None] * len(rows) for name in modalities}
     for i in range(len(rows)):
+        missing = []  # a bad value outranks a missing one, as in the data layer's report
         for name, modality in modalities.items():
             label = ",".join(columns[name])
             value = modality_value(table, columns[name], i)
             if value_is_missing(modality, value, columns[name]):
-                if not allow_missing:
-                    raise input_row_error(i, label, MISSING_REASON)
+                missing.append(label)
                 continue
             context = modality.context_columns()
             try:
@@ -98,7 +98,9 @@ def collate_rows(
             except ValueError as exc:
                 raise input_row_error(i, label, str(exc) or type(exc).__name__) from None
             arrays[name][i] = check_array(arr, modality, name)
-        if all(arrays[name][i] is None for name in modalities):
+        if len(missing) == len(modalities):
             label = ",".join(c for name in modalities for c in columns[name])
             raise input_row_error(i, label, ALL_MISSING_REASON)
+        if missing and not allow_missing:
+            raise input_row_error(i, missing[0], MISSING_REASON)
     return {name: modality.collate(arrays[name]) for name, modality in modalities.items()}

@@ -21,6 +21,8 @@ COMMANDS = {
     "predict": "predict",
     "new-plugin": "new_plugin",
     "tune": "tune",
+    "export": "export",
+    "serve": "serve",
 }
 
 EXIT_USER_ERROR = 2

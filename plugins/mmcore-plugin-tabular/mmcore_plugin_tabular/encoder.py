@@ -56,7 +56,7 @@ class TabularEncoder(Encoder):
         if not self.transformer:
             parts = [numbers] + ([flags] if flags is not None else []) + embedded
             return self.features(self.net(torch.cat(parts, dim=-1)), None, batch)
-        parts = [self.cls.expand(len(numbers), -1, -1)]
+        parts = [self.cls.expand(numbers.shape[0], -1, -1)]  # not len(): export keeps it symbolic
         if self.num_weight is not None and self.num_bias is not None:
             tokens = numbers.unsqueeze(-1) * self.num_weight + self.num_bias  # [B, n, d]
             if self.missing is not None and flags is not None:

@@ -1,0 +1,236 @@
+"""Run an exported bundle (``mmcore export``): rows -> preprocess -> collate -> graph -> heads.
+
+``mmcore.runtime.load(BUNDLE)`` gives a :class:`Runtime` whose :meth:`~Runtime.predict`
+returns what :meth:`mmcore.predict.Predictor.predict` returns for the same rows, without the
+trainer, the data layer or the model's Python code: the modality plugins do the
+preprocessing (they must be installed, at the major versions the bundle records), the
+heads' ``predict`` turns raw outputs into labels, and the graph runs on onnxruntime
+(``pip install 'mmcore[export]'``).
+
+Loading checks every file against the manifest's SHA-256 and reads only JSON, the ONNX
+graph and the plugins' own state files: nothing from the bundle is executed. A
+``torch-export`` bundle (``model.pt2``) is the exception: torch can unpickle objects while
+loading it, so it is loaded only with ``trust_code=True``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmcore.batch import ModalityBatch
+from mmcore.errors import CheckpointError, DataError, PluginError
+from mmcore.export.manifest import BATCH_AXIS, read_manifest
+from mmcore.head import Head
+from mmcore.modality import Modality
+from mmcore.plugins.registry import Registry, get_registry
+from mmcore.plugins.versions import check_plugin_versions
+from mmcore.rows import collate_rows
+
+#: rows per graph call in :meth:`Runtime.predict`
+PREDICT_BATCH = 256
+
+GraphFn = Callable[[Sequence[np.ndarray]], list[np.ndarray]]
+
+
+def load_graph(path: Path, kind: str, *, threads: int | None = None) -> GraphFn:
+    """The graph file as a function of its input arrays (in manifest order), returning the
+    heads' outputs in manifest order."""
+    if kind == "onnx":
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise PluginError(
+                "running an ONNX bundle needs onnxruntime: pip install 'mmcore[export]'"
+            ) from None
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # no notes about shapes fixed in the trace
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        names = [i.name for i in session.get_inputs()]
+
+        def run_onnx(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+            return session.run(None, dict(zip(names, arrays, strict=True)))
+
+        return run_onnx
+    if kind == "torch-export":
+        module = torch.export.load(str(path)).module()
+
+        def run_program(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+            with torch.inference_mode():
+                out = module(*(torch.from_numpy(a) for a in arrays))
+            return [o.numpy() for o in out]
+
+        return run_program
+    raise CheckpointError(f"{path}: unknown graph kind {kind!r}")
+
+
+class Runtime:
+    """A loaded bundle.
+
+    Attributes:
+        bundle: the bundle folder.
+        manifest: its ``manifest.json``.
+        modalities: the modalities with their fitted state (they preprocess and collate).
+        heads: the heads (their ``predict`` formats the graph's raw outputs).
+        allow_missing: whether a row may lack some modalities (``data.allow_missing``).
+    """
+
+    def __init__(self, bundle: Path, manifest: dict[str, Any], modalities: dict[str, Modality],
+                 heads: dict[str, Head], graph: GraphFn) -> None:
+        self.bundle = bundle
+        self.manifest = manifest
+        self.modalities = modalities
+        self.heads = heads
+        self.allow_missing = bool(manifest.get("allow_missing", False))
+        self._graph = graph
+        self._inputs = manifest["inputs"]
+
+    # -- running ----------------------------------------------------------------------------
+    def run(self, inputs: Mapping[str, ModalityBatch]) -> dict[str, np.ndarray]:
+        """Collated batches -> each head's raw output (what the model's forward returns)."""
+        arrays = []
+        for spec in self._inputs:
+            batch = inputs[spec["modality"]]
+            tensor = batch.extra[spec["key"]] if spec["key"] else getattr(batch, spec["field"])
+            if tensor is None:
+                raise DataError(f"modality {spec['modality']!r}: the batch has no "
+                                f"{spec['field']}, which the graph takes")
+            arrays.append(self._fit_steps(spec, tensor.numpy()))
+        return dict(zip(self.manifest["outputs"], self._graph(arrays), strict=True))
+
+    def _fit_steps(self, spec: Mapping[str, Any], array: np.ndarray) -> np.ndarray:
+        """A time axis the graph fixed (``torch-export``) gets padding up to its length."""
+        shape = spec["shape"]
+        if len(shape) < 2 or not isinstance(shape[1], int) or spec["field"] not in (
+                "values", "mask") or shape[1] == array.shape[1]:
+            return array
+        if array.shape[1] > shape[1]:
+            raise DataError(
+                f"modality {spec['modality']!r}: {array.shape[1]} steps, more than the "
+                f"{shape[1]} this torch-export graph was traced with; export with "
+                "--format onnx (dynamic time axes) or trace on longer rows (--data)"
+            )
+        pad = [(0, 0)] * array.ndim
+        pad[1] = (0, shape[1] - array.shape[1])
+        return np.pad(array, pad)
+
+    def predict(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        root: str | Path | None = None,
+        batch_size: int = PREDICT_BATCH,
+    ) -> list[dict[str, Any]]:
+        """One dict per row: head name -> that head's prediction, as
+        :meth:`mmcore.predict.Predictor.predict` gives it. Relative file paths in the rows
+        resolve against ``root`` (default: the working directory). A bad value raises
+        :class:`DataError` naming the row and column, worded as ``predict`` words it."""
+        rows = list(rows)
+        out: list[dict[str, Any]] = []
+        for modality in self.modalities.values():
+            modality.root = Path(root) if root is not None else None
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            try:
+                inputs = collate_rows(self.modalities, chunk, allow_missing=self.allow_missing)
+            except DataError as exc:
+                raise _shift_row(exc, start) from None
+            raw = self.run(inputs)
+            per_head = {name: head.predict(torch.from_numpy(raw[name]))
+                        for name, head in self.heads.items()}
+            out += [{name: preds[i] for name, preds in per_head.items()}
+                    for i in range(len(chunk))]
+        return out
+
+    def metadata(self) -> dict[str, Any]:
+        """What a client needs to know: the modalities and their columns, the heads and
+        their targets (and classes), the graph's inputs, versions and export parity."""
+        m = self.manifest
+        heads = {}
+        for name, head in m["heads"].items():
+            entry = {"kind": head["kind"], "target": head["target"]}
+            if "classes" in head["options"]:
+                entry["classes"] = head["options"]["classes"]
+            heads[name] = entry
+        return {
+            "modalities": {name: {"plugin": mod["plugin"], "columns": mod["columns"]}
+                           for name, mod in m["modalities"].items()},
+            "heads": heads,
+            "allow_missing": self.allow_missing,
+            "graph": m["graph"],
+            "inputs": m["inputs"],
+            "versions": {"mmcore": m["mmcore"], "torch": m["torch"], **m["plugins"]},
+            "parity": m["parity"],
+        }
+
+
+def _shift_row(exc: DataError, offset: int) -> DataError:
+    """A chunk's row numbers made the request's."""
+    if not offset:
+        return exc
+    import re
+
+    text = re.sub(r"row (\d+)", lambda m: f"row {int(m.group(1)) + offset}", str(exc), count=1)
+    return DataError(text)
+
+
+def load(
+    bundle: str | Path,
+    *,
+    trust_code: bool = False,
+    registry: Registry | None = None,
+    threads: int | None = None,
+) -> Runtime:
+    """Load an export bundle. Raises :class:`CheckpointError` when a file is missing or
+    changed, a plugin is missing or at another major version, or (without ``trust_code``)
+    the graph is a ``torch-export`` program. ``threads``: onnxruntime's intra-op threads
+    (default: its own choice)."""
+    bundle = Path(bundle)
+    manifest = read_manifest(bundle)
+    registry = registry or get_registry()
+    kind = manifest["graph"]["kind"]
+    if kind == "torch-export" and not trust_code:
+        raise CheckpointError(
+            f"{bundle / manifest['graph']['file']}: a torch-export program can unpickle "
+            "objects while loading; load it only if you trust the bundle (trust_code=True, "
+            "--trust-code), or export with --format onnx"
+        )
+    check_plugin_versions(manifest["plugins"], bundle / "manifest.json", registry)
+    try:
+        modalities = _modalities(bundle, manifest, registry)
+        heads = _heads(manifest, registry)
+    except PluginError as exc:
+        raise CheckpointError(f"{bundle}: {exc}") from None
+    graph = load_graph(bundle / manifest["graph"]["file"], kind, threads=threads)
+    if manifest["inputs"] and manifest["inputs"][0]["shape"][0] != BATCH_AXIS:
+        raise CheckpointError(f"{bundle}: the graph's first input has no batch axis")
+    return Runtime(bundle, manifest, modalities, heads, graph)
+
+
+def _modalities(bundle: Path, manifest: Mapping[str, Any],
+                registry: Registry) -> dict[str, Modality]:
+    out: dict[str, Modality] = {}
+    for name, spec in manifest["modalities"].items():
+        reg = registry.get("modality", spec["plugin"])
+        cls = reg.load()
+        options = (reg.load_options() or cls.options_class).model_validate(spec["options"])
+        modality = cls(name, options)
+        modality.columns = list(spec["columns"])
+        modality.load_state(bundle / spec["state"])
+        out[name] = modality
+    return out
+
+
+def _heads(manifest: Mapping[str, Any], registry: Registry) -> dict[str, Head]:
+    out: dict[str, Head] = {}
+    for name, spec in manifest["heads"].items():
+        cls = registry.get("head", spec["kind"]).load()
+        out[name] = cls(spec["input_size"], spec["target"], **spec["options"])
+    return out

@@ -1,0 +1,239 @@
+"""Export bundles: every bundled example exports, its graph gives the eager model's outputs
+(other batch sizes and lengths, with and without missing modalities), the runtime predicts
+what ``mmcore.load`` predicts from the same raw rows, with the same errors, and a bundle is
+checked before it is used."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime", reason="export tests need mmcore[export] (onnxruntime)")
+pytest.importorskip("onnxscript", reason="export tests need mmcore[export] (onnxscript)")
+
+import mmcore  # noqa: E402
+from mmcore import runtime  # noqa: E402
+from mmcore.cli import main  # noqa: E402
+from mmcore.errors import CheckpointError, DataError  # noqa: E402
+from mmcore.export import ExportError, export_run  # noqa: E402
+from mmcore.train.masking import hide  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+#: example spec -> the data table its rows come from
+SPECS = {
+    "av_digits": ("av_digits/spec.py", "av_digits/data/degraded/pairs.csv"),
+    "sign_language": ("sign_language/spec.py", "sign_language/data/signs.csv"),
+    "text_sentiment": ("text_sentiment/spec.py", "text_sentiment/data/sentences.csv"),
+    "custom_fusion": ("custom_fusion/spec.py", "av_digits/data/degraded/pairs.csv"),
+}
+TOLERANCE = 1e-5
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """Each example trained for one epoch."""
+    root = tmp_path_factory.mktemp("runs")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = {}
+    path = list(sys.path)
+    try:
+        for name, (spec, _) in SPECS.items():
+            code = main(["train", str(EXAMPLES / spec), "-o", str(root / name), "-q",
+                         "--no-report", "--no-test", "train.epochs=1"])
+            assert code == 0
+            out[name] = root / name
+    finally:
+        torch.set_num_threads(threads)
+        sys.path[:] = path
+    return out
+
+
+@pytest.fixture(scope="module")
+def bundles(runs, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bundles")
+    return {name: export_run(run, root / name, trust_code=True) for name, run in runs.items()}
+
+
+def _rows(name: str, n: int = 24) -> tuple[list[dict], Path]:
+    table = EXAMPLES / SPECS[name][1]
+    with table.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    return rows[:n], table.parent
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_exported_graph_gives_the_models_outputs(name: str, runs, bundles) -> None:
+    predictor = mmcore.load(runs[name], trust_code=True)
+    loaded = runtime.load(bundles[name])
+    manifest = json.loads((bundles[name] / "manifest.json").read_text())
+    assert manifest["parity"]["max_abs_diff"] <= TOLERANCE
+    dm = predictor._data_module(setup=True)
+    generator = torch.Generator().manual_seed(0)
+    checked = 0
+    for batch_size in (1, 5, 16):  # batch sizes and sequence lengths other than the traced
+        for k, batch in enumerate(dm.loader("train", batch_size=batch_size, shuffle=False)):
+            if k == 2:
+                break
+            for missing in (False, True):
+                inputs = dict(batch.inputs)
+                if missing and len(inputs) > 1:
+                    first = sorted(inputs)[0]  # one modality absent from about half the rows
+                    drop = torch.rand(len(batch), generator=generator) < 0.5
+                    inputs[first] = hide(inputs[first], drop)
+                with torch.no_grad():
+                    eager = predictor.model(inputs)
+                got = loaded.run(inputs)
+                for head, value in got.items():
+                    torch.testing.assert_close(torch.from_numpy(value), eager[head],
+                                               atol=TOLERANCE, rtol=0)
+                checked += 1
+    assert checked == 12
+
+
+@pytest.mark.parametrize("name", ["av_digits", "sign_language"])
+def test_runtime_predicts_what_the_run_predicts(name: str, runs, bundles) -> None:
+    rows, root = _rows(name)
+    expected = mmcore.load(runs[name], trust_code=True).predict(rows, root=root)
+    got = runtime.load(bundles[name]).predict(rows, root=root, batch_size=7)
+    assert len(got) == len(expected) == len(rows)
+    for a, b in zip(got, expected, strict=True):
+        assert a.keys() == b.keys()
+        for head in a:
+            assert a[head]["label"] == b[head]["label"]
+            assert abs(a[head]["probability"] - b[head]["probability"]) < 1e-5
+
+
+def test_bad_rows_get_the_errors_predict_gives(runs, bundles) -> None:
+    rows, root = _rows("av_digits", 12)
+    predictor = mmcore.load(runs["av_digits"])
+    loaded = runtime.load(bundles["av_digits"])
+    cases = [
+        dict(rows[9], image="no_such_file.png"),  # row 9 is in the second chunk of 7
+        {k: v for k, v in rows[9].items() if k != "audio"},  # missing, not allowed
+        {"id": "x"},  # no modality at all
+    ]
+    for bad in cases:
+        batch = [*rows[:9], bad, *rows[10:]]
+        with pytest.raises(DataError) as eager:
+            predictor.predict(batch, root=root)
+        with pytest.raises(DataError) as exported:
+            loaded.predict(batch, root=root, batch_size=7)
+        assert str(exported.value) == str(eager.value)
+        assert "row 9" in str(exported.value)
+
+
+def test_a_changed_or_incomplete_bundle_is_refused(bundles, tmp_path) -> None:
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundles["text_sentiment"], copy)
+    graph = copy / "model.onnx"
+    data = bytearray(graph.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    graph.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="model.onnx: SHA-256 does not match"):
+        runtime.load(copy)
+    shutil.copyfile(bundles["text_sentiment"] / "model.onnx", graph)
+    runtime.load(copy)  # restored: loads again
+    (copy / "extra.py").write_text("print('hello')\n")
+    with pytest.raises(CheckpointError, match="extra.py: not listed"):
+        runtime.load(copy)
+    (copy / "extra.py").unlink()
+    state = next((copy / "modalities" / "text").iterdir())
+    state.unlink()
+    with pytest.raises(CheckpointError, match="listed in manifest.json but missing"):
+        runtime.load(copy)
+    with pytest.raises(CheckpointError, match="not an export bundle"):
+        runtime.load(tmp_path)
+
+
+def test_torch_export_bundles_need_trust_and_predict_the_same(runs, tmp_path) -> None:
+    out = export_run(runs["text_sentiment"], tmp_path / "pt2", format="torch-export")
+    with pytest.raises(CheckpointError, match="trust_code=True"):
+        runtime.load(out)
+    loaded = runtime.load(out, trust_code=True)
+    shape = next(i["shape"] for i in loaded.manifest["inputs"] if i["name"] == "text.values")
+    assert shape == ["batch", "text.time"]  # LSTMs exported as while loops: any length
+    rows, root = _rows("text_sentiment")
+    rows.append(dict(rows[0], text=" ".join(["good"] * 60)))  # longer than any traced row
+    expected = mmcore.load(runs["text_sentiment"]).predict(rows, root=root)
+    got = loaded.predict(rows, root=root)
+    for a, b in zip(got, expected, strict=True):
+        assert a["sentiment"]["label"] == b["sentiment"]["label"]
+        assert abs(a["sentiment"]["probability"] - b["sentiment"]["probability"]) < 1e-5
+
+
+def test_an_axis_the_graph_fixed_is_padded_to_and_never_exceeded(bundles) -> None:
+    """A graph with a fixed time axis (a model torch.export cannot keep dynamic) gets its
+    inputs padded to that length, and a longer row is a clear error."""
+    loaded = runtime.load(bundles["text_sentiment"])
+    seen = []
+    manifest = json.loads(json.dumps(loaded.manifest))
+    for spec in manifest["inputs"]:
+        if spec["name"] in ("text.values", "text.mask"):
+            spec["shape"][1] = 40
+    fixed = runtime.Runtime(loaded.bundle, manifest, loaded.modalities, loaded.heads,
+                            lambda arrays: seen.append(arrays) or loaded._graph(arrays))
+    rows, root = _rows("text_sentiment", 4)
+    assert [p["sentiment"]["label"] for p in fixed.predict(rows)] == \
+        [p["sentiment"]["label"] for p in loaded.predict(rows)]
+    assert seen[0][0].shape[1] == 40 and not seen[0][2][:, 35:].any()  # padding is masked
+    with pytest.raises(DataError, match="more than the 40 this torch-export graph"):
+        fixed.predict([dict(rows[0], text=" ".join(["good"] * 60))])
+
+
+def test_the_runtime_imports_neither_the_trainer_nor_the_data_layer(bundles) -> None:
+    rows, root = _rows("av_digits", 4)
+    code = (
+        "import json, sys\n"
+        "from mmcore import runtime\n"
+        f"r = runtime.load({str(bundles['av_digits'])!r})\n"
+        f"print(json.dumps(r.predict(json.loads({json.dumps(rows)!r}), root={str(root)!r})))\n"
+        "bad = [m for m in sys.modules if m.startswith(('mmcore.train', 'mmcore.data', "
+        "'mmcore.predict', 'datasets', 'pyarrow'))]\n"
+        "assert not bad, bad\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(json.loads(done.stdout.splitlines()[-1])) == 4
+
+
+def test_export_refuses_what_it_cannot_keep(runs, tmp_path, capsys) -> None:
+    # a run whose fusion is its spec file's is loaded only when trusted, as for evaluate
+    code = main(["export", str(runs["custom_fusion"]), "-o", str(tmp_path / "b")])
+    assert code == 2 and "trust" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+    code = main(["export", str(runs["text_sentiment"]), "-o", str(tmp_path / "b")])
+    assert code == 0 and "largest difference" in capsys.readouterr().out
+    code = main(["export", str(runs["text_sentiment"]), "-o", str(tmp_path / "b")])
+    assert code == 2 and "--overwrite" in capsys.readouterr().err
+    assert main(["export", str(runs["text_sentiment"]), "-o", str(tmp_path / "b"),
+                 "--overwrite"]) == 0
+
+
+def test_a_model_that_does_not_export_faithfully_is_an_error(runs, tmp_path,
+                                                             monkeypatch) -> None:
+    """A graph that differs from the model (here: a forward that branches on a value, which
+    the trace freezes) is caught by the parity check, and nothing is written."""
+    from mmcore.fusions.weighted import WeightedFusion
+
+    original = WeightedFusion.forward
+
+    def branching(self, features):
+        out = original(self, features)
+        return out * 2 if bool(features["image"].present.all()) else out
+
+    monkeypatch.setattr(WeightedFusion, "forward", branching)
+    with pytest.raises(ExportError) as info:
+        export_run(runs["av_digits"], tmp_path / "b")
+    assert "export" in str(info.value) or "differs from the model" in str(info.value)
+    assert not (tmp_path / "b").exists()
+    assert not list(tmp_path.iterdir())  # no half-written bundle either
