@@ -1,0 +1,129 @@
+"""An HTTP endpoint for a bundle or a run folder (``mmcore serve``; ``pip install
+'mmcore[serve]'``): FastAPI, served by uvicorn.
+
+``POST /predict`` takes ``{"rows": [{column: value, ...}, ...]}`` and returns
+``{"predictions": [...]}``, one per row, as :meth:`mmcore.predict.Predictor.predict` gives
+them. A value ``{"base64": "..."}`` is decoded to bytes (an encoded image or sound file);
+strings are passed on as they are (text, or a file path that the server reads relative to
+its ``root``). ``GET /health`` and ``GET /metadata`` describe the model.
+
+A bad row is a 422 whose ``error`` is the message ``predict`` raises (naming the row and
+column); a body over ``max_bytes`` or more than ``max_rows`` rows is a 413; a body that is
+not such JSON is a 400.
+"""
+
+# no `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run
+# time, and `Request` is imported inside create_app (FastAPI is an optional extra)
+
+import base64
+import binascii
+import json
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from mmcore.errors import DataError
+
+#: defaults of ``mmcore serve --max-rows / --max-bytes``
+MAX_ROWS = 1024
+MAX_BYTES = 32 * 1024 * 1024
+
+
+class RequestError(ValueError):
+    """A request the server refuses: ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def decode_rows(body: bytes, max_rows: int) -> list[dict[str, Any]]:
+    """The rows of a ``/predict`` body, with ``{"base64": ...}`` values decoded to bytes."""
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RequestError(400, f"the body is not JSON: {exc}") from None
+    rows = payload.get("rows") if isinstance(payload, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise RequestError(400, 'expected a JSON object {"rows": [{column: value, ...}, ...]}')
+    if not rows:
+        raise RequestError(400, "no rows given")
+    if len(rows) > max_rows:
+        raise RequestError(413, f"{len(rows)} rows, more than the {max_rows} allowed per request")
+    return [{k: _value(v, i, k) for k, v in row.items()} for i, row in enumerate(rows)]
+
+
+def _value(value: Any, row: int, column: str) -> Any:
+    if isinstance(value, dict) and set(value) == {"base64"}:
+        try:
+            return base64.b64decode(value["base64"], validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise RequestError(
+                422, f"bad data in split 'input', row {row}, column {column!r}: not valid base64"
+            ) from None
+    return value
+
+
+def create_app(
+    predict: Callable[..., list[dict[str, Any]]],
+    metadata: Mapping[str, Any],
+    *,
+    root: str | Path | None = None,
+    max_rows: int = MAX_ROWS,
+    max_bytes: int = MAX_BYTES,
+) -> Any:
+    """A FastAPI app serving ``predict(rows, root=root)``, one request's rows at a time (run
+    more server processes for more throughput).
+
+    ``predict`` is :meth:`mmcore.runtime.Runtime.predict` or
+    :meth:`mmcore.predict.Predictor.predict`; ``metadata`` is what ``/metadata`` returns.
+    """
+    try:
+        from fastapi import FastAPI, Request
+        from fastapi.responses import JSONResponse
+    except ImportError:
+        from mmcore.errors import PluginError
+
+        raise PluginError("mmcore serve needs FastAPI and uvicorn: pip install "
+                          "'mmcore[serve]'") from None
+
+    from starlette.concurrency import run_in_threadpool
+
+    app = FastAPI(title="mmcore", description="predictions of a trained mmcore model")
+    lock = threading.Lock()  # the modalities' root and state are shared: one batch at a time
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metadata")
+    def get_metadata() -> Mapping[str, Any]:
+        return metadata
+
+    @app.post("/predict")
+    async def post_predict(request: Request) -> Any:
+        try:
+            declared = request.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+                raise RequestError(
+                    413, f"the body has {declared} bytes, more than the {max_bytes} allowed")
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > max_bytes:
+                    raise RequestError(
+                        413, f"the body has more than the {max_bytes} bytes allowed")
+            rows = decode_rows(bytes(body), max_rows)
+        except RequestError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        return await run_in_threadpool(_predict, rows)
+
+    def _predict(rows: list[dict[str, Any]]) -> Any:
+        try:
+            with lock:
+                return {"predictions": predict(rows, root=root)}
+        except DataError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=422)
+
+    return app
