@@ -33,7 +33,7 @@ lint: install
 	$(BIN)/ruff check .
 
 # every benchmark of benchmarks/README.md, each rewriting its section of docs/benchmarks.md
-BENCHMARKS := data_pipeline trainer_overhead pipeline_vs_step startup scaling gpu
+BENCHMARKS := data_pipeline trainer_overhead pipeline_vs_step startup scaling export_latency gpu
 bench: install
 	status=0; for b in $(BENCHMARKS); do \
 	  $(BIN)/python benchmarks/$$b.py --write docs/benchmarks.md || status=1; done; exit $$status
