@@ -104,6 +104,21 @@ def monitor_direction(spec: Any) -> tuple[str, bool]:
     return name, available[name]
 
 
+def open_storage(output: Path, storage: str | None = None) -> Any:
+    """The study's Optuna storage (default: ``OUTPUT/study.db``), its tables created. Open it
+    once before starting workers: processes creating the tables of one new SQLite file at
+    the same time collide (a unique-constraint error in Optuna's schema migration)."""
+    import optuna
+
+    output.mkdir(parents=True, exist_ok=True)
+    url = storage or f"sqlite:///{(output / 'study.db').resolve()}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna's words
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT,
+                                          grace_period=GRACE)
+
+
 def run_study(spec_path: str | Path, space_path: str | Path, trials: int, output: str | Path,
               storage: str | None = None, study_name: str | None = None, seed: int = 0,
               overrides: Sequence[str] = ()) -> dict[str, Any]:
@@ -119,12 +134,7 @@ def run_study(spec_path: str | Path, space_path: str | Path, trials: int, output
     base = load_spec(spec_path, list(overrides))  # checked before any trial
     space = load_space(space_path)
     monitor, larger = monitor_direction(base)
-    url = storage or f"sqlite:///{(output / 'study.db').resolve()}"
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna's words
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage_obj = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT,
-                                                 grace_period=GRACE)
+    storage_obj = open_storage(output, storage)
     study = optuna.create_study(
         study_name=study_name or base.name, load_if_exists=True,
         storage=storage_obj,

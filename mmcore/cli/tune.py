@@ -35,10 +35,17 @@ def _worker_argv(args: argparse.Namespace, output: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from mmcore.spec import load_spec
-    from mmcore.tune import run_study, start_workers
+    from mmcore.tune import open_storage, run_study, start_workers
 
     output = args.output or f"runs/{load_spec(args.spec, args.overrides).name}-tune"
+    if args.jobs > 1:
+        try:
+            open_storage(Path(output), args.storage)  # the tables exist before workers start
+        except ImportError:
+            pass  # run_study says that Optuna is needed
     workers = start_workers(_worker_argv(args, output), args.jobs)
     try:
         best = run_study(args.spec, args.space, args.trials, output, storage=args.storage,
