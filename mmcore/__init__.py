@@ -9,8 +9,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from mmcore.plugins.hookspecs import hookimpl
-
-__version__ = "0.1.0"
+from mmcore.version import __version__
 
 _LAZY = {
     "Encoder": "mmcore.encoder",

@@ -28,6 +28,10 @@ class Head(nn.Module):
     greater_is_better: bool = True
     #: metrics whose direction differs from ``greater_is_better`` (name -> larger is better)
     metric_directions: ClassVar[dict[str, bool]] = {}
+    #: one class per row out of ``self.classes``, ``forward`` giving ``[B, len(classes)]``
+    #: logits: stratified splits and the balanced sampler go by the first such head's
+    #: target, its confusion matrix is plotted and its loss is compared with chance
+    categorical: ClassVar[bool] = False
 
     def __init__(self, input_size: int, target: str) -> None:
         super().__init__()

@@ -14,7 +14,8 @@ from mmcore.errors import PluginError, SpecError
 from mmcore.fusion import Fusion
 from mmcore.head import Head
 from mmcore.modality import Modality
-from mmcore.plugins.registry import Registry, get_registry
+from mmcore.plugins.default import get_registry
+from mmcore.plugins.registry import Registry
 from mmcore.spec.load import resolve_fusion_class
 from mmcore.spec.model import Spec
 

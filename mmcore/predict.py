@@ -18,7 +18,8 @@ from mmcore.batch import Batch
 from mmcore.errors import CheckpointError, DataError, PluginError, SpecError
 from mmcore.modality import Modality
 from mmcore.model import MultimodalModel, build_modalities, build_model
-from mmcore.plugins.registry import Registry, get_registry
+from mmcore.plugins.default import get_registry
+from mmcore.plugins.registry import Registry
 from mmcore.spec.load import parse_override, resolve_run_fusion_class
 from mmcore.spec.model import Spec
 from mmcore.train.checkpoint import atomic_write_json, load_weights, read_json

@@ -27,7 +27,8 @@ from mmcore.errors import CheckpointError, DataError, PluginError
 from mmcore.export.manifest import BATCH_AXIS, read_manifest
 from mmcore.head import Head
 from mmcore.modality import Modality
-from mmcore.plugins.registry import Registry, get_registry
+from mmcore.plugins.default import get_registry
+from mmcore.plugins.registry import Registry
 from mmcore.plugins.versions import check_plugin_versions
 from mmcore.rows import collate_rows
 

@@ -251,7 +251,7 @@ def test_every_built_in_fusion_exports(runs, tmp_path) -> None:
     from mmcore.export.graph import GraphModel, InputLayout
     from mmcore.layers import masked_rnns
     from mmcore.model import MultimodalModel
-    from mmcore.plugins.registry import get_registry
+    from mmcore.plugins.default import get_registry
 
     assert set(FUSIONS) == set(get_registry().names("fusion"))
     predictor = mmcore.load(runs["sign_language"], trust_code=True)

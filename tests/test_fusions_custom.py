@@ -18,8 +18,9 @@ import mmcore
 from mmcore.cli import main
 from mmcore.errors import SpecError
 from mmcore.model import build_model
+from mmcore.plugins.default import get_registry
 from mmcore.plugins.discovery import new_plugin_manager
-from mmcore.plugins.registry import Registry, get_registry
+from mmcore.plugins.registry import Registry
 from mmcore.spec import load_spec, spec_from_json, spec_to_json, validate_spec
 from mmcore.testing import FusionContract
 from tests.toy import ToyModality, ToyPlugin

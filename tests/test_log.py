@@ -11,7 +11,7 @@ import torch
 
 import mmcore.log
 from mmcore.cli import main
-from mmcore.plugins.registry import reset_registry
+from mmcore.plugins.default import reset_registry
 from mmcore.spec import validate_spec
 from mmcore.train import Trainer
 from tests import train_toy as toy

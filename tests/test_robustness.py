@@ -72,7 +72,7 @@ def test_the_report_hides_modalities_like_missing_data():
 
 def test_mmcore_evaluate_robustness_writes_the_report(tmp_path, capsys):
     from mmcore.cli import main
-    from mmcore.plugins.registry import reset_registry
+    from mmcore.plugins.default import reset_registry
     from tests import train_toy as toy
 
     before = torch.get_num_threads()

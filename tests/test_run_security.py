@@ -15,7 +15,7 @@ import torch
 import mmcore
 from mmcore.cli import main
 from mmcore.errors import SpecError
-from mmcore.plugins.registry import reset_registry
+from mmcore.plugins.default import reset_registry
 from mmcore.train import Trainer
 from tests import train_toy as toy
 

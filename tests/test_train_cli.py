@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mmcore.cli import main
-from mmcore.plugins.registry import reset_registry
+from mmcore.plugins.default import reset_registry
 from tests import train_toy as toy
 
 

@@ -15,7 +15,7 @@ import torch
 
 from mmcore.cli import main
 from mmcore.errors import CheckpointError
-from mmcore.plugins.registry import reset_registry
+from mmcore.plugins.default import reset_registry
 from mmcore.train import checkpoint as ck
 from mmcore.train.lock import LOCK_FILE, RunLock
 from tests import train_toy as toy

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmcore.plugins.registry import reset_registry
+from mmcore.plugins.default import reset_registry
 from mmcore.spec import load_spec
 from tests import train_toy as toy
 

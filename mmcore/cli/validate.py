@@ -72,7 +72,7 @@ def _check_data(spec: Any, registry: Any) -> Problems:
 def check_setup(spec: Any, registry: Any = None, data: bool = True) -> Problems:
     """Every problem ``mmcore train`` would meet during set-up, short of training: the device
     and precision, the monitor metric, and (``data=True``) the data files and columns."""
-    from mmcore.plugins.registry import get_registry
+    from mmcore.plugins.default import get_registry
 
     registry = registry or get_registry()
     problems = _check_device(spec) + _check_monitor(spec, registry)

@@ -47,7 +47,8 @@ from mmcore.data.storage import (
 from mmcore.errors import DataError, PluginError
 from mmcore.head import Head
 from mmcore.modality import Modality
-from mmcore.plugins.registry import Registry, get_registry
+from mmcore.plugins.default import get_registry
+from mmcore.plugins.registry import Registry
 from mmcore.spec.model import Spec
 
 #: Rows per ``Dataset.map`` batch and per Arrow record batch written: small enough that a
@@ -309,12 +310,10 @@ class DataModule:
         return None if name is None else self.spec.heads[name].target
 
     def _classification_head(self) -> str | None:
-        """The first head that is a classification head (stratified splits and the balanced
-        sampler go by its target)."""
-        from mmcore.heads.classification import ClassificationHead
-
+        """The first categorical head (``Head.categorical``): stratified splits and the
+        balanced sampler go by its target."""
         for name in self.spec.heads:
-            if issubclass(self._head_classes[name], ClassificationHead):
+            if getattr(self._head_classes[name], "categorical", False):
                 return name
         return None
 

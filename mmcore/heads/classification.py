@@ -41,6 +41,7 @@ class ClassificationHead(Head):
                     "average_precision", "ece")
     greater_is_better = True
     metric_directions = {"ece": False}
+    categorical = True
 
     def __init__(self, input_size: int, target: str, **options: Any) -> None:
         super().__init__(input_size, target)

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import pluggy
 
 from mmcore.errors import PluginError
+from mmcore.version import __version__
 
 Kind = Literal["modality", "fusion", "head", "callback"]
 KINDS: tuple[Kind, ...] = ("modality", "fusion", "head", "callback")
@@ -114,8 +115,6 @@ class Registry:
         strict: bool = False,
         distributions: dict[str, tuple[str | None, str | None]] | None = None,
     ):
-        from mmcore import __version__
-
         self.pm = pm
         self._distributions = {"mmcore": ("mmcore", __version__), **(distributions or {})}
         self.strict = strict
@@ -226,22 +225,3 @@ class Registry:
         if failed:
             msg += f" Note: plugin(s) {', '.join(failed)} failed to load (see `mmcore plugins`)."
         return msg
-
-
-_REGISTRY: Registry | None = None
-
-
-def get_registry() -> Registry:
-    """The process-wide registry, discovering plugins on first use (not at import)."""
-    global _REGISTRY
-    if _REGISTRY is None:
-        from mmcore.plugins.discovery import build_registry
-
-        _REGISTRY = build_registry()
-    return _REGISTRY
-
-
-def reset_registry(registry: Registry | None = None) -> None:
-    """Forget (or replace) the process-wide registry; tests use this after installing plugins."""
-    global _REGISTRY
-    _REGISTRY = registry

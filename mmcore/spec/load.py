@@ -15,29 +15,14 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from mmcore.errors import PluginError, SpecError
-from mmcore.plugins.registry import Registry, get_registry, import_object
+from mmcore.plugins.default import get_registry
+from mmcore.plugins.registry import Registry, import_object
 from mmcore.spec.model import Spec, pydantic_errors
+from mmcore.spec.model import validation_problems as _problems
 
 SPEC_MODULE_PREFIX = "_mmcore_spec_"
 #: The name under which a run folder keeps a copy of the spec file that defined classes.
 SPEC_COPY = "spec.py"
-
-
-def _loc(loc: Iterable[Any]) -> str:
-    return ".".join(str(part) for part in loc)
-
-
-def _problems(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
-    out = []
-    for err in exc.errors():
-        path = ".".join(p for p in (prefix, _loc(err["loc"])) if p)
-        message = err["msg"]
-        if err["type"] == "extra_forbidden":
-            message = "unknown option (not accepted here)"
-        elif "input" in err and err["type"] not in {"missing"}:
-            message += f" (got {err['input']!r})"
-        out.append((path, message))
-    return out
 
 
 def load_module(path: Path) -> ModuleType:

@@ -7,11 +7,37 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+
+def _loc(loc: Iterable[Any]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def validation_problems(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
+    """``(field path, message)`` for each error of ``exc``, worded for spec authors (paths
+    under ``prefix``)."""
+    out = []
+    for err in exc.errors():
+        path = ".".join(p for p in (prefix, _loc(err["loc"])) if p)
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown option (not accepted here)"
+        elif "input" in err and err["type"] not in {"missing"}:
+            message += f" (got {err['input']!r})"
+        out.append((path, message))
+    return out
 
 class StrictModel(BaseModel):
     """Unknown keys are errors; values are validated on assignment too."""
@@ -230,8 +256,6 @@ class Spec(StrictModel):
     """
 
     def __init__(self, **data: Any) -> None:
-        from pydantic import ValidationError
-
         if _PYDANTIC_ERRORS.get():  # mmcore's own validation, which reports them itself
             super().__init__(**data)
             return
@@ -239,9 +263,8 @@ class Spec(StrictModel):
             super().__init__(**data)
         except ValidationError as exc:
             from mmcore.errors import SpecError
-            from mmcore.spec.load import _problems
 
-            error = SpecError("mmcore.Spec(...)", _problems(exc))
+            error = SpecError("mmcore.Spec(...)", validation_problems(exc))
             error.raw = data
             raise error from None
 

@@ -335,6 +335,4 @@ class HealthChecks:
 
 
 def _classification_heads(model: Any) -> list[tuple[str, Any]]:
-    from mmcore.heads.classification import ClassificationHead
-
-    return [(n, h) for n, h in model.heads.items() if isinstance(h, ClassificationHead)]
+    return [(n, h) for n, h in model.heads.items() if getattr(h, "categorical", False)]

@@ -86,8 +86,6 @@ def make_plots(
         import matplotlib  # noqa: F401
     except ImportError:
         return MISSING_NOTE
-    from mmcore.heads.classification import ClassificationHead
-
     if history:
         plot_curves(history, run_dir / CURVES)
     split = "test" if "test" in results else "validation" if "validation" in results else None
@@ -95,7 +93,7 @@ def make_plots(
         return None
     result = results[split]
     for name, head in model.heads.items():
-        if isinstance(head, ClassificationHead) and name in result.outputs:
+        if getattr(head, "categorical", False) and name in result.outputs:
             matrix = confusion_matrix(
                 result.outputs[name].argmax(-1), result.targets[name], len(head.classes)
             )

@@ -25,7 +25,8 @@ from mmcore.errors import CheckpointError, DataError, TrainingError
 from mmcore.log import in_notebook
 from mmcore.log import note as log_note
 from mmcore.model import MultimodalModel, build_modalities, build_model, check_encoders
-from mmcore.plugins.registry import Registry, get_registry
+from mmcore.plugins.default import get_registry
+from mmcore.plugins.registry import Registry
 from mmcore.spec.load import load_spec, validate_spec
 from mmcore.spec.model import Spec
 from mmcore.train import checkpoint as ck

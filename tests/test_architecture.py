@@ -1,0 +1,117 @@
+"""The import layers, read from the source (no import is executed): the core imports no
+plugin, the data layer nothing from training, the runtime neither of them, and no two
+modules import each other."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "mmcore"
+
+
+def _name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_name(p): p for p in PACKAGE.rglob("*.py") if "scaffold/template" not in p.as_posix()}
+
+
+def _imports(module: str) -> tuple[set[str], set[str]]:
+    """(modules imported at import time, modules imported anywhere), ``TYPE_CHECKING``
+    blocks left out; ``from package import submodule`` counts as the submodule."""
+    path = MODULES[module]
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    top: set[str] = set()
+    anywhere: set[str] = set()
+
+    def target(name: str) -> str | None:
+        while name and name not in MODULES and "." in name:
+            name = name.rpartition(".")[0]
+        return name if name in MODULES and name != module else None
+
+    def visit(node: ast.AST, at_import: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue
+            now = at_import and not isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+            found: list[str] = []
+            if isinstance(child, ast.Import):
+                found = [alias.name for alias in child.names]
+                anywhere.update(n for n in found if n.startswith("mmcore_plugin"))
+            elif isinstance(child, ast.ImportFrom):
+                base = child.module or ""
+                if child.level:
+                    parent = package.split(".")[: len(package.split(".")) - child.level + 1]
+                    base = ".".join([*parent, base] if base else parent)
+                anywhere.update([base] if base.startswith("mmcore_plugin") else [])
+                subs = [f"{base}.{a.name}" for a in child.names if f"{base}.{a.name}" in MODULES]
+                found = subs if len(subs) == len(child.names) else [base, *subs]
+            for name in found:
+                hit = target(name)
+                if hit:
+                    anywhere.add(hit)
+                    if now:
+                        top.add(hit)
+            visit(child, now)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")), True)
+    return top, anywhere
+
+
+GRAPH = {m: _imports(m) for m in MODULES}
+
+
+def _reach(start: str) -> set[str]:
+    """Every module imported, directly or not, when ``start`` is imported."""
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in GRAPH[todo.pop()][0]:
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def test_the_core_imports_no_plugin() -> None:
+    offenders = {m: sorted(n for n in anywhere if n.startswith("mmcore_plugin"))
+                 for m, (_, anywhere) in GRAPH.items()}
+    assert not {m: v for m, v in offenders.items() if v}
+
+
+def test_the_data_layer_imports_nothing_from_training() -> None:
+    offenders = {m: sorted(n for n in anywhere if n.startswith("mmcore.train"))
+                 for m, (_, anywhere) in GRAPH.items() if m.startswith("mmcore.data")}
+    assert not {m: v for m, v in offenders.items() if v}
+
+
+@pytest.mark.parametrize("module", ["mmcore.runtime", "mmcore.rows", "mmcore.serve",
+                                    "mmcore.export.manifest"])
+def test_serving_imports_neither_training_nor_data(module: str) -> None:
+    reached = _reach(module) | GRAPH[module][1]
+    assert not sorted(m for m in reached if m.startswith(("mmcore.train", "mmcore.data",
+                                                          "mmcore.predict")))
+
+
+def test_no_two_modules_import_each_other() -> None:
+    """At any level (a lazy import inside a function counts): a package's ``__init__``
+    re-exporting its own submodules is the one allowed pair."""
+    pairs = set()
+    for a, (_, anywhere) in GRAPH.items():
+        for b in anywhere:
+            if a in GRAPH.get(b, (set(), set()))[1] and a < b:
+                pairs.add((a, b))
+    allowed = {(a, b) for a, b in pairs if b.startswith(a + ".")
+               and MODULES[a].name == "__init__.py"}
+    assert pairs - allowed == set()
+
+
+def test_the_analysis_sees_imports() -> None:
+    """A check that finds nothing because it reads nothing would pass the tests above."""
+    top, anywhere = GRAPH["mmcore.runtime"]
+    assert {"mmcore.rows", "mmcore.export.manifest", "mmcore.plugins.versions"} <= top
+    assert "mmcore.train.masking" in GRAPH["mmcore.export.bundle"][1]  # imported in a function
+    assert "mmcore.train.masking" not in GRAPH["mmcore.export.bundle"][0]
