@@ -7,6 +7,7 @@ import textwrap
 
 import pytest
 
+import mmcore
 from mmcore.errors import SpecError
 from mmcore.spec import load_spec, spec_from_json, spec_to_json, validate_spec
 
@@ -175,3 +176,28 @@ def test_json_round_trip_keeps_everything(toy_registry):
     data = json.loads(json.dumps(spec_to_json(spec)))
     assert spec_to_json(spec_from_json(data)) == data
     assert data["plugins"] == {"toy-dist": "1.0"}
+
+
+def test_options_of_a_modality_registered_without_its_options_model_are_checked(toy_registry):
+    """A plugin that names its options model only as ``options_class`` (not in its
+    registration) gets its options validated all the same, as the model build uses them."""
+    from mmcore.plugins.discovery import new_plugin_manager
+    from mmcore.plugins.registry import Registry
+    from mmcore.spec.load import check_plugins
+    from tests.toy import ToyModality
+
+    class Bare:
+        @mmcore.hookimpl
+        def register_modalities(self, register):
+            register("bare", ToyModality)  # no options model named here
+
+    pm = new_plugin_manager()
+    pm.register(Bare(), name="bare")
+    spec = mmcore.Spec(
+        data={"path": "t.csv"},
+        modalities={"x": {"plugin": "bare", "column": "x",
+                          "options": {"hidden": "wide", "nope": 1}}},
+        heads={"y": {"kind": "regression", "target": "y"}},
+    )
+    fields = {field for field, _ in check_plugins(spec, Registry(pm))}
+    assert {"modalities.x.options.hidden", "modalities.x.options.nope"} <= fields

@@ -373,7 +373,10 @@ def check_plugins(spec: Spec, registry: Registry) -> list[tuple[str, str]]:
         path = f"modalities.{name}"
         try:
             reg = registry.get("modality", mod.plugin_name)
-            problems += _check_options(reg.load_options(), mod.options, f"{path}.options")
+            model = reg.load_options()
+            if model is None:  # registered without it: the class names it (imports its module)
+                model = getattr(reg.load(), "options_class", None)
+            problems += _check_options(model, mod.options, f"{path}.options")
         except PluginError as exc:
             problems.append((f"{path}.plugin", str(exc)))
     fusion = spec.fusion
