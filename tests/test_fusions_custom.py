@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pydantic import ConfigDict
 
 import mmcore
 from mmcore.cli import main
@@ -23,7 +24,7 @@ from mmcore.plugins.discovery import new_plugin_manager
 from mmcore.plugins.registry import Registry
 from mmcore.spec import load_spec, spec_from_json, spec_to_json, validate_spec
 from mmcore.testing import FusionContract
-from tests.toy import ToyModality, ToyPlugin
+from tests.toy import ToyModality, ToyOptions, ToyPlugin
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "custom_fusion"
 
@@ -141,14 +142,20 @@ def test_a_plugin_registers_a_fusion_by_name(research_on_path) -> None:
     assert logits.shape == (3, 2) and torch.isfinite(logits).all()
 
 
+class StandInOptions(ToyOptions):
+    """The toy's options, any other key accepted: the examples' real image/audio options."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
 class StandIns:
-    """``image`` and ``audio`` modalities without options checks: lets the example specs'
+    """``image`` and ``audio`` modalities that accept any options: lets the example specs'
     fusion parts be validated whether or not the real modality plugins are installed."""
 
     @mmcore.hookimpl
     def register_modalities(self, register):
-        register("image", ToyModality, None, "stand-in")
-        register("audio", ToyModality, None, "stand-in")
+        register("image", ToyModality, StandInOptions, "stand-in")
+        register("audio", ToyModality, StandInOptions, "stand-in")
 
 
 @pytest.fixture
