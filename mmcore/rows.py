@@ -70,11 +70,13 @@ def collate_rows(
     rows: Sequence[Mapping[str, Any]],
     *,
     allow_missing: bool,
+    first_row: int = 0,
 ) -> dict[str, ModalityBatch]:
     """Raw rows (column -> value; a column left out counts as missing) -> each modality's
     collated batch. Raises :class:`DataError` at the first bad row, naming its index and
     column: a value ``preprocess`` rejects, a missing modality unless ``allow_missing``, or a
-    row with no modality at all."""
+    row with no modality at all. Rows are numbered from ``first_row`` in messages (a chunk
+    of a longer request)."""
     if not rows:
         raise DataError("no rows given")
     columns = {name: m.columns or [name] for name, m in modalities.items()}
@@ -96,11 +98,12 @@ def collate_rows(
                 arr = (modality.preprocess_row(value, row_context(table, context, i)) if context
                        else modality.preprocess(value))
             except ValueError as exc:
-                raise input_row_error(i, label, str(exc) or type(exc).__name__) from None
+                raise input_row_error(first_row + i, label,
+                                      str(exc) or type(exc).__name__) from None
             arrays[name][i] = check_array(arr, modality, name)
         if len(missing) == len(modalities):
             label = ",".join(c for name in modalities for c in columns[name])
-            raise input_row_error(i, label, ALL_MISSING_REASON)
+            raise input_row_error(first_row + i, label, ALL_MISSING_REASON)
         if missing and not allow_missing:
-            raise input_row_error(i, missing[0], MISSING_REASON)
+            raise input_row_error(first_row + i, missing[0], MISSING_REASON)
     return {name: modality.collate(arrays[name]) for name, modality in modalities.items()}

@@ -139,10 +139,8 @@ class Runtime:
             modality.root = Path(root) if root is not None else None
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
-            try:
-                inputs = collate_rows(self.modalities, chunk, allow_missing=self.allow_missing)
-            except DataError as exc:
-                raise _shift_row(exc, start) from None
+            inputs = collate_rows(self.modalities, chunk, allow_missing=self.allow_missing,
+                                  first_row=start)
             raw = self.run(inputs)
             per_head = {name: head.predict(torch.from_numpy(raw[name]))
                         for name, head in self.heads.items()}
@@ -170,16 +168,6 @@ class Runtime:
             "versions": {"mmcore": m["mmcore"], "torch": m["torch"], **m["plugins"]},
             "parity": m["parity"],
         }
-
-
-def _shift_row(exc: DataError, offset: int) -> DataError:
-    """A chunk's row numbers made the request's."""
-    if not offset:
-        return exc
-    import re
-
-    text = re.sub(r"row (\d+)", lambda m: f"row {int(m.group(1)) + offset}", str(exc), count=1)
-    return DataError(text)
 
 
 def load(

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mmcore.errors import DataError
+from mmcore.rows import input_row_error
 
 #: defaults of ``mmcore serve --max-rows / --max-bytes``
 MAX_ROWS = 1024
@@ -59,9 +60,7 @@ def _value(value: Any, row: int, column: str) -> Any:
         try:
             return base64.b64decode(value["base64"], validate=True)
         except (binascii.Error, TypeError, ValueError):
-            raise RequestError(
-                422, f"bad data in split 'input', row {row}, column {column!r}: not valid base64"
-            ) from None
+            raise RequestError(422, str(input_row_error(row, column, "not valid base64"))) from None
     return value
 
 
