@@ -248,7 +248,7 @@ def run_mmcore(
     """``Trainer(spec).fit()``: the training loop (``Trainer._train_epoch``) and the other
     parts of ``fit()`` timed apart."""
     import mmcore
-    from mmcore.train import checkpoint as ck
+    from mmcore.run import checkpoint as ck
 
     spec = setup.spec.model_copy(
         update={"train": setup.train.model_copy(update={"epochs": epochs})}

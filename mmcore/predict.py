@@ -20,18 +20,18 @@ from mmcore.modality import Modality
 from mmcore.model import MultimodalModel, build_modalities, build_model
 from mmcore.plugins.default import get_registry
 from mmcore.plugins.registry import Registry
-from mmcore.spec.load import parse_override, resolve_run_fusion_class
-from mmcore.spec.model import Spec
-from mmcore.train.checkpoint import atomic_write_json, load_weights, read_json
-from mmcore.train.evaluation import SplitResult, evaluate_model
-from mmcore.train.report import modality_report
-from mmcore.train.run import (
+from mmcore.run.checkpoint import atomic_write_json, load_weights, read_json
+from mmcore.run.layout import (
     MODALITY_REPORT,
     ROBUSTNESS,
     RunFolder,
     check_plugin_versions,
     load_run_spec,
 )
+from mmcore.spec.load import parse_override, resolve_run_fusion_class
+from mmcore.spec.model import Spec
+from mmcore.train.evaluation import SplitResult, evaluate_model
+from mmcore.train.report import modality_report
 from mmcore.train.settings import resolve_device, resolve_monitor
 
 #: stands in for the in-memory dataset a run was trained on (it is not saved with the run)

@@ -88,6 +88,17 @@ def test_the_data_layer_imports_nothing_from_training() -> None:
     assert not {m: v for m, v in offenders.items() if v}
 
 
+def test_the_run_folder_is_beneath_training_and_inference() -> None:
+    """``mmcore.run`` (layout, checkpoints, state, lock) is read by the trainer, predict and
+    the CLI alike, so it imports none of them, nor the data layer."""
+    offenders = {m: sorted(n for n in anywhere
+                           if n.startswith(("mmcore.train", "mmcore.data", "mmcore.predict",
+                                            "mmcore.cli")))
+                 for m, (_, anywhere) in GRAPH.items() if m.startswith("mmcore.run")}
+    assert len(offenders) >= 4
+    assert not {m: v for m, v in offenders.items() if v}
+
+
 @pytest.mark.parametrize("module", ["mmcore.runtime", "mmcore.rows", "mmcore.serve",
                                     "mmcore.export.manifest"])
 def test_serving_imports_neither_training_nor_data(module: str) -> None:

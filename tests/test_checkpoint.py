@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from mmcore.errors import CheckpointError
+from mmcore.run import checkpoint as ck
+from mmcore.run.state import capture_rng, flatten, restore_rng, unflatten
 from mmcore.spec import TrainSpec
-from mmcore.train import checkpoint as ck
 from mmcore.train.optim import build_optimizer, build_scheduler
-from mmcore.train.state import capture_rng, flatten, restore_rng, unflatten
 
 
 def _trained_optimizer(kind: str = "adamw"):

@@ -20,9 +20,9 @@ from safetensors.torch import load_file
 
 import mmcore
 from mmcore.errors import SpecError, TrainingError
+from mmcore.run import checkpoint as ck
 from mmcore.spec import validate_spec
 from mmcore.train import Trainer
-from mmcore.train import checkpoint as ck
 from mmcore.train.distributed import (
     DistEnv,
     _merge_shards,

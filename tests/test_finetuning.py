@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from mmcore.errors import SpecError
+from mmcore.run import checkpoint as ck
 from mmcore.spec import validate_spec
 from mmcore.spec.model import ModalitySpec, TrainSpec
 from mmcore.train import Trainer
-from mmcore.train import checkpoint as ck
 from mmcore.train.optim import build_optimizer, parameter_groups
 from tests import train_toy as toy
 

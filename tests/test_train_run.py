@@ -19,9 +19,9 @@ from safetensors.torch import load_file
 import mmcore
 from mmcore.errors import CheckpointError, SpecError, TrainingError
 from mmcore.heads.classification import ClassificationHead
+from mmcore.run import checkpoint as ck
 from mmcore.spec import validate_spec
 from mmcore.train import Trainer
-from mmcore.train import checkpoint as ck
 from tests import train_toy as toy
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,14 +16,14 @@ import torch
 from mmcore.cli import main
 from mmcore.errors import CheckpointError
 from mmcore.plugins.default import reset_registry
-from mmcore.train import checkpoint as ck
-from mmcore.train.lock import LOCK_FILE, RunLock
+from mmcore.run import checkpoint as ck
+from mmcore.run.lock import LOCK_FILE, RunLock
 from tests import train_toy as toy
 
 REPO = Path(__file__).resolve().parents[1]
 HOLD = (
     "import sys, time\n"
-    "from mmcore.train.lock import RunLock\n"
+    "from mmcore.run.lock import RunLock\n"
     "lock = RunLock(sys.argv[1]).acquire()\n"
     "print('locked', flush=True)\n"
     "time.sleep(120)\n"

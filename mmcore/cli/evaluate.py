@@ -37,8 +37,8 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from mmcore.predict import load
+    from mmcore.run.layout import MODALITY_REPORT
     from mmcore.train.report import format_report
-    from mmcore.train.run import MODALITY_REPORT
 
     predictor = load(args.run_dir, device=args.device, trust_code=args.trust_code,
                      overrides=args.overrides)
@@ -68,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
         print(format_report(report))
         print(f"\nmodality report written to {predictor.run_dir / MODALITY_REPORT}")
     if robust is not None:
+        from mmcore.run.layout import ROBUSTNESS
         from mmcore.train.robustness import format_robustness
-        from mmcore.train.run import ROBUSTNESS
 
         print()
         print(format_robustness(robust))

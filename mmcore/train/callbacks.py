@@ -23,7 +23,7 @@ from mmcore.errors import PluginError
 from mmcore.plugins import hookspecs
 from mmcore.plugins.hookspecs import hookimpl
 from mmcore.plugins.registry import Registry
-from mmcore.train.checkpoint import atomic_write_text
+from mmcore.run.checkpoint import atomic_write_text
 
 CSV_FILE = "metrics.csv"
 TENSORBOARD_DIR = "tensorboard"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mmcore.errors import CheckpointError, DataError
-from mmcore.train.checkpoint import atomic_write_json, read_json
+from mmcore.run.checkpoint import atomic_write_json, read_json
 
 LOSS_AT_CHANCE = "loss_at_chance"
 MODALITY_AT_CHANCE = "modality_at_chance"

@@ -1,7 +1,7 @@
 """End-to-end training of a spec: ``Trainer(spec).fit()``.
 
 Every encoder, the fusion and every head are optimised together on the weighted sum of the
-heads' losses. Each epoch is validated, checkpointed (see :mod:`mmcore.train.checkpoint`) and
+heads' losses. Each epoch is validated, checkpointed (see :mod:`mmcore.run.checkpoint`) and
 logged; the best epoch by ``train.monitor`` gives the run's ``model.safetensors``.
 """
 
@@ -27,24 +27,8 @@ from mmcore.log import note as log_note
 from mmcore.model import MultimodalModel, build_modalities, build_model, check_encoders
 from mmcore.plugins.default import get_registry
 from mmcore.plugins.registry import Registry
-from mmcore.spec.load import load_spec, validate_spec
-from mmcore.spec.model import Spec
-from mmcore.train import checkpoint as ck
-from mmcore.train.callbacks import callback_manager
-from mmcore.train.distributed import Distributed, find, local_batch_size, silent_hooks
-from mmcore.train.evaluation import SplitResult, autocast_context, evaluate_model, weighted_loss
-from mmcore.train.health import HealthChecks
-from mmcore.train.lock import RunLock
-from mmcore.train.masking import modality_dropout
-from mmcore.train.optim import (
-    build_optimizer,
-    build_scheduler,
-    frozen_encoders,
-    load_optimizer_state,
-    set_frozen,
-)
-from mmcore.train.report import Transform, modality_report
-from mmcore.train.run import (
+from mmcore.run import checkpoint as ck
+from mmcore.run.layout import (
     BAD_ROWS,
     HEALTH,
     METRICS_JSON,
@@ -61,6 +45,23 @@ from mmcore.train.run import (
     resume_mismatches,
     save_spec,
 )
+from mmcore.run.lock import RunLock
+from mmcore.run.state import capture_rng, restore_rng
+from mmcore.spec.load import load_spec, validate_spec
+from mmcore.spec.model import Spec
+from mmcore.train.callbacks import callback_manager
+from mmcore.train.distributed import Distributed, find, local_batch_size, silent_hooks
+from mmcore.train.evaluation import SplitResult, autocast_context, evaluate_model, weighted_loss
+from mmcore.train.health import HealthChecks
+from mmcore.train.masking import modality_dropout
+from mmcore.train.optim import (
+    build_optimizer,
+    build_scheduler,
+    frozen_encoders,
+    load_optimizer_state,
+    set_frozen,
+)
+from mmcore.train.report import Transform, modality_report
 from mmcore.train.settings import (
     TEST,
     TRAIN,
@@ -72,7 +73,6 @@ from mmcore.train.settings import (
     resolve_threads,
     set_deterministic,
 )
-from mmcore.train.state import capture_rng, restore_rng
 
 #: batches between progress-bar loss updates and non-finite-loss checks (each costs a sync)
 LOG_EVERY = 20

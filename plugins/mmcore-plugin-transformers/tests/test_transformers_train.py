@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 import mmcore
 from mmcore.errors import DataError
-from mmcore.train import checkpoint as ck
+from mmcore.run import checkpoint as ck
 
 pytest.importorskip("transformers")
 

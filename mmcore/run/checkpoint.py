@@ -5,7 +5,7 @@ A checkpoint is a folder ``checkpoints/epoch-NNNN/`` holding
 ``model.safetensors``
     the model's weights;
 ``trainer_state.safetensors`` / ``trainer_state.json``
-    optimizer, scheduler, scaler and RNG states split by :mod:`mmcore.train.state` into
+    optimizer, scheduler, scaler and RNG states split by :mod:`mmcore.run.state` into
     tensors and a JSON skeleton, plus epoch, step, best metric and early-stopping counter;
 ``COMPLETE``
     written last: sizes and SHA-256 of the files above.
@@ -34,7 +34,7 @@ from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
 from mmcore.errors import CheckpointError
-from mmcore.train.state import flatten, unflatten
+from mmcore.run.state import flatten, unflatten
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"

@@ -12,13 +12,13 @@ Layout::
       metrics.json              best epoch's validation and test metrics
       metrics.csv               from the "csv" callback
       best/                     model.safetensors + best.json of the best epoch
-      checkpoints/epoch-NNNN/   the last checkpoints (see mmcore.train.checkpoint)
+      checkpoints/epoch-NNNN/   the last checkpoints (see mmcore.run.checkpoint)
       checkpoints/latest        names the newest complete checkpoint
       bad_rows.json             rows left out with data.bad_rows="skip", if any
       modality_report.json      from ``mmcore evaluate``
       health.json               training health warnings (see mmcore.train.health), if any
       *.png                     plots, when matplotlib is installed
-      .lock                     held by the training writing the folder (mmcore.train.lock)
+      .lock                     held by the training writing the folder (mmcore.run.lock)
 """
 
 from __future__ import annotations
@@ -33,15 +33,15 @@ from typing import Any
 from mmcore.errors import CheckpointError
 from mmcore.plugins.registry import Registry
 from mmcore.plugins.versions import check_plugin_versions  # noqa: F401 - re-exported
-from mmcore.spec.load import SPEC_COPY, SPEC_MODULE_PREFIX, spec_from_json, spec_to_json
-from mmcore.spec.model import Spec
-from mmcore.train.checkpoint import (
+from mmcore.run.checkpoint import (
     BEST,
     CHECKPOINTS,
     MODEL_FILE,
     atomic_write_json,
     read_json,
 )
+from mmcore.spec.load import SPEC_COPY, SPEC_MODULE_PREFIX, spec_from_json, spec_to_json
+from mmcore.spec.model import Spec
 
 SPEC_JSON = "spec.json"
 METRICS_JSONL = "metrics.jsonl"
