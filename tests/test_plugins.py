@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from mmcore.errors import PluginError
+import mmcore
+from mmcore.errors import PluginError, SpecError
 from mmcore.plugins.discovery import build_registry, new_plugin_manager
 from mmcore.plugins.registry import Registry
+from tests.toy import ToyPlugin
 
 
 def make_dist(root: Path, dist: str, module: str, source: str, ep_name: str | None = None) -> None:
@@ -232,3 +234,89 @@ def test_misspelt_hook_suggests_the_hook_meant(site):
     error = build_registry().plugins["mmtest_typo"].error
     assert "register_fusion (did you mean register_fusions?)" in error
     assert "frobnicate" in error and "frobnicate (did" not in error
+
+
+class EpochLog:
+    """A callback a plugin provides: the trainer creates it with no arguments, so what it
+    saw is kept on the class."""
+
+    seen: list[int] = []
+
+    @mmcore.hookimpl
+    def on_epoch_end(self, trainer, epoch, metrics):
+        EpochLog.seen.append(epoch)
+
+
+class Components:
+    """A third-party plugin providing a fusion, a head and a callback under its own names,
+    by import path as a distribution registers them (the fusion and head are built-in
+    classes: what is under test is the route from the hook to a spec, not the classes)."""
+
+    @mmcore.hookimpl
+    def register_fusions(self, register):
+        register("joined", "mmcore.fusions.concat:ConcatFusion",
+                 "mmcore.fusions.options:ConcatOptions", "concatenation, by another name")
+
+    @mmcore.hookimpl
+    def register_heads(self, register):
+        register("scores", "mmcore.heads.regression:RegressionHead",
+                 "mmcore.heads.options:RegressionOptions", "regression, by another name")
+
+    @mmcore.hookimpl
+    def register_callbacks(self, register):
+        register("epochs", "tests.test_plugins:EpochLog", description="records epoch numbers")
+
+
+@pytest.fixture
+def components() -> Registry:
+    pm = new_plugin_manager()
+    pm.register(ToyPlugin(), name="toy")
+    pm.register(Components(), name="components")
+    return Registry(pm, distributions={"components": ("mmcore-components", "0.3")})
+
+
+def _components_spec(fusion_options=None, head_options=None, callbacks=("epochs",)):
+    return {
+        "data": {"path": "rows.csv"},
+        "modalities": {"a": {"plugin": "toy", "column": "a"}},
+        "fusion": {"name": "joined", "options": fusion_options or {"size": 6}},
+        "heads": {"y": {"kind": "scores", "target": "y", "options": head_options or {}}},
+        "train": {"callbacks": list(callbacks)},
+    }
+
+
+@pytest.mark.parametrize(("kind", "name"),
+                         [("fusion", "joined"), ("head", "scores"), ("callback", "epochs")])
+def test_registration_hooks_record_the_plugin_and_its_distribution(components, kind, name):
+    entry = components.get(kind, name)
+    assert (entry.plugin, entry.distribution, entry.version) == (
+        "components", "mmcore-components", "0.3")
+    assert isinstance(entry.impl, str)  # imported on use, not at registration
+    assert components.plugins["components"].provides[kind] == [name]
+
+
+def test_a_fusion_and_head_registered_by_a_plugin_build_by_name(components):
+    from mmcore.fusions.concat import ConcatFusion
+    from mmcore.heads.regression import RegressionHead
+    from mmcore.model import build_model
+
+    with pytest.raises(SpecError) as err:
+        mmcore.validate_spec(_components_spec({"size": 0}, {"loss": "cubic"}), registry=components)
+    assert {"fusion.options.size", "heads.y.options.loss"} <= dict(err.value.problems).keys()
+    spec = mmcore.validate_spec(_components_spec(), registry=components)
+    model = build_model(spec, registry=components)
+    assert type(model.fusion) is ConcatFusion and model.fusion.output_size == 6
+    assert type(model.heads["y"]) is RegressionHead
+
+
+def test_a_callback_registered_by_a_plugin_receives_trainer_events(components, monkeypatch):
+    from mmcore.train.callbacks import callback_manager
+
+    with pytest.raises(SpecError, match="train.callbacks.0"):
+        mmcore.validate_spec(_components_spec(callbacks=["epoch"]), registry=components)
+    mmcore.validate_spec(_components_spec(), registry=components)
+    monkeypatch.setattr(EpochLog, "seen", [])
+    pm = callback_manager(["epochs"], components)
+    pm.hook.on_epoch_end(trainer=None, epoch=4, metrics={})
+    assert EpochLog.seen == [4]
+    assert any(isinstance(p, EpochLog) for p in pm.get_plugins())
