@@ -14,6 +14,7 @@ from mmcore.version import __version__
 _LAZY = {
     "Encoder": "mmcore.encoder",
     "Fusion": "mmcore.fusion",
+    "PerModalityFusion": "mmcore.fusion",
     "Head": "mmcore.head",
     "Modality": "mmcore.modality",
     "ModalityOptions": "mmcore.modality",
@@ -21,6 +22,7 @@ _LAZY = {
     "Features": "mmcore.batch",
     "Batch": "mmcore.batch",
     "MultimodalModel": "mmcore.model",
+    "LateFusionModel": "mmcore.model",
     "build_model": "mmcore.model",
     "build_modalities": "mmcore.model",
     "Spec": "mmcore.spec",
@@ -43,10 +45,10 @@ if TYPE_CHECKING:
     from mmcore.batch import Batch, Features, ModalityBatch
     from mmcore.encoder import Encoder
     from mmcore.errors import MmcoreError
-    from mmcore.fusion import Fusion
+    from mmcore.fusion import Fusion, PerModalityFusion
     from mmcore.head import Head
     from mmcore.modality import Modality, ModalityOptions
-    from mmcore.model import MultimodalModel, build_modalities, build_model
+    from mmcore.model import LateFusionModel, MultimodalModel, build_modalities, build_model
     from mmcore.plugins import get_registry
     from mmcore.predict import load
     from mmcore.spec import (

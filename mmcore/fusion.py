@@ -45,19 +45,14 @@ class Fusion(nn.Module):
     modality. A fusion must ignore absent modalities and return finite values even when every
     modality of a sample is absent. Iterate modalities in sorted order for determinism.
 
-    A *late* fusion sets ``late = True``: its ``forward`` returns ``{modality: [B, output_size]}``,
-    the model runs each head on each modality's representation, and the fusion's
-    ``combine(head_outputs, features)`` merges one head's ``{modality: output}`` into one output
-    (see :class:`mmcore.fusions.late.LateFusion`).
+    A fusion that combines predictions instead of representations (late fusion) subclasses
+    :class:`PerModalityFusion` instead.
 
     Attributes:
         input_sizes: modality name -> feature size.
         output_size: size of the fused representation.
         modalities: the modality names, sorted.
-        late: whether ``forward`` returns one representation per modality (late fusion).
     """
-
-    late: bool = False
 
     def __init__(self, input_sizes: Mapping[str, int], output_size: int) -> None:
         super().__init__()
@@ -68,4 +63,32 @@ class Fusion(nn.Module):
         self.modalities = list(self.input_sizes)
 
     def forward(self, features: Mapping[str, Features]) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+
+class PerModalityFusion(Fusion):
+    """Late fusion: one representation per modality, and the heads' predictions merged.
+
+    ``forward(features)`` returns ``{modality: [B, output_size]}`` (every modality in
+    :attr:`modalities`; rows where a modality is absent may hold anything, :meth:`combine`
+    leaves them out). The model built around it, :class:`mmcore.model.LateFusionModel`, runs
+    each head on each modality's representation and calls :meth:`combine` once per head.
+    ``mmcore.build_model`` chooses that composition for an instance of this class; the
+    :class:`~mmcore.model.MultimodalModel` of every other fusion refuses it. See
+    :class:`mmcore.fusions.late.LateFusion`.
+    """
+
+    def forward(  # type: ignore[override]  # one tensor per modality, not one in all
+        self, features: Mapping[str, Features]
+    ) -> dict[str, Tensor]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def combine(
+        self, head_outputs: Mapping[str, Tensor], features: Mapping[str, Features]
+    ) -> Tensor:  # pragma: no cover - interface
+        """Merge one head's ``{modality: output [B, ...]}`` into one output ``[B, ...]``.
+
+        ``features`` are the encoders' (for ``present``); a row must get a finite output,
+        taken from its present modalities only, even when none is present.
+        """
         raise NotImplementedError

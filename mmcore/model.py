@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from mmcore.batch import Features, ModalityBatch
 from mmcore.encoder import Encoder
 from mmcore.errors import PluginError, SpecError
-from mmcore.fusion import Fusion
+from mmcore.fusion import Fusion, PerModalityFusion
 from mmcore.head import Head
 from mmcore.modality import Modality
 from mmcore.plugins.default import get_registry
@@ -23,20 +23,34 @@ from mmcore.spec.model import Spec
 class MultimodalModel(nn.Module):
     """``encoders`` -> ``fusion`` -> ``heads``, trained end to end.
 
-    ``forward`` takes ``{modality: ModalityBatch}`` and returns ``{head: output}``. A fusion
-    with ``late = True`` returns one representation per modality instead of one in all; each
-    head then runs on each modality and ``fusion.combine`` merges the outputs.
+    ``forward`` takes ``{modality: ModalityBatch}`` and returns ``{head: output}``: the encoders'
+    features, fused into one ``[B, fusion.output_size]`` representation that every head reads.
+    A fusion of predictions (:class:`~mmcore.fusion.PerModalityFusion`) is another composition,
+    :class:`LateFusionModel`; :func:`compose_model` picks the one a fusion needs.
+
+    Both keep their parts under the same names (``encoders.<modality>``, ``fusion``,
+    ``heads.<head>``), so a state dict does not depend on the composition.
     """
 
     def __init__(
         self, encoders: Mapping[str, Encoder], fusion: Fusion, heads: Mapping[str, Head]
     ) -> None:
         super().__init__()
+        self._check_fusion(fusion)
         self.encoders = nn.ModuleDict(dict(sorted(encoders.items())))
         self.fusion = fusion
         self.heads = nn.ModuleDict(dict(heads))
         #: encoders kept fixed (``modalities.<m>.freeze``): eval mode, run without gradients
         self.frozen: frozenset[str] = frozenset()
+
+    @staticmethod
+    def _check_fusion(fusion: Fusion) -> None:
+        # refused here rather than failing inside the first head with a dict for a tensor
+        if isinstance(fusion, PerModalityFusion):
+            raise TypeError(
+                f"{type(fusion).__name__} is a PerModalityFusion (late fusion): compose it as "
+                "LateFusionModel (mmcore.model.compose_model chooses the composition)"
+            )
 
     def train(self, mode: bool = True) -> MultimodalModel:
         super().train(mode)
@@ -57,14 +71,48 @@ class MultimodalModel(nn.Module):
         return out
 
     def forward(self, inputs: Mapping[str, ModalityBatch]) -> dict[str, Tensor]:
-        features = self.encode(inputs)
-        fused = self.fusion(features)
-        if getattr(self.fusion, "late", False):
-            return {
-                name: self.fusion.combine({m: head(z) for m, z in fused.items()}, features)
-                for name, head in self.heads.items()
-            }
+        fused = self.fusion(self.encode(inputs))
         return {name: head(fused) for name, head in self.heads.items()}
+
+
+class LateFusionModel(MultimodalModel):
+    """Late fusion as a model: each head predicts from each modality alone, and the fusion
+    merges those predictions.
+
+    ``fusion`` is a :class:`~mmcore.fusion.PerModalityFusion`: its ``forward`` gives one
+    representation ``[B, fusion.output_size]`` per modality, every head runs on each, and
+    ``fusion.combine`` merges one head's ``{modality: output}`` over the modalities present in
+    each row. ``forward`` returns ``{head: output}`` as :class:`MultimodalModel` does, and the
+    parts have the same names, so checkpoints, export and prediction treat both alike.
+    """
+
+    fusion: PerModalityFusion
+
+    @staticmethod
+    def _check_fusion(fusion: Fusion) -> None:
+        if not isinstance(fusion, PerModalityFusion):
+            raise TypeError(
+                f"LateFusionModel needs a PerModalityFusion, got {type(fusion).__name__} (a "
+                "fusion giving one representation composes as MultimodalModel)"
+            )
+
+    def forward(self, inputs: Mapping[str, ModalityBatch]) -> dict[str, Tensor]:
+        features = self.encode(inputs)
+        per_modality = self.fusion(features)
+        return {
+            name: self.fusion.combine({m: head(z) for m, z in per_modality.items()}, features)
+            for name, head in self.heads.items()
+        }
+
+
+def compose_model(
+    encoders: Mapping[str, Encoder], fusion: Fusion, heads: Mapping[str, Head]
+) -> MultimodalModel:
+    """The model composition ``fusion`` needs: :class:`LateFusionModel` for a
+    :class:`~mmcore.fusion.PerModalityFusion` (late fusion), :class:`MultimodalModel` for
+    every other fusion. The choice is made here, once, when the model is assembled."""
+    composition = LateFusionModel if isinstance(fusion, PerModalityFusion) else MultimodalModel
+    return composition(encoders, fusion, heads)
 
 
 def build_modalities(spec: Spec, registry: Registry | None = None) -> dict[str, Modality]:
@@ -121,7 +169,9 @@ def build_model(
     *,
     fusion_class: type | None = None,
 ) -> MultimodalModel:
-    """Build the whole model a spec declares (``fusion_class``: see :func:`build_fusion`).
+    """Build the whole model a spec declares (``fusion_class``: see :func:`build_fusion`):
+    a :class:`MultimodalModel`, or a :class:`LateFusionModel` for a late fusion
+    (:func:`compose_model`).
 
     Heads whose targets need fitted state (classification classes) need it in their options:
     the trainer fills it in from the training split; give it yourself when building by hand.
@@ -138,7 +188,7 @@ def build_model(
             heads[name] = cls(fusion.output_size, head.target, **head.options)
         except ValueError as exc:
             raise SpecError(spec.source, [(f"heads.{name}.options", str(exc))]) from None
-    return MultimodalModel(encoders, fusion, heads)
+    return compose_model(encoders, fusion, heads)
 
 
 def check_encoders(

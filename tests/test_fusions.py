@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from mmcore.batch import Features
-from mmcore.fusion import Fusion
+from mmcore.fusion import Fusion, PerModalityFusion
 from mmcore.heads.classification import ClassificationHead
 from mmcore.plugins import get_registry
 from mmcore.testing import FusionContract
@@ -114,7 +114,7 @@ def train_on_xor(case: str, steps: int = 150, absent: str | None = None) -> floa
 
     def logits(features: dict[str, Features]) -> Tensor:
         fused = fusion(features)
-        if getattr(fusion, "late", False):
+        if isinstance(fusion, PerModalityFusion):  # as LateFusionModel composes it
             return fusion.combine({m: head(z) for m, z in fused.items()}, features)
         return head(fused)
 

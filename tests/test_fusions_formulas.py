@@ -17,7 +17,7 @@ from mmcore.fusions.rnn import RNNFusion
 from mmcore.fusions.tensor import TensorFusion
 from mmcore.fusions.weighted import WeightedFusion
 from mmcore.heads.classification import ClassificationHead
-from mmcore.model import MultimodalModel
+from mmcore.model import LateFusionModel, MultimodalModel, compose_model
 
 
 def pooled(values: list[list[float]], present: list[bool]) -> Features:
@@ -221,7 +221,7 @@ def test_late_fusion_learned_mode_weights_present_modalities_by_softmax() -> Non
 
 
 def test_late_fusion_runs_inside_the_model() -> None:
-    """MultimodalModel runs each head per modality and merges with ``combine``."""
+    """LateFusionModel runs each head per modality and merges with ``combine``."""
 
     class Identity(Encoder):
         def forward(self, batch):
@@ -230,7 +230,8 @@ def test_late_fusion_runs_inside_the_model() -> None:
     torch.manual_seed(0)
     fusion = LateFusion({"a": 2, "b": 2}, size=4, dropout=0.0)
     head = ClassificationHead(4, "y", classes=["x", "y", "z"], dropout=0.0)
-    model = MultimodalModel({"a": Identity(2), "b": Identity(2)}, fusion, {"label": head})
+    model = compose_model({"a": Identity(2), "b": Identity(2)}, fusion, {"label": head})
+    assert type(model) is LateFusionModel
     inputs = {
         "a": ModalityBatch(torch.randn(3, 2), torch.tensor([True, True, False])),
         "b": ModalityBatch(torch.randn(3, 2), torch.tensor([True, False, False])),
@@ -240,3 +241,15 @@ def test_late_fusion_runs_inside_the_model() -> None:
     torch.testing.assert_close(logits[0], (per["a"][0] + per["b"][0]) / 2)
     torch.testing.assert_close(logits[1], per["a"][1])
     torch.testing.assert_close(logits[2], torch.zeros(3))
+
+
+def test_each_composition_refuses_the_other_kind_of_fusion() -> None:
+    """A late fusion's per-modality dict never reaches a head of MultimodalModel, and
+    LateFusionModel never gets a fusion without ``combine``."""
+    late = LateFusion({"a": 2, "b": 2}, size=4)
+    joint = FiLMFusion({"a": 2, "b": 2}, size=4)
+    with pytest.raises(TypeError, match="LateFusionModel"):
+        MultimodalModel({}, late, {})
+    with pytest.raises(TypeError, match="needs a PerModalityFusion"):
+        LateFusionModel({}, joint, {})
+    assert type(compose_model({}, joint, {})) is MultimodalModel

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mmcore.model import build_modalities, build_model
+from mmcore.model import LateFusionModel, MultimodalModel, build_modalities, build_model
 from mmcore.spec import validate_spec
 
 SPEC = {
@@ -55,6 +55,51 @@ def test_absent_modality_rows_do_not_depend_on_their_values(toy_registry):
     b.values += 100.0  # garbage in the padding of absent rows
     out2 = model({"a": a, "b": b})["label"]
     assert torch.allclose(out1, out2) and torch.isfinite(out1).all()
+
+
+#: the state-dict keys of a late-fusion model as runs saved them when the late fusion was a
+#: flag that MultimodalModel read: checkpoints of that layout must still load
+LATE_CHECKPOINT_KEYS = [
+    "encoders.a.rnn.weight_ih_l0",
+    "encoders.a.rnn.weight_hh_l0",
+    "encoders.a.rnn.bias_ih_l0",
+    "encoders.a.rnn.bias_hh_l0",
+    "encoders.b.rnn.weight_ih_l0",
+    "encoders.b.rnn.weight_hh_l0",
+    "encoders.b.rnn.bias_ih_l0",
+    "encoders.b.rnn.bias_hh_l0",
+    "fusion.scores",
+    "fusion.mlps.a.0.weight",
+    "fusion.mlps.a.0.bias",
+    "fusion.mlps.a.3.weight",
+    "fusion.mlps.a.3.bias",
+    "fusion.mlps.b.0.weight",
+    "fusion.mlps.b.0.bias",
+    "fusion.mlps.b.3.weight",
+    "fusion.mlps.b.3.bias",
+    "heads.label.mlp.0.weight",
+    "heads.label.mlp.0.bias",
+    "heads.label.mlp.3.weight",
+    "heads.label.mlp.3.bias",
+    "heads.score.mean",
+    "heads.score.std",
+    "heads.score.mlp.0.weight",
+    "heads.score.mlp.0.bias",
+    "heads.score.mlp.3.weight",
+    "heads.score.mlp.3.bias",
+]
+
+
+def test_late_fusion_is_chosen_at_build_time_and_keeps_the_checkpoint_layout(toy_registry):
+    late = {"name": "late", "options": {"size": 4, "hidden": 4, "mode": "learned"}}
+    spec = validate_spec({**SPEC, "fusion": late}, registry=toy_registry)
+    model = build_model(spec, registry=toy_registry)
+    assert type(model) is LateFusionModel
+    assert list(model.state_dict()) == LATE_CHECKPOINT_KEYS
+    again = build_model(spec, registry=toy_registry)
+    again.load_state_dict(model.state_dict(), strict=True)
+    joint = build_model(validate_spec(SPEC, registry=toy_registry), registry=toy_registry)
+    assert type(joint) is MultimodalModel
 
 
 def test_rnn_encoders_run_under_cpu_bf16_autocast():

@@ -8,19 +8,20 @@ import torch
 from torch import Tensor, nn
 
 from mmcore.batch import Features
-from mmcore.fusion import Fusion
+from mmcore.fusion import PerModalityFusion
 from mmcore.fusions.common import masked_softmax, presence, zero_absent
 from mmcore.layers import mlp
 
 MODES = ("mean", "learned")
 
 
-class LateFusion(Fusion):
+class LateFusion(PerModalityFusion):
     """Late fusion: each modality is predicted from on its own, then the predictions merge.
 
     ``forward`` returns ``{modality: [B, size]}``, a per-modality MLP of its pooled features;
-    the model runs every head on each of them and calls :meth:`combine` to merge the head
-    outputs (e.g. logits) over the modalities present in each sample::
+    the model (:class:`~mmcore.model.LateFusionModel`) runs every head on each of them and
+    calls :meth:`combine` to merge the head outputs (e.g. logits) over the modalities present
+    in each sample::
 
         mode "mean":    out = (1/|P|) Σ_{m∈P} y_m
         mode "learned": out = Σ_{m∈P} softmax_{P}(s)_m · y_m      (s: a learned score per modality)
@@ -39,8 +40,6 @@ class LateFusion(Fusion):
         mode: ``"mean"`` or ``"learned"``.
     """
 
-    late = True
-
     def __init__(
         self,
         input_sizes: Mapping[str, int],
@@ -58,7 +57,7 @@ class LateFusion(Fusion):
         )
         self.scores = nn.Parameter(torch.zeros(len(self.modalities))) if mode == "learned" else None
 
-    def forward(self, features: Mapping[str, Features]) -> dict[str, Tensor]:  # type: ignore[override]
+    def forward(self, features: Mapping[str, Features]) -> dict[str, Tensor]:
         return {
             m: zero_absent(self.mlps[m](features[m].pooled()), features[m].present)
             for m in self.modalities

@@ -15,7 +15,7 @@ The checks, on random features where absent rows and padded steps hold large gar
 padded steps and longer padding do not change it; a row without any modality still gives a
 finite output; every present modality does change it; every parameter gets a gradient; in eval
 mode it is deterministic and each row's output does not depend on the other rows of the batch.
-A late fusion (``late = True``) is checked through its ``combine``.
+A late fusion (a :class:`~mmcore.fusion.PerModalityFusion`) is checked through its ``combine``.
 """
 
 from __future__ import annotations
@@ -142,8 +142,10 @@ class FusionContract:
     @staticmethod
     def fuse(fusion: Any, features: Mapping[str, Any]) -> Any:
         """The fused output; a late fusion's per-modality outputs merged by its ``combine``."""
+        from mmcore.fusion import PerModalityFusion
+
         out = fusion(features)
-        if getattr(fusion, "late", False):
+        if isinstance(fusion, PerModalityFusion):
             return fusion.combine(out, features)
         return out
 
