@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from mmcore.data import BadRow, DataModule
+from mmcore.data.sources import load_path, read_rows
 from mmcore.data.splits import seeded_split
 from mmcore.errors import DataError
 from mmcore.model import build_modalities
@@ -84,6 +85,45 @@ def test_file_sources_with_split_column(registry, tmp_path, fmt):
     assert xs == [20.0, 21.0, 22.0, 23.0, 24.0]
     assert index == [0, 1, 2, 3, 4]  # rows within the split
 
+
+
+def test_read_rows_types_csv_cells_as_training_reads_them(tmp_path):
+    """Rows read to predict on are the rows training reads from the same file."""
+    path = tmp_path / "rows.csv"
+    path.write_text('i,f,s,b,z,cells\n1,1.5,a,True,007,"[1, 2]"\n2,,b,False,010,\n'
+                    ',2.5,,,1e3,[3]\n')
+    rows = read_rows(path)
+    trained = load_path(path, "csv", tmp_path / "cache", streaming=False).to_list()
+    assert rows == trained
+    assert [list(map(type, r.values())) for r in rows] == [
+        list(map(type, r.values())) for r in trained]
+    assert rows[0] == {"i": 1.0, "f": 1.5, "s": "a", "b": True, "z": 7.0, "cells": "[1, 2]"}
+    assert rows[1]["f"] is None and rows[2]["i"] is None and rows[2]["s"] is None  # empty cells
+    (tmp_path / "rows.tsv").write_text("x\tname\n3\tq\n")
+    assert read_rows(tmp_path / "rows.tsv") == [{"x": 3, "name": "q"}]
+    (tmp_path / "header.csv").write_text("x,name\n")
+    assert read_rows(tmp_path / "header.csv") == []  # nothing to predict is not an error
+    (tmp_path / "rows.jsonl").write_text('{"x": [1, 2]}\n\n{"x": null, "y": "b"}\n')
+    assert read_rows(tmp_path / "rows.jsonl") == [{"x": [1, 2]}, {"x": None, "y": "b"}]
+    (tmp_path / "one.json").write_text('{"x": 1}')
+    assert read_rows(tmp_path / "one.json") == [{"x": 1}]
+
+
+@pytest.mark.parametrize(("name", "text", "message"), [
+    ("rows.jsonl", '{"x": 1}\n\n{"x": \n', r"rows.jsonl, line 3: invalid JSON"),
+    ("rows.jsonl", '{"x": 1}\n[2]\n', r"rows.jsonl, row 1: expected an object, got list"),
+    ("rows.json", '[{"x": 1}, 2]', r"rows.json, row 1: expected an object, got int"),
+    ("rows.json", '{"x": ', r"rows.json: invalid JSON at line 1"),
+    ("rows.json", '"x"', r"rows.json: expected a list of objects, got str"),
+    ("rows.txt", "x", r"rows.txt: unknown input format '.txt'; expected .csv, .jsonl or .json"),
+    ("rows.csv", "", r"cannot read \S*rows.csv as csv"),
+])
+def test_read_rows_errors_name_the_file_and_line_or_row(tmp_path, name, text, message):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(DataError, match=message):
+        read_rows(tmp_path / name)
+    with pytest.raises(DataError, match=r"absent.csv: input file not found"):
+        read_rows(tmp_path / "absent.csv")
 
 def test_save_to_disk_and_dataset_objects(registry, tmp_path):
     rows = table(split=False)

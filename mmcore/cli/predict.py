@@ -13,13 +13,10 @@ import argparse
 import csv
 import io
 import json
-import math
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-from mmcore.errors import DataError
 
 #: the ``field=value`` overrides predict takes (see mmcore.predict.RUN_OVERRIDES)
 PREDICT_OVERRIDES = ("data.allow_missing",)
@@ -40,59 +37,6 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                    "as the spec.py copied for a fusion defined in the spec file); this "
                    "executes that file, so use it only for runs you trust")
     return p
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Raw rows from a csv, jsonl or json file (csv cells typed as the training reader
-    types them: numbers become numbers, empty cells become missing)."""
-    if not path.is_file():
-        raise DataError(f"{path}: input file not found")
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".tsv"):
-        import pandas as pd
-
-        try:
-            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
-        except (ValueError, OSError) as exc:
-            raise DataError(f"{path}: cannot read as CSV ({exc})") from None
-        rows = frame.to_dict(orient="records")
-        return [{k: _plain(v) for k, v in row.items()} for row in rows]
-    if suffix in (".jsonl", ".ndjson"):
-        rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}, line {number}: invalid JSON ({exc.msg})") from None
-        return _objects(rows, path)
-    if suffix == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: invalid JSON at line {exc.lineno} ({exc.msg})") from None
-        if isinstance(data, dict):
-            data = [data]
-        if not isinstance(data, list):
-            raise DataError(f"{path}: expected a list of objects, got {type(data).__name__}")
-        return _objects(data, path)
-    raise DataError(f"{path}: unknown input format {suffix!r}; expected .csv, .jsonl or .json")
-
-
-def _objects(rows: list[Any], path: Path) -> list[dict[str, Any]]:
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise DataError(f"{path}, row {i}: expected an object, got {type(row).__name__}")
-    return rows
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "item") and not isinstance(value, list | dict | str):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
 
 
 def flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -130,6 +74,7 @@ def write_predictions(predictions: list[dict[str, Any]], output: Path | None) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    from mmcore.data.sources import read_rows
     from mmcore.predict import check_run_overrides, load
 
     # One prediction per input row: a bad row is always an error, so data.bad_rows is not
