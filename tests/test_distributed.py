@@ -23,14 +23,8 @@ from mmcore.errors import SpecError, TrainingError
 from mmcore.run import checkpoint as ck
 from mmcore.spec import validate_spec
 from mmcore.train import Trainer
-from mmcore.train.distributed import (
-    DistEnv,
-    _merge_shards,
-    describe_failures,
-    detect,
-    launch,
-    local_batch_size,
-)
+from mmcore.train.launch import DistEnv, describe_failures, detect, launch
+from mmcore.train.parallel import _merge_shards, local_batch_size
 from tests import train_toy as toy
 
 REPO = Path(__file__).resolve().parents[1]

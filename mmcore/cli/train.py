@@ -47,7 +47,7 @@ def worker_argv(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from mmcore.train import Trainer
-    from mmcore.train.distributed import detect, launch, record_failure
+    from mmcore.train.launch import detect, launch, record_failure
     from mmcore.train.report import format_report
     from mmcore.train.trainer import summary
 

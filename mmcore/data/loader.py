@@ -57,6 +57,9 @@ class ShardedBatchSampler(Sampler[list[int]]):
     With ``balance_by`` (one class code per row) the epoch's global order is
     :func:`balanced_order` instead of a permutation (``shuffle`` is then ignored), sharded
     the same way.
+
+    ``start_batch`` skips the epoch's first batches (a run resumed from a mid-epoch
+    checkpoint): iteration and ``len`` start there, the order is unchanged.
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class ShardedBatchSampler(Sampler[list[int]]):
         rank: int = 0,
         world_size: int = 1,
         balance_by: np.ndarray | None = None,
+        start_batch: int = 0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -89,6 +93,7 @@ class ShardedBatchSampler(Sampler[list[int]]):
         if balance_by is not None and len(balance_by) != num_rows:
             raise ValueError(f"balance_by has {len(balance_by)} codes for {num_rows} rows")
         self.balance_by = balance_by
+        self.start_batch = start_batch
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -113,14 +118,14 @@ class ShardedBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         rows = self.rows()
         stop = len(rows) - len(rows) % self.batch_size if self.drop_last else len(rows)
-        for start in range(0, stop, self.batch_size):
+        for start in range(self.start_batch * self.batch_size, stop, self.batch_size):
             yield rows[start : start + self.batch_size].tolist()
 
     def __len__(self) -> int:
         per_rank = self._per_rank()
         if self.drop_last:
-            return per_rank // self.batch_size
-        return math.ceil(per_rank / self.batch_size)
+            return max(per_rank // self.batch_size - self.start_batch, 0)
+        return max(math.ceil(per_rank / self.batch_size) - self.start_batch, 0)
 
 
 class ArrowSplit(TorchDataset):

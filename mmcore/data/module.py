@@ -624,6 +624,7 @@ class DataModule:
         world_size: int = 1,
         pin_memory: bool = False,
         balanced: bool = False,
+        start_batch: int = 0,
     ) -> DataLoader:
         """A ``DataLoader`` of :class:`~mmcore.batch.Batch` for ``split``.
 
@@ -637,6 +638,9 @@ class DataModule:
         replacement instead, each class of the first classification head equally likely
         (:func:`~mmcore.data.loader.balanced_order`), still a pure function of
         ``(seed, epoch)`` and sharded the same way.
+
+        ``start_batch`` leaves out the epoch's first batches (resuming mid-epoch): a table
+        skips them without reading them, a stream reads and drops them.
         """
         codes = self.class_codes(split) if balanced else None
         if split not in self._tables and split in self._streams:
@@ -646,12 +650,14 @@ class DataModule:
                 self, split, self._streams[split], batch_size=batch_size, shuffle=shuffle,
                 seed=seed, epoch=epoch, num_workers=num_workers, drop_last=drop_last,
                 rank=rank, world_size=world_size, pin_memory=pin_memory,
+                start_batch=start_batch,
             )
         table = self._table(split)
         memory = self._memory_split(split, table)
         sampler = ShardedBatchSampler(
             len(table), batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
             drop_last=drop_last, rank=rank, world_size=world_size, balance_by=codes,
+            start_batch=start_batch,
         )
         if memory is not None:  # batched in this process: one index per array, no reads
             return DataLoader(memory, batch_sampler=sampler, collate_fn=as_is,

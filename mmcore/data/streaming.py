@@ -130,6 +130,7 @@ class StreamBatches(TorchIterableDataset):
         drop_last: bool,
         rank: int,
         world_size: int,
+        start_batch: int = 0,
     ) -> None:
         self.dataset = dataset
         self.processor = processor
@@ -141,6 +142,7 @@ class StreamBatches(TorchIterableDataset):
         self.drop_last = drop_last
         self.rank = rank
         self.world_size = world_size
+        self.start_batch = start_batch
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -162,6 +164,12 @@ class StreamBatches(TorchIterableDataset):
         modalities = self.module.modalities
         heads = [t.name for t in self.processor.targets]
         seen = 0
+        # resuming mid-epoch: a stream cannot seek, so read and drop; the loader takes its
+        # workers' batches in turn, so worker w made every num_workers-th of the first ones
+        skip = self.start_batch
+        worker = torch.utils.data.get_worker_info()
+        if worker is not None and worker.num_workers > 1:
+            skip = len(range(worker.id, self.start_batch, worker.num_workers))
         for raw in self._stream().iter(batch_size=self.batch_size, drop_last_batch=self.drop_last):
             n = len(next(iter(raw.values())))
             rows = list(range(seen, seen + n))
@@ -183,6 +191,9 @@ class StreamBatches(TorchIterableDataset):
                 name: torch.from_numpy(np.stack([result.targets[name][i] for i in keep]))
                 for name in heads
             }
+            if skip:
+                skip -= 1
+                continue
             index = torch.tensor([rows[i] for i in keep], dtype=torch.int64)
             yield Batch(inputs=inputs, targets=targets, index=index)
 
@@ -207,6 +218,7 @@ def stream_loader(
     rank: int,
     world_size: int,
     pin_memory: bool,
+    start_batch: int = 0,
 ) -> DataLoader:
     """A ``DataLoader`` over :class:`StreamBatches` (its ``dataset.set_epoch`` re-seeds it)."""
     present = set(_columns(source.dataset))
@@ -219,6 +231,7 @@ def stream_loader(
     batches = StreamBatches(
         source.dataset, processor, module, batch_size=batch_size, shuffle=shuffle, seed=seed,
         epoch=epoch, drop_last=drop_last, rank=rank, world_size=world_size,
+        start_batch=start_batch,
     )
     return DataLoader(batches, batch_size=None, num_workers=num_workers, pin_memory=pin_memory)
 

@@ -1,6 +1,8 @@
 """Run folders and checkpoints: atomic writes, safetensors only, nothing ever unpickled.
 
-A checkpoint is a folder ``checkpoints/epoch-NNNN/`` holding
+A checkpoint is a folder ``checkpoints/epoch-NNNN/`` (written at the end of epoch NNNN) or
+``checkpoints/epoch-NNNN-batch-BBBBBB/`` (written inside epoch NNNN after BBBBBB of its
+batches, with ``train.checkpoint_every``) holding
 
 ``model.safetensors``
     the model's weights;
@@ -19,7 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterable, Mapping
@@ -149,6 +153,15 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
 
 
 def apply_weights(model: nn.Module, tensors: Mapping[str, Tensor], path: str | Path) -> None:
+    """Load ``tensors`` into ``model`` after :func:`check_weights`."""
+    check_weights(model, tensors, path)
+    with torch.no_grad():
+        model.load_state_dict(dict(tensors), strict=True)
+
+
+def check_weights(model: nn.Module, tensors: Mapping[str, Tensor], path: str | Path) -> None:
+    """:class:`CheckpointError` naming ``path`` unless ``tensors`` has exactly the names and
+    shapes of ``model``'s state dict."""
     own = model.state_dict()
     missing = sorted(set(own) - set(tensors))
     unexpected = sorted(set(tensors) - set(own))
@@ -171,8 +184,6 @@ def apply_weights(model: nn.Module, tensors: Mapping[str, Tensor], path: str | P
             f"{path}: the weights do not fit the model built from the run's spec "
             f"({'; '.join(parts)})"
         )
-    with torch.no_grad():
-        model.load_state_dict(dict(tensors), strict=True)
 
 
 def sha256(path: Path) -> str:
@@ -194,8 +205,23 @@ class Checkpoint:
     state: dict[str, Any]
 
 
-def checkpoint_name(epoch: int) -> str:
-    return f"epoch-{epoch:04d}"
+#: ``epoch-NNNN`` or ``epoch-NNNN-batch-BBBBBB``
+NAME = re.compile(r"epoch-(\d+)(?:-batch-(\d+))?")
+
+
+def checkpoint_name(epoch: int, batch: int | None = None) -> str:
+    """``epoch-NNNN`` at the end of ``epoch``; ``epoch-NNNN-batch-BBBBBB`` inside it, after
+    ``batch`` of its batches."""
+    return f"epoch-{epoch:04d}" if batch is None else f"epoch-{epoch:04d}-batch-{batch:06d}"
+
+
+def _order(path: Path) -> tuple[int, float] | None:
+    """Where a checkpoint folder stands in training (``None``: not a checkpoint's name)."""
+    found = NAME.fullmatch(path.name)
+    if found is None:
+        return None
+    batch = found.group(2)
+    return int(found.group(1)), math.inf if batch is None else int(batch)
 
 
 def _write_durable(path: Path, data: bytes) -> dict[str, Any]:
@@ -209,9 +235,11 @@ def _write_durable(path: Path, data: bytes) -> dict[str, Any]:
 
 
 def write_checkpoint(
-    root: str | Path, epoch: int, model: Mapping[str, Tensor], state: Mapping[str, Any]
+    root: str | Path, epoch: int, model: Mapping[str, Tensor], state: Mapping[str, Any],
+    batch: int | None = None,
 ) -> Path:
-    """Write ``root/epoch-NNNN`` atomically and point ``root/latest`` at it.
+    """Write ``root/epoch-NNNN`` (``root/epoch-NNNN-batch-BBBBBB`` with ``batch``: inside
+    ``epoch``) atomically and point ``root/latest`` at it.
 
     ``state`` is any nesting of dicts, lists, tuples, tensors, numpy arrays and JSON scalars.
     Returns the checkpoint folder. The files are written plainly inside a private temporary
@@ -221,7 +249,7 @@ def write_checkpoint(
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    name = checkpoint_name(epoch)
+    name = checkpoint_name(epoch, batch)
     final = root / name
     tmp = root / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -234,7 +262,8 @@ def write_checkpoint(
             STATE_JSON: _json_bytes({"format": STATE_FORMAT, "state": skeleton}),
         }
         files = {f: _write_durable(tmp / f, data) for f, data in contents.items()}
-        _write_durable(tmp / COMPLETE, _json_bytes({"epoch": epoch, "files": files}))
+        _write_durable(tmp / COMPLETE, _json_bytes({"epoch": epoch, "batch": batch,
+                                                    "files": files}))
         _fsync_dir(tmp)
         if final.exists():  # re-running an epoch after a resume replaces its old checkpoint
             shutil.rmtree(final)
@@ -251,15 +280,14 @@ def is_complete(path: Path) -> bool:
 
 
 def complete_checkpoints(root: str | Path) -> list[Path]:
-    """Complete checkpoint folders under ``root``, oldest first."""
+    """Complete checkpoint folders under ``root``, oldest first (a mid-epoch checkpoint
+    after the end of the epoch before and before the end of its own)."""
     root = Path(root)
     if not root.is_dir():
         return []
-    found = [
-        p for p in root.iterdir()
-        if p.is_dir() and p.name.startswith("epoch-") and p.name[6:].isdigit() and is_complete(p)
-    ]
-    return sorted(found, key=lambda p: int(p.name[6:]))
+    found = [p for p in root.iterdir()
+             if p.is_dir() and _order(p) is not None and is_complete(p)]
+    return sorted(found, key=lambda p: _order(p))  # type: ignore[arg-type,return-value]
 
 
 def latest_checkpoint(root: str | Path) -> Path | None:

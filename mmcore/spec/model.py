@@ -230,6 +230,15 @@ class TrainSpec(StrictModel):
         True, description="evaluate the best model on the test split at the end (false: on "
         "validation only, for tuning without looking at test)"
     )
+    strategy: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto", description="how several processes train together: 'ddp' (a whole copy of the "
+        "model per process), 'fsdp' (parameters, gradients and optimizer state sharded per "
+        "encoder and head, torch's fully_shard) or 'auto' (ddp); one process ignores it"
+    )
+    checkpoint_every: int | None = Field(
+        None, ge=1, description="also write a checkpoint every N optimizer steps inside an "
+        "epoch, so a run killed mid-epoch resumes from there (default: at epoch ends only)"
+    )
 
 
 _PYDANTIC_ERRORS = contextvars.ContextVar("mmcore_spec_pydantic_errors", default=False)

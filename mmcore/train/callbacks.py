@@ -62,6 +62,14 @@ def callback_manager(names: list[str], registry: Registry) -> pluggy.PluginManag
     return pm
 
 
+def silent_hooks() -> pluggy.PluginManager:
+    """A trainer-event hook relay with no implementations: ranks other than 0 call no
+    callbacks (they would log, write and notify once per rank)."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
 def _cell(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)

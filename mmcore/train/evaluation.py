@@ -15,6 +15,7 @@ from torch import Tensor
 
 from mmcore.batch import Batch, ModalityBatch
 from mmcore.model import MultimodalModel
+from mmcore.train.strategy import SingleProcess, Strategy
 
 
 def weighted_loss(
@@ -56,7 +57,6 @@ class SplitResult:
     targets: dict[str, Tensor] = field(default_factory=dict)
 
 
-@torch.inference_mode()
 def evaluate_model(
     model: MultimodalModel,
     batches: Iterable[Batch],
@@ -65,48 +65,102 @@ def evaluate_model(
     weights: Mapping[str, float],
     precision: str = "32",
     transform: Callable[[dict[str, ModalityBatch]], dict[str, ModalityBatch]] | None = None,
+    strategy: Strategy | None = None,
+    batch_size: int | None = None,
+    dedupe: bool = True,
 ) -> SplitResult:
-    """Run ``model`` (in eval mode) over every batch; metrics from ``head.metrics`` over the
-    whole split, losses averaged over rows. Heads whose targets the split lacks get no
-    figures (``loss`` then sums the others); with no targets at all only ``rows`` is set.
-    ``transform`` may rewrite each batch's inputs (e.g. hide a modality). The model's
-    train/eval mode is restored afterwards."""
+    """The one evaluation path: forward (:func:`forward_rows`) → gather every process's rows
+    (``strategy.gather_rows``; nothing to gather in one process) → score (:func:`score`).
+
+    Runs ``model`` (in eval mode, restored afterwards) over every batch; metrics from
+    ``head.metrics`` over the whole split, losses averaged over rows in chunks of
+    ``batch_size`` (the global batch; default: the first batch's size), so the chunks are a
+    single process's batches whatever the number of processes. Heads whose targets the split
+    lacks get no figures (``loss`` then sums the others); with no targets only ``rows`` is
+    set. ``transform`` may rewrite each batch's inputs (e.g. hide a modality). With several
+    processes every one calls this on its shard and gets the whole split's figures; with
+    ``dedupe`` the rows a sampler repeated to pad the shards are dropped.
+    """
+    strategy = strategy or SingleProcess()
+    was_training = model.training
+    model.eval()  # heads' losses too may differ in training mode
+    try:
+        outputs, targets, index, first = forward_rows(model, batches, device, precision,
+                                                      transform)
+        outputs, targets, index = strategy.gather_rows((outputs, targets, index), dedupe)
+        return score(model, outputs, targets, len(index), weights=weights, device=device,
+                     batch_size=batch_size or first or 1)
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def forward_rows(
+    model: MultimodalModel,
+    batches: Iterable[Batch],
+    device: torch.device,
+    precision: str = "32",
+    transform: Callable[[dict[str, ModalityBatch]], dict[str, ModalityBatch]] | None = None,
+) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor, int]:
+    """``model``'s outputs (float32) and the targets per head, and ``Batch.index``, each
+    concatenated over ``batches`` on the CPU, plus the first batch's size. (``no_grad``
+    rather than ``inference_mode``: a sharded model's parameter gathers need ordinary
+    tensors.)"""
     was_training = model.training
     model.eval()
     outputs: dict[str, list[Tensor]] = {name: [] for name in model.heads}
     targets: dict[str, list[Tensor]] = {name: [] for name in model.heads}
-    scored: list[str] | None = None
-    loss_sums: Tensor | None = None
-    rows = 0
+    index: list[Tensor] = []
+    first = 0
     try:
         for batch in batches:
             inputs = batch.inputs if transform is None else transform(batch.inputs)
-            batch = Batch(inputs, batch.targets, batch.index).to(device, non_blocking=True)
+            moved = Batch(inputs, batch.targets, batch.index).to(device, non_blocking=True)
             with autocast_context(device, precision):
-                out = model(batch.inputs)
-            n = len(batch)
-            rows += n
+                out = model(moved.inputs)
+            first = first or len(batch)
             for name in model.heads:
                 outputs[name].append(out[name].float().cpu())
-            if scored is None:
-                scored = [name for name in model.heads if name in batch.targets]
-                loss_sums = torch.zeros(len(scored) + 1, dtype=torch.float64, device=device)
-            if not scored:
-                continue
-            total, losses = weighted_loss(model, out, batch.targets, weights)
-            loss_sums += torch.stack([total, *losses]).double() * n  # type: ignore[operator]
-            for name in scored:
-                targets[name].append(batch.targets[name].cpu())
+                if name in moved.targets:
+                    targets[name].append(moved.targets[name].cpu())
+            index.append(batch.index.cpu())
     finally:
         model.train(was_training)
-    cat_out = {k: torch.cat(v) for k, v in outputs.items() if v}
-    cat_tgt = {k: torch.cat(v) for k, v in targets.items() if v}
+    return (
+        {k: torch.cat(v) for k, v in outputs.items() if v},
+        {k: torch.cat(v) for k, v in targets.items() if v},
+        torch.cat(index) if index else torch.zeros(0, dtype=torch.int64),
+        first,
+    )
+
+
+@torch.no_grad()
+def score(
+    model: MultimodalModel,
+    outputs: Mapping[str, Tensor],
+    targets: Mapping[str, Tensor],
+    rows: int,
+    *,
+    weights: Mapping[str, float],
+    device: torch.device,
+    batch_size: int,
+) -> SplitResult:
+    """Losses (row-weighted means over chunks of ``batch_size`` rows) and each head's metrics
+    over ``rows`` evaluated rows."""
     metrics: dict[str, float] = {}
+    scored = [name for name in model.heads if name in targets]
     if rows and scored:
-        means = (loss_sums / rows).tolist()  # type: ignore[operator]
+        sums = torch.zeros(len(scored) + 1, dtype=torch.float64, device=device)
+        for start in range(0, rows, batch_size):
+            chunk = slice(start, start + batch_size)
+            out = {n: outputs[n][chunk].to(device) for n in scored}
+            tgt = {n: targets[n][chunk].to(device) for n in scored}
+            total, losses = weighted_loss(model, out, tgt, weights)
+            sums += torch.stack([total, *losses]).double() * len(out[scored[0]])
+        means = (sums / rows).tolist()
         metrics["loss"] = means[0]
         for name, value in zip(scored, means[1:], strict=True):
             metrics[f"{name}.loss"] = value
-            for metric, score in model.heads[name].metrics(cat_out[name], cat_tgt[name]).items():
-                metrics[f"{name}.{metric}"] = float(score)
-    return SplitResult(metrics, rows, cat_out, cat_tgt)
+            scores = model.heads[name].metrics(outputs[name], targets[name])
+            metrics.update({f"{name}.{metric}": float(v) for metric, v in scores.items()})
+    return SplitResult(metrics, rows, dict(outputs), dict(targets))

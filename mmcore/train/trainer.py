@@ -13,7 +13,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,18 +49,11 @@ from mmcore.run.lock import RunLock
 from mmcore.run.state import capture_rng, restore_rng
 from mmcore.spec.load import load_spec, validate_spec
 from mmcore.spec.model import Spec
-from mmcore.train.callbacks import callback_manager
-from mmcore.train.distributed import Distributed, find, local_batch_size, silent_hooks
+from mmcore.train.callbacks import callback_manager, silent_hooks
 from mmcore.train.evaluation import SplitResult, autocast_context, evaluate_model, weighted_loss
 from mmcore.train.health import HealthChecks
 from mmcore.train.masking import modality_dropout
-from mmcore.train.optim import (
-    build_optimizer,
-    build_scheduler,
-    frozen_encoders,
-    load_optimizer_state,
-    set_frozen,
-)
+from mmcore.train.optim import build_optimizer, build_scheduler, frozen_encoders, set_frozen
 from mmcore.train.report import Transform, modality_report
 from mmcore.train.settings import (
     TEST,
@@ -73,6 +66,7 @@ from mmcore.train.settings import (
     resolve_threads,
     set_deterministic,
 )
+from mmcore.train.strategy import Strategy, select_strategy
 
 #: batches between progress-bar loss updates and non-finite-loss checks (each costs a sync)
 LOG_EVERY = 20
@@ -131,11 +125,12 @@ class Trainer:
     finished epoch), ``step`` (optimizer steps so far), ``monitor`` and ``data``. ``health``
     holds the run's health warnings (see :mod:`mmcore.train.health`, ``health.json``).
 
-    Started by ``torchrun`` (``WORLD_SIZE`` > 1), it trains with ``DistributedDataParallel``
-    on ``world_size`` processes, ``train.batch_size`` being the global batch; rank 0 alone
-    writes the run folder, shows progress and calls the callbacks (see
-    :mod:`mmcore.train.distributed`). ``rank``, ``world_size`` and ``is_main`` say where this
-    process stands (0, 1 and True in a single process).
+    Started by ``torchrun`` (``WORLD_SIZE`` > 1), it trains on ``world_size`` processes with
+    the ``train.strategy`` (DDP or FSDP, :mod:`mmcore.train.parallel`), ``train.batch_size``
+    being the global batch; rank 0 alone writes the run folder, shows progress and calls the
+    callbacks. ``strategy`` holds the processes' collective steps (:mod:`mmcore.train.strategy`);
+    ``rank``, ``world_size`` and ``is_main`` say where this process stands (0, 1 and True in
+    a single process).
     """
 
     def __init__(
@@ -155,12 +150,6 @@ class Trainer:
         registry: Registry | None = None,
     ) -> None:
         self.registry = registry or get_registry()
-        self.dist_env = find()
-        self.rank = self.dist_env.rank if self.dist_env else 0
-        self.world_size = self.dist_env.world_size if self.dist_env else 1
-        self.is_main = self.rank == 0
-        self.dist: Distributed | None = None
-        self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
         overrides = list(overrides)
         if isinstance(spec, str | Path):
             spec = load_spec(spec, overrides, registry=self.registry)
@@ -171,6 +160,7 @@ class Trainer:
                 registry=self.registry,
             )
         self.spec: Spec = spec
+        self.strategy: Strategy = select_strategy(spec.train.strategy)
         self.run_dir = default_run_dir(spec, output)
         self.run = RunFolder(self.run_dir)
         self.resume = resume
@@ -189,6 +179,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self._stop = False
         self.model: MultimodalModel | None = None
+        self.net: torch.nn.Module | None = None  # what the training forward calls
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
         self.scaler: torch.amp.GradScaler | None = None
@@ -205,6 +196,19 @@ class Trainer:
         self.stopped_early = False
         self.final_metrics: dict[str, Any] = {}
         self.last_checkpoint: Path | None = None
+        self._partial: dict[str, Any] | None = None  # a mid-epoch checkpoint's epoch state
+
+    @property
+    def rank(self) -> int:
+        return self.strategy.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.strategy.world_size
+
+    @property
+    def is_main(self) -> bool:
+        return self.strategy.is_main
 
     # -- public ---------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -220,10 +224,7 @@ class Trainer:
             local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
             torch.set_num_threads(
                 resolve_threads(train.threads, train.num_workers, local, threads_before))
-            if self.dist_env is not None:
-                local_batch_size(train.batch_size, self.world_size, self.spec.source)
-                device = resolve_device(train.device, self.spec.source)
-                self.dist = Distributed.start(self.dist_env, device, self.spec.source)
+            self.strategy.setup(self.spec, resolve_device(train.device, self.spec.source))
             final = self._fit()
             failed = False
             return final
@@ -238,8 +239,7 @@ class Trainer:
             ) from exc
         finally:
             self.lock.release()
-            if self.dist is not None:
-                self.dist.close(failed=failed)
+            self.strategy.close(failed=failed)
             set_deterministic(deterministic_before)
             torch.backends.cudnn.benchmark = benchmark_before
             torch.set_num_threads(threads_before)
@@ -260,7 +260,7 @@ class Trainer:
     # -- setup ----------------------------------------------------------------------------
     def _prepare_run_folder(self) -> Path | None:
         run = self.run
-        # Only the writer (rank 0: this runs through _on_main) locks, until fit() returns.
+        # Only the writer (rank 0: this runs through strategy.on_main) locks, until fit() returns.
         self.lock.acquire()
         if self.resume:
             found = ck.latest_checkpoint(run.checkpoints)
@@ -337,13 +337,14 @@ class Trainer:
         )
 
     def _restore(self, path: Path) -> None:
-        """Load a checkpoint into the model, optimizer, scheduler, scaler and RNGs."""
+        """Load a checkpoint into the model, optimizer, scheduler, scaler and RNGs; a
+        mid-epoch checkpoint's epoch state waits in ``_partial`` for :meth:`_train_epoch`."""
         assert self.model is not None and self.optimizer is not None
         found = ck.read_checkpoint(path)
-        ck.apply_weights(self.model, found.model, path / ck.MODEL_FILE)
+        self.strategy.load_model_state(self.model, found.model, path / ck.MODEL_FILE)
         state = found.state
         try:
-            load_optimizer_state(self.optimizer, state["optimizer"])
+            self.strategy.load_optimizer_state(self.model, self.optimizer, state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])  # type: ignore[union-attr]
             if self.scaler is not None and state.get("scaler"):
                 self.scaler.load_state_dict(state["scaler"])
@@ -360,52 +361,62 @@ class Trainer:
         self.bad_epochs = int(state["bad_epochs"])
         self.stopped_early = bool(state["stopped_early"])
         self.last_checkpoint = path
-        if self.is_main:
-            self._write_metrics_jsonl()
-            if self.best_epoch == self.epoch:  # the run may have stopped before copying it
-                self._publish_best(path)
-        restore_rng(state["rng"])
-        self.note(f"resumed {self.run.path} after epoch {self.epoch} (step {self.step})")
         before = int(state.get("world_size", 1))
+        partial = state.get("partial")
+        if partial is not None and len(partial["ranks"]) != self.world_size:
+            raise CheckpointError(
+                f"{path}: written inside epoch {self.epoch + 1} by {before} process(es); its "
+                f"epoch can only go on with {before} (each holds its share of the epoch), so "
+                f"resume on {before} process(es), or delete {path.name} to resume from the "
+                "end of the epoch before"
+            )
+        # the run may have stopped between writing the best epoch's checkpoint and copying it
+        republish = partial is None and self.best_epoch == self.epoch
+        self.strategy.on_main(lambda: self._after_resume(path, republish))
+        if partial is None:
+            restore_rng(state["rng"])
+            self.note(f"resumed {self.run.path} after epoch {self.epoch} (step {self.step})")
+        else:  # restored in _train_epoch, once the epoch has seeded its generators
+            self._partial = {"batch": int(partial["batch"]), **partial["ranks"][self.rank]}
+            self.note(f"resumed {self.run.path} in epoch {self.epoch + 1} after "
+                      f"{self._partial['batch']} of its batches (step {self.step})")
         if before != self.world_size:
             self.note(f"the run was trained on {before} process(es) so far, now on "
                       f"{self.world_size}: the global batch (train.batch_size) is unchanged")
 
-    # -- the run --------------------------------------------------------------------------
-    def _on_main(self, fn: Callable[[], Any], share: bool = False) -> Any:
-        """``fn()``; in a distributed run only rank 0 calls it while the others wait, and
-        get its result when ``share`` (else ``None``), or raise when it failed."""
-        if self.dist is None:
-            return fn()
-        return self.dist.on_main(fn, share=share)
+    def _after_resume(self, path: Path, republish: bool) -> None:
+        self._write_metrics_jsonl()
+        if republish:
+            self._publish_best(path)
 
+    # -- the run --------------------------------------------------------------------------
     def _setup_main(self, modalities: dict[str, Any], resume_from: Path | None) -> Spec:
         resolved = self._setup_data(modalities, resume_from is not None)
         save_spec(self.run, resolved)
         return resolved
 
     def _fit(self) -> dict[str, Any]:
-        spec, train = self.spec, self.spec.train
-        resume_from = self._on_main(self._prepare_run_folder, share=True)
+        spec, train, strategy = self.spec, self.spec.train, self.strategy
+        resume_from = strategy.on_main(self._prepare_run_folder, share=True)
         self.health = HealthChecks(self.run.path / HEALTH, self.note, resume=bool(resume_from))
-        self.device = self.dist.device if self.dist else resolve_device(train.device, spec.source)
+        self.device = strategy.device
         check_precision(train.precision, self.device, spec.source)
         if train.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             set_deterministic(True)
             torch.backends.cudnn.benchmark = False
         self._seed(train.seed)
-        self.hooks = self._on_main(lambda: callback_manager(list(train.callbacks), self.registry))
-        if self.hooks is None:
-            self.hooks = silent_hooks()
-        elif self.callbacks:
+        # callbacks run on the main process only (elsewhere they would log and write again)
+        self.hooks = strategy.on_main(
+            lambda: callback_manager(list(train.callbacks), self.registry)) or silent_hooks()
+        if self.is_main:
             for i, callback in enumerate(self.callbacks):
                 self.hooks.register(callback, name=f"callback:object:{i}")
 
         modalities = build_modalities(spec, self.registry)
-        # In a distributed run rank 0 fits and preprocesses first (filling the cache); the
-        # others then load its fitted state from the run folder and read the cache.
-        resolved = self._on_main(lambda: self._setup_main(modalities, resume_from))
+        # The main process fits and preprocesses first (filling the cache); the others then
+        # load its fitted state from the run folder and read the cache.
+        resolved = strategy.on_main(lambda: self._setup_main(modalities, resume_from))
         if resolved is None:
             try:
                 resolved = self._setup_data(modalities, from_run=True)
@@ -427,6 +438,7 @@ class Trainer:
             self.note(f"no validation split: monitoring the training loss, not {train.monitor}")
         batches = math.ceil(dm.num_rows(TRAIN) / train.batch_size)
         total_steps = math.ceil(batches / train.accumulate) * train.epochs
+        strategy.shard(model)  # before the optimizer, which must hold the sharded parameters
         self.optimizer = build_optimizer(model, train, resolved.modalities)
         self.scheduler = build_scheduler(self.optimizer, train, total_steps)
         self.scaler = torch.amp.GradScaler("cuda") if train.precision == "fp16" else None
@@ -437,8 +449,7 @@ class Trainer:
             if m.freeze and m.unfreeze_at is not None and m.unfreeze_at > train.epochs:
                 self.note(f"modalities.{name}.unfreeze_at={m.unfreeze_at} is after the last "
                           f"epoch ({train.epochs}): the {name} encoder stays frozen")
-        if self.dist is not None:
-            self.ddp = self.dist.wrap(model)
+        self.net = strategy.wrap(model)
 
         self.hooks.hook.on_train_start(trainer=self)
         epochs_bar = tqdm(
@@ -448,8 +459,8 @@ class Trainer:
         try:
             while self.epoch < train.epochs and not self.stopped_early and not self._stop:
                 record = self._run_epoch(self.epoch + 1)
-                if self.dist is not None:  # a callback on rank 0 may have called stop()
-                    self._stop = bool(self.dist.broadcast(self._stop))
+                # a callback on the main process may have called stop()
+                self._stop = bool(strategy.broadcast(self._stop))
                 epochs_bar.update(1)
                 shown = {"loss": f"{record[f'{TRAIN}/loss']:.4g}"}  # at least once an epoch
                 value = record.get(self.monitor.key)
@@ -469,19 +480,19 @@ class Trainer:
         if batch is not None:
             check_encoders(model, {k: v.to(self.device) for k, v in batch.inputs.items()}, spec)
 
-    def _loader(self, split: str, *, shuffle: bool, epoch: int = 0):
+    def _loader(self, split: str, *, shuffle: bool, epoch: int = 0, start_batch: int = 0):
+        """This process's share of every global batch of ``split``."""
         train = self.spec.train
-        batch_size, shard = train.batch_size, {}
-        if self.dist is not None:  # this rank's share of every global batch
-            batch_size, shard = train.batch_size // self.world_size, self.dist.shard
         return self.data.loader(
-            split, batch_size=batch_size, shuffle=shuffle, seed=train.seed, epoch=epoch,
-            num_workers=train.num_workers, pin_memory=self.device.type == "cuda",
-            balanced=shuffle and train.sampler == "balanced", **shard,
+            split, batch_size=self.strategy.local_batch_size(train.batch_size),
+            shuffle=shuffle, seed=train.seed, epoch=epoch, num_workers=train.num_workers,
+            pin_memory=self.device.type == "cuda", start_batch=start_batch,
+            balanced=shuffle and train.sampler == "balanced", **self.strategy.shard_args(),
         )
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
-        """One pass over the training split; returns row-averaged losses."""
+        """One pass over the training split (the rest of it, resuming a mid-epoch
+        checkpoint); returns row-averaged losses."""
         model, optimizer, scheduler = self.model, self.optimizer, self.scheduler
         scaler = self.scaler
         assert model is not None and optimizer is not None and scheduler is not None
@@ -490,45 +501,47 @@ class Trainer:
         if frozen != model.frozen:  # an unfreeze_at epoch
             thawed = sorted(model.frozen - frozen)
             set_frozen(model, optimizer, frozen)
-            if self.dist is not None:  # DDP hooks only the parameters that need a gradient
-                self.ddp = None  # let the old wrapper's buckets go before the new ones
-                self.ddp = self.dist.wrap(model)
+            self.net = self.strategy.wrap(model)
             if thawed:
                 self.note(f"epoch {epoch}: unfreezing the {', '.join(thawed)} encoder(s)")
-        loader = self._loader(TRAIN, shuffle=True, epoch=epoch)
+        partial, self._partial = self._partial, None
+        start = partial["batch"] if partial is not None else 0
+        loader = self._loader(TRAIN, shuffle=True, epoch=epoch, start_batch=start)
         try:
-            num_batches = len(loader)
+            num_batches = start + len(loader)
         except TypeError:
             num_batches = math.ceil(self.data.num_rows(TRAIN) / train.batch_size)
-        dropout_seed = _dropout_seed(train.seed, epoch)
-        net: torch.nn.Module = model
-        defer_sync = False
-        if self.ddp is not None:
-            dropout_seed = self.dist.seed_epoch(dropout_seed)  # type: ignore[union-attr]
-            # gradients are all-reduced only on the batch that ends an accumulation window
-            net, defer_sync = self.ddp, train.accumulate > 1
-            if self.data.streaming:  # streamed shards may differ in length
-                loader = self.dist.together(loader)  # type: ignore[union-attr]
-        generator = torch.Generator().manual_seed(dropout_seed)
-        params = [p for p in model.parameters() if p.requires_grad]
+        if self.data.streaming:  # streamed shards may differ in length
+            loader = self.strategy.together(loader)
+        seed = self.strategy.seed_epoch(_dropout_seed(train.seed, epoch))
+        generator = torch.Generator().manual_seed(seed)
+        # augmentation draws from its own stream, so declaring it leaves dropout's draws alone
+        augment_generator = torch.Generator().manual_seed(seed ^ AUGMENT_SEED)
         sums = torch.zeros(len(model.heads) + 1, device=self.device)
         bad_batch = torch.full((), -1, dtype=torch.long, device=self.device)
-        rows, start_step, seen = 0, self.step, 0
+        rows = 0
+        if partial is not None:  # where the mid-epoch checkpoint left this process
+            generator.set_state(partial["dropout_rng"])
+            augment_generator.set_state(partial["augment_rng"])
+            sums, rows = partial["sums"].to(self.device), int(partial["rows"])
+            restore_rng(partial["rng"])
+        params = [p for p in model.parameters() if p.requires_grad]
+        start_step, seen = self.step, start
         # per-batch losses stay on the device and are summed every LOG_EVERY batches
         pending: list[torch.Tensor] = []
         counts: list[int] = []
-        accumulate = train.accumulate
+        accumulate, every = train.accumulate, train.checkpoint_every
+        net = self.net
+        assert net is not None
         model.train()
         optimizer.zero_grad(set_to_none=True)
         bar = tqdm(
-            loader, total=num_batches, desc=f"epoch {epoch}", unit="batch", leave=False,
-            disable=not self.show_progress, file=sys.stderr, dynamic_ncols=True,
+            loader, total=num_batches, initial=start, desc=f"epoch {epoch}", unit="batch",
+            leave=False, disable=not self.show_progress, file=sys.stderr, dynamic_ncols=True,
         )
-        # augmentation draws from its own stream, so declaring it leaves dropout's draws alone
-        augment_generator = torch.Generator().manual_seed(dropout_seed ^ AUGMENT_SEED)
         modalities = self.data.modalities
         on_device = self.device.type != "cpu"
-        for i, batch in enumerate(bar):
+        for i, batch in enumerate(bar, start=start):
             inputs = {k: modalities[k].augment(v, augment_generator)
                       for k, v in batch.inputs.items()}
             if train.modality_dropout > 0:
@@ -537,23 +550,22 @@ class Trainer:
             if on_device:  # batches are built on the CPU
                 inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
                 targets = {k: v.to(self.device, non_blocking=True) for k, v in targets.items()}
-            with autocast_context(self.device, train.precision):
-                if defer_sync and (i + 1) % accumulate and i + 1 != num_batches:
-                    with net.no_sync():  # type: ignore[operator]
-                        outputs = net(inputs)
-                else:
+            ends_window = (i + 1) % accumulate == 0 or i + 1 == num_batches
+            # gradients are exchanged only on the batch that ends an accumulation window
+            with self.strategy.sync_gradients(net, ends_window):
+                with autocast_context(self.device, train.precision):
                     outputs = net(inputs)
-            total, losses = weighted_loss(model, outputs, targets, self.weights)
-            window_start = (i // accumulate) * accumulate
-            window = min(accumulate, num_batches - window_start) if num_batches > i else 1
-            scaled = total / window
-            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                total, losses = weighted_loss(model, outputs, targets, self.weights)
+                window_start = (i // accumulate) * accumulate
+                window = min(accumulate, num_batches - window_start) if num_batches > i else 1
+                scaled = total / window
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
             n = len(batch)
             pending.append(torch.stack([total, *losses]).detach())
             counts.append(n)
             rows += n
             seen = i + 1
-            if (i + 1) % accumulate == 0 or i + 1 == num_batches:
+            if ends_window:
                 if scaler is not None:
                     scaler.unscale_(optimizer)
                 if train.grad_clip is not None:
@@ -568,24 +580,33 @@ class Trainer:
                 self.step += 1
             if (i + 1) % LOG_EVERY == 0:
                 sums, bad_batch = _flush_losses(pending, counts, i + 1, sums, bad_batch)
-                self._check_finite(bad_batch, epoch, num_batches, start_step)
+                self._check_finite(bad_batch, epoch, num_batches, start, start_step)
                 if self.show_progress:
                     bar.set_postfix(loss=f"{(sums[0] / rows).item():.4f}")
+            if every and ends_window and self.step % every == 0 and i + 1 < num_batches:
+                sums, bad_batch = _flush_losses(pending, counts, i + 1, sums, bad_batch)
+                self._check_finite(bad_batch, epoch, num_batches, start, start_step)
+                self._save_checkpoint(epoch, batch=i + 1, partial={
+                    "sums": sums, "rows": rows, "dropout_rng": generator.get_state(),
+                    "augment_rng": augment_generator.get_state(),
+                })
         bar.close()
         sums, bad_batch = _flush_losses(pending, counts, seen, sums, bad_batch)
-        self._check_finite(bad_batch, epoch, num_batches, start_step)
-        if self.dist is not None:  # the epoch's losses over every rank's rows
-            sums, rows = self.dist.sum_rows(sums, rows)
+        self._check_finite(bad_batch, epoch, num_batches, start, start_step)
+        sums, rows = self.strategy.sum_rows(sums, rows)  # over every process's rows
         means = (sums / max(rows, 1)).tolist()
         out = {"loss": means[0]}
         out.update({f"{name}.loss": v for name, v in zip(model.heads, means[1:], strict=True)})
         return out
 
-    def _check_finite(self, bad_batch: torch.Tensor, epoch: int, batches: int, start: int) -> None:
+    def _check_finite(self, bad_batch: torch.Tensor, epoch: int, batches: int, start: int,
+                      start_step: int) -> None:
+        """:class:`TrainingError` if a batch's loss was not finite (``bad_batch`` >= 0);
+        the epoch went from batch ``start`` at optimizer step ``start_step``."""
         index = int(bad_batch.item())
         if index < 0:
             return
-        step = start + index // self.spec.train.accumulate + 1
+        step = start_step + (index - start) // self.spec.train.accumulate + 1
         last = self.last_checkpoint or "none (no epoch finished yet)"
         raise TrainingError(
             f"non-finite loss (nan or inf) at epoch {epoch}, batch {index + 1}/{batches} "
@@ -595,16 +616,13 @@ class Trainer:
         )
 
     def _evaluate(self, split: str, transform: Transform | None = None) -> SplitResult:
+        """Figures over the whole split (every process evaluates its shard)."""
         assert self.model is not None
-        if self.dist is not None:  # every rank its shard; the figures cover the whole split
-            return self.dist.evaluate(
-                self.model, self._loader(split, shuffle=False), weights=self.weights,
-                batch_size=self.spec.train.batch_size, precision=self.spec.train.precision,
-                transform=transform, dedupe=not self.data.streaming,
-            )
         return evaluate_model(
             self.model, self._loader(split, shuffle=False), device=self.device,
             weights=self.weights, precision=self.spec.train.precision, transform=transform,
+            strategy=self.strategy, batch_size=self.spec.train.batch_size,
+            dedupe=not self.data.streaming,
         )
 
     def _run_epoch(self, epoch: int) -> dict[str, Any]:
@@ -622,8 +640,8 @@ class Trainer:
                 {f"{VALIDATION}/{k}": v for k, v in self._evaluate(VALIDATION).metrics.items()}
             )
         record["seconds"] = round(time.perf_counter() - started, 3)
-        if self.dist is not None:  # rank 0's figures decide best epoch and stopping for all
-            record = self.dist.broadcast(record)
+        # the main process's figures decide best epoch and stopping for all
+        record = self.strategy.broadcast(record)
         value = record.get(self.monitor.key, float("nan"))
         improved = self.monitor.better(value, self.best_value)
         if improved:
@@ -634,12 +652,24 @@ class Trainer:
         self.stopped_early = patience is not None and self.bad_epochs >= patience
         self.epoch = epoch
         self.history.append(record)
-        if not self.is_main:  # rank 0 writes the run folder and calls the callbacks
-            self.last_checkpoint = self.run.checkpoints / ck.checkpoint_name(epoch)
-            return record
+        path = self._save_checkpoint(epoch)
+        self.strategy.on_main(lambda: self._after_epoch(path, improved, record))
+        if self.stopped_early:
+            self.note(f"early stopping after epoch {epoch}: {self.monitor.name} has not "
+                      f"improved for {self.bad_epochs} epochs (best: epoch {self.best_epoch})")
+        return record
 
-        path = ck.write_checkpoint(self.run.checkpoints, epoch, ck.model_tensors(self.model), {
-            "epoch": epoch,
+    def _save_checkpoint(self, epoch: int, batch: int | None = None,
+                         partial: dict[str, Any] | None = None) -> Path:
+        """Write the checkpoint of the end of ``epoch`` or, with ``batch``, of its first
+        ``batch`` batches, whose per-process state (loss sums, generators, RNGs) is
+        ``partial``. Every process calls it; the main process writes."""
+        assert self.model is not None and self.optimizer is not None
+        assert self.monitor is not None
+        tensors = self.strategy.model_state(self.model)
+        optimizer = self.strategy.optimizer_state(self.model, self.optimizer)
+        state = {
+            "epoch": epoch if batch is None else epoch - 1,  # finished epochs
             "step": self.step,
             "history": self.history,
             "best_epoch": self.best_epoch,
@@ -647,24 +677,39 @@ class Trainer:
             "monitor": self.monitor.name,
             "bad_epochs": self.bad_epochs,
             "stopped_early": self.stopped_early,
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": optimizer,
             "scheduler": self.scheduler.state_dict(),  # type: ignore[union-attr]
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "rng": capture_rng(),
             "world_size": self.world_size,
-        })
+            "strategy": self.strategy.name,
+        }
+        if partial is not None:
+            ranks = self.strategy.gather({**partial, "rng": capture_rng()})
+            state["partial"] = {"batch": batch, "ranks": ranks}
+
+        def write() -> Path:
+            path = ck.write_checkpoint(self.run.checkpoints, epoch, tensors, state, batch=batch)
+            if batch is not None:  # epoch ends prune after publishing the best (_after_epoch)
+                ck.prune_checkpoints(self.run.checkpoints, ck.KEEP_LAST)
+                self.hooks.hook.on_checkpoint_saved(trainer=self, path=path)
+            return path
+
+        path = self.strategy.on_main(write, share=True)
+        assert path is not None
         self.last_checkpoint = path
+        return path
+
+    def _after_epoch(self, path: Path, improved: bool, record: dict[str, Any]) -> None:
+        """The main process's writes after an epoch's checkpoint: best weights, pruning,
+        metrics.jsonl, health checks, then the callbacks."""
         if improved:
             self._publish_best(path)
         ck.prune_checkpoints(self.run.checkpoints, ck.KEEP_LAST)
         self._write_metrics_jsonl()
         self.health.after_epoch(self)
         self.hooks.hook.on_checkpoint_saved(trainer=self, path=path)
-        self.hooks.hook.on_epoch_end(trainer=self, epoch=epoch, metrics=dict(record))
-        if self.stopped_early:
-            self.note(f"early stopping after epoch {epoch}: {self.monitor.name} has not "
-                      f"improved for {self.bad_epochs} epochs (best: epoch {self.best_epoch})")
-        return record
+        self.hooks.hook.on_epoch_end(trainer=self, epoch=record["epoch"], metrics=dict(record))
 
     def _publish_best(self, checkpoint: Path) -> None:
         """Copy a checkpoint's weights to ``best/`` and the run's ``model.safetensors``."""
@@ -680,13 +725,16 @@ class Trainer:
         assert self.model is not None
         split = TEST if TEST in results else VALIDATION
         metric = resolve_monitor(self.spec.train.monitor, self.model, True, self.spec.source)
-        self.modality_report = modality_report(
+        self.modality_report = report = modality_report(
             lambda t: results[split] if t is None else self._evaluate(split, t),
             list(self.model.encoders), metric.name, split,
         )
-        if self.is_main:
-            ck.atomic_write_json(self.run.path / MODALITY_REPORT, self.modality_report)
+
+        def write() -> None:
+            ck.atomic_write_json(self.run.path / MODALITY_REPORT, report)
             self.health.after_report(self, results)
+
+        self.strategy.on_main(write)
 
     def _write_metrics_jsonl(self) -> None:
         import json
@@ -698,9 +746,9 @@ class Trainer:
         """Evaluate the best weights on validation and test (``train.final_test``); write
         metrics.json and plots."""
         assert self.model is not None and self.monitor is not None
-        if self.dist is not None:  # until rank 0 has written the best weights
-            self.dist.barrier()
-        ck.load_weights(self.model, self.run.model)
+        self.strategy.barrier()  # until the main process has written the best weights
+        self.strategy.load_model_state(self.model, ck.load_tensors(self.run.model),
+                                       self.run.model)
         final: dict[str, Any] = {
             "best_epoch": self.best_epoch,
             "monitor": self.monitor.name,
@@ -714,16 +762,16 @@ class Trainer:
             if split in self.data.splits and self.data.num_rows(split) > 0:
                 results[split] = self._evaluate(split)
                 final[split] = results[split].metrics
-        if self.is_main:
-            ck.atomic_write_json(self.run.metrics_json, final)
+        self.strategy.on_main(lambda: ck.atomic_write_json(self.run.metrics_json, final))
         if self.data.bad_rows:  # the data module wrote them to the run folder
             self.note(f"{len(self.data.bad_rows)} bad row(s) left out: see {self.run.bad_rows}")
         if self.report and results:
             self._modality_report(results)
-        if self.plots and self.is_main:
+        if self.plots:
             from mmcore.train.plots import make_plots
 
-            note = make_plots(self.run.path, self.history, self.model, results)
+            note = self.strategy.on_main(
+                lambda: make_plots(self.run.path, self.history, self.model, results))
             if note:
                 self.note(note)
         self.final_metrics = final
