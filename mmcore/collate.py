@@ -1,13 +1,45 @@
-"""Collation helpers shared by modality plugins: padding, masks, missing samples."""
+"""Collation: helpers shared by modality plugins (padding, masks, missing samples) and
+:func:`collate_batch`, the one place where rows of preprocessed arrays become a
+:class:`~mmcore.batch.Batch` (the training loader, the streaming loader, prediction and
+serving all call it)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from mmcore.batch import ModalityBatch
+from mmcore.batch import Batch, ModalityBatch
+
+if TYPE_CHECKING:
+    from mmcore.modality import Modality
+
+
+def collate_batch(
+    modalities: Mapping[str, Modality],
+    inputs: Mapping[str, Sequence[np.ndarray | None]],
+    targets: Mapping[str, Sequence[np.ndarray]] | None = None,
+    index: Sequence[int] | np.ndarray | None = None,
+) -> Batch:
+    """``B`` rows of preprocessed arrays -> one :class:`~mmcore.batch.Batch`.
+
+    Args:
+        modalities: name -> modality; every one is collated, in this order, by its
+            :meth:`~mmcore.modality.Modality.collate`.
+        inputs: modality name -> one array per row, ``None`` where the row lacks the
+            modality (``present=False`` in its batch); a key for every modality.
+        targets: head name -> one encoded target per row (never ``None``: a row without its
+            target is a bad row, left out before this), stacked into a ``[B, ...]`` tensor.
+            Heads left out have no targets in the batch (prediction).
+        index: each row's index in its split, as an int64 ``[B]`` tensor (``None``: none).
+    """
+    collated = {name: modality.collate(inputs[name]) for name, modality in modalities.items()}
+    stacked = {name: torch.from_numpy(np.stack(rows)) for name, rows in (targets or {}).items()}
+    # a copy: an index read from Arrow may be a read-only view, which torch warns about
+    rows = None if index is None else torch.from_numpy(np.array(index, dtype=np.int64))
+    return Batch(inputs=collated, targets=stacked, index=rows)
 
 
 def _template(items: Sequence[np.ndarray | None], what: str) -> np.ndarray:

@@ -106,4 +106,8 @@ def collate_rows(
             raise input_row_error(first_row + i, label, ALL_MISSING_REASON)
         if missing and not allow_missing:
             raise input_row_error(first_row + i, missing[0], MISSING_REASON)
-    return {name: modality.collate(arrays[name]) for name, modality in modalities.items()}
+    # imported here: importing this module must not import torch (`mmcore serve --help`,
+    # `mmcore validate` load it through the CLI's parser)
+    from mmcore.collate import collate_batch
+
+    return collate_batch(modalities, arrays).inputs

@@ -478,6 +478,53 @@ def order(dm, batch_size=5, **kw) -> list[int]:
     return [i for b in dm.loader("train", batch_size=batch_size, **kw) for i in b.index.tolist()]
 
 
+
+def _equal_batches(a, b) -> bool:
+    def same(x, y):
+        return (x is None and y is None) or (x is not None and y is not None and torch.equal(x, y))
+
+    return (a.inputs.keys() == b.inputs.keys() and a.targets.keys() == b.targets.keys()
+            and all(same(a.inputs[k].values, b.inputs[k].values)
+                    and same(a.inputs[k].present, b.inputs[k].present)
+                    and same(a.inputs[k].mask, b.inputs[k].mask) for k in a.inputs)
+            and all(same(a.targets[k], b.targets[k]) for k in a.targets)
+            and same(a.index, b.index))
+
+
+def test_every_route_to_a_batch_collates_the_same_rows_alike(registry, tmp_path):
+    """The cached loader (Arrow reads or in memory), the streaming loader and batch_from_rows
+    give equal batches for the same rows, a missing modality included."""
+    rows = [{**row, "w": None if i == 22 else 2.0 * i} for i, row in enumerate(table())]
+    path = write_csv(tmp_path / "d.csv", rows)
+    data = {"path": str(path), "split_column": "split", "allow_missing": True}
+    modalities = {"x": {"plugin": "num", "column": "x"}, "w": {"plugin": "num", "column": "w"}}
+    batches = []
+    for extra in ({"in_memory": False}, {"in_memory": True}, {"streaming": True}):
+        dm = setup(registry, {**data, **extra}, tmp_path, modalities=modalities)
+        batches.append(next(iter(dm.loader("validation", batch_size=5, shuffle=False))))
+    given = [{k: v for k, v in row.items() if k != "split"} for row in rows[20:25]]
+    batches.append(dm.batch_from_rows(given))
+    assert batches[0].inputs["w"].present.tolist() == [True, True, False, True, True]
+    assert batches[0].index.tolist() == [0, 1, 2, 3, 4]
+    for other in batches[1:]:
+        assert _equal_batches(batches[0], other)
+
+
+def test_collate_batch_stacks_targets_and_marks_missing_rows():
+    from mmcore.collate import collate_batch
+    from tests.toy import ToyModality
+
+    modality = ToyModality("a")
+    arrays = [np.array([1.0, 2.0], np.float32), None, np.array([3.0], np.float32)]
+    batch = collate_batch({"a": modality}, {"a": arrays},
+                          {"y": [np.int64(1), np.int64(0), np.int64(1)]}, np.arange(4, 7))
+    assert batch.inputs["a"].present.tolist() == [True, False, True]
+    assert batch.inputs["a"].mask.tolist() == [[True, True], [False, False], [True, False]]
+    assert batch.targets["y"].tolist() == [1, 0, 1]
+    assert batch.index.dtype == torch.int64 and batch.index.tolist() == [4, 5, 6]
+    bare = collate_batch({"a": modality}, {"a": arrays})  # prediction: no targets, no index
+    assert bare.targets == {} and bare.index is None and len(bare) == 3
+
 def test_arrow_split_reads_rows_across_record_batches(tmp_path):
     from mmcore.data.loader import ArrowSplit
 

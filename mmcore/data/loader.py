@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import torch
 from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import Sampler
 
 from mmcore.batch import Batch
+from mmcore.collate import collate_batch
 from mmcore.data.storage import ROW, decode_arrays, modality_key, target_key
 from mmcore.modality import Modality
 
@@ -179,14 +179,7 @@ class Collator:
     def __call__(self, table: pa.Table | list[pa.Table]) -> Batch:
         if isinstance(table, list):  # a DataLoader without __getitems__ support
             table = pa.concat_tables(table)
-        inputs = {
-            name: modality.collate(decode_arrays(table, modality_key(name)))
-            for name, modality in self.modalities.items()
-        }
-        targets = {}
-        for name in self.heads:
-            key = target_key(name)
-            if key in table.column_names:
-                targets[name] = torch.from_numpy(np.stack(decode_arrays(table, key)))
-        index = torch.from_numpy(table.column(ROW).to_numpy().astype(np.int64))
-        return Batch(inputs=inputs, targets=targets, index=index)
+        inputs = {name: decode_arrays(table, modality_key(name)) for name in self.modalities}
+        targets = {name: decode_arrays(table, target_key(name)) for name in self.heads
+                   if target_key(name) in table.column_names}
+        return collate_batch(self.modalities, inputs, targets, table.column(ROW).to_numpy())

@@ -12,10 +12,10 @@ from typing import Any
 import datasets
 import numpy as np
 import pyarrow.compute as pc
-import torch
 from torch.utils.data import DataLoader
 
 from mmcore.batch import Batch
+from mmcore.collate import collate_batch
 from mmcore.data import fit_cache
 from mmcore.data import sources as src
 from mmcore.data.bad_rows import MISSING_REASON, BadRow, bad_row_message, summary, write_bad_rows
@@ -732,11 +732,7 @@ class DataModule:
         processor.hint = False
         processor.file = None
         result = processor.process(batch, list(range(len(rows))))
-        inputs = {name: m.collate(result.inputs[name]) for name, m in self.modalities.items()}
-        targets = {
-            name: torch.from_numpy(np.stack(values)) for name, values in result.targets.items()
-        }
-        return Batch(inputs=inputs, targets=targets, index=torch.arange(len(rows)))
+        return collate_batch(self.modalities, result.inputs, result.targets, range(len(rows)))
 
     def write_bad_rows(self, path: Path) -> None:
         """Write :attr:`bad_rows` (CSV if ``path`` ends in ``.csv``, else JSON)."""

@@ -30,13 +30,13 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import datasets
-import numpy as np
 import torch
 from datasets.distributed import split_dataset_by_node
 from torch.utils.data import DataLoader
 from torch.utils.data import IterableDataset as TorchIterableDataset
 
 from mmcore.batch import Batch
+from mmcore.collate import collate_batch
 from mmcore.data.bad_rows import BadRow
 from mmcore.data.preprocess import RowProcessor
 from mmcore.data.sources import SPLITS, split_name
@@ -183,19 +183,16 @@ class StreamBatches(TorchIterableDataset):
                     self._record(bad, in_worker)
             if not keep:
                 continue
-            inputs = {
-                name: m.collate([result.inputs[name][i] for i in keep])
-                for name, m in modalities.items()
-            }
-            targets = {
-                name: torch.from_numpy(np.stack([result.targets[name][i] for i in keep]))
-                for name in heads
-            }
+            batch = collate_batch(
+                modalities,
+                {name: [result.inputs[name][i] for i in keep] for name in modalities},
+                {name: [result.targets[name][i] for i in keep] for name in heads},
+                [rows[i] for i in keep],
+            )
             if skip:
                 skip -= 1
                 continue
-            index = torch.tensor([rows[i] for i in keep], dtype=torch.int64)
-            yield Batch(inputs=inputs, targets=targets, index=index)
+            yield batch
 
     def _record(self, bad: BadRow, in_worker: bool) -> None:
         if in_worker:
