@@ -52,8 +52,6 @@ def _modality_classes():
         pass
 
     class Pixels(Modality[PixelOptions]):
-        options_class = PixelOptions
-
         def preprocess(self, value: Any) -> np.ndarray:
             stream, where = open_binary(value, self.root)
             with stream, Image.open(stream) as img:

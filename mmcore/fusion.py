@@ -39,6 +39,11 @@ class Fusion(nn.Module):
     A subclass writes ``__init__(self, input_sizes, **options)``, calling
     ``super().__init__(input_sizes, output_size)``, and ``forward(self, features)``.
 
+    Its options reach it as keyword arguments, validated by mmcore with the fusion's one
+    options model: the model its registration names, or, for a class named in a spec, the
+    model of its ``__init__`` parameters (annotations and defaults). Every field of the
+    validated model is passed, defaults included (:mod:`mmcore.spec.options`).
+
     ``input_sizes`` maps each modality name to its feature size ``D``. ``features`` maps the
     same names to :class:`~mmcore.batch.Features`: ``values`` ``[B, D]`` or ``[B, T, D]``, a
     step ``mask`` for sequences and ``present`` (``[B]`` bool) for samples that lack the

@@ -16,6 +16,13 @@ class Head(nn.Module):
     implements ``forward`` (raw outputs, e.g. logits), ``loss`` and ``predict``; heads whose
     targets need a fitted vocabulary (class names) implement ``fit_targets``/``encode_targets``.
 
+    Its options are declared once, by the options model its registration names
+    (``register(kind, impl, options="pkg.options:Model")``). mmcore validates a spec's options
+    with that model and builds the head as ``cls(input_size, target, **fields)``: every field
+    of the validated model (defaults included) as a keyword argument, already valid, so the
+    head does not validate them again (the built-ins keep them with
+    :func:`mmcore.heads.options.from_validated`).
+
     Attributes:
         input_size: size of the fused representation.
         target: name of the data column this head predicts.

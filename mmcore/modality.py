@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -33,21 +33,29 @@ OptionsT = TypeVar("OptionsT", bound=ModalityOptions)
 class Modality(Generic[OptionsT]):
     """One declared modality of a spec, with its options.
 
-    Subclasses set ``options_class`` and implement ``preprocess``, ``collate`` and
-    ``build_encoder``; those with fitted state (a tokenizer) also implement ``fit``,
-    ``save_state`` and ``load_state``.
+    Subclasses implement ``preprocess``, ``collate`` and ``build_encoder``; those with fitted
+    state (a tokenizer) also implement ``fit``, ``save_state`` and ``load_state``.
+
+    The options model is declared once, in the plugin's registration
+    (``register(name, impl, options="pkg.options:Model")``), where ``mmcore validate`` finds it
+    without importing the implementation; the class does not name it again. mmcore validates
+    a spec's options with it and passes the validated object here.
 
     Args:
         name: the modality's name in the spec (e.g. ``"audio"``).
-        options: validated options.
+        options: the validated options, an instance of the registered options model (by hand:
+            ``TextModality("text", TextOptions(max_length=64))``).
         root: folder that relative file paths in the data resolve against.
     """
 
-    options_class: ClassVar[type[ModalityOptions]] = ModalityOptions
-
-    def __init__(self, name: str, options: OptionsT | None = None, root: Path | None = None):
+    def __init__(self, name: str, options: OptionsT, root: Path | None = None):
+        if options is None:  # the class no longer knows its options model to default to
+            raise TypeError(
+                f"{type(self).__name__}({name!r}): give the options, an instance of the "
+                "options model the plugin registers (its defaults: Model())"
+            )
         self.name = name
-        self.options: OptionsT = options if options is not None else self.options_class()
+        self.options: OptionsT = options
         self.root = Path(root) if root is not None else None
         #: the spec's column(s) for this modality, in order (set when built from a spec): a
         #: multi-column value is a list of cells in this order

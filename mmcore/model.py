@@ -16,8 +16,9 @@ from mmcore.head import Head
 from mmcore.modality import Modality
 from mmcore.plugins.default import get_registry
 from mmcore.plugins.registry import Registry
-from mmcore.spec.load import resolve_fusion_class
+from mmcore.spec.load import fusion_options_model, resolve_fusion_class
 from mmcore.spec.model import Spec
+from mmcore.spec.options import implementation_model, keyword_arguments, validated
 
 
 class MultimodalModel(nn.Module):
@@ -116,15 +117,20 @@ def compose_model(
 
 
 def build_modalities(spec: Spec, registry: Registry | None = None) -> dict[str, Modality]:
-    """A :class:`Modality` instance per declared modality, with validated options."""
+    """A :class:`Modality` instance per declared modality: ``cls(name, options, root=)``
+    with the options validated by its registered options model (:mod:`mmcore.spec.options`).
+
+    Raises :class:`PluginError` for an unknown plugin and :class:`SpecError` for options
+    the model refuses."""
     registry = registry or get_registry()
     root = _data_root(spec)
     out: dict[str, Modality] = {}
     for name, mod in spec.modalities.items():
         reg = registry.get("modality", mod.plugin_name)
         cls = reg.load()
-        options_model = reg.load_options() or cls.options_class
-        out[name] = cls(name, options_model.model_validate(mod.options), root=root)
+        options = validated(implementation_model(reg, cls), mod.options,
+                            source=spec.source, path=f"modalities.{name}.options")
+        out[name] = cls(name, options, root=root)
         out[name].columns = list(mod.columns)
     return out
 
@@ -147,17 +153,24 @@ def build_fusion(
     registry: Registry,
     fusion_class: type | None = None,
 ) -> Fusion:
-    """The spec's fusion; ``fusion_class`` (already resolved and checked, as
-    :func:`mmcore.load` does for a run folder) replaces the lookup of ``fusion.name``."""
+    """The spec's fusion, ``cls(input_sizes, **options)`` with its options validated by its
+    one options model (:func:`mmcore.spec.load.fusion_options_model`).
+
+    ``fusion_class`` (already resolved and checked, as :func:`mmcore.load` does for a run
+    folder) replaces the lookup of ``fusion.name``. Raises :class:`SpecError` (field
+    ``fusion.options``) for options refused, one by one or together (e.g. ``film.condition``
+    naming no modality: the fusion's ``ValueError``)."""
     name = spec.fusion.name
-    if fusion_class is not None:
-        cls = fusion_class
-    elif isinstance(name, str) and ":" not in name:
-        cls = registry.get("fusion", name).load()
+    if fusion_class is None and isinstance(name, str) and ":" not in name:
+        reg = registry.get("fusion", name)
+        cls = reg.load()
+        model = implementation_model(reg, cls)
     else:
-        cls = resolve_fusion_class(name, spec.base_dir)
+        cls = fusion_class or resolve_fusion_class(name, spec.base_dir)
+        model = fusion_options_model(name, registry, spec.base_dir, fusion_class=cls)
+    options = validated(model, spec.fusion.options, source=spec.source, path="fusion.options")
     try:
-        return cls(dict(input_sizes), **spec.fusion.options)
+        return cls(dict(input_sizes), **keyword_arguments(options))
     except ValueError as exc:  # options valid one by one but not together (e.g. film.condition)
         raise SpecError(spec.source, [("fusion.options", str(exc))]) from None
 
@@ -183,11 +196,15 @@ def build_model(
     fusion = build_fusion(spec, sizes, registry, fusion_class)
     heads: dict[str, Head] = {}
     for name, head in spec.heads.items():
-        cls = registry.get("head", head.kind).load()
+        reg = registry.get("head", head.kind)
+        cls = reg.load()
+        path = f"heads.{name}.options"
+        options = validated(implementation_model(reg, cls), head.options,
+                            source=spec.source, path=path)
         try:
-            heads[name] = cls(fusion.output_size, head.target, **head.options)
-        except ValueError as exc:
-            raise SpecError(spec.source, [(f"heads.{name}.options", str(exc))]) from None
+            heads[name] = cls(fusion.output_size, head.target, **keyword_arguments(options))
+        except ValueError as exc:  # e.g. classes not fitted yet
+            raise SpecError(spec.source, [(path, str(exc))]) from None
     return compose_model(encoders, fusion, heads)
 
 

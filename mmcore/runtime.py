@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from mmcore.batch import ModalityBatch
-from mmcore.errors import CheckpointError, DataError, PluginError
+from mmcore.errors import CheckpointError, DataError, PluginError, SpecError
 from mmcore.export.manifest import BATCH_AXIS, read_manifest
 from mmcore.head import Head
 from mmcore.modality import Modality
@@ -31,6 +31,7 @@ from mmcore.plugins.default import get_registry
 from mmcore.plugins.registry import Registry
 from mmcore.plugins.versions import check_plugin_versions
 from mmcore.rows import collate_rows
+from mmcore.spec.options import implementation_model, keyword_arguments, validated
 
 #: rows per graph call in :meth:`Runtime.predict`
 PREDICT_BATCH = 256
@@ -195,7 +196,7 @@ def load(
     try:
         modalities = _modalities(bundle, manifest, registry)
         heads = _heads(manifest, registry)
-    except PluginError as exc:
+    except (PluginError, SpecError) as exc:
         raise CheckpointError(f"{bundle}: {exc}") from None
     graph = load_graph(bundle / manifest["graph"]["file"], kind, threads=threads)
     if manifest["inputs"] and manifest["inputs"][0]["shape"][0] != BATCH_AXIS:
@@ -206,10 +207,12 @@ def load(
 def _modalities(bundle: Path, manifest: Mapping[str, Any],
                 registry: Registry) -> dict[str, Modality]:
     out: dict[str, Modality] = {}
+    source = str(bundle / "manifest.json")
     for name, spec in manifest["modalities"].items():
         reg = registry.get("modality", spec["plugin"])
         cls = reg.load()
-        options = (reg.load_options() or cls.options_class).model_validate(spec["options"])
+        options = validated(implementation_model(reg, cls), spec["options"], source=source,
+                            path=f"modalities.{name}.options")
         modality = cls(name, options)
         modality.columns = list(spec["columns"])
         modality.load_state(bundle / spec["state"])
@@ -220,6 +223,9 @@ def _modalities(bundle: Path, manifest: Mapping[str, Any],
 def _heads(manifest: Mapping[str, Any], registry: Registry) -> dict[str, Head]:
     out: dict[str, Head] = {}
     for name, spec in manifest["heads"].items():
-        cls = registry.get("head", spec["kind"]).load()
-        out[name] = cls(spec["input_size"], spec["target"], **spec["options"])
+        reg = registry.get("head", spec["kind"])
+        cls = reg.load()
+        options = validated(implementation_model(reg, cls), spec["options"],
+                            source="manifest.json", path=f"heads.{name}.options")
+        out[name] = cls(spec["input_size"], spec["target"], **keyword_arguments(options))
     return out

@@ -41,10 +41,9 @@ class NumModality(Modality[NumOptions]):
     array file (.npy/.csv/.json) or any other file (read as ``[[its size in bytes]]``) ->
     float32 ``[T, 1]``. Non-finite values are bad input. Counts its preprocess calls."""
 
-    options_class = NumOptions
     calls = 0
 
-    def __init__(self, name: str, options: NumOptions | None = None, root: Path | None = None):
+    def __init__(self, name: str, options: NumOptions, root: Path | None = None):
         super().__init__(name, options, root)
         self.mean = 0.0
         self.fitted_on: list[Any] | None = None

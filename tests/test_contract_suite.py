@@ -71,9 +71,13 @@ class TinyEncoder(mmcore.Encoder):
 
 
 class TinyModality(mmcore.Modality[TinyOptions]):
-    options_class = TinyOptions
+    # the registration names the options model; a leftover declaration must agree with it
+    if FLAW == "same_options_class":
+        options_class = TinyOptions
+    if FLAW == "other_options_class":
+        options_class = mmcore.ModalityOptions
 
-    def __init__(self, name, options=None, root=None):
+    def __init__(self, name, options, root=None):
         super().__init__(name, options, root)
         self.scale = 1.0
 
@@ -177,8 +181,11 @@ def run_contract(pytester: pytest.Pytester, flaw: str) -> tuple[set[str], set[st
     return names(passed), names(failed)
 
 
-def test_correct_modality_passes_every_check(pytester: pytest.Pytester) -> None:
-    passed, failed = run_contract(pytester, "none")
+@pytest.mark.parametrize("flaw", ["none", "same_options_class"])
+def test_correct_modality_passes_every_check(pytester: pytest.Pytester, flaw: str) -> None:
+    """Correct: the options model named once, in the registration, or (as plugins written
+    before) also as a class attribute ``options_class`` that agrees with it."""
+    passed, failed = run_contract(pytester, flaw)
     assert failed == set()
     assert passed == ALL_CHECKS
 
@@ -199,6 +206,8 @@ def test_correct_modality_passes_every_check(pytester: pytest.Pytester) -> None:
                            "test_collate_all_missing"}),
         ("unused_parameter", {"test_gradients_reach_every_parameter[pooled]",
                               "test_gradients_reach_every_parameter[sequence]"}),
+        # a second, different declaration: nothing builds (only the import check runs no build)
+        ("other_options_class", ALL_CHECKS - {"test_modules_import_no_torch"}),
     ],
 )
 def test_flawed_modality_fails_the_right_checks(

@@ -17,6 +17,7 @@ from mmcore.batch import Features
 from mmcore.fusion import Fusion, PerModalityFusion
 from mmcore.heads.classification import ClassificationHead
 from mmcore.plugins import get_registry
+from mmcore.spec.options import keyword_arguments
 from mmcore.testing import FusionContract
 from mmcore.testing.fusion_contract import make_features
 
@@ -62,7 +63,7 @@ def build(case: str, input_sizes: Mapping[str, int]) -> Fusion:
     name, options = CASES[case]
     registration = get_registry().get("fusion", name)
     checked = registration.load_options().model_validate(options)
-    return registration.load()(dict(input_sizes), **checked.model_dump())
+    return registration.load()(dict(input_sizes), **keyword_arguments(checked))
 
 
 fuse = FusionContract.fuse

@@ -89,6 +89,19 @@ def test_a_fusion_class_is_accepted_and_its_signature_checks_options(toy_registr
     assert problems(err.value) == {"fusion.options.rank": "required option is missing"}
 
 
+def test_a_fusion_class_gets_its_options_checked_against_its_annotations(toy_registry) -> None:
+    """The options model of a class named in a spec is read from its ``__init__``: the
+    annotations are checked too, and the class receives the validated values."""
+    with pytest.raises(SpecError) as err:
+        validate_spec(spec_with({"name": SumFusion, "options": {"scale": "big"}}),
+                      registry=toy_registry)
+    assert list(problems(err.value)) == ["fusion.options.scale"]
+    spec = validate_spec(spec_with({"name": SumFusion, "options": {"size": 3.0}}),
+                         registry=toy_registry)
+    model = build_model(spec, registry=toy_registry)
+    assert model.fusion.output_size == 3 and model.fusion.scale == 1.0
+
+
 def test_a_module_path_is_accepted_and_round_trips_through_json(toy_registry, research_on_path):
     path = "my_research.fusions:HadamardFusion"
     spec = validate_spec(spec_with({"name": path, "options": {"size": 8}}), registry=toy_registry)

@@ -102,6 +102,28 @@ def test_late_fusion_is_chosen_at_build_time_and_keeps_the_checkpoint_layout(toy
     assert type(joint) is MultimodalModel
 
 
+def test_heads_get_every_validated_field_as_a_keyword_and_do_not_validate_again(
+    toy_registry, monkeypatch
+):
+    from mmcore.heads.options import RegressionOptions
+    from mmcore.heads.regression import RegressionHead
+    from mmcore.spec.options import keyword_arguments
+
+    seen: dict = {}
+    original = RegressionHead.__init__
+
+    def spy(self, input_size, target, **options):
+        seen.update(options)
+        original(self, input_size, target, **options)
+
+    monkeypatch.setattr(RegressionHead, "__init__", spy)
+    model = build_model(validate_spec(SPEC, registry=toy_registry), registry=toy_registry)
+    assert seen == keyword_arguments(RegressionOptions())  # defaults included
+    assert model.heads["score"].options == RegressionOptions()
+    with pytest.raises(TypeError, match="unexpected option.*hiden"):
+        RegressionHead(4, "s", hiden=[3])  # by hand, a typo is still caught
+
+
 def test_rnn_encoders_run_under_cpu_bf16_autocast():
     """oneDNN has no bf16 LSTM on CPU: run_rnn must fall back to float32 there."""
     from torch import nn

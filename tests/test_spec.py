@@ -8,7 +8,8 @@ import textwrap
 import pytest
 
 import mmcore
-from mmcore.errors import SpecError
+from mmcore.errors import PluginError, SpecError
+from mmcore.plugins.registry import Registry
 from mmcore.spec import load_spec, spec_from_json, spec_to_json, validate_spec
 
 BASE = {
@@ -178,26 +179,79 @@ def test_json_round_trip_keeps_everything(toy_registry):
     assert data["plugins"] == {"toy-dist": "1.0"}
 
 
-def test_options_of_a_modality_registered_without_its_options_model_are_checked(toy_registry):
-    """A plugin that names its options model only as ``options_class`` (not in its
-    registration) gets its options validated all the same, as the model build uses them."""
+def _registry_of(**registrations) -> Registry:
+    """A registry whose one plugin registers each ``name=(impl, options)`` modality."""
     from mmcore.plugins.discovery import new_plugin_manager
-    from mmcore.plugins.registry import Registry
+
+    class Plugin:
+        @mmcore.hookimpl
+        def register_modalities(self, register):
+            for name, (impl, options) in registrations.items():
+                register(name, impl, options)
+
+    pm = new_plugin_manager()
+    pm.register(Plugin(), name="one")
+    return Registry(pm)
+
+
+def _one_modality(plugin: str, options: dict) -> mmcore.Spec:
+    return mmcore.Spec(
+        data={"path": "t.csv"},
+        modalities={"x": {"plugin": plugin, "column": "x", "options": options}},
+        heads={"y": {"kind": "regression", "target": "y"}},
+    )
+
+
+def test_a_modality_registered_without_an_options_model_takes_none():
+    """The registration is the one declaration: without an options model there, every
+    option is refused (saying why) by ``mmcore validate``, which imports no implementation."""
     from mmcore.spec.load import check_plugins
     from tests.toy import ToyModality
 
-    class Bare:
-        @mmcore.hookimpl
-        def register_modalities(self, register):
-            register("bare", ToyModality)  # no options model named here
+    registry = _registry_of(bare=(ToyModality, None))
+    problems = dict(check_plugins(_one_modality("bare", {"hidden": 4, "nope": 1}), registry))
+    assert set(problems) == {"modalities.x.options.hidden", "modalities.x.options.nope"}
+    assert "registration names no options model" in problems["modalities.x.options.hidden"]
+    assert check_plugins(_one_modality("bare", {}), registry) == []
 
-    pm = new_plugin_manager()
-    pm.register(Bare(), name="bare")
-    spec = mmcore.Spec(
-        data={"path": "t.csv"},
-        modalities={"x": {"plugin": "bare", "column": "x",
-                          "options": {"hidden": "wide", "nope": 1}}},
-        heads={"y": {"kind": "regression", "target": "y"}},
-    )
-    fields = {field for field, _ in check_plugins(spec, Registry(pm))}
-    assert {"modalities.x.options.hidden", "modalities.x.options.nope"} <= fields
+
+def test_options_class_is_read_only_to_check_it_agrees_with_the_registration():
+    """A class attribute ``options_class`` (the second declaration plugins used to write)
+    is accepted when it names the registered model, and refused, saying how to declare the
+    model once, when it names another or is the only declaration."""
+    from mmcore.model import build_modalities
+    from tests.toy import ToyModality, ToyOptions
+
+    class Other(ToyOptions):
+        pass
+
+    class Agreeing(ToyModality):
+        options_class = ToyOptions
+
+    class Disagreeing(ToyModality):
+        options_class = Other
+
+    registry = _registry_of(agreeing=(Agreeing, ToyOptions), disagreeing=(Disagreeing, ToyOptions),
+                            only_class=(Agreeing, None))
+    built = build_modalities(_one_modality("agreeing", {"hidden": 3}), registry)
+    assert built["x"].options == ToyOptions(hidden=3)
+    with pytest.raises(PluginError, match=r"registers the options model .*ToyOptions but "
+                                          r"Disagreeing.options_class is .*Other"):
+        build_modalities(_one_modality("disagreeing", {}), registry)
+    with pytest.raises(PluginError, match=r"only as Agreeing.options_class.*in the registration"):
+        build_modalities(_one_modality("only_class", {}), registry)
+
+
+def test_the_model_build_validates_options_with_the_same_model_as_the_spec(toy_registry):
+    """A spec changed after validation (or read back from spec.json) is checked again where
+    the model is built: a SpecError with the field path, not a pydantic dump."""
+    from mmcore.model import build_modalities, build_model
+
+    spec = validate_spec(BASE, registry=toy_registry)
+    spec.modalities["a"].options["hidden"] = "wide"
+    with pytest.raises(SpecError, match="modalities.a.options.hidden"):
+        build_modalities(spec, toy_registry)
+    spec = validate_spec(BASE, registry=toy_registry)
+    spec.heads["label"].options["dropout"] = 2.0
+    with pytest.raises(SpecError, match="heads.label.options.dropout"):
+        build_model(spec, registry=toy_registry)

@@ -92,7 +92,7 @@ class PointModality(Modality[ModalityOptions]):
     (``fit`` passes over anything else: ``preprocess`` reports it)."""
 
     def __init__(self, name: str = "point", options=None, root=None) -> None:
-        super().__init__(name, options, root)
+        super().__init__(name, options if options is not None else ModalityOptions(), root)
         self.center: np.ndarray | None = None
 
     def fit(self, values) -> None:

@@ -31,7 +31,7 @@ CLASSES = ["a", "b", "c"]
 class ScaledToyModality(ToyModality):
     """Standardises numbers with the train split's mean and std: fitted state to save."""
 
-    def __init__(self, name, options=None, root=None):
+    def __init__(self, name, options, root=None):
         super().__init__(name, options, root)
         self.mean, self.std = 0.0, 1.0
 

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from mmcore.head import Head
 from mmcore.heads.imbalance import class_index, focal_loss, lookup, resolve_class_weights
-from mmcore.heads.options import ClassificationOptions
+from mmcore.heads.options import ClassificationOptions, from_validated
 from mmcore.layers import mlp
 from mmcore.metrics import (
     accuracy,
@@ -45,7 +45,7 @@ class ClassificationHead(Head):
 
     def __init__(self, input_size: int, target: str, **options: Any) -> None:
         super().__init__(input_size, target)
-        self.options = ClassificationOptions.model_validate(options)
+        self.options = from_validated(ClassificationOptions, options, target)
         if not self.options.classes:
             raise ValueError(f"head for {target!r}: no classes (fit_targets was not run)")
         self.classes = list(self.options.classes)

@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from mmcore.head import Head
 from mmcore.heads.classification import sorted_classes
-from mmcore.heads.options import MultiLabelOptions
+from mmcore.heads.options import MultiLabelOptions, from_validated
 from mmcore.layers import mlp
 
 
@@ -29,7 +29,7 @@ class MultiLabelHead(Head):
 
     def __init__(self, input_size: int, target: str, **options: Any) -> None:
         super().__init__(input_size, target)
-        self.options = MultiLabelOptions.model_validate(options)
+        self.options = from_validated(MultiLabelOptions, options, target)
         if not self.options.classes:
             raise ValueError(f"head for {target!r}: no classes (fit_targets was not run)")
         self.classes = list(self.options.classes)

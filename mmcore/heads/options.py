@@ -1,11 +1,31 @@
-"""Options of the built-in heads (no torch import, so specs validate quickly)."""
+"""Options of the built-in heads (no torch import, so specs validate quickly).
+
+The registration names each model (``mmcore/builtin.py``); mmcore validates a spec's head
+options with it and builds the head with the validated fields as keyword arguments, which the
+head keeps as this model again, without validating them twice (:func:`from_validated`).
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def from_validated(model: type[Model], options: Mapping[str, Any], target: str) -> Model:
+    """``model`` holding ``options``, the keyword arguments a head was built with, as they
+    are: mmcore validated them with ``model`` already (:mod:`mmcore.spec.options`). Fields not
+    given take their defaults. A name ``model`` lacks is a ``TypeError``, as an unexpected
+    keyword argument is; values given by hand are trusted, so give valid ones."""
+    unknown = sorted(set(options) - set(model.model_fields))
+    if unknown:
+        raise TypeError(f"head for {target!r}: unexpected option(s) {', '.join(unknown)} "
+                        f"(the options of {model.__name__} are {', '.join(model.model_fields)})")
+    return model.model_construct(**options)
 
 #: ``class_weights``: "balanced", one weight per class, or class -> weight.
 ClassWeights = Literal["balanced"] | list[float] | dict[str | int | float | bool, float]

@@ -11,7 +11,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from mmcore.head import Head
-from mmcore.heads.options import RegressionOptions
+from mmcore.heads.options import RegressionOptions, from_validated
 from mmcore.layers import mlp
 from mmcore.metrics import r2_score
 
@@ -38,7 +38,7 @@ class RegressionHead(Head):
 
     def __init__(self, input_size: int, target: str, **options: Any) -> None:
         super().__init__(input_size, target)
-        self.options = RegressionOptions.model_validate(options)
+        self.options = from_validated(RegressionOptions, options, target)
         size = self.options.size
         self.mlp = mlp(input_size, self.options.hidden, size, dropout=self.options.dropout)
         mean = self.options.mean or [0.0] * size

@@ -84,7 +84,7 @@ class SequenceModality(Modality[OptionsT]):
     empty context), and may add implicit steps by overriding :meth:`steps`.
     """
 
-    def __init__(self, name: str, options: OptionsT | None = None, root: Any = None) -> None:
+    def __init__(self, name: str, options: OptionsT, root: Any = None) -> None:
         super().__init__(name, options, root)
         o = self.options
         self.pipeline = SequencePipeline(self.steps(), o.rate, o.channel_names)

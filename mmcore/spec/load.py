@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import inspect
 import json
 import sys
 from collections.abc import Iterable, Mapping
@@ -19,6 +18,7 @@ from mmcore.plugins.default import get_registry
 from mmcore.plugins.registry import Registry, import_object
 from mmcore.spec.model import Spec, pydantic_errors
 from mmcore.spec.model import validation_problems as _problems
+from mmcore.spec.options import option_problems, registered_model, signature_model
 
 SPEC_MODULE_PREFIX = "_mmcore_spec_"
 #: The name under which a run folder keeps a copy of the spec file that defined classes.
@@ -213,34 +213,6 @@ def load_spec(
     )
 
 
-def _check_options(model: type | None, options: dict[str, Any], path: str) -> list[tuple[str, str]]:
-    if model is None or not (isinstance(model, type) and issubclass(model, BaseModel)):
-        return []
-    try:
-        model.model_validate(options)
-    except ValidationError as exc:
-        return _problems(exc, path)
-    return []
-
-
-def check_signature(
-    cls: type, options: dict[str, Any], path: str, skip: int
-) -> list[tuple[str, str]]:
-    """Options a class's ``__init__`` does not accept (after ``skip`` positional arguments)."""
-    params = list(inspect.signature(cls.__init__).parameters.values())[1 + skip :]
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return []
-    names = {p.name for p in params}
-    problems = [
-        (f"{path}.{k}", "unknown option (not accepted here)") for k in options if k not in names
-    ]
-    for p in params:
-        if p.default is inspect.Parameter.empty and p.kind is not inspect.Parameter.VAR_POSITIONAL:
-            if p.name not in options:
-                problems.append((f"{path}.{p.name}", "required option is missing"))
-    return problems
-
-
 def resolve_fusion_class(name: str | type, base_dir: str | Path | None) -> type:
     """A ``Fusion`` subclass from a class, ``"module:Class"`` or ``"file.py:Class"`` path."""
     if isinstance(name, type):
@@ -367,48 +339,61 @@ def resolve_run_fusion_class(
 
 
 def check_plugins(spec: Spec, registry: Registry) -> list[tuple[str, str]]:
-    """Every plugin, fusion and head name registered; every option accepted."""
+    """Every plugin, fusion and head name registered; every option accepted by the one
+    options model of its component (see :mod:`mmcore.spec.options`). Imports no
+    implementation, so no torch, except a fusion class the spec names by path."""
     problems: list[tuple[str, str]] = []
     for name, mod in spec.modalities.items():
         path = f"modalities.{name}"
         try:
-            reg = registry.get("modality", mod.plugin_name)
-            model = reg.load_options()
-            if model is None:  # registered without it: the class names it (imports its module)
-                model = getattr(reg.load(), "options_class", None)
-            problems += _check_options(model, mod.options, f"{path}.options")
+            model = registered_model(registry.get("modality", mod.plugin_name))
         except PluginError as exc:
             problems.append((f"{path}.plugin", str(exc)))
+            continue
+        problems += option_problems(model, mod.options, f"{path}.options")
     fusion = spec.fusion
-    if isinstance(fusion.name, str) and ":" not in fusion.name:
-        try:
-            reg = registry.get("fusion", fusion.name)
-            problems += _check_options(reg.load_options(), fusion.options, "fusion.options")
-        except PluginError as exc:
-            problems.append(("fusion.name", str(exc)))
+    try:
+        model = fusion_options_model(fusion.name, registry, spec.base_dir)
+    except PluginError as exc:
+        problems.append(("fusion.name", str(exc)))
+    except Exception as exc:  # noqa: BLE001 - importing the user's module may raise anything
+        problems.append(("fusion.name", f"cannot import {fusion.name!r}: {exc}"))
     else:
-        try:
-            cls = resolve_fusion_class(fusion.name, spec.base_dir)
-            from mmcore.fusion import Fusion
-
-            if not (isinstance(cls, type) and issubclass(cls, Fusion)):
-                problems.append(("fusion.name", f"{cls!r} is not a subclass of mmcore.Fusion"))
-            else:
-                problems += check_signature(cls, fusion.options, "fusion.options", skip=1)
-        except Exception as exc:
-            problems.append(("fusion.name", f"cannot import {fusion.name!r}: {exc}"))
+        problems += option_problems(model, fusion.options, "fusion.options")
     for name, head in spec.heads.items():
         try:
-            reg = registry.get("head", head.kind)
-            problems += _check_options(reg.load_options(), head.options, f"heads.{name}.options")
+            model = registered_model(registry.get("head", head.kind))
         except PluginError as exc:
             problems.append((f"heads.{name}.kind", str(exc)))
+            continue
+        problems += option_problems(model, head.options, f"heads.{name}.options")
     for i, cb in enumerate(spec.train.callbacks):
         try:
             registry.get("callback", cb)
         except PluginError as exc:
             problems.append((f"train.callbacks.{i}", str(exc)))
     return problems
+
+
+def fusion_options_model(
+    name: str | type,
+    registry: Registry,
+    base_dir: str | Path | None,
+    fusion_class: type | None = None,
+) -> type[BaseModel]:
+    """The options model of the spec's fusion: the registered model of a fusion named by
+    its registered name, else the model of its class's ``__init__`` (``fusion_class``, the
+    class already resolved, as :func:`mmcore.load` resolves it safely for a run folder;
+    else resolved from ``name``). Raises :class:`PluginError` for a name nobody registers
+    or a class that is not a :class:`~mmcore.fusion.Fusion`."""
+    if fusion_class is None and isinstance(name, str) and ":" not in name:
+        return registered_model(registry.get("fusion", name))
+    cls = fusion_class if fusion_class is not None else resolve_fusion_class(name, base_dir)
+    from mmcore.fusion import Fusion
+
+    if not (isinstance(cls, type) and issubclass(cls, Fusion)):
+        raise PluginError(f"{cls!r} is not a subclass of mmcore.Fusion")
+    return signature_model(cls, skip=1)
 
 
 def spec_to_json(spec: Spec) -> dict[str, Any]:

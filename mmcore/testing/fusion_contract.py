@@ -102,8 +102,8 @@ class FusionContract:
     Attributes:
         fusion: the fusion: a :class:`~mmcore.Fusion` subclass, a registered fusion name, or
             ``"module:Class"``.
-        options: keyword arguments the fusion is built with (validated by its options model
-            when it is registered by name).
+        options: the fusion's options as a spec gives them, validated by its options model
+            (registered, or read from its ``__init__``) and passed as keyword arguments.
         input_sizes: the modalities and their feature sizes ``D`` (at least 2).
         layouts: which mixes of sequence and pooled features to check.
         atol: tolerance of the "does not change the output" checks.
@@ -122,22 +122,30 @@ class FusionContract:
 
         assert self.fusion is not None, f"{type(self).__name__}: set the class attribute fusion"
         assert len(self.input_sizes) >= 2, "give at least two modalities in input_sizes"
+        from mmcore.spec.options import (
+            implementation_model,
+            keyword_arguments,
+            signature_model,
+            validated,
+        )
+
         torch.manual_seed(0)
-        options = dict(self.options)
         cls = self.fusion
         if isinstance(cls, str) and ":" not in cls:
             from mmcore.plugins import get_registry
 
             registration = get_registry().get("fusion", cls)
-            model = registration.load_options()
-            if model is not None:
-                options = model.model_validate(options).model_dump()
             cls = registration.load()
-        elif isinstance(cls, str):
-            from mmcore.spec.load import resolve_fusion_class
+            model = implementation_model(registration, cls)
+        else:
+            if isinstance(cls, str):
+                from mmcore.spec.load import resolve_fusion_class
 
-            cls = resolve_fusion_class(cls, None)
-        return cls(dict(self.input_sizes), **options)
+                cls = resolve_fusion_class(cls, None)
+            model = signature_model(cls)
+        # the options reach the fusion as a spec's do: validated, every field as a keyword
+        options = validated(model, self.options, source=type(self).__name__, path="options")
+        return cls(dict(self.input_sizes), **keyword_arguments(options))
 
     @staticmethod
     def fuse(fusion: Any, features: Mapping[str, Any]) -> Any:

@@ -37,10 +37,8 @@ class AudioModality(Modality[AudioOptions]):
     ``mask [B, T_max]`` (True at real frames); missing clips are all-padding rows.
     """
 
-    options_class = AudioOptions
-
     def __init__(
-        self, name: str, options: AudioOptions | None = None, root: Path | None = None
+        self, name: str, options: AudioOptions, root: Path | None = None
     ) -> None:
         super().__init__(name, options, root)
         self._logmel: LogMel | None = None

@@ -37,10 +37,8 @@ class GestureModality(SequenceModality[GestureOptions]):
     transforms' fitted statistics (:class:`mmcore.sequence.SequencePipeline`).
     """
 
-    options_class = GestureOptions
-
     def __init__(
-        self, name: str, options: GestureOptions | None = None, root: Path | None = None
+        self, name: str, options: GestureOptions, root: Path | None = None
     ) -> None:
         super().__init__(name, options, root)
         self._channels: int | None = None

@@ -36,8 +36,6 @@ class ImageModality(Modality[ImageOptions]):
     ``values [B, T, C, H, W]`` with ``mask [B, T]``.
     """
 
-    options_class = ImageOptions
-
     def fingerprint(self) -> str:
         chosen = self.options.model_dump(mode="json", include=set(PREPROCESS_FIELDS))
         return json.dumps({"image": PREPROCESS_VERSION, **chosen}, sort_keys=True)

@@ -38,10 +38,8 @@ class PositionModality(SequenceModality[PositionOptions]):
     the options do not fix it, and the transforms' fitted statistics.
     """
 
-    options_class = PositionOptions
-
     def __init__(
-        self, name: str, options: PositionOptions | None = None, root: Path | None = None
+        self, name: str, options: PositionOptions, root: Path | None = None
     ) -> None:
         super().__init__(name, options, root)
         self._fitted_frame: tuple[int, ...] | None = None

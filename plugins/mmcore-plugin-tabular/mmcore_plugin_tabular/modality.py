@@ -36,9 +36,7 @@ class TabularModality(Modality[TabularOptions]):
     cell is handled per feature. The fitted state is ``table.json`` in the run folder.
     """
 
-    options_class = TabularOptions
-
-    def __init__(self, name: str, options: TabularOptions | None = None,
+    def __init__(self, name: str, options: TabularOptions,
                  root: Path | None = None) -> None:
         super().__init__(name, options, root)
         self.state: TableState | None = None

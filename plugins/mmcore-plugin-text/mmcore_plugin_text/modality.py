@@ -35,10 +35,8 @@ class TextModality(Modality[TextOptions]):
     An empty or whitespace-only string counts as missing.
     """
 
-    options_class = TextOptions
-
     def __init__(
-        self, name: str, options: TextOptions | None = None, root: Path | None = None
+        self, name: str, options: TextOptions, root: Path | None = None
     ) -> None:
         super().__init__(name, options, root)
         self._tokenizer: Tokenizer | None = None

@@ -85,7 +85,7 @@ def test_fingerprint_follows_the_tokenizer(sentences) -> None:
     large = fitted(texts, vocab_size=1500)
     other_texts = fitted(texts[:200], vocab_size=500)
     assert len({small.fingerprint(), large.fingerprint(), other_texts.fingerprint()}) == 3
-    assert TextModality("text").fingerprint().endswith("tokenizer=none")
+    assert TextModality("text", TextOptions()).fingerprint().endswith("tokenizer=none")
 
 
 def test_given_tokenizer_file_is_used_as_is(tmp_path: Path) -> None:
@@ -130,9 +130,9 @@ def test_bad_and_missing_input() -> None:
     with pytest.raises(ValueError, match="no tokens"):
         modality.preprocess("\u0085")  # a control character only: nothing survives cleaning
     with pytest.raises(DataError, match="every training value must be a string, got int 7"):
-        TextModality("text").fit(["fine", 7])
+        TextModality("text", TextOptions()).fit(["fine", 7])
     with pytest.raises(DataError, match="no training texts"):
-        TextModality("text").fit([None, "", "  "])
+        TextModality("text", TextOptions()).fit([None, "", "  "])
 
 
 def test_collate_pads_token_ids() -> None:
@@ -145,7 +145,7 @@ def test_collate_pads_token_ids() -> None:
 
 
 def test_unfitted_state_errors(tmp_path: Path) -> None:
-    modality = TextModality("text")
+    modality = TextModality("text", TextOptions())
     with pytest.raises(RuntimeError, match="no tokenizer yet"):
         modality.preprocess("hello")
     with pytest.raises(CheckpointError, match="tokenizer.json"):

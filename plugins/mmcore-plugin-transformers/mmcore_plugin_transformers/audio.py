@@ -26,7 +26,6 @@ class PretrainedAudio(PretrainedModality[AudioOptions]):
     real samples as ``mask``. For models that take raw waveforms (``input_values``:
     wav2vec2, HuBERT, WavLM)."""
 
-    options_class = AudioOptions
     kind: ClassVar[Kind] = "audio"
 
     def load_processor(self, source: str, **kwargs: Any) -> Any:

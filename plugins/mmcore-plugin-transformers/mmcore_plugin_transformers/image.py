@@ -22,7 +22,6 @@ class PretrainedImage(PretrainedModality[ImageOptions]):
     (``AutoImageProcessor``: resize, crop, normalise); ``preprocess`` gives float32
     ``[C, H, W]``."""
 
-    options_class = ImageOptions
     kind: ClassVar[Kind] = "image"
 
     def load_processor(self, source: str, **kwargs: Any) -> Any:

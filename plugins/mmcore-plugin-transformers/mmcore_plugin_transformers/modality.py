@@ -38,7 +38,7 @@ class PretrainedModality(Modality[OptionsT], Generic[OptionsT]):
     #: from a cache would build the backbone from its config, like a run folder's): always fit
     cache_fit: ClassVar[bool] = False
 
-    def __init__(self, name: str, options: OptionsT | None = None, root: Path | None = None):
+    def __init__(self, name: str, options: OptionsT, root: Path | None = None):
         super().__init__(name, options, root)
         self.processor: Any = None
         self.config: Any = None

@@ -20,7 +20,6 @@ class PretrainedText(PretrainedModality[TextOptions]):
     special tokens); ``preprocess`` gives int64 ids ``[T]``, ``collate`` pads them to
     ``values [B, T]`` with the attention mask as ``mask``. An empty string counts as missing."""
 
-    options_class = TextOptions
     kind: ClassVar[Kind] = "text"
 
     def load_processor(self, source: str, **kwargs: Any) -> Any:

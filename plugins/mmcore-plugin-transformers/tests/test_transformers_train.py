@@ -104,23 +104,24 @@ def test_train_then_predict_with_the_pretrained_folders_gone(project, tmp_path):
     assert after == before
 
 
-def _pretrained(cls, folder: Path) -> dict:
+def _pretrained(cls, options, folder: Path) -> dict:
     """The backbone's weights as the plugin loads them from ``folder`` (module names may
     differ from the file's keys: transformers 5 renames some on load)."""
-    modality = cls("m", cls.options_class(pretrained=str(folder)))
+    modality = cls("m", options(pretrained=str(folder)))
     modality.fit([])
     return modality.build_encoder().backbone.state_dict()
 
 
 def test_training_starts_from_the_folders_weights_and_freeze_keeps_them(project, tmp_path):
     from mmcore_plugin_transformers.image import PretrainedImage
+    from mmcore_plugin_transformers.options import ImageOptions, TextOptions
     from mmcore_plugin_transformers.text import PretrainedText
 
     _train(_spec(project, text={"freeze": True}, photo={"options": {
         "pretrained": "models/vit", "size": 8, "freeze_layers": 1}}), tmp_path / "run")
     weights = ck.read_checkpoint(ck.latest_checkpoint(tmp_path / "run" / ck.CHECKPOINTS)).model
     text = _backbone(weights, "review")
-    pretrained = _pretrained(PretrainedText, project / "models" / "bert")
+    pretrained = _pretrained(PretrainedText, TextOptions, project / "models" / "bert")
     assert text.keys() == pretrained.keys()
     assert all(torch.equal(v, pretrained[k]) for k, v in text.items())
     file = load_file(str(project / "models" / "bert" / "model.safetensors"))
@@ -129,7 +130,7 @@ def test_training_starts_from_the_folders_weights_and_freeze_keeps_them(project,
     assert not any(k.startswith("pooler.") for k in text)  # mmcore pools; the pooler is dropped
 
     photo = _backbone(weights, "photo")
-    vit = _pretrained(PretrainedImage, project / "models" / "vit")
+    vit = _pretrained(PretrainedImage, ImageOptions, project / "models" / "vit")
     # "encoder.layer.0." in transformers 4, "layers.0." in 5
     fixed = [k for k in photo if k.startswith("embeddings.") or re.search(r"layers?\.0\.", k)]
     trained = [k for k in photo if re.search(r"layers?\.1\.", k)]
@@ -169,6 +170,7 @@ def test_plugins_and_validate_do_not_import_transformers(project, tmp_path):
 ])
 def test_a_folder_that_would_run_code_is_refused_for_training_and_in_a_run(
         project, tmp_path, file, doc, match):
+    from mmcore_plugin_transformers.options import TextOptions
     from mmcore_plugin_transformers.text import PretrainedText
 
     from mmcore.errors import CheckpointError
@@ -183,7 +185,7 @@ def test_a_folder_that_would_run_code_is_refused_for_training_and_in_a_run(
         path = folder / file
         data = json.loads(path.read_text()) if path.is_file() else {}
         path.write_text(json.dumps({**data, **doc}))
-        modality = PretrainedText("review", PretrainedText.options_class(
+        modality = PretrainedText("review", TextOptions(
             pretrained=str(project / "models" / "bert")))
         with pytest.raises(error, match=re.escape(match)):
             if error is DataError:
