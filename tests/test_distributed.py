@@ -135,12 +135,17 @@ def launches(world):
                                           "unfreeze_at": 2}})
     thaw_spec = toy.write_spec(world.root / "thaw_spec.py", thaw)
     runs = SimpleNamespace(ok=world.root / "run2", crashed=world.root / "crashed",
-                           thaw=world.root / "thaw2", thaw_spec=thaw_spec)
+                           thaw=world.root / "thaw2", thaw_spec=thaw_spec,
+                           fsdp=world.root / "fsdp2")
     started = {
         "thaw": Launch(["train", str(thaw_spec), "--output", str(runs.thaw), "--nproc", "2",
                         "--quiet"], world.env, world.root),
         "ok": Launch(["train", str(world.spec_file), "--output", str(runs.ok), "--nproc", "2",
                       "--quiet"], world.env, world.root),
+        # sharded, through an unfreeze (the thaw spec), with mid-epoch checkpoints
+        "fsdp": Launch(["train", str(thaw_spec), "--output", str(runs.fsdp), "--nproc", "2",
+                        "--quiet", "train.strategy=fsdp", "train.checkpoint_every=2"],
+                       world.env, world.root),
         "crashed": Launch(["train", str(crash_spec), "--output", str(runs.crashed), "--nproc",
                            "2", "--quiet"], {**world.env, CRASH_ENV: "1"}, world.root),
     }
@@ -220,13 +225,12 @@ def test_a_two_process_run_resumes_on_one_process(world, one_process_run, two_pr
     _assert_close(_weights(run, 3), _weights(one_process_run, 3))
 
 
-def test_an_encoder_unfrozen_mid_run_trains_in_step_on_two_processes(world, launches):
+def test_an_encoder_unfrozen_mid_run_trains_in_step_on_two_processes(
+        world, launches, thaw_one_process):
     runs, started = launches
     code, _, stderr, _ = started["thaw"].wait()
     assert code == 0, stderr
-    one = world.root / "thaw1"
-    Trainer(runs.thaw_spec, output=one, registry=toy.registry(), plots=False, report=False,
-            quiet=True).fit()
+    one = thaw_one_process
     first, second = _weights(runs.thaw, 1), _weights(runs.thaw, 2)
     encoder = [k for k in first if k.startswith("encoders.a.")]
     assert any(not torch.equal(first[k], second[k]) for k in encoder)  # trained in epoch 2
@@ -234,6 +238,52 @@ def test_an_encoder_unfrozen_mid_run_trains_in_step_on_two_processes(world, laun
     # over the ranks: the weights are one process's
     _assert_close(first, _weights(one, 1))
     _assert_close(second, _weights(one, 2))
+
+
+@pytest.fixture(scope="module")
+def thaw_one_process(world, launches):
+    """The thaw spec trained in this process, with the FSDP run's mid-epoch checkpoints."""
+    runs, _ = launches
+    one = world.root / "thaw1"
+    Trainer(runs.thaw_spec, output=one, registry=toy.registry(), plots=False, report=False,
+            quiet=True, overrides=["train.checkpoint_every=2"]).fit()
+    return one
+
+
+def test_fsdp_on_two_processes_ends_where_one_process_does(world, launches, thaw_one_process):
+    runs, started = launches
+    code, stdout, stderr, _ = started["fsdp"].wait()
+    assert code == 0, stderr
+    assert stdout.count("run saved to") == 1
+    # the checkpoints hold the full model, gathered from the shards, in one process's layout
+    for epoch in (1, 2):
+        _assert_close(_weights(runs.fsdp, epoch), _weights(thaw_one_process, epoch))
+    encoder = [k for k in _weights(runs.fsdp, 1) if k.startswith("encoders.a.")]
+    assert any(not torch.equal(_weights(runs.fsdp, 1)[k], _weights(runs.fsdp, 2)[k])
+               for k in encoder)  # frozen in epoch 1, trained in epoch 2
+    two, one = _history(runs.fsdp), _history(thaw_one_process)[:2]
+    for a, b in zip(two, one, strict=True):
+        for key in ("train/loss", "validation/loss", "validation/label.accuracy"):
+            assert a[key] == pytest.approx(b[key], abs=1e-5), key
+    state = ck.read_checkpoint(runs.fsdp / ck.CHECKPOINTS / "epoch-0002").state
+    assert state["strategy"] == "fsdp" and state["world_size"] == 2
+    single = ck.read_checkpoint(thaw_one_process / ck.CHECKPOINTS / "epoch-0002").state
+    # the optimizer state is gathered into torch's own layout: the same as one process's
+    assert state["optimizer"]["param_groups"] == single["optimizer"]["param_groups"]
+    for index, values in single["optimizer"]["state"].items():
+        for key, value in values.items():
+            torch.testing.assert_close(state["optimizer"]["state"][index][key], value,
+                                       atol=1e-5, rtol=0)
+    final = json.loads((runs.fsdp / "metrics.json").read_text())
+    assert final["epochs"] == 2 and "test" in final
+
+    # an FSDP run's checkpoint resumes in one process, and goes on as one process's does
+    for run in (runs.fsdp, thaw_one_process):
+        shutil.copytree(run, world.root / f"{run.name}_more")
+        Trainer(runs.thaw_spec, output=world.root / f"{run.name}_more", resume=True,
+                registry=toy.registry(), overrides=["train.epochs=3"], plots=False,
+                report=False, quiet=True).fit()
+    _assert_close(_weights(world.root / "fsdp2_more", 3), _weights(world.root / "thaw1_more", 3))
 
 
 def test_a_failing_rank_stops_the_run_with_its_reason(launches):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -276,6 +277,79 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, da
 
 
 
+
+
+def test_sigkill_inside_an_epoch_resumes_from_its_step_checkpoint_bitwise(tmp_path, data, reg):
+    """train.checkpoint_every: killed in the middle of epoch 2, the run goes on from the
+    step checkpoint (sampler position, generators, RNGs, loss sums) and ends bit for bit
+    where an uninterrupted run does."""
+    spec = toy.spec_dict(data, tmp_path / "cache", epochs=3, deterministic=True,
+                         modality_dropout=0.3, scheduler="cosine", warmup_steps=2,
+                         accumulate=2, checkpoint_every=1)
+    spec["fusion"]["options"]["dropout"] = 0.2  # draws from torch's global generator
+    spec_file = toy.write_spec(tmp_path / "spec.py", spec)
+    Trainer(spec_file, output=tmp_path / "full", registry=reg, plots=False, quiet=True).fit()
+
+    site = toy.install_entry_point(tmp_path / "site")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(site)]),
+        "MMCORE_PLUGINS": toy.PLUGIN,
+        toy.DELAY_ENV: "0.15",  # 5 batches an epoch, windows of 2: steps after 2, 4 and 5
+        "OMP_NUM_THREADS": "1",
+        "HF_DATASETS_OFFLINE": "1",
+    }
+    run = tmp_path / "killed"
+    inside = run / "checkpoints" / ck.checkpoint_name(2, batch=2)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mmcore", "train", str(spec_file), "--output", str(run),
+         "--quiet"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not ck.is_complete(inside):
+            if proc.poll() is not None:
+                pytest.fail(f"training exited early ({proc.returncode}): {proc.stderr.read()}")
+            assert time.monotonic() < deadline, "no step checkpoint in epoch 2 in time"
+            time.sleep(0.01)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    resumed_from = ck.latest_checkpoint(run / "checkpoints")
+    assert resumed_from is not None and resumed_from.name.startswith("epoch-0002-batch-")
+    assert _lines(run / "metrics.jsonl") == 1  # epoch 2 had not ended
+
+    trainer = Trainer(spec_file, output=run, resume=True, registry=reg, plots=False, quiet=True)
+    final = trainer.fit()
+    assert final["epochs"] == 3 and [r["epoch"] for r in trainer.history] == [1, 2, 3]
+    for name in ("checkpoints/epoch-0003/model.safetensors", "model.safetensors"):
+        assert _equal(_weights(tmp_path / "full" / name), _weights(run / name)), name
+    full = ck.read_checkpoint(tmp_path / "full/checkpoints/epoch-0003").state
+    again = ck.read_checkpoint(run / "checkpoints/epoch-0003").state
+    for key in ("train/loss", "train/label.loss", "validation/loss"):
+        assert [r[key] for r in full["history"]] == [r[key] for r in again["history"]], key
+    assert full["step"] == again["step"] == 9
+    # step checkpoints do not pile up: the newest epoch ends are kept, none from inside them
+    assert [p.name for p in ck.complete_checkpoints(run / "checkpoints")] == [
+        "epoch-0002", "epoch-0003"]
+
+
+def test_a_step_checkpoint_from_another_number_of_processes_is_refused(tmp_path, data, reg):
+    spec = _spec(tmp_path, data, reg, epochs=2, checkpoint_every=1)
+    run = tmp_path / "run"
+    trainer, _ = _fit(spec, run, reg)
+    # a step checkpoint as two processes would have written it: one state per rank
+    found = ck.read_checkpoint(run / "checkpoints" / "epoch-0002")
+    state = dict(found.state, epoch=1)
+    part = {"sums": torch.zeros(2), "rows": 8, "dropout_rng": torch.Generator().get_state(),
+            "augment_rng": torch.Generator().get_state(), "rng": found.state["rng"]}
+    state["partial"] = {"batch": 2, "ranks": [part, part]}
+    ck.write_checkpoint(run / "checkpoints", 2, found.model, state, batch=2)
+    shutil.rmtree(run / "checkpoints" / "epoch-0002")
+    with pytest.raises(CheckpointError, match=r"inside epoch 2 by 2 process.*resume on 2"):
+        _fit(spec, run, reg, resume=True)
 
 
 def test_a_fusion_defined_in_the_spec_file_travels_with_the_run(tmp_path, data, reg):

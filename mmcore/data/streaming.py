@@ -183,15 +183,15 @@ class StreamBatches(TorchIterableDataset):
                     self._record(bad, in_worker)
             if not keep:
                 continue
+            if skip:
+                skip -= 1
+                continue
             batch = collate_batch(
                 modalities,
                 {name: [result.inputs[name][i] for i in keep] for name in modalities},
                 {name: [result.targets[name][i] for i in keep] for name in heads},
                 [rows[i] for i in keep],
             )
-            if skip:
-                skip -= 1
-                continue
             yield batch
 
     def _record(self, bad: BadRow, in_worker: bool) -> None:

@@ -339,13 +339,19 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
 
 
 def prune_checkpoints(root: str | Path, keep: int = KEEP_LAST) -> list[Path]:
-    """Delete all but the newest ``keep`` complete checkpoints and any leftover temp or
-    incomplete folders. Returns what was deleted."""
+    """Delete all but the newest ``keep`` complete end-of-epoch checkpoints, every mid-epoch
+    checkpoint but the newest one after them, and any leftover temp or incomplete folders.
+    Returns what was deleted."""
     root = Path(root)
     if not root.is_dir():
         return []
     complete = complete_checkpoints(root)
-    doomed = complete[: max(len(complete) - keep, 0)]
+    ends = [p for p in complete if NAME.fullmatch(p.name).group(2) is None]  # type: ignore[union-attr]
+    doomed = ends[: max(len(ends) - keep, 0)]
+    newest_end = _order(ends[-1]) if ends else None
+    inside = [p for p in complete if p not in ends]
+    doomed += [p for p in inside[:-1]]
+    doomed += [p for p in inside[-1:] if newest_end is not None and _order(p) < newest_end]
     doomed += [
         p for p in root.iterdir()
         if p.is_dir() and (p.name.startswith(".tmp-") or not is_complete(p))

@@ -47,9 +47,9 @@ from torch import Tensor, nn
 from mmcore.errors import SpecError, TrainingError
 from mmcore.run import checkpoint as ck
 from mmcore.spec.model import Spec
-from mmcore.train.launch import DistEnv
-from mmcore.train.optim import IMPLEMENTATION_KEYS
-from mmcore.train.strategy import Rows, Strategy
+from mmcore.train.launch import DistEnv, find
+from mmcore.train.optim import load_optimizer_state
+from mmcore.train.strategy import Rows, SingleProcess, Strategy
 
 T = TypeVar("T")
 
@@ -304,50 +304,56 @@ class FSDP(ProcessGroupStrategy):
         return _gradient_sync(net, sync)
 
     def model_state(self, model: nn.Module) -> dict[str, Tensor]:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        full = get_model_state_dict(
-            model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        return {k: v.detach().contiguous() for k, v in full.items()}
+        # every rank gathers each shard in the same order (all-gathers); rank 0 keeps them
+        full = {k: _full(v) for k, v in model.state_dict().items()}
+        return full if self.is_main else {}
 
     def load_model_state(self, model: nn.Module, tensors: Mapping[str, Tensor],
                          path: str | Path) -> None:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-
-        ck.check_weights(model, tensors, path)  # DTensor shapes are the full shapes
-        set_model_state_dict(model, dict(tensors),
-                             options=StateDictOptions(full_state_dict=True))
+        ck.check_weights(model, tensors, path)  # a DTensor's shape is the full shape
+        own = model.state_dict()
+        with torch.no_grad():
+            model.load_state_dict({k: _like(v, own[k]) for k, v in tensors.items()})
 
     def optimizer_state(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-        from torch.distributed.checkpoint.state_dict import (
-            StateDictOptions,
-            get_optimizer_state_dict,
-        )
-
-        full = get_optimizer_state_dict(
-            model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        return _numbered(full, _names(model, optimizer)) if self.is_main else {}
+        state = optimizer.state_dict()  # torch's layout, each value this rank's shard
+        full = {
+            "state": {i: {k: _full(v) for k, v in values.items()}
+                      for i, values in state["state"].items()},
+            "param_groups": state["param_groups"],
+        }
+        return full if self.is_main else {}
 
     def load_optimizer_state(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                              state: dict) -> None:
-        from torch.distributed.checkpoint.state_dict import (
-            StateDictOptions,
-            set_optimizer_state_dict,
-        )
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        try:
+            sharded = {i: {k: _like(v, params[int(i)]) for k, v in values.items()}
+                       for i, values in state["state"].items()}
+        except IndexError:
+            raise ValueError("the checkpoint holds state for more parameters than this "
+                             "optimizer has") from None
+        load_optimizer_state(optimizer, {**state, "state": sharded})
 
-        names = _names(model, optimizer)
-        kept = [{k: g[k] for k in IMPLEMENTATION_KEYS if k in g} for g in optimizer.param_groups]
-        groups = state["param_groups"]
-        if len(groups) != len(names) or any(
-                len(g["params"]) != len(n) for g, n in zip(groups, names, strict=True)):
-            raise ValueError("the checkpoint's parameter groups differ from this optimizer's")
-        named = _named(state, names)
-        set_optimizer_state_dict(model, optimizer, named,
-                                 options=StateDictOptions(full_state_dict=True))
-        for group, settings in zip(optimizer.param_groups, kept, strict=True):
-            for key in IMPLEMENTATION_KEYS:
-                group.pop(key, None)
-            group.update(settings)
+
+def _full(value: Any) -> Any:
+    """A DTensor's whole tensor (an all-gather every rank joins), on the CPU."""
+    from torch.distributed.tensor import DTensor
+
+    if isinstance(value, DTensor):
+        return value.full_tensor().detach().cpu()
+    return value.detach().cpu() if isinstance(value, Tensor) else value
+
+
+def _like(value: Any, like: Any) -> Any:
+    """``value`` (a full tensor every rank read from the checkpoint) sharded as ``like``:
+    each rank cuts its own shard, with no communication."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    if isinstance(like, DTensor) and isinstance(value, Tensor) and value.shape == like.shape:
+        return distribute_tensor(value.to(like.device), like.device_mesh, like.placements,
+                                 src_data_rank=None)
+    return value
 
 
 @contextlib.contextmanager
@@ -360,33 +366,6 @@ def _gradient_sync(net: nn.Module, sync: bool) -> Iterator[None]:
         yield
     finally:
         net.set_requires_gradient_sync(True)  # type: ignore[operator]
-
-
-def _names(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[list[str]]:
-    """Each optimizer group's parameters by name (``fully_shard`` keeps the names)."""
-    by_id = {id(p): n for n, p in model.named_parameters()}
-    return [[by_id[id(p)] for p in group["params"]] for group in optimizer.param_groups]
-
-
-def _numbered(full: dict, names: list[list[str]]) -> dict:
-    """torch.distributed.checkpoint's name-keyed optimizer state in ``optimizer.state_dict()``'s
-    layout: parameters numbered across the groups in order."""
-    index = {name: i for i, name in enumerate(n for group in names for n in group)}
-    state = {index[name]: value for name, value in full["state"].items()}
-    groups = []
-    for group, group_names in zip(full["param_groups"], names, strict=True):
-        groups.append({**group, "params": [index[n] for n in group_names]})
-    return {"state": state, "param_groups": groups}
-
-
-def _named(state: dict, names: list[list[str]]) -> dict:
-    """The inverse of :func:`_numbered` for this optimizer's groups."""
-    flat = [n for group in names for n in group]
-    out_groups = []
-    for group, group_names in zip(state["param_groups"], names, strict=True):
-        out_groups.append({**group, "params": list(group_names)})
-    values = {flat[int(i)]: value for i, value in state["state"].items()}
-    return {"state": values, "param_groups": out_groups}
 
 
 def _merge_shards(
@@ -411,4 +390,15 @@ def _merge_shards(
     return merged(0), merged(1), index
 
 
-__all__ = ["DDP", "FSDP", "ProcessGroupStrategy", "local_batch_size", "select_device"]
+def select_strategy(name: str, env: DistEnv | None = None) -> Strategy:
+    """The strategy for ``train.strategy`` (``auto``, ``ddp`` or ``fsdp``) in this process:
+    :class:`SingleProcess` unless torchrun's environment (or a process group the caller
+    initialized) puts it in a run of several processes, where ``auto`` means DDP."""
+    env = env if env is not None else find()
+    if env is None:
+        return SingleProcess()
+    return FSDP(env) if name == "fsdp" else DDP(env)
+
+
+__all__ = ["DDP", "FSDP", "ProcessGroupStrategy", "local_batch_size", "select_device",
+           "select_strategy"]

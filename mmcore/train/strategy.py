@@ -7,7 +7,8 @@ so the training loop never asks whether it is distributed (as Lightning's strate
 * :class:`~mmcore.train.parallel.FSDP` — parameters, gradients and optimizer state sharded
   per encoder and head (torch's ``fully_shard``).
 
-:func:`select_strategy` picks one from ``train.strategy`` and torchrun's environment.
+:func:`mmcore.train.parallel.select_strategy` picks one from ``train.strategy`` and
+torchrun's environment.
 Checkpoints hold the same full, unsharded state whatever the strategy, so a run resumes under
 any strategy and on any number of processes.
 """
@@ -24,7 +25,6 @@ from torch import Tensor, nn
 
 from mmcore.run import checkpoint as ck
 from mmcore.spec.model import Spec
-from mmcore.train.launch import DistEnv, find
 from mmcore.train.optim import load_optimizer_state
 
 T = TypeVar("T")
@@ -154,16 +154,4 @@ class SingleProcess(Strategy):
     """Training in this one process (no process group)."""
 
 
-def select_strategy(name: str, env: DistEnv | None = None) -> Strategy:
-    """The strategy for ``train.strategy`` (``auto``, ``ddp`` or ``fsdp``) in this process:
-    :class:`SingleProcess` unless torchrun's environment (or a process group the caller
-    initialized) puts it in a run of several processes, where ``auto`` means DDP."""
-    env = env if env is not None else find()
-    if env is None:
-        return SingleProcess()
-    from mmcore.train.parallel import DDP, FSDP
-
-    return FSDP(env) if name == "fsdp" else DDP(env)
-
-
-__all__ = ["Rows", "SingleProcess", "Strategy", "select_strategy"]
+__all__ = ["Rows", "SingleProcess", "Strategy"]

@@ -54,6 +54,7 @@ from mmcore.train.evaluation import SplitResult, autocast_context, evaluate_mode
 from mmcore.train.health import HealthChecks
 from mmcore.train.masking import modality_dropout
 from mmcore.train.optim import build_optimizer, build_scheduler, frozen_encoders, set_frozen
+from mmcore.train.parallel import select_strategy
 from mmcore.train.report import Transform, modality_report
 from mmcore.train.settings import (
     TEST,
@@ -66,7 +67,7 @@ from mmcore.train.settings import (
     resolve_threads,
     set_deterministic,
 )
-from mmcore.train.strategy import Strategy, select_strategy
+from mmcore.train.strategy import Strategy
 
 #: batches between progress-bar loss updates and non-finite-loss checks (each costs a sync)
 LOG_EVERY = 20
@@ -363,11 +364,12 @@ class Trainer:
         self.last_checkpoint = path
         before = int(state.get("world_size", 1))
         partial = state.get("partial")
-        if partial is not None and len(partial["ranks"]) != self.world_size:
+        writers = len(partial["ranks"]) if partial is not None else self.world_size
+        if writers != self.world_size:
             raise CheckpointError(
-                f"{path}: written inside epoch {self.epoch + 1} by {before} process(es); its "
-                f"epoch can only go on with {before} (each holds its share of the epoch), so "
-                f"resume on {before} process(es), or delete {path.name} to resume from the "
+                f"{path}: written inside epoch {self.epoch + 1} by {writers} process(es); its "
+                f"epoch can only go on with {writers} (each holds its share of the epoch), so "
+                f"resume on {writers} process(es), or delete {path.name} to resume from the "
                 "end of the epoch before"
             )
         # the run may have stopped between writing the best epoch's checkpoint and copying it
@@ -511,8 +513,6 @@ class Trainer:
             num_batches = start + len(loader)
         except TypeError:
             num_batches = math.ceil(self.data.num_rows(TRAIN) / train.batch_size)
-        if self.data.streaming:  # streamed shards may differ in length
-            loader = self.strategy.together(loader)
         seed = self.strategy.seed_epoch(_dropout_seed(train.seed, epoch))
         generator = torch.Generator().manual_seed(seed)
         # augmentation draws from its own stream, so declaring it leaves dropout's draws alone
@@ -520,6 +520,10 @@ class Trainer:
         sums = torch.zeros(len(model.heads) + 1, device=self.device)
         bad_batch = torch.full((), -1, dtype=torch.long, device=self.device)
         rows = 0
+        # starting the loader draws its base seed from torch's generator: before restoring it
+        batches = iter(loader)
+        if self.data.streaming:  # streamed shards may differ in length
+            batches = self.strategy.together(batches)
         if partial is not None:  # where the mid-epoch checkpoint left this process
             generator.set_state(partial["dropout_rng"])
             augment_generator.set_state(partial["augment_rng"])
@@ -536,7 +540,7 @@ class Trainer:
         model.train()
         optimizer.zero_grad(set_to_none=True)
         bar = tqdm(
-            loader, total=num_batches, initial=start, desc=f"epoch {epoch}", unit="batch",
+            batches, total=num_batches, initial=start, desc=f"epoch {epoch}", unit="batch",
             leave=False, disable=not self.show_progress, file=sys.stderr, dynamic_ncols=True,
         )
         modalities = self.data.modalities
