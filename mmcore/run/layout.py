@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import shutil
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from mmcore.run.checkpoint import (
     CHECKPOINTS,
     MODEL_FILE,
     atomic_write_json,
+    latest_checkpoint,
     read_json,
 )
 from mmcore.spec.load import SPEC_COPY, SPEC_MODULE_PREFIX, spec_from_json, spec_to_json
@@ -51,6 +52,11 @@ BAD_ROWS = "bad_rows.json"  # written by the data module
 MODALITY_REPORT = "modality_report.json"
 ROBUSTNESS = "robustness.json"  # written by mmcore evaluate --robustness
 HEALTH = "health.json"  # written by mmcore.train.health
+#: everything a run writes, removed first when a run folder is overwritten
+RUN_OUTPUTS = (
+    SPEC_JSON, "spec.py", MODEL_FILE, CHECKPOINTS, BEST, MODALITIES, METRICS_JSONL,
+    METRICS_JSON, "metrics.csv", BAD_ROWS, MODALITY_REPORT, HEALTH, "tensorboard", "*.png",
+)
 #: DataSpec fields that hold paths; spec.json keeps them absolute, because a loaded run's
 #: base folder is the run folder, not the spec file's folder.
 DATA_PATH_FIELDS = ("path", "train", "validation", "test", "root", "cache_dir")
@@ -175,3 +181,33 @@ def resume_mismatches(spec: Spec, saved: Spec) -> list[str]:
             ):
                 problems.append(f"heads.{name}")
     return problems
+
+
+def prepare_run_folder(run: RunFolder, *, resume: bool, overwrite: bool,
+                       note: Callable[[str], None]) -> Path | None:
+    """Make ``run`` ready for a training: returns the checkpoint to resume from (``resume``
+    and one is complete), else clears an earlier run's files (``overwrite``, or a run that
+    stopped before its first complete checkpoint) and returns ``None``. A finished run is
+    kept unless ``overwrite``: :class:`CheckpointError` says how to continue or replace it."""
+    if resume:
+        found = latest_checkpoint(run.checkpoints)
+        if found is not None:
+            return found
+        note(f"no complete checkpoint in {run.checkpoints}: starting from scratch")
+        reset_outputs(run, RUN_OUTPUTS)
+    markers = (SPEC_JSON, CHECKPOINTS, MODEL_FILE)
+    existing = [n for n in markers if (run.path / n).exists()]
+    finished = run.model.exists() or latest_checkpoint(run.checkpoints) is not None
+    if existing and finished and not overwrite:
+        raise CheckpointError(
+            f"{run.path} already holds a run with a complete checkpoint "
+            f"({', '.join(existing)}); continue it with --resume, replace it with "
+            "--overwrite, or choose another --output"
+        )
+    if existing and not finished and not overwrite:
+        note(f"{run.path} holds a run that stopped before its first complete "
+             "checkpoint: starting it again in the same folder")
+    if existing:
+        reset_outputs(run, RUN_OUTPUTS)
+    run.path.mkdir(parents=True, exist_ok=True)
+    return None

@@ -29,11 +29,7 @@ from mmcore.plugins.default import get_registry
 from mmcore.plugins.registry import Registry
 from mmcore.run import checkpoint as ck
 from mmcore.run.layout import (
-    BAD_ROWS,
     HEALTH,
-    METRICS_JSON,
-    METRICS_JSONL,
-    MODALITIES,
     MODALITY_REPORT,
     SPEC_JSON,
     RunFolder,
@@ -41,7 +37,7 @@ from mmcore.run.layout import (
     default_run_dir,
     load_run_spec,
     plugin_versions,
-    reset_outputs,
+    prepare_run_folder,
     resume_mismatches,
     save_spec,
 )
@@ -71,12 +67,6 @@ from mmcore.train.strategy import Strategy
 
 #: batches between progress-bar loss updates and non-finite-loss checks (each costs a sync)
 LOG_EVERY = 20
-#: everything a run writes, removed first when a run folder is overwritten
-RUN_OUTPUTS = (
-    SPEC_JSON, "spec.py", ck.MODEL_FILE, ck.CHECKPOINTS, ck.BEST, MODALITIES, METRICS_JSONL,
-    METRICS_JSON, "metrics.csv", BAD_ROWS, MODALITY_REPORT, HEALTH, "tensorboard",
-    "*.png",
-)
 #: OS errors that mean the disk or the folder refuses a write: reported in one line, not a
 #: traceback (every file is written atomically, so nothing half-written is left to trust)
 WRITE_ERRNOS = {
@@ -260,31 +250,11 @@ class Trainer:
 
     # -- setup ----------------------------------------------------------------------------
     def _prepare_run_folder(self) -> Path | None:
-        run = self.run
-        # Only the writer (rank 0: this runs through strategy.on_main) locks, until fit() returns.
+        # Only the writer (the main process, through strategy.on_main) locks, until fit()
+        # returns.
         self.lock.acquire()
-        if self.resume:
-            found = ck.latest_checkpoint(run.checkpoints)
-            if found is not None:
-                return found
-            self.note(f"no complete checkpoint in {run.checkpoints}: starting from scratch")
-            reset_outputs(run, RUN_OUTPUTS)
-        markers = (SPEC_JSON, ck.CHECKPOINTS, ck.MODEL_FILE)
-        existing = [n for n in markers if (run.path / n).exists()]
-        finished = run.model.exists() or ck.latest_checkpoint(run.checkpoints) is not None
-        if existing and finished and not self.overwrite:
-            raise CheckpointError(
-                f"{run.path} already holds a run with a complete checkpoint "
-                f"({', '.join(existing)}); continue it with --resume, replace it with "
-                "--overwrite, or choose another --output"
-            )
-        if existing and not finished and not self.overwrite:
-            self.note(f"{run.path} holds a run that stopped before its first complete "
-                      "checkpoint: starting it again in the same folder")
-        if existing:
-            reset_outputs(run, RUN_OUTPUTS)
-        run.path.mkdir(parents=True, exist_ok=True)
-        return None
+        return prepare_run_folder(self.run, resume=self.resume, overwrite=self.overwrite,
+                                  note=self.note)
 
     def _seed(self, seed: int) -> None:
         random.seed(seed)
@@ -495,17 +465,10 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training split (the rest of it, resuming a mid-epoch
         checkpoint); returns row-averaged losses."""
-        model, optimizer, scheduler = self.model, self.optimizer, self.scheduler
-        scaler = self.scaler
-        assert model is not None and optimizer is not None and scheduler is not None
+        model, optimizer, scaler = self.model, self.optimizer, self.scaler
+        assert model is not None and optimizer is not None
         train = self.spec.train
-        frozen = frozen_encoders(self.spec.modalities, epoch)
-        if frozen != model.frozen:  # an unfreeze_at epoch
-            thawed = sorted(model.frozen - frozen)
-            set_frozen(model, optimizer, frozen)
-            self.net = self.strategy.wrap(model)
-            if thawed:
-                self.note(f"epoch {epoch}: unfreezing the {', '.join(thawed)} encoder(s)")
+        self._apply_freezing(epoch)
         partial, self._partial = self._partial, None
         start = partial["batch"] if partial is not None else 0
         loader = self._loader(TRAIN, shuffle=True, epoch=epoch, start_batch=start)
@@ -570,18 +533,7 @@ class Trainer:
             rows += n
             seen = i + 1
             if ends_window:
-                if scaler is not None:
-                    scaler.unscale_(optimizer)
-                if train.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(params, train.grad_clip)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
-                self.step += 1
+                self._optimizer_step(params)
             if (i + 1) % LOG_EVERY == 0:
                 sums, bad_batch = _flush_losses(pending, counts, i + 1, sums, bad_batch)
                 self._check_finite(bad_batch, epoch, num_batches, start, start_step)
@@ -602,6 +554,38 @@ class Trainer:
         out = {"loss": means[0]}
         out.update({f"{name}.loss": v for name, v in zip(model.heads, means[1:], strict=True)})
         return out
+
+    def _apply_freezing(self, epoch: int) -> None:
+        """Freeze and unfreeze the encoders as ``freeze``/``unfreeze_at`` say for ``epoch``;
+        the strategy re-wraps the model when its trainable parameters change."""
+        model, optimizer = self.model, self.optimizer
+        assert model is not None and optimizer is not None
+        frozen = frozen_encoders(self.spec.modalities, epoch)
+        if frozen == model.frozen:
+            return
+        thawed = sorted(model.frozen - frozen)
+        set_frozen(model, optimizer, frozen)
+        self.net = self.strategy.wrap(model)
+        if thawed:
+            self.note(f"epoch {epoch}: unfreezing the {', '.join(thawed)} encoder(s)")
+
+    def _optimizer_step(self, params: list[torch.nn.Parameter]) -> None:
+        """Clip, step (through the fp16 scaler, if any), clear the gradients, advance the
+        schedule and the step count."""
+        optimizer, scaler, scheduler = self.optimizer, self.scaler, self.scheduler
+        assert optimizer is not None and scheduler is not None
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        if self.spec.train.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, self.spec.train.grad_clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        self.step += 1
 
     def _check_finite(self, bad_batch: torch.Tensor, epoch: int, batches: int, start: int,
                       start_step: int) -> None:
