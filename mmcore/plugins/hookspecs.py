@@ -6,7 +6,10 @@ Registration hooks receive a ``register`` callable::
 
 ``impl`` is the implementing class or, better, its import path ``"package.module:Class"``,
 imported only when the name is used; ``options`` is the pydantic options model (or its path),
-kept in a module that imports no torch so that ``mmcore validate`` stays fast.
+kept in a module that imports no torch so that ``mmcore validate`` stays fast. It is the one
+declaration of the component's options (the class does not name it again; ``None``: the
+component takes no options); mmcore validates a spec's options with it and hands the
+implementation the result (see :mod:`mmcore.spec.options`).
 """
 
 from __future__ import annotations
