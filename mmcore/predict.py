@@ -33,6 +33,7 @@ from mmcore.spec.model import Spec
 from mmcore.train.evaluation import SplitResult, evaluate_model
 from mmcore.train.report import modality_report
 from mmcore.train.settings import resolve_device, resolve_monitor
+from mmcore.train.strategy import SingleProcess, Strategy
 
 #: stands in for the in-memory dataset a run was trained on (it is not saved with the run)
 NO_DATASET = "<in-memory dataset, not saved>"
@@ -51,6 +52,9 @@ class Predictor:
         spec: the run's resolved spec (fitted head options, plugin versions).
         model: the model with the run's best weights, in eval mode on ``device``.
         modalities: the modalities with their fitted state.
+        strategy: the processes evaluating together (one process unless :func:`load` was
+            given a strategy, as ``mmcore evaluate --nproc N`` does): each evaluates its
+            shard of a split and every one gets the figures of the whole split.
     """
 
     def __init__(
@@ -61,8 +65,10 @@ class Predictor:
         modalities: dict[str, Modality],
         device: torch.device,
         registry: Registry,
+        strategy: Strategy | None = None,
     ) -> None:
         self.run_dir = run_dir
+        self.strategy = strategy or SingleProcess()
         self.spec = spec
         self.model = model
         self.modalities = modalities
@@ -114,12 +120,14 @@ class Predictor:
         return dm, split
 
     def _evaluate(self, dm: Any, split: str, transform: Any = None) -> SplitResult:
-        train = self.spec.train
-        loader = dm.loader(split, batch_size=train.batch_size, shuffle=False,
-                           num_workers=train.num_workers)
+        train, strategy = self.spec.train, self.strategy
+        loader = dm.loader(split, batch_size=strategy.local_batch_size(train.batch_size),
+                           shuffle=False, num_workers=train.num_workers,
+                           **strategy.shard_args())
         weights = {name: head.weight for name, head in self.spec.heads.items()}
         return evaluate_model(self.model, loader, device=self.device, weights=weights,
-                              precision="32", transform=transform)
+                              precision="32", transform=transform, strategy=strategy,
+                              batch_size=train.batch_size, dedupe=not dm.streaming)
 
     # -- public -------------------------------------------------------------------------
     def predict(
@@ -210,7 +218,7 @@ class Predictor:
             list(self.modalities), monitor.name, name,
         )
         if save:
-            atomic_write_json(self.run_dir / ROBUSTNESS, report)
+            self.strategy.on_main(lambda: atomic_write_json(self.run_dir / ROBUSTNESS, report))
         return report
 
     def modality_report(
@@ -227,7 +235,8 @@ class Predictor:
             list(self.modalities), monitor.name, name,
         )
         if save:
-            atomic_write_json(self.run_dir / MODALITY_REPORT, report)
+            self.strategy.on_main(
+                lambda: atomic_write_json(self.run_dir / MODALITY_REPORT, report))
         return report
 
 
@@ -290,6 +299,7 @@ def load(
     registry: Registry | None = None,
     trust_code: bool = False,
     overrides: Iterable[str] = (),
+    strategy: Strategy | None = None,
 ) -> Predictor:
     """Load a trained run folder.
 
@@ -305,6 +315,11 @@ def load(
     ``overrides`` (``"data.allow_missing=true"``, ``"data.bad_rows=skip"``) change how rows
     are read for evaluation and prediction; only :data:`RUN_OVERRIDES` fields are accepted
     (a :class:`SpecError` lists them). They are not written back to the run folder.
+
+    ``strategy`` (e.g. :func:`mmcore.train.parallel.select_strategy` under torchrun) makes
+    :meth:`Predictor.evaluate` and the reports run on every process of a run, each on its
+    shard; ``load`` sets it up (joining the process group, on this process's device) and the
+    caller closes it (``predictor.strategy.close()``).
     """
     run = RunFolder(Path(run_dir))
     registry = registry or get_registry()
@@ -335,8 +350,11 @@ def load(
                               ) from None
     load_weights(model, run.model)
     target = resolve_device(device, str(run.spec_json))
+    if strategy is not None:
+        strategy.setup(spec, target)
+        target = strategy.device
     model.to(target).eval()
-    return Predictor(run.path, spec, model, modalities, target, registry)
+    return Predictor(run.path, spec, model, modalities, target, registry, strategy)
 
 
 def _check_run_options(

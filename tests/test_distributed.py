@@ -215,6 +215,36 @@ def test_two_processes_end_where_one_process_does(one_process_run, two_process_r
         assert result["metrics"][key] == pytest.approx(value, abs=1e-6), key
 
 
+def test_evaluate_on_two_processes_gives_one_process_figures(world, two_process_run):
+    """``mmcore evaluate --nproc 2``: each rank evaluates its shard (one row repeated to pad
+    them), the figures and the modality report cover the whole split, rank 0 prints them."""
+    run = two_process_run.path
+    done = subprocess.run(
+        [sys.executable, "-m", "mmcore", "evaluate", str(run), "--nproc", "2", "--json",
+         "--per-class"], env=world.env, cwd=world.root, text=True, capture_output=True,
+        timeout=RUN_TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    two = json.loads(done.stdout)  # printed once, by rank 0
+    predictor = mmcore.load(run, registry=toy.registry())
+    one = predictor.evaluate()
+    assert two["split"] == "test" and two["rows"] == one["rows"] == 11
+    assert two["metrics"].keys() == one["metrics"].keys()
+    for key, value in one["metrics"].items():
+        assert two["metrics"][key] == pytest.approx(value, abs=1e-6), key
+    assert _leaves(two["per_class"]) == pytest.approx(_leaves(one["per_class"]))
+    report = predictor.modality_report(save=False)
+    assert _leaves(two["modality_report"]) == pytest.approx(_leaves(report))
+
+
+def _leaves(tree, path=""):
+    """A nested JSON value as {path: leaf}, for comparing floats approximately."""
+    if isinstance(tree, dict):
+        return {k: v for key, sub in tree.items() for k, v in _leaves(sub, f"{path}/{key}").items()}
+    if isinstance(tree, list):
+        return {k: v for i, sub in enumerate(tree) for k, v in _leaves(sub, f"{path}/{i}").items()}
+    return {path: tree}
+
+
 def test_a_two_process_run_resumes_on_one_process(world, one_process_run, two_process_run):
     run = world.root / "resumed"
     shutil.copytree(two_process_run.path, run)

@@ -28,6 +28,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                    "Shapley value (2^M evaluations), written to robustness.json")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="evaluate on N processes on this machine, each on its shard of the "
+                   "split (launches torchrun; the figures cover the whole split)")
     p.add_argument("--trust-code", action="store_true",
                    help="allow the run's spec.json to name a fusion by Python file path (such "
                    "as the spec.py copied for a fusion defined in the spec file); this "
@@ -35,19 +38,47 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     return p
 
 
+def worker_argv(args: argparse.Namespace) -> list[str]:
+    """This command's arguments for each rank, without ``--nproc``."""
+    argv = ["evaluate", args.run_dir, *args.overrides, "--device", args.device]
+    argv += [f"--{k}={v}" for k, v in (("split", args.split), ("data", args.data)) if v]
+    argv += [flag for flag, on in (
+        ("--no-report", args.no_report), ("--per-class", getattr(args, "per_class", False)),
+        ("--robustness", getattr(args, "robustness", False)), ("--json", args.json),
+        ("--trust-code", args.trust_code), ("--debug", getattr(args, "debug", False))) if on]
+    return argv
+
+
 def run(args: argparse.Namespace) -> int:
     from mmcore.predict import load
     from mmcore.run.layout import MODALITY_REPORT
+    from mmcore.train.launch import detect, launch, record_failure
+    from mmcore.train.parallel import select_strategy
     from mmcore.train.report import format_report
 
-    predictor = load(args.run_dir, device=args.device, trust_code=args.trust_code,
-                     overrides=args.overrides)
-    result = predictor.evaluate(args.split, data=args.data)
-    report = robust = None
-    if not args.no_report:
-        report = predictor.modality_report(args.split, data=args.data)
-    if getattr(args, "robustness", False):
-        robust = predictor.robustness(args.split, data=args.data)
+    if getattr(args, "nproc", None) not in (None, 1):
+        return launch(args.nproc, worker_argv(args))
+    env = detect()
+    strategy = select_strategy("ddp", env)  # one process, unless started by torchrun
+    failed = True
+    try:
+        predictor = load(args.run_dir, device=args.device, trust_code=args.trust_code,
+                         overrides=args.overrides, strategy=strategy)
+        result = predictor.evaluate(args.split, data=args.data)
+        report = robust = None
+        if not args.no_report:
+            report = predictor.modality_report(args.split, data=args.data)
+        if getattr(args, "robustness", False):
+            robust = predictor.robustness(args.split, data=args.data)
+        failed = False
+    except BaseException as exc:
+        if env is not None:  # tell torchrun's launcher why this rank stopped
+            record_failure(exc, env)
+        raise
+    finally:
+        strategy.close(failed=failed)
+    if not strategy.is_main:  # every process has the figures; the first one prints them
+        return 0
     if args.json:
         extra = {"robustness": robust} if robust is not None else {}
         print(json.dumps({**result, "modality_report": report, **extra}, indent=2))
