@@ -1,4 +1,5 @@
-"""Training: the :class:`Trainer`, checkpoints and run folders, callbacks, reports."""
+"""Training: the :class:`Trainer`, its strategies (one process, DDP, FSDP), callbacks,
+evaluation and reports. The run folder it writes is :mod:`mmcore.run`."""
 
 from mmcore.train.trainer import Trainer
 
