@@ -112,6 +112,13 @@ def compose_model(
     """The model composition ``fusion`` needs: :class:`LateFusionModel` for a
     :class:`~mmcore.fusion.PerModalityFusion` (late fusion), :class:`MultimodalModel` for
     every other fusion. The choice is made here, once, when the model is assembled."""
+    if getattr(fusion, "late", False) and not isinstance(fusion, PerModalityFusion):
+        # the flag older versions read, read by nothing now: say so rather than fail later
+        raise PluginError(
+            f"fusion {type(fusion).__qualname__} sets late = True, which mmcore no longer "
+            "reads: a late fusion subclasses mmcore.PerModalityFusion (forward returns one "
+            "tensor per modality, combine merges the heads' outputs); see docs/fusion.md"
+        )
     composition = LateFusionModel if isinstance(fusion, PerModalityFusion) else MultimodalModel
     return composition(encoders, fusion, heads)
 

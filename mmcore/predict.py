@@ -92,7 +92,10 @@ class Predictor:
                     f"{RunFolder(self.run_dir).spec_json}: the run was trained on an in-memory "
                     "dataset, so it has no data to evaluate; give a data file (--data PATH)"
                 )
-            self._data.setup(fit=False)
+            # the main process preprocesses into the cache first; the others then read it
+            self.strategy.on_main(lambda: self._data.setup(fit=False))
+            if not self.strategy.is_main:
+                self._data.setup(fit=False)
             self._data_ready = True
         return self._data
 
@@ -104,7 +107,10 @@ class Predictor:
             path = Path(data)
             if not path.exists():
                 raise DataError(f"{path}: data file not found")
-            return dm, dm.external(path)
+            name = self.strategy.on_main(lambda: dm.external(path), share=True)
+            if not self.strategy.is_main:
+                name = dm.external(path)
+            return dm, name
         dm = self._data_module(setup=True)
         if split is None:
             split = next((s for s in ("test", "validation") if s in dm.splits), None)

@@ -115,7 +115,8 @@ def test_read_rows_types_csv_cells_as_training_reads_them(tmp_path):
     ("rows.json", '[{"x": 1}, 2]', r"rows.json, row 1: expected an object, got int"),
     ("rows.json", '{"x": ', r"rows.json: invalid JSON at line 1"),
     ("rows.json", '"x"', r"rows.json: expected a list of objects, got str"),
-    ("rows.txt", "x", r"rows.txt: unknown input format '.txt'; expected .csv, .jsonl or .json"),
+    ("rows.txt", "x",
+     r"rows.txt: unknown input format '.txt'; expected .csv, .tsv, .jsonl, .ndjson or .json"),
     ("rows.csv", "", r"cannot read \S*rows.csv as csv"),
 ])
 def test_read_rows_errors_name_the_file_and_line_or_row(tmp_path, name, text, message):

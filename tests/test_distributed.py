@@ -62,6 +62,38 @@ spec["fusion"] = {"name": CrashingFusion, "options": {}}
 '''
 
 
+STOP_ENV = "MMCORE_TEST_STOP_AT"
+STOP_SPEC = '''
+import os
+
+import torch
+
+import mmcore
+
+
+class StoppingFusion(mmcore.Fusion):
+    """Concatenation; rank 0's training forward number STOP_ENV raises (when it is set)."""
+
+    def __init__(self, input_sizes, size: int = 8):
+        super().__init__(input_sizes, output_size=size)
+        self.proj = torch.nn.Linear(sum(input_sizes.values()), size)
+        self.calls = 0
+
+    def forward(self, features):
+        if self.training and os.environ.get("RANK") == "0":
+            self.calls += 1
+            if str(self.calls) == os.environ.get(STOP_ENV):
+                raise RuntimeError("stopped on purpose")
+        return self.proj(torch.cat([features[m].pooled() for m in self.modalities], -1))
+
+
+spec = SPEC
+spec["fusion"] = {"name": StoppingFusion, "options": {}}
+spec["train"]["checkpoint_every"] = 2
+spec["train"]["strategy"] = "fsdp"  # the sharded optimizer state is gathered and re-sharded
+'''
+
+
 @pytest.fixture(autouse=True)
 def one_thread(monkeypatch):
     # The subprocesses run with OMP_NUM_THREADS=1; the in-process reference run does too.
@@ -134,9 +166,13 @@ def launches(world):
         **world.spec["modalities"], "a": {**world.spec["modalities"]["a"], "freeze": True,
                                           "unfreeze_at": 2}})
     thaw_spec = toy.write_spec(world.root / "thaw_spec.py", thaw)
+    stop_spec = world.root / "stop_spec.py"
+    stop_spec.write_text(
+        STOP_SPEC.replace("STOP_ENV", repr(STOP_ENV)).replace("SPEC", repr(world.spec)))
     runs = SimpleNamespace(ok=world.root / "run2", crashed=world.root / "crashed",
                            thaw=world.root / "thaw2", thaw_spec=thaw_spec,
-                           fsdp=world.root / "fsdp2")
+                           fsdp=world.root / "fsdp2", stop_spec=stop_spec,
+                           stopped=world.root / "stopped2", unstopped=world.root / "unstopped2")
     started = {
         "thaw": Launch(["train", str(thaw_spec), "--output", str(runs.thaw), "--nproc", "2",
                         "--quiet"], world.env, world.root),
@@ -148,6 +184,12 @@ def launches(world):
                        world.env, world.root),
         "crashed": Launch(["train", str(crash_spec), "--output", str(runs.crashed), "--nproc",
                            "2", "--quiet"], {**world.env, CRASH_ENV: "1"}, world.root),
+        # 5 batches (steps) an epoch per rank, a step checkpoint every 2nd step: stopped in
+        # epoch 2's 4th batch (step 9), after the checkpoint of its first 3 (step 8)
+        "stopped": Launch(["train", str(stop_spec), "--output", str(runs.stopped), "--nproc",
+                           "2", "--quiet"], {**world.env, STOP_ENV: "9"}, world.root),
+        "unstopped": Launch(["train", str(stop_spec), "--output", str(runs.unstopped),
+                             "--nproc", "2", "--quiet"], world.env, world.root),
     }
     yield runs, started
     for launch_ in started.values():  # a test that failed early leaves nothing running
@@ -314,6 +356,28 @@ def test_fsdp_on_two_processes_ends_where_one_process_does(world, launches, thaw
                 registry=toy.registry(), overrides=["train.epochs=3"], plots=False,
                 report=False, quiet=True).fit()
     _assert_close(_weights(world.root / "fsdp2_more", 3), _weights(world.root / "thaw1_more", 3))
+
+
+def test_two_processes_resume_inside_an_epoch_exactly(world, launches):
+    """A step checkpoint holds each rank's share of the epoch (loss sums, generators, random
+    states): the 2-process FSDP run resumed from one ends bit for bit where it would have."""
+    runs, started = launches
+    code, _, stderr, _ = started["stopped"].wait()
+    assert code == 2 and "stopped on purpose" in stderr, stderr
+    found = ck.latest_checkpoint(runs.stopped / ck.CHECKPOINTS)
+    assert found is not None and found.name == ck.checkpoint_name(2, batch=3)
+    assert len(ck.read_checkpoint(found).state["partial"]["ranks"]) == 2
+    resumed = Launch(["train", str(runs.stop_spec), "--output", str(runs.stopped), "--nproc",
+                      "2", "--quiet", "--resume"], world.env, world.root)
+    code, _, stderr, _ = resumed.wait()
+    assert code == 0, stderr
+    code, _, stderr, _ = started["unstopped"].wait()
+    assert code == 0, stderr
+    a, b = _weights(runs.stopped, 2), _weights(runs.unstopped, 2)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert _history(runs.stopped) == [
+        {**r, "seconds": s["seconds"]}
+        for r, s in zip(_history(runs.unstopped), _history(runs.stopped), strict=True)]
 
 
 def test_a_failing_rank_stops_the_run_with_its_reason(launches):

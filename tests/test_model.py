@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import mmcore
 from mmcore.model import LateFusionModel, MultimodalModel, build_modalities, build_model
 from mmcore.spec import validate_spec
 
@@ -100,6 +101,23 @@ def test_late_fusion_is_chosen_at_build_time_and_keeps_the_checkpoint_layout(toy
     again.load_state_dict(model.state_dict(), strict=True)
     joint = build_model(validate_spec(SPEC, registry=toy_registry), registry=toy_registry)
     assert type(joint) is MultimodalModel
+
+
+def test_a_fusion_with_the_old_late_flag_is_refused_with_the_way_forward():
+    from mmcore.errors import PluginError
+    from mmcore.model import compose_model
+
+    class OldLate(mmcore.Fusion):
+        late = True  # what older versions read instead of PerModalityFusion
+
+        def __init__(self, input_sizes):
+            super().__init__(input_sizes, output_size=4)
+
+        def forward(self, features):  # pragma: no cover - never called
+            raise AssertionError
+
+    with pytest.raises(PluginError, match=r"OldLate sets late = True.*PerModalityFusion"):
+        compose_model({}, OldLate({"a": 3}), {})
 
 
 def test_heads_get_every_validated_field_as_a_keyword_and_do_not_validate_again(

@@ -142,4 +142,4 @@ def test_predict_errors(cli_run, tmp_path, capsys):
     other = tmp_path / "in.txt"
     other.write_text("x")
     assert main(["predict", str(cli_run["run"]), "--input", str(other)]) == 2
-    assert "expected .csv, .jsonl or .json" in capsys.readouterr().err
+    assert "expected .csv, .tsv, .jsonl, .ndjson or .json" in capsys.readouterr().err

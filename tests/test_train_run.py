@@ -336,6 +336,49 @@ def test_sigkill_inside_an_epoch_resumes_from_its_step_checkpoint_bitwise(tmp_pa
         "epoch-0002", "epoch-0003"]
 
 
+class Stop(Exception):
+    pass
+
+
+class StopAt:
+    """A callback that ends training (an exception) once the named checkpoint is written."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @mmcore.hookimpl
+    def on_checkpoint_saved(self, trainer, path):
+        if path.name == self.name:
+            raise Stop(path)
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["table", "stream"])
+def test_a_run_stopped_inside_an_epoch_goes_on_from_its_step_checkpoint(
+        tmp_path, data, reg, streaming):
+    spec = _spec(tmp_path, data, reg, epochs=2, deterministic=True, modality_dropout=0.3,
+                 checkpoint_every=2)
+    spec.data.streaming = streaming
+    _fit(spec, tmp_path / "full", reg)
+    run = tmp_path / "stopped"
+    with pytest.raises(Stop):
+        _fit(spec, run, reg, callbacks=[StopAt(ck.checkpoint_name(2, batch=3))])
+    assert ck.latest_checkpoint(run / "checkpoints").name == "epoch-0002-batch-000003"
+    trainer, final = _fit(spec, run, reg, resume=True)
+    assert final["epochs"] == 2
+    assert _equal(_weights(tmp_path / "full/model.safetensors"),
+                  _weights(run / "model.safetensors"))
+    full = ck.read_checkpoint(tmp_path / "full/checkpoints/epoch-0002").state["history"]
+    assert [r["train/loss"] for r in full] == [r["train/loss"] for r in trainer.history]
+    # the position in the epoch depends on these: changing one is refused, with the way out
+    run2 = tmp_path / "stopped_again"
+    with pytest.raises(Stop):
+        _fit(spec, run2, reg, callbacks=[StopAt(ck.checkpoint_name(2, batch=3))])
+    bigger = validate_spec(spec, overrides=["train.batch_size=16"], registry=reg)
+    with pytest.raises(CheckpointError, match=r"train.batch_size=8 \(now 16\).*delete "
+                       r"epoch-0002-batch-000003"):
+        _fit(bigger, run2, reg, resume=True)
+
+
 def test_a_step_checkpoint_from_another_number_of_processes_is_refused(tmp_path, data, reg):
     spec = _spec(tmp_path, data, reg, epochs=2, checkpoint_every=1)
     run = tmp_path / "run"

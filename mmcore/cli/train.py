@@ -26,8 +26,8 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                    help="skip the modality report after training (two extra evaluation passes "
                    "per modality)")
     p.add_argument("--nproc", type=int, metavar="N",
-                   help="train on N processes on this machine with DistributedDataParallel "
-                   "(launches torchrun; train.batch_size is the global batch)")
+                   help="train on N processes on this machine with train.strategy (ddp, or "
+                   "fsdp; launches torchrun; train.batch_size is the global batch)")
     return p
 
 

@@ -240,7 +240,8 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
         if not isinstance(data, list):
             raise DataError(f"{path}: expected a list of objects, got {type(data).__name__}")
         return _objects(data, path)
-    raise DataError(f"{path}: unknown input format {suffix!r}; expected .csv, .jsonl or .json")
+    raise DataError(f"{path}: unknown input format {suffix!r}; expected .csv, .tsv, .jsonl, "
+                    ".ndjson or .json")
 
 
 def _objects(rows: list[Any], path: Path) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ What differs from the default (map-style) mode:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -164,12 +165,7 @@ class StreamBatches(TorchIterableDataset):
         modalities = self.module.modalities
         heads = [t.name for t in self.processor.targets]
         seen = 0
-        # resuming mid-epoch: a stream cannot seek, so read and drop; the loader takes its
-        # workers' batches in turn, so worker w made every num_workers-th of the first ones
-        skip = self.start_batch
-        worker = torch.utils.data.get_worker_info()
-        if worker is not None and worker.num_workers > 1:
-            skip = len(range(worker.id, self.start_batch, worker.num_workers))
+        skip = self.start_batch  # resuming mid-epoch: a stream cannot seek; read and drop
         for raw in self._stream().iter(batch_size=self.batch_size, drop_last_batch=self.drop_last):
             n = len(next(iter(raw.values())))
             rows = list(range(seen, seen + n))
@@ -216,7 +212,7 @@ def stream_loader(
     world_size: int,
     pin_memory: bool,
     start_batch: int = 0,
-) -> DataLoader:
+) -> DataLoader | SkipBatches:
     """A ``DataLoader`` over :class:`StreamBatches` (its ``dataset.set_epoch`` re-seeds it)."""
     present = set(_columns(source.dataset))
     processor = module.processor(split, source, module._targets(present))
@@ -225,12 +221,29 @@ def stream_loader(
         processor.modalities = {
             name: _with_root(m, source.root) for name, m in module.modalities.items()
         }
+    # Several workers split the stream and the loader takes their batches in turn, starting
+    # with worker 0 whatever the position: their skipping would reorder the batches, so the
+    # loader's own output is skipped instead.
+    in_workers = num_workers > 1 and start_batch > 0
     batches = StreamBatches(
         source.dataset, processor, module, batch_size=batch_size, shuffle=shuffle, seed=seed,
         epoch=epoch, drop_last=drop_last, rank=rank, world_size=world_size,
-        start_batch=start_batch,
+        start_batch=0 if in_workers else start_batch,
     )
-    return DataLoader(batches, batch_size=None, num_workers=num_workers, pin_memory=pin_memory)
+    loader = DataLoader(batches, batch_size=None, num_workers=num_workers,
+                        pin_memory=pin_memory)
+    return SkipBatches(loader, start_batch) if in_workers else loader
+
+
+class SkipBatches:
+    """A loader's batches after its first ``skip`` (read and dropped in order)."""
+
+    def __init__(self, loader: DataLoader, skip: int) -> None:
+        self.loader = loader
+        self.skip = skip
+
+    def __iter__(self) -> Iterator[Batch]:
+        return itertools.islice(iter(self.loader), self.skip, None)
 
 
 def _columns(dataset: Any) -> list[str]:

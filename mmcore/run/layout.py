@@ -13,9 +13,11 @@ Layout::
       metrics.csv               from the "csv" callback
       best/                     model.safetensors + best.json of the best epoch
       checkpoints/epoch-NNNN/   the last checkpoints (see mmcore.run.checkpoint)
+      checkpoints/epoch-NNNN-batch-BBBBBB/   a step checkpoint inside an epoch, if any
       checkpoints/latest        names the newest complete checkpoint
       bad_rows.json             rows left out with data.bad_rows="skip", if any
-      modality_report.json      from ``mmcore evaluate``
+      modality_report.json      from training's end and ``mmcore evaluate``
+      robustness.json           from ``mmcore evaluate --robustness``
       health.json               training health warnings (see mmcore.train.health), if any
       *.png                     plots, when matplotlib is installed
       .lock                     held by the training writing the folder (mmcore.run.lock)

@@ -33,6 +33,7 @@ Environment variables:
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
@@ -131,12 +132,11 @@ class ProcessGroupStrategy(Strategy):
         return self.env.world_size
 
     def setup(self, spec: Spec, device: torch.device) -> None:
-        """Check that the world size divides ``train.batch_size``, then join the process
-        group on ``device`` (``train.device`` resolved; CUDA becomes ``cuda:LOCAL_RANK``).
+        """Join the process group on ``device`` (``train.device`` resolved; CUDA becomes
+        ``cuda:LOCAL_RANK``).
         The backend is ``nccl`` on CUDA, else ``gloo``, unless ``MMCORE_DIST_BACKEND`` says
         otherwise. Collectives fail after ``MMCORE_DIST_TIMEOUT`` seconds instead of waiting
         for a dead peer forever."""
-        local_batch_size(spec.train.batch_size, self.world_size, spec.source)
         device = select_device(device, self.env, spec.source)
         timeout = timedelta(seconds=_seconds(TIMEOUT_ENV, DEFAULT_TIMEOUT))
         setup_timeout = timedelta(seconds=max(
@@ -178,7 +178,16 @@ class ProcessGroupStrategy(Strategy):
         self._owns_group, self._setup_group = False, None
 
     def local_batch_size(self, batch_size: int) -> int:
-        return batch_size // self.world_size
+        return math.ceil(batch_size / self.world_size)
+
+    def check_batch_size(self, batch_size: int, source: str = "<spec>") -> None:
+        local_batch_size(batch_size, self.world_size, source)
+
+    def model_state(self, model: nn.Module) -> dict[str, Tensor]:
+        return ck.model_tensors(model) if self.is_main else {}  # the same on every rank
+
+    def optimizer_state(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+        return optimizer.state_dict() if self.is_main else {}
 
     # -- collectives --------------------------------------------------------------------
     def barrier(self) -> None:
@@ -304,9 +313,14 @@ class FSDP(ProcessGroupStrategy):
         return _gradient_sync(net, sync)
 
     def model_state(self, model: nn.Module) -> dict[str, Tensor]:
-        # every rank gathers each shard in the same order (all-gathers); rank 0 keeps them
-        full = {k: _full(v) for k, v in model.state_dict().items()}
-        return full if self.is_main else {}
+        # every rank joins each tensor's all-gather, in the same order; rank 0 alone keeps
+        # them, so one full copy is held at a time on the others
+        full = {}
+        for key, value in model.state_dict().items():
+            whole = _full(value)
+            if self.is_main:
+                full[key] = whole
+        return full
 
     def load_model_state(self, model: nn.Module, tensors: Mapping[str, Tensor],
                          path: str | Path) -> None:
@@ -317,12 +331,12 @@ class FSDP(ProcessGroupStrategy):
 
     def optimizer_state(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
         state = optimizer.state_dict()  # torch's layout, each value this rank's shard
-        full = {
-            "state": {i: {k: _full(v) for k, v in values.items()}
-                      for i, values in state["state"].items()},
-            "param_groups": state["param_groups"],
-        }
-        return full if self.is_main else {}
+        full: dict[Any, dict[str, Any]] = {}
+        for index, values in state["state"].items():
+            gathered = {k: _full(v) for k, v in values.items()}
+            if self.is_main:
+                full[index] = gathered
+        return {"state": full, "param_groups": state["param_groups"]} if self.is_main else {}
 
     def load_optimizer_state(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                              state: dict) -> None:

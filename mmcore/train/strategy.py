@@ -71,8 +71,13 @@ class Strategy:
         """Leave whatever :meth:`setup` joined."""
 
     def local_batch_size(self, batch_size: int) -> int:
-        """This process's rows of every global ``train.batch_size``."""
+        """This process's rows of every global ``train.batch_size`` (rounded up: an
+        evaluation's last process may get fewer)."""
         return batch_size
+
+    def check_batch_size(self, batch_size: int, source: str = "<spec>") -> None:
+        """:class:`SpecError` (``train.batch_size``) unless the processes can share every
+        global batch evenly, as training needs."""
 
     def shard_args(self) -> dict[str, int]:
         """``rank``/``world_size`` keyword arguments for ``DataModule.loader``."""
@@ -130,7 +135,7 @@ class Strategy:
 
     def model_state(self, model: nn.Module) -> dict[str, Tensor]:
         """The model's full state dict as CPU tensors on the main process (a collective:
-        every process calls it; the others may get an empty dict)."""
+        every process calls it; the others get an empty dict)."""
         return ck.model_tensors(model)
 
     def load_model_state(self, model: nn.Module, tensors: Mapping[str, Tensor],
@@ -141,7 +146,7 @@ class Strategy:
 
     def optimizer_state(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
         """The optimizer's state in torch's own layout (parameters numbered in group order),
-        whole, on the main process (a collective)."""
+        whole, on the main process (a collective; the others get an empty dict)."""
         return optimizer.state_dict()
 
     def load_optimizer_state(self, model: nn.Module, optimizer: torch.optim.Optimizer,

@@ -215,6 +215,7 @@ class Trainer:
             local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
             torch.set_num_threads(
                 resolve_threads(train.threads, train.num_workers, local, threads_before))
+            self.strategy.check_batch_size(train.batch_size, self.spec.source)
             self.strategy.setup(self.spec, resolve_device(train.device, self.spec.source))
             final = self._fit()
             failed = False
@@ -334,27 +335,30 @@ class Trainer:
         self.last_checkpoint = path
         before = int(state.get("world_size", 1))
         partial = state.get("partial")
-        writers = len(partial["ranks"]) if partial is not None else self.world_size
-        if writers != self.world_size:
-            raise CheckpointError(
-                f"{path}: written inside epoch {self.epoch + 1} by {writers} process(es); its "
-                f"epoch can only go on with {writers} (each holds its share of the epoch), so "
-                f"resume on {writers} process(es), or delete {path.name} to resume from the "
-                "end of the epoch before"
-            )
+        if partial is not None:
+            _check_position(path, partial, self.epoch + 1, self.world_size, self.spec)
         # the run may have stopped between writing the best epoch's checkpoint and copying it
         republish = partial is None and self.best_epoch == self.epoch
         self.strategy.on_main(lambda: self._after_resume(path, republish))
         if partial is None:
-            restore_rng(state["rng"])
+            ranks = state.get("rng_ranks") or []
+            restore_rng(ranks[self.rank] if len(ranks) == self.world_size else state["rng"])
             self.note(f"resumed {self.run.path} after epoch {self.epoch} (step {self.step})")
         else:  # restored in _train_epoch, once the epoch has seeded its generators
-            self._partial = {"batch": int(partial["batch"]), **partial["ranks"][self.rank]}
+            self._partial = {"batch": int(partial["batch"]), **partial["ranks"][self.rank],
+                             "rng": state["rng_ranks"][self.rank]}
             self.note(f"resumed {self.run.path} in epoch {self.epoch + 1} after "
                       f"{self._partial['batch']} of its batches (step {self.step})")
         if before != self.world_size:
             self.note(f"the run was trained on {before} process(es) so far, now on "
                       f"{self.world_size}: the global batch (train.batch_size) is unchanged")
+
+    def _callbacks(self) -> Any:
+        """The spec's ``train.callbacks`` and the ``callbacks`` objects, as one relay."""
+        hooks = callback_manager(list(self.spec.train.callbacks), self.registry)
+        for i, callback in enumerate(self.callbacks):
+            hooks.register(callback, name=f"callback:object:{i}")
+        return hooks
 
     def _after_resume(self, path: Path, republish: bool) -> None:
         self._write_metrics_jsonl()
@@ -379,11 +383,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = False
         self._seed(train.seed)
         # callbacks run on the main process only (elsewhere they would log and write again)
-        self.hooks = strategy.on_main(
-            lambda: callback_manager(list(train.callbacks), self.registry)) or silent_hooks()
-        if self.is_main:
-            for i, callback in enumerate(self.callbacks):
-                self.hooks.register(callback, name=f"callback:object:{i}")
+        self.hooks = strategy.on_main(self._callbacks) or silent_hooks()
 
         modalities = build_modalities(spec, self.registry)
         # The main process fits and preprocesses first (filling the cache); the others then
@@ -543,7 +543,7 @@ class Trainer:
                 sums, bad_batch = _flush_losses(pending, counts, i + 1, sums, bad_batch)
                 self._check_finite(bad_batch, epoch, num_batches, start, start_step)
                 self._save_checkpoint(epoch, batch=i + 1, partial={
-                    "sums": sums, "rows": rows, "dropout_rng": generator.get_state(),
+                    "sums": sums.cpu(), "rows": rows, "dropout_rng": generator.get_state(),
                     "augment_rng": augment_generator.get_state(),
                 })
         bar.close()
@@ -672,9 +672,12 @@ class Trainer:
             "world_size": self.world_size,
             "strategy": self.strategy.name,
         }
+        # every process's own random states: a resume on as many processes restores each
+        state["rng_ranks"] = self.strategy.gather(capture_rng())
         if partial is not None:
-            ranks = self.strategy.gather({**partial, "rng": capture_rng()})
-            state["partial"] = {"batch": batch, "ranks": ranks}
+            ranks = self.strategy.gather(partial)
+            state["partial"] = {"batch": batch, "ranks": ranks,
+                                "settings": _position_settings(self.spec)}
 
         def write() -> Path:
             path = ck.write_checkpoint(self.run.checkpoints, epoch, tensors, state, batch=batch)
@@ -777,6 +780,40 @@ class Trainer:
                 lines += ["", format_report(self.modality_report)]
             self.note("\n".join(lines))
         return final
+
+
+#: the settings a step checkpoint's position in its epoch depends on
+POSITION_SETTINGS = ("batch_size", "accumulate", "seed", "sampler", "modality_dropout")
+
+
+def _position_settings(spec: Spec) -> dict[str, Any]:
+    settings = {k: getattr(spec.train, k) for k in POSITION_SETTINGS}
+    if spec.data.streaming:  # a stream's batches depend on how its workers split it
+        settings["num_workers"] = spec.train.num_workers
+    return settings
+
+
+def _check_position(path: Path, partial: Mapping[str, Any], epoch: int, world_size: int,
+                    spec: Spec) -> None:
+    """:class:`CheckpointError` unless a step checkpoint's epoch can go on here: as many
+    processes as wrote it, and the settings its place in the epoch depends on unchanged."""
+    fallback = f"or delete {path.name} to resume from the end of the epoch before"
+    writers = len(partial["ranks"])
+    if writers != world_size:
+        raise CheckpointError(
+            f"{path}: written inside epoch {epoch} by {writers} process(es); its epoch can "
+            f"only go on with {writers} (each holds its share of the epoch), so resume on "
+            f"{writers} process(es), {fallback}"
+        )
+    saved = partial.get("settings", {})
+    now = _position_settings(spec)
+    changed = [f"train.{k}={saved[k]!r} (now {now.get(k)!r})" for k in saved
+               if saved[k] != now.get(k)]
+    if changed:
+        raise CheckpointError(
+            f"{path}: written inside epoch {epoch} with {', '.join(changed)}; the rest of the "
+            f"epoch depends on them, so resume with the values it was written with, {fallback}"
+        )
 
 
 def summary(final: Mapping[str, Any]) -> str:
