@@ -7,6 +7,7 @@ from ``spec.json``, restores each modality's fitted state and loads the best wei
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -148,9 +149,23 @@ class Predictor:
         Rows are raw records with the spec's modality columns (target columns are not
         needed). Relative file paths in them resolve against ``root`` (default: the training
         data's folder). A row whose value cannot be preprocessed raises :class:`DataError`
-        naming the row and column.
+        naming the row (its position in ``rows``) and column.
+
+        With a strategy of several processes (``mmcore predict --nproc N``) every process
+        passes the same ``rows``, predicts its contiguous share of them and gets all the
+        predictions, in order.
         """
         rows = list(rows)
+        if not rows:
+            return []
+        share = math.ceil(len(rows) / self.strategy.world_size)
+        first = self.strategy.rank * share
+        mine = self._predict(rows[first:first + share], first, batch_size, root)
+        return [p for part in self.strategy.gather(mine) for p in part]
+
+    def _predict(self, rows: list[Mapping[str, Any]], first: int, batch_size: int,
+                 root: str | Path | None) -> list[dict[str, Any]]:
+        """Predictions for ``rows``, numbered from ``first`` in error messages."""
         if not rows:
             return []
         dm = self._data_module(setup=False)
@@ -164,7 +179,7 @@ class Predictor:
             with torch.inference_mode():
                 for start in range(0, len(rows), batch_size):
                     chunk = [dict(r) for r in rows[start:start + batch_size]]
-                    batch: Batch = dm.batch_from_rows(chunk)
+                    batch: Batch = dm.batch_from_rows(chunk, first_row=first + start)
                     inputs = {k: v.to(self.device) for k, v in batch.inputs.items()}
                     outputs = self.model(inputs)
                     per_head = {name: head.predict(outputs[name])

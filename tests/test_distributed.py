@@ -278,6 +278,33 @@ def test_evaluate_on_two_processes_gives_one_process_figures(world, two_process_
     assert _leaves(two["modality_report"]) == pytest.approx(_leaves(report))
 
 
+def test_predict_on_two_processes_gives_one_process_predictions(world, two_process_run):
+    """``mmcore predict --nproc 2``: each rank predicts its share of the rows, rank 0 writes
+    them all, in input order; a bad row is named by its place in the whole input."""
+    run, rows = two_process_run.path, world.root / "rows.jsonl"
+    inputs = [{"x": float(i), "z": i / 10} for i in range(7)]
+    rows.write_text("".join(json.dumps(r) + "\n" for r in inputs))
+    out = world.root / "predictions.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "mmcore", "predict", str(run), "--input", str(rows),
+         "--output", str(out), "--nproc", "2", "--batch-size", "2"], env=world.env,
+        cwd=world.root, text=True, capture_output=True, timeout=RUN_TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    two = [json.loads(line) for line in out.read_text().splitlines()]
+    one = mmcore.load(run, registry=toy.registry()).predict(inputs)
+    assert len(two) == 7 and [p["label"]["label"] for p in two] == [
+        p["label"]["label"] for p in one]
+    for a, b in zip(two, one, strict=True):
+        assert _leaves(a) == pytest.approx(_leaves(json.loads(json.dumps(b))))
+    bad = world.root / "bad.jsonl"
+    bad.write_text("".join(json.dumps(r) + "\n" for r in [*inputs, {"x": 1.0, "z": None}]))
+    done = subprocess.run(
+        [sys.executable, "-m", "mmcore", "predict", str(run), "--input", str(bad), "--nproc",
+         "2"], env=world.env, cwd=world.root, text=True, capture_output=True,
+        timeout=RUN_TIMEOUT)
+    assert done.returncode == 2 and "row 7" in done.stderr and "'z'" in done.stderr, done.stderr
+
+
 def _leaves(tree, path=""):
     """A nested JSON value as {path: leaf}, for comparing floats approximately."""
     if isinstance(tree, dict):
@@ -386,7 +413,7 @@ def test_a_failing_rank_stops_the_run_with_its_reason(launches):
     # (Launch.wait fails the test after RUN_TIMEOUT seconds)
     code, _, stderr, _ = started["crashed"].wait()
     assert code == 2, stderr
-    assert "error: distributed training on 2 processes failed:" in stderr
+    assert "error: mmcore train on 2 processes failed:" in stderr
     first = stderr.split("failed:\n", 1)[1].splitlines()[0]
     assert first.startswith("rank 1 failed: RuntimeError: injected failure on rank 1"), first
     # it failed in training: after the set-up, before the first checkpoint

@@ -103,6 +103,10 @@ def test_bad_input_rows_name_row_and_column(trained):
     predictor = mmcore.load(trained["run"], registry=trained["reg"])
     with pytest.raises(DataError, match=r"row 1.*'z'"):
         predictor.predict([{"x": 1.0, "z": 2.0}, {"x": 1.0, "z": None}])
+    # rows are numbered by their place in the input, not in the chunk that reads them
+    rows = [{"x": 1.0, "z": 2.0}] * 5 + [{"x": 1.0, "z": None}]
+    with pytest.raises(DataError, match=r"row 5.*'z'"):
+        predictor.predict(rows, batch_size=2)
 
 
 def test_missing_or_incompatible_plugins_name_the_package(trained, tmp_path):

@@ -1,5 +1,6 @@
-"""``mmcore predict RUN_DIR --input FILE [--output FILE] [--trust-code] [field=value ...]``:
-predictions for raw rows (``data.allow_missing=true`` lets rows lack some modalities).
+"""``mmcore predict RUN_DIR --input FILE [--output FILE] [--nproc N] [--trust-code]
+[field=value ...]``: predictions for raw rows (``data.allow_missing=true`` lets rows lack some
+modalities); with ``--nproc N`` (or under torchrun) each process predicts its share of them.
 
 Input: ``.csv``, ``.jsonl`` (one object a line) or ``.json`` (a list of objects); relative
 file paths in it resolve against its folder. Output:
@@ -32,6 +33,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                    "default: stdout as JSON lines")
     p.add_argument("--batch-size", type=int, default=256, help="rows per forward pass")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="predict on N processes on this machine, each on its share of the "
+                   "rows (launches torchrun; the output is in input order)")
     p.add_argument("--trust-code", action="store_true",
                    help="allow the run's spec.json to name a fusion by Python file path (such "
                    "as the spec.py copied for a fusion defined in the spec file); this "
@@ -73,20 +77,47 @@ def write_predictions(predictions: list[dict[str, Any]], output: Path | None) ->
         output.write_text(text, encoding="utf-8")
 
 
+def worker_argv(args: argparse.Namespace) -> list[str]:
+    """This command's arguments for each rank, without ``--nproc``."""
+    argv = ["predict", args.run_dir, *args.overrides, "--input", args.input,
+            "--batch-size", str(args.batch_size), "--device", args.device]
+    argv += ["--output", args.output] if args.output else []
+    argv += [flag for flag, on in (("--trust-code", args.trust_code),
+                                   ("--debug", getattr(args, "debug", False))) if on]
+    return argv
+
+
 def run(args: argparse.Namespace) -> int:
     from mmcore.data.sources import read_rows
     from mmcore.predict import check_run_overrides, load
+    from mmcore.train.launch import detect, launch, record_failure
+    from mmcore.train.parallel import select_strategy
 
     # One prediction per input row: a bad row is always an error, so data.bad_rows is not
     # offered here.
     check_run_overrides(args.overrides, PREDICT_OVERRIDES)
+    if getattr(args, "nproc", None) not in (None, 1):
+        return launch(args.nproc, worker_argv(args))
     source = Path(args.input)
-    rows = read_rows(source)
-    predictor = load(args.run_dir, device=args.device, trust_code=args.trust_code,
-                     overrides=args.overrides)
-    # Relative paths in the input resolve next to it, as they do in training data files.
-    predictions = predictor.predict(rows, batch_size=args.batch_size,
-                                    root=source.resolve().parent)
+    env = detect()
+    strategy = select_strategy("ddp", env)  # one process, unless started by torchrun
+    failed = True
+    try:
+        rows = read_rows(source)
+        predictor = load(args.run_dir, device=args.device, trust_code=args.trust_code,
+                         overrides=args.overrides, strategy=strategy)
+        # Relative paths in the input resolve next to it, as they do in training data files.
+        predictions = predictor.predict(rows, batch_size=args.batch_size,
+                                        root=source.resolve().parent)
+        failed = False
+    except BaseException as exc:
+        if env is not None:  # tell torchrun's launcher why this rank stopped
+            record_failure(exc, env)
+        raise
+    finally:
+        strategy.close(failed=failed)
+    if not strategy.is_main:  # every process has the predictions; the first one writes
+        return 0
     write_predictions(predictions, Path(args.output) if args.output else None)
     if args.output:
         print(f"{len(predictions)} prediction(s) written to {args.output}", file=sys.stderr)

@@ -713,11 +713,12 @@ class DataModule:
             print(summary(self.bad_rows[start:], counts), file=sys.stderr)
         return split
 
-    def batch_from_rows(self, rows: list[dict[str, Any]]) -> Batch:
+    def batch_from_rows(self, rows: list[dict[str, Any]], first_row: int = 0) -> Batch:
         """Raw rows (column -> value; a column left out counts as missing) -> one
         :class:`Batch`. Relative paths resolve against each modality's ``root``. Targets
         are included for heads whose target column every row has. A bad value raises
-        :class:`DataError` naming the row index and column."""
+        :class:`DataError` naming the row index (counted from ``first_row``: the rows may be
+        a chunk of a longer input) and column."""
         if not rows:
             raise DataError("batch_from_rows: no rows given")
         columns = {c for name, m in self.modalities.items()
@@ -731,8 +732,9 @@ class DataModule:
         processor.raise_errors = True
         processor.hint = False
         processor.file = None
-        result = processor.process(batch, list(range(len(rows))))
-        return collate_batch(self.modalities, result.inputs, result.targets, range(len(rows)))
+        numbers = range(first_row, first_row + len(rows))
+        result = processor.process(batch, list(numbers))
+        return collate_batch(self.modalities, result.inputs, result.targets, numbers)
 
     def write_bad_rows(self, path: Path) -> None:
         """Write :attr:`bad_rows` (CSV if ``path`` ends in ``.csv``, else JSON)."""

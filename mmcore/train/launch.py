@@ -153,7 +153,7 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
         run(args)
     except ChildFailedError as exc:
         raise TrainingError(
-            f"distributed training on {nproc} processes failed:\n"
+            f"mmcore {argv[0] if argv else ''} on {nproc} processes failed:\n"
             + describe_failures(exc.failures)
         ) from None
     except SignalException as exc:
