@@ -46,6 +46,14 @@ from mmcore.run.state import capture_rng, restore_rng
 from mmcore.spec.load import load_spec, validate_spec
 from mmcore.spec.model import Spec
 from mmcore.train.callbacks import callback_manager, silent_hooks
+from mmcore.train.epoch_state import (
+    AUGMENT_SEED,
+    LOG_EVERY,
+    check_position,
+    dropout_seed,
+    flush_losses,
+    position_settings,
+)
 from mmcore.train.evaluation import SplitResult, autocast_context, evaluate_model, weighted_loss
 from mmcore.train.health import HealthChecks
 from mmcore.train.masking import modality_dropout
@@ -65,8 +73,6 @@ from mmcore.train.settings import (
 )
 from mmcore.train.strategy import Strategy
 
-#: batches between progress-bar loss updates and non-finite-loss checks (each costs a sync)
-LOG_EVERY = 20
 #: OS errors that mean the disk or the folder refuses a write: reported in one line, not a
 #: traceback (every file is written atomically, so nothing half-written is left to trust)
 WRITE_ERRNOS = {
@@ -76,15 +82,8 @@ WRITE_ERRNOS = {
 }
 
 
-#: mixed into the epoch's seed for the augmentation generator
-AUGMENT_SEED = 0x5DEECE66D
 #: training rows the encoders are run on once before training (see check_encoders)
 DRY_RUN_ROWS = 4
-
-
-def _dropout_seed(seed: int, epoch: int) -> int:
-    # A fixed mix of (seed, epoch) so that a resumed epoch draws the same masks.
-    return (seed * 0x9E3779B1 + epoch * 0x85EBCA77) % (2**63)
 
 
 class Trainer:
@@ -336,7 +335,7 @@ class Trainer:
         before = int(state.get("world_size", 1))
         partial = state.get("partial")
         if partial is not None:
-            _check_position(path, partial, self.epoch + 1, self.world_size, self.spec)
+            check_position(path, partial, self.epoch + 1, self.world_size, self.spec)
         # the run may have stopped between writing the best epoch's checkpoint and copying it
         republish = partial is None and self.best_epoch == self.epoch
         self.strategy.on_main(lambda: self._after_resume(path, republish))
@@ -476,7 +475,7 @@ class Trainer:
             num_batches = start + len(loader)
         except TypeError:
             num_batches = math.ceil(self.data.num_rows(TRAIN) / train.batch_size)
-        seed = self.strategy.seed_epoch(_dropout_seed(train.seed, epoch))
+        seed = self.strategy.seed_epoch(dropout_seed(train.seed, epoch))
         generator = torch.Generator().manual_seed(seed)
         # augmentation draws from its own stream, so declaring it leaves dropout's draws alone
         augment_generator = torch.Generator().manual_seed(seed ^ AUGMENT_SEED)
@@ -535,19 +534,19 @@ class Trainer:
             if ends_window:
                 self._optimizer_step(params)
             if (i + 1) % LOG_EVERY == 0:
-                sums, bad_batch = _flush_losses(pending, counts, i + 1, sums, bad_batch)
+                sums, bad_batch = flush_losses(pending, counts, i + 1, sums, bad_batch)
                 self._check_finite(bad_batch, epoch, num_batches, start, start_step)
                 if self.show_progress:
                     bar.set_postfix(loss=f"{(sums[0] / rows).item():.4f}")
             if every and ends_window and self.step % every == 0 and i + 1 < num_batches:
-                sums, bad_batch = _flush_losses(pending, counts, i + 1, sums, bad_batch)
+                sums, bad_batch = flush_losses(pending, counts, i + 1, sums, bad_batch)
                 self._check_finite(bad_batch, epoch, num_batches, start, start_step)
                 self._save_checkpoint(epoch, batch=i + 1, partial={
                     "sums": sums.cpu(), "rows": rows, "dropout_rng": generator.get_state(),
                     "augment_rng": augment_generator.get_state(),
                 })
         bar.close()
-        sums, bad_batch = _flush_losses(pending, counts, seen, sums, bad_batch)
+        sums, bad_batch = flush_losses(pending, counts, seen, sums, bad_batch)
         self._check_finite(bad_batch, epoch, num_batches, start, start_step)
         sums, rows = self.strategy.sum_rows(sums, rows)  # over every process's rows
         means = (sums / max(rows, 1)).tolist()
@@ -677,7 +676,7 @@ class Trainer:
         if partial is not None:
             ranks = self.strategy.gather(partial)
             state["partial"] = {"batch": batch, "ranks": ranks,
-                                "settings": _position_settings(self.spec)}
+                                "settings": position_settings(self.spec)}
 
         def write() -> Path:
             path = ck.write_checkpoint(self.run.checkpoints, epoch, tensors, state, batch=batch)
@@ -782,40 +781,6 @@ class Trainer:
         return final
 
 
-#: the settings a step checkpoint's position in its epoch depends on
-POSITION_SETTINGS = ("batch_size", "accumulate", "seed", "sampler", "modality_dropout")
-
-
-def _position_settings(spec: Spec) -> dict[str, Any]:
-    settings = {k: getattr(spec.train, k) for k in POSITION_SETTINGS}
-    if spec.data.streaming:  # a stream's batches depend on how its workers split it
-        settings["num_workers"] = spec.train.num_workers
-    return settings
-
-
-def _check_position(path: Path, partial: Mapping[str, Any], epoch: int, world_size: int,
-                    spec: Spec) -> None:
-    """:class:`CheckpointError` unless a step checkpoint's epoch can go on here: as many
-    processes as wrote it, and the settings its place in the epoch depends on unchanged."""
-    fallback = f"or delete {path.name} to resume from the end of the epoch before"
-    writers = len(partial["ranks"])
-    if writers != world_size:
-        raise CheckpointError(
-            f"{path}: written inside epoch {epoch} by {writers} process(es); its epoch can "
-            f"only go on with {writers} (each holds its share of the epoch), so resume on "
-            f"{writers} process(es), {fallback}"
-        )
-    saved = partial.get("settings", {})
-    now = _position_settings(spec)
-    changed = [f"train.{k}={saved[k]!r} (now {now.get(k)!r})" for k in saved
-               if saved[k] != now.get(k)]
-    if changed:
-        raise CheckpointError(
-            f"{path}: written inside epoch {epoch} with {', '.join(changed)}; the rest of the "
-            f"epoch depends on them, so resume with the values it was written with, {fallback}"
-        )
-
-
 def summary(final: Mapping[str, Any]) -> str:
     """A few readable lines of :meth:`Trainer.fit`'s result."""
     lines = [f"best epoch: {final.get('best_epoch')} ({final.get('monitor')} = "
@@ -829,21 +794,3 @@ def summary(final: Mapping[str, Any]) -> str:
 
 def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
-def _flush_losses(pending: list[torch.Tensor], counts: list[int], end: int, sums: torch.Tensor,
-                  bad_batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Add the pending batches' losses (``[total, *per head]`` each, ``counts`` rows each) to
-    ``sums`` and note the first non-finite total in ``bad_batch`` (batch index, -1 while
-    none); the pending batches are the ones just before batch ``end``. Empties both lists."""
-    if not pending:
-        return sums, bad_batch
-    stacked = torch.stack(pending)
-    weights = torch.tensor(counts, dtype=stacked.dtype).to(stacked.device, non_blocking=True)
-    sums = sums + (stacked * weights.unsqueeze(1)).sum(dim=0)
-    finite = torch.isfinite(stacked[:, 0])
-    first = end - len(pending) + torch.argmin(finite.to(torch.uint8))
-    bad_batch = torch.where((bad_batch < 0) & ~finite.all(), first, bad_batch)
-    pending.clear()
-    counts.clear()
-    return sums, bad_batch
