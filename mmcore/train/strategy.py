@@ -8,9 +8,9 @@ so the training loop never asks whether it is distributed (as Lightning's strate
   per encoder and head (torch's ``fully_shard``).
 
 :func:`mmcore.train.parallel.select_strategy` picks one from ``train.strategy`` and
-torchrun's environment.
-Checkpoints hold the same full, unsharded state whatever the strategy, so a run resumes under
-any strategy and on any number of processes.
+torchrun's environment. Checkpoints hold the same full, unsharded state whatever the strategy,
+so a run resumes under any strategy and on any number of processes (from a step checkpoint
+inside an epoch: on as many processes as wrote it).
 """
 
 from __future__ import annotations
