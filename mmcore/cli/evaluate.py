@@ -52,16 +52,13 @@ def worker_argv(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from mmcore.predict import load
     from mmcore.run.layout import MODALITY_REPORT
-    from mmcore.train.launch import detect, launch, record_failure
-    from mmcore.train.parallel import select_strategy
+    from mmcore.train.launch import launch
+    from mmcore.train.parallel import worker_strategy
     from mmcore.train.report import format_report
 
     if getattr(args, "nproc", None) not in (None, 1):
         return launch(args.nproc, worker_argv(args))
-    env = detect()
-    strategy = select_strategy("ddp", env)  # one process, unless started by torchrun
-    failed = True
-    try:
+    with worker_strategy() as strategy:  # one process, unless started by torchrun
         predictor = load(args.run_dir, device=args.device, trust_code=args.trust_code,
                          overrides=args.overrides, strategy=strategy)
         result = predictor.evaluate(args.split, data=args.data)
@@ -70,13 +67,6 @@ def run(args: argparse.Namespace) -> int:
             report = predictor.modality_report(args.split, data=args.data)
         if getattr(args, "robustness", False):
             robust = predictor.robustness(args.split, data=args.data)
-        failed = False
-    except BaseException as exc:
-        if env is not None:  # tell torchrun's launcher why this rank stopped
-            record_failure(exc, env)
-        raise
-    finally:
-        strategy.close(failed=failed)
     if not strategy.is_main:  # every process has the figures; the first one prints them
         return 0
     if args.json:

@@ -90,8 +90,8 @@ def worker_argv(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from mmcore.data.sources import read_rows
     from mmcore.predict import check_run_overrides, load
-    from mmcore.train.launch import detect, launch, record_failure
-    from mmcore.train.parallel import select_strategy
+    from mmcore.train.launch import launch
+    from mmcore.train.parallel import worker_strategy
 
     # One prediction per input row: a bad row is always an error, so data.bad_rows is not
     # offered here.
@@ -99,23 +99,13 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "nproc", None) not in (None, 1):
         return launch(args.nproc, worker_argv(args))
     source = Path(args.input)
-    env = detect()
-    strategy = select_strategy("ddp", env)  # one process, unless started by torchrun
-    failed = True
-    try:
+    with worker_strategy() as strategy:  # one process, unless started by torchrun
         rows = read_rows(source)
         predictor = load(args.run_dir, device=args.device, trust_code=args.trust_code,
                          overrides=args.overrides, strategy=strategy)
         # Relative paths in the input resolve next to it, as they do in training data files.
         predictions = predictor.predict(rows, batch_size=args.batch_size,
                                         root=source.resolve().parent)
-        failed = False
-    except BaseException as exc:
-        if env is not None:  # tell torchrun's launcher why this rank stopped
-            record_failure(exc, env)
-        raise
-    finally:
-        strategy.close(failed=failed)
     if not strategy.is_main:  # every process has the predictions; the first one writes
         return 0
     write_predictions(predictions, Path(args.output) if args.output else None)

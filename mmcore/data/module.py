@@ -477,16 +477,8 @@ class DataModule:
             for name, m in self.modalities.items():
                 m.root = saved[name]
 
-    @contextlib.contextmanager
-    def _progress_bars(self) -> Iterator[None]:
-        was_enabled = datasets.is_progress_bar_enabled()
-        if not self.progress:
-            datasets.disable_progress_bars()
-        try:
-            yield
-        finally:
-            if was_enabled:
-                datasets.enable_progress_bars()
+    def _progress_bars(self) -> contextlib.AbstractContextManager:
+        return src.progress_bars(self.progress)
 
     def _versions(self) -> dict[str, str | None]:
         out = {}

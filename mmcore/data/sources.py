@@ -212,8 +212,9 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
         # datasets writes the table it reads as Arrow; a folder of our own, removed afterwards,
-        # keeps one-off prediction inputs out of the datasets cache
-        with tempfile.TemporaryDirectory(prefix="mmcore-rows-") as tmp, _no_progress_bars():
+        # keeps one-off prediction inputs out of the datasets cache (and a progress bar per
+        # file read would be noise on a command's stderr)
+        with tempfile.TemporaryDirectory(prefix="mmcore-rows-") as tmp, progress_bars(False):
             try:
                 return load_path(path, "csv", Path(tmp), streaming=False).to_list()
             except DataError:
@@ -262,10 +263,12 @@ def _header_only(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def _no_progress_bars() -> Iterator[None]:
-    # a bar per file read is noise on a command's stderr; restored as it was found
+def progress_bars(enabled: bool) -> Iterator[None]:
+    """Hugging Face datasets' progress bars on (as they were) or off within the block;
+    restored as they were found."""
     was_enabled = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
+    if not enabled:
+        datasets.disable_progress_bars()
     try:
         yield
     finally:

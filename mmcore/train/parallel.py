@@ -48,7 +48,7 @@ from torch import Tensor, nn
 from mmcore.errors import SpecError, TrainingError
 from mmcore.run import checkpoint as ck
 from mmcore.spec.model import Spec
-from mmcore.train.launch import DistEnv, find
+from mmcore.train.launch import DistEnv, detect, find, record_failure
 from mmcore.train.optim import load_optimizer_state
 from mmcore.train.strategy import Rows, SingleProcess, Strategy
 
@@ -404,6 +404,25 @@ def _merge_shards(
     return merged(0), merged(1), index
 
 
+@contextlib.contextmanager
+def worker_strategy(name: str = "ddp") -> Iterator[Strategy]:
+    """The strategy of a command's process (one process unless torchrun started it), for
+    the caller to :meth:`~Strategy.setup`; closed at the end of the block. An exception is
+    first written where torchrun's launcher reads why this rank stopped."""
+    env = detect()
+    strategy = select_strategy(name, env)
+    failed = True
+    try:
+        yield strategy
+        failed = False
+    except BaseException as exc:
+        if env is not None:
+            record_failure(exc, env)
+        raise
+    finally:
+        strategy.close(failed=failed)
+
+
 def select_strategy(name: str, env: DistEnv | None = None) -> Strategy:
     """The strategy for ``train.strategy`` (``auto``, ``ddp`` or ``fsdp``) in this process:
     :class:`SingleProcess` unless torchrun's environment (or a process group the caller
@@ -415,4 +434,4 @@ def select_strategy(name: str, env: DistEnv | None = None) -> Strategy:
 
 
 __all__ = ["DDP", "FSDP", "ProcessGroupStrategy", "local_batch_size", "select_device",
-           "select_strategy"]
+           "select_strategy", "worker_strategy"]
