@@ -228,6 +228,20 @@ def _lines(path: Path) -> int:
         return 0
 
 
+def _slow_training_env(tmp_path, delay: float) -> dict[str, str]:
+    """The environment of a ``python -m mmcore train`` subprocess with the toy plugins
+    installed, each training batch slowed by ``delay`` seconds (time to kill it mid-run)."""
+    site = toy.install_entry_point(tmp_path / "site")
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(site)]),
+        "MMCORE_PLUGINS": toy.PLUGIN,
+        toy.DELAY_ENV: str(delay),
+        "OMP_NUM_THREADS": "1",
+        "HF_DATASETS_OFFLINE": "1",
+    }
+
+
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, data, reg):
     spec = toy.spec_dict(data, tmp_path / "cache", epochs=4, deterministic=True,
                          modality_dropout=0.3, scheduler="cosine", warmup_steps=3)
@@ -236,15 +250,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, da
 
     Trainer(spec_file, output=tmp_path / "full", registry=reg, plots=False, quiet=True).fit()
 
-    site = toy.install_entry_point(tmp_path / "site")
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), str(site)]),
-        "MMCORE_PLUGINS": toy.PLUGIN,
-        toy.DELAY_ENV: "0.1",  # 5 batches an epoch: about half a second each
-        "OMP_NUM_THREADS": "1",
-        "HF_DATASETS_OFFLINE": "1",
-    }
+    env = _slow_training_env(tmp_path, delay=0.1)  # 5 batches an epoch: ~0.5 s each
     run = tmp_path / "killed"
     proc = subprocess.Popen(
         [sys.executable, "-m", "mmcore", "train", str(spec_file), "--output", str(run),
@@ -290,15 +296,8 @@ def test_sigkill_inside_an_epoch_resumes_from_its_step_checkpoint_bitwise(tmp_pa
     spec_file = toy.write_spec(tmp_path / "spec.py", spec)
     Trainer(spec_file, output=tmp_path / "full", registry=reg, plots=False, quiet=True).fit()
 
-    site = toy.install_entry_point(tmp_path / "site")
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), str(site)]),
-        "MMCORE_PLUGINS": toy.PLUGIN,
-        toy.DELAY_ENV: "0.3",  # 5 batches an epoch, windows of 2: steps after 2, 4 and 5
-        "OMP_NUM_THREADS": "1",
-        "HF_DATASETS_OFFLINE": "1",
-    }
+    # 5 batches an epoch, windows of 2: steps after batches 2, 4 and 5
+    env = _slow_training_env(tmp_path, delay=0.3)
     run = tmp_path / "killed"
     inside = run / "checkpoints" / ck.checkpoint_name(2, batch=2)
     proc = subprocess.Popen(
