@@ -5,7 +5,7 @@ returns what :meth:`mmcore.predict.Predictor.predict` returns for the same rows,
 trainer, the data layer or the model's Python code: the modality plugins do the
 preprocessing (they must be installed, at the major versions the bundle records), the
 heads' ``predict`` turns raw outputs into labels, and the graph runs on onnxruntime
-(``pip install 'mmcore[export]'``).
+(``pip install 'mmcore-torch[export]'``).
 
 Loading checks every file against the manifest's SHA-256 and reads only JSON, the ONNX
 graph and the plugins' own state files: nothing from the bundle is executed. A
@@ -32,6 +32,7 @@ from mmcore.plugins.registry import Registry
 from mmcore.plugins.versions import check_plugin_versions
 from mmcore.rows import collate_rows
 from mmcore.spec.options import implementation_model, keyword_arguments, validated
+from mmcore.version import DISTRIBUTION, with_core_distribution
 
 #: rows per graph call in :meth:`Runtime.predict`
 PREDICT_BATCH = 256
@@ -47,7 +48,7 @@ def load_graph(path: Path, kind: str, *, threads: int | None = None) -> GraphFn:
             import onnxruntime as ort
         except ImportError:
             raise PluginError(
-                "running an ONNX bundle needs onnxruntime: pip install 'mmcore[export]'"
+                "running an ONNX bundle needs onnxruntime: pip install 'mmcore-torch[export]'"
             ) from None
         options = ort.SessionOptions()
         options.log_severity_level = 3  # no notes about shapes fixed in the trace
@@ -166,7 +167,8 @@ class Runtime:
             "allow_missing": self.allow_missing,
             "graph": m["graph"],
             "inputs": m["inputs"],
-            "versions": {"mmcore": m["mmcore"], "torch": m["torch"], **m["plugins"]},
+            "versions": {DISTRIBUTION: m["mmcore"], "torch": m["torch"],
+                         **with_core_distribution(m["plugins"])},
             "parity": m["parity"],
         }
 

@@ -12,6 +12,7 @@ import mmcore
 from mmcore.errors import PluginError, SpecError
 from mmcore.plugins.discovery import build_registry, new_plugin_manager
 from mmcore.plugins.registry import Registry
+from mmcore.version import DISTRIBUTION
 from tests.toy import ToyPlugin
 
 
@@ -158,7 +159,7 @@ def test_builtin_registers_through_the_same_hooks():
     pm = new_plugin_manager()
     registry = Registry(pm)
     assert registry.get("fusion", "concat").plugin == "mmcore"
-    assert registry.get("head", "classification").distribution == "mmcore"
+    assert registry.get("head", "classification").distribution == DISTRIBUTION == "mmcore-torch"
 
 
 def test_sys_exit_at_import_or_in_a_hook_isolates_the_plugin(site):

@@ -16,15 +16,16 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("fastapi", reason="serve tests need mmcore[serve]")
-pytest.importorskip("uvicorn", reason="serve tests need mmcore[serve]")
-pytest.importorskip("onnxruntime", reason="serve tests need mmcore[serve]")
+pytest.importorskip("fastapi", reason="serve tests need mmcore-torch[serve]")
+pytest.importorskip("uvicorn", reason="serve tests need mmcore-torch[serve]")
+pytest.importorskip("onnxruntime", reason="serve tests need mmcore-torch[serve]")
 
 import uvicorn  # noqa: E402
 
 from mmcore.cli import main  # noqa: E402
 from mmcore.cli.serve import load_target  # noqa: E402
 from mmcore.serve import create_app  # noqa: E402
+from mmcore.version import DISTRIBUTION, __version__  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "examples" / "av_digits" / "data" / "degraded"
@@ -104,6 +105,8 @@ def test_health_and_metadata(server) -> None:
     assert meta["heads"]["digit"]["target"] == "label"
     assert sorted(meta["heads"]["digit"]["classes"]) == list(range(10))
     assert meta["parity"]["max_abs_diff"] < 1e-5
+    # the core under its distribution name, once (issue 29)
+    assert meta["versions"][DISTRIBUTION] == __version__ and "mmcore" not in meta["versions"]
 
 
 def test_predictions_over_http_equal_the_runtimes(server, bundle) -> None:
@@ -146,6 +149,8 @@ def test_a_run_folder_is_served_by_the_eager_model(bundle) -> None:
     run = bundle.parent / "run"
     predict, metadata = load_target(run)
     assert metadata["graph"]["kind"] == "eager"
+    versions = metadata["versions"]
+    assert versions[DISTRIBUTION] == __version__ and "mmcore" not in versions
     rows = _rows(4)
     eager = [p["digit"]["label"] for p in predict(rows, root=DATA)]
     exported = [p["digit"]["label"] for p in load_target(bundle)[0](rows, root=DATA)]

@@ -23,6 +23,7 @@ from mmcore.heads.classification import ClassificationHead
 from mmcore.run import checkpoint as ck
 from mmcore.spec import validate_spec
 from mmcore.train import Trainer
+from mmcore.version import DISTRIBUTION
 from tests import train_toy as toy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,7 +103,7 @@ def test_fit_writes_a_complete_run_folder(tmp_path, data, reg, monkeypatch):
 
     saved = json.loads((run / "spec.json").read_text())
     assert saved["heads"]["label"]["options"]["classes"] == toy.CLASSES
-    assert saved["plugins"] == {"mmcore": mmcore.__version__, toy.DIST: toy.VERSION}
+    assert saved["plugins"] == {DISTRIBUTION: mmcore.__version__, toy.DIST: toy.VERSION}
     assert saved["data"]["path"] == str(data)  # absolute: a loaded run's base is the run
     mean, std = json.loads((run / "modalities" / "a" / "scale.json").read_text())
     assert 10.5 < mean < 11.5 and 0.5 < std < 1.2  # fitted on the train split

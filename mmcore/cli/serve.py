@@ -50,6 +50,8 @@ def load_target(path: str | Path, *, trust_code: bool = False,
 
 def run_metadata(predictor: Any) -> dict[str, Any]:
     """``/metadata`` for a run folder served with the eager model."""
+    from mmcore.version import with_core_distribution
+
     spec = predictor.spec
     heads = {}
     for name, h in spec.heads.items():
@@ -62,7 +64,7 @@ def run_metadata(predictor: Any) -> dict[str, Any]:
         "heads": heads,
         "allow_missing": bool(spec.data.allow_missing),
         "graph": {"kind": "eager", "run": str(predictor.run_dir)},
-        "versions": dict(spec.plugins),
+        "versions": with_core_distribution(dict(spec.plugins)),
     }
 
 
@@ -76,6 +78,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
     except ImportError:
-        raise PluginError("mmcore serve needs uvicorn: pip install 'mmcore[serve]'") from None
+        raise PluginError("mmcore serve needs uvicorn: pip install 'mmcore-torch[serve]'") from None
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import pluggy
 
 from mmcore.errors import PluginError
-from mmcore.version import __version__
+from mmcore.version import DISTRIBUTION, __version__
 
 Kind = Literal["modality", "fusion", "head", "callback"]
 KINDS: tuple[Kind, ...] = ("modality", "fusion", "head", "callback")
@@ -116,7 +116,7 @@ class Registry:
         distributions: dict[str, tuple[str | None, str | None]] | None = None,
     ):
         self.pm = pm
-        self._distributions = {"mmcore": ("mmcore", __version__), **(distributions or {})}
+        self._distributions = {"mmcore": (DISTRIBUTION, __version__), **(distributions or {})}
         self.strict = strict
         self.plugins: dict[str, PluginInfo] = {}
         self._entries: dict[Kind, dict[str, Registration]] = {k: {} for k in KINDS}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mmcore.errors import CheckpointError
 from mmcore.plugins.registry import Registry
+from mmcore.version import core_distribution
 
 __all__ = ["check_plugin_versions"]
 
@@ -30,10 +31,12 @@ def check_plugin_versions(recorded: Mapping[str, str], where: Path, registry: Re
     """Raise :class:`CheckpointError` naming each recorded plugin package that is not
     installed, whose plugin failed to load, or whose major version differs from the one the
     run was trained with. Versions come from the registry's loaded plugins (their
-    distributions), else from the installed package metadata."""
+    distributions), else from the installed package metadata. The core recorded under its
+    earlier name (``mmcore``, by runs before it was renamed) is checked as the core."""
     infos = [info for info in registry.plugins.values() if info.distribution]
     problems: list[str] = []
-    for dist, version in recorded.items():
+    for name, version in recorded.items():
+        dist = core_distribution(name)
         mine = [info for info in infos if info.distribution == dist]
         loaded = [info for info in mine if info.status == "loaded"]
         hint = f"pip install '{dist}=={version}'" if version != "unknown" else f"pip install {dist}"

@@ -35,6 +35,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
+from mmcore.version import DISTRIBUTION
+
 ALLOWED_DTYPES = (np.dtype(np.float32), np.dtype(np.int64))
 OUTPUTS = ("pooled", "sequence")
 MIN_SAMPLES = 3
@@ -139,7 +141,7 @@ class ModalityContract:
         from mmcore.modality import Modality, ModalityOptions
 
         reg = self.registration()
-        assert reg.distribution not in (None, "mmcore"), (
+        assert reg.distribution not in (None, DISTRIBUTION), (
             f"modality {self.plugin!r} must come from an installed distribution's entry point "
             f"(group 'mmcore'), but it is registered by {reg.distribution or 'no distribution'}"
         )
