@@ -64,5 +64,5 @@ def register_callbacks(register):
         "tensorboard",
         f"{c}:TensorBoardLogger",
         None,
-        "TensorBoard event files in <run>/tensorboard (needs mmcore[tensorboard])",
+        "TensorBoard event files in <run>/tensorboard (needs mmcore-torch[tensorboard])",
     )

@@ -1,5 +1,5 @@
 """An HTTP endpoint for a bundle or a run folder (``mmcore serve``; ``pip install
-'mmcore[serve]'``): FastAPI, served by uvicorn.
+'mmcore-torch[serve]'``): FastAPI, served by uvicorn.
 
 ``POST /predict`` takes ``{"rows": [{column: value, ...}, ...]}`` and returns
 ``{"predictions": [...]}``, one per row, as :meth:`mmcore.predict.Predictor.predict` gives
@@ -85,7 +85,7 @@ def create_app(
         from mmcore.errors import PluginError
 
         raise PluginError("mmcore serve needs FastAPI and uvicorn: pip install "
-                          "'mmcore[serve]'") from None
+                          "'mmcore-torch[serve]'") from None
 
     from starlette.concurrency import run_in_threadpool
 

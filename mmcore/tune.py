@@ -126,7 +126,7 @@ def run_study(spec_path: str | Path, space_path: str | Path, trials: int, output
     try:
         import optuna
     except ImportError:
-        raise MmcoreError("mmcore tune needs Optuna: pip install 'mmcore[tune]'") from None
+        raise MmcoreError("mmcore tune needs Optuna: pip install 'mmcore-torch[tune]'") from None
     from mmcore.train import Trainer
 
     output = Path(output)

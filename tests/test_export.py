@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("onnxruntime", reason="export tests need mmcore[export] (onnxruntime)")
-pytest.importorskip("onnxscript", reason="export tests need mmcore[export] (onnxscript)")
+pytest.importorskip("onnxruntime", reason="export tests need mmcore-torch[export] (onnxruntime)")
+pytest.importorskip("onnxscript", reason="export tests need mmcore-torch[export] (onnxscript)")
 
 import mmcore  # noqa: E402
 from mmcore import runtime  # noqa: E402

@@ -254,7 +254,8 @@ def test_tensorboard_callback_needs_its_package(tmp_path, toy_registry):
     try:
         import torch.utils.tensorboard  # noqa: F401
     except ImportError:
-        with pytest.raises(PluginError, match=r"tensorboard.*pip install 'mmcore\[tensorboard\]'"):
+        with pytest.raises(PluginError,
+                           match=r"tensorboard.*pip install 'mmcore-torch\[tensorboard\]'"):
             callback_manager(["tensorboard"], toy_registry)
         return
     pm = callback_manager(["tensorboard"], toy_registry)

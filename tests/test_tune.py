@@ -19,7 +19,7 @@ from mmcore.spec import load_spec
 from tests import train_toy as toy
 
 optuna = pytest.importorskip("optuna", reason="mmcore tune needs Optuna (pip install "
-                             "'mmcore[tune]')")
+                             "'mmcore-torch[tune]')")
 
 REPO = Path(__file__).resolve().parents[1]
 SPACE = '''

@@ -1,4 +1,4 @@
-"""Test helpers for plugin authors (needs pytest: ``pip install mmcore[test]``).
+"""Test helpers for plugin authors (needs pytest: ``pip install mmcore-torch[test]``).
 
 - :class:`ModalityContract`: the contract suite every modality plugin should pass; subclass it
   in a test module with ``plugin``, ``samples`` and ``options``.

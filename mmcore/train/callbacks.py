@@ -100,7 +100,7 @@ def write_csv(path: Path, rows: list[Mapping[str, Any]]) -> None:
 
 class TensorBoardLogger:
     """Writes TensorBoard event files to ``run/tensorboard``: every per-epoch figure as a
-    scalar at its epoch. Needs ``pip install mmcore[tensorboard]``."""
+    scalar at its epoch. Needs ``pip install mmcore-torch[tensorboard]``."""
 
     def __init__(self) -> None:
         try:
@@ -108,7 +108,7 @@ class TensorBoardLogger:
         except ImportError as exc:
             raise PluginError(
                 "callback 'tensorboard' needs the tensorboard package: "
-                "pip install 'mmcore[tensorboard]' (or remove 'tensorboard' from "
+                "pip install 'mmcore-torch[tensorboard]' (or remove 'tensorboard' from "
                 f"train.callbacks). Import failed with: {exc}"
             ) from None
         self._writer_class = SummaryWriter

@@ -1,5 +1,5 @@
 """Training curves and confusion matrices as PNGs, when matplotlib is installed
-(``pip install mmcore[plots]``). Uses matplotlib's object API, never pyplot's global state."""
+(``pip install mmcore-torch[plots]``). Uses matplotlib's object API, never pyplot's global state."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from mmcore.metrics import confusion_matrix
 
 CURVES = "training_curves.png"
-MISSING_NOTE = "matplotlib is not installed: no plots (pip install 'mmcore[plots]')"
+MISSING_NOTE = "matplotlib is not installed: no plots (pip install 'mmcore-torch[plots]')"
 #: above this many classes a confusion matrix is drawn without per-cell numbers
 ANNOTATE_MAX = 20
 
