@@ -16,7 +16,8 @@ from mmcore.sequence.pipeline import SequencePipeline
 
 if TYPE_CHECKING:
     from mmcore.batch import ModalityBatch
-    from mmcore.sequence.encoder import SequenceEncoder
+    from mmcore.encoder import Encoder
+    from mmcore.sequence.minirocket import MiniRocketParameters
 
 
 class SequenceOptions(ModalityOptions):
@@ -36,11 +37,18 @@ class SequenceOptions(ModalityOptions):
         "[T, C] sequence (resample, envelope, standardize, select, diff, clip); fitted steps "
         "are fitted on the training split and saved with the run"
     )
-    encoder: Literal["reference", "tcn", "transformer"] = Field(
+    encoder: Literal["reference", "tcn", "transformer", "minirocket"] = Field(
         "tcn", description="'tcn': residual temporal convolutions (strided to shorten long "
         "inputs) then a bidirectional LSTM; 'transformer': strided convolutions then a "
-        "transformer encoder; 'reference': the plugin's reference design"
+        "transformer encoder; 'minirocket': fixed dilated convolutions with biases fitted on "
+        "the training split, PPV features, then a learned linear layer; 'reference': the "
+        "plugin's reference design"
     )
+    minirocket_features: int = Field(
+        10_000, ge=84, description="minirocket: number of features (rounded down to a "
+        "multiple of 84)"
+    )
+    max_dilations: PositiveInt = Field(32, description="minirocket: most dilations per kernel")
     hidden_size: PositiveInt = Field(64, description="recurrent / transformer width")
     num_layers: PositiveInt = Field(1, description="recurrent or transformer layers")
     bidirectional: bool | None = Field(
@@ -74,6 +82,9 @@ class SequenceOptions(ModalityOptions):
 
 OptionsT = TypeVar("OptionsT", bound=SequenceOptions)
 
+#: dropout on the standardised minirocket features when the ``dropout`` option is not given
+MINIROCKET_DROPOUT = 0.0
+
 
 class SequenceModality(Modality[OptionsT]):
     """Base of sequence modalities: reads ``[T, C]`` arrays (``read``), applies the declared
@@ -88,6 +99,7 @@ class SequenceModality(Modality[OptionsT]):
         super().__init__(name, options, root)
         o = self.options
         self.pipeline = SequencePipeline(self.steps(), o.rate, o.channel_names)
+        self.minirocket: MiniRocketParameters | None = None
 
     def steps(self) -> list[Transform]:
         """The steps applied, in order (default: the declared ``transforms``)."""
@@ -124,6 +136,40 @@ class SequenceModality(Modality[OptionsT]):
                     raise ValueError(f"training value {i} of {self.name!r}: {exc}") from None
 
         self.pipeline.fit(arrays, contexts)
+        self.minirocket = None
+        if self.options.encoder == "minirocket":
+            self.fit_minirocket(values, contexts)
+
+    def fit_minirocket(
+        self, values: Sequence[Any], contexts: Sequence[Mapping[str, Any]] | None = None
+    ) -> None:
+        """Fit the ``minirocket`` encoder's dilations, biases and feature statistics on the
+        preprocessed training values (part of the fitted state, like the transforms')."""
+        from mmcore.sequence.minirocket import fit_minirocket
+
+        arrays = []
+        for i, value in enumerate(values):
+            arr = self.preprocess_row(value, contexts[i] if contexts else {})
+            arrays.append(arr.reshape(arr.shape[0], -1))
+        o = self.options
+        self.minirocket = fit_minirocket(arrays, o.minirocket_features, o.max_dilations)
+
+    def encoder_state(self) -> dict[str, Any]:
+        """What the encoder fitted on the training split, for the modality's state file
+        (``{"minirocket": ...}`` for that encoder; empty for the others)."""
+        return {"minirocket": self.minirocket.state()} if self.minirocket is not None else {}
+
+    def load_encoder_state(self, state: Mapping[str, Any]) -> None:
+        """Read what :meth:`encoder_state` wrote; ``ValueError`` when it is missing or
+        malformed."""
+        if self.options.encoder != "minirocket":
+            self.minirocket = None
+            return
+        from mmcore.sequence.minirocket import MiniRocketParameters
+
+        if "minirocket" not in state:
+            raise ValueError("no 'minirocket' entry (the minirocket encoder's fitted state)")
+        self.minirocket = MiniRocketParameters.from_state(state["minirocket"])
 
     def transform(self, arr: np.ndarray, context: Mapping[str, Any] | None = None) -> np.ndarray:
         """The declared steps applied to one read ``[T, C]`` array (with its row's context).
@@ -159,11 +205,14 @@ class SequenceModality(Modality[OptionsT]):
         return int(d).bit_length() - 1
 
     def sequence_encoder(self, input_size: int, output_size: int | None,
-                         pool: str, output: str) -> SequenceEncoder:
-        """The ``"tcn"`` or ``"transformer"`` encoder for ``input_size`` values per step."""
+                         pool: str, output: str) -> Encoder:
+        """The ``"tcn"``, ``"transformer"`` or ``"minirocket"`` encoder for ``input_size``
+        values per step."""
+        o = self.options
+        if o.encoder == "minirocket":
+            return self._minirocket_encoder(input_size, output_size, output)
         from mmcore.sequence.encoder import SequenceEncoder
 
-        o = self.options
         bidirectional = True if o.bidirectional is None else o.bidirectional
         return SequenceEncoder(
             input_size,
@@ -181,3 +230,25 @@ class SequenceModality(Modality[OptionsT]):
             pool=pool,  # type: ignore[arg-type]
             output=output,  # type: ignore[arg-type]
         )
+
+    def _minirocket_encoder(self, input_size: int, output_size: int | None,
+                            output: str) -> Encoder:
+        from mmcore.sequence.minirocket import MiniRocketEncoder
+
+        if output != "pooled":
+            raise ValueError(
+                f"modality {self.name!r}: encoder 'minirocket' gives one feature vector per "
+                "sequence; set output to 'pooled' (or choose encoder 'tcn' or 'transformer')"
+            )
+        if self.minirocket is None:
+            raise ValueError(
+                f"modality {self.name!r}: the minirocket encoder is not fitted; fit() the "
+                "modality on training values (or load_state) first"
+            )
+        if self.minirocket.input_channels != input_size:
+            raise ValueError(
+                f"modality {self.name!r}: minirocket was fitted on "
+                f"{self.minirocket.input_channels} values per step, the encoder gets {input_size}"
+            )
+        dropout = MINIROCKET_DROPOUT if self.options.dropout is None else self.options.dropout
+        return MiniRocketEncoder(self.minirocket, output_size, dropout)

@@ -75,7 +75,7 @@ class GestureModality(SequenceModality[GestureOptions]):
         self.fit_transforms(values, self.read, contexts)
 
     def save_state(self, directory: Path) -> None:
-        write_json_state(Path(directory) / STATE_FILE, self._state())
+        write_json_state(Path(directory) / STATE_FILE, {**self._state(), **self.encoder_state()})
 
     def load_state(self, directory: Path) -> None:
         path = Path(directory) / STATE_FILE
@@ -88,6 +88,7 @@ class GestureModality(SequenceModality[GestureOptions]):
             if not isinstance(pipeline, dict):
                 raise ValueError("no 'pipeline' entry (the transforms' fitted state)")
             self.pipeline.load_state(pipeline)
+            self.load_encoder_state(state)
         except (KeyError, ValueError, TypeError) as exc:
             raise ValueError(f"{path}: invalid gesture state: {exc}") from None
         self._channels = channels

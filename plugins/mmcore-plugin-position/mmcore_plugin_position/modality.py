@@ -74,7 +74,7 @@ class PositionModality(SequenceModality[PositionOptions]):
         self.fit_transforms(values, self._read_flat, contexts)
 
     def save_state(self, directory: Path) -> None:
-        write_json_state(Path(directory) / STATE_FILE, self._state())
+        write_json_state(Path(directory) / STATE_FILE, {**self._state(), **self.encoder_state()})
 
     def load_state(self, directory: Path) -> None:
         path = Path(directory) / STATE_FILE
@@ -89,6 +89,7 @@ class PositionModality(SequenceModality[PositionOptions]):
             if not isinstance(pipeline, dict):
                 raise ValueError("no 'pipeline' entry (the transforms' fitted state)")
             self.pipeline.load_state(pipeline)
+            self.load_encoder_state(state)
         except ValueError as exc:
             raise ValueError(f"{path}: invalid position state: {exc}") from None
         self._fitted_frame = tuple(frame) if frame is not None else None

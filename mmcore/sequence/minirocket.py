@@ -1,0 +1,341 @@
+"""MiniRocket in torch: fixed dilated convolutions whose biases are fitted on the training split,
+proportion-of-positive-values (PPV) features, then a learned projection.
+
+MiniRocket (Dempster, Schmidt and Webb, KDD 2021) convolves every sequence with the 84 kernels
+of length 9 whose weights are -1 except at three of the nine positions (2), at a range of
+dilations, and counts how often each output exceeds a bias taken from quantiles of the
+convolution of a random training sequence. On small data sets it is the classical baseline a
+reviewer runs first; here it is an :class:`~mmcore.encoder.Encoder` like any other, so it
+trains end to end behind a fusion, runs on GPU and in several processes, and exports to ONNX.
+
+The transform is the one of aeon's ``MiniRocket`` (``aeon.transformations.collection.
+convolution_based``), tested against it: the same dilations, features per dilation, channel
+combinations (several channels summed, at most 9) and alternating padding. Sequences of
+different lengths are padded to one batch with a step mask: each sequence's features are those
+of the sequence alone (zero padding outside it, "valid" features over its own interior).
+
+:func:`fit_minirocket` fits :class:`MiniRocketParameters` (numpy, on ``[T, C]`` arrays);
+:class:`MiniRocketEncoder` holds them as buffers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from mmcore.batch import Features, ModalityBatch
+from mmcore.encoder import Encoder
+from mmcore.layers import dropout_layer
+
+#: the three positions (of 9) weighted 2 in each of the 84 kernels; the other six weigh -1
+KERNEL_INDICES = np.array(list(combinations(range(9), 3)), dtype=np.int64)
+NUM_KERNELS = len(KERNEL_INDICES)  # 84
+#: training sequences used to fit the feature standardisation (a random subset when more)
+STANDARDIZE_ROWS = 2048
+#: most memory the encoder spends remembering features of sequences it has seen (on the CPU)
+CACHE_BYTES = 512 * 2**20
+
+
+def kernel_weights() -> np.ndarray:
+    """``[84, 9]`` float32: -1 everywhere, 2 at each kernel's three positions."""
+    w = -np.ones((NUM_KERNELS, 9), dtype=np.float32)
+    for k, idx in enumerate(KERNEL_INDICES):
+        w[k, idx] = 2.0
+    return w
+
+
+def fit_dilations(
+    length: int, num_features: int, max_dilations: int
+) -> tuple[list[int], list[int]]:
+    """Dilations (exponentially spaced up to ``(length - 1) / 8``) and features per dilation,
+    as in MiniRocket: ``num_features // 84`` features per kernel spread over the dilations."""
+    per_kernel = max(1, num_features // NUM_KERNELS)
+    true_max = min(per_kernel, max_dilations)
+    multiplier = per_kernel / true_max
+    max_exponent = math.log2(max(length - 1, 1) / 8) if length > 9 else 0.0
+    dilations, counts = np.unique(
+        np.logspace(0, max(max_exponent, 0.0), true_max, base=2).astype(np.int32),
+        return_counts=True,
+    )
+    per_dilation = (counts * multiplier).astype(np.int32)
+    remainder = per_kernel - int(per_dilation.sum())
+    i = 0
+    while remainder > 0:
+        per_dilation[i] += 1
+        remainder -= 1
+        i = (i + 1) % len(per_dilation)
+    return [int(d) for d in dilations], [int(n) for n in per_dilation]
+
+
+def quantiles(n: int) -> np.ndarray:
+    """MiniRocket's low-discrepancy quantiles: ``(i * golden ratio) mod 1`` for i = 1..n."""
+    return np.array([(i * ((math.sqrt(5) + 1) / 2)) % 1 for i in range(1, n + 1)],
+                    dtype=np.float32)
+
+
+@dataclass
+class MiniRocketParameters:
+    """Everything MiniRocket fits, as plain lists (saved as JSON with the modality's state).
+
+    ``channels[j * 84 + k]``: the channels summed by kernel ``k`` at dilation ``j``.
+    ``biases``: one per feature, in feature order (dilation, then kernel, then feature).
+    ``mean``/``scale``: the features' training mean and standard deviation (1 where constant).
+    """
+
+    input_channels: int
+    dilations: list[int]
+    features_per_dilation: list[int]
+    channels: list[list[int]]
+    biases: list[float]
+    mean: list[float]
+    scale: list[float]
+
+    @property
+    def num_features(self) -> int:
+        return NUM_KERNELS * sum(self.features_per_dilation)
+
+    def state(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, state: Any) -> MiniRocketParameters:
+        """Read :meth:`state`'s output back; ``ValueError`` naming what is malformed."""
+        if not isinstance(state, dict):
+            raise ValueError(f"minirocket state must be an object, got {type(state).__name__}")
+        try:
+            params = cls(**state)
+        except TypeError as exc:
+            raise ValueError(f"minirocket state: {exc}") from None
+        n_dil, n = len(params.dilations), params.num_features
+        checks = [
+            (n_dil > 0 and len(params.features_per_dilation) == n_dil, "one feature count per "
+             "dilation"),
+            (len(params.channels) == NUM_KERNELS * n_dil, f"{NUM_KERNELS} channel lists per "
+             "dilation"),
+            (all(c and all(0 <= i < params.input_channels for i in c) for c in params.channels),
+             f"channel indices below input_channels={params.input_channels}"),
+            (len(params.biases) == n and len(params.mean) == n and len(params.scale) == n,
+             f"{n} biases, means and scales"),
+        ]
+        for ok, expected in checks:
+            if not ok:
+                raise ValueError(f"minirocket state: expected {expected}")
+        return params
+
+
+def _conv_outputs(x: np.ndarray, dilation: int, channels: Sequence[int], kernel: int) -> np.ndarray:
+    """One kernel's convolution of one ``[T, C]`` sequence, summed over ``channels``: ``[T]``."""
+    sub = x[:, list(channels)].sum(axis=1, dtype=np.float64)
+    t = len(sub)
+    out = np.zeros(t)
+    weights = kernel_weights()[kernel]
+    for g in range(9):
+        shift = (g - 4) * dilation
+        lo, hi = max(0, -shift), min(t, t - shift)
+        if lo < hi:
+            out[lo:hi] += weights[g] * sub[lo + shift : hi + shift]
+    return out
+
+
+def fit_minirocket(
+    arrays: Sequence[np.ndarray], num_features: int = 10_000, max_dilations: int = 32,
+    seed: int = 0,
+) -> MiniRocketParameters:
+    """Fit MiniRocket on training sequences ``[T, C]`` (lengths may differ).
+
+    Dilations come from the longest sequence; each kernel/dilation pair sums a random subset of
+    channels (``2 ** U(0, log2(min(C, 9) + 1))`` of them) and takes its biases from quantiles of
+    its convolution of one random training sequence. The features' mean and scale are then
+    measured on (at most :data:`STANDARDIZE_ROWS` of) the training sequences.
+    """
+    if not arrays:
+        raise ValueError("minirocket: no training sequences to fit")
+    rng = np.random.RandomState(seed)
+    n_channels = int(arrays[0].shape[1])
+    dilations, per_dilation = fit_dilations(max(len(a) for a in arrays), num_features,
+                                            max_dilations)
+    combos = NUM_KERNELS * len(dilations)
+    max_exponent = math.log2(min(n_channels, 9) + 1)
+    counts = (2 ** rng.uniform(0, max_exponent, combos)).astype(np.int64)
+    channels = [sorted(int(c) for c in rng.choice(n_channels, n, replace=False)) for n in counts]
+    q = quantiles(NUM_KERNELS * sum(per_dilation))
+    biases: list[float] = []
+    start = 0
+    for j, (d, n) in enumerate(zip(dilations, per_dilation, strict=True)):
+        for k in range(NUM_KERNELS):
+            x = arrays[rng.randint(len(arrays))]
+            conv = _conv_outputs(np.asarray(x, dtype=np.float32), d, channels[j * NUM_KERNELS + k],
+                                 k)
+            biases.extend(float(b) for b in np.quantile(conv, q[start : start + n]))
+            start += n
+    params = MiniRocketParameters(
+        input_channels=n_channels, dilations=dilations, features_per_dilation=per_dilation,
+        channels=channels, biases=biases, mean=[0.0] * len(biases), scale=[1.0] * len(biases),
+    )
+    rows = arrays if len(arrays) <= STANDARDIZE_ROWS else [
+        arrays[i] for i in rng.choice(len(arrays), STANDARDIZE_ROWS, replace=False)
+    ]
+    feats = transform_arrays(MiniRocketFeatures(params), rows)
+    std = feats.std(axis=0)
+    params.mean = [float(v) for v in feats.mean(axis=0)]
+    params.scale = [float(v) if v > 1e-8 else 1.0 for v in std]
+    return params
+
+
+def transform_arrays(features: MiniRocketFeatures, arrays: Sequence[np.ndarray],
+                     batch_size: int = 64) -> np.ndarray:
+    """PPV features ``[N, F]`` of ``[T, C]`` arrays, batched by similar length."""
+    out = np.zeros((len(arrays), features.num_features), dtype=np.float32)
+    order = sorted(range(len(arrays)), key=lambda i: len(arrays[i]))
+    with torch.no_grad():
+        for s in range(0, len(order), batch_size):
+            chunk = order[s : s + batch_size]
+            t = max(len(arrays[i]) for i in chunk)
+            x = torch.zeros(len(chunk), t, features.input_channels)
+            mask = torch.zeros(len(chunk), t, dtype=torch.bool)
+            for row, i in enumerate(chunk):
+                a = torch.as_tensor(np.asarray(arrays[i], dtype=np.float32))
+                x[row, : len(a)] = a
+                mask[row, : len(a)] = True
+            out[chunk] = features(x, mask).numpy()
+    return out
+
+
+class MiniRocketFeatures(nn.Module):
+    """``[B, T, C]`` sequences with a ``[B, T]`` step mask -> ``[B, F]`` PPV features in [0, 1].
+
+    Nothing here is trained: kernels, channel choices and biases are buffers (saved with the
+    model, exported with it).
+    """
+
+    def __init__(self, params: MiniRocketParameters) -> None:
+        super().__init__()
+        self.input_channels = params.input_channels
+        self.dilations = list(params.dilations)
+        self.features_per_dilation = list(params.features_per_dilation)
+        self.num_features = params.num_features
+        self.register_buffer("weight", torch.from_numpy(kernel_weights()).unsqueeze(1))
+        combos = torch.zeros(len(self.dilations), NUM_KERNELS, params.input_channels)
+        for i, chans in enumerate(params.channels):
+            combos[i // NUM_KERNELS, i % NUM_KERNELS, chans] = 1.0
+        self.register_buffer("combos", combos)
+        biases = torch.tensor(params.biases, dtype=torch.float32)
+        self.register_buffer("biases", biases)
+        # aeon alternates the "valid" (no padding) features: kernel k at dilation j when j + k
+        # is odd
+        parity = [[(j + k) % 2 == 1 for k in range(NUM_KERNELS)]
+                  for j in range(len(self.dilations))]
+        self.register_buffer("valid_only", torch.tensor(parity, dtype=torch.bool))
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        b, t, c = x.shape
+        keep = mask.to(x.dtype)
+        xt = (x * keep.unsqueeze(-1)).transpose(1, 2).reshape(b * c, 1, t)
+        lengths = mask.sum(dim=1, keepdim=True)  # [B, 1]
+        steps = torch.arange(t, device=x.device).unsqueeze(0)  # [1, T]
+        feats, start = [], 0
+        for j, (d, n) in enumerate(zip(self.dilations, self.features_per_dilation, strict=True)):
+            conv = nn.functional.conv1d(xt, self.weight.to(x.dtype), padding=4 * d, dilation=d)
+            conv = torch.einsum("bckt,kc->bkt", conv.view(b, c, NUM_KERNELS, t),
+                                self.combos[j].to(x.dtype))
+            pad = 4 * d
+            inner = mask & (steps >= pad) & (steps < lengths - pad)
+            # a sequence too short for a valid window at this dilation uses all its steps
+            # (logical operators, not torch.where: ONNX Runtime has no boolean Where)
+            inner = inner | (mask & ~inner.any(dim=1, keepdim=True))
+            valid = self.valid_only[j].view(1, NUM_KERNELS, 1)
+            where = (valid & inner.unsqueeze(1)) | (~valid & mask.unsqueeze(1))  # [B, 84, T]
+            bias = self.biases[start : start + NUM_KERNELS * n].view(1, NUM_KERNELS, n, 1)
+            hits = (conv.unsqueeze(2) > bias.to(x.dtype)) & where.unsqueeze(2)
+            count = where.sum(dim=-1).clamp_min(1).unsqueeze(2).to(x.dtype)
+            feats.append((hits.sum(dim=-1).to(x.dtype) / count).reshape(b, NUM_KERNELS * n))
+            start += NUM_KERNELS * n
+        return torch.cat(feats, dim=1)
+
+
+class MiniRocketEncoder(Encoder):
+    """MiniRocket features, standardised with the training split's statistics, then dropout
+    and a learned linear layer to ``output_size`` (the features themselves when ``None``).
+
+    Input: a sequence batch ``[B, T, C]`` (frames ``[B, T, K, D]`` are flattened) with its step
+    mask. Output: pooled ``[B, D]``; rows not ``present`` are zeros.
+    """
+
+    def __init__(self, params: MiniRocketParameters, output_size: int | None = None,
+                 dropout: float = 0.0) -> None:
+        features = MiniRocketFeatures(params)
+        super().__init__(output_size or features.num_features)
+        self.input_size = params.input_channels
+        self.rocket = features
+        self.register_buffer("mean", torch.tensor(params.mean, dtype=torch.float32))
+        self.register_buffer("scale", torch.tensor(params.scale, dtype=torch.float32))
+        self.drop = dropout_layer(dropout)
+        self.proj = nn.Linear(features.num_features, output_size) if output_size else None
+        self._cache: dict[bytes, Tensor] = {}
+        self._cache_bytes = 0
+
+    def ppv(self, x: Tensor, mask: Tensor) -> Tensor:
+        """The PPV features of a batch, reusing those of sequences seen before.
+
+        The features are fixed, so on the CPU, where they cost most of an epoch, each
+        sequence's are remembered (by a digest of its real steps, up to :data:`CACHE_BYTES`):
+        later epochs compute only sequences not seen yet (augmented ones, new rows). Exported
+        and accelerator graphs compute them every time.
+        """
+        if (x.device.type != "cpu" or torch.compiler.is_compiling()
+                or torch.compiler.is_exporting() or torch.jit.is_tracing()):
+            return self.rocket(x, mask)
+        lengths = mask.sum(dim=1).tolist()
+        keys = [
+            hashlib.blake2b(x[i, :n].numpy().tobytes() + str((n, x.dtype)).encode(),
+                            digest_size=16).digest()
+            if mask[i, :n].all() else None  # not a plain prefix mask: no reuse
+            for i, n in enumerate(lengths)
+        ]
+        todo = [i for i, k in enumerate(keys) if k is None or k not in self._cache]
+        out = torch.empty(x.shape[0], self.rocket.num_features, dtype=x.dtype)
+        if todo:
+            index = torch.tensor(todo)
+            span = max(1, max(lengths[i] for i in todo))
+            fresh = self.rocket(x[index, :span], mask[index, :span])
+            out[index] = fresh
+            for row, i in enumerate(todo):
+                key = keys[i]
+                if key is not None and self._cache_bytes < CACHE_BYTES:
+                    self._cache[key] = fresh[row].clone()
+                    self._cache_bytes += fresh[row].numel() * fresh.element_size()
+        computed = set(todo)
+        for i, key in enumerate(keys):
+            if i not in computed:
+                out[i] = self._cache[key]
+        return out
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        self._cache.clear()  # other biases give other features
+        self._cache_bytes = 0
+        super()._load_from_state_dict(*args, **kwargs)
+
+    def forward(self, batch: ModalityBatch) -> Features:
+        x = batch.values.flatten(2)
+        if x.dim() != 3 or x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"minirocket encoder expects [B, T, {self.input_size}] (frames of "
+                f"{self.input_size} values), got {tuple(batch.values.shape)}"
+            )
+        mask = batch.mask
+        if mask is None:
+            mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        with torch.no_grad():
+            h = (self.ppv(x, mask) - self.mean.to(x.dtype)) / self.scale.to(x.dtype)
+        h = self.drop(h)
+        if self.proj is not None:
+            h = self.proj(h)
+        return self.features(h, None, batch)

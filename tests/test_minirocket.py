@@ -1,0 +1,226 @@
+"""The minirocket encoder: its features against aeon's MiniRocket as an oracle (multivariate,
+univariate, variable length in one padded batch), its fitting, and a trained run that reloads,
+predicts and exports the same."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("aeon", reason="the minirocket oracle tests need aeon (mmcore-torch[test])")
+
+from aeon.datasets import load_basic_motions, load_gunpoint  # noqa: E402
+from aeon.transformations.collection.convolution_based import MiniRocket  # noqa: E402
+from aeon.transformations.collection.convolution_based._minirocket import (  # noqa: E402
+    _static_transform_multi,
+    _static_transform_uni,
+)
+
+import mmcore  # noqa: E402
+from mmcore.sequence.minirocket import (  # noqa: E402
+    NUM_KERNELS,
+    MiniRocketFeatures,
+    MiniRocketParameters,
+    fit_dilations,
+    fit_minirocket,
+)
+
+
+def from_aeon(fitted: MiniRocket, channels: int) -> MiniRocketParameters:
+    """aeon's fitted parameters as ours (feature standardisation left at identity)."""
+    per_combination, indices, dilations, per_dilation, biases = fitted.parameters
+    groups, start = [], 0
+    for n in per_combination:
+        groups.append(sorted(int(c) for c in indices[start : start + n]))
+        start += n
+    n = len(biases)
+    return MiniRocketParameters(channels, [int(d) for d in dilations],
+                                [int(f) for f in per_dilation], groups,
+                                [float(b) for b in biases], [0.0] * n, [1.0] * n)
+
+
+def padded(arrays: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[T, C]`` arrays -> a zero-padded ``[B, T_max, C]`` batch and its step mask."""
+    t = max(len(a) for a in arrays)
+    x = torch.zeros(len(arrays), t, arrays[0].shape[1])
+    mask = torch.zeros(len(arrays), t, dtype=torch.bool)
+    for i, a in enumerate(arrays):
+        x[i, : len(a)] = torch.from_numpy(a)
+        mask[i, : len(a)] = True
+    return x, mask
+
+
+def assert_features_match(ours: np.ndarray, theirs: np.ndarray, length: int,
+                          params: MiniRocketParameters) -> None:
+    # Both sum the same float32 terms in another order, so an output that lands on a bias
+    # (a quantile of a training sequence's own outputs) can compare the other way: one step
+    # of one feature (1 / the steps it averages over), rarely.
+    diff = np.abs(ours - theirs)
+    assert (diff > 1e-6).mean() < 1e-3
+    assert diff.max() <= 1.0 / (length - 8 * max(params.dilations)) + 1e-6
+
+
+def test_multivariate_features_equal_aeons() -> None:
+    x, _ = load_basic_motions(split="train")  # [40, 6, 100]
+    fitted = MiniRocket(random_state=0).fit(x)
+    params = from_aeon(fitted, 6)
+    ours = MiniRocketFeatures(params)(*padded(list(x.transpose(0, 2, 1))))
+    assert_features_match(ours.numpy(), fitted.transform(x), 100, params)
+
+
+@pytest.mark.parametrize("loader, channels, shortest", [(load_gunpoint, 1, 70),
+                                                          (load_basic_motions, 6, 60)])
+def test_variable_length_batch_gives_each_sequences_own_features(loader, channels,
+                                                                 shortest) -> None:
+    x, _ = loader(split="train")
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(shortest, x.shape[2] + 1, size=12)
+    seqs = [np.ascontiguousarray(x[i, :, :n].T, dtype=np.float32) for i, n in enumerate(lengths)]
+    # fitted on the shortest length, so aeon's dilations fit every sequence alone
+    fitted = MiniRocket(n_kernels=84 * 20, random_state=1).fit(x[:, :, :shortest])
+    params = from_aeon(fitted, channels)
+    ours = MiniRocketFeatures(params)(*padded(seqs)).numpy()
+    for i, seq in enumerate(seqs):
+        # aeon's transform of this sequence alone, at its own length (its public transform
+        # refuses a length other than the fitted one)
+        one = np.ascontiguousarray(seq.T[None], dtype=np.float32)
+        if channels == 1:
+            alone = _static_transform_uni(one[:, 0], fitted.parameters, MiniRocket._indices)[0]
+        else:
+            alone = _static_transform_multi(one, fitted.parameters, MiniRocket._indices)[0]
+        assert_features_match(ours[i], alone, len(seq), params)
+
+
+def test_fitting_follows_minirockets_layout_and_is_seeded() -> None:
+    x, _ = load_basic_motions(split="train")
+    seqs = [np.ascontiguousarray(s.T, dtype=np.float32) for s in x]
+    params = fit_minirocket(seqs, num_features=84 * 30, seed=3)
+    fitted = MiniRocket(n_kernels=84 * 30, random_state=3).fit(x)
+    _, _, dilations, per_dilation, biases = fitted.parameters
+    assert params.dilations == dilations.tolist()
+    assert params.features_per_dilation == per_dilation.tolist()
+    assert params.num_features == len(biases) == 84 * 30
+    assert len(params.channels) == NUM_KERNELS * len(dilations)
+    assert all(1 <= len(c) <= 6 for c in params.channels)
+    # the biases are quantiles of the same kind of outputs as aeon's
+    ours, theirs = np.array(params.biases), np.asarray(biases)
+    assert abs(np.median(ours) - np.median(theirs)) < 0.5 * np.std(theirs)
+    # the fitted standardisation centres the training features
+    feats = MiniRocketFeatures(params)(*padded(seqs)).numpy()
+    z = (feats - np.array(params.mean)) / np.array(params.scale)
+    assert np.abs(z.mean(axis=0)).max() < 1e-4
+    again = fit_minirocket(seqs, num_features=84 * 30, seed=3)
+    assert again == params
+    assert MiniRocketParameters.from_state(json.loads(json.dumps(params.state()))) == params
+
+
+def test_dilations_for_short_and_long_sequences() -> None:
+    assert fit_dilations(9, 840, 32) == ([1], [10])
+    dilations, per = fit_dilations(1000, 10_000, 32)
+    assert dilations[0] == 1 and dilations[-1] == 124 and sum(per) == 119
+
+
+def test_malformed_state_is_refused_with_what_was_expected() -> None:
+    params = fit_minirocket([np.random.default_rng(0).normal(size=(30, 2)).astype(np.float32)],
+                            num_features=84)
+    state = params.state()
+    state["biases"] = state["biases"][:-1]
+    with pytest.raises(ValueError, match="84 biases"):
+        MiniRocketParameters.from_state(state)
+    with pytest.raises(ValueError, match="must be an object"):
+        MiniRocketParameters.from_state([1, 2])
+
+
+# -- a run ---------------------------------------------------------------------------------------
+def write_table(folder: Path) -> Path:
+    """GunPoint's official files as one ``.npy`` per sequence, some cut short (lengths vary)."""
+    (folder / "series").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    with (folder / "table.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", "split"])
+        for split in ("train", "test"):
+            x, y = load_gunpoint(split=split)
+            for i in range(0, len(y), 1 if split == "train" else 3):
+                n = int(rng.integers(100, 151))
+                np.save(folder / "series" / f"{split}{i}.npy", x[i, 0, :n, None])
+                writer.writerow([f"series/{split}{i}.npy", y[i], split])
+    return folder / "table.csv"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("gunpoint")
+    table = write_table(folder)
+    spec = mmcore.Spec(
+        name="gunpoint",
+        data={"path": str(table), "split_column": "split"},
+        modalities={"series": {"plugin": "gesture", "column": "path",
+                               "options": {"encoder": "minirocket",
+                                           "minirocket_features": 84 * 12}}},
+        heads={"label": {"kind": "classification", "target": "label"}},
+        train={"epochs": 15, "progress": False},
+    )
+    trainer = mmcore.Trainer(spec, output=folder / "run", quiet=True, plots=False, report=False)
+    trainer.fit()
+    assert trainer.final_metrics["test"]["label.accuracy"] >= 0.85
+    return folder / "run", folder
+
+
+def test_a_trained_run_reloads_with_its_fitted_kernels(run) -> None:
+    run_dir, folder = run
+    state = json.loads(next((run_dir / "modalities").rglob("gesture.json")).read_text())
+    assert state["minirocket"]["dilations"][0] == 1
+    rows = [{"path": f"series/test{i}.npy"} for i in (0, 3, 6)]
+    predictor = mmcore.load(run_dir)
+    first = predictor.predict(rows, root=folder)
+    again = mmcore.load(run_dir).predict(rows, root=folder)
+    assert [r["label"]["probability"] for r in first] == [r["label"]["probability"] for r in again]
+
+
+def test_a_minirocket_run_exports_faithfully(run, tmp_path) -> None:
+    pytest.importorskip("onnxruntime", reason="export needs mmcore-torch[export]")
+    from mmcore import runtime
+    from mmcore.export import export_run
+
+    run_dir, folder = run
+    bundle = export_run(run_dir, tmp_path / "bundle")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["parity"]["max_abs_diff"] <= 1e-4
+    rows = [{"path": f"series/test{i}.npy"} for i in range(0, 30, 3)]
+    expected = mmcore.load(run_dir).predict(rows, root=folder)
+    got = runtime.load(bundle).predict(rows, root=folder, batch_size=4)
+    for a, b in zip(got, expected, strict=True):
+        assert a["label"]["label"] == b["label"]["label"]
+        assert abs(a["label"]["probability"] - b["label"]["probability"]) < 1e-4
+
+
+def test_remembered_features_are_the_computed_ones() -> None:
+    from mmcore.batch import ModalityBatch
+    from mmcore.sequence.minirocket import MiniRocketEncoder
+
+    rng = np.random.default_rng(0)
+    seqs = [rng.normal(size=(n, 2)).astype(np.float32) for n in (40, 25, 33)]
+    enc = MiniRocketEncoder(fit_minirocket(seqs, num_features=168), output_size=4).eval()
+
+    def batch(items):
+        x, mask = padded(items)
+        return ModalityBatch(x, torch.ones(len(items), dtype=torch.bool), mask)
+
+    with torch.no_grad():
+        fresh = enc.rocket(*padded(seqs))
+        first = enc.ppv(*padded(seqs))  # computed, then remembered
+        assert len(enc._cache) == 3
+        mixed = enc.ppv(*padded([seqs[1], seqs[0] + 1, seqs[2]]))  # two remembered, one new
+        torch.testing.assert_close(first, fresh)
+        torch.testing.assert_close(mixed[[0, 2]], fresh[[1, 2]])
+        torch.testing.assert_close(mixed[1], enc.rocket(*padded([seqs[0] + 1]))[0])
+        out = enc(batch(seqs)).values
+        enc.load_state_dict(enc.state_dict())
+        assert not enc._cache
+        torch.testing.assert_close(enc(batch(seqs)).values, out)
