@@ -103,6 +103,29 @@ def test_modality_at_chance_names_the_dead_branch_and_suggests_modality_dropout(
     assert with_dropout is not None and "modality_dropout" not in with_dropout.format()
 
 
+def test_a_modality_used_only_jointly_is_not_called_dead():
+    # alone at chance, but the model loses 0.30 without it: it is used, with the others
+    warning = modality_at_chance("imu", "action", only=0.05, fused=0.86, chance_accuracy=0.04,
+                                 rows=300, without=0.56)
+    assert warning is not None and warning.figures["without_accuracy"] == 0.56
+    assert "only jointly" in warning.message and "dead branch" not in warning.message
+    # hiding it costs nothing: it may be dead
+    dead = modality_at_chance("imu", "action", 0.05, 0.86, 0.04, rows=300, without=0.86)
+    assert dead is not None and "dead branch" in dead.message
+
+
+def test_a_stuck_weighted_head_names_its_class_weights_first():
+    chance = math.log(26)
+    warning = loss_at_chance("letter", [3.26] * 3, chance, accuracy=0.04,
+                             chance_accuracy=1 / 26, rows=100, lr=1e-3,
+                             class_weights=[0.2, 0.5, 6.0])
+    assert warning is not None and "class weights" in warning.suggestions[0]
+    assert "30x" in warning.suggestions[0] and warning.figures["class_weight_max"] == 6.0
+    plain = loss_at_chance("letter", [3.26] * 3, chance, accuracy=0.04,
+                           chance_accuracy=1 / 26, rows=100, lr=1e-3)
+    assert plain is not None and not any("class weights" in s for s in plain.suggestions)
+
+
 def test_modality_at_chance_is_silent_when_it_scores_alone_or_the_model_is_at_chance():
     assert modality_at_chance("audio", "digit", 0.45, 0.86, 0.1, rows=200) is None
     assert modality_at_chance("audio", "digit", 0.1, 0.12, 0.1, rows=200) is None  # all stuck

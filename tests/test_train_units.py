@@ -28,7 +28,12 @@ from mmcore.train.optim import (
     parameter_groups,
 )
 from mmcore.train.report import format_report, modality_report
-from mmcore.train.settings import check_precision, resolve_device, resolve_monitor
+from mmcore.train.settings import (
+    check_precision,
+    resolve_device,
+    resolve_epochs,
+    resolve_monitor,
+)
 from tests.toy import ToyModality, ToyOptions
 
 
@@ -312,3 +317,16 @@ def test_fit_applies_train_threads_and_restores_them(tmp_path, monkeypatch):
     Trainer(spec, output=tmp_path / "run", registry=reg, plots=False, quiet=True).fit()
     assert calls[0] == 1 and calls[-1] == before
     assert torch.get_num_threads() == before
+
+
+def test_auto_epochs_give_small_data_enough_steps_and_large_data_ten_epochs():
+    assert resolve_epochs(7, rows=36, batch_size=32) == 7  # a number is kept as given
+    assert resolve_epochs("auto", rows=36, batch_size=32) == 150  # 2 steps an epoch
+    assert resolve_epochs("auto", rows=270, batch_size=32) == 34  # 9 steps an epoch
+    assert resolve_epochs("auto", rows=270, batch_size=32, accumulate=3) == 100
+    assert resolve_epochs("auto", rows=50_000, batch_size=32) == 10
+    assert resolve_epochs("auto", rows=5, batch_size=32) == 200
+    assert TrainSpec(epochs="auto").epochs == "auto"
+    for bad in (0, "many"):
+        with pytest.raises(ValueError, match="epochs"):
+            TrainSpec(epochs=bad)

@@ -179,7 +179,27 @@ class HeadSpec(StrictModel):
 class TrainSpec(StrictModel):
     """Training settings."""
 
-    epochs: int = Field(10, ge=1)
+    epochs: int | Literal["auto"] = Field(
+        10, description="passes over the training split, or 'auto': enough for at least "
+        "300 optimizer steps (at least 10 and at most 200 epochs), for small data sets"
+    )
+
+    @field_validator("epochs", mode="before")
+    @classmethod
+    def _epochs(cls, value: Any) -> Any:
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError(f"expected a whole number of epochs (at least 1) or 'auto', got "
+                             f"{value!r}")
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError(f"expected a whole number of epochs (at least 1) or 'auto', got "
+                             f"{value!r}") from None
+        if number < 1:
+            raise ValueError(f"expected at least 1 epoch (or 'auto'), got {number}")
+        return number
     batch_size: int = Field(32, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)

@@ -140,11 +140,13 @@ def loss_at_chance(
     chance_accuracy: float | None = None,
     rows: int | None = None,
     lr: float | None = None,
+    class_weights: Sequence[float] | None = None,
 ) -> HealthWarning | None:
     """Warn when every one of ``losses`` (a classification head's training loss over the
     last epochs) stays within :data:`LOSS_TOLERANCE` of (or above) the ``chance`` loss and
     the validation ``accuracy``, when given, is not above ``chance_accuracy`` (the majority
-    class's share) by :func:`accuracy_margin` over ``rows``."""
+    class's share) by :func:`accuracy_margin` over ``rows``. A weighted loss
+    (``class_weights``, the head's resolved weights) is named first among the causes."""
     values = [float(v) for v in losses]
     if not values or not all(math.isfinite(v) for v in values) or chance <= 0:
         return None
@@ -166,7 +168,18 @@ def loss_at_chance(
     )
     rate = f"train.lr={lr:g} now: try train.lr={lr / 10:g} and train.lr={lr * 10:g}" if lr \
         else "try train.lr ten times lower and ten times higher"
+    weighting = ()
+    if class_weights is not None and len(class_weights) and min(class_weights) > 0:
+        low, high = min(class_weights), max(class_weights)
+        figures.update(class_weight_min=low, class_weight_max=high)
+        weighting = (
+            f"the class weights (the head's class_weights, from {low:.3g} to {high:.3g}, "
+            f"{high / low:.3g}x): a few rows of rare classes can dominate the loss; train once "
+            "without class_weights, or use class_weights='balanced', which mmcore caps for "
+            "long tails (docs/training.md#class-imbalance)",
+        )
     suggestions = (
+        *weighting,
         f"a learning rate too high or too low ({rate})",
         "input channels on very different scales: check each modality's normalisation "
         "option (docs/plugins/)",
@@ -189,20 +202,44 @@ def modality_at_chance(
     rows: int | None = None,
     modality_dropout: float = 0.0,
     split: str = "test",
+    without: float | None = None,
 ) -> HealthWarning | None:
     """Warn when a head's accuracy with ``modality`` alone (``only``, from the modality
     report) is at the ``chance_accuracy`` (the majority class's share of the split) while
-    with all modalities (``fused``) it is clearly above it (twice the margin)."""
+    with all modalities (``fused``) it is clearly above it (twice the margin).
+
+    ``without`` (the report's accuracy with the modality hidden) tells the two cases apart:
+    when hiding it costs more than the margin, the model uses it, only jointly with the others
+    (not a dead branch), and the warning says so."""
     if not all(math.isfinite(v) for v in (only, fused, chance_accuracy)):
         return None
     margin = accuracy_margin(chance_accuracy, rows)
     if fused <= chance_accuracy + 2 * margin or only > chance_accuracy + margin:
         return None
-    message = (
+    figures = {"only_accuracy": only, "fused_accuracy": fused, "chance_accuracy": chance_accuracy,
+               "margin": margin, "rows": rows}
+    at_chance = (
         f"modality {modality!r} alone scores at chance on the {split} split ({head}.accuracy "
         f"{only:.3f}, majority class {chance_accuracy:.3f}, within the margin {margin:.3f} "
         f"that {rows if rows else 'its'} rows allow) while all modalities together "
-        f"score {fused:.3f}: the model may ignore it (a dead branch), or it may carry nothing "
+        f"score {fused:.3f}"
+    )
+    if without is not None and math.isfinite(without) and fused - without > margin:
+        figures["without_accuracy"] = without
+        message = (
+            f"{at_chance}, and {without:.3f} without it: the model uses it only jointly with "
+            "the other modalities, so a row that lacks those gets no help from it"
+        )
+        suggestions = (
+            f"train with train.modality_dropout={SUGGESTED_DROPOUT} (or a fusion with auxiliary "
+            "per-modality losses, docs/fusion.md) if the modality must also work alone",
+        ) if modality_dropout == 0 else (
+            f"train a spec with {modality!r} alone to see whether it predicts the target at "
+            "all by itself",
+        )
+        return HealthWarning(MODALITY_AT_CHANCE, modality, message, suggestions, None, figures)
+    message = (
+        f"{at_chance}: the model may ignore it (a dead branch), or it may carry nothing "
         "about the target"
     )
     if modality_dropout == 0:
@@ -215,8 +252,6 @@ def modality_at_chance(
             f"train a spec with {modality!r} alone to see whether it predicts the target at "
             "all; if it does, check its encoder options and preprocessing",
         )
-    figures = {"only_accuracy": only, "fused_accuracy": fused, "chance_accuracy": chance_accuracy,
-               "margin": margin, "rows": rows}
     return HealthWarning(MODALITY_AT_CHANCE, modality, message, suggestions, None, figures)
 
 
@@ -259,7 +294,7 @@ class HealthChecks:
         """The loss check for each classification head over the trainer's last
         :data:`PATIENCE` epochs (all of them when ``train.epochs`` is smaller)."""
         train = trainer.spec.train
-        window = min(PATIENCE, train.epochs)
+        window = min(PATIENCE, getattr(trainer, "epochs", None) or PATIENCE)
         recent = trainer.history[-window:]
         if len(recent) < window:
             return []
@@ -285,6 +320,7 @@ class HealthChecks:
                 accuracy=max(accuracies) if accuracies else None,
                 chance_accuracy=max(prior) if accuracies else None,
                 rows=trainer.data.num_rows("validation") if accuracies else None, lr=train.lr,
+                class_weights=None if weights is None else weights.tolist(),
             ))
         return self.add(found)
 
@@ -311,6 +347,7 @@ class HealthChecks:
                     found.append(modality_at_chance(
                         modality, name, only, fused, chance, rows=len(targets),
                         modality_dropout=trainer.spec.train.modality_dropout, split=split,
+                        without=entry.get("without", {}).get(f"{name}.accuracy"),
                     ))
         return self.add(found)
 

@@ -16,6 +16,21 @@ from mmcore.errors import SpecError
 from mmcore.model import MultimodalModel
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
+#: ``train.epochs="auto"``: at least this many optimizer steps...
+AUTO_MIN_STEPS = 300
+#: ...in at least this many and at most this many epochs
+AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS = 10, 200
+
+
+def resolve_epochs(epochs: int | str, rows: int, batch_size: int, accumulate: int = 1) -> int:
+    """The number of epochs: ``epochs`` itself, or for ``"auto"`` enough epochs over ``rows``
+    training rows for :data:`AUTO_MIN_STEPS` optimizer steps, clamped to
+    [:data:`AUTO_MIN_EPOCHS`, :data:`AUTO_MAX_EPOCHS`]. A function of the data's size only,
+    so a resumed run resolves it the same."""
+    if epochs != "auto":
+        return int(epochs)
+    steps = max(1, math.ceil(math.ceil(max(rows, 1) / batch_size) / accumulate))
+    return min(AUTO_MAX_EPOCHS, max(AUTO_MIN_EPOCHS, math.ceil(AUTO_MIN_STEPS / steps)))
 
 
 def resolve_device(name: str, source: str = "<spec>") -> torch.device:

@@ -67,6 +67,7 @@ from mmcore.train.settings import (
     Monitor,
     check_precision,
     resolve_device,
+    resolve_epochs,
     resolve_monitor,
     resolve_threads,
     set_deterministic,
@@ -183,6 +184,7 @@ class Trainer:
         self.best_epoch: int | None = None
         self.best_value: float | None = None
         self.bad_epochs = 0
+        self.epochs: int | None = None  # train.epochs resolved ('auto') once the data is read
         self.stopped_early = False
         self.final_metrics: dict[str, Any] = {}
         self.last_checkpoint: Path | None = None
@@ -408,7 +410,12 @@ class Trainer:
         if train.monitor and not self.has_validation:
             self.note(f"no validation split: monitoring the training loss, not {train.monitor}")
         batches = math.ceil(dm.num_rows(TRAIN) / train.batch_size)
-        total_steps = math.ceil(batches / train.accumulate) * train.epochs
+        self.epochs = resolve_epochs(train.epochs, dm.num_rows(TRAIN), train.batch_size,
+                                     train.accumulate)
+        if train.epochs == "auto":
+            self.note(f"train.epochs='auto': {self.epochs} epochs of "
+                      f"{math.ceil(batches / train.accumulate)} optimizer steps")
+        total_steps = math.ceil(batches / train.accumulate) * self.epochs
         strategy.shard(model)  # before the optimizer, which must hold the sharded parameters
         self.optimizer = build_optimizer(model, train, resolved.modalities)
         self.scheduler = build_scheduler(self.optimizer, train, total_steps)
@@ -417,18 +424,18 @@ class Trainer:
             self._restore(resume_from)
         set_frozen(model, self.optimizer, frozen_encoders(resolved.modalities, self.epoch + 1))
         for name, m in resolved.modalities.items():
-            if m.freeze and m.unfreeze_at is not None and m.unfreeze_at > train.epochs:
+            if m.freeze and m.unfreeze_at is not None and m.unfreeze_at > self.epochs:
                 self.note(f"modalities.{name}.unfreeze_at={m.unfreeze_at} is after the last "
-                          f"epoch ({train.epochs}): the {name} encoder stays frozen")
+                          f"epoch ({self.epochs}): the {name} encoder stays frozen")
         self.net = strategy.wrap(model)
 
         self.hooks.hook.on_train_start(trainer=self)
         epochs_bar = tqdm(
-            total=train.epochs, initial=self.epoch, desc="epochs", unit="epoch",
+            total=self.epochs, initial=self.epoch, desc="epochs", unit="epoch",
             disable=not self.show_progress, file=sys.stderr, dynamic_ncols=True,
         )
         try:
-            while self.epoch < train.epochs and not self.stopped_early and not self._stop:
+            while self.epoch < self.epochs and not self.stopped_early and not self._stop:
                 record = self._run_epoch(self.epoch + 1)
                 # a callback on the main process may have called stop()
                 self._stop = bool(strategy.broadcast(self._stop))
