@@ -702,8 +702,18 @@ def main() -> None:
     if args.no_write:
         print(text)
     else:
-        args.output.write_text(text)
+        args.output.write_text(text + kept_sections(args.output))
         print(f"wrote {args.output}")
+
+
+def kept_sections(path: Path) -> str:
+    """The sections other scripts wrote into ``path`` (``benchlib.write_section``: a heading,
+    then begin/end markers), kept when this script rewrites the rest."""
+    if not path.exists():
+        return ""
+    found = re.findall(r"^## [^\n]*\n<!-- benchmarks/[\w.]+: begin -->.*?"
+                       r"<!-- benchmarks/[\w.]+: end -->\n?", path.read_text(), re.S | re.M)
+    return "".join("\n" + block for block in found)
 
 
 if __name__ == "__main__":
