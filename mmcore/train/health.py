@@ -175,8 +175,8 @@ def loss_at_chance(
         weighting = (
             f"the class weights (the head's class_weights, from {low:.3g} to {high:.3g}, "
             f"{high / low:.3g}x): a few rows of rare classes can dominate the loss; train once "
-            "without class_weights, or use class_weights='balanced', which mmcore caps for "
-            "long tails (docs/training.md#class-imbalance)",
+            "without class_weights, or with milder weights (a dict class -> weight; "
+            "docs/training.md#class-imbalance)",
         )
     suggestions = (
         *weighting,
