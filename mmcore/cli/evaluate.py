@@ -26,6 +26,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--robustness", action="store_true",
                    help="also evaluate every subset of modalities and each modality's exact "
                    "Shapley value (2^M evaluations), written to robustness.json")
+    p.add_argument("--hide-drifting", action="store_true",
+                   help="also evaluate with the modalities whose inputs drift from the training "
+                   "split hidden from every row (docs/evaluation.md#input-drift)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--nproc", type=int, metavar="N",
@@ -45,6 +48,7 @@ def worker_argv(args: argparse.Namespace) -> list[str]:
     argv += [flag for flag, on in (
         ("--no-report", args.no_report), ("--per-class", getattr(args, "per_class", False)),
         ("--robustness", getattr(args, "robustness", False)), ("--json", args.json),
+        ("--hide-drifting", getattr(args, "hide_drifting", False)),
         ("--trust-code", args.trust_code), ("--debug", getattr(args, "debug", False))) if on]
     return argv
 
@@ -67,11 +71,18 @@ def run(args: argparse.Namespace) -> int:
             report = predictor.modality_report(args.split, data=args.data)
         if getattr(args, "robustness", False):
             robust = predictor.robustness(args.split, data=args.data)
+        drift = None
+        if strategy.is_main:
+            from mmcore.drift import evaluate_drift
+
+            drift = evaluate_drift(predictor, args.split, data=args.data,
+                                   hide=getattr(args, "hide_drifting", False))
     if not strategy.is_main:  # every process has the figures; the first one prints them
         return 0
     if args.json:
         extra = {"robustness": robust} if robust is not None else {}
-        print(json.dumps({**result, "modality_report": report, **extra}, indent=2))
+        print(json.dumps({**result, "modality_report": report, "drift": drift, **extra},
+                         indent=2))
         return 0
     print(f"{result['split']} ({result['rows']} rows)")
     width = max((len(k) for k in result["metrics"]), default=0)
@@ -88,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         print()
         print(format_report(report))
         print(f"\nmodality report written to {predictor.run_dir / MODALITY_REPORT}")
+    if drift is not None:
+        _print_drift(drift)
     if robust is not None:
         from mmcore.run.layout import ROBUSTNESS
         from mmcore.train.robustness import format_robustness
@@ -96,3 +109,22 @@ def run(args: argparse.Namespace) -> int:
         print(format_robustness(robust))
         print(f"\nrobustness report written to {predictor.run_dir / ROBUSTNESS}")
     return 0
+
+
+def _print_drift(drift: dict) -> None:
+    from mmcore.drift import format_drift
+
+    print()
+    print(format_drift(drift))
+    for name in drift["drifting"]:
+        entry = drift["modalities"][name]
+        print(f"warning: the inputs of modality {name!r} drift from the training split "
+              f"(score {entry['score']:.3f} > {entry['threshold']:.3f}): a new sensor placement, "
+              "unit or reference frame? Compare with the modality report's 'without' column, "
+              "or evaluate with --hide-drifting")
+    hidden = drift.get("hidden_metrics")
+    if hidden:
+        print(f"\nwith {', '.join(drift['hidden'])} hidden from every row:")
+        width = max(len(k) for k in hidden)
+        for key, value in hidden.items():
+            print(f"  {key.ljust(width)}  {value:.4f}")

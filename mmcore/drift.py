@@ -1,0 +1,205 @@
+"""Input drift per modality: how far a split's encoder features are from the training split's.
+
+A model trained in one session meets data from another: a sensor remounted, a quaternion in
+another reference frame, a new microphone. Each modality's encoder already maps its raw input
+to features, so the shift is measured there, the same way for every modality: the mean of each
+pooled feature over a split's rows (those that have the modality), in units of that feature's
+standard deviation on the training split, averaged over the features. 0 is no shift; sampling
+noise alone gives about ``1 / sqrt(rows)``; the training split's own validation rows give the
+level a run can expect without a shift (``reference["validation"]``).
+
+The training statistics are written at the end of training (``drift_reference.json`` in the
+run folder: data, never code). :func:`drift_report` compares a split with them;
+``mmcore evaluate`` prints it and warns about a drifting modality, and ``--hide-drifting``
+evaluates with those modalities hidden, as if the rows lacked them (useful when the model was
+trained to work without them, e.g. with ``train.modality_dropout``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+
+from mmcore.batch import Batch
+from mmcore.run.layout import DRIFT_REFERENCE
+
+__all__ = ["DRIFT_REFERENCE", "drift_report", "feature_statistics", "format_drift",
+           "make_reference"]
+
+#: a modality drifts when its score passes this...
+MIN_THRESHOLD = 0.5
+#: ...or this many times the validation split's score, whichever is larger
+VALIDATION_FACTOR = 3.0
+#: the smallest standard deviation a feature is measured in (constant features)
+STD_FLOOR = 1e-3
+
+
+def feature_statistics(model: Any, batches: Iterable[Batch], device: torch.device,
+                       transform: Any = None) -> dict[str, dict[str, Any]]:
+    """Per modality: ``{"rows", "mean", "std"}`` of its encoder's pooled features over the rows
+    that have it (``mean``/``std`` are lists of floats; absent for a modality no row has).
+    ``transform`` changes each batch's inputs first (as the evaluation's does)."""
+    sums: dict[str, torch.Tensor] = {}
+    squares: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for batch in batches:
+                inputs = {k: v.to(device) for k, v in batch.inputs.items()}
+                if transform is not None:
+                    inputs = transform(inputs)
+                for name, encoder in model.encoders.items():
+                    if name not in inputs:
+                        continue
+                    features = encoder(inputs[name])
+                    keep = features.present
+                    pooled = features.pooled()[keep].double().cpu()
+                    if not len(pooled):
+                        continue
+                    sums[name] = sums.get(name, 0) + pooled.sum(dim=0)
+                    squares[name] = squares.get(name, 0) + (pooled ** 2).sum(dim=0)
+                    counts[name] = counts.get(name, 0) + len(pooled)
+    finally:
+        model.train(was_training)
+    out: dict[str, dict[str, Any]] = {}
+    for name in model.encoders:
+        n = counts.get(name, 0)
+        if not n:
+            out[name] = {"rows": 0}
+            continue
+        mean = sums[name] / n
+        var = (squares[name] / n - mean ** 2).clamp_min(0)
+        out[name] = {"rows": n, "mean": mean.tolist(), "std": var.sqrt().tolist()}
+    return out
+
+
+def drift_scores(reference: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, float]:
+    """Per modality in both: the mean over features of ``|mean - mean_train| / std_train``
+    (``nan`` where either side has no rows or the sizes differ)."""
+    scores = {}
+    for name, ref in reference.items():
+        cur = current.get(name)
+        if not cur or not ref.get("rows") or not cur.get("rows"):
+            scores[name] = math.nan
+            continue
+        m0, s0, m1 = ref["mean"], ref["std"], cur["mean"]
+        if not (len(m0) == len(s0) == len(m1)) or not m0:
+            scores[name] = math.nan
+            continue
+        scores[name] = sum(abs(b - a) / max(s, STD_FLOOR)
+                           for a, s, b in zip(m0, s0, m1, strict=True)) / len(m0)
+    return scores
+
+
+def thresholds(reference: Mapping[str, Any]) -> dict[str, float]:
+    """Per modality: the score above which it drifts (:data:`MIN_THRESHOLD`, or
+    :data:`VALIDATION_FACTOR` times the validation split's score when that is larger)."""
+    validation = reference.get("validation") or {}
+    out = {}
+    for name in reference.get("train", {}):
+        level = validation.get(name)
+        scaled = VALIDATION_FACTOR * level if isinstance(level, float) and math.isfinite(level) \
+            else 0.0
+        out[name] = max(MIN_THRESHOLD, scaled)
+    return out
+
+
+def make_reference(train: Mapping[str, Any],
+                   validation: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What ``drift_reference.json`` holds: the training statistics and, when a validation
+    split was measured, its scores against them (the no-shift level)."""
+    ref: dict[str, Any] = {"train": dict(train)}
+    if validation is not None:
+        ref["validation"] = drift_scores(train, validation)
+    return ref
+
+
+def check_reference(data: Any, where: str) -> dict[str, Any]:
+    """``drift_reference.json`` read as data: ``ValueError`` naming ``where`` when malformed."""
+    def numbers(value: Any) -> bool:
+        return isinstance(value, list) and all(isinstance(v, int | float) for v in value)
+
+    if not isinstance(data, dict) or not isinstance(data.get("train"), dict):
+        raise ValueError(f"{where}: expected an object with a 'train' object")
+    for name, stats in data["train"].items():
+        if not isinstance(stats, dict) or not isinstance(stats.get("rows"), int):
+            raise ValueError(f"{where}: train.{name} needs an integer 'rows'")
+        if stats["rows"] and not (numbers(stats.get("mean")) and numbers(stats.get("std"))):
+            raise ValueError(f"{where}: train.{name} needs 'mean' and 'std' lists of numbers")
+    validation = data.get("validation", {})
+    if not isinstance(validation, dict) or not all(
+            isinstance(v, int | float) for v in validation.values()):
+        raise ValueError(f"{where}: 'validation' must map modalities to numbers")
+    return {"train": data["train"], "validation": {k: float(v) for k, v in validation.items()}}
+
+
+def drift_report(reference: Mapping[str, Any], current: Mapping[str, Any],
+                 split: str) -> dict[str, Any]:
+    """``{"split", "modalities": {name: {"score", "threshold", "validation", "drifting"}},
+    "drifting": [names]}`` for ``current`` statistics against ``reference``."""
+    scores = drift_scores(reference["train"], current)
+    limits = thresholds(reference)
+    validation = reference.get("validation", {})
+    per = {
+        name: {"score": score, "threshold": limits.get(name, MIN_THRESHOLD),
+               "validation": validation.get(name, math.nan),
+               "drifting": bool(math.isfinite(score) and score > limits.get(name, MIN_THRESHOLD))}
+        for name, score in scores.items()
+    }
+    return {"split": split, "modalities": per,
+            "drifting": sorted(n for n, e in per.items() if e["drifting"])}
+
+
+def format_drift(report: Mapping[str, Any]) -> str:
+    """A plain-text table: each modality's drift score, its threshold, the validation level."""
+    def cell(v: float) -> str:
+        return "-" if not math.isfinite(v) else f"{v:.3f}"
+
+    rows = [["modality", "drift", "threshold", "validation", ""]]
+    for name, e in report["modalities"].items():
+        rows.append([name, cell(e["score"]), cell(e["threshold"]), cell(e["validation"]),
+                     "DRIFTING" if e["drifting"] else ""])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+             for r in rows]
+    return (f"input drift on {report['split']} (mean feature shift in training standard "
+            "deviations):\n" + "\n".join("  " + line for line in lines))
+
+
+def evaluate_drift(predictor: Any, split: str | None = None, *, data: Any = None,
+                   hide: bool = False) -> dict[str, Any] | None:
+    """The drift report of a loaded run (:func:`mmcore.load`) on one split of its data or a
+    data file, against the run's ``drift_reference.json``; ``None`` when the run has none
+    (trained without the report, or by an older mmcore). With ``hide``, the report also holds
+    ``"hidden_metrics"``: the split's metrics with the drifting modalities hidden from every
+    row (``None`` when none drifts)."""
+    import json
+
+    from mmcore.train.masking import hide_all
+
+    path = predictor.run_dir / DRIFT_REFERENCE
+    if not path.is_file():
+        return None
+    from mmcore.errors import CheckpointError
+
+    try:
+        reference = check_reference(json.loads(path.read_text(encoding="utf-8")), str(path))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
+    dm, name = predictor._split(split, data)
+    loader = dm.loader(name, batch_size=predictor.spec.train.batch_size, shuffle=False)
+    current = feature_statistics(predictor.model, loader, predictor.device)
+    report = drift_report(reference, current, name)
+    if hide:
+        drifting = set(report["drifting"])
+        report["hidden"] = sorted(drifting)
+        report["hidden_metrics"] = predictor._evaluate(
+            dm, name, lambda inputs: hide_all(inputs, drifting)).metrics if drifting else None
+    return report

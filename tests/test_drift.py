@@ -1,0 +1,125 @@
+"""Input drift per modality: the scores, the reference a run writes, and ``mmcore evaluate``
+reporting a shifted modality, warning about it and (``--hide-drifting``) hiding it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+
+import pytest
+import torch
+
+import mmcore
+from mmcore.cli import main
+from mmcore.drift import (
+    MIN_THRESHOLD,
+    check_reference,
+    drift_report,
+    drift_scores,
+    evaluate_drift,
+    make_reference,
+)
+from mmcore.errors import CheckpointError
+from mmcore.spec import validate_spec
+from mmcore.train import Trainer
+from tests import train_toy as toy
+
+
+def stats(mean, std, rows=10):
+    return {"rows": rows, "mean": mean, "std": std}
+
+
+def test_scores_are_mean_shifts_in_training_standard_deviations():
+    ref = {"a": stats([0.0, 1.0], [1.0, 2.0]), "b": stats([5.0], [0.0]), "c": {"rows": 0}}
+    cur = {"a": stats([1.0, 0.0], [1.0, 1.0]), "b": stats([5.0], [1.0]), "c": stats([1.0], [1.0])}
+    scores = drift_scores(ref, cur)
+    assert scores["a"] == pytest.approx((1.0 / 1 + 1.0 / 2) / 2)
+    assert scores["b"] == 0.0  # a constant feature that did not move
+    assert math.isnan(scores["c"])  # no training rows: nothing to compare with
+    reference = make_reference(ref, {"a": stats([0.1, 1.0], [1.0, 2.0]), "b": stats([5.0], [0])})
+    assert reference["validation"]["a"] == pytest.approx(0.05)
+    report = drift_report(reference, cur, "test")
+    assert report["drifting"] == ["a"] and report["modalities"]["a"]["threshold"] == MIN_THRESHOLD
+
+
+def test_the_threshold_rises_with_the_validation_splits_own_drift():
+    reference = {"train": {"a": stats([0.0], [1.0])}, "validation": {"a": 0.4}}
+    report = drift_report(reference, {"a": stats([1.0], [1.0])}, "test")
+    assert report["modalities"]["a"]["threshold"] == pytest.approx(1.2)
+    assert report["drifting"] == []
+
+
+def test_a_malformed_reference_is_refused_as_data():
+    with pytest.raises(ValueError, match="'train' object"):
+        check_reference([], "x.json")
+    with pytest.raises(ValueError, match="train.a needs 'mean'"):
+        check_reference({"train": {"a": {"rows": 3, "mean": "os.system"}}}, "x.json")
+    with pytest.raises(ValueError, match="'validation' must map"):
+        check_reference({"train": {}, "validation": {"a": "high"}}, "x.json")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("drift")
+    reg = toy.registry()
+    data = toy.write_data(root / "data.csv", rows=90)
+    spec = validate_spec(toy.spec_dict(data, root / "cache", epochs=8, modality_dropout=0.3),
+                         registry=reg)
+    Trainer(spec, output=root / "run", registry=reg, plots=False, quiet=True).fit()
+    yield {"run": root / "run", "data": data, "reg": reg, "root": root}
+    torch.set_num_threads(before)
+
+
+def shifted_copy(trained, column: str, offset: float):
+    """The run's test rows with ``offset`` added to ``column``."""
+    with open(trained["data"], newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["split"] == "test"]
+    path = trained["root"] / f"shifted-{column}.csv"
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["x", "z", "y"])
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({"x": r["x"], "z": r["z"], "y": r["y"],
+                             column: f"{float(r[column]) + offset:.4f}"})
+    return path
+
+
+def test_a_run_records_its_training_statistics_and_the_test_split_does_not_drift(trained):
+    saved = json.loads((trained["run"] / "drift_reference.json").read_text())
+    assert set(saved["train"]) == {"a", "b"} and saved["train"]["a"]["rows"] == 54
+    report = evaluate_drift(mmcore.load(trained["run"], registry=trained["reg"]), "test")
+    assert report is not None and report["drifting"] == []
+
+
+def test_a_shifted_modality_is_found_and_can_be_hidden(trained):
+    predictor = mmcore.load(trained["run"], registry=trained["reg"])
+    report = evaluate_drift(predictor, data=shifted_copy(trained, "z", 25.0), hide=True)
+    assert report["drifting"] == ["b"]  # modality b reads column z
+    assert report["modalities"]["b"]["score"] > 10 * report["modalities"]["a"]["score"]
+    assert report["hidden"] == ["b"] and "label.accuracy" in report["hidden_metrics"]
+
+
+def test_evaluate_prints_the_drift_and_warns(trained, capsys, monkeypatch):
+    monkeypatch.setattr(mmcore.predict, "get_registry", lambda: trained["reg"])
+    shifted = shifted_copy(trained, "z", 25.0)
+    code = main(["evaluate", str(trained["run"]), "--data", str(shifted), "--no-report",
+                 "--hide-drifting"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "input drift on external" in out and "DRIFTING" in out
+    assert "warning: the inputs of modality 'b' drift" in out
+    assert "with b hidden from every row:" in out
+
+
+def test_a_run_without_a_reference_or_with_a_broken_one(trained, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained["run"], run)
+    (run / "drift_reference.json").unlink()
+    assert evaluate_drift(mmcore.load(run, registry=trained["reg"]), "test") is None
+    (run / "drift_reference.json").write_text('{"train": 3}')
+    with pytest.raises(CheckpointError, match="drift_reference.json: expected an object"):
+        evaluate_drift(mmcore.load(run, registry=trained["reg"]), "test")
