@@ -29,8 +29,9 @@ from mmcore.run.layout import (
     check_plugin_versions,
     load_run_spec,
 )
-from mmcore.spec.load import parse_override, resolve_run_fusion_class
+from mmcore.spec.load import parse_override
 from mmcore.spec.model import Spec
+from mmcore.spec.trust import resolve_run_fusion_class
 from mmcore.train.evaluation import SplitResult, evaluate_model
 from mmcore.train.report import modality_report
 from mmcore.train.settings import resolve_device, resolve_monitor
@@ -325,7 +326,9 @@ def load(
     """Load a trained run folder.
 
     A run folder is data: loading it never runs code from it. A fusion given by import path
-    must be a :class:`~mmcore.Fusion` subclass in an installed module outside the folder; a
+    must be a :class:`~mmcore.Fusion` subclass defined in one of mmcore's fusion modules or a
+    module an installed plugin registers (see :mod:`mmcore.spec.trust`; checked before
+    anything is imported, and whatever an import raises is a :class:`SpecError`); a
     file path (``"file.py:Class"``, such as the ``spec.py`` copied for a fusion defined in
     the spec file) is executed only with ``trust_code=True`` (only for runs you trust).
 
@@ -351,7 +354,7 @@ def load(
     name = spec.fusion.name
     if isinstance(name, str) and ":" in name:  # checked before anything is imported or called
         fusion_class = resolve_run_fusion_class(
-            name, run.path, trust_code=trust_code, source=str(run.spec_json)
+            name, run.path, trust_code=trust_code, source=str(run.spec_json), registry=registry
         )
     _check_run_options(spec, fusion_class, registry, str(run.spec_json))
     try:

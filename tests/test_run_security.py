@@ -125,7 +125,8 @@ def test_installed_callables_that_are_not_fusions_are_never_called(
     options = {k: v.replace("MARKER", str(marker)) for k, v in options.items()}
     run = _tampered(runs, tmp_path, value, options)
     message = _loads_refused(runs, run, value, capsys)
-    assert "not a subclass of mmcore.Fusion" in message
+    # refused before the import (not an allowed module) or after it (not a Fusion)
+    assert "not a subclass of mmcore.Fusion" in message or "none of mmcore's" in message
     assert calls == [] and not marker.exists()
 
 
@@ -176,17 +177,82 @@ def test_a_run_with_a_spec_file_fusion_loads_only_when_trusted(runs, capsys):
     assert '"label"' in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("value", ["venv.__main__:X", "this:X", "antigravity:X"])
-def test_installed_modules_outside_mmcore_are_not_even_imported(runs, tmp_path, capsys, value):
-    # importing runs a module's top-level code: venv.__main__ would build a venv, `this`
-    # prints, antigravity opens a browser
+@pytest.mark.parametrize("value", ["this:X", "antigravity:X", "json.tool:X", "os:system",
+                                   "mmcore.cli:main", "mmcore.testing:FusionContract"])
+def test_installed_modules_outside_the_allow_list_are_not_even_imported(
+    runs, tmp_path, capsys, value
+):
+    # importing runs a module's top-level code: `this` prints, antigravity opens a browser;
+    # even mmcore's own modules other than its fusion and head modules are refused
     module = value.split(":")[0]
     was_loaded = module in sys.modules
     run = _tampered(runs, tmp_path, value)
     message = _loads_refused(runs, run, value, capsys, "--trust-code")
-    assert "neither of mmcore nor of an installed mmcore plugin" in message
+    assert "none of mmcore's fusion modules nor a module an installed mmcore plugin" in message
     assert (module in sys.modules) == was_loaded
-    assert not (run / "pyvenv.cfg").exists()
+
+
+@pytest.mark.parametrize("value", ["mmcore.__main__:X", "venv.__main__:X", "__main__:X",
+                                   "mmcore_plugin_audio.__main__:X"])
+@pytest.mark.parametrize("trust", [False, True])
+def test_a_main_module_is_never_imported(runs, tmp_path, capsys, monkeypatch, value, trust):
+    # mmcore.__main__ runs sys.exit(main()) with the caller's argv; venv.__main__ builds a
+    # venv: refused before the import, trusted or not, and no SystemExit escapes
+    module = value.split(":")[0]
+    was_loaded = module in sys.modules
+    monkeypatch.chdir(tmp_path)
+    run = _tampered(runs, tmp_path, value)
+    with pytest.raises(SpecError, match=r"(?s)spec\.json.*fusion\.name.*__main__ module"):
+        mmcore.load(run, registry=runs["reg"], trust_code=trust)
+    if not trust:
+        _loads_refused(runs, run, value, capsys, "__main__ module")
+    assert (module in sys.modules) == was_loaded
+    assert not (run / "pyvenv.cfg").exists() and not (tmp_path / "pyvenv.cfg").exists()
+
+
+def _site_module(tmp_path, monkeypatch, name, body):
+    """An installed module ``name`` (on ``sys.path``, outside the run folder)."""
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    (site / f"{name}.py").write_text(body)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(sys.modules, name, raising=False)
+
+
+def test_an_installed_module_that_is_no_plugin_is_not_imported(runs, tmp_path, capsys,
+                                                               monkeypatch):
+    marker = tmp_path / "ran"
+    _site_module(tmp_path, monkeypatch, "site_evil_xyz", "")
+    _evil(tmp_path / "site" / "site_evil_xyz.py", marker)
+    run = _tampered(runs, tmp_path, "site_evil_xyz:X")
+    message = _loads_refused(runs, run, "site_evil_xyz:X", capsys, "--trust-code")
+    assert "none of mmcore's fusion modules" in message
+    assert not marker.exists() and "site_evil_xyz" not in sys.modules
+
+
+@pytest.mark.parametrize("raised", ["SystemExit(3)", "KeyboardInterrupt()", "GeneratorExit()",
+                                    "RuntimeError('boom')"])
+def test_whatever_an_import_raises_is_contained(runs, tmp_path, capsys, monkeypatch, raised):
+    """A module a plugin registers (allowed without trust), or any module with trust, that
+    raises while it is imported: a SpecError naming the file and the field, exit 2."""
+    from mmcore.plugins.registry import Registration
+
+    name = "site_raising_xyz"
+    _site_module(tmp_path, monkeypatch, name, f"raise {raised}\n")
+    run = _tampered(runs, tmp_path, f"{name}:X")
+    for trust in (True, False):
+        reg = runs["reg"]
+        if not trust:  # a plugin registers the module: it is on the allow-list
+            registration = Registration("fusion", "raising", f"{name}:X", None, "", "toy")
+            monkeypatch.setitem(reg._entries["fusion"], "raising", registration)
+        with pytest.raises(SpecError) as info:
+            mmcore.load(run, registry=reg, trust_code=trust)
+        message = str(info.value)
+        assert "spec.json" in message and "fusion.name" in message
+        assert type(eval(raised)).__name__ in message  # noqa: S307 - the test's own literal
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    argv = ["evaluate", str(run), "--no-report", "--trust-code"]
+    _cli_refuses(argv, capsys, "spec.json", "fusion.name", type(eval(raised)).__name__)  # noqa: S307
 
 
 def test_a_builtin_module_is_not_said_to_be_inside_the_run_folder(runs, tmp_path, capsys,
@@ -194,7 +260,7 @@ def test_a_builtin_module_is_not_said_to_be_inside_the_run_folder(runs, tmp_path
     run = _tampered(runs, tmp_path, "os:system", {"command": "true"})
     monkeypatch.chdir(run)  # origins like 'frozen' must not resolve against the cwd
     message = _loads_refused(runs, run, "os:system", capsys)
-    assert "inside the run folder" not in message and "not a subclass" in message
+    assert "inside the run folder" not in message and "none of mmcore's" in message
 
 
 def _cli_refuses(argv, capsys, *texts):
