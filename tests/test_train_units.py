@@ -330,3 +330,30 @@ def test_auto_epochs_give_small_data_enough_steps_and_large_data_ten_epochs():
     for bad in (0, "many"):
         with pytest.raises(ValueError, match="epochs"):
             TrainSpec(epochs=bad)
+
+
+def test_modality_loss_is_the_mean_loss_of_each_modality_alone():
+    from mmcore.train.modality_loss import alone_loss
+
+    model, mod = _model()
+    model.eval()  # no dropout draws, so the two computations compare exactly
+    batch = _batches(mod)[0]
+    weights = {"label": 1.0, "score": 0.5}
+    seen = []
+
+    def forward(inputs):
+        seen.append({n: b.present.any().item() for n, b in inputs.items()})
+        return model(inputs)
+
+    got = alone_loss(forward, model, batch.inputs, batch.targets, weights)
+    assert seen == [{"a": True, "b": False}, {"a": False, "b": True}]
+    expected = [weighted_loss(model, model(hide_all(batch.inputs, {other})), batch.targets,
+                              weights)[0] for other in ("b", "a")]
+    torch.testing.assert_close(got, torch.stack(expected).mean())
+    got.backward()  # trains the encoders through each modality's own path
+    assert all(p.grad is not None for p in model.encoders["a"].parameters())
+    one = {"a": batch.inputs["a"]}
+    assert alone_loss(forward, model, one, batch.targets, weights).item() == 0.0
+    assert TrainSpec(modality_loss=1.0).modality_loss == 1.0
+    with pytest.raises(ValueError, match="modality_loss"):
+        TrainSpec(modality_loss=-1)

@@ -244,6 +244,10 @@ class TrainSpec(StrictModel):
         "drawn with replacement, each class of the first classification head equally likely)",
     )
     modality_dropout: float = Field(0.0, ge=0, lt=1)
+    modality_loss: float = Field(
+        0.0, ge=0, description="weight of each modality's loss alone (the others hidden), "
+        "added at every step so that every modality keeps working alone; one process only"
+    )
     callbacks: list[str] = Field(default_factory=lambda: ["csv"])
     progress: bool = True
     final_test: bool = Field(

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from mmcore.errors import CheckpointError, DataError, TrainingError
+from mmcore.errors import CheckpointError, DataError, SpecError, TrainingError
 from mmcore.log import in_notebook
 from mmcore.log import note as log_note
 from mmcore.model import MultimodalModel, build_modalities, build_model, check_encoders
@@ -57,6 +57,7 @@ from mmcore.train.epoch_state import (
 from mmcore.train.evaluation import SplitResult, autocast_context, evaluate_model, weighted_loss
 from mmcore.train.health import HealthChecks
 from mmcore.train.masking import modality_dropout
+from mmcore.train.modality_loss import alone_loss
 from mmcore.train.optim import build_optimizer, build_scheduler, frozen_encoders, set_frozen
 from mmcore.train.parallel import select_strategy
 from mmcore.train.report import Transform, modality_report
@@ -217,6 +218,11 @@ class Trainer:
             torch.set_num_threads(
                 resolve_threads(train.threads, train.num_workers, local, threads_before))
             self.strategy.check_batch_size(train.batch_size, self.spec.source)
+            if train.modality_loss > 0 and self.strategy.world_size > 1:
+                raise SpecError(self.spec.source, [(
+                    "train.modality_loss", "runs one more forward pass per modality, which "
+                    "DDP/FSDP do not allow before the backward pass: train on one process, or "
+                    "use train.modality_dropout")])
             self.strategy.setup(self.spec, resolve_device(train.device, self.spec.source))
             final = self._fit()
             failed = False
@@ -529,6 +535,9 @@ class Trainer:
                 with autocast_context(self.device, train.precision):
                     outputs = net(inputs)
                 total, losses = weighted_loss(model, outputs, targets, self.weights)
+                if train.modality_loss > 0:
+                    total = total + train.modality_loss * alone_loss(
+                        self._forward, model, inputs, targets, self.weights).to(total.device)
                 window_start = (i // accumulate) * accumulate
                 window = min(accumulate, num_batches - window_start) if num_batches > i else 1
                 scaled = total / window
@@ -732,6 +741,11 @@ class Trainer:
             self.health.after_report(self, results)
 
         self.strategy.on_main(write)
+
+    def _forward(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The (wrapped) model's outputs under the run's precision."""
+        with autocast_context(self.device, self.spec.train.precision):
+            return self.net(inputs)  # type: ignore[misc]
 
     def _drift_reference(self) -> None:
         """The training split's encoder feature statistics (and the validation split's drift
