@@ -231,8 +231,8 @@ def modality_at_chance(
             "the other modalities, so a row that lacks those gets no help from it"
         )
         suggestions = (
-            f"train with train.modality_dropout={SUGGESTED_DROPOUT} (or a fusion with auxiliary "
-            "per-modality losses, docs/fusion.md) if the modality must also work alone",
+            f"train with train.modality_dropout={SUGGESTED_DROPOUT} or train.modality_loss=1 "
+            "if the modality must also work alone",
         ) if modality_dropout == 0 else (
             f"train a spec with {modality!r} alone to see whether it predicts the target at "
             "all by itself",
