@@ -133,6 +133,10 @@ class ArrowSplit(TorchDataset):
     batch as one Arrow table from the memory-mapped cache file; nothing is held in Python
     lists.
 
+    It is the one home of the rows that survived preprocessing: ``table`` holds every
+    stored row, bad ones included, so read the split through :meth:`read` and
+    :meth:`columns`, never ``table`` itself.
+
     Args:
         table: the preprocessed ``datasets.Dataset``.
         rows: the table positions that make up the split (bad rows left out), or ``None``
@@ -166,6 +170,12 @@ class ArrowSplit(TorchDataset):
         if len(positions) and (positions.min() < 0 or positions.max() >= len(self.table)):
             raise IndexError(f"row positions out of range 0..{len(self.table) - 1}")
         return self._arrow[positions.tolist()]
+
+    def columns(self, names: Sequence[str]) -> pa.Table:
+        """Every row of the split (bad rows left out), of the stored columns ``names`` only,
+        as one Arrow table in split order."""
+        arrow = self.table.select_columns(list(names)).with_format("arrow")
+        return arrow[:] if self.rows is None else arrow[self.rows.tolist()]
 
 
 class Collator:

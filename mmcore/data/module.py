@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from mmcore.collate import collate_batch
 from mmcore.data import fit_cache
 from mmcore.data import sources as src
 from mmcore.data.bad_rows import MISSING_REASON, BadRow, bad_row_message, summary, write_bad_rows
+from mmcore.data.fitting import fit_leaving_out
 from mmcore.data.loader import ArrowSplit, Collator, ShardedBatchSampler
 from mmcore.data.memory import AUTO_LIMIT_BYTES, MemorySplit, as_is, split_bytes
 from mmcore.data.preprocess import (
@@ -117,6 +118,12 @@ class DataModule:
         self._class_codes: dict[str, np.ndarray] = {}
         self._streams: dict[str, SplitSource] = {}
         self._stream_rows: dict[str, int] = {}
+        # the train rows whose values a modality's fit could not take: split row ->
+        # (column, reason); and each fitted head's raw train targets, to fit again on the
+        # rows that survive preprocessing (_refit_targets)
+        self._fit_rejects: dict[int, tuple[str, str]] = {}
+        self._train_source: SplitSource | None = None
+        self._train_targets: dict[str, list[Any]] = {}
 
     # -- setup --------------------------------------------------------------------------
     @property
@@ -133,6 +140,7 @@ class DataModule:
         self._class_codes = {}
         self._streams = {}
         self._stream_rows = {}
+        self._fit_rejects, self._train_targets = {}, {}
         if self.spec.train.sampler == "balanced":
             self._check_balanced()
         with self._progress_bars():
@@ -147,6 +155,8 @@ class DataModule:
                 return
             for name, split in splits.items():
                 self._tables[name] = self._preprocess(name, split, self._targets())
+                if name == "train" and fit:
+                    self._refit_targets()
         self._report_bad_rows()
 
     def check(self) -> None:
@@ -338,11 +348,9 @@ class DataModule:
         if split in self._class_codes:  # read once per split, not every epoch
             return self._class_codes[split]
         name = self._check_balanced()
-        table = self._table(split)
         key = target_key(name)
-        arrow = table.table.select_columns([key, f"{key}.shape", f"{key}.dtype"])
-        codes = np.array(decode_arrays(arrow.with_format("arrow")[:], key), dtype=np.int64)
-        self._class_codes[split] = codes if table.rows is None else codes[table.rows]
+        arrow = self._table(split).columns([key, f"{key}.shape", f"{key}.dtype"])
+        self._class_codes[split] = np.array(decode_arrays(arrow, key), dtype=np.int64)
         return self._class_codes[split]
 
     # -- fitting ------------------------------------------------------------------------
@@ -377,16 +385,67 @@ class DataModule:
                 )
                 keep = [i for i, v in enumerate(values)
                         if not value_is_missing(modality, v, columns)]
-                context = modality.context_columns()
-                modality.fit_rows([values[i] for i in keep],
-                                  [{c: rows[c][i] for c in context} for i in keep])
+                self._fit_modality(name, modality, train, values, keep, rows)
                 if name in cached:  # a key, not True: store what was just fitted
                     fit_cache.store_fitted(self._cache_root(), cached[name], modality)
+        self._train_source, self._train_targets = train, {}
         for name, head in self.spec.heads.items():
             cls = self._head_classes[name]
             options = dict(head.options)
             if cls.fit_targets is not Head.fit_targets:
+                self._train_targets[name] = rows[head.target]
                 options.update(self._fit_targets(name, cls, rows[head.target], options, train))
+            self.head_options[name] = options
+
+    def _fit_modality(
+        self,
+        name: str,
+        modality: Modality,
+        train: SplitSource,
+        values: list[Any],
+        keep: list[int],
+        rows: Mapping[str, list[Any]],
+    ) -> None:
+        """``modality.fit_rows`` on the train rows ``keep``; values it cannot take are left
+        out of the fit (:func:`~mmcore.data.fitting.fit_leaving_out`) and their rows
+        recorded as bad (preprocessing normally rejects them too, with its own reason)."""
+        context = modality.context_columns()
+
+        def fit(positions: Sequence[int]) -> None:
+            modality.fit_rows([values[keep[j]] for j in positions],
+                              [{c: rows[c][keep[j]] for c in context} for j in positions])
+
+        label = ",".join(self.columns[name])
+        try:
+            rejected = fit_leaving_out(fit, len(keep))
+        except ValueError as exc:
+            raise DataError(
+                f"{train.file} (split 'train'), column {label!r}: cannot fit modality {name!r} "
+                f"on the training values: {exc}"
+            ) from None
+        for j, reason in rejected.items():
+            self._fit_rejects.setdefault(keep[j], (
+                label, f"modality {name!r} cannot be fitted on this value: {reason}"))
+
+    def _refit_targets(self) -> None:
+        """Fit the targets again on the train rows that survived preprocessing, when some
+        were left out: class frequencies (``class_weights="balanced"``) and a regression
+        head's mean and std count kept rows only. ``classes`` stay as fitted: the split's
+        stored targets are encoded with them."""
+        table = self._tables.get("train")
+        if table is None or not any(b.split == "train" for b in self.bad_rows):
+            return
+        kept = table.columns([ROW]).column(ROW).to_pylist()
+        if not kept:
+            return
+        train = self._train_source
+        for name, column in self._train_targets.items():
+            options = dict(self.spec.heads[name].options)
+            if "classes" in self.head_options[name]:
+                options["classes"] = self.head_options[name]["classes"]
+            values = [column[row] for row in kept]
+            cls = self._head_classes[name]
+            options.update(self._fit_targets(name, cls, values, options, train))
             self.head_options[name] = options
 
     def _fit_targets(
@@ -553,10 +612,14 @@ class DataModule:
                 for i in np.flatnonzero(missing):
                     found[int(i)] = (",".join(self.columns[modality]), MISSING_REASON)
                 bad |= missing
+        split_rows = read_column(table, ROW).to_numpy()
+        if name == "train" and self._fit_rejects:  # bad for the fit, kept by preprocess
+            for i in np.flatnonzero(np.isin(split_rows, list(self._fit_rejects)) & ~bad):
+                found[int(i)] = self._fit_rejects[int(split_rows[i])]
+                bad[i] = True
         if not found:
             return ArrowSplit(table)
         positions = sorted(found)
-        split_rows = read_column(table, ROW).to_numpy()
         processor = self.processor(name, source, [])
         records = [processor.bad_row(int(split_rows[i]), *found[i]) for i in positions]
         if self.spec.data.bad_rows == "raise":
