@@ -224,3 +224,27 @@ def test_remembered_features_are_the_computed_ones() -> None:
         enc.load_state_dict(enc.state_dict())
         assert not enc._cache
         torch.testing.assert_close(enc(batch(seqs)).values, out)
+
+
+def test_position_takes_the_minirocket_encoder_too(run, tmp_path) -> None:
+    _, folder = run
+    spec = mmcore.Spec(
+        name="gunpoint-position",
+        data={"path": str(folder / "table.csv"), "split_column": "split"},
+        modalities={"trace": {"plugin": "position", "column": "path",
+                              "options": {"encoder": "minirocket", "minirocket_features": 168,
+                                          "hidden_size": 16}}},
+        heads={"label": {"kind": "classification", "target": "label"}},
+        train={"epochs": 2, "progress": False},
+    )
+    trainer = mmcore.Trainer(spec, output=tmp_path / "run", quiet=True, plots=False,
+                             report=False)
+    trainer.fit()
+    encoder = trainer.model.encoders["trace"]
+    assert type(encoder).__name__ == "MiniRocketEncoder" and encoder.output_size == 16
+    state = json.loads((tmp_path / "run" / "modalities" / "trace" / "position.json").read_text())
+    assert len(state["minirocket"]["biases"]) == 168
+    bad = spec.model_dump()
+    bad["modalities"]["trace"]["options"]["output"] = "sequence"
+    with pytest.raises(mmcore.MmcoreError, match="output to 'pooled'"):
+        mmcore.validate_spec(bad)

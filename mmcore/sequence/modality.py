@@ -73,6 +73,15 @@ class SequenceOptions(ModalityOptions):
     )
 
     @model_validator(mode="after")
+    def _minirocket_is_pooled(self) -> SequenceOptions:
+        if self.encoder == "minirocket" and getattr(self, "output", "pooled") != "pooled":
+            raise ValueError(
+                "encoder 'minirocket' gives one feature vector per sequence: set output to "
+                "'pooled' (or choose encoder 'tcn' or 'transformer' for a sequence output)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _transforms_work(self) -> SequenceOptions:
         if not isinstance(self.downsample, str) and self.downsample & (self.downsample - 1):
             raise ValueError(f"downsample must be a power of 2 or 'auto', got {self.downsample}")
