@@ -3,6 +3,7 @@ precision, the monitor metric, the data files and columns (``--no-data`` skips t
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -100,3 +101,25 @@ def test_no_data_skips_the_data_checks_and_imports_no_torch(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "data not checked" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ([1.0, 2.0, 3.0], "heads.label.options: class_weights has 3 value(s) but there are 2 "
+                          "classes ['neg', 'pos']"),
+        ({"pos": 2.0, "neutral": 1.0}, "heads.label.options: class_weights names 'neutral', "
+                                       "which is not a class; the classes are ['neg', 'pos']"),
+    ],
+)
+def test_class_weights_that_do_not_fit_the_classes_in_the_data(tmp_path, capsys, weights,
+                                                               message):
+    # the classes come from the data: only the train split's targets can tell
+    spec = write_spec(tmp_path)
+    override = f"heads.label.options.class_weights={json.dumps(weights)}"
+    code, out, err = validate(capsys, spec, override)
+    assert code == 2 and "valid." not in out
+    assert message in err
+    code = main(["train", str(spec), override, "--output", str(tmp_path / "run")])
+    assert code == 2
+    assert message in capsys.readouterr().err

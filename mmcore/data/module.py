@@ -162,11 +162,17 @@ class DataModule:
     def check(self) -> None:
         """What :meth:`setup` checks before any work, and nothing more (``mmcore validate``):
         the sampler, that every source exists and reads as a table, and that every column the
-        spec names is in it, then the split assignment. Nothing is fitted or preprocessed."""
+        spec names is in it, then the split assignment and the heads' options against the
+        train split's targets (:meth:`_fit_heads`). No modality is fitted, nothing is
+        preprocessed or kept."""
         if self.spec.train.sampler == "balanced":
             self._check_balanced()
         with self._progress_bars():
-            self._load_splits()
+            splits = self._load_splits()
+            train = splits.get("train")
+            if train is not None:  # the heads' options against the classes in the data
+                targets = [self.spec.heads[n].target for n in self._fitted_heads()]
+                self._fit_heads(train, self._read_train(train, list(dict.fromkeys(targets))))
 
     def _targets(self, present: set[str] | None = None) -> list[TargetSpec]:
         return [
@@ -361,18 +367,9 @@ class DataModule:
             )
         train = splits["train"]
         cached = {} if self.streaming else self._load_cached_fits(train)
-        if self.streaming:
-            from mmcore.data.streaming import first_rows
-
-            rows = first_rows(train.dataset, self._fit_columns())
-        else:
-            # One Arrow read of every fitted column: datasets gathers a split's indices
-            # mapping row by row, so reading column by column repeated that gather per column.
-            columns = self._fit_columns(skip={n for n, v in cached.items() if v is True})
-            rows = {}
-            if columns:
-                table = train.dataset.select_columns(columns).with_format("arrow")[:]
-                rows = {c: table.column(c).to_pylist() for c in columns}
+        rows = self._read_train(
+            train, self._fit_columns(skip={n for n, v in cached.items() if v is True})
+        )
         with self._rooted(train.root):
             for name, modality in self.modalities.items():
                 if not _fits(modality) or cached.get(name) is True:
@@ -388,14 +385,44 @@ class DataModule:
                 self._fit_modality(name, modality, train, values, keep, rows)
                 if name in cached:  # a key, not True: store what was just fitted
                     fit_cache.store_fitted(self._cache_root(), cached[name], modality)
-        self._train_source, self._train_targets = train, {}
+        self._train_source = train
+        self._train_targets = {n: rows[self.spec.heads[n].target] for n in self._fitted_heads()}
+        self.head_options = self._fit_heads(train, rows)
+
+    def _read_train(self, train: SplitSource, columns: list[str]) -> dict[str, list[Any]]:
+        """Column -> the train split's values (the first rows only, when streamed)."""
+        if self.streaming:
+            from mmcore.data.streaming import first_rows
+
+            return first_rows(train.dataset, columns)
+        if not columns:
+            return {}
+        # One Arrow read of every fitted column: datasets gathers a split's indices mapping
+        # row by row, so reading column by column repeated that gather per column.
+        table = train.dataset.select_columns(columns).with_format("arrow")[:]
+        return {c: table.column(c).to_pylist() for c in columns}
+
+    def _fitted_heads(self) -> list[str]:
+        """The heads that fit something on the train split's targets (e.g. their classes)."""
+        return [n for n in self.spec.heads
+                if self._head_classes[n].fit_targets is not Head.fit_targets]
+
+    def _fit_heads(
+        self, train: SplitSource, rows: Mapping[str, list[Any]]
+    ) -> dict[str, dict[str, Any]]:
+        """Each head's options with what it fits on the train targets in ``rows``; a
+        :class:`DataError` when the options do not fit the data (a ``class_weights`` list of
+        the wrong length, a class it names that the data lacks). :meth:`setup` and
+        :meth:`check` (``mmcore validate``) both run it, so they refuse the same specs."""
+        fitted = self._fitted_heads()
+        out = {}
         for name, head in self.spec.heads.items():
-            cls = self._head_classes[name]
             options = dict(head.options)
-            if cls.fit_targets is not Head.fit_targets:
-                self._train_targets[name] = rows[head.target]
-                options.update(self._fit_targets(name, cls, rows[head.target], options, train))
-            self.head_options[name] = options
+            if name in fitted:
+                options.update(self._fit_targets(
+                    name, self._head_classes[name], rows[head.target], options, train))
+            out[name] = options
+        return out
 
     def _fit_modality(
         self,
