@@ -13,13 +13,21 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from mmcore import paths
+
 ARRAY_SUFFIXES = (".npy", ".csv", ".json", ".wav", ".flac", ".ogg")
 #: sound files read as arrays ``[T, channels]`` (soundfile), e.g. sensor streams stored as audio
 SOUND_SUFFIXES = (".wav", ".flac", ".ogg")
 
 
 def resolve_path(value: str | Path, root: Path | None) -> Path:
-    """A path from the data, resolved against ``root`` (the data file's folder) if relative."""
+    """A path from the data, resolved against ``root`` (the data file's folder) if relative.
+
+    Inside :func:`mmcore.paths.confine` (``mmcore serve``, ``mmcore predict --root``) only a
+    file inside the confined root is resolved (:func:`mmcore.paths.resolve_inside`)."""
+    confined = paths.active()
+    if confined is not None:
+        return paths.resolve_inside(value, confined.root)
     path = Path(value).expanduser()
     if not path.is_absolute() and root is not None:
         path = root / path
@@ -33,7 +41,9 @@ def open_binary(value: Any, root: Path | None) -> tuple[BinaryIO, str]:
     ``datasets`` Image/Audio-style dict ``{"bytes": ..., "path": ...}``."""
     if isinstance(value, dict):
         if value.get("bytes"):
-            return io.BytesIO(value["bytes"]), str(value.get("path") or "<bytes>")
+            if not isinstance(value["bytes"], bytes | bytearray | memoryview):
+                raise ValueError(f"'bytes' holds {type(value['bytes']).__name__}, not bytes")
+            return io.BytesIO(bytes(value["bytes"])), str(value.get("path") or "<bytes>")
         if value.get("path"):
             value = value["path"]
         else:
@@ -42,7 +52,8 @@ def open_binary(value: Any, root: Path | None) -> tuple[BinaryIO, str]:
         return io.BytesIO(bytes(value)), "<bytes>"
     if isinstance(value, str | Path):
         path = resolve_path(value, root)
-        return path.open("rb"), str(path)
+        # confined, a file is described as the client named it (not where the root is)
+        return path.open("rb"), str(value) if paths.active() is not None else str(path)
     raise ValueError(
         f"expected a file path, bytes or a dict with 'bytes'/'path', got {type(value).__name__}"
     )
@@ -81,7 +92,8 @@ def load_array(value: Any, root: Path | None, *, allow_empty: bool = True) -> np
             else:
                 data = _read_csv_numbers(path)
         except (OSError, ValueError) as exc:
-            raise ValueError(f"cannot read {path}: {exc}") from None
+            where = value if paths.active() is not None else path
+            raise ValueError(f"cannot read {where}: {exc}") from None
         value = data
     try:
         arr = np.asarray(value, dtype=np.float32)

@@ -48,6 +48,12 @@ class Modality(Generic[OptionsT]):
         root: folder that relative file paths in the data resolve against.
     """
 
+    #: whether a cell value may name a file that :meth:`preprocess` reads (through
+    #: :mod:`mmcore.io`, which keeps it inside ``mmcore serve --root``). ``mmcore serve``
+    #: requires ``--root`` (or ``--no-files``) for a model with such a modality; a modality
+    #: that never reads files (text, table cells) sets it to ``False``.
+    reads_files: bool = True
+
     def __init__(self, name: str, options: OptionsT, root: Path | None = None):
         if options is None:  # the class no longer knows its options model to default to
             raise TypeError(

@@ -4,12 +4,17 @@
 ``POST /predict`` takes ``{"rows": [{column: value, ...}, ...]}`` and returns
 ``{"predictions": [...]}``, one per row, as :meth:`mmcore.predict.Predictor.predict` gives
 them. A value ``{"base64": "..."}`` is decoded to bytes (an encoded image or sound file);
-strings are passed on as they are (text, or a file path that the server reads relative to
-its ``root``). ``GET /health`` and ``GET /metadata`` describe the model.
+strings are passed on as they are (text, or a file path). ``GET /health`` and
+``GET /metadata`` describe the model.
+
+Files named in rows (a string path or ``{"path": ...}``) are read only inside ``root``
+(:mod:`mmcore.paths`: no ``..``, absolute path, ``~`` or link leading out); every path refused
+or missing gets the same message, and with no ``root`` no file is read at all.
 
 A bad row is a 422 whose ``error`` is the message ``predict`` raises (naming the row and
 column); a body over ``max_bytes`` or more than ``max_rows`` rows is a 413; a body that is
-not such JSON is a 400.
+not such JSON (or nested more than :data:`MAX_DEPTH` deep) is a 400. No request ends in a
+500 unless the server itself fails.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run
@@ -18,17 +23,22 @@ not such JSON is a 400.
 import base64
 import binascii
 import json
+import math
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from mmcore.errors import DataError
+from mmcore.paths import confine
 from mmcore.rows import input_row_error
 
 #: defaults of ``mmcore serve --max-rows / --max-bytes``
 MAX_ROWS = 1024
 MAX_BYTES = 32 * 1024 * 1024
+#: how deeply a request's JSON may nest (``{"rows": [{column: value}]}`` is 3; a value in it,
+#: pixels ``[H, W, C]``, 3 more)
+MAX_DEPTH = 32
 
 
 class RequestError(ValueError):
@@ -41,18 +51,51 @@ class RequestError(ValueError):
 
 def decode_rows(body: bytes, max_rows: int) -> list[dict[str, Any]]:
     """The rows of a ``/predict`` body, with ``{"base64": ...}`` values decoded to bytes."""
+    shape = 'expected a JSON object {"rows": [{column: value, ...}, ...]}'
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RequestError(400, f"the body is not JSON: {exc}") from None
-    rows = payload.get("rows") if isinstance(payload, dict) else None
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise RequestError(400, 'expected a JSON object {"rows": [{column: value, ...}, ...]}')
+    except RecursionError:
+        raise RequestError(400, f"the body nests more than {MAX_DEPTH} levels deep") from None
+    if not isinstance(payload, dict):
+        raise RequestError(400, f"{shape}, got a JSON {_kind(payload)}")
+    if "rows" not in payload:
+        raise RequestError(400, f"{shape}: the object has no 'rows'")
+    rows = payload["rows"]
+    if not isinstance(rows, list):
+        raise RequestError(400, f"{shape}: 'rows' is a JSON {_kind(rows)}, not an array")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise RequestError(400, f"{shape}: row {i} is a JSON {_kind(row)}, not an object")
     if not rows:
         raise RequestError(400, "no rows given")
     if len(rows) > max_rows:
         raise RequestError(413, f"{len(rows)} rows, more than the {max_rows} allowed per request")
+    if _depth(payload) > MAX_DEPTH:
+        raise RequestError(400, f"the body nests more than {MAX_DEPTH} levels deep")
     return [{k: _value(v, i, k) for k, v in row.items()} for i, row in enumerate(rows)]
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
+             float: "number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests (a scalar: 0), counted without recursion and stopping
+    past :data:`MAX_DEPTH`."""
+    deepest, todo = 0, [(value, 0)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, dict | list):
+            depth += 1
+            deepest = max(deepest, depth)
+            if depth > MAX_DEPTH:
+                return depth
+            todo += [(v, depth) for v in (item.values() if isinstance(item, dict) else item)]
+    return deepest
 
 
 def _value(value: Any, row: int, column: str) -> Any:
@@ -62,6 +105,21 @@ def _value(value: Any, row: int, column: str) -> Any:
         except (binascii.Error, TypeError, ValueError):
             raise RequestError(422, str(input_row_error(row, column, "not valid base64"))) from None
     return value
+
+
+def _not_finite(predictions: list[dict[str, Any]]) -> str | None:
+    """Where the first non-finite number (NaN, inf: not JSON) in ``predictions`` is."""
+    for i, prediction in enumerate(predictions):
+        todo: list[tuple[str, Any]] = [("", prediction)]
+        while todo:
+            where, item = todo.pop()
+            if isinstance(item, float) and not math.isfinite(item):
+                return f"row {i}, {where.lstrip('.')}"
+            if isinstance(item, dict):
+                todo += [(f"{where}.{k}", v) for k, v in item.items()]
+            elif isinstance(item, list | tuple):
+                todo += [(f"{where}[{j}]", v) for j, v in enumerate(item)]
+    return None
 
 
 def create_app(
@@ -77,6 +135,8 @@ def create_app(
 
     ``predict`` is :meth:`mmcore.runtime.Runtime.predict` or
     :meth:`mmcore.predict.Predictor.predict`; ``metadata`` is what ``/metadata`` returns.
+    Files named in rows are read only inside ``root`` (none: no file is read; see
+    :mod:`mmcore.paths`).
     """
     try:
         from fastapi import FastAPI, Request
@@ -120,9 +180,16 @@ def create_app(
 
     def _predict(rows: list[dict[str, Any]]) -> Any:
         try:
-            with lock:
-                return {"predictions": predict(rows, root=root)}
+            with lock, confine(root):
+                predictions = predict(rows, root=root)
         except DataError as exc:
             return JSONResponse({"error": str(exc)}, status_code=422)
+        except RecursionError:
+            return JSONResponse({"error": "a value nests too deeply"}, status_code=400)
+        where = _not_finite(predictions)
+        if where is not None:
+            return JSONResponse({"error": f"{where}: the model's output is not a finite number "
+                                 "(NaN or infinity); check the row's values"}, status_code=422)
+        return {"predictions": predictions}
 
     return app

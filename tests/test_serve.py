@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import http.client
 import json
@@ -41,10 +42,9 @@ def bundle(tmp_path_factory) -> Path:
     return root / "bundle"
 
 
-@pytest.fixture(scope="module")
-def server(bundle) -> Iterator[str]:
-    predict, metadata = load_target(bundle)
-    app = create_app(predict, metadata, root=DATA, max_rows=16, max_bytes=2_000_000)
+@contextlib.contextmanager
+def _serving(app) -> Iterator[str]:
+    """``app`` served by uvicorn on a free loopback port, for the block."""
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -55,9 +55,19 @@ def server(bundle) -> Iterator[str]:
         time.sleep(0.05)
     assert srv.started, "the server did not start"
     port = srv.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(bundle) -> Iterator[str]:
+    predict, metadata = load_target(bundle)
+    app = create_app(predict, metadata, root=DATA, max_rows=16, max_bytes=2_000_000)
+    with _serving(app) as url:
+        yield url
 
 
 def _call(url: str, body: bytes | None = None) -> tuple[int, dict]:
@@ -125,12 +135,15 @@ def test_predictions_over_http_equal_the_runtimes(server, bundle) -> None:
 
 def test_bad_requests_get_clear_errors(server, bundle) -> None:
     rows = _rows(3)
-    bad = [*rows[:2], dict(rows[2], image="missing.png")]
+    bad = [*rows[:2], dict(rows[2], audio=[float("inf")])]
     with pytest.raises(Exception) as eager:
         load_target(bundle)[0](bad, root=DATA)
     status, body = _call(f"{server}/predict", json.dumps({"rows": bad}).encode())
     assert status == 422 and body["error"] == str(eager.value)
-    assert "row 2, column 'image'" in body["error"]
+    assert "row 2, column 'audio'" in body["error"]
+    missing = [*rows[:2], dict(rows[2], image="missing.png")]
+    status, body = _call(f"{server}/predict", json.dumps({"rows": missing}).encode())
+    assert status == 422 and "row 2, column 'image'" in body["error"]
     status, body = _call(f"{server}/predict",
                          json.dumps({"rows": [dict(rows[0], image={"base64": "%%%"})]}).encode())
     assert status == 422 and "not valid base64" in body["error"]
@@ -155,3 +168,148 @@ def test_a_run_folder_is_served_by_the_eager_model(bundle) -> None:
     eager = [p["digit"]["label"] for p in predict(rows, root=DATA)]
     exported = [p["digit"]["label"] for p in load_target(bundle)[0](rows, root=DATA)]
     assert eager == exported
+
+
+# -- issue 30: --root is a boundary; malformed requests are 4xx ------------------------------
+def _predict_image(server: str, value) -> tuple[int, dict]:
+    row = {"image": value, "audio": {"base64": base64.b64encode(
+        (DATA / "audio" / "0_george_1.flac").read_bytes()).decode()}}
+    return _call(f"{server}/predict", json.dumps({"rows": [row]}).encode())
+
+
+@pytest.fixture(scope="module")
+def boundary(bundle, tmp_path_factory) -> Iterator[dict]:
+    """A served root holding an image, a folder, a link to an image inside and one to an
+    image outside; next to it, outside, a readable image and a text file."""
+    base = tmp_path_factory.mktemp("boundary")
+    root, outside = base / "root", base / "outside"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    image = (DATA / "images" / "mnist_t10k_07646.png").read_bytes()
+    (root / "inside.png").write_bytes(image)
+    (root / "sub" / "deeper.png").write_bytes(image)
+    (outside / "secret.png").write_bytes(image)
+    (outside / "notes.txt").write_text("not an image")
+    (root / "link_in.png").symlink_to(root / "sub" / "deeper.png")
+    (root / "link_out.png").symlink_to(outside / "secret.png")
+    (root / "link_dir").symlink_to(outside, target_is_directory=True)
+    predict, metadata = load_target(bundle)
+    with _serving(create_app(predict, metadata, root=root)) as url:
+        yield {"url": url, "root": root, "outside": outside, "image": image}
+
+
+def test_files_inside_the_root_and_bytes_are_read(boundary) -> None:
+    url = boundary["url"]
+    for value in ("inside.png", "sub/deeper.png", "./inside.png", "link_in.png",
+                  {"path": "inside.png"},
+                  {"base64": base64.b64encode(boundary["image"]).decode()}):
+        status, body = _predict_image(url, value)
+        assert status == 200, (value, body)
+
+
+def test_paths_leaving_the_root_or_missing_get_one_answer(boundary) -> None:
+    """``..``, absolute, ``~``, ``{"path": ...}``, links leading out, folders and missing
+    files: all 422 with the same message (the value as sent aside), so it tells nothing about
+    what exists outside the root, and an image outside is never predicted."""
+    url, outside = boundary["url"], boundary["outside"]
+    values = ["../outside/secret.png", "../outside/notes.txt", "../outside/nothing.png",
+              str(outside / "secret.png"), str(outside / "notes.txt"), "/etc/passwd",
+              "/no/such/file.png", "~/.bashrc", "~/no_such_file", "link_out.png",
+              "link_dir/secret.png", "sub/../inside.png", "missing.png", "sub", ".", "",
+              "x" * 5000, {"path": "../outside/secret.png"},
+              {"path": str(outside / "secret.png")}]
+    shapes = set()
+    for value in values:
+        status, body = _predict_image(url, value)
+        assert status == 422, (value, body)
+        assert "row 0, column 'image'" in body["error"], body
+        shown = value["path"] if isinstance(value, dict) else value
+        if not shown:  # an empty string is a missing value, not a path
+            continue
+        shown = repr(shown if len(shown) <= 200 else shown[:200] + "...")
+        assert shown in body["error"], body
+        shapes.add(body["error"].replace(shown, "<value>"))
+    assert len(shapes) == 1, shapes
+    assert str(boundary["root"]) not in shapes.pop()  # nor where the root is
+
+
+def test_without_a_root_no_file_is_read(bundle) -> None:
+    predict, metadata = load_target(bundle)
+    with _serving(create_app(predict, metadata, root=None)) as url:
+        status, body = _predict_image(url, str(DATA / "images" / "mnist_t10k_07646.png"))
+        assert status == 422 and "send the file's bytes" in body["error"]
+        image = (DATA / "images" / "mnist_t10k_07646.png").read_bytes()
+        assert _predict_image(url, {"base64": base64.b64encode(image).decode()})[0] == 200
+
+
+def test_serve_needs_a_root_when_a_modality_reads_files(bundle, tmp_path, capsys) -> None:
+    from mmcore.cli.serve import file_root, load_model
+
+    assert main(["serve", str(bundle), "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--root" in err and "--no-files" in err and "Traceback" not in err
+    assert main(["serve", str(bundle), "--root", str(tmp_path / "nope"), "--port", "1"]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    modalities = load_model(bundle).modalities
+    assert file_root(None, True, modalities) is None
+    assert file_root(str(tmp_path), False, modalities) == tmp_path
+    text_only = {"t": type("Text", (), {"reads_files": False})()}
+    assert file_root(None, False, text_only) is None
+
+
+def test_predict_root_keeps_the_input_inside_it(bundle, tmp_path, capsys) -> None:
+    run = bundle.parent / "run"
+    rows = _rows(2)
+    inputs = tmp_path / "rows.jsonl"
+    inputs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["predict", str(run), "--input", str(inputs), "--root", str(DATA)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+    escaping = tmp_path / "escaping.jsonl"
+    escaping.write_text(json.dumps(dict(rows[0], image=str(DATA / rows[0]["image"]),
+                                        audio=str(DATA / rows[0]["audio"]))) + "\n")
+    assert main(["predict", str(run), "--input", str(escaping), "--root", str(DATA)]) == 2
+    err = capsys.readouterr().err
+    assert "under the served root" in err and "Traceback" not in err
+    # without --root the input is the user's own: paths resolve next to it, anywhere
+    assert main(["predict", str(run), "--input", str(escaping)]) == 0
+
+
+def _nested(depth: int) -> list:
+    value: list = [0]
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_malformed_requests_are_answered_4xx(server) -> None:
+    url = f"{server}/predict"
+    row = _rows(1)[0]
+    cases = {
+        b"[" * 100_000 + b"]" * 100_000: "nests more than",  # json.loads: RecursionError
+        json.dumps({"rows": [dict(row, image=_nested(40))]}).encode(): "nests more",
+        json.dumps({"rows": {"0": row}}).encode(): "'rows' is a JSON object, not an array",
+        json.dumps({"rows": [row, [1]]}).encode(): "row 1 is a JSON array, not an object",
+        json.dumps({"rows": "abc"}).encode(): "'rows' is a JSON string",
+        json.dumps({"row": [row]}).encode(): "no 'rows'",
+        json.dumps("rows").encode(): "got a JSON string",
+        b"\xff\xfe": "not JSON",
+        json.dumps({"rows": [dict(row, image="x" * 5000)]}).encode(): "under the served root",
+        json.dumps({"rows": [dict(row, image={"bytes": "abc"})]}).encode(): "not bytes",
+        json.dumps({"rows": [dict(row, audio={"array": [0.1] * 50, "sampling_rate": 10**18})]}
+                   ).encode(): "sampling_rate",
+        json.dumps({"rows": [dict(row, audio={"array": [0.1] * 50, "sampling_rate": -5})]}
+                   ).encode(): "sampling_rate",
+    }
+    for body, text in cases.items():
+        status, answer = _call(url, body)
+        assert 400 <= status < 500 and text in answer["error"], (body[:80], status, answer)
+    assert _call(url, json.dumps({"rows": [row]}).encode())[0] == 200
+
+
+def test_outputs_that_are_not_numbers_are_a_422_not_a_500() -> None:
+    def predict(rows, root=None):
+        return [{"head": {"label": 1, "probability": float("nan")}} for _ in rows]
+
+    with _serving(create_app(predict, {})) as url:
+        status, body = _call(f"{url}/predict", json.dumps({"rows": [{"x": 1}]}).encode())
+    assert status == 422 and "row 0, head.probability" in body["error"]

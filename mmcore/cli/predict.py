@@ -3,7 +3,9 @@
 modalities); with ``--nproc N`` (or under torchrun) each process predicts its share of them.
 
 Input: ``.csv``, ``.jsonl`` (one object a line) or ``.json`` (a list of objects); relative
-file paths in it resolve against its folder. Output:
+file paths in it resolve against its folder, or, with ``--root DIR``, only inside ``DIR`` (as
+``mmcore serve --root``: no ``..``, absolute path, ``~`` or link leading out; for input that
+someone else wrote). Output:
 JSON lines (default, to stdout) or ``.csv`` (nested predictions flattened to
 ``head.field`` columns).
 """
@@ -11,6 +13,7 @@ JSON lines (default, to stdout) or ``.csv`` (nested predictions flattened to
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -29,6 +32,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="field=value",
                    help="data.allow_missing=true: rows lacking some modalities are masked")
     p.add_argument("--input", "-i", required=True, help="rows to predict: .csv, .jsonl or .json")
+    p.add_argument("--root", help="read the files the input names only inside this folder "
+                   "(paths relative to it, never leaving it, as mmcore serve --root); default: "
+                   "relative to the input's folder, anywhere")
     p.add_argument("--output", "-o", help="where to write: .jsonl (default) or .csv; "
                    "default: stdout as JSON lines")
     p.add_argument("--batch-size", type=int, default=256, help="rows per forward pass")
@@ -82,6 +88,7 @@ def worker_argv(args: argparse.Namespace) -> list[str]:
     argv = ["predict", args.run_dir, *args.overrides, "--input", args.input,
             "--batch-size", str(args.batch_size), "--device", args.device]
     argv += ["--output", args.output] if args.output else []
+    argv += ["--root", args.root] if getattr(args, "root", None) else []
     argv += [flag for flag, on in (("--trust-code", args.trust_code),
                                    ("--debug", getattr(args, "debug", False))) if on]
     return argv
@@ -89,6 +96,8 @@ def worker_argv(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from mmcore.data.sources import read_rows
+    from mmcore.errors import MmcoreError
+    from mmcore.paths import confine
     from mmcore.predict import check_run_overrides, load
     from mmcore.train.launch import launch
     from mmcore.train.parallel import worker_strategy
@@ -99,13 +108,18 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "nproc", None) not in (None, 1):
         return launch(args.nproc, worker_argv(args))
     source = Path(args.input)
+    root = getattr(args, "root", None)
+    if root is not None and not Path(root).expanduser().is_dir():
+        raise MmcoreError(f"--root {root}: not a folder")
     with worker_strategy() as strategy:  # one process, unless started by torchrun
         rows = read_rows(source)
         predictor = load(args.run_dir, device=args.device, trust_code=args.trust_code,
                          overrides=args.overrides, strategy=strategy)
-        # Relative paths in the input resolve next to it, as they do in training data files.
-        predictions = predictor.predict(rows, batch_size=args.batch_size,
-                                        root=source.resolve().parent)
+        # Relative paths in the input resolve next to it, as they do in training data files;
+        # with --root only inside that folder.
+        folder = Path(root).expanduser() if root is not None else source.resolve().parent
+        with confine(folder) if root is not None else contextlib.nullcontext():
+            predictions = predictor.predict(rows, batch_size=args.batch_size, root=folder)
     if not strategy.is_main:  # every process has the predictions; the first one writes
         return 0
     write_predictions(predictions, Path(args.output) if args.output else None)

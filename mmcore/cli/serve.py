@@ -1,10 +1,16 @@
-"""``mmcore serve RUN_OR_BUNDLE [--host H] [--port P] [--root DIR]``: an HTTP endpoint
-(``POST /predict``, ``GET /health``, ``GET /metadata``; see docs/export.md) for an export
-bundle (onnxruntime) or a run folder (the eager model)."""
+"""``mmcore serve RUN_OR_BUNDLE [--host H] [--port P] [--root DIR | --no-files]``: an HTTP
+endpoint (``POST /predict``, ``GET /health``, ``GET /metadata``; see docs/export.md) for an
+export bundle (onnxruntime) or a run folder (the eager model).
+
+Files named in requests are read only inside ``--root`` (see :mod:`mmcore.paths`). A model
+with a modality that may read files (:attr:`mmcore.Modality.reads_files`: images, sound,
+arrays in files) needs ``--root DIR`` or ``--no-files`` (every path refused: clients send
+bytes)."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +24,14 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--root", help="folder that relative file paths in requests resolve "
-                   "against (default: the working directory)")
+    files = p.add_mutually_exclusive_group()
+    files.add_argument("--root", help="the folder requests may read files from: paths in rows "
+                       "are relative to it and never leave it (no '..', absolute path, '~' or "
+                       "link leading out); required when a modality reads files, unless "
+                       "--no-files")
+    files.add_argument("--no-files", action="store_true",
+                       help="read no file named in a request: clients send bytes "
+                       '({"base64": ...})')
     p.add_argument("--max-rows", type=int, default=MAX_ROWS, help="rows per request at most")
     p.add_argument("--max-bytes", type=int, default=MAX_BYTES,
                    help="request body size at most, in bytes")
@@ -34,18 +46,50 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
 def load_target(path: str | Path, *, trust_code: bool = False,
                 threads: int | None = None) -> tuple[Any, dict[str, Any]]:
     """``(predict, metadata)`` of a bundle (has ``manifest.json``) or a run folder."""
+    loaded = load_model(path, trust_code=trust_code, threads=threads)
+    return loaded.predict, model_metadata(loaded)
+
+
+def model_metadata(loaded: Any) -> dict[str, Any]:
+    """``/metadata`` of what :func:`load_model` loaded."""
+    from mmcore.runtime import Runtime
+
+    return loaded.metadata() if isinstance(loaded, Runtime) else run_metadata(loaded)
+
+
+def load_model(path: str | Path, *, trust_code: bool = False, threads: int | None = None) -> Any:
+    """The :class:`~mmcore.runtime.Runtime` of a bundle (has ``manifest.json``) or the
+    :class:`~mmcore.predict.Predictor` of a run folder."""
     from mmcore.export.manifest import MANIFEST
 
     path = Path(path)
     if (path / MANIFEST).is_file():
         from mmcore import runtime
 
-        loaded = runtime.load(path, trust_code=trust_code, threads=threads)
-        return loaded.predict, loaded.metadata()
+        return runtime.load(path, trust_code=trust_code, threads=threads)
     from mmcore.predict import load
 
-    predictor = load(path, device="cpu", trust_code=trust_code)
-    return predictor.predict, run_metadata(predictor)
+    return load(path, device="cpu", trust_code=trust_code)
+
+
+def file_root(root: str | None, no_files: bool, modalities: Mapping[str, Any]) -> Path | None:
+    """The folder requests may read files from: ``--root`` (an existing folder), ``None``
+    with ``--no-files``. Without either, a model whose modalities may read files
+    (``reads_files``) is refused: the server would not know where files may come from."""
+    from mmcore.errors import MmcoreError
+
+    if root is not None:
+        folder = Path(root).expanduser()
+        if not folder.is_dir():
+            raise MmcoreError(f"--root {root}: not a folder")
+        return folder
+    readers = [name for name, m in modalities.items() if getattr(m, "reads_files", True)]
+    if readers and not no_files:
+        raise MmcoreError(
+            f"modality {readers[0]!r} may read files named in requests: give --root DIR, the "
+            "only folder requests may read from, or --no-files to accept bytes only "
+            '({"base64": ...})')
+    return None
 
 
 def run_metadata(predictor: Any) -> dict[str, Any]:
@@ -69,11 +113,14 @@ def run_metadata(predictor: Any) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmcore.errors import PluginError
+    from mmcore.errors import MmcoreError, PluginError
     from mmcore.serve import create_app
 
-    predict, metadata = load_target(args.path, trust_code=args.trust_code, threads=args.threads)
-    app = create_app(predict, metadata, root=args.root, max_rows=args.max_rows,
+    if args.max_rows < 1 or args.max_bytes < 1:
+        raise MmcoreError("--max-rows and --max-bytes must be at least 1")
+    loaded = load_model(args.path, trust_code=args.trust_code, threads=args.threads)
+    root = file_root(args.root, args.no_files, loaded.modalities)
+    app = create_app(loaded.predict, model_metadata(loaded), root=root, max_rows=args.max_rows,
                      max_bytes=args.max_bytes)
     try:
         import uvicorn

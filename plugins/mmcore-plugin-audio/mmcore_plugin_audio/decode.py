@@ -19,6 +19,10 @@ import soxr
 
 from mmcore.io import check_finite, open_binary
 
+#: the highest sample rate accepted (soxr hangs on absurd ones)
+MAX_RATE = 10_000_000
+#: the most samples a clip may have once resampled (512 MiB of float32)
+MAX_RESAMPLED = 1 << 27
 #: Full scale of signed integer PCM, so integer samples map to [-1, 1) like soundfile's floats.
 _FULL_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0,
                np.dtype(np.int8): 128.0}
@@ -28,8 +32,9 @@ def load_waveform(value: Any, root: Path | None, default_rate: int) -> tuple[np.
     """One raw audio value -> ``(samples [n] float32 mono, sample rate in Hz)``."""
     if isinstance(value, dict) and "array" in value:
         rate = value.get("sampling_rate")
-        if not isinstance(rate, int | np.integer) or rate <= 0:
-            raise ValueError(f"audio dict needs a positive integer 'sampling_rate', got {rate!r}")
+        if not isinstance(rate, int | np.integer) or not 0 < rate <= MAX_RATE:
+            raise ValueError(f"audio dict needs a positive integer 'sampling_rate' of at most "
+                             f"{MAX_RATE} Hz, got {rate!r}")
         return _mono(value["array"]), int(rate)
     if hasattr(value, "get_all_samples"):
         samples = value.get_all_samples()
@@ -86,6 +91,12 @@ def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
     """``samples`` at ``rate`` Hz -> at ``target`` Hz (soxr, high quality; unchanged if equal)."""
     if rate == target:
         return samples
+    if not 0 < rate <= MAX_RATE:  # soxr hangs on absurd rates
+        raise ValueError(f"sample rate {rate} Hz is outside 1 to {MAX_RATE} Hz")
+    if samples.size * (target / rate) > MAX_RESAMPLED:
+        raise ValueError(f"audio of {samples.size} samples at {rate} Hz would be "
+                         f"{samples.size * target // rate} samples at {target} Hz, more than "
+                         f"the {MAX_RESAMPLED} allowed")
     out = soxr.resample(samples, rate, target, quality="HQ")
     if out.size == 0:
         raise ValueError(

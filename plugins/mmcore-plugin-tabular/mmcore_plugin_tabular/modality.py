@@ -36,6 +36,8 @@ class TabularModality(Modality[TabularOptions]):
     cell is handled per feature. The fitted state is ``table.json`` in the run folder.
     """
 
+    reads_files = False  # cells are values, never file paths
+
     def __init__(self, name: str, options: TabularOptions,
                  root: Path | None = None) -> None:
         super().__init__(name, options, root)

@@ -35,6 +35,8 @@ class TextModality(Modality[TextOptions]):
     An empty or whitespace-only string counts as missing.
     """
 
+    reads_files = False  # values are the texts themselves
+
     def __init__(
         self, name: str, options: TextOptions, root: Path | None = None
     ) -> None:

@@ -21,6 +21,7 @@ class PretrainedText(PretrainedModality[TextOptions]):
     ``values [B, T]`` with the attention mask as ``mask``. An empty string counts as missing."""
 
     kind: ClassVar[Kind] = "text"
+    reads_files = False  # values are the texts themselves
 
     def load_processor(self, source: str, **kwargs: Any) -> Any:
         from transformers import AutoTokenizer
