@@ -32,9 +32,17 @@ def _numpy_focal(logits: np.ndarray, target: np.ndarray, gamma: float, alpha=Non
 
 
 def test_balanced_weights_follow_the_sklearn_formula():
-    values = ["a"] * 6 + ["b"] * 3 + ["c"]
+    values = ["a"] * 5 + ["b"] * 3 + ["c"]
     got = balanced_weights(values, ["a", "b", "c"])
-    assert got == pytest.approx([10 / (3 * 6), 10 / (3 * 3), 10 / (3 * 1)])
+    assert got == pytest.approx([9 / (3 * 5), 9 / (3 * 3), 9 / (3 * 1)])
+
+
+def test_balanced_weights_are_capped_on_a_long_tail():
+    # sklearn's weights would be 30x apart; a few singleton rows would dominate the loss
+    values = ["a"] * 30 + ["b"] + ["c"]
+    got = balanced_weights(values, ["a", "b", "c"])
+    assert got == pytest.approx([32 / (3 * 30), 32 / (3 * 6), 32 / (3 * 6)])
+    assert max(got) / min(got) == pytest.approx(5.0)
 
 
 def test_a_class_absent_from_train_gets_a_finite_weight():

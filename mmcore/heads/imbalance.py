@@ -36,10 +36,17 @@ def lookup(index: Mapping[Any, int], value: Any) -> int | None:
     return index.get(str(key))
 
 
+#: ``"balanced"`` weights are at most this many times apart (the long-tail cap)
+BALANCED_MAX_RATIO = 5.0
+
+
 def balanced_weights(values: Sequence[Any], classes: Sequence[Any]) -> list[float]:
     """sklearn's ``"balanced"`` weights ``n_samples / (n_classes * count_c)`` from the train
-    split's labels. Labels that are no class are not counted; a class absent from ``values``
-    counts as one row, so its weight is large but finite."""
+    split's labels, with each count taken as at least ``1 / BALANCED_MAX_RATIO`` of the
+    largest class's: on a long tail (tens of classes of one or two rows) uncapped weights let
+    a few rare rows dominate the loss and training collapses (measured, docs/training.md);
+    where the classes are at most 5 times apart the weights are sklearn's. Labels that are no
+    class are not counted; a class absent from ``values`` counts as one row."""
     index = class_index(classes)
     counts = np.zeros(len(classes), dtype=np.int64)
     for value in values:
@@ -47,7 +54,8 @@ def balanced_weights(values: Sequence[Any], classes: Sequence[Any]) -> list[floa
         if k is not None:
             counts[k] += 1
     n = int(counts.sum())
-    return [float(n / (len(classes) * max(int(c), 1))) for c in counts]
+    floor = max(1.0, float(counts.max(initial=0)) / BALANCED_MAX_RATIO)
+    return [float(n / (len(classes) * max(float(c), floor))) for c in counts]
 
 
 def resolve_class_weights(
