@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
+import signal
 import sys
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -40,20 +43,50 @@ def load_module(path: Path) -> ModuleType:
     assert module_spec is not None and module_spec.loader is not None
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module
-    try:
-        module_spec.loader.exec_module(module)
-    except SystemExit as exc:
-        # Unchecked, a file's sys.exit() ends the whole command silently with its code.
-        sys.modules.pop(name, None)
-        why = (
-            f"{path.name} called sys.exit({exc.code!r}) while it was being read; "
-            "a spec file must define `spec`, not exit"
-        )
-        raise SpecError(str(path), [("", why)]) from None
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
+    with _ctrl_c_noted() as ctrl_c:
+        try:
+            module_spec.loader.exec_module(module)
+        except BaseException as exc:
+            sys.modules.pop(name, None)
+            if isinstance(exc, Exception) or (isinstance(exc, KeyboardInterrupt) and ctrl_c):
+                raise  # an error load_spec reports, or a real Ctrl-C: stop as usual
+            raise SpecError(str(path), [("", _exit_reason(path, exc))]) from None
     return module
+
+
+def _exit_reason(path: Path, exc: BaseException) -> str:
+    """Why a spec file that raised ``exc`` (not an ``Exception``: ``sys.exit()``,
+    ``KeyboardInterrupt``, ``GeneratorExit``, a ``BaseException`` subclass) is refused.
+    Unchecked, they would end the whole command with a traceback or the file's exit code."""
+    if isinstance(exc, SystemExit):
+        return (f"{path.name} called sys.exit({exc.code!r}) while it was being read; "
+                "a spec file must define `spec`, not exit")
+    detail = f": {exc}" if str(exc) else ""
+    return (f"running the spec file raised {type(exc).__name__}{detail}; a spec file must "
+            "define `spec`, not raise")
+
+
+@contextlib.contextmanager
+def _ctrl_c_noted() -> Iterator[list[bool]]:
+    """Yields a list that holds ``True`` once SIGINT arrived (a real Ctrl-C, not a
+    ``KeyboardInterrupt`` the file raised). SIGINT still raises ``KeyboardInterrupt``; the
+    handler is only swapped in the main thread while Python's default one is installed."""
+    pressed: list[bool] = []
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.getsignal(signal.SIGINT)
+
+    def noted(signum: int, frame: Any) -> None:
+        pressed.append(True)
+        signal.default_int_handler(signum, frame)
+
+    if previous is signal.default_int_handler:
+        signal.signal(signal.SIGINT, noted)
+    try:
+        yield pressed
+    finally:
+        if previous is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
