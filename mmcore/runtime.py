@@ -7,8 +7,10 @@ preprocessing (they must be installed, at the major versions the bundle records)
 heads' ``predict`` turns raw outputs into labels, and the graph runs on onnxruntime
 (``pip install 'mmcore-torch[export]'``).
 
-Loading checks every file against the manifest's SHA-256 and reads only JSON, the ONNX
-graph and the plugins' own state files: nothing from the bundle is executed. A
+Loading checks the manifest against its schema and every file against the manifest's
+SHA-256 (``sha256=`` pins the manifest itself: the bundle digest ``mmcore export`` prints),
+and reads only JSON, the ONNX graph and the plugins' own state files: nothing from the bundle
+is executed. A
 ``torch-export`` bundle (``model.pt2``) is the exception: torch can unpickle objects while
 loading it, so it is loaded only with ``trust_code=True``.
 """
@@ -24,7 +26,7 @@ import torch
 
 from mmcore.batch import ModalityBatch
 from mmcore.errors import CheckpointError, DataError, PluginError, SpecError
-from mmcore.export.manifest import BATCH_AXIS, read_manifest
+from mmcore.export.manifest import BATCH_AXIS, MANIFEST, read_bundle
 from mmcore.head import Head
 from mmcore.modality import Modality
 from mmcore.plugins.default import get_registry
@@ -40,9 +42,11 @@ PREDICT_BATCH = 256
 GraphFn = Callable[[Sequence[np.ndarray]], list[np.ndarray]]
 
 
-def load_graph(path: Path, kind: str, *, threads: int | None = None) -> GraphFn:
+def load_graph(path: Path, kind: str, *, threads: int | None = None,
+               inputs: Sequence[str] | None = None, outputs: int | None = None) -> GraphFn:
     """The graph file as a function of its input arrays (in manifest order), returning the
-    heads' outputs in manifest order."""
+    heads' outputs in manifest order. An ONNX graph whose input names are not ``inputs`` or
+    that has not ``outputs`` outputs is a :class:`CheckpointError`."""
     if kind == "onnx":
         try:
             import onnxruntime as ort
@@ -55,8 +59,19 @@ def load_graph(path: Path, kind: str, *, threads: int | None = None) -> GraphFn:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        try:
+            session = ort.InferenceSession(str(path), options,
+                                           providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise CheckpointError(f"{path}: not a graph onnxruntime can load ({first})") from None
         names = [i.name for i in session.get_inputs()]
+        if inputs is not None and names != list(inputs):
+            raise CheckpointError(f"{path}: the graph takes {names}, the manifest lists "
+                                  f"{list(inputs)}")
+        if outputs is not None and len(session.get_outputs()) != outputs:
+            raise CheckpointError(f"{path}: the graph has {len(session.get_outputs())} "
+                                  f"outputs, the manifest lists {outputs}")
 
         def run_onnx(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
             return session.run(None, dict(zip(names, arrays, strict=True)))
@@ -80,15 +95,18 @@ class Runtime:
     Attributes:
         bundle: the bundle folder.
         manifest: its ``manifest.json``.
+        digest: the bundle digest (the SHA-256 of ``manifest.json``).
         modalities: the modalities with their fitted state (they preprocess and collate).
         heads: the heads (their ``predict`` formats the graph's raw outputs).
         allow_missing: whether a row may lack some modalities (``data.allow_missing``).
     """
 
     def __init__(self, bundle: Path, manifest: dict[str, Any], modalities: dict[str, Modality],
-                 heads: dict[str, Head], graph: GraphFn) -> None:
+                 heads: dict[str, Head], graph: GraphFn, digest: str | None = None) -> None:
         self.bundle = bundle
         self.manifest = manifest
+        #: the bundle digest: the SHA-256 of its manifest.json
+        self.digest = digest
         self.modalities = modalities
         self.heads = heads
         self.allow_missing = bool(manifest.get("allow_missing", False))
@@ -170,6 +188,7 @@ class Runtime:
             "versions": {DISTRIBUTION: m["mmcore"], "torch": m["torch"],
                          **with_core_distribution(m["plugins"])},
             "parity": m["parity"],
+            "sha256": self.digest,
         }
 
 
@@ -179,13 +198,15 @@ def load(
     trust_code: bool = False,
     registry: Registry | None = None,
     threads: int | None = None,
+    sha256: str | None = None,
 ) -> Runtime:
-    """Load an export bundle. Raises :class:`CheckpointError` when a file is missing or
-    changed, a plugin is missing or at another major version, or (without ``trust_code``)
-    the graph is a ``torch-export`` program. ``threads``: onnxruntime's intra-op threads
-    (default: its own choice)."""
+    """Load an export bundle. Raises :class:`CheckpointError` when the manifest is malformed
+    (one line per field) or, with ``sha256``, is not the pinned one (the digest ``mmcore
+    export`` prints), a file is missing, changed or a link, a plugin is missing or at another
+    major version, or (without ``trust_code``) the graph is a ``torch-export`` program.
+    ``threads``: onnxruntime's intra-op threads (default: its own choice)."""
     bundle = Path(bundle)
-    manifest = read_manifest(bundle)
+    manifest, digest = read_bundle(bundle, sha256=sha256)
     registry = registry or get_registry()
     kind = manifest["graph"]["kind"]
     if kind == "torch-export" and not trust_code:
@@ -194,16 +215,21 @@ def load(
             "objects while loading; load it only if you trust the bundle (trust_code=True, "
             "--trust-code), or export with --format onnx"
         )
-    check_plugin_versions(manifest["plugins"], bundle / "manifest.json", registry)
+    check_plugin_versions(manifest["plugins"], bundle / MANIFEST, registry)
     try:
         modalities = _modalities(bundle, manifest, registry)
         heads = _heads(manifest, registry)
     except (PluginError, SpecError) as exc:
         raise CheckpointError(f"{bundle}: {exc}") from None
-    graph = load_graph(bundle / manifest["graph"]["file"], kind, threads=threads)
-    if manifest["inputs"] and manifest["inputs"][0]["shape"][0] != BATCH_AXIS:
+    except (ValueError, TypeError, OSError, RuntimeError, DataError) as exc:
+        raise CheckpointError(f"{bundle}: cannot restore what {MANIFEST} describes: "
+                              f"{type(exc).__name__}: {exc}") from None
+    graph = load_graph(bundle / manifest["graph"]["file"], kind, threads=threads,
+                       inputs=[i["name"] for i in manifest["inputs"]],
+                       outputs=len(manifest["outputs"]))
+    if manifest["inputs"][0]["shape"][0] != BATCH_AXIS:
         raise CheckpointError(f"{bundle}: the graph's first input has no batch axis")
-    return Runtime(bundle, manifest, modalities, heads, graph)
+    return Runtime(bundle, manifest, modalities, heads, graph, digest)
 
 
 def _modalities(bundle: Path, manifest: Mapping[str, Any],

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from mmcore.export import export_run
-    from mmcore.export.manifest import MANIFEST
+    from mmcore.export.manifest import MANIFEST, bundle_digest
 
     out = export_run(args.run_dir, args.output, format=args.format, data=args.data,
                      trust_code=args.trust_code, overwrite=args.overwrite)
@@ -38,4 +38,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  inputs: {', '.join(i['name'] for i in manifest['inputs'])}")
     print(f"  checked on {len(parity['batches'])} batches ({', '.join(parity['batches'])}): "
           f"largest difference from the model {parity['max_abs_diff']:.2g}")
+    digest = bundle_digest(out)
+    print(f"  bundle digest (SHA-256 of {MANIFEST}, which hashes every file): {digest}")
+    print(f"  pin it: mmcore serve {out} --sha256 {digest}")
     return 0

@@ -37,6 +37,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                    help="request body size at most, in bytes")
     p.add_argument("--threads", type=int, default=None,
                    help="onnxruntime intra-op threads (default: its own choice)")
+    p.add_argument("--sha256", metavar="DIGEST",
+                   help="serve the bundle only if its digest (the SHA-256 of its manifest.json, "
+                   "printed by mmcore export) is DIGEST")
     p.add_argument("--trust-code", action="store_true",
                    help="allow a torch-export bundle (loading can unpickle) or a run whose "
                    "fusion is defined in its spec file; only for models you trust")
@@ -57,16 +60,21 @@ def model_metadata(loaded: Any) -> dict[str, Any]:
     return loaded.metadata() if isinstance(loaded, Runtime) else run_metadata(loaded)
 
 
-def load_model(path: str | Path, *, trust_code: bool = False, threads: int | None = None) -> Any:
-    """The :class:`~mmcore.runtime.Runtime` of a bundle (has ``manifest.json``) or the
-    :class:`~mmcore.predict.Predictor` of a run folder."""
+def load_model(path: str | Path, *, trust_code: bool = False, threads: int | None = None,
+               sha256: str | None = None) -> Any:
+    """The :class:`~mmcore.runtime.Runtime` of a bundle (has ``manifest.json``; pinned to the
+    digest ``sha256`` when given) or the :class:`~mmcore.predict.Predictor` of a run folder."""
+    from mmcore.errors import CheckpointError
     from mmcore.export.manifest import MANIFEST
 
     path = Path(path)
     if (path / MANIFEST).is_file():
         from mmcore import runtime
 
-        return runtime.load(path, trust_code=trust_code, threads=threads)
+        return runtime.load(path, trust_code=trust_code, threads=threads, sha256=sha256)
+    if sha256 is not None:
+        raise CheckpointError(f"{path}: --sha256 pins an export bundle, and this folder has no "
+                              f"{MANIFEST} (export the run with mmcore export)")
     from mmcore.predict import load
 
     return load(path, device="cpu", trust_code=trust_code)
@@ -118,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_rows < 1 or args.max_bytes < 1:
         raise MmcoreError("--max-rows and --max-bytes must be at least 1")
-    loaded = load_model(args.path, trust_code=args.trust_code, threads=args.threads)
+    loaded = load_model(args.path, trust_code=args.trust_code, threads=args.threads,
+                        sha256=args.sha256)
     root = file_root(args.root, args.no_files, loaded.modalities)
     app = create_app(loaded.predict, model_metadata(loaded), root=root, max_rows=args.max_rows,
                      max_bytes=args.max_bytes)
