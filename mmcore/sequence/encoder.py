@@ -33,6 +33,22 @@ def auto_halvings(median_length: int | None) -> int:
     return min(AUTO_MAX_HALVINGS, math.ceil(math.log2(median_length / AUTO_TARGET_LENGTH)))
 
 
+def sequence_input(batch: ModalityBatch, input_size: int, what: str) -> tuple[Tensor, Tensor]:
+    """A sequence batch as ``[B, T, input_size]`` values (frames ``[B, T, K, D]`` flattened)
+    and its ``[B, T]`` step mask (all steps real when the batch has none); ``ValueError``
+    naming ``what`` for another shape."""
+    x = batch.values.flatten(2)
+    if x.dim() != 3 or x.shape[-1] != input_size:
+        raise ValueError(
+            f"{what} expects [B, T, {input_size}] (frames of {input_size} values), got "
+            f"{tuple(batch.values.shape)}"
+        )
+    mask = batch.mask
+    if mask is None:
+        mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+    return x, mask
+
+
 def downsample_mask(mask: Tensor, stride: int) -> Tensor:
     """The mask after a stride-``stride`` convolution with ``same``-style padding: a row of
     ``n`` real steps keeps ``ceil(n / stride)``."""
@@ -234,15 +250,7 @@ class SequenceEncoder(Encoder):
         self.proj = nn.Linear(size, output_size) if output_size else None
 
     def forward(self, batch: ModalityBatch) -> Features:
-        x = batch.values.flatten(2)
-        if x.dim() != 3 or x.shape[-1] != self.input_size:
-            raise ValueError(
-                f"sequence encoder expects [B, T, {self.input_size}] (frames of "
-                f"{self.input_size} values), got {tuple(batch.values.shape)}"
-            )
-        mask = batch.mask
-        if mask is None:
-            mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        x, mask = sequence_input(batch, self.input_size, "sequence encoder")
         if not batch.is_full():  # zero padded steps (nothing to zero when none are padded)
             x = x * mask.unsqueeze(-1).to(x.dtype)
         if self.front is not None:

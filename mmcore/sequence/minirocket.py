@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from mmcore.batch import Features, ModalityBatch
 from mmcore.encoder import Encoder
 from mmcore.layers import dropout_layer
+from mmcore.sequence.encoder import sequence_input
 
 #: the three positions (of 9) weighted 2 in each of the 84 kernels; the other six weigh -1
 KERNEL_INDICES = np.array(list(combinations(range(9), 3)), dtype=np.int64)
@@ -324,15 +325,7 @@ class MiniRocketEncoder(Encoder):
         super()._load_from_state_dict(*args, **kwargs)
 
     def forward(self, batch: ModalityBatch) -> Features:
-        x = batch.values.flatten(2)
-        if x.dim() != 3 or x.shape[-1] != self.input_size:
-            raise ValueError(
-                f"minirocket encoder expects [B, T, {self.input_size}] (frames of "
-                f"{self.input_size} values), got {tuple(batch.values.shape)}"
-            )
-        mask = batch.mask
-        if mask is None:
-            mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        x, mask = sequence_input(batch, self.input_size, "minirocket encoder")
         with torch.no_grad():
             h = (self.ppv(x, mask) - self.mean.to(x.dtype)) / self.scale.to(x.dtype)
         h = self.drop(h)
