@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,8 +27,8 @@ import torch
 from mmcore.batch import Batch
 from mmcore.run.layout import DRIFT_REFERENCE
 
-__all__ = ["DRIFT_REFERENCE", "drift_report", "feature_statistics", "format_drift",
-           "make_reference"]
+__all__ = ["DRIFT_REFERENCE", "drift_report", "evaluate_drift", "feature_statistics",
+           "format_drift", "make_reference", "record_reference"]
 
 #: a modality drifts when its score passes this...
 MIN_THRESHOLD = 0.5
@@ -117,6 +118,22 @@ def make_reference(train: Mapping[str, Any],
     if validation is not None:
         ref["validation"] = drift_scores(train, validation)
     return ref
+
+
+def record_reference(model: Any, data: Any, batch_size: int, device: torch.device,
+                     run_dir: Path) -> None:
+    """Write ``run_dir/drift_reference.json``: the training split's statistics of ``model``'s
+    encoders over ``data`` (a set-up :class:`~mmcore.data.DataModule`) and the validation
+    split's scores against them, when it has rows."""
+    from mmcore.run.checkpoint import atomic_write_json
+
+    def stats(split: str) -> dict[str, Any]:
+        loader = data.loader(split, batch_size=batch_size, shuffle=False)
+        return feature_statistics(model, loader, device)
+
+    validation = "validation" in data.splits and data.num_rows("validation") > 0
+    reference = make_reference(stats("train"), stats("validation") if validation else None)
+    atomic_write_json(Path(run_dir) / DRIFT_REFERENCE, reference)
 
 
 def check_reference(data: Any, where: str) -> dict[str, Any]:

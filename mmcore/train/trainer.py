@@ -747,21 +747,6 @@ class Trainer:
         with autocast_context(self.device, self.spec.train.precision):
             return self.net(inputs)  # type: ignore[misc]
 
-    def _drift_reference(self) -> None:
-        """The training split's encoder feature statistics (and the validation split's drift
-        against them), ``drift_reference.json``: what ``mmcore evaluate`` measures input drift
-        against (:mod:`mmcore.drift`)."""
-        from mmcore.drift import DRIFT_REFERENCE, feature_statistics, make_reference
-
-        def stats(split: str) -> dict[str, Any]:
-            loader = self.data.loader(split, batch_size=self.spec.train.batch_size,
-                                      shuffle=False)
-            return feature_statistics(self.model, loader, self.device)
-
-        has_validation = VALIDATION in self.data.splits and self.data.num_rows(VALIDATION) > 0
-        reference = make_reference(stats(TRAIN), stats(VALIDATION) if has_validation else None)
-        ck.atomic_write_json(self.run.path / DRIFT_REFERENCE, reference)
-
     def _write_metrics_jsonl(self) -> None:
         import json
 
@@ -793,8 +778,11 @@ class Trainer:
             self.note(f"{len(self.data.bad_rows)} bad row(s) left out: see {self.run.bad_rows}")
         if self.report and results:
             self._modality_report(results)
-        if self.report:
-            self.strategy.on_main(self._drift_reference)
+        if self.report:  # what mmcore evaluate measures input drift against
+            from mmcore.drift import record_reference
+
+            self.strategy.on_main(lambda: record_reference(
+                self.model, self.data, self.spec.train.batch_size, self.device, self.run.path))
         if self.plots:
             from mmcore.train.plots import make_plots
 
