@@ -494,3 +494,59 @@ def test_nproc_inside_a_distributed_run_is_refused(monkeypatch):
     monkeypatch.setenv("RANK", "1")
     with pytest.raises(TrainingError, match="already rank 1 of 2"):
         launch(2, ["train", "spec.py"])
+
+
+def _children(pid: int) -> list[int]:
+    """The pids whose parent is ``pid`` (from /proc)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting to be reaped)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_sigkilled_launcher_takes_its_ranks_with_it(world, tmp_path):
+    run = tmp_path / "run"
+    env = {**world.env, toy.DELAY_ENV: "0.3"}  # batches slow enough to kill mid-run
+    with open(tmp_path / "launcher.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mmcore", "train", str(world.spec_file), "--output", str(run),
+             "--nproc", "2", "--quiet", "train.epochs=30"],
+            env=env, cwd=world.root, stdout=log, stderr=subprocess.STDOUT,
+        )
+    ranks: list[int] = []
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while not (run / "metrics.jsonl").exists():  # both ranks are training
+            assert proc.poll() is None, (tmp_path / "launcher.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no epoch finished in time"
+            time.sleep(0.2)
+        ranks = _children(proc.pid)
+        assert len(ranks) == 2 and all(map(_alive, ranks))
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while any(map(_alive, ranks)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(map(_alive, ranks)), "the ranks outlived their launcher"
+    finally:
+        proc.kill()
+        proc.wait()
+        for pid in ranks:  # a failed test leaves nothing running
+            if _alive(pid):
+                os.kill(pid, 9)

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from mmcore import __version__
+from mmcore.cli import lifeline
 from mmcore.errors import MmcoreError
 
 #: command name -> module under mmcore.cli
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    lifeline.arm()  # a rank of `--nproc N` dies with its launcher
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

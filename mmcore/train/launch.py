@@ -133,7 +133,8 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
 
     Returns 0 when every rank succeeded. When a rank fails, torchrun stops the others and
     this raises :class:`TrainingError` with one ``rank R failed: <reason>`` line per failed
-    rank. ``OMP_NUM_THREADS`` defaults to 1 per process, as with torchrun.
+    rank. ``OMP_NUM_THREADS`` defaults to 1 per process, as with torchrun. The ranks die
+    with this process, also when it is SIGKILLed (:mod:`mmcore.cli.lifeline`).
     """
     if nproc < 1:
         raise TrainingError(f"--nproc {nproc}: expected a number of processes >= 1")
@@ -147,7 +148,10 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
+    from mmcore.cli.lifeline import launched_by
+
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    launched_by(os.getpid())  # each rank dies with this process (mmcore.cli.lifeline)
     args = parse_args(["--standalone", f"--nproc-per-node={nproc}", "--module", "mmcore", *argv])
     try:
         run(args)
