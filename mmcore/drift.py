@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,7 +27,7 @@ from mmcore.batch import Batch
 from mmcore.run.layout import DRIFT_REFERENCE
 
 __all__ = ["DRIFT_REFERENCE", "drift_report", "evaluate_drift", "feature_statistics",
-           "format_drift", "make_reference", "record_reference"]
+           "format_drift", "make_reference", "measure_reference"]
 
 #: a modality drifts when its score passes this...
 MIN_THRESHOLD = 0.5
@@ -120,20 +119,18 @@ def make_reference(train: Mapping[str, Any],
     return ref
 
 
-def record_reference(model: Any, data: Any, batch_size: int, device: torch.device,
-                     run_dir: Path) -> None:
-    """Write ``run_dir/drift_reference.json``: the training split's statistics of ``model``'s
-    encoders over ``data`` (a set-up :class:`~mmcore.data.DataModule`) and the validation
-    split's scores against them, when it has rows."""
-    from mmcore.run.checkpoint import atomic_write_json
-
+def measure_reference(model: Any, data: Any, batch_size: int,
+                      device: torch.device) -> dict[str, Any]:
+    """What ``drift_reference.json`` holds for ``model``: its encoders' statistics over the
+    training split of ``data`` (a set-up :class:`~mmcore.data.DataModule`) and the validation
+    split's scores against them, when it has rows. Every process of a sharded (FSDP) model
+    must call it, as each forward pass gathers the shards."""
     def stats(split: str) -> dict[str, Any]:
         loader = data.loader(split, batch_size=batch_size, shuffle=False)
         return feature_statistics(model, loader, device)
 
     validation = "validation" in data.splits and data.num_rows("validation") > 0
-    reference = make_reference(stats("train"), stats("validation") if validation else None)
-    atomic_write_json(Path(run_dir) / DRIFT_REFERENCE, reference)
+    return make_reference(stats("train"), stats("validation") if validation else None)
 
 
 def check_reference(data: Any, where: str) -> dict[str, Any]:

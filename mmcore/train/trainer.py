@@ -779,10 +779,12 @@ class Trainer:
         if self.report and results:
             self._modality_report(results)
         if self.report:  # what mmcore evaluate measures input drift against
-            from mmcore.drift import record_reference
+            from mmcore.drift import DRIFT_REFERENCE, measure_reference
 
-            self.strategy.on_main(lambda: record_reference(
-                self.model, self.data, self.spec.train.batch_size, self.device, self.run.path))
+            reference = measure_reference(self.model, self.data, self.spec.train.batch_size,
+                                          self.device)
+            self.strategy.on_main(
+                lambda: ck.atomic_write_json(self.run.path / DRIFT_REFERENCE, reference))
         if self.plots:
             from mmcore.train.plots import make_plots
 
