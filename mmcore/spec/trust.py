@@ -74,19 +74,26 @@ def _inside(origin: str | None, folder: Path) -> bool:
         return False
 
 
+def _located(name: str, folder: Path) -> str | None:
+    """Why module ``name`` may not be imported for a run in ``folder`` (``None``: it may),
+    looked up with :func:`importlib.util.find_spec` (on a dotted name that imports its
+    parent packages)."""
+    try:
+        found = importlib.util.find_spec(name)
+    except (ImportError, ValueError) as exc:
+        return f"module {name!r} cannot be found ({exc})"
+    if found is None:
+        return f"module {name!r} is not installed"
+    locations = list(found.submodule_search_locations or [])
+    if _inside(found.origin, folder) or any(_inside(loc, folder) for loc in locations):
+        return f"module {name!r} is located inside the run folder"
+    return None
+
+
 def _find_top(top: str, folder: Path) -> str | None:
     """Why the top-level package ``top`` may not be imported for a run in ``folder``
     (``None``: it may). :func:`importlib.util.find_spec` on a top-level name imports nothing."""
-    try:
-        found = importlib.util.find_spec(top)
-    except (ImportError, ValueError) as exc:
-        return f"module {top!r} cannot be found ({exc})"
-    if found is None:
-        return f"module {top!r} is not installed"
-    locations = list(found.submodule_search_locations or [])
-    if _inside(found.origin, folder) or any(_inside(loc, folder) for loc in locations):
-        return f"module {top!r} is located inside the run folder"
-    return None
+    return _located(top, folder)
 
 
 def _check_location(module_name: str, folder: Path) -> str | None:
@@ -95,16 +102,9 @@ def _check_location(module_name: str, folder: Path) -> str | None:
     ``a.b`` imports ``a``)."""
     parts = module_name.split(".")
     for i in range(2, len(parts) + 1):
-        prefix = ".".join(parts[:i])
-        try:
-            found = importlib.util.find_spec(prefix)
-        except (ImportError, ValueError) as exc:
-            return f"module {prefix!r} cannot be found ({exc})"
-        if found is None:
-            return f"module {prefix!r} is not installed"
-        locations = list(found.submodule_search_locations or [])
-        if _inside(found.origin, folder) or any(_inside(loc, folder) for loc in locations):
-            return f"module {prefix!r} is located inside the run folder"
+        why = _located(".".join(parts[:i]), folder)
+        if why is not None:
+            return why
     return None
 
 
