@@ -42,6 +42,14 @@ def bundle(made) -> Path:
     return made["bundle"]
 
 
+def test_the_run_folder_records_each_export_and_its_digest(made, bundle) -> None:
+    from mmcore.export.manifest import bundle_digest
+
+    entries = json.loads((made["run"] / "exports.json").read_text())
+    assert entries[-1]["bundle"] == str(bundle.resolve())
+    assert entries[-1]["sha256"] == bundle_digest(bundle) and entries[-1]["format"] == "onnx"
+
+
 def _copy(bundle: Path, tmp_path: Path, change=None) -> Path:
     copy = tmp_path / "bundle"
     shutil.copytree(bundle, copy)

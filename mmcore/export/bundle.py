@@ -115,7 +115,31 @@ def export_run(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    record_export(Path(run_dir), output, format)
     return output
+
+
+def record_export(run_dir: Path, bundle: Path, format: str) -> None:
+    """Add the bundle's digest to the run folder's ``exports.json`` (a list, newest last), so
+    a bundle found later can be checked against the run it came from. An unreadable list is
+    replaced (it is a record, read as data, never code)."""
+    import datetime as dt
+
+    from mmcore.export.manifest import bundle_digest
+    from mmcore.run.checkpoint import atomic_write_json
+    from mmcore.run.layout import EXPORTS
+
+    path = run_dir / EXPORTS
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    except (OSError, ValueError):
+        entries = []
+    if not isinstance(entries, list):
+        entries = []
+    entries.append({"bundle": str(bundle.resolve()), "sha256": bundle_digest(bundle),
+                    "format": format,
+                    "exported": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+    atomic_write_json(path, entries)
 
 
 # -- the example batch -------------------------------------------------------------------

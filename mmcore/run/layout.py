@@ -53,12 +53,13 @@ MODALITIES = "modalities"
 BAD_ROWS = "bad_rows.json"  # written by the data module
 MODALITY_REPORT = "modality_report.json"
 DRIFT_REFERENCE = "drift_reference.json"  # the training split's feature statistics (mmcore.drift)
+EXPORTS = "exports.json"  # the bundles exported from the run, with their digests
 ROBUSTNESS = "robustness.json"  # written by mmcore evaluate --robustness
 HEALTH = "health.json"  # written by mmcore.train.health
 #: everything a run writes, removed first when a run folder is overwritten
 RUN_OUTPUTS = (
     SPEC_JSON, "spec.py", MODEL_FILE, CHECKPOINTS, BEST, MODALITIES, METRICS_JSONL,
-    METRICS_JSON, "metrics.csv", BAD_ROWS, MODALITY_REPORT, DRIFT_REFERENCE, HEALTH,
+    METRICS_JSON, "metrics.csv", BAD_ROWS, MODALITY_REPORT, DRIFT_REFERENCE, EXPORTS, HEALTH,
     "tensorboard", "*.png",
 )
 #: DataSpec fields that hold paths; spec.json keeps them absolute, because a loaded run's
