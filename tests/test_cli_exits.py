@@ -72,9 +72,12 @@ def test_ctrl_c_while_a_spec_file_loads_still_interrupts(tmp_path):
     spec = tmp_path / "slow_spec.py"
     spec.write_text(f"import pathlib, time\npathlib.Path({str(marker)!r}).touch()\n"
                     "time.sleep(60)\n")
+    # A shell starts background jobs with SIGINT ignored and Python keeps an ignored SIGINT
+    # ignored; the child gets the default disposition back, as a terminal's Ctrl-C finds it.
     proc = subprocess.Popen(
         [sys.executable, "-m", "mmcore", "validate", str(spec)], cwd=ROOT, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(None),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 60
