@@ -150,6 +150,40 @@ def test_save_to_disk_and_dataset_objects(registry, tmp_path):
     assert toy.NumModality.calls == 0
 
 
+def test_pandas_dataframes_as_data_dataset(registry, tmp_path):
+    import pandas as pd
+
+    rows = table(split=False)
+    frame = pd.DataFrame(rows, index=[f"r{i}" for i in range(30)])  # the index is not a column
+    dm = setup(registry, {"dataset": frame}, tmp_path)
+    assert sum(dm.num_rows(s) for s in dm.splits) == 30
+    assert "__index_level_0__" not in dm.spec.data.dataset.column_names
+
+    # a dict of DataFrames by split, like a DatasetDict (split names normalised)
+    frames = {"train": pd.DataFrame(rows[:20]), "valid": pd.DataFrame(rows[20:]).iloc[::-1]}
+    dm = setup(registry, {"dataset": frames}, tmp_path)
+    assert dm.splits == ["train", "validation"]
+    assert [dm.num_rows(s) for s in dm.splits] == [20, 10]
+    assert all_rows(dm, "validation")[0] == [float(i) for i in range(29, 19, -1)]
+
+
+@pytest.mark.parametrize("value, kind", [
+    ([{"x": 1.0, "label": "a"}], "a list"),
+    (np.zeros((3, 2)), "a numpy.ndarray"),
+    ({"train": "train.csv"}, "data.dataset['train']: a str"),
+])
+def test_unsupported_data_dataset_is_refused_by_the_spec(value, kind):
+    import mmcore
+    from mmcore.errors import SpecError
+
+    with pytest.raises(SpecError) as info:
+        mmcore.Spec(data={"dataset": value}, modalities={"x": {"column": "x"}},
+                    heads={"label": {"target": "label"}})
+    message = str(info.value)
+    assert "data.dataset" in message and kind in message
+    assert "pandas DataFrame" in message and "datasets.Dataset" in message
+
+
 def test_image_and_audio_features_are_not_decoded(registry, tmp_path):
     (tmp_path / "a.png").write_bytes(b"not really a png")  # decoding it would fail
     features = datasets.Features({"x": datasets.Image(), "label": datasets.Value("string")})

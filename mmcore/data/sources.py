@@ -3,7 +3,8 @@
 Formats: csv/tsv, json/jsonl, parquet, a folder written by ``save_to_disk`` ("disk"), and
 image/audio folders with one sub-folder per label ("imagefolder"/"audiofolder", read as a
 table of file paths and labels; decoding is left to the modality plugins), plus a
-``datasets.Dataset``/``DatasetDict`` given as ``spec.data.dataset``. Nothing here touches the
+``datasets.Dataset``/``DatasetDict`` given as ``spec.data.dataset`` (a pandas DataFrame given
+there is made into a ``Dataset`` by the spec). Nothing here touches the
 network: the file builders datasets packages are used on local paths only.
 
 :func:`read_rows` reads a file of rows to predict on (``mmcore predict --input``), its csv cells

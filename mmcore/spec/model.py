@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterable, Iterator
+import sys
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 from pydantic import (
@@ -35,9 +36,42 @@ def validation_problems(exc: ValidationError, prefix: str = "") -> list[tuple[st
         if err["type"] == "extra_forbidden":
             message = "unknown option (not accepted here)"
         elif "input" in err and err["type"] not in {"missing"}:
-            message += f" (got {err['input']!r})"
+            shown = repr(err["input"])
+            if len(shown) > 120:  # a large object (a table, an array) is not printed whole
+                shown = shown[:100] + "..."
+            message += f" (got {shown})"
         out.append((path, message))
     return out
+
+_DATASET_ACCEPTED = (
+    "a datasets.Dataset, IterableDataset or DatasetDict, a pandas DataFrame, or a dict of them "
+    "by split (train/validation/test)"
+)
+
+
+def _is_datasets_object(value: Any) -> bool:
+    """Whether ``value`` is one of ``datasets``' tables (without importing ``datasets``: an
+    object of its classes means it is imported already)."""
+    module = sys.modules.get("datasets")
+    if module is None:
+        return False
+    return isinstance(value, module.Dataset | module.IterableDataset | module.DatasetDict
+                      | module.IterableDatasetDict)
+
+
+def _dataset_table(value: Any, where: str) -> Any:
+    if _is_datasets_object(value):
+        return value
+    pandas = sys.modules.get("pandas")
+    if pandas is not None and isinstance(value, pandas.DataFrame):
+        import datasets
+
+        # pandas' index is a row label, not data: it is dropped
+        return datasets.Dataset.from_pandas(value, preserve_index=False)
+    kind = f"{type(value).__module__}.{type(value).__qualname__}".removeprefix("builtins.")
+    raise ValueError(f"{f'data.dataset{where}: ' if where else ''}a {kind} is not a table mmcore "
+                     f"reads; data.dataset takes {_DATASET_ACCEPTED}")
+
 
 class StrictModel(BaseModel):
     """Unknown keys are errors; values are validated on assignment too."""
@@ -94,8 +128,21 @@ class DataSpec(StrictModel):
     )
     cache_dir: str | None = None
     dataset: Any = Field(
-        None, exclude=True, description="a datasets.Dataset or DatasetDict given from Python"
+        None, exclude=True, description="a datasets.Dataset, DatasetDict or pandas DataFrame (or "
+        "a dict of them by split) given from Python"
     )
+
+    @field_validator("dataset", mode="before")
+    @classmethod
+    def _dataset_table(cls, value: Any) -> Any:
+        """A ``datasets`` table, or a pandas DataFrame made into one; a dict of them by split."""
+        if value is None:
+            return value
+        if isinstance(value, Mapping) and not _is_datasets_object(value):
+            if not value:
+                raise ValueError("an empty dict; give a table per split (train/validation/test)")
+            return {key: _dataset_table(item, f"[{key!r}]") for key, item in value.items()}
+        return _dataset_table(value, "")
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
