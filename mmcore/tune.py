@@ -19,9 +19,13 @@ share it (``--jobs J`` starts J workers). ``--trials N`` counts finished trials 
 pruned) across all of them. A trial interrupted by a kill is marked failed by the next worker
 once its heartbeat is older than a minute and does not count.
 
+Each finished trial is one line through the ``mmcore`` logger (its number, state, value,
+parameters and the best so far), with a progress bar over the trials when stderr is a terminal.
+
 At the end ``OUTPUT/trials.csv`` lists every trial, ``OUTPUT/best.json`` holds the best trial's
 value, parameters, run folder and overrides, and ``OUTPUT/best_spec.json`` is the spec with them
-applied (train it with ``mmcore train OUTPUT/best_spec.json``).
+applied, its data paths absolute, with the spec file copied beside it as ``OUTPUT/spec.py`` when
+it defines the fusion class (train it with ``mmcore train OUTPUT/best_spec.json``).
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from mmcore.errors import MmcoreError, SpecError, TrainingError
-from mmcore.spec.load import load_module, load_spec, spec_to_json
+from mmcore.log import get_logger, in_notebook
+from mmcore.spec.load import SPEC_COPY, SPEC_MODULE_PREFIX, load_module, load_spec
 
 #: seconds between a running trial's heartbeats, and after which a silent one is failed
 HEARTBEAT, GRACE = 10, 60
@@ -163,13 +168,93 @@ def run_study(spec_path: str | Path, space_path: str | Path, trials: int, output
             raise MmcoreError(f"trial {trial.number}: no finite {monitor} on validation")
         return float(trainer.best_value)
 
-    left = trials - len(study.get_trials(deepcopy=False, states=finished))
+    done = len(study.get_trials(deepcopy=False, states=finished))
+    left = trials - done
     if left > 0:
-        study.optimize(
-            objective, n_trials=left, catch=(TrainingError,),
-            callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished)],
-        )
+        progress = _Progress(monitor, trials, done)
+        try:
+            study.optimize(
+                objective, n_trials=left, catch=(TrainingError,),
+                callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished), progress],
+            )
+        finally:
+            progress.close()
     return write_summary(study, base, output, monitor, list(overrides))
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def trial_line(trial: Any, monitor: str, best: Any | None) -> str:
+    """``trial 3 complete: label.accuracy=0.8125 (lr=0.0123 size=64); best so far: trial 1,
+    label.accuracy=0.8750``: one finished trial, and the study's best at that moment."""
+    state = trial.state.name.lower()
+    if trial.value is not None:
+        outcome = f"{monitor}={trial.value:.4f}"
+    elif state == "pruned":
+        last = max(trial.intermediate_values, default=None)
+        outcome = f"stopped after epoch {last}" if last is not None else "stopped"
+    else:
+        outcome = "no value"
+    params = " ".join(f"{k}={_number(v)}" for k, v in trial.params.items())
+    line = f"trial {trial.number} {state}: {outcome}" + (f" ({params})" if params else "")
+    if best is not None:
+        line += f"; best so far: trial {best.number}, {monitor}={best.value:.4f}"
+    return line
+
+
+class _Progress:
+    """Optuna study callback: a log line per finished trial (the ``mmcore`` logger) and a
+    progress bar over the trials when stderr is a terminal (or a notebook)."""
+
+    def __init__(self, monitor: str, total: int, done: int) -> None:
+        self.monitor = monitor
+        self.bar: Any = None
+        if sys.stderr.isatty() or in_notebook():
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, initial=done, desc="trials", unit="trial",
+                            file=sys.stderr, dynamic_ncols=True)
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        try:
+            best = study.best_trial
+        except ValueError:  # no trial complete yet
+            best = None
+        get_logger().info(trial_line(trial, self.monitor, best))
+        if self.bar is not None and trial.state.name in ("COMPLETE", "PRUNED"):
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def write_best_spec(spec: Any, output: Path) -> Path:
+    """``OUTPUT/best_spec.json``, ready for ``mmcore train`` from any folder: its data paths
+    made absolute (they resolve against the original spec's folder), and the spec file copied
+    beside it as ``spec.py`` when it defines the fusion class (recorded as ``spec.py:Class``)."""
+    from mmcore.run.checkpoint import atomic_write_text
+    from mmcore.run.layout import spec_json_data
+
+    fusion = spec.fusion.name
+    source: str | Path | None = None
+    copy = output / SPEC_COPY
+    if isinstance(fusion, type) and fusion.__module__.startswith(SPEC_MODULE_PREFIX):
+        source = getattr(sys.modules.get(fusion.__module__), "__file__", None)
+        if source is None:
+            raise MmcoreError(f"cannot write best_spec.json: the module defining fusion "
+                              f"{fusion.__qualname__} has no file to copy")
+    elif isinstance(fusion, str) and fusion.partition(":")[0].endswith(".py"):
+        file = Path(fusion.partition(":")[0])  # a spec.json naming "file.py:Class"
+        if not file.is_absolute():
+            source, copy = Path(spec.base_dir or ".") / file, output / file
+    if source is not None and not (copy.exists() and copy.resolve() == Path(source).resolve()):
+        atomic_write_text(copy, Path(source).read_text(encoding="utf-8"))
+    path = output / "best_spec.json"
+    atomic_write_text(path, json.dumps(spec_json_data(spec), indent=2) + "\n")
+    return path
 
 
 def write_summary(study: Any, base: Any, output: Path, monitor: str,
@@ -206,8 +291,7 @@ def write_summary(study: Any, base: Any, output: Path, monitor: str,
                           for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")},
                "importances": importances}
     (output / "best.json").write_text(json.dumps(summary, indent=2) + "\n")
-    best_spec = load_spec(base.source, [*overrides, *chosen])
-    (output / "best_spec.json").write_text(json.dumps(spec_to_json(best_spec), indent=2) + "\n")
+    write_best_spec(load_spec(base.source, [*overrides, *chosen]), output)
     return summary
 
 

@@ -119,3 +119,55 @@ def test_two_workers_share_one_study(study_files, tmp_path):
     runs = [t.user_attrs["run"] for t in trials]
     assert len(set(numbers)) == len(numbers) and len(set(runs)) == len(runs)
     assert "best trial" in done.stdout
+
+
+def test_the_documented_next_step_trains_the_best_spec_as_written(tmp_path):
+    """docs/tuning.md: ``mmcore tune spec.py ... --output runs/tune`` then ``mmcore train
+    runs/tune/best_spec.json``, with the spec's data given relative to the spec file and a
+    fusion class the spec file defines (recorded as ``spec.py:Class``)."""
+    project = tmp_path / "project"
+    toy.write_data(project / "data" / "data.csv")
+    spec = toy.spec_dict(Path("data/data.csv"), Path("cache"), callbacks=[], epochs=1)
+    (project / "spec.py").write_text(toy.FUSION_SPEC.replace("SPEC", repr(spec)))
+    (project / "space.py").write_text(
+        'def space(trial):\n    return {"train.lr": trial.suggest_float("lr", 1e-3, 1e-1)}\n')
+    env = _env(tmp_path)
+    tuned = subprocess.run(_tune(Path("spec.py"), Path("space.py"), Path("runs/tune"), 2),
+                           cwd=project, env=env, text=True, capture_output=True, timeout=300)
+    assert tuned.returncode == 0, tuned.stderr[-2000:]
+    lines = [x for x in tuned.stderr.splitlines() if x.startswith("trial ")]
+    assert len(lines) == 2, tuned.stderr[-2000:]
+    assert lines[0].startswith("trial 0 complete: label.accuracy=")
+    assert "(lr=" in lines[0] and "best so far: trial " in lines[1]
+    written = json.loads((project / "runs" / "tune" / "best_spec.json").read_text())
+    assert Path(written["data"]["path"]).is_absolute()
+    assert written["fusion"]["name"] == "spec.py:MeanFusion"
+    assert (project / "runs" / "tune" / "spec.py").is_file()
+    trained = subprocess.run(
+        [sys.executable, "-m", "mmcore", "train", "runs/tune/best_spec.json", "--output",
+         "runs/best"], cwd=project, env=env, text=True, capture_output=True, timeout=300)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    best = json.loads((project / "runs" / "tune" / "best.json").read_text())
+    saved = json.loads((project / "runs" / "best" / "spec.json").read_text())
+    assert saved["train"]["lr"] == pytest.approx(best["params"]["lr"])
+    assert saved["fusion"]["name"] == "spec.py:MeanFusion"
+    assert (project / "runs" / "best" / "model.safetensors").is_file()
+
+
+def test_a_trial_line_names_the_trial_its_outcome_and_the_best_so_far():
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from mmcore.tune import trial_line
+
+    lr = {"lr": FloatDistribution(1e-4, 1e-1, log=True)}
+    best = create_trial(value=0.875, params={"lr": 0.01}, distributions=lr)
+    best.number = 1
+    pruned = create_trial(state=TrialState.PRUNED, params={"lr": 0.0123456},
+                          distributions=lr, intermediate_values={0: 0.3, 1: 0.4})
+    pruned.number = 4
+    assert trial_line(pruned, "label.accuracy", best) == (
+        "trial 4 pruned: stopped after epoch 1 (lr=0.01235); best so far: trial 1, "
+        "label.accuracy=0.8750")
+    assert trial_line(best, "label.accuracy", None) == (
+        "trial 1 complete: label.accuracy=0.8750 (lr=0.01)")
