@@ -83,7 +83,9 @@ def test_a_fusion_class_is_accepted_and_its_signature_checks_options(toy_registr
     assert spec.fusion.name is SumFusion
     with pytest.raises(SpecError) as err:
         validate_spec(spec_with({"name": SumFusion, "options": {"sise": 3}}), registry=toy_registry)
-    assert problems(err.value) == {"fusion.options.sise": "unknown option (not accepted here)"}
+    assert problems(err.value) == {  # the signature's parameter names are suggested
+        "fusion.options.sise": "unknown option (not accepted here); did you mean 'size'?"
+    }
     with pytest.raises(SpecError) as err:
         validate_spec(spec_with({"name": NeedsRank}), registry=toy_registry)
     assert problems(err.value) == {"fusion.options.rank": "required option is missing"}

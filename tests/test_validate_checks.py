@@ -123,3 +123,68 @@ def test_class_weights_that_do_not_fit_the_classes_in_the_data(tmp_path, capsys,
     code = main(["train", str(spec), override, "--output", str(tmp_path / "run")])
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+# -- issue 29: "did you mean" and overrides that would add a modality or head -------------------
+@pytest.mark.parametrize("command", ["validate", "train"])
+@pytest.mark.parametrize(
+    ("override", "field", "suggested"),
+    [
+        ("train.epoch=3", "train.epoch", "'epochs'"),
+        ("data.splt_column=split", "data.splt_column", "'split_column'"),
+        ("modalities.words.colum=text", "modalities.words.colum", "'column'"),
+        ("heads.label.targt=label", "heads.label.targt", "'target'"),
+        ("modalities.words.options.max_lenght=8", "modalities.words.options.max_lenght",
+         "'max_length'"),
+    ],
+)
+def test_unknown_fields_and_options_name_the_closest(tmp_path, capsys, command, override, field,
+                                                     suggested):
+    code = main([command, str(write_spec(tmp_path)), override,
+                 *(["--output", str(tmp_path / "run")] if command == "train" else [])])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"{field}: unknown option (not accepted here); did you mean {suggested}?" in err
+    assert not (tmp_path / "run" / "model.pt").exists()
+
+
+def test_python_spec_errors_name_the_closest_field():
+    import mmcore
+    from mmcore.errors import SpecError
+
+    with pytest.raises(SpecError) as info:
+        mmcore.Spec(data={"path": "x.csv"}, modalities={"t": {"column": "text"}},
+                    heads={"label": {"target": "label"}}, train={"epoch": 3, "lrr": 0.1})
+    assert "train.epoch: unknown option (not accepted here); did you mean 'epochs'?" in str(
+        info.value)
+    assert "did you mean 'lr'?" in str(info.value)
+
+
+@pytest.mark.parametrize("command", ["validate", "train"])
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        ("modalities.wrds.options.x=1", "no modality 'wrds' (modalities: 'words')"),
+        ("modalities.image={\"plugin\": \"image\", \"column\": \"image\"}", "no modality 'image'"),
+        ("heads.lable.weight=2", "no head 'lable' (heads: 'label')"),
+    ],
+)
+def test_an_override_cannot_add_a_modality_or_head(tmp_path, capsys, command, override, words):
+    code = main([command, str(write_spec(tmp_path)), override,
+                 *(["--output", str(tmp_path / "run")] if command == "train" else [])])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert words in err and "cannot add one" in err
+    if "wrds" in override:
+        assert "did you mean 'words'?" in err
+    if "lable" in override:
+        assert "did you mean 'label'?" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_override_reaches_a_modality_declared_in_a_list(tmp_path):
+    from mmcore.spec.load import apply_overrides
+
+    data = {"modalities": [{"name": "words", "column": "text"}]}
+    out = apply_overrides(data, ["modalities.words.column=body"])
+    assert out["modalities"] == {"words": {"name": "words", "column": "body"}}

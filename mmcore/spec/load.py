@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from mmcore.errors import PluginError, SpecError
 from mmcore.plugins.default import get_registry
 from mmcore.plugins.registry import Registry, import_object
-from mmcore.spec.model import Spec, pydantic_errors
+from mmcore.spec.model import Spec, close_names, pydantic_errors
 from mmcore.spec.model import validation_problems as _problems
 from mmcore.spec.options import option_problems, registered_model, signature_model
 
@@ -103,9 +103,46 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
+#: the spec sections keyed by names the spec declares: an override changes an entry, never adds one
+NAMED_SECTIONS = {"modalities": "modality", "heads": "head"}
+
+
+def _by_name(entries: Any) -> Any:
+    """A list of modality entries (each with ``name``) as a dict by name, so that an override
+    reaches an entry by its name; anything else is kept."""
+    if isinstance(entries, list | tuple) and all(
+        isinstance(e, Mapping) and e.get("name") for e in entries
+    ):
+        return {e["name"]: dict(e) for e in entries}
+    return entries
+
+
+def _check_named(data: dict[str, Any], keys: list[str], text: str) -> None:
+    """An override of ``modalities.<name>...``/``heads.<name>...`` names a declared entry."""
+    if len(keys) < 2 or keys[0] not in NAMED_SECTIONS:
+        return
+    section = data.get(keys[0])
+    known = list(section) if isinstance(section, Mapping) else []
+    if keys[1] in known:
+        return
+    what = NAMED_SECTIONS[keys[0]]
+    declared = ", ".join(repr(k) for k in known) or "none"
+    raise SpecError("<command line>", [(
+        text,
+        f"the spec declares no {what} {keys[1]!r} ({keys[0]}: {declared}); an override changes "
+        f"a declared {what}, it cannot add one (declare it in the spec)"
+        + close_names(keys[1], known),
+    )])
+
+
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """``data`` with each ``field.path=value`` override set; an override of
+    ``modalities.<name>``/``heads.<name>`` must name a declared one (:class:`SpecError`)."""
     for text in overrides:
         keys, value = parse_override(text)
+        if keys[0] in NAMED_SECTIONS and keys[0] in data:
+            data[keys[0]] = _by_name(data[keys[0]])
+        _check_named(data, keys, text)
         node = data
         for key in keys[:-1]:
             child = node.get(key)
@@ -151,7 +188,7 @@ def validate_spec(
         with pydantic_errors():
             spec = Spec.model_validate(data)
     except ValidationError as exc:
-        problems = _problems(exc)
+        problems = _problems(exc, model=Spec)
         # the fields pydantic refused, left out, so that the plugin names and options of
         # the rest are checked too: every problem is reported at once
         rest = _without_bad_fields(data, exc)
@@ -336,7 +373,7 @@ def spec_from_json(data: Mapping[str, Any], base_dir: str | Path | None = None) 
         with pydantic_errors():
             spec = Spec.model_validate(dict(data))
     except ValidationError as exc:
-        raise SpecError("spec.json", _problems(exc)) from None
+        raise SpecError("spec.json", _problems(exc, model=Spec)) from None
     spec._base_dir = str(base_dir) if base_dir is not None else None
     spec._source = str(Path(base_dir) / "spec.json") if base_dir is not None else "spec.json"
     return spec

@@ -5,9 +5,12 @@ This module imports no torch: validating a spec is quick.
 
 from __future__ import annotations
 
+import collections.abc
 import contextlib
 import contextvars
+import difflib
 import sys
+import typing
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal
 
@@ -26,15 +29,73 @@ def _loc(loc: Iterable[Any]) -> str:
     return ".".join(str(part) for part in loc)
 
 
-def validation_problems(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
+def _field_names(model: Any) -> list[str] | None:
+    """The names a spec may give for ``model``'s fields (aliases where declared), or ``None``
+    when ``model`` is not a pydantic model."""
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def _step(annotation: Any, part: Any) -> Any:
+    """The type found at ``part`` of a value typed ``annotation`` (``None``: unknown)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        for name, field in annotation.model_fields.items():
+            if part in (name, field.alias):
+                return field.annotation
+        return None
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (dict, Mapping, collections.abc.Mapping) and len(args) == 2:
+        return args[1]
+    if origin in (list, tuple, collections.abc.Sequence) and args:
+        return args[0]
+    if args:  # a union (X | None): the first member that can hold ``part``
+        for member in args:
+            found = _step(member, part)
+            if found is not None:
+                return found
+    return None
+
+
+def close_names(name: Any, known: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` (or ``'x' or 'y'``) for the names in ``known`` closest to
+    ``name`` (difflib), or ``""`` when none is close."""
+    close = difflib.get_close_matches(str(name), list(known), n=2, cutoff=0.6)
+    if not close:
+        return ""
+    return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+
+
+def _suggestion(model: Any, loc: tuple[Any, ...]) -> str:
+    """``close_names`` for the unknown key at the end of ``loc`` under ``model``."""
+    if model is None or not loc:
+        return ""
+    cursor = model
+    for part in loc[:-1]:
+        cursor = _step(cursor, part)
+        if cursor is None:
+            return ""
+    names = _field_names(cursor)
+    if names is None:
+        for member in typing.get_args(cursor):  # e.g. SplitSpec | None
+            names = _field_names(member)
+            if names is not None:
+                break
+    return close_names(loc[-1], names or [])
+
+
+def validation_problems(
+    exc: ValidationError, prefix: str = "", model: Any = None
+) -> list[tuple[str, str]]:
     """``(field path, message)`` for each error of ``exc``, worded for spec authors (paths
-    under ``prefix``)."""
+    under ``prefix``). With ``model``, the pydantic model ``exc`` came from, an unknown key
+    names the closest known ones ("did you mean")."""
     out = []
     for err in exc.errors():
         path = ".".join(p for p in (prefix, _loc(err["loc"])) if p)
         message = err["msg"]
         if err["type"] == "extra_forbidden":
-            message = "unknown option (not accepted here)"
+            message = "unknown option (not accepted here)" + _suggestion(model, tuple(err["loc"]))
         elif "input" in err and err["type"] not in {"missing"}:
             shown = repr(err["input"])
             if len(shown) > 120:  # a large object (a table, an array) is not printed whole
@@ -344,7 +405,7 @@ class Spec(StrictModel):
         except ValidationError as exc:
             from mmcore.errors import SpecError
 
-            error = SpecError("mmcore.Spec(...)", validation_problems(exc))
+            error = SpecError("mmcore.Spec(...)", validation_problems(exc, model=type(self)))
             error.raw = data
             raise error from None
 

@@ -136,7 +136,8 @@ def option_problems(model: type[BaseModel], options: Mapping[str, Any], path: st
     except ValidationError as exc:
         takes_none = model is NoOptions or _takes_none(model)
         found = []
-        for (field, why), error in zip(validation_problems(exc, path), exc.errors(), strict=True):
+        problems = validation_problems(exc, path, model)
+        for (field, why), error in zip(problems, exc.errors(), strict=True):
             if error["type"] == "missing":
                 why = "required option is missing"
             elif takes_none:
