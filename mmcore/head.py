@@ -76,5 +76,6 @@ class Head(nn.Module):
 
     def per_class(self, outputs: Tensor, targets: Tensor) -> dict[str, dict[str, float]]:
         """A per-class report over a whole split (``{class: {"precision", "recall", "f1",
-        "support"}}``) for heads with classes; default: none."""
+        "support", "predicted"}}``) for heads with classes, leaving out classes that are neither
+        a target nor predicted; default: none."""
         return {}

@@ -114,8 +114,39 @@ def test_the_per_class_report_matches_scikit_learn():
     pred = logits.argmax(-1).numpy()
     p, r, f, s = sk.precision_recall_fscore_support(y, pred, labels=[0, 1, 2, 3],
                                                     zero_division=0)
-    for k, label in enumerate("abcd"):
+    assert list(report) == ["a", "b", "c"]  # "d": support 0 and never predicted, left out
+    predicted = np.bincount(pred, minlength=4)
+    for k, label in enumerate("abc"):
         assert report[label]["precision"] == pytest.approx(p[k])
         assert report[label]["recall"] == pytest.approx(r[k])
         assert report[label]["f1"] == pytest.approx(f[k])
         assert report[label]["support"] == s[k]
+        assert report[label]["predicted"] == predicted[k]
+
+
+def test_the_per_class_report_keeps_a_class_predicted_but_never_a_target():
+    head = ClassificationHead(3, "y", classes=["a", "b", "c"])
+    logits = torch.tensor([[5.0, 0, 0], [0, 0, 5.0], [0, 0, 5.0]])  # predicts a, c, c
+    report = head.per_class(logits, torch.tensor([0, 0, 0]))  # every target is a
+    assert report == {
+        "a": {"precision": 1.0, "recall": pytest.approx(1 / 3), "f1": 0.5, "support": 3,
+              "predicted": 1},
+        "c": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0, "predicted": 2},
+    }
+
+
+def test_evaluate_per_class_prints_a_predicted_column_and_hides_empty_classes(capsys):
+    from mmcore.cli.evaluate import _print_per_class
+
+    _print_per_class("digit", {
+        "0": {"precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 4, "predicted": 2},
+        "7": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0, "predicted": 3},
+        "9": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0, "predicted": 0},
+    })
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split() == ["digit:", "class", "precision", "recall", "f1", "support",
+                                "predicted"]
+    assert [line.split() for line in lines[1:]] == [
+        ["0", "1.0000", "0.5000", "0.6667", "4", "2"],
+        ["7", "0.0000", "0.0000", "0.0000", "0", "3"],
+    ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 
 def add_parser(sub, name: str) -> argparse.ArgumentParser:
@@ -22,7 +23,8 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     where.add_argument("--data", help="a data file with the same columns as the training data")
     p.add_argument("--no-report", action="store_true", help="skip the modality report")
     p.add_argument("--per-class", action="store_true",
-                   help="print each class's precision, recall, F1 and support")
+                   help="print each class's precision, recall, F1, support and predicted count "
+                   "(classes neither a target nor predicted are left out)")
     p.add_argument("--robustness", action="store_true",
                    help="also evaluate every subset of modalities and each modality's exact "
                    "Shapley value (2^M evaluations), written to robustness.json")
@@ -90,11 +92,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {key.ljust(width)}  {value:.4f}")
     if getattr(args, "per_class", False):
         for head, classes in result.get("per_class", {}).items():
-            pad = max(len(c) for c in classes)
-            print(f"\n  {head}: {'class'.ljust(pad)}  precision  recall  f1      support")
-            for label, r in classes.items():
-                print(f"  {' ' * len(head)}  {label.ljust(pad)}  {r['precision']:.4f}     "
-                      f"{r['recall']:.4f}  {r['f1']:.4f}  {r['support']}")
+            _print_per_class(head, classes)
     if report is not None:
         print()
         print(format_report(report))
@@ -109,6 +107,21 @@ def run(args: argparse.Namespace) -> int:
         print(format_robustness(robust))
         print(f"\nrobustness report written to {predictor.run_dir / ROBUSTNESS}")
     return 0
+
+
+def _print_per_class(head: str, classes: dict[str, dict[str, Any]]) -> None:
+    """One row per class that is a target or predicted (a head's report may list others: a
+    class with support 0 that was never predicted is not shown), with how many rows were
+    predicted as it."""
+    shown = {label: r for label, r in classes.items()
+             if r.get("support", 0) > 0 or r.get("predicted", 1) > 0}
+    pad = max((len(c) for c in shown), default=5)
+    pad = max(pad, len("class"))
+    print(f"\n  {head}: {'class'.ljust(pad)}  precision  recall  f1      support  predicted")
+    for label, r in shown.items():
+        predicted = r.get("predicted", "")
+        print(f"  {' ' * len(head)}  {label.ljust(pad)}  {r['precision']:.4f}     "
+              f"{r['recall']:.4f}  {r['f1']:.4f}  {str(r['support']).ljust(7)}  {predicted}")
 
 
 def _print_drift(drift: dict) -> None:

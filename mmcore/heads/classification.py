@@ -134,8 +134,10 @@ class ClassificationHead(Head):
         }
 
     def per_class(self, outputs: Tensor, targets: Tensor) -> dict[str, dict[str, float]]:
-        """Precision, recall, F1 and support (rows whose target it is) of every class; a
-        class never predicted has precision 0, one never a target recall 0."""
+        """Precision, recall, F1, support (rows whose target it is) and predicted (rows predicted
+        as it) of every class that is a target or predicted at least once; a class neither
+        (support 0, never predicted) is left out. A class never predicted has precision 0, one
+        never a target recall 0."""
         counts = confusion_matrix(outputs.argmax(-1), targets, len(self.classes)).double()
         tp, predicted, support = counts.diag(), counts.sum(0), counts.sum(1)
         precision = torch.where(predicted > 0, tp / predicted.clamp_min(1), 0.0)
@@ -144,6 +146,8 @@ class ClassificationHead(Head):
         f1 = torch.where(both > 0, 2 * precision * recall / both.clamp_min(1e-300), 0.0)
         return {
             str(label): {"precision": float(precision[k]), "recall": float(recall[k]),
-                         "f1": float(f1[k]), "support": int(support[k])}
+                         "f1": float(f1[k]), "support": int(support[k]),
+                         "predicted": int(predicted[k])}
             for k, label in enumerate(self.classes)
+            if support[k] > 0 or predicted[k] > 0
         }
