@@ -184,6 +184,27 @@ def test_unsupported_data_dataset_is_refused_by_the_spec(value, kind):
     assert "pandas DataFrame" in message and "datasets.Dataset" in message
 
 
+def test_an_empty_given_split_and_an_empty_seeded_split_are_warnings(registry, tmp_path, capsys):
+    rows = table(split=False)
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows),
+                               "test": datasets.Dataset.from_list(rows).select([])})
+    dm = setup(registry, {"dataset": dd}, tmp_path)
+    assert dm.splits == ["train"]
+    assert dm.split_warnings == [
+        "the test split (data.dataset['test']) has no rows; it is left out"]
+    assert "warning: the test split (data.dataset['test']) has no rows" in capsys.readouterr().err
+
+    dm = setup(registry, {"dataset": datasets.Dataset.from_list(rows[:4]),
+                          "split": {"validation": 0.1, "test": 0.0}}, tmp_path)
+    assert dm.splits == ["train"]
+    assert dm.split_warnings == [
+        "no validation split: data.split.validation=0.1 of 4 rows rounds to 0 rows"]
+    assert "warning: no validation split" in capsys.readouterr().err
+    dm = DataModule(dm.spec, dm.modalities, registry=registry, progress=False, announce=False)
+    assert dm.check() == {"train": 4}
+    assert len(dm.split_warnings) == 1 and capsys.readouterr().err == ""
+
+
 def test_image_and_audio_features_are_not_decoded(registry, tmp_path):
     (tmp_path / "a.png").write_bytes(b"not really a png")  # decoding it would fail
     features = datasets.Features({"x": datasets.Image(), "label": datasets.Value("string")})

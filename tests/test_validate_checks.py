@@ -188,3 +188,50 @@ def test_an_override_reaches_a_modality_declared_in_a_list(tmp_path):
     data = {"modalities": [{"name": "words", "column": "text"}]}
     out = apply_overrides(data, ["modalities.words.column=body"])
     assert out["modalities"] == {"words": {"name": "words", "column": "body"}}
+
+
+# -- issue 29: split sizes and why a split is empty ---------------------------------------------
+SESSIONS = "text,label,session\n" + "".join(
+    f"w{i},{'abc'[i % 3]},{'abc'[i % 3]}\n" for i in range(30)  # each class in its own session
+)
+
+
+def test_validate_prints_the_split_sizes(tmp_path, capsys):
+    code, out, err = validate(capsys, write_spec(tmp_path))
+    assert code == 0, err
+    assert "splits: train 2 rows, validation 1" in out
+    assert "warning" not in err
+
+    data = {"path": "data.csv", "split": {"validation": 0.2, "test": 0.2}}
+    code, out, err = validate(capsys, write_spec(tmp_path, data=data, extra_csv=SESSIONS))
+    assert code == 0, err
+    assert "splits: train 18 rows, validation 6, test 6" in out and "warning" not in err
+
+
+def test_a_group_split_that_cannot_give_a_test_split_is_a_warning_saying_why(tmp_path, capsys):
+    data = {"path": "data.csv", "split": {"group_column": "session", "test": 0.2}}
+    code, out, err = validate(capsys, write_spec(tmp_path, data=data, extra_csv=SESSIONS))
+    assert code == 0, err
+    assert "splits: train 30 rows" in out
+    for name in ("validation", "test"):
+        assert (f"warning: no {name} split: every group of data.split.group_column='session' "
+                "holds all the rows of some class of 'label'") in err
+
+
+@pytest.mark.parametrize(
+    ("split", "words"),
+    [
+        ({"group_column": "speaker", "validation": 0.25, "test": 0.0},
+         "no validation split: the smallest group of "
+         "data.split.group_column='speaker' has 2 rows, too many for the 1 rows"),
+        ({"validation": 0.1, "test": 0.0}, "no validation split: data.split.validation=0.1 of 4 "
+         "rows rounds to 0 rows"),
+    ],
+)
+def test_an_empty_seeded_split_is_a_warning(tmp_path, capsys, split, words):
+    rows = "text,label,speaker\nnice,pos,a\nbad,neg,b\nok,pos,a\nmeh,neg,b\n"
+    data = {"path": "data.csv", "split": {**split, "stratify": False}}
+    code, out, err = validate(capsys, write_spec(tmp_path, data=data, extra_csv=rows))
+    assert code == 0, err
+    assert words in err
+    assert "no test split" not in err  # test=0.0 asks for none; 0.1 of 4 rows is none, said once

@@ -9,6 +9,7 @@ machine runs, a monitor of ``loss``, or ``--no-data``."""
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from mmcore.errors import MmcoreError, SpecError
@@ -57,35 +58,53 @@ def _check_monitor(spec: Any, registry: Any) -> Problems:
     return []
 
 
-def _check_data(spec: Any, registry: Any) -> Problems:
-    """The data layer's own checks before any work (:meth:`DataModule.check`)."""
+def _check_data(spec: Any, registry: Any, report: dict[str, Any] | None = None) -> Problems:
+    """The data layer's own checks before any work (:meth:`DataModule.check`); ``report``
+    receives the rows of each split (``"splits"``) and the split warnings (``"warnings"``)."""
     from mmcore.data.module import DataModule
     from mmcore.model import build_modalities
 
     try:
-        DataModule(spec, build_modalities(spec, registry), registry, progress=False).check()
+        dm = DataModule(spec, build_modalities(spec, registry), registry, progress=False)
+        sizes = dm.check()
     except MmcoreError as exc:
         return [("", str(exc).replace("\n", "\n  "))]
+    if report is not None:
+        report["splits"], report["warnings"] = sizes, list(dm.split_warnings)
     return []
 
 
-def check_setup(spec: Any, registry: Any = None, data: bool = True) -> Problems:
+def check_setup(
+    spec: Any, registry: Any = None, data: bool = True, report: dict[str, Any] | None = None
+) -> Problems:
     """Every problem ``mmcore train`` would meet during set-up, short of training: the device
-    and precision, the monitor metric, and (``data=True``) the data files and columns."""
+    and precision, the monitor metric, and (``data=True``) the data files and columns. With
+    ``report`` (a dict), the data check puts there the rows of each split (``"splits"``: split
+    -> rows, ``None`` when streamed) and why a split is empty or missing (``"warnings"``)."""
     from mmcore.plugins.default import get_registry
 
     registry = registry or get_registry()
     problems = _check_device(spec) + _check_monitor(spec, registry)
     if data:
-        problems += _check_data(spec, registry)
+        problems += _check_data(spec, registry, report)
     return problems
+
+
+def split_sizes(sizes: dict[str, int | None]) -> str:
+    """``"train 500 rows, validation 100, test 200"`` (a streamed split: ``streamed``)."""
+    parts = []
+    for i, (name, rows) in enumerate(sizes.items()):
+        count = "streamed" if rows is None else f"{rows:,}" + (" rows" if i == 0 else "")
+        parts.append(f"{name} {count}")
+    return ", ".join(parts) or "none"
 
 
 def run(args: argparse.Namespace) -> int:
     from mmcore.spec import load_spec
 
     spec = load_spec(args.spec, args.overrides)
-    problems = check_setup(spec, data=not args.no_data)
+    report: dict[str, Any] = {}
+    problems = check_setup(spec, data=not args.no_data, report=report)
     if problems:
         raise SpecError(spec.source, problems)
     names = ", ".join(f"{n} ({m.plugin_name})" for n, m in spec.modalities.items())
@@ -94,4 +113,8 @@ def run(args: argparse.Namespace) -> int:
         f"{args.spec}: valid. modalities: {names}; fusion: {fusion}; heads: {', '.join(spec.heads)}"
         + (" (data not checked: --no-data)" if args.no_data else "")
     )
+    if "splits" in report:
+        print(f"splits: {split_sizes(report['splits'])}")
+    for warning in report.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     return 0

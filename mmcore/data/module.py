@@ -30,6 +30,7 @@ from mmcore.data.preprocess import (
     value_is_missing,
 )
 from mmcore.data.splits import (
+    empty_split_reason,
     group_ids,
     grouped_split,
     read_column,
@@ -86,6 +87,9 @@ class DataModule:
         head_options: head name -> options including fitted state (e.g. ``classes``).
         splits: the splits that exist, in the order train, validation, test, others.
         bad_rows: rows left out (``data.bad_rows="skip"``), in split and row order.
+        split_warnings: why a split is empty or missing although the data or the spec asks
+            for it (an empty split file; a seeded or group split that could not give
+            validation/test rows), set by :meth:`setup` and :meth:`check`.
     """
 
     def __init__(
@@ -109,6 +113,7 @@ class DataModule:
         }
         self.splits: list[str] = []
         self.bad_rows: list[BadRow] = []
+        self.split_warnings: list[str] = []
         self.columns = {name: spec.modalities[name].columns for name in self.modalities}
         self._head_classes: dict[str, type[Head]] = {
             name: self.registry.get("head", head.kind).load() for name, head in spec.heads.items()
@@ -157,14 +162,20 @@ class DataModule:
                 self._tables[name] = self._preprocess(name, split, self._targets())
                 if name == "train" and fit:
                     self._refit_targets()
+        if self.announce:
+            for warning in self.split_warnings:
+                print(f"warning: {warning}", file=sys.stderr)
         self._report_bad_rows()
 
-    def check(self) -> None:
+    def check(self) -> dict[str, int | None]:
         """What :meth:`setup` checks before any work, and nothing more (``mmcore validate``):
         the sampler, that every source exists and reads as a table, and that every column the
         spec names is in it, then the split assignment and the heads' options against the
         train split's targets (:meth:`_fit_heads`). No modality is fitted, nothing is
-        preprocessed or kept."""
+        preprocessed or kept.
+
+        Returns the rows of each split, before bad rows are left out (``None`` for a streamed
+        split, not counted); :attr:`split_warnings` says why a split is empty or missing."""
         if self.spec.train.sampler == "balanced":
             self._check_balanced()
         with self._progress_bars():
@@ -173,6 +184,13 @@ class DataModule:
             if train is not None:  # the heads' options against the classes in the data
                 targets = [self.spec.heads[n].target for n in self._fitted_heads()]
                 self._fit_heads(train, self._read_train(train, list(dict.fromkeys(targets))))
+        sizes: dict[str, int | None] = {}
+        for name, split in splits.items():
+            try:
+                sizes[name] = len(split.dataset)
+            except TypeError:  # an IterableDataset: counting means reading it all
+                sizes[name] = None
+        return sizes
 
     def _targets(self, present: set[str] | None = None) -> list[TargetSpec]:
         return [
@@ -183,6 +201,7 @@ class DataModule:
 
     def _load_splits(self) -> dict[str, SplitSource]:
         spec, data = self.spec, self.spec.data
+        self.split_warnings = []
         cache = src.cache_dir(spec)
         given: dict[str, SplitSource] = {}
         single: SplitSource | None = None
@@ -242,6 +261,12 @@ class DataModule:
                     f"comes in splits ({', '.join(given)}); remove data.{field}"
                 )
         self._check_columns(given)
+        if not self.streaming:  # an empty split is left out, as a seeded split's would be
+            for name, split in list(given.items()):
+                if len(split.dataset) == 0:
+                    self.split_warnings.append(
+                        f"the {name} split ({split.file}) has no rows; it is left out")
+                    del given[name]
         return _ordered(given)
 
     def _as_stream(self, dataset: Any) -> Any:
@@ -309,6 +334,7 @@ class DataModule:
             if column is not None:
                 labels = read_column(single.dataset, column).to_pylist()
             split = data.split
+            groups = None
             if split.group_column is not None:
                 groups = group_ids(single.dataset, split.group_column, single.file)
                 rows = grouped_split(groups, split.validation, split.test, split.seed, labels)
@@ -316,6 +342,13 @@ class DataModule:
                 rows = seeded_split(
                     len(single.dataset), split.validation, split.test, split.seed, labels
                 )
+            for name in ("validation", "test"):
+                reason = None if name in rows else empty_split_reason(
+                    name, getattr(split, name), len(single.dataset), labels, column, groups,
+                    split.group_column,
+                )
+                if reason is not None:
+                    self.split_warnings.append(f"no {name} split: {reason}")
         return {
             name: SplitSource(single.dataset.select(idx), single.file, single.root, idx)
             for name, idx in rows.items()

@@ -190,3 +190,49 @@ def grouped_split(
         if len(rows):
             out[name] = rows
     return out
+
+
+def empty_split_reason(
+    name: str,
+    fraction: float,
+    n: int,
+    labels: Sequence[Any] | None = None,
+    label_column: str | None = None,
+    groups: Sequence[Any] | None = None,
+    group_column: str | None = None,
+) -> str | None:
+    """Why the seeded (``groups``: group-aware) split of ``n`` rows gave ``name``
+    (validation/test) no rows although ``data.split.<name>=fraction`` asks for some; ``None``
+    when it asks for none. Worded for a warning."""
+    if fraction <= 0:
+        return None
+    field = f"data.split.{name}={fraction}"
+    target = round(n * fraction)
+    if target == 0:
+        return f"{field} of {n} rows rounds to 0 rows"
+    if groups is None:
+        if labels is None:
+            return f"{field} gave no rows of {n}"
+        return (f"every class of {label_column!r} has too few rows to give {name} one (at least "
+                "one row of each class stays in train)")
+    where = f"data.split.group_column={group_column!r}"
+    group = _codes(groups)
+    sizes = np.bincount(group)
+    if len(sizes) == 1:
+        return f"all {n} rows are in one group of {where}; a group goes whole to one split"
+    if labels is not None:
+        label = _codes(labels)
+        per_group = np.zeros((len(sizes), int(label.max(initial=-1)) + 1), dtype=np.int64)
+        np.add.at(per_group, (group, label), 1)
+        totals = per_group.sum(0)
+        holds_a_class = ((per_group == totals) & (totals > 0)).any(1)
+        if holds_a_class.all():
+            return (f"every group of {where} holds all the rows of some class of "
+                    f"{label_column!r} (e.g. each class recorded in one session), so moving "
+                    "any group out of train would leave train without that class")
+    smallest = int(sizes.min())
+    if smallest >= 2 * target:
+        return (f"the smallest group of {where} has {smallest} rows, too many for the "
+                f"{target} rows {field} asks for (raise the fraction, or use smaller groups)")
+    return (f"no group of {where} that fits {name}'s {target} rows could leave train without "
+            "taking the last train rows of a class or leaving the other split without one")
