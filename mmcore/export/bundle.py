@@ -38,6 +38,7 @@ from mmcore.export.manifest import (
     time_axis,
 )
 from mmcore.layers import masked_rnns
+from mmcore.run.card import CARD, bundle_card
 
 #: largest allowed difference between the exported graph's outputs and the eager model's
 TOLERANCE = 1e-4
@@ -106,6 +107,8 @@ def export_run(
                 shutil.copytree(state, target)
             else:
                 target.mkdir(parents=True)
+        (tmp / CARD).write_text(bundle_card(run_dir, format, GRAPH_FILES[format]),
+                                encoding="utf-8")  # before the checksums, which cover it
         manifest = _manifest(predictor, graph, inputs, format, parity)
         manifest["files"] = checksums(tmp)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

@@ -6,6 +6,7 @@ A bundle folder::
     manifest.json        this file
     model.onnx           the graph (``--format onnx``), or model.pt2 (``torch-export``)
     spec.json            the run's resolved spec, for reference
+    README.md            the model card (mmcore.run.card), checksummed like the rest
     modalities/<name>/   each modality's fitted state (tokenizer, scaler, processor files)
 """
 

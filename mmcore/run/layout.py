@@ -19,6 +19,7 @@ Layout::
       modality_report.json      from training's end and ``mmcore evaluate``
       robustness.json           from ``mmcore evaluate --robustness``
       health.json               training health warnings (see mmcore.train.health), if any
+      README.md                 the model card (mmcore.run.card), written at the end
       *.png                     plots, when matplotlib is installed
       .lock                     held by the training writing the folder (mmcore.run.lock)
 """
@@ -56,11 +57,12 @@ DRIFT_REFERENCE = "drift_reference.json"  # the training split's feature statist
 EXPORTS = "exports.json"  # the bundles exported from the run, with their digests
 ROBUSTNESS = "robustness.json"  # written by mmcore evaluate --robustness
 HEALTH = "health.json"  # written by mmcore.train.health
+CARD = "README.md"  # the model card, written by mmcore.run.card
 #: everything a run writes, removed first when a run folder is overwritten
 RUN_OUTPUTS = (
     SPEC_JSON, "spec.py", MODEL_FILE, CHECKPOINTS, BEST, MODALITIES, METRICS_JSONL,
     METRICS_JSON, "metrics.csv", BAD_ROWS, MODALITY_REPORT, DRIFT_REFERENCE, EXPORTS, HEALTH,
-    "tensorboard", "*.png",
+    CARD, "tensorboard", "*.png",
 )
 #: DataSpec fields that hold paths; spec.json keeps them absolute, because a loaded run's
 #: base folder is the run folder, not the spec file's folder.
@@ -163,8 +165,12 @@ def load_run_spec(run: RunFolder) -> Spec:
 def reset_outputs(run: RunFolder, patterns: Iterable[str]) -> None:
     """Remove the files and folders of an earlier run in the same folder (``overwrite``);
     ``patterns`` are names or globs relative to the run folder."""
+    from mmcore.run.card import is_card
+
     for pattern in patterns:
         for target in run.path.glob(pattern):
+            if target.name == CARD and not is_card(target):
+                continue  # a README.md of the user's, not a model card mmcore wrote
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
             else:  # a file, or a symbolic link (removed itself, never what it points to)

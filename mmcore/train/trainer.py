@@ -742,6 +742,18 @@ class Trainer:
 
         self.strategy.on_main(write)
 
+    def _write_card(self, final: Mapping[str, Any]) -> None:
+        """The run's model card, ``README.md`` (see :mod:`mmcore.run.card`)."""
+        from mmcore.run.card import write_run_card
+
+        assert self.model is not None
+        sizes = {split: self.data.num_rows(split) for split in self.data.splits}
+        encoders = {name: f"{type(enc).__name__} "
+                    f"({sum(p.numel() for p in enc.parameters()):,} parameters)"
+                    for name, enc in self.model.encoders.items()}
+        if write_run_card(self.run.path, final, self.modality_report, sizes, encoders) is None:
+            self.note(f"{self.run.path / 'README.md'} is not mmcore's: no model card written")
+
     def _forward(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """The (wrapped) model's outputs under the run's precision."""
         with autocast_context(self.device, self.spec.train.precision):
@@ -792,6 +804,7 @@ class Trainer:
                 lambda: make_plots(self.run.path, self.history, self.model, results))
             if note:
                 self.note(note)
+        self.strategy.on_main(lambda: self._write_card(final))
         self.final_metrics = final
         flat = {
             f"{split}/{k}": v

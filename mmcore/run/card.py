@@ -1,0 +1,211 @@
+"""The model card: a ``README.md`` a person can read, in every run folder and export bundle.
+
+It says where the data came from (its paths, or an in-memory dataset), the splits and their
+sizes, the final metrics with the modality report, what the model is made of (each modality's
+plugin and encoder, the fusion, the heads, the key training settings), the versions of mmcore
+and of the plugins, and a placeholder for the intended use. The spec has no field for the data's
+licence, so the card says that none was recorded.
+
+Training writes it (atomically) at the end of :meth:`mmcore.train.Trainer.fit`; ``mmcore
+export`` copies the run's card into the bundle with a section on the bundle itself, before the
+manifest's checksums are taken, so the bundle's card is checked like its other files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+CARD = "README.md"
+#: the card's first line; a README.md without it is not overwritten
+MARKER = "<!-- model card written by mmcore -->"
+INTENDED_USE = ("Trained by mmcore; evaluate before use. Replace this paragraph with what the "
+                "model is for, who may use it, and where it must not be used.")
+#: train settings shown in the card, in this order
+TRAIN_KEYS = ("epochs", "batch_size", "lr", "optimizer", "scheduler", "weight_decay",
+              "precision", "seed", "monitor", "early_stopping", "sampler",
+              "modality_dropout", "modality_loss")
+SPLIT_ORDER = ("train", "validation", "test")
+
+
+def _cell(value: Any) -> str:
+    """A table cell: numbers rounded, pipes escaped, ``-`` for nothing."""
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}" if math.isfinite(value) else str(value)
+    if isinstance(value, dict | list):
+        value = json.dumps(value, sort_keys=True)
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def data_source(data: Mapping[str, Any]) -> list[str]:
+    """Lines on where the rows came from, from ``spec.json``'s ``data``."""
+    files = [(k, data[k]) for k in ("path", "train", "validation", "test") if data.get(k)]
+    if not files:
+        return ["- source: in-memory dataset (`data.dataset`, given from Python; not recorded)"]
+    lines = [f"- {'source' if k == 'path' else k}: `{v}`" for k, v in files]
+    if data.get("format", "auto") != "auto":
+        lines.append(f"- format: {data['format']}")
+    if data.get("split_column"):
+        lines.append(f"- splits from the column `{data['split_column']}`")
+    elif data.get("path") and isinstance(data.get("split"), Mapping):
+        split = data["split"]
+        how = (f"validation {split.get('validation')}, test {split.get('test')} of the rows, "
+               f"seed {split.get('seed')}")
+        if split.get("group_column"):
+            how += f", whole groups of `{split['group_column']}`"
+        lines.append(f"- splits made by mmcore when the data has none: {how}")
+    return lines
+
+
+def _splits(sizes: Mapping[str, int] | None) -> list[str]:
+    if not sizes:
+        return ["Split sizes were not recorded."]
+    names = [s for s in SPLIT_ORDER if s in sizes] + [s for s in sizes if s not in SPLIT_ORDER]
+    return _table(["split", "rows"], [[s, sizes[s]] for s in names])
+
+
+def _metrics(final: Mapping[str, Any] | None, report: Mapping[str, Any] | None) -> list[str]:
+    if not final:
+        return ["No metrics were recorded."]
+    lines = [f"Best epoch {final.get('best_epoch')} of {final.get('epochs')} by "
+             f"{final.get('monitor')} on validation ({_cell(final.get('best_value'))})"
+             + (", stopped early." if final.get("stopped_early") else ".")]
+    splits = [s for s in ("validation", "test") if isinstance(final.get(s), Mapping)]
+    if splits:
+        names: list[str] = []
+        for s in splits:
+            names += [k for k in final[s] if k not in names]
+        lines += ["", *_table(["metric", *splits], [[k, *(final[s].get(k) for s in splits)]
+                                                    for k in names])]
+    if "test" not in splits:
+        lines += ["", "The test split was not evaluated (`train.final_test=false`, or no test "
+                  "split): evaluate it with `mmcore evaluate` before trusting these figures."]
+    if report:
+        from mmcore.train.report import format_report
+
+        lines += ["", "What each modality contributes (all of them, each hidden, each alone):",
+                  "", "```text", format_report(report), "```"]
+    return lines
+
+
+def _model(spec: Mapping[str, Any], encoders: Mapping[str, str] | None) -> list[str]:
+    rows = []
+    for name, mod in spec.get("modalities", {}).items():
+        columns = mod.get("column")
+        rows.append([name, mod.get("plugin") or name,
+                     ", ".join(columns) if isinstance(columns, list) else columns,
+                     (encoders or {}).get(name), mod.get("options") or None])
+    lines = ["Modalities:", "", *_table(["modality", "plugin", "column", "encoder", "options"],
+                                         rows)]
+    fusion = spec.get("fusion", {})
+    lines += ["", f"Fusion: `{fusion.get('name')}`"
+              + (f" with {_cell(fusion['options'])}" if fusion.get("options") else "")]
+    heads = []
+    for name, head in spec.get("heads", {}).items():
+        options = dict(head.get("options") or {})
+        classes = options.pop("classes", None)
+        heads.append([name, head.get("kind"), head.get("target"),
+                      len(classes) if isinstance(classes, list) else None, options or None])
+    lines += ["", "Heads:", "", *_table(["head", "kind", "target", "classes", "options"], heads)]
+    train = spec.get("train", {})
+    settings = ", ".join(f"{k}={train[k]:g}" if isinstance(train[k], float)
+                         else f"{k}={_cell(train[k])}" for k in TRAIN_KEYS
+                         if k in train and train[k] is not None)
+    lines += ["", f"Training: {settings}."]
+    return lines
+
+
+def _versions(spec: Mapping[str, Any], mmcore_version: str) -> list[str]:
+    lines = [f"- mmcore {mmcore_version}"]
+    lines += [f"- {dist} {version}" for dist, version in (spec.get("plugins") or {}).items()]
+    return lines
+
+
+def render_card(spec: Mapping[str, Any], final: Mapping[str, Any] | None = None,
+                report: Mapping[str, Any] | None = None,
+                sizes: Mapping[str, int] | None = None,
+                encoders: Mapping[str, str] | None = None,
+                mmcore_version: str | None = None) -> str:
+    """The card's Markdown from a run's ``spec.json`` data, ``metrics.json``, modality report,
+    split sizes (rows per split) and encoder descriptions (class and parameters)."""
+    if mmcore_version is None:
+        from mmcore.version import __version__ as mmcore_version
+    name = spec.get("name", "mmcore-run")
+    lines = [MARKER, f"# {name}", "",
+             "A multimodal model trained with mmcore. This card was written by mmcore from the "
+             "run's spec and metrics.", "",
+             "## Intended use", "", INTENDED_USE, "",
+             "## Data", "", *data_source(spec.get("data", {})),
+             "- licence: not recorded (the spec has no field for the data's licence: add it "
+             "here)", "",
+             "Rows per split (after bad rows were left out):", "", *_splits(sizes), "",
+             "## Metrics", "", *_metrics(final, report), "",
+             "## Model", "", *_model(spec, encoders), "",
+             "## Versions", "", *_versions(spec, mmcore_version), ""]
+    return "\n".join(lines)
+
+
+def _read(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def write_run_card(run_dir: str | Path, final: Mapping[str, Any] | None = None,
+                   report: Mapping[str, Any] | None = None,
+                   sizes: Mapping[str, int] | None = None,
+                   encoders: Mapping[str, str] | None = None) -> Path | None:
+    """Write ``run_dir/README.md`` (atomically) from the run's ``spec.json`` and what is given
+    (``metrics.json`` and ``modality_report.json`` are read when not given). A README.md
+    that mmcore did not write is left alone (returns ``None``)."""
+    from mmcore.run.checkpoint import atomic_write_text
+
+    run_dir = Path(run_dir)
+    path = run_dir / CARD
+    if path.is_file() and not is_card(path):
+        return None
+    spec = _read(run_dir / "spec.json") or {}
+    final = final if final is not None else _read(run_dir / "metrics.json")
+    report = report if report is not None else _read(run_dir / "modality_report.json")
+    atomic_write_text(path, render_card(spec, final, report, sizes, encoders))
+    return path
+
+
+def is_card(path: Path) -> bool:
+    """Whether ``path`` is a card mmcore wrote (its first line is :data:`MARKER`)."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            return fh.readline().strip() == MARKER
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def bundle_card(run_dir: str | Path, format: str, graph_file: str) -> str:
+    """The card of a bundle exported from ``run_dir``: the run's card (rendered from its
+    files when the run has none) and a section on the bundle."""
+    run_dir = Path(run_dir)
+    path = run_dir / CARD
+    if path.is_file() and is_card(path):
+        text = path.read_text(encoding="utf-8")
+    else:
+        text = render_card(_read(run_dir / "spec.json") or {}, _read(run_dir / "metrics.json"),
+                           _read(run_dir / "modality_report.json"))
+    return text.rstrip("\n") + "\n" + "\n".join([
+        "", "## This bundle", "",
+        f"- exported from the run folder `{run_dir.resolve()}`",
+        f"- graph: `{graph_file}` ({format}); inputs, outputs and preprocessing are described "
+        "in `manifest.json`",
+        "- every file, this card included, is listed with its SHA-256 in `manifest.json`",
+        "- serve it with `mmcore serve`, or load it with `mmcore.runtime`", ""])
