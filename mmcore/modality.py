@@ -94,6 +94,12 @@ class Modality(Generic[OptionsT]):
         after the fit): skip them. Raise :class:`~mmcore.errors.DataError` only when no fit is
         possible at all."""
 
+    def check(self) -> None:
+        """What can be checked before any data is read or anything is loaded: e.g. that a
+        folder or file an option names exists. ``mmcore validate`` calls it with :attr:`root`
+        set as for :meth:`fit` (the train split's data root); raise
+        :class:`~mmcore.errors.DataError` naming the option. Default: nothing to check."""
+
     def save_state(self, directory: Path) -> None:
         """Write fitted state (e.g. ``tokenizer.json``) into ``directory``."""
 

@@ -181,6 +181,7 @@ class DataModule:
         with self._progress_bars():
             splits = self._load_splits()
             train = splits.get("train")
+            self._check_modalities(train)
             if train is not None:  # the heads' options against the classes in the data
                 targets = [self.spec.heads[n].target for n in self._fitted_heads()]
                 self._fit_heads(train, self._read_train(train, list(dict.fromkeys(targets))))
@@ -191,6 +192,19 @@ class DataModule:
             except TypeError:  # an IterableDataset: counting means reading it all
                 sizes[name] = None
         return sizes
+
+    def _check_modalities(self, train: SplitSource | None) -> None:
+        """Each modality's own :meth:`Modality.check` (e.g. that a folder an option names
+        exists), rooted as for fitting; one :class:`DataError` listing every failure."""
+        failed = []
+        with self._rooted(train.root if train is not None else None):
+            for name, modality in self.modalities.items():
+                try:
+                    modality.check()
+                except (DataError, PluginError) as exc:
+                    failed.append(f"modalities.{name}.options: {exc}")
+        if failed:
+            raise DataError("\n".join(failed))
 
     def _targets(self, present: set[str] | None = None) -> list[TargetSpec]:
         return [

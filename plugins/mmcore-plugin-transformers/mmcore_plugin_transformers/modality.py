@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
-from mmcore.errors import CheckpointError
+from mmcore.errors import CheckpointError, DataError
 from mmcore.modality import Modality
 from mmcore_plugin_transformers import backbone as bb
 from mmcore_plugin_transformers.encoder import Kind, PretrainedEncoder
@@ -66,6 +67,29 @@ class PretrainedModality(Modality[OptionsT], Generic[OptionsT]):
             )
 
     # -- fitted state -----------------------------------------------------------------------
+    def check(self) -> None:
+        """``mmcore validate``: the ``pretrained`` folder exists (relative to the data root)
+        and holds a readable ``config.json``, without importing transformers. A hub id with
+        ``allow_download`` is left to :meth:`fit`."""
+        options = self.options
+        source = Path(bb.resolve_source(options.pretrained, self.root, options.allow_download,
+                                        self.name))
+        if not source.is_dir():
+            return
+        try:
+            config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DataError(
+                f"modality {self.name!r}: option pretrained={options.pretrained!r}: "
+                f"{source / 'config.json'} is not readable JSON ({exc})"
+            ) from None
+        if not isinstance(config, dict) or "model_type" not in config:
+            raise DataError(
+                f"modality {self.name!r}: option pretrained={options.pretrained!r}: "
+                f"{source / 'config.json'} names no model_type; expected a folder written by "
+                "save_pretrained"
+            )
+
     def fit(self, values: Sequence[Any]) -> None:
         """Load the processor and config from ``pretrained``: nothing is learned from the
         values, but this is when the folder is first needed."""

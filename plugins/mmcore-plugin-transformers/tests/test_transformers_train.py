@@ -145,6 +145,29 @@ def test_a_missing_folder_is_a_clear_error(project, tmp_path):
         _train(spec, tmp_path / "run")
 
 
+@pytest.mark.parametrize("broken, words", [
+    ("missing", "pretrained='models/nothing-here' names no folder"),
+    ("no config", "has no config.json"),
+    ("bad config", "config.json is not readable JSON"),
+])
+def test_validate_checks_the_pretrained_folders(project, tmp_path, capsys, broken, words):
+    from mmcore.cli import main
+
+    text: dict = {"options": {"pretrained": "models/bert", "pooling": "cls"}}
+    if broken == "missing":
+        text = {"options": {"pretrained": "models/nothing-here"}}
+    elif broken == "no config":
+        (project / "models" / "bert" / "config.json").unlink()
+    else:
+        (project / "models" / "bert" / "config.json").write_text("{not json")
+    spec_file = tmp_path / "spec.py"
+    spec_file.write_text(f"spec = {_spec(project, text=text)!r}\n")
+    assert main(["validate", str(spec_file)]) == 2
+    err = capsys.readouterr().err
+    assert "modalities.review.options: modality 'review'" in err and words in err
+    assert "modalities.photo" not in err  # the other folder is fine
+
+
 def test_plugins_and_validate_do_not_import_transformers(project, tmp_path):
     spec_file = tmp_path / "spec.py"
     spec_file.write_text(f"spec = {_spec(project)!r}\n")
