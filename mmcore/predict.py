@@ -30,7 +30,7 @@ from mmcore.run.layout import (
     load_run_spec,
 )
 from mmcore.spec.load import parse_override
-from mmcore.spec.model import Spec
+from mmcore.spec.model import NOT_SAVED, Spec
 from mmcore.spec.trust import resolve_run_fusion_class
 from mmcore.train.evaluation import SplitResult, evaluate_model
 from mmcore.train.report import modality_report
@@ -38,7 +38,7 @@ from mmcore.train.settings import resolve_device, resolve_monitor
 from mmcore.train.strategy import SingleProcess, Strategy
 
 #: stands in for the in-memory dataset a run was trained on (it is not saved with the run)
-NO_DATASET = "<in-memory dataset, not saved>"
+NO_DATASET = NOT_SAVED
 #: rows per forward pass in :meth:`Predictor.predict` when no batch size is given
 PREDICT_BATCH = 256
 #: the spec fields a trained run may be loaded with changed (``field=value``): how rows

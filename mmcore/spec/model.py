@@ -110,6 +110,18 @@ _DATASET_ACCEPTED = (
 )
 
 
+class NotSaved:
+    """Stands in for the in-memory ``data.dataset`` of a run read back from its folder (the
+    rows are not saved with the run)."""
+
+    def __repr__(self) -> str:
+        return "<in-memory dataset, not saved>"
+
+
+#: the one :class:`NotSaved`
+NOT_SAVED = NotSaved()
+
+
 def _is_datasets_object(value: Any) -> bool:
     """Whether ``value`` is one of ``datasets``' tables (without importing ``datasets``: an
     object of its classes means it is imported already)."""
@@ -121,7 +133,7 @@ def _is_datasets_object(value: Any) -> bool:
 
 
 def _dataset_table(value: Any, where: str) -> Any:
-    if _is_datasets_object(value):
+    if _is_datasets_object(value) or isinstance(value, NotSaved):
         return value
     pandas = sys.modules.get("pandas")
     if pandas is not None and isinstance(value, pandas.DataFrame):
