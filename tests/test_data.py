@@ -168,9 +168,9 @@ def test_pandas_dataframes_as_data_dataset(registry, tmp_path):
 
 
 @pytest.mark.parametrize("value, kind", [
-    ([{"x": 1.0, "label": "a"}], "a list"),
-    (np.zeros((3, 2)), "a numpy.ndarray"),
-    ({"train": "train.csv"}, "data.dataset['train']: a str"),
+    ([{"x": 1.0, "label": "a"}], "a value of type list is not a table"),
+    (np.zeros((3, 2)), "a value of type numpy.ndarray"),
+    ({"train": "train.csv"}, "data.dataset['train']: a value of type str"),
 ])
 def test_unsupported_data_dataset_is_refused_by_the_spec(value, kind):
     import mmcore

@@ -142,8 +142,8 @@ def _dataset_table(value: Any, where: str) -> Any:
         # pandas' index is a row label, not data: it is dropped
         return datasets.Dataset.from_pandas(value, preserve_index=False)
     kind = f"{type(value).__module__}.{type(value).__qualname__}".removeprefix("builtins.")
-    raise ValueError(f"{f'data.dataset{where}: ' if where else ''}a {kind} is not a table mmcore "
-                     f"reads; data.dataset takes {_DATASET_ACCEPTED}")
+    raise ValueError(f"{f'data.dataset{where}: ' if where else ''}a value of type {kind} is not a "
+                     f"table mmcore reads; data.dataset takes {_DATASET_ACCEPTED}")
 
 
 class StrictModel(BaseModel):
