@@ -12,7 +12,7 @@ PLUGINS := $(sort $(wildcard plugins/mmcore-plugin-*))
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test quick lint bench clean
 
 $(BIN)/.installed: pyproject.toml $(foreach p,$(PLUGINS),$(p)/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# everyday work: the suite without its slow tail (tests/conftest.py lists it), under 2 CPU minutes
+quick: install
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mmcore.plugins.discovery import new_plugin_manager
@@ -13,3 +15,41 @@ def toy_registry() -> Registry:
     pm = new_plugin_manager()
     pm.register(ToyPlugin(), name="toy")
     return Registry(pm, distributions={"toy": ("toy-dist", "1.0")})
+
+
+#: the slow tail of the suite (``-m "not slow"`` leaves it out; ``make test`` runs it): whole
+#: modules that train, export, serve or spawn processes, then single tests of a few seconds.
+#: Paths are relative to the repository; measured with ``pytest --durations``.
+SLOW_MODULES = (
+    "tests/test_distributed.py",      # torchrun-style process groups
+    "tests/test_export.py",           # trains the examples, exports every fusion
+    "tests/test_serve.py",            # real servers on loopback
+    "tests/test_bundle_security.py",  # trains and exports a run
+    "tests/test_tune.py",             # Optuna studies, several workers
+    "tests/test_docs.py",             # every docs page, some of which train
+    "plugins/mmcore-plugin-transformers/tests/test_transformers_docs.py",
+)
+SLOW_TESTS = (
+    "tests/test_scaffold.py::test_generated_plugin_installs_and_passes_its_tests",
+    "tests/test_sequence.py::test_long_single_channel_input_trains_without_crashing",
+    "tests/test_train_run.py::test_sigkill",
+    "tests/test_minirocket.py::test_a_minirocket_run_exports_faithfully",
+    "tests/test_cli_exits.py::test_any_base_exception_from_a_spec_file",
+    "plugins/mmcore-plugin-gesture/tests/test_gesture_sensor_series.py::",
+    "plugins/mmcore-plugin-gesture/tests/test_gesture_transforms.py::test_augmentation_trains",
+    "plugins/mmcore-plugin-gesture/tests/test_gesture_transforms.py::test_a_run_saves",
+    "plugins/mmcore-plugin-tabular/tests/test_tabular_learns.py::test_hand_signs_from_42_numeric",
+)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    slow = pytest.mark.slow
+    for item in items:
+        try:
+            node = Path(item.path).resolve().relative_to(REPO).as_posix()
+        except ValueError:
+            continue
+        test_id = f"{node}::{item.name}"
+        if node in SLOW_MODULES or any(test_id.startswith(prefix) for prefix in SLOW_TESTS):
+            item.add_marker(slow)
