@@ -35,6 +35,10 @@ MIN_THRESHOLD = 0.5
 VALIDATION_FACTOR = 3.0
 #: the smallest standard deviation a feature is measured in (constant features)
 STD_FLOOR = 1e-3
+#: ...and never below this over the square root of the split's rows: sampling noise alone
+#: gives a score of about ``0.8 / sqrt(rows)`` (the mean of ``|N(0, 1/rows)|``), so a split of
+#: a few rows is not called drifting for its noise
+NOISE_FACTOR = 2.5
 
 
 def feature_statistics(model: Any, batches: Iterable[Batch], device: torch.device,
@@ -98,7 +102,8 @@ def drift_scores(reference: Mapping[str, Any], current: Mapping[str, Any]) -> di
 
 def thresholds(reference: Mapping[str, Any]) -> dict[str, float]:
     """Per modality: the score above which it drifts (:data:`MIN_THRESHOLD`, or
-    :data:`VALIDATION_FACTOR` times the validation split's score when that is larger)."""
+    :data:`VALIDATION_FACTOR` times the validation split's score when that is larger;
+    :func:`drift_report` also raises it to the evaluated split's noise level)."""
     validation = reference.get("validation") or {}
     out = {}
     for name in reference.get("train", {}):
@@ -158,6 +163,10 @@ def drift_report(reference: Mapping[str, Any], current: Mapping[str, Any],
     "drifting": [names]}`` for ``current`` statistics against ``reference``."""
     scores = drift_scores(reference["train"], current)
     limits = thresholds(reference)
+    for name, stats in current.items():
+        rows = stats.get("rows") or 0
+        if name in limits and rows:
+            limits[name] = max(limits[name], NOISE_FACTOR / math.sqrt(rows))
     validation = reference.get("validation", {})
     per = {
         name: {"score": score, "threshold": limits.get(name, MIN_THRESHOLD),

@@ -33,7 +33,8 @@ def stats(mean, std, rows=10):
 
 def test_scores_are_mean_shifts_in_training_standard_deviations():
     ref = {"a": stats([0.0, 1.0], [1.0, 2.0]), "b": stats([5.0], [0.0]), "c": {"rows": 0}}
-    cur = {"a": stats([1.0, 0.0], [1.0, 1.0]), "b": stats([5.0], [1.0]), "c": stats([1.0], [1.0])}
+    cur = {"a": stats([1.0, 0.0], [1.0, 1.0], rows=100), "b": stats([5.0], [1.0]),
+           "c": stats([1.0], [1.0])}
     scores = drift_scores(ref, cur)
     assert scores["a"] == pytest.approx((1.0 / 1 + 1.0 / 2) / 2)
     assert scores["b"] == 0.0  # a constant feature that did not move
@@ -46,9 +47,17 @@ def test_scores_are_mean_shifts_in_training_standard_deviations():
 
 def test_the_threshold_rises_with_the_validation_splits_own_drift():
     reference = {"train": {"a": stats([0.0], [1.0])}, "validation": {"a": 0.4}}
-    report = drift_report(reference, {"a": stats([1.0], [1.0])}, "test")
+    report = drift_report(reference, {"a": stats([1.0], [1.0], rows=100)}, "test")
     assert report["modalities"]["a"]["threshold"] == pytest.approx(1.2)
     assert report["drifting"] == []
+
+
+def test_a_split_of_a_few_rows_is_not_called_drifting_for_its_noise():
+    reference = {"train": {"a": stats([0.0], [1.0])}}
+    few = drift_report(reference, {"a": stats([0.9], [1.0], rows=4)}, "tiny")
+    assert few["modalities"]["a"]["threshold"] == pytest.approx(2.5 / 2) and not few["drifting"]
+    many = drift_report(reference, {"a": stats([0.9], [1.0], rows=400)}, "big")
+    assert many["drifting"] == ["a"]
 
 
 def test_a_malformed_reference_is_refused_as_data():
