@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,7 +28,7 @@ from mmcore.batch import Batch
 from mmcore.run.layout import DRIFT_REFERENCE
 
 __all__ = ["DRIFT_REFERENCE", "drift_report", "evaluate_drift", "feature_statistics",
-           "format_drift", "make_reference", "measure_reference"]
+           "format_drift", "make_reference", "measure_reference", "read_reference"]
 
 #: a modality drifts when its score passes this...
 MIN_THRESHOLD = 0.5
@@ -194,28 +195,36 @@ def format_drift(report: Mapping[str, Any]) -> str:
             "deviations):\n" + "\n".join("  " + line for line in lines))
 
 
-def evaluate_drift(predictor: Any, split: str | None = None, *, data: Any = None,
-                   hide: bool = False) -> dict[str, Any] | None:
-    """The drift report of a loaded run (:func:`mmcore.load`) on one split of its data or a
-    data file, against the run's ``drift_reference.json``; ``None`` when the run has none
-    (trained without the report, or by an older mmcore). With ``hide``, the report also holds
-    ``"hidden_metrics"``: the split's metrics with the drifting modalities hidden from every
-    row (``None`` when none drifts)."""
+def read_reference(run_dir: Path) -> dict[str, Any] | None:
+    """A run folder's ``drift_reference.json``, checked as data; ``None`` when it has none
+    (trained without the report, or by an older mmcore). :class:`CheckpointError` names a
+    malformed file."""
     import json
 
-    from mmcore.train.masking import hide_all
-
-    path = predictor.run_dir / DRIFT_REFERENCE
-    if not path.is_file():
-        return None
     from mmcore.errors import CheckpointError
 
+    path = Path(run_dir) / DRIFT_REFERENCE
+    if not path.is_file():
+        return None
     try:
-        reference = check_reference(json.loads(path.read_text(encoding="utf-8")), str(path))
+        return check_reference(json.loads(path.read_text(encoding="utf-8")), str(path))
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
     except ValueError as exc:
         raise CheckpointError(str(exc)) from None
+
+
+def evaluate_drift(predictor: Any, split: str | None = None, *, data: Any = None,
+                   hide: bool = False) -> dict[str, Any] | None:
+    """The drift report of a loaded run (:func:`mmcore.load`) on one split of its data or a
+    data file, against the run's ``drift_reference.json``; ``None`` when the run has none.
+    With ``hide``, the report also holds ``"hidden_metrics"``: the split's metrics with the
+    drifting modalities hidden from every row (``None`` when none drifts)."""
+    from mmcore.train.masking import hide_all
+
+    reference = read_reference(predictor.run_dir)
+    if reference is None:
+        return None
     dm, name = predictor._split(split, data)
     loader = dm.loader(name, batch_size=predictor.spec.train.batch_size, shuffle=False)
     current = feature_statistics(predictor.model, loader, predictor.device)

@@ -8,7 +8,7 @@ from ``spec.json``, restores each modality's fitted state and loads the best wei
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from mmcore.spec.load import parse_override
 from mmcore.spec.model import NOT_SAVED, Spec
 from mmcore.spec.trust import resolve_run_fusion_class
 from mmcore.train.evaluation import SplitResult, evaluate_model
+from mmcore.train.masking import hide_all
 from mmcore.train.report import modality_report
 from mmcore.train.settings import resolve_device, resolve_monitor
 from mmcore.train.strategy import SingleProcess, Strategy
@@ -78,6 +79,8 @@ class Predictor:
         self.registry = registry
         self._data: Any = None
         self._data_ready = False
+        #: the drift report of the last ``predict(..., hide_drifting=True)`` (mmcore.drift)
+        self.last_drift: dict[str, Any] | None = None
 
     # -- data ---------------------------------------------------------------------------
     def _data_module(self, setup: bool) -> Any:
@@ -143,9 +146,15 @@ class Predictor:
         rows: Sequence[Mapping[str, Any]],
         batch_size: int = PREDICT_BATCH,
         root: str | Path | None = None,
+        hide_drifting: bool = False,
     ) -> list[dict[str, Any]]:
         """One dict per row: head name -> that head's prediction (``Head.predict``: e.g.
         ``{"label": ..., "probability": ...}`` for classification, a number for regression).
+
+        With ``hide_drifting`` the rows' input drift is measured first (all of ``rows``
+        against the run's ``drift_reference.json``, :mod:`mmcore.drift`) and the modalities
+        that drift are hidden from every row, as if the rows lacked them; the drift report is
+        kept as :attr:`last_drift` (``None`` when the run has no reference: nothing hidden).
 
         Rows are raw records with the spec's modality columns (target columns are not
         needed). Relative file paths in them resolve against ``root`` (default: the training
@@ -159,37 +168,62 @@ class Predictor:
         rows = list(rows)
         if not rows:
             return []
+        hidden: frozenset[str] = frozenset()
+        if hide_drifting:
+            self.last_drift = self._rows_drift(rows, batch_size, root)
+            hidden = frozenset(self.last_drift["drifting"] if self.last_drift else ())
         share = math.ceil(len(rows) / self.strategy.world_size)
         first = self.strategy.rank * share
-        mine = self._predict(rows[first:first + share], first, batch_size, root)
+        mine = self._predict(rows[first:first + share], first, batch_size, root, hidden)
         return [p for part in self.strategy.gather(mine) for p in part]
 
-    def _predict(self, rows: list[Mapping[str, Any]], first: int, batch_size: int,
-                 root: str | Path | None) -> list[dict[str, Any]]:
-        """Predictions for ``rows``, numbered from ``first`` in error messages."""
-        if not rows:
-            return []
+    def _batches(self, rows: list[Mapping[str, Any]], first: int, batch_size: int,
+                 root: str | Path | None) -> Iterator[Batch]:
+        """``rows`` collated in batches (relative paths under ``root``), numbered from
+        ``first`` in error messages."""
         dm = self._data_module(setup=False)
-        out: list[dict[str, Any]] = []
         roots = {name: m.root for name, m in self.modalities.items()}
-        self.model.eval()
         try:
             if root is not None:
                 for modality in self.modalities.values():
                     modality.root = Path(root)
-            with torch.inference_mode():
-                for start in range(0, len(rows), batch_size):
-                    chunk = [dict(r) for r in rows[start:start + batch_size]]
-                    batch: Batch = dm.batch_from_rows(chunk, first_row=first + start)
-                    inputs = {k: v.to(self.device) for k, v in batch.inputs.items()}
-                    outputs = self.model(inputs)
-                    per_head = {name: head.predict(outputs[name])
-                                for name, head in self.model.heads.items()}
-                    out += [{name: preds[i] for name, preds in per_head.items()}
-                            for i in range(len(batch))]
+            for start in range(0, len(rows), batch_size):
+                chunk = [dict(r) for r in rows[start:start + batch_size]]
+                yield dm.batch_from_rows(chunk, first_row=first + start)
         finally:
             for name, modality in self.modalities.items():
                 modality.root = roots[name]
+
+    def _rows_drift(self, rows: list[Mapping[str, Any]], batch_size: int,
+                    root: str | Path | None) -> dict[str, Any] | None:
+        from mmcore.drift import drift_report, feature_statistics, read_reference
+
+        reference = read_reference(self.run_dir)
+        if reference is None:
+            return None
+        current = feature_statistics(self.model, self._batches(rows, 0, batch_size, root),
+                                     self.device)
+        return drift_report(reference, current, "rows")
+
+    def _predict(self, rows: list[Mapping[str, Any]], first: int, batch_size: int,
+                 root: str | Path | None, hidden: frozenset[str] = frozenset()
+                 ) -> list[dict[str, Any]]:
+        """Predictions for ``rows``, numbered from ``first`` in error messages, with the
+        ``hidden`` modalities hidden from every row."""
+        if not rows:
+            return []
+        out: list[dict[str, Any]] = []
+        self.model.eval()
+        with torch.inference_mode():
+            for batch in self._batches(rows, first, batch_size, root):
+                inputs = {k: v.to(self.device) for k, v in batch.inputs.items()}
+                if hidden:
+                    inputs = hide_all(inputs, set(hidden))
+                outputs = self.model(inputs)
+                per_head = {name: head.predict(outputs[name])
+                            for name, head in self.model.heads.items()}
+                out += [{name: preds[i] for name, preds in per_head.items()}
+                        for i in range(len(batch))]
         return out
 
     def evaluate(

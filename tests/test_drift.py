@@ -132,3 +132,27 @@ def test_a_run_without_a_reference_or_with_a_broken_one(trained, tmp_path):
     (run / "drift_reference.json").write_text('{"train": 3}')
     with pytest.raises(CheckpointError, match="drift_reference.json: expected an object"):
         evaluate_drift(mmcore.load(run, registry=trained["reg"]), "test")
+
+
+def test_predict_can_hide_the_modalities_its_rows_drift_in(trained, tmp_path, capsys,
+                                                           monkeypatch):
+    shifted = shifted_copy(trained, "z", 25.0)
+    with open(shifted, newline="") as fh:
+        rows = [{"x": r["x"], "z": r["z"]} for r in csv.DictReader(fh)]
+    predictor = mmcore.load(trained["run"], registry=trained["reg"])
+    plain = predictor.predict(rows)
+    assert predictor.last_drift is None
+    hidden = predictor.predict(rows, hide_drifting=True)
+    assert predictor.last_drift["drifting"] == ["b"]
+    missing = mmcore.load(trained["run"], registry=trained["reg"],
+                          overrides=["data.allow_missing=true"]).predict(
+        [{"x": r["x"], "z": None} for r in rows])
+    assert hidden == missing  # hidden = as if the rows lacked the modality
+    assert len(plain) == len(hidden) == len(rows)
+    # the command line says what it hid
+    monkeypatch.setattr(mmcore.predict, "get_registry", lambda: trained["reg"])
+    inputs = tmp_path / "rows.jsonl"
+    inputs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["predict", str(trained["run"]), "--input", str(inputs), "--hide-drifting",
+                 "--output", str(tmp_path / "out.jsonl")]) == 0
+    assert "warning: the inputs of b (" in capsys.readouterr().err

@@ -38,6 +38,10 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", help="where to write: .jsonl (default) or .csv; "
                    "default: stdout as JSON lines")
     p.add_argument("--batch-size", type=int, default=256, help="rows per forward pass")
+    p.add_argument("--hide-drifting", action="store_true",
+                   help="measure the input rows' drift from the training split per modality "
+                   "and hide the drifting modalities from every row (docs/evaluation.md"
+                   "#input-drift)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--nproc", type=int, metavar="N",
                    help="predict on N processes on this machine, each on its share of the "
@@ -90,6 +94,7 @@ def worker_argv(args: argparse.Namespace) -> list[str]:
     argv += ["--output", args.output] if args.output else []
     argv += ["--root", args.root] if getattr(args, "root", None) else []
     argv += [flag for flag, on in (("--trust-code", args.trust_code),
+                                   ("--hide-drifting", getattr(args, "hide_drifting", False)),
                                    ("--debug", getattr(args, "debug", False))) if on]
     return argv
 
@@ -119,9 +124,16 @@ def run(args: argparse.Namespace) -> int:
         # with --root only inside that folder.
         folder = Path(root).expanduser() if root is not None else source.resolve().parent
         with confine(folder) if root is not None else contextlib.nullcontext():
-            predictions = predictor.predict(rows, batch_size=args.batch_size, root=folder)
+            predictions = predictor.predict(rows, batch_size=args.batch_size, root=folder,
+                                            hide_drifting=getattr(args, "hide_drifting", False))
+        drift = predictor.last_drift
     if not strategy.is_main:  # every process has the predictions; the first one writes
         return 0
+    if drift is not None and drift["drifting"]:
+        scores = ", ".join(f"{m} ({drift['modalities'][m]['score']:.2f} > "
+                           f"{drift['modalities'][m]['threshold']:.2f})" for m in drift["drifting"])
+        print(f"warning: the inputs of {scores} drift from the training split: hidden from every "
+              "row", file=sys.stderr)
     write_predictions(predictions, Path(args.output) if args.output else None)
     if args.output:
         print(f"{len(predictions)} prediction(s) written to {args.output}", file=sys.stderr)
