@@ -206,7 +206,7 @@ def test_remembered_features_are_the_computed_ones() -> None:
 
     rng = np.random.default_rng(0)
     seqs = [rng.normal(size=(n, 2)).astype(np.float32) for n in (40, 25, 33)]
-    enc = MiniRocketEncoder(fit_minirocket(seqs, num_features=168), output_size=4).eval()
+    enc = MiniRocketEncoder(fit_minirocket(seqs, num_features=168), output_size=4)
 
     def batch(items):
         x, mask = padded(items)
@@ -220,10 +220,12 @@ def test_remembered_features_are_the_computed_ones() -> None:
         torch.testing.assert_close(first, fresh)
         torch.testing.assert_close(mixed[[0, 2]], fresh[[1, 2]])
         torch.testing.assert_close(mixed[1], enc.rocket(*padded([seqs[0] + 1]))[0])
+        enc.eval()  # no dropout draws below; eval mode reads the memory but does not grow it
         out = enc(batch(seqs)).values
         enc.load_state_dict(enc.state_dict())
         assert not enc._cache
         torch.testing.assert_close(enc(batch(seqs)).values, out)
+        assert not enc._cache
 
 
 def test_position_takes_the_minirocket_encoder_too(run, tmp_path) -> None:

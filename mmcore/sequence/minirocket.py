@@ -286,10 +286,12 @@ class MiniRocketEncoder(Encoder):
     def ppv(self, x: Tensor, mask: Tensor) -> Tensor:
         """The PPV features of a batch, reusing those of sequences seen before.
 
-        The features are fixed, so on the CPU, where they cost most of an epoch, each
-        sequence's are remembered (by a digest of its real steps, up to :data:`CACHE_BYTES`):
-        later epochs compute only sequences not seen yet (augmented ones, new rows). Exported
-        and accelerator graphs compute them every time.
+        The features are fixed, so on the CPU, where they cost most of an epoch, the
+        features of each training sequence are remembered (by a digest of its real steps, up
+        to :data:`CACHE_BYTES`): later epochs compute only sequences not seen yet (augmented
+        ones). Only training fills the memory (in eval mode it is read, not grown, so a server
+        does not accumulate its requests); exported and accelerator graphs compute the
+        features every time.
         """
         if (x.device.type != "cpu" or torch.compiler.is_compiling()
                 or torch.compiler.is_exporting() or torch.jit.is_tracing()):
@@ -310,7 +312,7 @@ class MiniRocketEncoder(Encoder):
             out[index] = fresh
             for row, i in enumerate(todo):
                 key = keys[i]
-                if key is not None and self._cache_bytes < CACHE_BYTES:
+                if key is not None and self.training and self._cache_bytes < CACHE_BYTES:
                     self._cache[key] = fresh[row].clone()
                     self._cache_bytes += fresh[row].numel() * fresh.element_size()
         computed = set(todo)
