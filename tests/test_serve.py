@@ -8,12 +8,19 @@ import contextlib
 import csv
 import http.client
 import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -313,3 +320,68 @@ def test_outputs_that_are_not_numbers_are_a_422_not_a_500() -> None:
     with _serving(create_app(predict, {})) as url:
         status, body = _call(f"{url}/predict", json.dumps({"rows": [{"x": 1}]}).encode())
     assert status == 422 and "row 0, head.probability" in body["error"]
+
+
+def _serve_process(bundle: Path, *flags: str) -> tuple[Any, str]:
+    """``mmcore serve BUNDLE --no-files --port 0 FLAGS`` in a process; returns it and the
+    address its first line names."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "mmcore", "serve", str(bundle), "--no-files",
+                             "--port", "0", *flags], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    first = proc.stderr.readline()  # blocks until the server listens (or ends)
+    found = re.search(r"on (http://127\.0\.0\.1:\d+) ", first)
+    if found is None:
+        proc.kill()
+        pytest.fail(f"no address in the first line: {first!r} {proc.communicate()[1][-2000:]}")
+    return proc, found.group(1)
+
+
+def _stop(proc: Any) -> str:
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=60)
+    return rest
+
+
+def test_serve_logs_its_address_each_request_and_its_shutdown(bundle) -> None:
+    proc, url = _serve_process(bundle)
+    try:
+        assert _call(f"{url}/health") == (200, {"status": "ok"})
+        assert _call(f"{url}/predict", b"not json")[0] == 400
+    finally:
+        rest = _stop(proc)
+    assert proc.returncode == 0, rest  # Ctrl-C is how a server is stopped
+    lines = rest.splitlines()
+    assert re.fullmatch(r'127\.0\.0\.1 "GET /health" 200 \d+\.\d ms', lines[0]), rest
+    assert re.fullmatch(r'127\.0\.0\.1 "POST /predict" 400 \d+\.\d ms', lines[1]), rest
+    assert lines[2:] == ["shutting down: finishing the requests under way",
+                         "server stopped"], rest
+
+
+def test_serve_without_the_access_log_and_quiet(bundle) -> None:
+    proc, url = _serve_process(bundle, "--no-access-log")
+    try:
+        assert _call(f"{url}/health")[0] == 200
+    finally:
+        rest = _stop(proc)
+    assert "/health" not in rest and "server stopped" in rest
+    with socket.socket() as sock:  # a free port: --quiet prints no address
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "mmcore", "serve", str(bundle), "--no-files",
+                             "--port", str(port), "--quiet"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, "no server"
+            try:
+                if _call(f"http://127.0.0.1:{port}/health")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+    finally:
+        err = _stop(proc)
+    assert err.strip() == "", err

@@ -1,6 +1,7 @@
-"""``mmcore serve RUN_OR_BUNDLE [--host H] [--port P] [--root DIR | --no-files]``: an HTTP
-endpoint (``POST /predict``, ``GET /health``, ``GET /metadata``; see docs/export.md) for an
-export bundle (onnxruntime) or a run folder (the eager model).
+"""``mmcore serve RUN_OR_BUNDLE [--host H] [--port P] [--root DIR | --no-files]
+[--no-access-log] [--quiet]``: an HTTP endpoint (``POST /predict``, ``GET /health``,
+``GET /metadata``; see docs/export.md) for an export bundle (onnxruntime) or a run folder
+(the eager model).
 
 Files named in requests are read only inside ``--root`` (see :mod:`mmcore.paths`). A model
 with a modality that may read files (:attr:`mmcore.Modality.reads_files`: images, sound,
@@ -40,6 +41,10 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--sha256", metavar="DIGEST",
                    help="serve the bundle only if its digest (the SHA-256 of its manifest.json, "
                    "printed by mmcore export) is DIGEST")
+    p.add_argument("--no-access-log", action="store_true",
+                   help="no line per request (the address and the shutdown are still logged)")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="log nothing but errors: no address, request or shutdown lines")
     p.add_argument("--trust-code", action="store_true",
                    help="allow a torch-export bundle (loading can unpickle) or a run whose "
                    "fusion is defined in its spec file; only for models you trust")
@@ -130,10 +135,13 @@ def run(args: argparse.Namespace) -> int:
                         sha256=args.sha256)
     root = file_root(args.root, args.no_files, loaded.modalities)
     app = create_app(loaded.predict, model_metadata(loaded), root=root, max_rows=args.max_rows,
-                     max_bytes=args.max_bytes)
+                     max_bytes=args.max_bytes,
+                     access_log=not (args.quiet or args.no_access_log))
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401
     except ImportError:
         raise PluginError("mmcore serve needs uvicorn: pip install 'mmcore-torch[serve]'") from None
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    from mmcore.serve import serve
+
+    serve(app, args.host, args.port, quiet=args.quiet, describe=str(args.path))
     return 0
