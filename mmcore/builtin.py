@@ -60,6 +60,8 @@ def register_heads(register):
 def register_callbacks(register):
     c = "mmcore.train.callbacks"
     register("csv", f"{c}:CSVLogger", None, "per-epoch metrics as metrics.csv in the run folder")
+    register("log", "mmcore.train.progress:EpochLog", None,
+             "one log line per epoch (on by itself when no progress bar is shown)")
     register(
         "tensorboard",
         f"{c}:TensorBoardLogger",

@@ -29,7 +29,7 @@ class _DefaultHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            from tqdm.auto import tqdm
+            from tqdm.std import tqdm  # not tqdm.auto: it warns in a notebook without widgets
 
             tqdm.write(self.format(record), file=sys.stderr)
         except Exception:  # noqa: BLE001 - logging must never raise

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from mmcore.errors import MmcoreError, SpecError, TrainingError
-from mmcore.log import get_logger, in_notebook
+from mmcore.log import get_logger
 from mmcore.spec.load import SPEC_COPY, SPEC_MODULE_PREFIX, load_module, load_spec
 
 #: seconds between a running trial's heartbeats, and after which a silent one is failed
@@ -206,14 +206,14 @@ def trial_line(trial: Any, monitor: str, best: Any | None) -> str:
 
 class _Progress:
     """Optuna study callback: a log line per finished trial (the ``mmcore`` logger) and a
-    progress bar over the trials when stderr is a terminal (or a notebook)."""
+    progress bar over the trials when stderr is a terminal (or a notebook with ipywidgets)."""
 
     def __init__(self, monitor: str, total: int, done: int) -> None:
         self.monitor = monitor
         self.bar: Any = None
-        if sys.stderr.isatty() or in_notebook():
-            from tqdm.auto import tqdm
+        from mmcore.train.progress import bars_render, tqdm
 
+        if bars_render():  # a terminal, or a notebook with ipywidgets
             self.bar = tqdm(total=total, initial=done, desc="trials", unit="trial",
                             file=sys.stderr, dynamic_ncols=True)
 

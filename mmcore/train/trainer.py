@@ -19,10 +19,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from mmcore.errors import CheckpointError, DataError, SpecError, TrainingError
-from mmcore.log import in_notebook
 from mmcore.log import note as log_note
 from mmcore.model import MultimodalModel, build_modalities, build_model, check_encoders
 from mmcore.plugins.default import get_registry
@@ -60,6 +58,8 @@ from mmcore.train.masking import modality_dropout
 from mmcore.train.modality_loss import alone_loss
 from mmcore.train.optim import build_optimizer, build_scheduler, frozen_encoders, set_frozen
 from mmcore.train.parallel import select_strategy
+from mmcore.train.progress import NAME as EPOCH_LOG
+from mmcore.train.progress import EpochLog, bars_render, tqdm
 from mmcore.train.report import Transform, modality_report
 from mmcore.train.settings import (
     TEST,
@@ -164,8 +164,7 @@ class Trainer:
         self.modality_report: dict[str, Any] | None = None
         wanted = spec.train.progress if progress is None else progress
         self.show_progress = bool(
-            wanted and not quiet and self.is_main
-            and (progress or sys.stderr.isatty() or in_notebook())
+            wanted and not quiet and self.is_main and (progress or bars_render())
         )
         self.summary = summary
         self.callbacks = list(callbacks)
@@ -363,6 +362,8 @@ class Trainer:
     def _callbacks(self) -> Any:
         """The spec's ``train.callbacks`` and the ``callbacks`` objects, as one relay."""
         hooks = callback_manager(list(self.spec.train.callbacks), self.registry)
+        if not (self.show_progress or self.quiet or EPOCH_LOG in self.spec.train.callbacks):
+            hooks.register(EpochLog(), name=f"callback:{EPOCH_LOG}")  # bars off: a line/epoch
         for i, callback in enumerate(self.callbacks):
             hooks.register(callback, name=f"callback:object:{i}")
         return hooks
