@@ -171,3 +171,26 @@ def test_a_trial_line_names_the_trial_its_outcome_and_the_best_so_far():
         "label.accuracy=0.8750")
     assert trial_line(best, "label.accuracy", None) == (
         "trial 1 complete: label.accuracy=0.8750 (lr=0.01)")
+
+
+def test_on_a_terminal_a_bar_counts_the_finished_trials(monkeypatch, capsys):
+    from optuna.trial import TrialState, create_trial
+
+    import mmcore.train.progress as progress
+    from mmcore.tune import _Progress
+
+    monkeypatch.setattr(progress, "bars_render", lambda: True)
+    bar = _Progress("label.accuracy", total=3, done=1)  # resumed: one trial already done
+    trial = create_trial(value=0.5)
+    trial.number = 0
+
+    class Study:
+        best_trial = trial
+
+    bar(Study(), trial)
+    assert bar.bar is not None and bar.bar.n == 2
+    bar(Study(), create_trial(state=TrialState.FAIL))  # a failed trial does not count
+    assert bar.bar.n == 2
+    bar.close()
+    err = capsys.readouterr().err
+    assert "trials:" in err and "2/3" in err and "trial 0 complete: label.accuracy=0.5000" in err
