@@ -51,7 +51,7 @@ def test_a_trained_run_folder_has_a_card_people_can_read(run, tmp_path):
     accuracy = (f"| label.accuracy | {final['validation']['label.accuracy']:.4f} | "
                 f"{final['test']['label.accuracy']:.4f} |")
     assert accuracy in card
-    assert "modality report (test split)" in card and "\n(all)  " in card
+    assert "(test split, label.accuracy)" in card and "\n| (all) | " in card
     assert "| a | scaled | x | ToyEncoder (" in card and "| b | slowtoy | z |" in card
     assert "Fusion: `concat`" in card
     assert "| label | classification | y | 3 |" in card

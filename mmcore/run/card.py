@@ -92,11 +92,26 @@ def _metrics(final: Mapping[str, Any] | None, report: Mapping[str, Any] | None) 
         lines += ["", "The test split was not evaluated (`train.final_test=false`, or no test "
                   "split): evaluate it with `mmcore evaluate` before trusting these figures."]
     if report:
-        from mmcore.train.report import format_report
-
-        lines += ["", "What each modality contributes (all of them, each hidden, each alone):",
-                  "", "```text", format_report(report), "```"]
+        lines += ["", f"What each modality contributes ({report.get('split')} split, "
+                  f"{report.get('monitor')}): with all of them, each one hidden, each alone.",
+                  "", *_report_table(report)]
     return lines
+
+
+def _report_table(report: Mapping[str, Any]) -> list[str]:
+    """The modality report as a Markdown table (read from JSON: anything missing is '-')."""
+    monitor = report.get("monitor")
+    base = (report.get("baseline") or {}).get(monitor)
+    rows = [["(all)", base, "", base]]
+    for name, entry in (report.get("modalities") or {}).items():
+        if not isinstance(entry, Mapping):
+            continue
+        without = (entry.get("without") or {}).get(monitor)
+        only = (entry.get("only") or {}).get(monitor)
+        change = (f"{without - base:+.4f}" if isinstance(without, int | float)
+                  and isinstance(base, int | float) else "-")
+        rows.append([name, without, change, only])
+    return _table(["modality", "without", "change", "only"], rows)
 
 
 def _model(spec: Mapping[str, Any], encoders: Mapping[str, str] | None) -> list[str]:
