@@ -36,6 +36,8 @@ _LAZY = {
     "get_registry": "mmcore.plugins",
     "Trainer": "mmcore.train",
     "load": "mmcore.predict",
+    "prepare": "mmcore.prepared",
+    "Prepared": "mmcore.prepared",
     "MmcoreError": "mmcore.errors",
 }
 
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
     from mmcore.model import LateFusionModel, MultimodalModel, build_modalities, build_model
     from mmcore.plugins import get_registry
     from mmcore.predict import load
+    from mmcore.prepared import Prepared, prepare
     from mmcore.spec import (
         DataSpec,
         FusionSpec,
