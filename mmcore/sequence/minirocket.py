@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from mmcore.batch import Features, ModalityBatch
+from mmcore.collate import pad_sequences
 from mmcore.encoder import Encoder
 from mmcore.layers import dropout_layer
 from mmcore.sequence.encoder import sequence_input
@@ -39,8 +40,8 @@ from mmcore.sequence.encoder import sequence_input
 #: the three positions (of 9) weighted 2 in each of the 84 kernels; the other six weigh -1
 KERNEL_INDICES = np.array(list(combinations(range(9), 3)), dtype=np.int64)
 NUM_KERNELS = len(KERNEL_INDICES)  # 84
-#: training sequences used to fit the feature standardisation (a random subset when more)
-STANDARDIZE_ROWS = 2048
+#: training sequences a modality fits MiniRocket on (a seeded random subset when it has more)
+FIT_ROWS = 2048
 #: most memory the encoder spends remembering features of sequences it has seen (on the CPU)
 CACHE_BYTES = 512 * 2**20
 
@@ -155,7 +156,8 @@ def fit_minirocket(
     Dilations come from the longest sequence; each kernel/dilation pair sums a random subset of
     channels (``2 ** U(0, log2(min(C, 9) + 1))`` of them) and takes its biases from quantiles of
     its convolution of one random training sequence. The features' mean and scale are then
-    measured on (at most :data:`STANDARDIZE_ROWS` of) the training sequences.
+    measured on the same sequences (give at most :data:`FIT_ROWS` of them: the fit transforms
+    every one).
     """
     if not arrays:
         raise ValueError("minirocket: no training sequences to fit")
@@ -181,10 +183,7 @@ def fit_minirocket(
         input_channels=n_channels, dilations=dilations, features_per_dilation=per_dilation,
         channels=channels, biases=biases, mean=[0.0] * len(biases), scale=[1.0] * len(biases),
     )
-    rows = arrays if len(arrays) <= STANDARDIZE_ROWS else [
-        arrays[i] for i in rng.choice(len(arrays), STANDARDIZE_ROWS, replace=False)
-    ]
-    feats = transform_arrays(MiniRocketFeatures(params), rows)
+    feats = transform_arrays(MiniRocketFeatures(params), arrays)
     std = feats.std(axis=0)
     params.mean = [float(v) for v in feats.mean(axis=0)]
     params.scale = [float(v) if v > 1e-8 else 1.0 for v in std]
@@ -199,14 +198,8 @@ def transform_arrays(features: MiniRocketFeatures, arrays: Sequence[np.ndarray],
     with torch.no_grad():
         for s in range(0, len(order), batch_size):
             chunk = order[s : s + batch_size]
-            t = max(len(arrays[i]) for i in chunk)
-            x = torch.zeros(len(chunk), t, features.input_channels)
-            mask = torch.zeros(len(chunk), t, dtype=torch.bool)
-            for row, i in enumerate(chunk):
-                a = torch.as_tensor(np.asarray(arrays[i], dtype=np.float32))
-                x[row, : len(a)] = a
-                mask[row, : len(a)] = True
-            out[chunk] = features(x, mask).numpy()
+            batch = pad_sequences([np.asarray(arrays[i], dtype=np.float32) for i in chunk])
+            out[chunk] = features(batch.values, batch.mask).numpy()
     return out
 
 

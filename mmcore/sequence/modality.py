@@ -153,12 +153,15 @@ class SequenceModality(Modality[OptionsT]):
         self, values: Sequence[Any], contexts: Sequence[Mapping[str, Any]] | None = None
     ) -> None:
         """Fit the ``minirocket`` encoder's dilations, biases and feature statistics on the
-        preprocessed training values (part of the fitted state, like the transforms')."""
-        from mmcore.sequence.minirocket import fit_minirocket
+        preprocessed training values, at most ``FIT_ROWS`` of them (part of the fitted state,
+        like the transforms')."""
+        from mmcore.sequence.minirocket import FIT_ROWS, fit_minirocket
 
+        rows = range(len(values)) if len(values) <= FIT_ROWS else sorted(
+            np.random.RandomState(0).choice(len(values), FIT_ROWS, replace=False))
         arrays = []
-        for i, value in enumerate(values):
-            arr = self.preprocess_row(value, contexts[i] if contexts else {})
+        for i in rows:
+            arr = self.preprocess_row(values[i], contexts[i] if contexts else {})
             arrays.append(arr.reshape(arr.shape[0], -1))
         o = self.options
         self.minirocket = fit_minirocket(arrays, o.minirocket_features, o.max_dilations)
