@@ -168,13 +168,24 @@ class Predictor:
         rows = list(rows)
         if not rows:
             return []
-        hidden: frozenset[str] = frozenset()
-        if hide_drifting:
-            self.last_drift = self._rows_drift(rows, batch_size, root)
-            hidden = frozenset(self.last_drift["drifting"] if self.last_drift else ())
         share = math.ceil(len(rows) / self.strategy.world_size)
         first = self.strategy.rank * share
-        mine = self._predict(rows[first:first + share], first, batch_size, root, hidden)
+        batches: Iterable[Batch] = self._batches(rows[first:first + share], first, batch_size,
+                                                 root)
+        hidden: frozenset[str] = frozenset()
+        self.last_drift = None
+        if hide_drifting:
+            from mmcore.drift import drift_report, feature_statistics, read_reference
+
+            reference = read_reference(self.run_dir)
+            if reference is not None:  # the drift of every row, then this process's share
+                every = list(self._batches(rows, 0, batch_size, root))
+                current = feature_statistics(self.model, every, self.device)
+                self.last_drift = drift_report(reference, current, "rows")
+                hidden = frozenset(self.last_drift["drifting"])
+                if self.strategy.world_size == 1:
+                    batches = every  # preprocessed once
+        mine = self._predict(batches, hidden)
         return [p for part in self.strategy.gather(mine) for p in part]
 
     def _batches(self, rows: list[Mapping[str, Any]], first: int, batch_size: int,
@@ -194,28 +205,14 @@ class Predictor:
             for name, modality in self.modalities.items():
                 modality.root = roots[name]
 
-    def _rows_drift(self, rows: list[Mapping[str, Any]], batch_size: int,
-                    root: str | Path | None) -> dict[str, Any] | None:
-        from mmcore.drift import drift_report, feature_statistics, read_reference
-
-        reference = read_reference(self.run_dir)
-        if reference is None:
-            return None
-        current = feature_statistics(self.model, self._batches(rows, 0, batch_size, root),
-                                     self.device)
-        return drift_report(reference, current, "rows")
-
-    def _predict(self, rows: list[Mapping[str, Any]], first: int, batch_size: int,
-                 root: str | Path | None, hidden: frozenset[str] = frozenset()
+    def _predict(self, batches: Iterable[Batch], hidden: frozenset[str] = frozenset()
                  ) -> list[dict[str, Any]]:
-        """Predictions for ``rows``, numbered from ``first`` in error messages, with the
-        ``hidden`` modalities hidden from every row."""
-        if not rows:
-            return []
+        """Predictions for the rows of ``batches``, with the ``hidden`` modalities hidden
+        from every row."""
         out: list[dict[str, Any]] = []
         self.model.eval()
         with torch.inference_mode():
-            for batch in self._batches(rows, first, batch_size, root):
+            for batch in batches:
                 inputs = {k: v.to(self.device) for k, v in batch.inputs.items()}
                 if hidden:
                     inputs = hide_all(inputs, set(hidden))
