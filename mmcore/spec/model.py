@@ -5,12 +5,8 @@ This module imports no torch: validating a spec is quick.
 
 from __future__ import annotations
 
-import collections.abc
 import contextlib
 import contextvars
-import difflib
-import sys
-import typing
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal
 
@@ -24,64 +20,15 @@ from pydantic import (
     model_validator,
 )
 
+from mmcore.spec.suggest import close_names, suggestion
+from mmcore.spec.tables import NOT_SAVED, dataset_table, is_datasets_object
+
+__all__ = ["NOT_SAVED", "close_names"]  # re-exported for mmcore.spec.load and mmcore.predict
+
+
 
 def _loc(loc: Iterable[Any]) -> str:
     return ".".join(str(part) for part in loc)
-
-
-def _field_names(model: Any) -> list[str] | None:
-    """The names a spec may give for ``model``'s fields (aliases where declared), or ``None``
-    when ``model`` is not a pydantic model."""
-    if not (isinstance(model, type) and issubclass(model, BaseModel)):
-        return None
-    return [field.alias or name for name, field in model.model_fields.items()]
-
-
-def _step(annotation: Any, part: Any) -> Any:
-    """The type found at ``part`` of a value typed ``annotation`` (``None``: unknown)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        for name, field in annotation.model_fields.items():
-            if part in (name, field.alias):
-                return field.annotation
-        return None
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin in (dict, Mapping, collections.abc.Mapping) and len(args) == 2:
-        return args[1]
-    if origin in (list, tuple, collections.abc.Sequence) and args:
-        return args[0]
-    if args:  # a union (X | None): the first member that can hold ``part``
-        for member in args:
-            found = _step(member, part)
-            if found is not None:
-                return found
-    return None
-
-
-def close_names(name: Any, known: Iterable[str]) -> str:
-    """``"; did you mean 'x'?"`` (or ``'x' or 'y'``) for the names in ``known`` closest to
-    ``name`` (difflib), or ``""`` when none is close."""
-    close = difflib.get_close_matches(str(name), list(known), n=2, cutoff=0.6)
-    if not close:
-        return ""
-    return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
-
-
-def _suggestion(model: Any, loc: tuple[Any, ...]) -> str:
-    """``close_names`` for the unknown key at the end of ``loc`` under ``model``."""
-    if model is None or not loc:
-        return ""
-    cursor = model
-    for part in loc[:-1]:
-        cursor = _step(cursor, part)
-        if cursor is None:
-            return ""
-    names = _field_names(cursor)
-    if names is None:
-        for member in typing.get_args(cursor):  # e.g. SplitSpec | None
-            names = _field_names(member)
-            if names is not None:
-                break
-    return close_names(loc[-1], names or [])
 
 
 def validation_problems(
@@ -95,7 +42,7 @@ def validation_problems(
         path = ".".join(p for p in (prefix, _loc(err["loc"])) if p)
         message = err["msg"]
         if err["type"] == "extra_forbidden":
-            message = "unknown option (not accepted here)" + _suggestion(model, tuple(err["loc"]))
+            message = "unknown option (not accepted here)" + suggestion(model, tuple(err["loc"]))
         elif "input" in err and err["type"] not in {"missing"}:
             shown = repr(err["input"])
             if len(shown) > 120:  # a large object (a table, an array) is not printed whole
@@ -103,47 +50,6 @@ def validation_problems(
             message += f" (got {shown})"
         out.append((path, message))
     return out
-
-_DATASET_ACCEPTED = (
-    "a datasets.Dataset, IterableDataset or DatasetDict, a pandas DataFrame, or a dict of them "
-    "by split (train/validation/test)"
-)
-
-
-class NotSaved:
-    """Stands in for the in-memory ``data.dataset`` of a run read back from its folder (the
-    rows are not saved with the run)."""
-
-    def __repr__(self) -> str:
-        return "<in-memory dataset, not saved>"
-
-
-#: the one :class:`NotSaved`
-NOT_SAVED = NotSaved()
-
-
-def _is_datasets_object(value: Any) -> bool:
-    """Whether ``value`` is one of ``datasets``' tables (without importing ``datasets``: an
-    object of its classes means it is imported already)."""
-    module = sys.modules.get("datasets")
-    if module is None:
-        return False
-    return isinstance(value, module.Dataset | module.IterableDataset | module.DatasetDict
-                      | module.IterableDatasetDict)
-
-
-def _dataset_table(value: Any, where: str) -> Any:
-    if _is_datasets_object(value) or isinstance(value, NotSaved):
-        return value
-    pandas = sys.modules.get("pandas")
-    if pandas is not None and isinstance(value, pandas.DataFrame):
-        import datasets
-
-        # pandas' index is a row label, not data: it is dropped
-        return datasets.Dataset.from_pandas(value, preserve_index=False)
-    kind = f"{type(value).__module__}.{type(value).__qualname__}".removeprefix("builtins.")
-    raise ValueError(f"{f'data.dataset{where}: ' if where else ''}a value of type {kind} is not a "
-                     f"table mmcore reads; data.dataset takes {_DATASET_ACCEPTED}")
 
 
 class StrictModel(BaseModel):
@@ -211,11 +117,11 @@ class DataSpec(StrictModel):
         """A ``datasets`` table, or a pandas DataFrame made into one; a dict of them by split."""
         if value is None:
             return value
-        if isinstance(value, Mapping) and not _is_datasets_object(value):
+        if isinstance(value, Mapping) and not is_datasets_object(value):
             if not value:
                 raise ValueError("an empty dict; give a table per split (train/validation/test)")
-            return {key: _dataset_table(item, f"[{key!r}]") for key, item in value.items()}
-        return _dataset_table(value, "")
+            return {key: dataset_table(item, f"[{key!r}]") for key, item in value.items()}
+        return dataset_table(value, "")
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
@@ -309,16 +215,11 @@ class TrainSpec(StrictModel):
     def _epochs(cls, value: Any) -> Any:
         if value == "auto":
             return value
-        if isinstance(value, bool) or not isinstance(value, int | str):
+        number = value if isinstance(value, int) and not isinstance(value, bool) else (
+            int(value) if isinstance(value, str) and value.strip().isdigit() else None)
+        if number is None or number < 1:
             raise ValueError(f"expected a whole number of epochs (at least 1) or 'auto', got "
                              f"{value!r}")
-        try:
-            number = int(value)
-        except ValueError:
-            raise ValueError(f"expected a whole number of epochs (at least 1) or 'auto', got "
-                             f"{value!r}") from None
-        if number < 1:
-            raise ValueError(f"expected at least 1 epoch (or 'auto'), got {number}")
         return number
     batch_size: int = Field(32, ge=1)
     lr: float = Field(1e-3, gt=0)
