@@ -8,10 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from mmcore.cli import main
-from mmcore.plugins.default import reset_registry
 from mmcore.run.card import INTENDED_USE, MARKER, render_card
 from mmcore.version import __version__
 from tests import train_toy as toy
@@ -19,12 +17,8 @@ from tests import train_toy as toy
 
 @pytest.fixture(autouse=True)
 def toy_plugins():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    reset_registry(toy.registry())
-    yield
-    reset_registry(None)
-    torch.set_num_threads(before)
+    with toy.process_registry():
+        yield
 
 
 @pytest.fixture

@@ -11,11 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from mmcore.cli import main
 from mmcore.errors import CheckpointError
-from mmcore.plugins.default import reset_registry
 from mmcore.run import checkpoint as ck
 from mmcore.run.lock import LOCK_FILE, RunLock
 from tests import train_toy as toy
@@ -32,12 +30,8 @@ HOLD = (
 
 @pytest.fixture(autouse=True)
 def cli_registry():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    reset_registry(toy.registry())
-    yield
-    reset_registry(None)
-    torch.set_num_threads(before)
+    with toy.process_registry():
+        yield
 
 
 @pytest.fixture

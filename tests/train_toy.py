@@ -8,10 +8,12 @@ The plugin is importable as ``tests.train_toy``; :func:`install_entry_point` wri
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +156,21 @@ class MeanFusion(mmcore.Fusion):
 spec = SPEC
 spec["fusion"] = {"name": MeanFusion, "options": {"size": 6}}
 '''
+
+
+@contextlib.contextmanager
+def process_registry() -> Iterator[None]:
+    """The toy plugins in the process-wide registry (what the CLI uses) and one torch thread,
+    both restored after."""
+    import torch
+
+    from mmcore.plugins import reset_registry
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    reset_registry(registry())
+    try:
+        yield
+    finally:
+        reset_registry(None)
+        torch.set_num_threads(before)
