@@ -13,14 +13,14 @@ import os
 import random
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mmcore.errors import CheckpointError, DataError, SpecError, TrainingError
+from mmcore.errors import CheckpointError, DataError, SpecError
 from mmcore.log import note as log_note
 from mmcore.model import MultimodalModel, build_modalities, build_model, check_encoders
 from mmcore.plugins.default import get_registry
@@ -44,14 +44,7 @@ from mmcore.run.state import capture_rng, restore_rng
 from mmcore.spec.load import load_spec, validate_spec
 from mmcore.spec.model import Spec
 from mmcore.train.callbacks import callback_manager, silent_hooks
-from mmcore.train.epoch_state import (
-    AUGMENT_SEED,
-    LOG_EVERY,
-    check_position,
-    dropout_seed,
-    flush_losses,
-    position_settings,
-)
+from mmcore.train.epoch_state import LOG_EVERY, EpochProgress, dropout_seed
 from mmcore.train.evaluation import SplitResult, autocast_context, evaluate_model, weighted_loss
 from mmcore.train.health import HealthChecks
 from mmcore.train.masking import modality_dropout
@@ -188,7 +181,7 @@ class Trainer:
         self.stopped_early = False
         self.final_metrics: dict[str, Any] = {}
         self.last_checkpoint: Path | None = None
-        self._partial: dict[str, Any] | None = None  # a mid-epoch checkpoint's epoch state
+        self.progress = EpochProgress()  # where the epoch being trained is
 
     @property
     def rank(self) -> int:
@@ -316,7 +309,7 @@ class Trainer:
 
     def _restore(self, path: Path) -> None:
         """Load a checkpoint into the model, optimizer, scheduler, scaler and RNGs; a
-        mid-epoch checkpoint's epoch state waits in ``_partial`` for :meth:`_train_epoch`."""
+        mid-epoch checkpoint's epoch state waits in :attr:`progress` for its epoch."""
         assert self.model is not None and self.optimizer is not None
         found = ck.read_checkpoint(path)
         self.strategy.load_model_state(self.model, found.model, path / ck.MODEL_FILE)
@@ -340,21 +333,19 @@ class Trainer:
         self.stopped_early = bool(state["stopped_early"])
         self.last_checkpoint = path
         before = int(state.get("world_size", 1))
-        partial = state.get("partial")
-        if partial is not None:
-            check_position(path, partial, self.epoch + 1, self.world_size, self.spec)
+        # a step checkpoint's epoch state waits in the progress for the epoch to begin
+        inside = self.progress.load_step_checkpoint(path, state, self.rank, self.world_size,
+                                                    self.spec)
         # the run may have stopped between writing the best epoch's checkpoint and copying it
-        republish = partial is None and self.best_epoch == self.epoch
+        republish = not inside and self.best_epoch == self.epoch
         self.strategy.on_main(lambda: self._after_resume(path, republish))
-        if partial is None:
+        if not inside:
             ranks = state.get("rng_ranks") or []
             restore_rng(ranks[self.rank] if len(ranks) == self.world_size else state["rng"])
             self.note(f"resumed {self.run.path} after epoch {self.epoch} (step {self.step})")
-        else:  # restored in _train_epoch, once the epoch has seeded its generators
-            self._partial = {"batch": int(partial["batch"]), **partial["ranks"][self.rank],
-                             "rng": state["rng_ranks"][self.rank]}
+        else:
             self.note(f"resumed {self.run.path} in epoch {self.epoch + 1} after "
-                      f"{self._partial['batch']} of its batches (step {self.step})")
+                      f"{self.progress.resume_batch} of its batches (step {self.step})")
         if before != self.world_size:
             self.note(f"the run was trained on {before} process(es) so far, now on "
                       f"{self.world_size}: the global batch (train.batch_size) is unchanged")
@@ -478,98 +469,84 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training split (the rest of it, resuming a mid-epoch
         checkpoint); returns row-averaged losses."""
-        model, optimizer, scaler = self.model, self.optimizer, self.scaler
+        model, optimizer, progress = self.model, self.optimizer, self.progress
         assert model is not None and optimizer is not None
         train = self.spec.train
         self._apply_freezing(epoch)
-        partial, self._partial = self._partial, None
-        start = partial["batch"] if partial is not None else 0
-        loader = self._loader(TRAIN, shuffle=True, epoch=epoch, start_batch=start)
-        try:
-            num_batches = start + len(loader)
-        except TypeError:
-            num_batches = math.ceil(self.data.num_rows(TRAIN) / train.batch_size)
-        seed = self.strategy.seed_epoch(dropout_seed(train.seed, epoch))
-        generator = torch.Generator().manual_seed(seed)
-        # augmentation draws from its own stream, so declaring it leaves dropout's draws alone
-        augment_generator = torch.Generator().manual_seed(seed ^ AUGMENT_SEED)
-        sums = torch.zeros(len(model.heads) + 1, device=self.device)
-        bad_batch = torch.full((), -1, dtype=torch.long, device=self.device)
-        rows = 0
-        # starting the loader draws its base seed from torch's generator: before restoring it
-        batches = iter(loader)
-        if self.data.streaming:  # streamed shards may differ in length
-            batches = self.strategy.together(batches)
-        if partial is not None:  # where the mid-epoch checkpoint left this process
-            generator.set_state(partial["dropout_rng"])
-            augment_generator.set_state(partial["augment_rng"])
-            sums, rows = partial["sums"].to(self.device), int(partial["rows"])
-            restore_rng(partial["rng"])
+        batches, total = self._epoch_batches(epoch, progress.resume_batch)
+        progress.begin(epoch, total=total, heads=len(model.heads), step=self.step,
+                       seed=self.strategy.seed_epoch(dropout_seed(train.seed, epoch)),
+                       accumulate=train.accumulate, device=self.device)
         params = [p for p in model.parameters() if p.requires_grad]
-        start_step, seen = self.step, start
-        # per-batch losses stay on the device and are summed every LOG_EVERY batches
-        pending: list[torch.Tensor] = []
-        counts: list[int] = []
-        accumulate, every = train.accumulate, train.checkpoint_every
-        net = self.net
-        assert net is not None
         model.train()
         optimizer.zero_grad(set_to_none=True)
         bar = tqdm(
-            batches, total=num_batches, initial=start, desc=f"epoch {epoch}", unit="batch",
+            batches, total=total, initial=progress.start, desc=f"epoch {epoch}", unit="batch",
             leave=False, disable=not self.show_progress, file=sys.stderr, dynamic_ncols=True,
         )
-        modalities = self.data.modalities
-        on_device = self.device.type != "cpu"
-        for i, batch in enumerate(bar, start=start):
-            inputs = {k: modalities[k].augment(v, augment_generator)
-                      for k, v in batch.inputs.items()}
-            if train.modality_dropout > 0:
-                inputs = modality_dropout(inputs, train.modality_dropout, generator)
-            targets = batch.targets
-            if on_device:  # batches are built on the CPU
-                inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
-                targets = {k: v.to(self.device, non_blocking=True) for k, v in targets.items()}
-            ends_window = (i + 1) % accumulate == 0 or i + 1 == num_batches
-            # gradients are exchanged only on the batch that ends an accumulation window
-            with self.strategy.sync_gradients(net, ends_window):
-                with autocast_context(self.device, train.precision):
-                    outputs = net(inputs)
-                total, losses = weighted_loss(model, outputs, targets, self.weights)
-                if train.modality_loss > 0:
-                    total = total + train.modality_loss * alone_loss(
-                        self._forward, model, inputs, targets, self.weights).to(total.device)
-                window_start = (i // accumulate) * accumulate
-                window = min(accumulate, num_batches - window_start) if num_batches > i else 1
-                scaled = total / window
-                (scaler.scale(scaled) if scaler is not None else scaled).backward()
-            n = len(batch)
-            pending.append(torch.stack([total, *losses]).detach())
-            counts.append(n)
-            rows += n
-            seen = i + 1
-            if ends_window:
-                self._optimizer_step(params)
-            if (i + 1) % LOG_EVERY == 0:
-                sums, bad_batch = flush_losses(pending, counts, i + 1, sums, bad_batch)
-                self._check_finite(bad_batch, epoch, num_batches, start, start_step)
+        for batch in bar:
+            stepped = self._train_step(batch, progress, params)
+            if progress.batch % LOG_EVERY == 0:
+                progress.flush(self.last_checkpoint)
                 if self.show_progress:
-                    bar.set_postfix(loss=f"{(sums[0] / rows).item():.4f}")
-            if every and ends_window and self.step % every == 0 and i + 1 < num_batches:
-                sums, bad_batch = flush_losses(pending, counts, i + 1, sums, bad_batch)
-                self._check_finite(bad_batch, epoch, num_batches, start, start_step)
-                self._save_checkpoint(epoch, batch=i + 1, partial={
-                    "sums": sums.cpu(), "rows": rows, "dropout_rng": generator.get_state(),
-                    "augment_rng": augment_generator.get_state(),
-                })
+                    bar.set_postfix(loss=f"{progress.running_loss():.4f}")
+            if stepped and self._step_checkpoint_due(progress):
+                progress.flush(self.last_checkpoint)
+                self._save_checkpoint(epoch, progress)
         bar.close()
-        sums, bad_batch = flush_losses(pending, counts, seen, sums, bad_batch)
-        self._check_finite(bad_batch, epoch, num_batches, start, start_step)
-        sums, rows = self.strategy.sum_rows(sums, rows)  # over every process's rows
-        means = (sums / max(rows, 1)).tolist()
-        out = {"loss": means[0]}
-        out.update({f"{name}.loss": v for name, v in zip(model.heads, means[1:], strict=True)})
-        return out
+        progress.flush(self.last_checkpoint)
+        return progress.means(list(model.heads), self.strategy.sum_rows)
+
+    def _epoch_batches(self, epoch: int, start: int) -> tuple[Iterator[Any], int]:
+        """This process's batches of the training split in ``epoch`` from batch ``start``,
+        and how many batches the epoch has."""
+        loader = self._loader(TRAIN, shuffle=True, epoch=epoch, start_batch=start)
+        try:
+            total = start + len(loader)
+        except TypeError:
+            total = math.ceil(self.data.num_rows(TRAIN) / self.spec.train.batch_size)
+        # starting the loader draws its base seed from torch's generator: before a resumed
+        # epoch restores it (EpochProgress.begin)
+        batches = iter(loader)
+        if self.data.streaming:  # streamed shards may differ in length
+            batches = self.strategy.together(batches)
+        return batches, total
+
+    def _train_step(self, batch: Any, progress: EpochProgress,
+                    params: list[torch.nn.Parameter]) -> bool:
+        """Forward and backward one batch, count its losses in ``progress`` and, when it
+        ends an accumulation window (gradients are exchanged only then), step the optimizer
+        on ``params``; returns whether it stepped."""
+        model, net, scaler, train = self.model, self.net, self.scaler, self.spec.train
+        assert model is not None and net is not None
+        inputs = {k: self.data.modalities[k].augment(v, progress.augment)
+                  for k, v in batch.inputs.items()}
+        if train.modality_dropout > 0:
+            inputs = modality_dropout(inputs, train.modality_dropout, progress.dropout)
+        targets = batch.targets
+        if self.device.type != "cpu":  # batches are built on the CPU
+            inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
+            targets = {k: v.to(self.device, non_blocking=True) for k, v in targets.items()}
+        ends_window, window = progress.window()
+        with self.strategy.sync_gradients(net, ends_window):
+            total, losses = weighted_loss(model, self._forward(inputs), targets, self.weights)
+            if train.modality_loss > 0:
+                total = total + train.modality_loss * alone_loss(
+                    self._forward, model, inputs, targets, self.weights).to(total.device)
+            scaled = total / window
+            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+        progress.add(torch.stack([total, *losses]).detach(), len(batch))
+        if ends_window:
+            self._optimizer_step(params)
+        return ends_window
+
+    def _step_checkpoint_due(self, progress: EpochProgress) -> bool:
+        """Whether the optimizer step just taken is one of ``train.checkpoint_every``'s,
+        inside the epoch (its end has its own checkpoint)."""
+        every = self.spec.train.checkpoint_every
+        if not every:
+            return False
+        return self.step % every == 0 and progress.batch < progress.total
 
     def _apply_freezing(self, epoch: int) -> None:
         """Freeze and unfreeze the encoders as ``freeze``/``unfreeze_at`` say for ``epoch``;
@@ -602,22 +579,6 @@ class Trainer:
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
         self.step += 1
-
-    def _check_finite(self, bad_batch: torch.Tensor, epoch: int, batches: int, start: int,
-                      start_step: int) -> None:
-        """:class:`TrainingError` if a batch's loss was not finite (``bad_batch`` >= 0);
-        the epoch went from batch ``start`` at optimizer step ``start_step``."""
-        index = int(bad_batch.item())
-        if index < 0:
-            return
-        step = start_step + (index - start) // self.spec.train.accumulate + 1
-        last = self.last_checkpoint or "none (no epoch finished yet)"
-        raise TrainingError(
-            f"non-finite loss (nan or inf) at epoch {epoch}, batch {index + 1}/{batches} "
-            f"(optimizer step {step}); training stopped. The last good checkpoint is {last}. "
-            "Try a lower train.lr, train.grad_clip, precision '32', or look for extreme "
-            "values in the data."
-        )
 
     def _evaluate(self, split: str, transform: Transform | None = None) -> SplitResult:
         """Figures over the whole split (every process evaluates its shard)."""
@@ -663,15 +624,15 @@ class Trainer:
                       f"improved for {self.bad_epochs} epochs (best: epoch {self.best_epoch})")
         return record
 
-    def _save_checkpoint(self, epoch: int, batch: int | None = None,
-                         partial: dict[str, Any] | None = None) -> Path:
-        """Write the checkpoint of the end of ``epoch`` or, with ``batch``, of its first
-        ``batch`` batches, whose per-process state (loss sums, generators, RNGs) is
-        ``partial``. Every process calls it; the main process writes."""
+    def _save_checkpoint(self, epoch: int, progress: EpochProgress | None = None) -> Path:
+        """Write the checkpoint of the end of ``epoch`` or, with ``progress``, of its
+        batches so far (a step checkpoint). Every process calls it; the main process
+        writes."""
         assert self.model is not None and self.optimizer is not None
         assert self.monitor is not None
         tensors = self.strategy.model_state(self.model)
         optimizer = self.strategy.optimizer_state(self.model, self.optimizer)
+        batch = progress.batch if progress is not None else None
         state = {
             "epoch": epoch if batch is None else epoch - 1,  # finished epochs
             "step": self.step,
@@ -690,10 +651,8 @@ class Trainer:
         }
         # every process's own random states: a resume on as many processes restores each
         state["rng_ranks"] = self.strategy.gather(capture_rng())
-        if partial is not None:
-            ranks = self.strategy.gather(partial)
-            state["partial"] = {"batch": batch, "ranks": ranks,
-                                "settings": position_settings(self.spec)}
+        if progress is not None:
+            state["partial"] = progress.step_checkpoint(self.strategy.gather, self.spec)
 
         def write() -> Path:
             path = ck.write_checkpoint(self.run.checkpoints, epoch, tensors, state, batch=batch)
