@@ -53,6 +53,7 @@ from mmcore.train.optim import build_optimizer, build_scheduler, frozen_encoders
 from mmcore.train.parallel import select_strategy
 from mmcore.train.progress import NAME as EPOCH_LOG
 from mmcore.train.progress import EpochLog, bars_render, tqdm
+from mmcore.train.records import publish_best, record_epoch, write_history
 from mmcore.train.report import Transform, modality_report
 from mmcore.train.settings import (
     TEST,
@@ -360,9 +361,9 @@ class Trainer:
         return hooks
 
     def _after_resume(self, path: Path, republish: bool) -> None:
-        self._write_metrics_jsonl()
+        write_history(self.run, self.history)
         if republish:
-            self._publish_best(path)
+            publish_best(self.run, path, self._best_info(path))
 
     # -- the run --------------------------------------------------------------------------
     def _setup_main(self, modalities: dict[str, Any], resume_from: Path | None) -> Spec:
@@ -656,7 +657,7 @@ class Trainer:
 
         def write() -> Path:
             path = ck.write_checkpoint(self.run.checkpoints, epoch, tensors, state, batch=batch)
-            if batch is not None:  # epoch ends prune after publishing the best (_after_epoch)
+            if batch is not None:  # epoch ends prune after publishing the best (record_epoch)
                 ck.prune_checkpoints(self.run.checkpoints, ck.KEEP_LAST)
                 self.hooks.hook.on_checkpoint_saved(trainer=self, path=path)
             return path
@@ -667,23 +668,18 @@ class Trainer:
         return path
 
     def _after_epoch(self, path: Path, improved: bool, record: dict[str, Any]) -> None:
-        """The main process's writes after an epoch's checkpoint: best weights, pruning,
-        metrics.jsonl, health checks, then the callbacks."""
-        if improved:
-            self._publish_best(path)
-        ck.prune_checkpoints(self.run.checkpoints, ck.KEEP_LAST)
-        self._write_metrics_jsonl()
+        """The main process's writes after an epoch's checkpoint: the run's records (best
+        weights, pruning, metrics.jsonl), health checks, then the callbacks."""
+        record_epoch(self.run, path, self.history, self._best_info(path) if improved else None)
         self.health.after_epoch(self)
         self.hooks.hook.on_checkpoint_saved(trainer=self, path=path)
         self.hooks.hook.on_epoch_end(trainer=self, epoch=record["epoch"], metrics=dict(record))
 
-    def _publish_best(self, checkpoint: Path) -> None:
-        """Copy a checkpoint's weights to ``best/`` and the run's ``model.safetensors``."""
+    def _best_info(self, checkpoint: Path) -> dict[str, Any]:
+        """``best/best.json`` for the best epoch so far, whose checkpoint is ``checkpoint``."""
         assert self.monitor is not None
-        info = {"epoch": self.best_epoch, "monitor": self.monitor.name,
+        return {"epoch": self.best_epoch, "monitor": self.monitor.name,
                 "value": self.best_value, "checkpoint": checkpoint.name}
-        ck.copy_dir_atomic(checkpoint, self.run.best, [ck.MODEL_FILE], {ck.BEST_INFO: info})
-        ck.atomic_copy(checkpoint / ck.MODEL_FILE, self.run.model)
 
     def _modality_report(self, results: Mapping[str, SplitResult]) -> None:
         """What each modality contributes, on the test split (else validation), written to
@@ -718,12 +714,6 @@ class Trainer:
         """The (wrapped) model's outputs under the run's precision."""
         with autocast_context(self.device, self.spec.train.precision):
             return self.net(inputs)  # type: ignore[misc]
-
-    def _write_metrics_jsonl(self) -> None:
-        import json
-
-        text = "".join(json.dumps(record) + "\n" for record in self.history)
-        ck.atomic_write_text(self.run.metrics_jsonl, text)
 
     def _finish(self) -> dict[str, Any]:
         """Evaluate the best weights on validation and test (``train.final_test``); write
