@@ -86,6 +86,19 @@ class Modality(Generic[OptionsT]):
         """:meth:`preprocess` with the row's context; default: ignores the context."""
         return self.preprocess(value)
 
+    # -- transductive adaptation ------------------------------------------------------------
+    def adapts(self) -> bool:
+        """Whether :meth:`adapt` reads the rows about to be preprocessed. Default: no."""
+        return False
+
+    def adapt(self, values: Sequence[Any], contexts: Sequence[Mapping[str, Any]]) -> None:
+        """State from the unlabelled rows about to be preprocessed together (a validation or
+        test split, a file to evaluate, the rows of one predict call), e.g. statistics of a
+        signer the training split lacks. Called only when :meth:`adapts`, after ``fit`` /
+        ``load_state``, with the present values and their :meth:`context_columns`; values
+        ``preprocess`` would reject may be among them (skip them). Each call replaces what
+        the previous one adapted; nothing of it is saved with the run. Default: nothing."""
+
     # -- fitted state -------------------------------------------------------------------
     def fit(self, values: Sequence[Any]) -> None:
         """Fit preprocessing state on the training split's raw values (present ones only).

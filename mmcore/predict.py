@@ -7,6 +7,7 @@ from ``spec.json``, restores each modality's fitted state and loads the best wei
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from mmcore.modality import Modality
 from mmcore.model import MultimodalModel, build_modalities, build_model
 from mmcore.plugins.default import get_registry
 from mmcore.plugins.registry import Registry
+from mmcore.rows import adapt_to_given_rows
 from mmcore.run.checkpoint import atomic_write_json, load_weights, read_json
 from mmcore.run.layout import (
     MODALITY_REPORT,
@@ -168,6 +170,8 @@ class Predictor:
         rows = list(rows)
         if not rows:
             return []
+        with self._rooted(root):  # every process adapts to every row, as one call would
+            adapt_to_given_rows(self.modalities, rows)
         share = math.ceil(len(rows) / self.strategy.world_size)
         first = self.strategy.rank * share
         batches: Iterable[Batch] = self._batches(rows[first:first + share], first, batch_size,
@@ -193,14 +197,20 @@ class Predictor:
         """``rows`` collated in batches (relative paths under ``root``), numbered from
         ``first`` in error messages."""
         dm = self._data_module(setup=False)
+        with self._rooted(root):
+            for start in range(0, len(rows), batch_size):
+                chunk = [dict(r) for r in rows[start:start + batch_size]]
+                yield dm.batch_from_rows(chunk, first_row=first + start)
+
+    @contextlib.contextmanager
+    def _rooted(self, root: str | Path | None) -> Iterator[None]:
+        """Relative file paths resolve against ``root`` for the duration (when given)."""
         roots = {name: m.root for name, m in self.modalities.items()}
         try:
             if root is not None:
                 for modality in self.modalities.values():
                     modality.root = Path(root)
-            for start in range(0, len(rows), batch_size):
-                chunk = [dict(r) for r in rows[start:start + batch_size]]
-                yield dm.batch_from_rows(chunk, first_row=first + start)
+            yield
         finally:
             for name, modality in self.modalities.items():
                 modality.root = roots[name]

@@ -48,6 +48,44 @@ def value_is_missing(modality: Modality, value: Any, columns: Sequence[str]) -> 
     return modality.is_missing(value)
 
 
+def adapt_to_rows(
+    modalities: Mapping[str, Modality],
+    columns: Mapping[str, Sequence[str]],
+    table: Mapping[str, Sequence[Any]],
+) -> None:
+    """:meth:`Modality.adapt` of every modality that :meth:`~Modality.adapts`, on the present
+    values of ``table`` (column -> values of the rows about to be preprocessed together)."""
+    for name, modality in modalities.items():
+        if not modality.adapts():
+            continue
+        cols, context = columns[name], modality.context_columns()
+        n = len(table[cols[0]]) if cols[0] in table else 0
+        present = [i for i in range(n)
+                   if not value_is_missing(modality, modality_value(table, cols, i), cols)]
+        modality.adapt([modality_value(table, cols, i) for i in present],
+                       [row_context(table, context, i) for i in present])
+
+
+def adapt_to_given_rows(
+    modalities: Mapping[str, Modality], rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """:func:`adapt_to_rows` on raw rows (column -> value; a column left out is missing)."""
+    if any(m.adapts() for m in modalities.values()):
+        adapt_to_rows(modalities, *_columns_table(modalities, rows))
+
+
+def _columns_table(
+    modalities: Mapping[str, Modality], rows: Sequence[Mapping[str, Any]]
+) -> tuple[dict[str, list[str]], dict[str, list[Any]]]:
+    """Each modality's columns, and column -> the rows' values of every column read."""
+    columns = {name: m.columns or [name] for name, m in modalities.items()}
+    table: dict[str, list[Any]] = {}
+    for name, modality in modalities.items():
+        for c in [*columns[name], *modality.context_columns()]:
+            table.setdefault(c, [row.get(c) for row in rows])
+    return columns, table
+
+
 def check_array(arr: Any, modality: Modality, name: str) -> np.ndarray:
     """``arr`` if it is a numeric numpy array; else a ``TypeError`` naming the plugin (a
     plugin bug, not bad input)."""
@@ -79,11 +117,7 @@ def collate_rows(
     of a longer request)."""
     if not rows:
         raise DataError("no rows given")
-    columns = {name: m.columns or [name] for name, m in modalities.items()}
-    table: dict[str, list[Any]] = {}
-    for name, modality in modalities.items():
-        for c in [*columns[name], *modality.context_columns()]:
-            table.setdefault(c, [row.get(c) for row in rows])
+    columns, table = _columns_table(modalities, rows)
     arrays: dict[str, list[np.ndarray | None]] = {name: [None] * len(rows) for name in modalities}
     for i in range(len(rows)):
         missing = []  # a bad value outranks a missing one, as in the data layer's report

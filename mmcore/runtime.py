@@ -32,7 +32,7 @@ from mmcore.modality import Modality
 from mmcore.plugins.default import get_registry
 from mmcore.plugins.registry import Registry
 from mmcore.plugins.versions import check_plugin_versions
-from mmcore.rows import collate_rows
+from mmcore.rows import adapt_to_given_rows, collate_rows
 from mmcore.spec.options import implementation_model, keyword_arguments, validated
 from mmcore.version import DISTRIBUTION, with_core_distribution
 
@@ -157,6 +157,7 @@ class Runtime:
         out: list[dict[str, Any]] = []
         for modality in self.modalities.values():
             modality.root = Path(root) if root is not None else None
+        adapt_to_given_rows(self.modalities, rows)
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
             inputs = collate_rows(self.modalities, chunk, allow_missing=self.allow_missing,

@@ -51,6 +51,7 @@ from mmcore.head import Head
 from mmcore.modality import Modality
 from mmcore.plugins.default import get_registry
 from mmcore.plugins.registry import Registry
+from mmcore.rows import adapt_to_rows
 from mmcore.spec.model import Spec
 
 #: Rows per ``Dataset.map`` batch and per Arrow record batch written: small enough that a
@@ -156,6 +157,7 @@ class DataModule:
                 self.head_options = {n: dict(h.options) for n, h in self.spec.heads.items()}
             self.splits = list(splits)
             if self.streaming:
+                self._refuse_adapting()
                 self._streams = splits
                 return
             for name, split in splits.items():
@@ -642,6 +644,8 @@ class DataModule:
         cache_root = src.default_cache_root(self.spec)
         cache_root.mkdir(parents=True, exist_ok=True)
         with self._rooted(source.root):
+            if name != "train":  # the train split's groups are fitted
+                self._adapt(dataset)
             processor = self.processor(name, source, targets)
             key = cache_key(
                 dataset._fingerprint, self.modalities, self.columns, targets, self._versions()
@@ -660,6 +664,25 @@ class DataModule:
                 desc=f"mmcore: preprocessing {name}",
             )
         return self._drop_bad_rows(name, source, table)
+
+    def _adapt(self, dataset: Any) -> None:
+        """Modalities that adapt to the rows they preprocess together
+        (``standardize(new_groups="own")``) read the split's inputs first."""
+        adapting = {n: m for n, m in self.modalities.items() if m.adapts()}
+        if adapting:
+            read = {c for n, m in adapting.items() for c in [*self.columns[n],
+                                                              *m.context_columns()]}
+            table = dataset.select_columns(sorted(read & set(dataset.column_names))).to_dict()
+            adapt_to_rows(adapting, self.columns, table)
+
+    def _refuse_adapting(self) -> None:
+        for name, modality in self.modalities.items():
+            if modality.adapts():
+                raise DataError(
+                    f"modalities.{name}: standardize(new_groups='own') reads every row of a "
+                    "split before the first is standardised, which data.streaming=True cannot "
+                    "do; set new_groups='training' or stream no data"
+                )
 
     def _drop_bad_rows(
         self, name: str, source: SplitSource, table: datasets.Dataset

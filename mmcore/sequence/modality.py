@@ -149,6 +149,23 @@ class SequenceModality(Modality[OptionsT]):
         if self.options.encoder == "minirocket":
             self.fit_minirocket(values, contexts)
 
+    def adapts(self) -> bool:
+        return self.pipeline.adapts
+
+    def adapt(self, values: Sequence[Any], contexts: Sequence[Mapping[str, Any]]) -> None:
+        """Statistics of new groups from their own rows (``standardize(new_groups="own")``);
+        values that cannot be read are left out (preprocessing reports them)."""
+
+        def arrays():
+            for value, context in zip(values, contexts, strict=True):
+                try:
+                    arr = self.read(value)
+                except ValueError:
+                    continue
+                yield arr.reshape(arr.shape[0], -1), context
+
+        self.pipeline.adapt(arrays)
+
     def fit_minirocket(
         self, values: Sequence[Any], contexts: Sequence[Mapping[str, Any]] | None = None
     ) -> None:

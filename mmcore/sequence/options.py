@@ -102,20 +102,32 @@ class Standardize(_Step):
     fitted). A channel with no spread is only centred.
 
     ``by``: a data column (signer, session, device): statistics are fitted per value of that
-    column on the training split, and a row is standardised with its group's numbers; a group
-    the training split does not have (a new signer), or a row without the column, uses the
-    statistics of the whole training split.
+    column on the training split, and a row is standardised with its group's numbers. A row
+    without the column uses the statistics of the whole training split, and so does a group
+    the training split does not have (a new signer) unless ``new_groups="own"``.
+
+    ``new_groups="own"`` (transductive adaptation): a group the training split does not have
+    is standardised with the statistics of its own rows among the rows preprocessed together
+    (the validation or test split, the file given to ``mmcore evaluate``/``predict``, the
+    rows of one ``predict``/serve call). Only inputs are read, never targets. Send a new
+    group's rows together: statistics of a handful of rows are noisy.
     """
 
     op: Literal["standardize"] = "standardize"
     method: Literal["standard", "robust"] = "standard"
     scope: Literal["dataset", "sequence"] = "dataset"
     by: str | None = Field(None, description="a column: fit and apply per group")
+    new_groups: Literal["training", "own"] = Field(
+        "training", description="a group the training split lacks: 'training' uses the whole "
+        "training split's statistics, 'own' the statistics of its own rows (transductive)"
+    )
 
     @model_validator(mode="after")
     def _by_needs_dataset(self) -> Standardize:
         if self.by is not None and self.scope != "dataset":
             raise ValueError("standardize: 'by' applies to scope='dataset' only")
+        if self.new_groups == "own" and self.by is None:
+            raise ValueError("standardize: new_groups='own' needs 'by' (the group column)")
         return self
 
 

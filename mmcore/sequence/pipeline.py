@@ -57,6 +57,9 @@ class SequencePipeline:
         self.channel_names = list(channel_names) if channel_names is not None else None
         self._select = [self._indices(i, s) for i, s in enumerate(self.transforms)]
         self.stats: list[tf.ChannelStats | None] = [None] * len(self.transforms)
+        #: per step, the statistics of groups the training split lacks, from :meth:`adapt`
+        #: (``standardize(new_groups="own")``); never saved with the run
+        self.adapted: list[dict[str, tf.ChannelStats]] = [{} for _ in self.transforms]
         self.median_length: int | None = None
 
     @property
@@ -99,6 +102,7 @@ class SequencePipeline:
         (:attr:`median_length`), which encoders use to pick how much to shorten a sequence.
         """
         self.stats = [None] * len(self.transforms)
+        self.adapted = [{} for _ in self.transforms]
         shapes: list[tuple[int, int]] = []  # each input's (steps, channels), read in pass 1
         for i, step in enumerate(self.transforms):
             if not _fitted(step):
@@ -123,6 +127,39 @@ class SequencePipeline:
         if not self.needs_fit:
             shapes = [(arr.shape[0], arr.shape[1]) for arr in arrays()]
         self.median_length = self._median_output_length(shapes)
+
+    @property
+    def adapts(self) -> bool:
+        """Whether a step standardises new groups with their own rows' statistics."""
+        return any(_adapting(s) for s in self.transforms)
+
+    def adapt(
+        self,
+        arrays: Callable[[], Iterable[tuple[np.ndarray, Mapping[str, Any]]]],
+        groups: set[str] | None = None,
+    ) -> None:
+        """Statistics of each group the training split lacks, from its own rows, for every
+        ``standardize(by=..., new_groups="own")`` step (transductive adaptation).
+
+        ``arrays`` returns a fresh iterable of ``(raw [T, C] array, the row's context
+        columns)`` for the rows about to be transformed; the statistics replace those of the
+        previous call. ``groups`` restricts them to these group keys (default: every key the
+        training statistics lack). Call after :meth:`fit` / ``load_state``."""
+        if not self.fitted:
+            raise RuntimeError("adapt() needs the fitted statistics: fit() or load_state first")
+        self.adapted = [{} for _ in self.transforms]
+        for i, step in enumerate(self.transforms):
+            if not _adapting(step):
+                continue
+            known = self.stats[i].groups or {}  # type: ignore[union-attr]
+            accumulators: dict[str, tf.StatsAccumulator] = {}
+            for arr, context in arrays():
+                key = group_key(context.get(step.by))  # type: ignore[union-attr]
+                if key is None or key in known or (groups is not None and key not in groups):
+                    continue
+                x = self._run(arr, stop=i, context=context)
+                accumulators.setdefault(key, tf.StatsAccumulator(step.method)).add(x)  # type: ignore[union-attr]
+            self.adapted[i] = {k: a.result() for k, a in sorted(accumulators.items())}
 
     def _median_output_length(self, shapes: Sequence[tuple[int, int]]) -> int | None:
         """The median transformed length, from the inputs' shapes alone: the steps' output
@@ -176,7 +213,9 @@ class SequencePipeline:
             stats = self.stats[i]
             assert stats is not None
             if step.by is not None:
-                stats = stats.for_group(group_key(context.get(step.by)))
+                key = group_key(context.get(step.by))
+                stats = self.adapted[i].get(key, stats) if key is not None else stats
+                stats = stats.for_group(key)
             return stats.apply(x)
         if isinstance(step, Diff):
             return tf.differences(x, step.order, step.append)
@@ -211,7 +250,11 @@ class SequencePipeline:
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state`'s output; the declared steps must match this pipeline's."""
         declared = [s.model_dump() for s in self.transforms]
-        if state.get("transforms") != declared:
+        try:  # saved before a step gained an option: its default fills in
+            saved = [s.model_dump() for s in parse_transforms(state.get("transforms"))]
+        except ValueError:
+            saved = state.get("transforms")
+        if saved != declared:
             raise ValueError(
                 "the saved transforms differ from the declared ones: saved "
                 f"{state.get('transforms')!r}, declared {declared!r}"
@@ -236,6 +279,7 @@ class SequencePipeline:
         if length is not None and not (isinstance(length, int) and length > 0):
             raise ValueError(f"median_length must be a positive int, got {length!r}")
         self.stats, self.median_length = stats, length
+        self.adapted = [{} for _ in self.transforms]
 
     # -- helpers ------------------------------------------------------------------------
     def _indices(self, i: int, step: Transform) -> list[int] | None:
@@ -293,6 +337,10 @@ def _parse_stats(entry: Any, where: str) -> tf.ChannelStats:
     if centre.ndim != 1 or centre.shape != scale.shape or not (scale > 0).all():
         raise ValueError(f"{where}: centre and scale must be equal-length, scale > 0")
     return tf.ChannelStats(centre, scale)
+
+
+def _adapting(step: Transform) -> bool:
+    return isinstance(step, Standardize) and step.new_groups == "own"
 
 
 def _fitted(step: Transform) -> bool:
