@@ -58,6 +58,14 @@ def downsample_mask(mask: Tensor, stride: int) -> Tensor:
     return torch.arange(out_len, device=mask.device)[None, :] < new_lengths[:, None]
 
 
+def compute_dtype(x: Tensor) -> torch.dtype:
+    """The dtype the convolutions will compute ``x`` in: autocast's where it is on, so a
+    float mask made once per level matches every block's activations."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
+
+
 class ResidualBlock(nn.Module):
     """LayerNorm -> conv (dilated or strided) -> GELU -> dropout -> conv, plus a residual
     (a strided 1x1 convolution where the shape changes). Channels-last in and out.
@@ -84,18 +92,30 @@ class ResidualBlock(nn.Module):
         self.skip = nn.Conv1d(in_ch, out_ch, 1) if stride != 1 or in_ch != out_ch else None
         self.stride = stride
 
-    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        keep = mask.unsqueeze(-1).to(x.dtype)
-        h = (self.norm(x) * keep).transpose(1, 2)
-        h = self.drop(nn.functional.gelu(self.conv1(h)))
-        out_mask = downsample_mask(mask, self.stride) if self.stride != 1 else mask
-        out_keep = out_mask.unsqueeze(1).to(h.dtype)
-        h = self.conv2(h[..., : out_mask.shape[1]] * out_keep)
-        skip = (x * keep).transpose(1, 2)[..., :: self.stride]
+    def forward(self, x: Tensor, keep: Tensor | None, out_keep: Tensor | None) -> Tensor:
+        """``x [B, T, in_ch]``, zero at padded steps -> ``[B, T', out_ch]`` (``T' =
+        ceil(T / stride)``), zero at padded steps.
+
+        ``keep [B, 1, T]`` and ``out_keep [B, 1, T']`` are the step masks before and after the
+        block in ``x``'s dtype; ``None`` for both when every step is real, and then the block
+        does no mask arithmetic at all.
+        """
+        h = self.norm(x)
+        if keep is not None:  # LayerNorm turns a zero step into its bias: zero it again
+            h = h * keep.transpose(1, 2)
+        h = self.drop(nn.functional.gelu(self.conv1(h.transpose(1, 2))))
+        length = h.shape[-1] if out_keep is None else out_keep.shape[-1]
+        h = h[..., :length]
+        if out_keep is not None:  # conv1 reaches from real steps into the padding
+            h = h * out_keep
+        h = self.conv2(h)[..., :length]
+        skip = x.transpose(1, 2)[..., :: self.stride]  # x is zero at padded steps already
         if self.skip is not None:
             skip = self.skip(skip)
-        y = (h[..., : out_mask.shape[1]] + skip[..., : out_mask.shape[1]]) * out_keep
-        return y.transpose(1, 2), out_mask
+        y = h + skip[..., :length]
+        if out_keep is not None:  # conv2 reaches into the padding too
+            y = y * out_keep
+        return y.transpose(1, 2)
 
 
 class TemporalConvNet(nn.Module):
@@ -123,9 +143,24 @@ class TemporalConvNet(nn.Module):
         self.blocks = nn.ModuleList(layers)
         self.output_size = size
 
-    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """``x [B, T, C]`` (zero at padded steps) and ``mask [B, T]`` -> the last block's
+        output and its mask. ``mask=None`` means every step is real: no mask is made or
+        applied anywhere (the output mask is ``None`` too). Otherwise each downsampling level's
+        mask is made once and shared by the blocks that use it."""
+        if mask is None:
+            for block in self.blocks:
+                x = block(x, None, None)
+            return x, None
+        dtype = compute_dtype(x)
+        keep = mask.unsqueeze(1).to(dtype)
         for block in self.blocks:
-            x, mask = block(x, mask)
+            out_mask, out_keep = mask, keep
+            if block.stride != 1:
+                out_mask = downsample_mask(mask, block.stride)
+                out_keep = out_mask.unsqueeze(1).to(dtype)
+            x = block(x, keep, out_keep)
+            mask, keep = out_mask, out_keep
         return x, mask
 
 
@@ -142,11 +177,16 @@ class ReferenceConvs(nn.Module):
         self.drop = dropout_layer(dropout)
         self.output_size = sizes[-1]
 
-    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        keep = mask.unsqueeze(1).to(x.dtype)
-        h = x.transpose(1, 2) * keep
+    def forward(self, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """``x [B, T, C]`` and ``mask [B, T]`` (``None``: every step real, nothing masked)."""
+        h = x.transpose(1, 2)
+        keep = None if mask is None else mask.unsqueeze(1).to(compute_dtype(x))
+        if keep is not None:
+            h = h * keep
         for conv in self.convs:
-            h = self.drop(torch.relu(conv(h))) * keep
+            h = self.drop(torch.relu(conv(h)))
+            if keep is not None:
+                h = h * keep
         return h.transpose(1, 2), mask
 
 
@@ -179,8 +219,12 @@ class TransformerBody(nn.Module):
         self.norm = nn.LayerNorm(size)
         self.size = size
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        """``x [B, T, C]`` and ``mask [B, T]`` -> ``[B, T, size]``, zero at padded steps;
+        ``mask=None`` (every step real) attends everywhere with no padding mask."""
         h = self.proj(x) + sinusoidal_positions(x.shape[1], self.size, x.device).to(x.dtype)
+        if mask is None:
+            return self.norm(self.encoder(h))
         empty = ~mask.any(dim=1)
         # a row with no real step would attend to nothing (NaN): let it see step 0, then zero it
         attend = mask | (empty[:, None] & (torch.arange(mask.shape[1], device=mask.device) == 0))
@@ -251,7 +295,9 @@ class SequenceEncoder(Encoder):
 
     def forward(self, batch: ModalityBatch) -> Features:
         x, mask = sequence_input(batch, self.input_size, "sequence encoder")
-        if not batch.is_full():  # zero padded steps (nothing to zero when none are padded)
+        if batch.is_full():  # one check per batch: nothing is padded, so nothing is masked
+            mask = None
+        else:  # zero padded steps: every layer below expects them zero
             x = x * mask.unsqueeze(-1).to(x.dtype)
         if self.front is not None:
             x, mask = self.front(x, mask)
