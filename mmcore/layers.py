@@ -8,7 +8,6 @@ from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 
 def dropout_layer(p: float) -> nn.Module:
@@ -43,13 +42,9 @@ _MASKED_RNNS = contextvars.ContextVar("mmcore_masked_rnns", default=False)
 
 @contextlib.contextmanager
 def masked_rnns() -> Iterator[None]:
-    """Within this block :func:`run_rnn` runs unidirectional RNNs on the padded batch and masks
-    the result instead of packing it: no ``pack_padded_sequence`` and no branch on the data,
-    so the graph is the same for every batch (for ``torch.export``, ONNX or ``torch.compile``).
-    Features are equal to the packed path's (tested); real steps must come first in each row,
-    as collate makes them. A bidirectional RNN runs layer by layer, its backward direction on
-    each row reversed within its length (so it starts at the row's last real step, as packing
-    makes it)."""
+    """Within this block :func:`run_rnn` takes the padded path for every batch with a mask, even
+    one whose rows are all full length: no branch on the data, so the graph is the same for
+    every batch (for ``torch.export``, ONNX or ``torch.compile``)."""
     token = _MASKED_RNNS.set(True)
     try:
         yield
@@ -119,9 +114,18 @@ def run_rnn(rnn: nn.RNNBase, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Te
     zero, ``last`` is the final hidden state of the last layer at each row's true length
     (both directions concatenated). Rows with no valid step give zeros.
 
-    Rows are packed, so padding costs nothing, unless every row is full length (then the RNN
-    runs on ``x`` as it is) or inside :func:`masked_rnns` (the RNN then runs on the padded
-    batch and the result is masked: one graph for every batch, for export).
+    Nothing is packed: ``pack_padded_sequence`` cannot change a result here, and the padded
+    runs measured 3.8-6.8x (unidirectional) and 1.6-3.9x (bidirectional) faster forward and
+    backward on CPU (one thread, an LSTM of 64, batch 32 of 25-100 steps, up to 80% padding;
+    packed sequences cannot use oneDNN's kernels). Real steps must come first in each row, as
+    collate makes them.
+    A unidirectional RNN runs over the padded batch as it is: its outputs at a row's real steps
+    do not depend on the padding after them, so they are the packed run's, and ``last`` is
+    the output at the row's last real step (the packed ``h_n``). A bidirectional RNN runs
+    layer by layer, its backward direction on each row reversed within its length (so it
+    starts at the row's last real step, as packing makes it). When every row is full length
+    the RNN runs once on ``x`` as it is (one check per batch), except inside
+    :func:`masked_rnns`.
 
     Under autocast the RNN runs in float32 on CPU (oneDNN has no bf16 LSTM/GRU kernel there);
     on CUDA it runs in the autocast dtype as usual.
@@ -129,22 +133,12 @@ def run_rnn(rnn: nn.RNNBase, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Te
     if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
         with torch.autocast("cpu", enabled=False):
             return run_rnn(rnn, x.float(), mask)
-    if mask is not None and _MASKED_RNNS.get():
-        if rnn.bidirectional:
-            return _run_masked_bidirectional(rnn, x, mask)
-        return _run_masked(rnn, x, mask)
-    if mask is None or bool(mask.all()):  # every row full length: packing changes nothing
+    if mask is None or (not _MASKED_RNNS.get() and bool(mask.all())):  # nothing to mask
         outputs, hidden = rnn(x)
         return outputs, _last_hidden(rnn, hidden)
-    lengths = mask.sum(dim=1)
-    safe = lengths.clamp_min(1).cpu()
-    packed = pack_padded_sequence(x, safe, batch_first=True, enforce_sorted=False)
-    out_packed, hidden = rnn(packed)
-    outputs, _ = pad_packed_sequence(out_packed, batch_first=True, total_length=x.shape[1])
-    valid = (lengths > 0).to(outputs.dtype)
-    outputs = outputs * mask.unsqueeze(-1).to(outputs.dtype)
-    last = _last_hidden(rnn, hidden) * valid.unsqueeze(-1)
-    return outputs, last
+    if rnn.bidirectional:
+        return _run_masked_bidirectional(rnn, x, mask)
+    return _run_masked(rnn, x, mask)
 
 
 def rnn_output(
