@@ -7,7 +7,6 @@ logged; the best epoch by ``train.monitor`` gives the run's ``model.safetensors`
 
 from __future__ import annotations
 
-import errno
 import math
 import os
 import random
@@ -54,6 +53,7 @@ from mmcore.train.parallel import select_strategy
 from mmcore.train.progress import NAME as EPOCH_LOG
 from mmcore.train.progress import EpochLog, bars_render, tqdm
 from mmcore.train.records import publish_best, record_epoch, write_history
+from mmcore.train.refused_writes import refused_writes_reported
 from mmcore.train.report import Transform, modality_report
 from mmcore.train.settings import (
     TEST,
@@ -68,15 +68,6 @@ from mmcore.train.settings import (
     set_deterministic,
 )
 from mmcore.train.strategy import Strategy
-
-#: OS errors that mean the disk or the folder refuses a write: reported in one line, not a
-#: traceback (every file is written atomically, so nothing half-written is left to trust)
-WRITE_ERRNOS = {
-    getattr(errno, name)
-    for name in ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "EFBIG", "EIO")
-    if hasattr(errno, name)  # EDQUOT is missing on Windows
-}
-
 
 #: training rows the encoders are run on once before training (see check_encoders)
 DRY_RUN_ROWS = 4
@@ -206,29 +197,11 @@ class Trainer:
         threads_before = torch.get_num_threads()
         failed = True
         try:
-            train = self.spec.train
-            local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
-            torch.set_num_threads(
-                resolve_threads(train.threads, train.num_workers, local, threads_before))
-            self.strategy.check_batch_size(train.batch_size, self.spec.source)
-            if train.modality_loss > 0 and self.strategy.world_size > 1:
-                raise SpecError(self.spec.source, [(
-                    "train.modality_loss", "runs one more forward pass per modality, which "
-                    "DDP/FSDP do not allow before the backward pass: train on one process, or "
-                    "use train.modality_dropout")])
-            self.strategy.setup(self.spec, resolve_device(train.device, self.spec.source))
-            final = self._fit()
+            with refused_writes_reported(self.run.path):
+                self._set_up_process(threads_before)
+                final = self._fit()
             failed = False
             return final
-        except OSError as exc:
-            if exc.errno not in WRITE_ERRNOS:
-                raise
-            where = exc.filename or self.run.path
-            raise CheckpointError(
-                f"training stopped: {where}: {exc.strerror or exc} "
-                f"[{errno.errorcode.get(exc.errno or 0, exc.errno)}]; the files already in "
-                f"{self.run.path} are complete (continue with --resume once fixed)"
-            ) from exc
         finally:
             self.lock.release()
             self.strategy.close(failed=failed)
@@ -250,6 +223,21 @@ class Trainer:
             log_note(message, quiet=self.quiet)
 
     # -- setup ----------------------------------------------------------------------------
+    def _set_up_process(self, threads_before: int) -> None:
+        """This process's threads, the batch-size check and the strategy's process group and
+        device."""
+        train = self.spec.train
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+        torch.set_num_threads(
+            resolve_threads(train.threads, train.num_workers, local, threads_before))
+        self.strategy.check_batch_size(train.batch_size, self.spec.source)
+        if train.modality_loss > 0 and self.strategy.world_size > 1:
+            raise SpecError(self.spec.source, [(
+                "train.modality_loss", "runs one more forward pass per modality, which "
+                "DDP/FSDP do not allow before the backward pass: train on one process, or "
+                "use train.modality_dropout")])
+        self.strategy.setup(self.spec, resolve_device(train.device, self.spec.source))
+
     def _prepare_run_folder(self) -> Path | None:
         # Only the writer (the main process, through strategy.on_main) locks, until fit()
         # returns.
