@@ -1,5 +1,7 @@
 """The ``mmcore`` command line. Each command lives in its own module with ``add_parser`` and
-``run``; modules import torch only inside ``run`` so ``mmcore plugins`` stays quick."""
+``run``; modules import torch only inside ``run``, and a command line that names its command
+imports that command's module alone (another's parser may import heavy modules, as ``serve``'s
+reads its limits from :mod:`mmcore.serve`), so ``mmcore plugins`` stays quick."""
 
 from __future__ import annotations
 
@@ -45,7 +47,21 @@ class _CommandParser(argparse.ArgumentParser):
         return namespace, [e for e in extras if e not in late]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names (its first word that is not an option, when that is a
+    command), else ``None``. The top-level options take no values, so no option's value can be
+    mistaken for the command."""
+    for word in argv:
+        if word == "--":
+            return None
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
+def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``mmcore`` parser with the sub-parsers of ``commands`` (default: all of them; a
+    command left out is refused as unknown, so pass all for ``--help`` and for errors)."""
     parser = argparse.ArgumentParser(
         prog="mmcore", description="Multimodal deep learning on PyTorch."
     )
@@ -55,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
     for name, module_name in COMMANDS.items():
+        if commands is not None and name not in commands:
+            continue
         try:
             module = importlib.import_module(f"mmcore.cli.{module_name}")
         except ModuleNotFoundError as exc:
@@ -74,8 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     lifeline.arm()  # a rank of `--nproc N` dies with its launcher
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    command = command_of(words)
+    parser = build_parser(None if command is None else [command])
+    args = parser.parse_args(words)
     if args.command is None:
         parser.print_help()
         return EXIT_USER_ERROR
