@@ -68,3 +68,10 @@ def register_callbacks(register):
         None,
         "TensorBoard event files in <run>/tensorboard (needs mmcore-torch[tensorboard])",
     )
+    t = "mmcore.train.trackers"
+    register("mlflow", f"{t}.mlflow:MLflowTracker", None,
+             "spec, per-epoch metrics and run files to MLflow (MLFLOW_TRACKING_URI; needs "
+             "mmcore-torch[mlflow])")
+    register("wandb", f"{t}.wandb:WandbTracker", None,
+             "spec, per-epoch metrics and run files to Weights & Biases (WANDB_PROJECT, "
+             "WANDB_MODE; needs mmcore-torch[wandb])")

@@ -1,11 +1,14 @@
 """The built-in trainer callbacks ``csv`` and ``tensorboard``, and how callbacks are wired.
 
-A callback is a class registered under a name with the ``register_callbacks`` hook; the
-trainer instantiates the ones named in ``train.callbacks`` (no arguments) and registers each
-instance in a trainer-local pluggy ``PluginManager`` with mmcore's hook specifications. Its
-methods marked ``@mmcore.hookimpl`` (``on_train_start``, ``on_epoch_end``,
+A callback is a class registered under a name with the ``register_callbacks`` hook, or named
+in ``train.callbacks`` by its import path ``"package.module:Class"`` (checked by
+:func:`mmcore.spec.load.check_plugins` under the trust rules of :mod:`mmcore.spec.trust`);
+the trainer instantiates the ones named in ``train.callbacks`` (no arguments) and registers
+each instance in a trainer-local pluggy ``PluginManager`` with mmcore's hook specifications.
+Its methods marked ``@mmcore.hookimpl`` (``on_train_start``, ``on_epoch_end``,
 ``on_checkpoint_saved``, ``on_train_end``) are called with the trainer; implement only those
-you need. Plugins' module-level implementations of these hooks are called as well.
+you need. Plugins' module-level implementations of these hooks are called as well. The
+experiment trackers (``mlflow``, ``wandb``) are in :mod:`mmcore.train.trackers`.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ import pluggy
 from mmcore.errors import PluginError
 from mmcore.plugins import hookspecs
 from mmcore.plugins.hookspecs import hookimpl
-from mmcore.plugins.registry import Registry
+from mmcore.plugins.registry import Registry, import_object
 from mmcore.run.checkpoint import atomic_write_text
+from mmcore.train.trackers.base import Tracker
 
 CSV_FILE = "metrics.csv"
 TENSORBOARD_DIR = "tensorboard"
@@ -35,31 +39,63 @@ def callback_manager(names: list[str], registry: Registry) -> pluggy.PluginManag
     """A plugin manager holding one instance of each named callback plus every loaded
     plugin that implements a trainer event.
 
-    Raises :class:`PluginError` for an unknown name or a callback whose optional dependency
-    is missing.
+    Raises :class:`PluginError` naming ``train.callbacks.N`` for an unknown name, a class
+    that cannot be imported or created, or a callback whose optional dependency is missing.
+    A :class:`~mmcore.train.trackers.Tracker` learns its field, for its own messages.
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     for name, plugin in registry.pm.list_name_plugin():
-        if plugin is None or not any(
-            getattr(getattr(plugin, hook, None), f"{hookspecs.PROJECT}_impl", None) is not None
-            for hook in EVENT_HOOKS
-        ):
+        if plugin is None or not any(_is_event(getattr(plugin, h, None)) for h in EVENT_HOOKS):
             continue
         pm.register(plugin, name=f"plugin:{name}")
     for i, name in enumerate(names):
-        cls = registry.get("callback", name).load()
+        field = f"train.callbacks.{i}"
         try:
+            cls = callback_class(name) if ":" in name else registry.get("callback", name).load()
             instance = cls()
-        except PluginError:
-            raise
+        except PluginError as exc:
+            message = str(exc)
+            raise PluginError(
+                message if message.startswith(field) else f"{field}: {message}"
+            ) from None
         except Exception as exc:
             raise PluginError(
-                f"train.callbacks.{i}: callback {name!r} could not be created: "
-                f"{type(exc).__name__}: {exc}"
+                f"{field}: callback {name!r} could not be created: {type(exc).__name__}: {exc}"
             ) from exc
+        if isinstance(instance, Tracker):
+            instance.field = field
         pm.register(instance, name=f"callback:{name}:{i}")
     return pm
+
+
+def callback_class(path: str) -> type:
+    """The callback class ``"package.module:Class"`` names, imported now. Raises
+    :class:`PluginError` unless it is a class with at least one trainer event marked
+    ``@mmcore.hookimpl``. Whether it may be imported at all is the spec check's business
+    (:func:`mmcore.spec.trust.check_callback_path`)."""
+    module_part = path.partition(":")[0]
+    if module_part.endswith(".py"):
+        raise PluginError(
+            f"callback {path!r}: a file path is not an import path; put the class in a module "
+            "beside the spec file (its folder is importable) and name it 'module:Class'"
+        )
+    try:
+        cls = import_object(path)
+    except (Exception, SystemExit) as exc:  # the user's module: report, never exit for it
+        raise PluginError(
+            f"callback {path!r} cannot be imported: {type(exc).__name__}: {exc}"
+        ) from None
+    if not (isinstance(cls, type) and any(_is_event(getattr(cls, h, None)) for h in EVENT_HOOKS)):
+        raise PluginError(
+            f"callback {path!r} is not a callback class: expected a class with at least one "
+            f"of {', '.join(EVENT_HOOKS)} marked @mmcore.hookimpl"
+        )
+    return cls
+
+
+def _is_event(method: Any) -> bool:
+    return getattr(method, f"{hookspecs.PROJECT}_impl", None) is not None
 
 
 def silent_hooks() -> pluggy.PluginManager:
