@@ -168,9 +168,12 @@ def validate_spec(
     base_dir: str | Path | None = None,
     overrides: Iterable[str] = (),
     registry: Registry | None = None,
+    trust_code: bool = False,
 ) -> Spec:
     """Validate a spec object or dict, apply overrides, and check every name and option.
 
+    A ``source`` ending in ``.json`` is data: a callback it names by import path is imported
+    only from an allowed module unless ``trust_code`` (see :mod:`mmcore.spec.trust`).
     Raises :class:`SpecError` listing each problem with its field path.
     """
     overrides = list(overrides)
@@ -195,12 +198,12 @@ def validate_spec(
         if rest is not None:
             rest._base_dir = str(base_dir) if base_dir is not None else None
             seen = {path for path, _ in problems}
-            problems += [p for p in check_plugins(rest, registry or get_registry())
+            problems += [p for p in check_plugins(rest, registry or get_registry(), trust_code)
                          if not any(p[0].startswith(s) or s.startswith(p[0]) for s in seen)]
         raise SpecError(source, problems) from None
     spec._source = source
     spec._base_dir = str(base_dir) if base_dir is not None else None
-    problems = check_plugins(spec, registry or get_registry())
+    problems = check_plugins(spec, registry or get_registry(), trust_code)
     if problems:
         raise SpecError(source, problems)
     return spec
@@ -242,9 +245,12 @@ def _drop(data: Any, loc: list[Any]) -> None:
 
 
 def load_spec(
-    path: str | Path, overrides: Iterable[str] = (), registry: Registry | None = None
+    path: str | Path, overrides: Iterable[str] = (), registry: Registry | None = None,
+    trust_code: bool = False,
 ) -> Spec:
-    """Load a Python spec file (a module-level ``spec``) or a ``spec.json`` and validate it."""
+    """Load a Python spec file (a module-level ``spec``) or a ``spec.json`` and validate it.
+    A ``spec.json`` is data: ``trust_code=True`` lets it name callback classes in any
+    module (see :func:`validate_spec`)."""
     path = Path(path)
     source = str(path)
     if not path.is_file():
@@ -257,7 +263,8 @@ def load_spec(
                 source, [("", f"invalid JSON at line {exc.lineno}: {exc.msg}")]
             ) from None
         return validate_spec(
-            data, source=source, base_dir=path.parent, overrides=overrides, registry=registry
+            data, source=source, base_dir=path.parent, overrides=overrides, registry=registry,
+            trust_code=trust_code,
         )
     try:
         module = load_module(path)
@@ -296,10 +303,12 @@ def resolve_fusion_class(name: str | type, base_dir: str | Path | None) -> type:
     return import_object(name)
 
 
-def check_plugins(spec: Spec, registry: Registry) -> list[tuple[str, str]]:
-    """Every plugin, fusion and head name registered; every option accepted by the one
-    options model of its component (see :mod:`mmcore.spec.options`). Imports no
-    implementation, so no torch, except a fusion class the spec names by path."""
+def check_plugins(spec: Spec, registry: Registry,
+                  trust_code: bool = False) -> list[tuple[str, str]]:
+    """Every plugin, fusion, head and callback name registered; every option accepted by
+    the one options model of its component (see :mod:`mmcore.spec.options`). Imports no
+    implementation, so no torch, except a fusion or callback class the spec names by path
+    (``trust_code``: see :func:`callback_problems`)."""
     problems: list[tuple[str, str]] = []
     for name, mod in spec.modalities.items():
         path = f"modalities.{name}"
@@ -325,11 +334,32 @@ def check_plugins(spec: Spec, registry: Registry) -> list[tuple[str, str]]:
             problems.append((f"heads.{name}.kind", str(exc)))
             continue
         problems += option_problems(model, head.options, f"heads.{name}.options")
+    problems += callback_problems(spec, registry, trust_code)
+    return problems
+
+
+def callback_problems(spec: Spec, registry: Registry,
+                      trust_code: bool = False) -> list[tuple[str, str]]:
+    """Every ``train.callbacks`` entry registered, or an import path of a callback class
+    that may be imported: always from a Python spec (the user's code), from a ``spec.json``
+    (data) only as :func:`mmcore.spec.trust.check_callback_path` allows."""
+    from mmcore.spec.trust import check_callback_path
+
+    from_data = str(spec.source).endswith(".json")
+    problems: list[tuple[str, str]] = []
     for i, cb in enumerate(spec.train.callbacks):
+        field = f"train.callbacks.{i}"
         try:
-            registry.get("callback", cb)
+            if ":" in cb:
+                check_callback_path(
+                    cb, Path(spec.base_dir or ".") if from_data else None,
+                    trust_code=trust_code, source=spec.source, field=field, registry=registry)
+            else:
+                registry.get("callback", cb)
         except PluginError as exc:
-            problems.append((f"train.callbacks.{i}", str(exc)))
+            problems.append((field, str(exc)))
+        except SpecError as exc:
+            problems += exc.problems
     return problems
 
 

@@ -1,8 +1,9 @@
 """Import paths read from data (a run folder's ``spec.json``): what may be imported for them.
 
 A run folder may come from someone else. Importing a module runs its top-level code, so
-``fusion.name: "package.module:Class"`` is resolved without trust only to a class defined in
-an allowed module, checked **before anything is imported**:
+``fusion.name: "package.module:Class"`` and a ``train.callbacks`` entry of that form are
+resolved without trust only to a class defined in an allowed module, checked **before
+anything is imported**:
 
 - mmcore's fusion and head modules (:data:`MMCORE_MODULES` and their submodules);
 - the modules installed plugin distributions register: each entry point of the group
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 
 #: what a refusal to run code from a run folder tells the user to do
 TRUST_HINT = "trust_code=True (mmcore.load) or --trust-code (mmcore evaluate/predict)"
+#: what a refusal to import a callback named in a spec.json tells the user to do
+CALLBACK_TRUST_HINT = ("mmcore.load_spec(path, trust_code=True), or name the callback in a "
+                       "Python spec file")
 #: the name under which a run folder keeps a copy of the spec file that defined classes
 SPEC_COPY = "spec.py"
 #: mmcore's own modules (and their submodules) a run folder may name classes in
@@ -147,37 +151,83 @@ def resolve_run_fusion_class(
 
         obj: Any = _contained(lambda: resolve_fusion_class(name, folder), refuse)
     else:
-        if not _DOTTED.match(module_part) or not _DOTTED.match(attr):
-            raise refuse("not an import path 'package.module:Class' of Python identifiers")
-        if "__main__" in module_part.split("."):
-            raise refuse("a __main__ module runs a command line when imported; name the "
-                         "module that defines the class")
-        top = module_part.split(".")[0]
-        why = _find_top(top, folder)
-        if why is None and not trust_code and not allowed_module(module_part, registry):
-            raise refuse(
-                f"module {module_part!r} is none of mmcore's fusion modules nor a module an "
-                "installed mmcore plugin registers, and importing it would run its code; if "
-                f"you trust this run, load it with {TRUST_HINT}"
-            )
-        if why is None:
-            why = _contained(lambda: _check_location(module_part, folder), refuse)
-        if why is not None and why.endswith("inside the run folder"):
-            raise refuse(f"{why}; if you trust this run, load it with {TRUST_HINT}")
-        if why is not None:  # trusting the run would not help: the module is not there
-            raise refuse(f"{why}; install the package that provides it, as when the run "
-                         "was trained")
-        from mmcore.plugins.registry import import_object
-
-        obj = _contained(lambda: import_object(name), refuse)
-        defined_in = getattr(obj, "__module__", None)
-        if (not trust_code and isinstance(obj, type) and isinstance(defined_in, str)
-                and not allowed_module(defined_in, registry)):
-            raise refuse(f"{obj.__qualname__} is defined in {defined_in!r}, none of mmcore's "
-                         "fusion modules nor a module an installed mmcore plugin registers")
+        obj = import_checked(name, folder, trust_code=trust_code, registry=registry,
+                             refuse=refuse, what="fusion", hint=TRUST_HINT)
     if not (isinstance(obj, type) and issubclass(obj, Fusion)):
         raise refuse(f"{obj!r} is not a subclass of mmcore.Fusion")
     return obj
+
+
+def import_checked(name: str, folder: Path, *, trust_code: bool, registry: Registry | None,
+                   refuse: Any, what: str, hint: str) -> Any:
+    """The object an import path ``"package.module:Class"`` read from data names, imported
+    only when its module is allowed (or ``trust_code``) and lies outside ``folder`` (the
+    folder the data came from); else ``refuse(why)`` is raised. ``what`` names the kind of
+    module allowed ("fusion"), ``hint`` how to opt in."""
+    module_part, _, attr = name.partition(":")
+    if not _DOTTED.match(module_part) or not _DOTTED.match(attr):
+        raise refuse("not an import path 'package.module:Class' of Python identifiers")
+    if "__main__" in module_part.split("."):
+        raise refuse("a __main__ module runs a command line when imported; name the "
+                     "module that defines the class")
+    top = module_part.split(".")[0]
+    why = _find_top(top, folder)
+    if why is None and not trust_code and not allowed_module(module_part, registry):
+        raise refuse(
+            f"module {module_part!r} is none of mmcore's {what} modules nor a module an "
+            f"installed mmcore plugin registers, and importing it would run its code; if "
+            f"you trust it, load it with {hint}"
+        )
+    if why is None:
+        why = _contained(lambda: _check_location(module_part, folder), refuse)
+    if why is not None and why.endswith("inside the run folder"):
+        raise refuse(f"{why}; if you trust it, load it with {hint}")
+    if why is not None:  # trusting the run would not help: the module is not there
+        raise refuse(f"{why}; install the package that provides it, as when the run "
+                     "was trained")
+    from mmcore.plugins.registry import import_object
+
+    obj = _contained(lambda: import_object(name), refuse)
+    defined_in = getattr(obj, "__module__", None)
+    if (not trust_code and isinstance(obj, type) and isinstance(defined_in, str)
+            and not allowed_module(defined_in, registry)):
+        raise refuse(f"{obj.__qualname__} is defined in {defined_in!r}, none of mmcore's "
+                     f"{what} modules nor a module an installed mmcore plugin registers")
+    return obj
+
+
+def check_callback_path(
+    name: str,
+    folder: str | Path | None,
+    *,
+    trust_code: bool = False,
+    source: str = "spec.json",
+    field: str = "train.callbacks",
+    registry: Registry | None = None,
+) -> type:
+    """The callback class a ``train.callbacks`` entry ``"package.module:Class"`` names.
+
+    ``folder`` is where the spec was read from when it is data (a ``spec.json``, e.g. a run
+    folder's); ``None`` for a Python spec file or a spec built in Python, which are the
+    user's code (the class is imported like a fusion class of theirs). From data the module
+    is checked as fusion modules are (see the module's docstring) before anything is
+    imported. Raises :class:`SpecError` naming ``field``, for a refusal or a class that is
+    no callback."""
+    from mmcore.errors import PluginError
+    from mmcore.train.callbacks import callback_class
+
+    def refuse(why: str) -> SpecError:
+        return SpecError(source, [(field, f"{name!r} refused: {why}")])
+
+    if folder is not None:
+        if name.partition(":")[0].endswith(".py"):
+            raise refuse("it is a Python file path; a spec.json is data, not code")
+        import_checked(name, Path(folder).resolve(), trust_code=trust_code, registry=registry,
+                       refuse=refuse, what="callback", hint=CALLBACK_TRUST_HINT)
+    try:
+        return callback_class(name)
+    except PluginError as exc:
+        raise SpecError(source, [(field, str(exc))]) from None
 
 
 def _contained(call: Any, refuse: Any) -> Any:

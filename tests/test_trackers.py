@@ -1,0 +1,411 @@
+"""Experiment trackers and callbacks by import path: a real MLflow tracking server on
+loopback (SQLite backend), W&B in offline mode, the failure rules (a tracker failing at the
+start stops the run in one line, one failing later is a warning and training goes on), and
+``"package.module:Class"`` callbacks under the trust rules. Nothing reaches the internet."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import socketserver
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import mmcore
+from mmcore.cli import main
+from mmcore.train import Trainer
+from tests import train_toy as toy
+
+#: neither library reports usage or errors to its vendor during the tests
+NO_PHONING_HOME = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
+                   "WANDB_ERROR_REPORTING": "false", "WANDB_DISABLE_GIT": "true"}
+
+
+@pytest.fixture(autouse=True)
+def toy_plugins(monkeypatch, tmp_path):
+    for name in list(os.environ):  # the developer's own tracker settings stay out
+        if name.startswith(("MLFLOW_", "WANDB_")):
+            monkeypatch.delenv(name)
+    for name in NO_PHONING_HOME:
+        monkeypatch.setenv(name, NO_PHONING_HOME[name])
+    monkeypatch.chdir(tmp_path)  # MLflow's default store, sqlite:///mlflow.db, lands here
+    with toy.process_registry():
+        yield
+
+
+def write_spec(tmp_path: Path, callbacks: list[str], epochs: int = 2) -> Path:
+    data = tmp_path / "data.csv"
+    if not data.exists():
+        toy.write_data(data)
+    spec = toy.spec_dict(data, tmp_path / "cache", epochs=epochs, callbacks=callbacks)
+    return toy.write_spec(tmp_path / "spec.py", spec)
+
+
+def train(spec: Path, run: Path) -> int:
+    return main(["train", str(spec), "--output", str(run), "--quiet", "--no-report"])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- MLflow -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """``mlflow server`` on 127.0.0.1 with a SQLite backend and its own artifact folder,
+    stopped (its whole process group) after the module."""
+    pytest.importorskip("mlflow", reason="needs mmcore-torch[mlflow]")
+    folder = tmp_path_factory.mktemp("mlflow")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # no job workers: a faster start
+    env.update(NO_PHONING_HOME)
+    log = open(folder / "server.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+         "--artifacts-destination", str(folder / "artifacts"), "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder, start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail(f"mlflow server did not start:\n{(folder / 'server.log').read_text()}")
+            time.sleep(0.5)
+        yield uri
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the server and its uvicorn worker
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def use_mlflow(monkeypatch, uri: str, experiment: str) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", experiment)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail fast once dropped
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+
+
+@pytest.mark.slow
+def test_mlflow_server_receives_the_spec_the_epochs_and_the_run_files(
+        tmp_path, monkeypatch, mlflow_server):
+    from mlflow.tracking import MlflowClient
+
+    use_mlflow(monkeypatch, mlflow_server, "tiny-experiment")
+    run = tmp_path / "run-mlflow"
+    assert train(write_spec(tmp_path, ["csv", "mlflow"]), run) == 0
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    experiment = client.get_experiment_by_name("tiny-experiment")
+    (found,) = client.search_runs([experiment.experiment_id])
+    assert found.info.run_name == "run-mlflow" and found.info.status == "FINISHED"
+    assert found.data.tags["mmcore.run_dir"] == str(run.resolve())
+    params = found.data.params
+    assert params["name"] == "tiny" and params["train.lr"] == "0.05"
+    assert params["modalities.a.plugin"] == "scaled"
+    assert params["train.callbacks"] == '["csv", "mlflow"]'
+    assert params["heads.label.options.classes"] == '["a", "b", "c"]'  # the fitted spec
+
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = client.get_metric_history(found.info.run_id, "train/loss")
+    assert [(m.step, m.value) for m in losses] == [
+        (r["epoch"], pytest.approx(r["train/loss"])) for r in history]
+    accuracy = client.get_metric_history(found.info.run_id, "validation/label.accuracy")
+    assert [m.step for m in accuracy] == [1, 2]
+    final = json.loads((run / "metrics.json").read_text())
+    assert found.data.metrics["final/test/label.accuracy"] == pytest.approx(
+        final["test"]["label.accuracy"])
+    assert found.data.metrics["final/validation/loss"] == pytest.approx(
+        final["validation"]["loss"])
+    files = {a.path for a in client.list_artifacts(found.info.run_id)}
+    assert {"spec.json", "metrics.json", "metrics.jsonl", "metrics.csv", "README.md"} <= files
+
+
+class DropProxy(socketserver.ThreadingTCPServer):
+    """A TCP relay to ``target`` on loopback; :meth:`drop` cuts every connection and stops
+    listening, as a network that goes away would."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target, self.dropped = target, threading.Event()
+        super().__init__(("127.0.0.1", 0), _Relay)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def drop(self) -> None:
+        self.dropped.set()
+        self.shutdown()
+        self.server_close()
+
+
+class _Relay(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        server: DropProxy = self.server  # type: ignore[assignment]
+        with socket.create_connection(server.target) as upstream:
+            ends = {self.request: upstream, upstream: self.request}
+            while not server.dropped.is_set():
+                ready, _, _ = select.select(list(ends), [], [], 0.1)
+                for sock in ready:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        return
+                    ends[sock].sendall(chunk)
+
+
+class DropAfterFirstEpoch:
+    """Cuts the tracker's network at the end of epoch 1 (called before the spec's callbacks:
+    pluggy calls the last registered first)."""
+
+    def __init__(self, proxy: DropProxy) -> None:
+        self.proxy = proxy
+
+    @mmcore.hookimpl
+    def on_epoch_end(self, trainer, epoch, metrics):
+        if epoch == 1:
+            self.proxy.drop()
+
+
+@pytest.mark.slow
+def test_a_tracker_losing_its_server_mid_run_warns_once_and_training_finishes(
+        tmp_path, monkeypatch, mlflow_server, capsys):
+    host, port = mlflow_server.removeprefix("http://").split(":")
+    proxy = DropProxy((host, int(port)))
+    use_mlflow(monkeypatch, proxy.uri, "dropped")
+    run = tmp_path / "run-dropped"
+    trainer = Trainer(write_spec(tmp_path, ["csv", "mlflow"], epochs=3), output=run,
+                      report=False, plots=False, callbacks=[DropAfterFirstEpoch(proxy)])
+    final = trainer.fit()
+
+    assert final["epochs"] == 3 and len(trainer.history) == 3  # the run did not stop
+    assert (run / "metrics.json").is_file() and (run / "model.safetensors").is_file()
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "'mlflow'" in line]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("warning: train.callbacks.1: callback 'mlflow' failed "
+                                  "during training")
+
+
+def test_a_tracker_that_cannot_reach_its_server_stops_the_run_before_training(
+        tmp_path, monkeypatch, capsys):
+    pytest.importorskip("mlflow", reason="needs mmcore-torch[mlflow]")
+    uri = f"http://127.0.0.1:{free_port()}"  # nobody listens; MLflow's own retries left on
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    run = tmp_path / "run"
+    started = time.monotonic()
+    assert train(write_spec(tmp_path, ["csv", "mlflow"]), run) == 2
+    assert time.monotonic() - started < 60  # not after minutes of retries
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line,) = [x for x in err.splitlines() if x.startswith("error:")]
+    assert line.startswith("error: train.callbacks.1: callback 'mlflow' could not start: "
+                           f"no MLflow tracking server answers at {uri} (")
+    assert line.endswith("check MLFLOW_TRACKING_URI")
+    assert not (run / "metrics.jsonl").exists()  # no epoch was trained
+
+
+def test_mlflow_refusing_its_file_store_is_one_line_that_says_how_to_fix_it(
+        tmp_path, monkeypatch, capsys):
+    pytest.importorskip("mlflow", reason="needs mmcore-torch[mlflow]")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    assert train(write_spec(tmp_path, ["mlflow"]), tmp_path / "run") == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    assert err.startswith("error: train.callbacks.0: callback 'mlflow' could not start: MLflow "
+                          "refuses its file store")
+    assert "MLFLOW_ALLOW_FILE_STORE=true" in err and "sqlite:///mlflow.db" in err
+
+
+def test_a_missing_tracker_package_is_named_before_training(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb fails
+    assert train(write_spec(tmp_path, ["csv", "wandb"]), tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert ("error: train.callbacks.1: callback 'wandb' needs the wandb package: "
+            "pip install 'mmcore-torch[wandb]'") in err
+
+
+# -- W&B ----------------------------------------------------------------------------------
+def wandb_records(path: Path) -> list:
+    """The protobuf records of a W&B ``.wandb`` file (a LevelDB-style log: a 7-byte header,
+    then chunks of crc32, length, type in 32 KiB blocks)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    raw, block = path.read_bytes(), 32768
+    assert raw[:4] == b":W&B"
+    records, parts, pos = [], b"", 7
+    while pos + 7 <= len(raw):
+        if block - pos % block < 7:  # a block's zero trailer
+            pos += block - pos % block
+            continue
+        length, kind = int.from_bytes(raw[pos + 4:pos + 6], "little"), raw[pos + 6]
+        parts += raw[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # a whole record, or the last chunk of one
+            record = pb.Record()
+            record.ParseFromString(parts)
+            records.append(record)
+            parts = b""
+    return records
+
+
+def _items(items) -> dict:
+    return {item.key or "/".join(item.nested_key): json.loads(item.value_json)
+            for item in items}
+
+
+@pytest.mark.slow
+def test_wandb_offline_writes_the_config_the_epochs_and_the_run_files(tmp_path, monkeypatch):
+    pytest.importorskip("wandb", reason="needs mmcore-torch[wandb]")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_PROJECT", "tiny-project")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = tmp_path / "run-wandb"
+    assert train(write_spec(tmp_path, ["csv", "wandb"]), run) == 0
+
+    (offline,) = (run / "wandb").glob("offline-run-*")  # W&B's files sit in the run folder
+    files = {p.name for p in (offline / "files").iterdir()}
+    assert {"spec.json", "metrics.json", "metrics.csv", "README.md"} <= files
+    records = wandb_records(next(offline.glob("run-*.wandb")))
+    (meta,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert meta.display_name == "run-wandb" and meta.project == "tiny-project"
+    config = _items(meta.config.update)
+    assert config["train"]["lr"] == 0.05 and config["modalities"]["a"]["plugin"] == "scaled"
+    history = [_items(r.history.item) for r in records
+               if r.WhichOneof("record_type") == "history"]
+    expected = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [h["_step"] for h in history] == [1, 2]
+    assert [h["train/loss"] for h in history] == [pytest.approx(r["train/loss"])
+                                                  for r in expected]
+    summary: dict = {}
+    for r in records:
+        if r.WhichOneof("record_type") == "summary":
+            summary.update(_items(r.summary.update))
+    final = json.loads((run / "metrics.json").read_text())
+    assert summary["final/test/label.accuracy"] == pytest.approx(final["test"]["label.accuracy"])
+
+
+# -- callbacks by import path -------------------------------------------------------------
+RECORDER = '''
+import json
+from pathlib import Path
+
+import mmcore
+
+Path(__file__).with_suffix(".imported").write_text("imported")
+
+
+class Recorder:
+    """Writes the epochs it saw to <run>/recorded.json."""
+
+    def __init__(self):
+        self.epochs = []
+
+    @mmcore.hookimpl
+    def on_epoch_end(self, trainer, epoch, metrics):
+        self.epochs.append(epoch)
+
+    @mmcore.hookimpl
+    def on_train_end(self, trainer, metrics):
+        (Path(trainer.run_dir) / "recorded.json").write_text(json.dumps(self.epochs))
+
+
+class NotACallback:
+    pass
+'''
+
+
+@pytest.fixture
+def recorder_module(tmp_path):
+    """A module of the user's beside the spec file, under a name no other test imports."""
+    name = f"recorder_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(RECORDER))
+    yield name
+    sys.modules.pop(name, None)
+
+
+def test_a_callback_class_by_import_path_from_a_spec_file(tmp_path, recorder_module):
+    run = tmp_path / "run"
+    assert train(write_spec(tmp_path, ["csv", f"{recorder_module}:Recorder"]), run) == 0
+    assert json.loads((run / "recorded.json").read_text()) == [1, 2]
+    saved = json.loads((run / "spec.json").read_text())
+    assert saved["train"]["callbacks"] == ["csv", f"{recorder_module}:Recorder"]
+
+
+def test_a_callback_path_that_is_no_callback_or_a_file_is_an_error(tmp_path, recorder_module,
+                                                                   capsys):
+    spec = write_spec(tmp_path, [f"{recorder_module}:NotACallback", "callbacks.py:Recorder",
+                                 f"{recorder_module}:Missing"])
+    assert main(["validate", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert "train.callbacks.0: callback" in err and "is not a callback class" in err
+    assert "train.callbacks.1: callback 'callbacks.py:Recorder': a file path" in err
+    assert "train.callbacks.2: callback" in err and "cannot be imported" in err
+
+
+def test_a_spec_json_names_no_callback_module_without_trust(tmp_path, recorder_module,
+                                                            monkeypatch, capsys):
+    run = tmp_path / "run"
+    assert train(write_spec(tmp_path, ["csv", f"{recorder_module}:Recorder"]), run) == 0
+    sys.modules.pop(recorder_module)
+    marker = tmp_path / f"{recorder_module}.imported"
+    marker.unlink()
+    monkeypatch.syspath_prepend(str(tmp_path))  # importable: refused for trust, not absence
+
+    # `mmcore train runs/x/spec.json`: the run folder is data, its module is not imported
+    again = tmp_path / "again"
+    assert main(["train", str(run / "spec.json"), "--output", str(again), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"train.callbacks.1: '{recorder_module}:Recorder' refused: module" in err
+    assert "trust_code=True" in err and "Traceback" not in err
+    assert not marker.exists() and recorder_module not in sys.modules
+    assert not again.exists()
+
+    # opting in imports it; a callback of mmcore's own modules needs no trust
+    spec = mmcore.load_spec(run / "spec.json", trust_code=True)
+    assert spec.train.callbacks[1] == f"{recorder_module}:Recorder" and marker.exists()
+    data = json.loads((run / "spec.json").read_text())
+    data["train"]["callbacks"] = ["mmcore.train.callbacks:CSVLogger"]
+    (tmp_path / "own.json").write_text(json.dumps(data))
+    assert mmcore.load_spec(tmp_path / "own.json").train.callbacks == [
+        "mmcore.train.callbacks:CSVLogger"]
+
+
+def test_evaluating_a_run_with_a_callback_path_imports_nothing(tmp_path, recorder_module,
+                                                               monkeypatch):
+    run = tmp_path / "run"
+    assert train(write_spec(tmp_path, ["csv", f"{recorder_module}:Recorder"]), run) == 0
+    sys.modules.pop(recorder_module)
+    marker = tmp_path / f"{recorder_module}.imported"
+    marker.unlink()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    predictor = mmcore.load(run)  # callbacks are the trainer's business: not needed here
+    assert predictor is not None and not marker.exists()
