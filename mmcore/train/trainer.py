@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmcore.errors import CheckpointError, DataError, SpecError
+from mmcore.errors import CheckpointError, SpecError
 from mmcore.log import note as log_note
 from mmcore.model import MultimodalModel, build_modalities, build_model, check_encoders
 from mmcore.plugins.default import get_registry
@@ -28,14 +28,9 @@ from mmcore.run import checkpoint as ck
 from mmcore.run.layout import (
     HEALTH,
     MODALITY_REPORT,
-    SPEC_JSON,
     RunFolder,
-    check_plugin_versions,
     default_run_dir,
-    load_run_spec,
-    plugin_versions,
     prepare_run_folder,
-    resume_mismatches,
     save_spec,
 )
 from mmcore.run.lock import RunLock
@@ -55,6 +50,7 @@ from mmcore.train.progress import EpochLog, bars_render, tqdm
 from mmcore.train.records import publish_best, record_epoch, write_history
 from mmcore.train.refused_writes import refused_writes_reported
 from mmcore.train.report import Transform, modality_report
+from mmcore.train.run_data import set_up_data
 from mmcore.train.settings import (
     TEST,
     TRAIN,
@@ -251,50 +247,12 @@ class Trainer:
         torch.manual_seed(seed)
 
     def _setup_data(self, modalities: dict[str, Any], from_run: bool) -> Spec:
-        """Set up the data module; returns the spec whose heads carry fitted options. With
-        ``from_run`` the modalities' state and the heads' fitted options come from the run
-        folder (a resume, or ranks other than 0 after rank 0 fitted them)."""
-        from mmcore.data import DataModule
-
-        spec = self.spec
-        if from_run:
-            saved = load_run_spec(self.run)
-            check_plugin_versions(saved.plugins, self.run.spec_json, self.registry)
-            problems = resume_mismatches(spec, saved)
-            if problems:
-                raise CheckpointError(
-                    f"cannot resume {self.run.path}: the spec differs from its "
-                    f"{SPEC_JSON} ({'; '.join(problems)}); only train.* settings may change"
-                )
-            heads = {
-                n: h.model_copy(update={"options": dict(saved.heads[n].options)})
-                for n, h in spec.heads.items()
-            }
-            spec = spec.model_copy(update={"heads": heads})
-            for name, modality in modalities.items():
-                modality.load_state(self.run.modality_dir(name))
-        dm = DataModule(
-            spec, modalities, registry=self.registry,
-            output_dir=self.run.path if self.is_main else None, progress=self.show_progress,
-            announce=self.is_main,
-        )
-        dm.setup(fit=not from_run)
-        if TRAIN not in dm.splits or dm.num_rows(TRAIN) == 0:
-            raise DataError(f"{spec.source}: the data has no training rows (splits: "
-                            f"{', '.join(dm.splits) or 'none'})")
-        if not from_run:
-            for name, modality in modalities.items():
-                folder = self.run.modality_dir(name)
-                folder.mkdir(parents=True, exist_ok=True)
-                modality.save_state(folder)
-        self.data = dm
-        heads = {
-            n: h.model_copy(update={"options": dict(dm.head_options.get(n, h.options))})
-            for n, h in spec.heads.items()
-        }
-        return spec.model_copy(
-            update={"heads": heads, "plugins": plugin_versions(spec, self.registry)}
-        )
+        """Set up :attr:`data` (see :func:`~mmcore.train.run_data.set_up_data`); returns
+        the spec whose heads carry fitted options."""
+        self.data, resolved = set_up_data(self.spec, modalities, self.run, self.registry,
+                                          from_run=from_run, writer=self.is_main,
+                                          progress=self.show_progress)
+        return resolved
 
     def _restore(self, path: Path) -> None:
         """Load a checkpoint into the model, optimizer, scheduler, scaler and RNGs; a
