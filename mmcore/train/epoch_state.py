@@ -54,10 +54,12 @@ class EpochProgress:
     sums: Tensor = field(default_factory=lambda: torch.zeros(1))
     dropout: torch.Generator = field(default_factory=torch.Generator)
     augment: torch.Generator = field(default_factory=torch.Generator)
-    _bad_batch: Tensor = field(default_factory=lambda: torch.full((), -1, dtype=torch.long))
-    _pending: list[Tensor] = field(default_factory=list)
-    _counts: list[int] = field(default_factory=list)
-    _saved: dict[str, Any] | None = None  # a loaded step checkpoint's state, until begin()
+    _bad_batch: Tensor = field(init=False, repr=False,  # the first non-finite batch, or -1
+                               default_factory=lambda: torch.full((), -1, dtype=torch.long))
+    _pending: list[Tensor] = field(init=False, repr=False, default_factory=list)
+    _counts: list[int] = field(init=False, repr=False, default_factory=list)
+    #: a loaded step checkpoint's state, until begin()
+    _saved: dict[str, Any] | None = field(init=False, repr=False, default=None)
 
     @property
     def resume_batch(self) -> int:
