@@ -1,12 +1,15 @@
 """``mmcore evaluate RUN_DIR [--split NAME | --data PATH] [--robustness] [--trust-code]
 [field=value ...]``: metrics, the modality report and (``--robustness``) every subset of
 modalities with their Shapley values. The overrides allowed after training are
-``data.allow_missing=true`` and ``data.bad_rows=skip``."""
+``data.allow_missing=true`` and ``data.bad_rows=skip``. The figures are added to the run's
+model card (``README.md``, :mod:`mmcore.run.card`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -81,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
                                    hide=getattr(args, "hide_drifting", False))
     if not strategy.is_main:  # every process has the figures; the first one prints them
         return 0
+    card = _update_card(predictor.run_dir, result, report, args)
     if args.json:
         extra = {"robustness": robust} if robust is not None else {}
         print(json.dumps({**result, "modality_report": report, "drift": drift, **extra},
@@ -106,7 +110,23 @@ def run(args: argparse.Namespace) -> int:
         print()
         print(format_robustness(robust))
         print(f"\nrobustness report written to {predictor.run_dir / ROBUSTNESS}")
+    if card is not None:
+        print(f"\nmodel card updated: {card}")
     return 0
+
+
+def _update_card(run_dir: Path, result: dict[str, Any], report: dict[str, Any] | None,
+                 args: argparse.Namespace) -> Path | None:
+    """The run's card with this evaluation in it; a card that cannot be written is a warning
+    (the figures are printed all the same)."""
+    from mmcore.run.card import write_evaluation
+
+    try:
+        return write_evaluation(run_dir, result, report, data=args.data,
+                                overrides=args.overrides)
+    except OSError as error:
+        print(f"warning: the model card in {run_dir} was not updated: {error}", file=sys.stderr)
+        return None
 
 
 def _print_per_class(head: str, classes: dict[str, dict[str, Any]]) -> None:

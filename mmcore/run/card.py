@@ -3,19 +3,22 @@
 It says where the data came from (its paths, or an in-memory dataset), the splits and their
 sizes, the final metrics with the modality report, what the model is made of (each modality's
 plugin and encoder, the fusion, the heads, the key training settings), the versions of mmcore
-and of the plugins, and a placeholder for the intended use. The spec has no field for the data's
-licence, so the card says that none was recorded.
+and of the plugins, the data's licence (``data.license``; "not stated" without it) and a
+placeholder for the intended use.
 
-Training writes it (atomically) at the end of :meth:`mmcore.train.Trainer.fit`; ``mmcore
-export`` copies the run's card into the bundle with a section on the bundle itself, before the
-manifest's checksums are taken, so the bundle's card is checked like its other files.
+Training writes it (atomically) at the end of :meth:`mmcore.train.Trainer.fit`. ``mmcore
+evaluate`` adds (or replaces) one block per split or data file evaluated in its "Evaluations"
+section and leaves the rest of the card as it is, edits included. ``mmcore export`` copies the
+run's card into the bundle with a section on the bundle itself, before the manifest's checksums
+are taken, so the bundle's card is checked like its other files.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,9 @@ TRAIN_KEYS = ("epochs", "batch_size", "lr", "optimizer", "scheduler", "weight_de
               "precision", "seed", "monitor", "early_stopping", "sampler",
               "modality_dropout", "modality_loss")
 SPLIT_ORDER = ("train", "validation", "test")
+EVALUATIONS = "## Evaluations"
+#: the line under an evaluation's heading that names what was evaluated (a split or a file)
+EVALUATION_KEY = "<!-- mmcore evaluation: {} -->"
 
 
 def _cell(value: Any) -> str:
@@ -66,6 +72,14 @@ def data_source(data: Mapping[str, Any]) -> list[str]:
             how += f", whole groups of `{split['group_column']}`"
         lines.append(f"- splits made by mmcore when the data has none: {how}")
     return lines
+
+
+def _licence(data: Mapping[str, Any]) -> str:
+    licence = data.get("license")
+    if licence:
+        return f"- licence: {_cell(licence)}"
+    return ("- licence: not stated (set `data.license` in the spec, or write it here; check it "
+            "before sharing the model)")
 
 
 def _splits(sizes: Mapping[str, int] | None) -> list[str]:
@@ -155,15 +169,16 @@ def render_card(spec: Mapping[str, Any], final: Mapping[str, Any] | None = None,
     """The card's Markdown from a run's ``spec.json`` data, ``metrics.json``, modality report,
     split sizes (rows per split) and encoder descriptions (class and parameters)."""
     if mmcore_version is None:
-        from mmcore.version import __version__ as mmcore_version
+        from mmcore.version import __version__
+
+        mmcore_version = __version__
     name = spec.get("name", "mmcore-run")
     lines = [MARKER, f"# {name}", "",
              "A multimodal model trained with mmcore. This card was written by mmcore from the "
              "run's spec and metrics.", "",
              "## Intended use", "", INTENDED_USE, "",
-             "## Data", "", *data_source(spec.get("data", {})),
-             "- licence: not recorded (the spec has no field for the data's licence: add it "
-             "here)", "",
+             "## Data", "", *data_source(spec.get("data", {})), _licence(spec.get("data", {})),
+             "",
              "Rows per split (after bad rows were left out):", "", *_splits(sizes), "",
              "## Metrics", "", *_metrics(final, report), "",
              "## Model", "", *_model(spec, encoders), "",
@@ -205,6 +220,80 @@ def is_card(path: Path) -> bool:
             return fh.readline().strip() == MARKER
     except (OSError, UnicodeDecodeError):
         return False
+
+
+def evaluation_block(result: Mapping[str, Any], report: Mapping[str, Any] | None = None, *,
+                     data: str | Path | None = None, overrides: Iterable[str] = (),
+                     when: datetime | None = None) -> tuple[str, list[str]]:
+    """What :meth:`mmcore.predict.Predictor.evaluate` found, as a block of the card: its key
+    (the split's name, or the data file's absolute path) and its Markdown lines (what was
+    evaluated, when, with which overrides, every metric, and the modality report if given)."""
+    when = when or datetime.now(timezone.utc)
+    if data is not None:
+        where = Path(data).resolve()
+        key, title = f"file {where}", f"The data file `{where}`"
+    else:
+        key, title = f"split {result.get('split')}", f"The {result.get('split')} split"
+    how = f"Evaluated {when:%Y-%m-%d %H:%M} UTC by `mmcore evaluate`"
+    overrides = list(overrides)
+    if overrides:
+        how += " with " + ", ".join(f"`{o}`" for o in overrides)
+    lines = [f"### {title}, {result.get('rows')} rows", EVALUATION_KEY.format(key), "",
+             how + ".", "",
+             *_table(["metric", "value"], [[k, v] for k, v in
+                                           (result.get("metrics") or {}).items()])]
+    if report:
+        lines += ["", f"What each modality contributes ({report.get('monitor')}): with all of "
+                  "them, each one hidden, each alone.", "", *_report_table(report)]
+    return key, lines
+
+
+def add_evaluation(card: str, key: str, block: list[str]) -> str:
+    """``card`` with ``block`` in its "Evaluations" section: in place of the block with the
+    same ``key``, else after the others. The section is made (before "## Model") when the card
+    has none; every other line of the card is kept."""
+    lines = card.rstrip("\n").split("\n")
+    if EVALUATIONS not in lines:
+        at = lines.index("## Model") if "## Model" in lines else len(lines)
+        intro = ("The figures of `mmcore evaluate`, the newest of each split or data file "
+                 "(the metrics above are training's).")
+        lines[at:at] = [EVALUATIONS, "", intro, ""]
+    start = lines.index(EVALUATIONS) + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
+    heads = [i for i in range(start, end) if lines[i].startswith("### ")] + [end]
+    blocks = [lines[a:b] for a, b in zip(heads, heads[1:], strict=False)]
+    marker = EVALUATION_KEY.format(key)
+    new = [*block, ""]
+    if any(marker in b for b in blocks):
+        blocks = [new if marker in b else b for b in blocks]
+    else:
+        if blocks and blocks[-1][-1] != "":
+            blocks[-1] = [*blocks[-1], ""]
+        blocks.append(new)
+    section = lines[start:heads[0]] + [line for b in blocks for line in b]
+    return "\n".join(lines[:start] + section + lines[end:]).rstrip("\n") + "\n"
+
+
+def write_evaluation(run_dir: str | Path, result: Mapping[str, Any],
+                     report: Mapping[str, Any] | None = None, *,
+                     data: str | Path | None = None, overrides: Iterable[str] = (),
+                     when: datetime | None = None) -> Path | None:
+    """Add an evaluation (:func:`evaluation_block`) to ``run_dir``'s card, atomically; a run
+    without a card gets one rendered from its files first. A README.md that mmcore did not
+    write is left alone (returns ``None``)."""
+    from mmcore.run.checkpoint import atomic_write_text
+
+    run_dir = Path(run_dir)
+    path = run_dir / CARD
+    if path.is_file():
+        if not is_card(path):
+            return None
+        text = path.read_text(encoding="utf-8")
+    else:  # modality_report.json may be the evaluation's own by now: not training's figures
+        text = render_card(_read(run_dir / "spec.json") or {}, _read(run_dir / "metrics.json"))
+    key, block = evaluation_block(result, report, data=data, overrides=overrides, when=when)
+    atomic_write_text(path, add_evaluation(text, key, block))
+    return path
 
 
 def bundle_card(run_dir: str | Path, format: str, graph_file: str) -> str:

@@ -106,6 +106,9 @@ class DataSpec(StrictModel):
         "1 GiB)",
     )
     cache_dir: str | None = None
+    license: str | None = Field(
+        None, description="the data's licence, shown in the run's model card (e.g. 'CC BY 4.0')"
+    )
     dataset: Any = Field(
         None, exclude=True, description="a datasets.Dataset, DatasetDict or pandas DataFrame (or "
         "a dict of them by split) given from Python"
