@@ -392,6 +392,8 @@ def test_a_spec_json_names_no_callback_module_without_trust(tmp_path, recorder_m
     # opting in imports it; a callback of mmcore's own modules needs no trust
     spec = mmcore.load_spec(run / "spec.json", trust_code=True)
     assert spec.train.callbacks[1] == f"{recorder_module}:Recorder" and marker.exists()
+    Trainer(spec, output=again, quiet=True, report=False, plots=False).fit()
+    assert json.loads((again / "recorded.json").read_text()) == [1, 2]
     data = json.loads((run / "spec.json").read_text())
     data["train"]["callbacks"] = ["mmcore.train.callbacks:CSVLogger"]
     (tmp_path / "own.json").write_text(json.dumps(data))
