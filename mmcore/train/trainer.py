@@ -318,6 +318,8 @@ class Trainer:
         return resolved
 
     def _fit(self) -> dict[str, Any]:
+        """The run on this process: its folder, seeds and callbacks, the data, the model and
+        optimizer, the epochs, then the final evaluation (:meth:`fit` returns it)."""
         spec, train, strategy = self.spec, self.spec.train, self.strategy
         resume_from = strategy.on_main(self._prepare_run_folder, share=True)
         self.health = HealthChecks(self.run.path / HEALTH, self.note, resume=bool(resume_from))
@@ -332,9 +334,16 @@ class Trainer:
         self.hooks = strategy.on_main(self._callbacks) or silent_hooks()
 
         modalities = build_modalities(spec, self.registry)
+        resolved = self._resolve_data(modalities, resume_from)
+        self._build_training(resolved, modalities, resume_from)
+        self._train_epochs()
+        return self._finish()
+
+    def _resolve_data(self, modalities: dict[str, Any], resume_from: Path | None) -> Spec:
+        """Set up the data on every process; returns (and keeps) the resolved spec."""
         # The main process fits and preprocesses first (filling the cache); the others then
         # load its fitted state from the run folder and read the cache.
-        resolved = strategy.on_main(lambda: self._setup_main(modalities, resume_from))
+        resolved = self.strategy.on_main(lambda: self._setup_main(modalities, resume_from))
         if resolved is None:
             try:
                 resolved = self._setup_data(modalities, from_run=True)
@@ -345,7 +354,14 @@ class Trainer:
                 ) from None
         self.resolved_spec = resolved
         self.weights = {name: head.weight for name, head in resolved.heads.items()}
+        return resolved
 
+    def _build_training(self, resolved: Spec, modalities: dict[str, Any],
+                        resume_from: Path | None) -> None:
+        """The model, the monitor, the epoch count, the optimizer, schedule and scaler,
+        restored from ``resume_from`` if given, with the encoders frozen as the next epoch
+        has them."""
+        spec, train, strategy = self.spec, self.spec.train, self.strategy
         torch.manual_seed(train.seed)  # the same initial weights whatever the data layer drew
         self.model = model = build_model(resolved, modalities, self.registry).to(self.device)
         dm = self.data
@@ -374,6 +390,9 @@ class Trainer:
                           f"epoch ({self.epochs}): the {name} encoder stays frozen")
         self.net = strategy.wrap(model)
 
+    def _train_epochs(self) -> None:
+        """The epochs left, until the last, early stopping or :meth:`stop`."""
+        assert self.monitor is not None and self.epochs is not None
         self.hooks.hook.on_train_start(trainer=self)
         epochs_bar = tqdm(
             total=self.epochs, initial=self.epoch, desc="epochs", unit="epoch",
@@ -383,7 +402,7 @@ class Trainer:
             while self.epoch < self.epochs and not self.stopped_early and not self._stop:
                 record = self._run_epoch(self.epoch + 1)
                 # a callback on the main process may have called stop()
-                self._stop = bool(strategy.broadcast(self._stop))
+                self._stop = bool(self.strategy.broadcast(self._stop))
                 epochs_bar.update(1)
                 shown = {"loss": f"{record[f'{TRAIN}/loss']:.4g}"}  # at least once an epoch
                 value = record.get(self.monitor.key)
@@ -392,7 +411,6 @@ class Trainer:
                 epochs_bar.set_postfix(shown)
         finally:
             epochs_bar.close()
-        return self._finish()
 
     def _check_encoders(self, model: MultimodalModel, spec: Spec) -> None:
         """Each encoder once on a few real training rows, so one whose output differs from
