@@ -244,6 +244,18 @@ def test_mlflow_refusing_its_file_store_is_one_line_that_says_how_to_fix_it(
     assert "MLFLOW_ALLOW_FILE_STORE=true" in err and "sqlite:///mlflow.db" in err
 
 
+def test_a_database_store_without_the_full_mlflow_says_what_to_install(
+        tmp_path, monkeypatch, capsys):
+    pytest.importorskip("mlflow", reason="needs mmcore-torch[mlflow]")
+    monkeypatch.setitem(sys.modules, "sqlalchemy", None)  # as with mlflow-skinny alone
+    assert train(write_spec(tmp_path, ["mlflow"]), tmp_path / "run") == 2  # the default URI
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: train.callbacks.0: callback 'mlflow' could not start: the "
+                          f"tracking store 'sqlite:///{tmp_path / 'mlflow.db'}' is a database, "
+                          "which needs the full MLflow: pip install mlflow")
+    assert len(err.splitlines()) == 1
+
+
 def test_a_missing_tracker_package_is_named_before_training(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb fails
     assert train(write_spec(tmp_path, ["csv", "wandb"]), tmp_path / "run") == 2

@@ -24,6 +24,8 @@ from mmcore.version import __version__
 #: MLflow's limits: characters of a parameter value, entries of one logging request
 MAX_VALUE = 6000
 BATCH = 100
+#: the URI schemes of MLflow's database stores (``sqlite:///mlflow.db`` is its default)
+DATABASES = ("sqlite", "postgresql", "mysql", "mssql")
 
 
 class MLflowTracker(Tracker):
@@ -108,10 +110,20 @@ class MLflowTracker(Tracker):
 
 def check_store(uri: str) -> None:
     """MLflow >= 3 refuses its file store (``./mlruns``, ``file:...``) unless
-    ``MLFLOW_ALLOW_FILE_STORE=true``: say so, and how to fix it, in one line."""
+    ``MLFLOW_ALLOW_FILE_STORE=true``, and a database store needs the full ``mlflow`` (not
+    ``mlflow-skinny``, which the ``mlflow`` extra installs): say so, and how to fix it, in one
+    line."""
+    import importlib.util
+
     from mlflow.environment_variables import MLFLOW_ALLOW_FILE_STORE
 
     scheme = urlparse(uri).scheme
+    if scheme.split("+")[0] in DATABASES and importlib.util.find_spec("sqlalchemy") is None:
+        raise PluginError(
+            f"the tracking store {uri!r} is a database, which needs the full MLflow: pip "
+            "install mlflow (mmcore-torch[mlflow] installs mlflow-skinny, the client for a "
+            "tracking server), or set MLFLOW_TRACKING_URI to a server (http://host:5000)"
+        )
     if (scheme == "file" or len(scheme) <= 1) and not MLFLOW_ALLOW_FILE_STORE.get():
         raise PluginError(
             f"MLflow refuses its file store {uri!r} unless MLFLOW_ALLOW_FILE_STORE=true: set "
