@@ -342,8 +342,8 @@ def callback_problems(spec: Spec, registry: Registry,
                       trust_code: bool = False) -> list[tuple[str, str]]:
     """Every ``train.callbacks`` entry registered, or an import path of a callback class
     that may be imported: always from a Python spec (the user's code), from a ``spec.json``
-    (data) only as :func:`mmcore.spec.trust.check_callback_path` allows."""
-    from mmcore.spec.trust import check_callback_path
+    (data) only as :func:`mmcore.train.callbacks.check_callback_path` allows."""
+    from mmcore.train.callbacks import check_callback_path
 
     from_data = str(spec.source).endswith(".json")
     problems: list[tuple[str, str]] = []

@@ -196,40 +196,6 @@ def import_checked(name: str, folder: Path, *, trust_code: bool, registry: Regis
     return obj
 
 
-def check_callback_path(
-    name: str,
-    folder: str | Path | None,
-    *,
-    trust_code: bool = False,
-    source: str = "spec.json",
-    field: str = "train.callbacks",
-    registry: Registry | None = None,
-) -> type:
-    """The callback class a ``train.callbacks`` entry ``"package.module:Class"`` names.
-
-    ``folder`` is where the spec was read from when it is data (a ``spec.json``, e.g. a run
-    folder's); ``None`` for a Python spec file or a spec built in Python, which are the
-    user's code (the class is imported like a fusion class of theirs). From data the module
-    is checked as fusion modules are (see the module's docstring) before anything is
-    imported. Raises :class:`SpecError` naming ``field``, for a refusal or a class that is
-    no callback."""
-    from mmcore.errors import PluginError
-    from mmcore.train.callbacks import callback_class
-
-    def refuse(why: str) -> SpecError:
-        return SpecError(source, [(field, f"{name!r} refused: {why}")])
-
-    if folder is not None:
-        if name.partition(":")[0].endswith(".py"):
-            raise refuse("it is a Python file path; a spec.json is data, not code")
-        import_checked(name, Path(folder).resolve(), trust_code=trust_code, registry=registry,
-                       refuse=refuse, what="callback", hint=CALLBACK_TRUST_HINT)
-    try:
-        return callback_class(name)
-    except PluginError as exc:
-        raise SpecError(source, [(field, str(exc))]) from None
-
-
 def _contained(call: Any, refuse: Any) -> Any:
     """``call()``; whatever it raises (``SystemExit``, ``KeyboardInterrupt`` included) is the
     refusal :class:`SpecError`."""

@@ -2,7 +2,7 @@
 
 A callback is a class registered under a name with the ``register_callbacks`` hook, or named
 in ``train.callbacks`` by its import path ``"package.module:Class"`` (checked by
-:func:`mmcore.spec.load.check_plugins` under the trust rules of :mod:`mmcore.spec.trust`);
+:func:`check_callback_path` under the trust rules of :mod:`mmcore.spec.trust`);
 the trainer instantiates the ones named in ``train.callbacks`` (no arguments) and registers
 each instance in a trainer-local pluggy ``PluginManager`` with mmcore's hook specifications.
 Its methods marked ``@mmcore.hookimpl`` (``on_train_start``, ``on_epoch_end``,
@@ -22,7 +22,7 @@ from typing import Any
 
 import pluggy
 
-from mmcore.errors import PluginError
+from mmcore.errors import PluginError, SpecError
 from mmcore.plugins import hookspecs
 from mmcore.plugins.hookspecs import hookimpl
 from mmcore.plugins.registry import Registry, import_object
@@ -73,7 +73,7 @@ def callback_class(path: str) -> type:
     """The callback class ``"package.module:Class"`` names, imported now. Raises
     :class:`PluginError` unless it is a class with at least one trainer event marked
     ``@mmcore.hookimpl``. Whether it may be imported at all is the spec check's business
-    (:func:`mmcore.spec.trust.check_callback_path`)."""
+    (:func:`check_callback_path`)."""
     module_part = path.partition(":")[0]
     if module_part.endswith(".py"):
         raise PluginError(
@@ -92,6 +92,39 @@ def callback_class(path: str) -> type:
             f"of {', '.join(EVENT_HOOKS)} marked @mmcore.hookimpl"
         )
     return cls
+
+
+def check_callback_path(
+    name: str,
+    folder: str | Path | None,
+    *,
+    trust_code: bool = False,
+    source: str = "spec.json",
+    field: str = "train.callbacks",
+    registry: Registry | None = None,
+) -> type:
+    """The callback class a ``train.callbacks`` entry ``"package.module:Class"`` names.
+
+    ``folder`` is where the spec was read from when it is data (a ``spec.json``, e.g. a run
+    folder's); ``None`` for a Python spec file or a spec built in Python, which are the
+    user's code (the class is imported like a fusion class of theirs). From data the module
+    is checked as fusion modules are (see :mod:`mmcore.spec.trust`) before anything is
+    imported. Raises :class:`SpecError` naming ``field``, for a refusal or a class that is
+    no callback."""
+    from mmcore.spec.trust import CALLBACK_TRUST_HINT, import_checked
+
+    def refuse(why: str) -> SpecError:
+        return SpecError(source, [(field, f"{name!r} refused: {why}")])
+
+    if folder is not None:
+        if name.partition(":")[0].endswith(".py"):
+            raise refuse("it is a Python file path; a spec.json is data, not code")
+        import_checked(name, Path(folder).resolve(), trust_code=trust_code, registry=registry,
+                       refuse=refuse, what="callback", hint=CALLBACK_TRUST_HINT)
+    try:
+        return callback_class(name)
+    except PluginError as exc:
+        raise SpecError(source, [(field, str(exc))]) from None
 
 
 def _is_event(method: Any) -> bool:
