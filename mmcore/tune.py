@@ -15,7 +15,9 @@ epoch is pruned (stopped after that epoch, Optuna's ``MedianPruner``).
 
 The study lives in an Optuna storage (``--storage``, default ``sqlite:///OUTPUT/study.db``): a
 second ``mmcore tune`` with the same arguments resumes it, and several processes on one storage
-share it (``--jobs J`` starts J workers). ``--trials N`` counts finished trials (complete or
+share it (``--jobs J`` starts J workers); on a database server
+(``--storage postgresql+psycopg://...``) workers on several machines share one study, each
+trial recording its run folder and host. ``--trials N`` counts finished trials (complete or
 pruned) across all of them. A trial interrupted by a kill is marked failed by the next worker
 once its heartbeat is older than a minute and does not count.
 
@@ -34,9 +36,11 @@ import csv
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,6 +51,10 @@ from mmcore.spec.load import SPEC_COPY, SPEC_MODULE_PREFIX, load_module, load_sp
 
 #: seconds between a running trial's heartbeats, and after which a silent one is failed
 HEARTBEAT, GRACE = 10, 60
+#: seconds a PostgreSQL connection attempt waits for the server before giving up
+CONNECT_TIMEOUT = 30
+#: storage URLs, for messages
+STORAGE_EXAMPLES = "sqlite:///path/study.db or postgresql+psycopg://user@host:5432/database"
 
 
 def load_space(path: str | Path) -> Callable[[Any], dict[str, Any]]:
@@ -112,16 +120,96 @@ def monitor_direction(spec: Any) -> tuple[str, bool]:
 def open_storage(output: Path, storage: str | None = None) -> Any:
     """The study's Optuna storage (default: ``OUTPUT/study.db``), its tables created. Open it
     once before starting workers: processes creating the tables of one new SQLite file at
-    the same time collide (a unique-constraint error in Optuna's schema migration)."""
+    the same time collide (a unique-constraint error in Optuna's schema migration).
+
+    A database server URL (``postgresql+psycopg://user@host:5432/db``, ``mysql+pymysql://...``)
+    lets workers on several machines share one study. Its connections are checked before use
+    (a server may drop one that idled through a long trial), and a PostgreSQL connection
+    attempt gives up after :data:`CONNECT_TIMEOUT` seconds unless the URL sets
+    ``connect_timeout``. A URL that cannot be parsed, names a database whose driver is not
+    installed, or cannot be reached raises :class:`MmcoreError` naming ``--storage``."""
     import optuna
 
     output.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{(output / 'study.db').resolve()}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna's words
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT,
-                                          grace_period=GRACE)
+    try:
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna's words
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=_engine_options(url),
+                                              heartbeat_interval=HEARTBEAT,
+                                              grace_period=GRACE)
+    except Exception as exc:  # each cause becomes one line for the user, below
+        raise storage_error(url, storage is None, exc) from exc
+
+
+def _engine_options(url: str) -> dict[str, Any]:
+    """SQLAlchemy engine options for ``url``: none for SQLite; for a server, check a pooled
+    connection before use and bound a PostgreSQL connection attempt."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return {}  # RDBStorage reports it
+    if parsed.get_backend_name() == "sqlite":
+        return {}
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
+    return options
+
+
+def shown_url(url: str) -> str:
+    """``url`` with its password, if any, written as ``***``."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return url
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+
+
+def storage_error(url: str, default: bool, exc: BaseException) -> MmcoreError:
+    """One line for a storage that cannot be opened: the URL (password hidden), what went
+    wrong and what was expected."""
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+    where = f"--storage {shown_url(url)}" + (" (the default)" if default else "")
+    if isinstance(exc, ImportError):
+        cause = exc.__cause__ or exc
+        return MmcoreError(
+            f"{where}: the database driver is not installed ({_first_line(cause)}); install "
+            "it where mmcore runs (PostgreSQL: pip install 'psycopg[binary]' with a "
+            "postgresql+psycopg:// URL; MySQL: pip install pymysql with mysql+pymysql://)")
+    if isinstance(exc, NoSuchModuleError):
+        kind = url.partition("://")[0]
+        return MmcoreError(f"{where}: unknown database kind {kind!r}; expected an Optuna "
+                           f"storage URL such as {STORAGE_EXAMPLES}")
+    if isinstance(exc, (ArgumentError, ValueError, KeyError)):
+        return MmcoreError(f"{where}: not a database URL; expected an Optuna storage URL "
+                           f"such as {STORAGE_EXAMPLES}")
+    if isinstance(exc, SQLAlchemyError):
+        check = ("that its folder exists and is writable" if url.startswith("sqlite")
+                 else "that the server is running and reachable from this machine, and the "
+                 "user, password and database name")
+        return MmcoreError(f"{where}: cannot open the database ({_first_line(exc)}); "
+                           f"check {check}")
+    return MmcoreError(f"{where}: {_first_line(exc)}")
+
+
+def worker_offset() -> int:
+    """A number that differs between this worker and the others on the study, added to the
+    sampler's seed so that their first (random) trials differ: workers on several machines,
+    or in containers, may well have the same process id."""
+    return zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 1_000_003
 
 
 def run_study(spec_path: str | Path, space_path: str | Path, trials: int, output: str | Path,
@@ -144,7 +232,7 @@ def run_study(spec_path: str | Path, space_path: str | Path, trials: int, output
         study_name=study_name or base.name, load_if_exists=True,
         storage=storage_obj,
         direction="maximize" if larger else "minimize",
-        sampler=optuna.samplers.TPESampler(seed=seed + os.getpid() % 1000),
+        sampler=optuna.samplers.TPESampler(seed=seed + worker_offset()),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
     )
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
@@ -153,8 +241,9 @@ def run_study(spec_path: str | Path, space_path: str | Path, trials: int, output
         chosen = space(trial)
         texts = [override_text(k, v) for k, v in chosen.items()]
         trial.set_user_attr("overrides", texts)
-        run = output / "trials" / f"trial-{trial.number:04d}"
-        trial.set_user_attr("run", str(run))
+        run = (output / "trials" / f"trial-{trial.number:04d}").resolve()
+        trial.set_user_attr("run", str(run))  # on "host": workers may be on other machines
+        trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("worker", os.getpid())
         pruning = _Pruning(trial)
         trainer = Trainer(spec_path, output=run, overwrite=True, quiet=True, plots=False,
@@ -268,9 +357,10 @@ def write_summary(study: Any, base: Any, output: Path, monitor: str,
         rows.append({"trial": t.number, "state": t.state.name,
                      monitor: "" if t.value is None else t.value,
                      **{k: t.params.get(k, "") for k in names},
-                     "run": t.user_attrs.get("run", "")})
+                     "run": t.user_attrs.get("run", ""), "host": t.user_attrs.get("host", "")})
     with (output / "trials.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["trial", "state", monitor, *names, "run"])
+        writer = csv.DictWriter(fh, fieldnames=["trial", "state", monitor, *names, "run",
+                                                "host"])
         writer.writeheader()
         writer.writerows(rows)
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -287,6 +377,7 @@ def write_summary(study: Any, base: Any, output: Path, monitor: str,
     summary = {"monitor": monitor, "direction": study.direction.name.lower(),
                "value": best.value, "trial": best.number, "params": best.params,
                "overrides": chosen, "run": best.user_attrs.get("run"),
+               "host": best.user_attrs.get("host"),
                "trials": {s: sum(t.state.name == s for t in study.trials)
                           for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")},
                "importances": importances}

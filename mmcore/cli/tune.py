@@ -17,7 +17,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                    help="folder for the study, its trials and the best spec (default: "
                    "runs/<spec name>-tune)")
     p.add_argument("--storage", default=None,
-                   help="an Optuna storage URL (default: sqlite:///OUTPUT/study.db)")
+                   help="an Optuna storage URL (default: sqlite:///OUTPUT/study.db); a "
+                   "database server (postgresql+psycopg://user@host/db) lets workers on "
+                   "several machines share the study")
     p.add_argument("--study", default=None, help="study name (default: the spec's name)")
     p.add_argument("--jobs", type=int, default=1,
                    help="worker processes sharing the study (default 1)")
@@ -35,6 +37,7 @@ def _worker_argv(args: argparse.Namespace, output: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import socket
     from pathlib import Path
 
     from mmcore.spec import load_spec
@@ -54,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
         codes = [w.wait() for w in workers]
     print(f"best trial {best['trial']}: {best['monitor']} = {best['value']:.4f} "
           f"({best['direction']}) with {' '.join(best['overrides']) or 'the spec as it is'}")
-    print(f"trials: {best['trials']}; run folder {best['run']}")
+    elsewhere = best.get("host") not in (None, socket.gethostname())
+    print(f"trials: {best['trials']}; run folder {best['run']}"
+          + (f" on {best['host']}" if elsewhere else ""))
     print(f"wrote {output}/trials.csv, best.json and best_spec.json")
     return 0 if all(c == 0 for c in codes) else 1
