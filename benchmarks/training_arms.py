@@ -249,6 +249,7 @@ def run_mmcore(
     parts of ``fit()`` timed apart."""
     import mmcore
     from mmcore.run import checkpoint as ck
+    from mmcore.train import records
 
     spec = setup.spec.model_copy(
         update={"train": setup.train.model_copy(update={"epochs": epochs})}
@@ -268,15 +269,14 @@ def run_mmcore(
     watch.on(trainer, "_setup_data", "setup")
     watch.on(trainer, "_train_epoch", "loop")
     watch.on(trainer, "_evaluate", "validation")  # inside _finish it counts as "final"
-    watch.on(trainer, "_publish_best", "checkpoint")
-    watch.on(trainer, "_write_metrics_jsonl", "checkpoint")
     watch.on(trainer, "_finish", "final")
     hook_name = f"bench-compile-{run}"
     if setup.compile:
         setup.registry.pm.register(CompileOnStart(), name=hook_name)
     start = time.perf_counter()
     try:
-        with patched(ck, ["write_checkpoint", "prune_checkpoints"], watch, "checkpoint"):
+        with patched(ck, ["write_checkpoint", "prune_checkpoints"], watch, "checkpoint"), \
+                patched(records, ["publish_best", "write_history"], watch, "checkpoint"):
             trainer.fit()
     finally:
         if setup.compile:
