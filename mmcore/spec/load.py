@@ -308,7 +308,8 @@ def check_plugins(spec: Spec, registry: Registry,
     """Every plugin, fusion, head and callback name registered; every option accepted by
     the one options model of its component (see :mod:`mmcore.spec.options`). Imports no
     implementation, so no torch, except a fusion or callback class the spec names by path
-    (``trust_code``: see :func:`callback_problems`)."""
+    (from a ``spec.json`` only as :func:`mmcore.train.callbacks.check_callback_path` allows,
+    unless ``trust_code``)."""
     problems: list[tuple[str, str]] = []
     for name, mod in spec.modalities.items():
         path = f"modalities.{name}"
@@ -334,23 +335,13 @@ def check_plugins(spec: Spec, registry: Registry,
             problems.append((f"heads.{name}.kind", str(exc)))
             continue
         problems += option_problems(model, head.options, f"heads.{name}.options")
-    problems += callback_problems(spec, registry, trust_code)
-    return problems
-
-
-def callback_problems(spec: Spec, registry: Registry,
-                      trust_code: bool = False) -> list[tuple[str, str]]:
-    """Every ``train.callbacks`` entry registered, or an import path of a callback class
-    that may be imported: always from a Python spec (the user's code), from a ``spec.json``
-    (data) only as :func:`mmcore.train.callbacks.check_callback_path` allows."""
-    from mmcore.train.callbacks import check_callback_path
-
-    from_data = str(spec.source).endswith(".json")
-    problems: list[tuple[str, str]] = []
+    from_data = str(spec.source).endswith(".json")  # a spec.json is data: see trust_code
     for i, cb in enumerate(spec.train.callbacks):
         field = f"train.callbacks.{i}"
         try:
-            if ":" in cb:
+            if ":" in cb:  # a class by import path (this imports the trainer, and torch)
+                from mmcore.train.callbacks import check_callback_path
+
                 check_callback_path(
                     cb, Path(spec.base_dir or ".") if from_data else None,
                     trust_code=trust_code, source=spec.source, field=field, registry=registry)
