@@ -67,7 +67,7 @@ def pad_sequences(
         trailing = template.shape[1:]
         np_dtype = template.dtype
     elif empty_shape is not None:
-        trailing, np_dtype = tuple(empty_shape), np.float32
+        trailing, np_dtype = tuple(empty_shape), np.dtype(np.float32)
     else:
         raise ValueError("pad_sequences: every item is missing and no empty_shape was given")
     for i, item in enumerate(items):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class MmcoreError(Exception):
     """Base of every error mmcore reports to users; the CLI prints it and exits with code 2."""
@@ -13,6 +15,9 @@ class PluginError(MmcoreError):
 
 class SpecError(MmcoreError):
     """A spec is invalid. ``problems`` lists ``(field path, message)`` pairs."""
+
+    #: the arguments of the ``mmcore.Spec(...)`` call that failed, when it was one
+    raw: dict[str, Any] | None = None
 
     def __init__(self, source: str, problems: list[tuple[str, str]]):
         self.source = source

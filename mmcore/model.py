@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -235,7 +236,8 @@ def check_encoders(
             for name, encoder in model.encoders.items():
                 if name not in inputs:
                     continue
-                problem = _features_problem(encoder, encoder(inputs[name]))
+                # a ModuleDict's items are typed as Module; these are the modalities' Encoders
+                problem = _features_problem(cast(Encoder, encoder), encoder(inputs[name]))
                 if problem is None:
                     continue
                 who = f"modality {name!r}"

@@ -276,6 +276,7 @@ def _export_onnx(graph: GraphModel, layout: InputLayout,
                 graph, args, dynamo=True, input_names=layout.names, output_names=graph.heads,
                 dynamic_shapes=dims, optimize=True,
             )
+            assert program is not None  # the dynamo exporter returns its program
             program.save(str(path))
     except Exception as exc:  # the exporters raise many kinds; the first line says what
         raise ExportError(_export_failure("ONNX", exc)) from None
@@ -336,14 +337,14 @@ def _check_parity(path: Path, format: str, graph: GraphModel, layout: InputLayou
                and not isinstance(i["shape"][1], int)}
     # every dynamic time axis longer: a graph that fixed one would fail or differ here
     cases["padded longer"] = {
-        m: pad_steps(mb, mb.mask.shape[1] + 3) if m in dynamic else mb
+        m: pad_steps(mb, mb.mask.shape[1] + 3) if m in dynamic and mb.mask is not None else mb
         for m, mb in example.items()
     }
     worst = 0.0
-    for label, inputs in cases.items():
-        args = layout.flatten(inputs)
+    for label, case in cases.items():
+        args = layout.flatten(case)
         with torch.no_grad():
-            eager = graph.model(inputs)
+            eager = graph.model(case)
         try:
             got = run([a.numpy() for a in args])
         except Exception as exc:  # e.g. onnxruntime: an axis the trace fixed

@@ -57,7 +57,9 @@ class LateFusion(PerModalityFusion):
         )
         self.scores = nn.Parameter(torch.zeros(len(self.modalities))) if mode == "learned" else None
 
-    def forward(self, features: Mapping[str, Features]) -> dict[str, Tensor]:
+    def forward(  # type: ignore[override]  # PerModalityFusion's: one tensor per modality
+        self, features: Mapping[str, Features]
+    ) -> dict[str, Tensor]:
         return {
             m: zero_absent(self.mlps[m](features[m].pooled()), features[m].present)
             for m in self.modalities

@@ -74,6 +74,7 @@ class WeightedFusion(Fusion):
         if self.scorer is not None:
             scores = self.scorer(z).squeeze(-1)
         else:
+            assert self.scores is not None  # __init__ sets one of the two
             scores = self.scores.unsqueeze(0).expand(z.shape[0], -1)
         soft = masked_softmax(scores / self.temperature, present)
         count = present.sum(dim=1, keepdim=True).clamp_min(1).to(soft.dtype)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,7 +15,8 @@ from mmcore.heads.options import RegressionOptions, from_validated
 from mmcore.layers import mlp
 from mmcore.metrics import r2_score
 
-_LOSSES = {"mse": F.mse_loss, "l1": F.l1_loss, "huber": F.huber_loss}
+_LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "mse": F.mse_loss, "l1": F.l1_loss, "huber": F.huber_loss}
 
 
 def _as_matrix(values: Sequence[Any], size: int) -> np.ndarray:
@@ -35,6 +36,8 @@ class RegressionHead(Head):
     metric_names = ("mae", "rmse", "r2")
     greater_is_better = False
     metric_directions = {"r2": True}
+    mean: Tensor  # [size] buffers: the targets' standardisation, saved with the weights
+    std: Tensor
 
     def __init__(self, input_size: int, target: str, **options: Any) -> None:
         super().__init__(input_size, target)

@@ -120,9 +120,9 @@ def load_entry_points(
             continue
         try:
             module = ep.load()
-            reason = _check_plugin(pm, module, ep)
-            if reason is not None:
-                raise pluggy.PluginValidationError(module, reason)
+            invalid = _check_plugin(pm, module, ep)
+            if invalid is not None:
+                raise pluggy.PluginValidationError(module, invalid)
             pm.register(module, name=ep.name)
         except (Exception, SystemExit) as exc:
             if strict and isinstance(exc, SystemExit):

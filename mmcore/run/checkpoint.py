@@ -351,7 +351,8 @@ def prune_checkpoints(root: str | Path, keep: int = KEEP_LAST) -> list[Path]:
     newest_end = _order(ends[-1]) if ends else None
     inside = [p for p in complete if p not in ends]
     doomed += [p for p in inside[:-1]]
-    doomed += [p for p in inside[-1:] if newest_end is not None and _order(p) < newest_end]
+    doomed += [p for p in inside[-1:] if newest_end is not None
+               and (order := _order(p)) is not None and order < newest_end]
     doomed += [
         p for p in root.iterdir()
         if p.is_dir() and (p.name.startswith(".tmp-") or not is_complete(p))

@@ -76,7 +76,8 @@ def unflatten(skeleton: Any, tensors: dict[str, Tensor]) -> Any:
 
 def capture_rng() -> dict[str, Any]:
     """Every global random state training touches: Python, numpy, torch CPU and CUDA."""
-    np_state = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)
+    assert isinstance(np_state, tuple)  # legacy=True: the global MT19937's state as a tuple
     state: dict[str, Any] = {
         "python": _to_lists(random.getstate()),
         "numpy": {

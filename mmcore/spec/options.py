@@ -30,7 +30,7 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
@@ -109,10 +109,10 @@ def signature_model(cls: type, skip: int = 1) -> type[BaseModel]:
     required) and its annotation (``Any`` where it has none or pydantic cannot check it).
     Other names are refused, unless ``__init__`` takes ``**kwargs``.
     """
-    init = cls.__init__
+    init = cls.__init__  # type: ignore[misc]  # the class's own, read from the class
     parameters = list(inspect.signature(init).parameters.values())[1 + skip :]
     fields: dict[str, Any] = {}
-    extra = "forbid"
+    extra: Literal["allow", "forbid"] = "forbid"
     for i, p in enumerate(parameters):
         if p.kind is inspect.Parameter.VAR_KEYWORD:
             extra = "allow"

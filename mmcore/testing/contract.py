@@ -30,12 +30,15 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pytest
 
 from mmcore.version import DISTRIBUTION
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 ALLOWED_DTYPES = (np.dtype(np.float32), np.dtype(np.int64))
 OUTPUTS = ("pooled", "sequence")
@@ -98,7 +101,7 @@ class ModalityContract:
     def modality_class(self) -> type:
         return self.registration().load()
 
-    def options_model(self) -> type:
+    def options_model(self) -> type[BaseModel]:
         """The registered options model, as the model build uses it."""
         from mmcore.spec.options import implementation_model
 
