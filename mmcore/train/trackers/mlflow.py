@@ -50,13 +50,17 @@ class MLflowTracker(Tracker):
         self._mlflow: Any = mlflow
         self.client: Any = None
         self.run_id: str | None = None
+        # checked now, when the trainer creates its callbacks: before the data is prepared
+        self.uri: str = mlflow.get_tracking_uri()
+        try:
+            check_store(self.uri)
+            check_reachable(self.uri)
+        except PluginError as exc:
+            raise PluginError(f"callback 'mlflow' could not start: {exc}") from None
 
     def start(self, trainer: Any) -> None:
         mlflow = self._mlflow
-        uri = mlflow.get_tracking_uri()
-        check_store(uri)
-        check_reachable(uri)
-        self.client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+        self.client = mlflow.tracking.MlflowClient(tracking_uri=self.uri)
         tags = {"mmcore.run_dir": str(Path(trainer.run_dir).resolve()),
                 "mmcore.version": __version__}
         parent = mlflow.active_run()
