@@ -11,13 +11,20 @@ BIN := $(VENV)/bin
 PLUGINS := $(sort $(wildcard plugins/mmcore-plugin-*))
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
+# How the editable installs reach the sources. 'compat' puts the source folders on sys.path
+# through a plain .pth file, which mypy and pyright read; setuptools' default ('lenient') uses
+# an import hook that they cannot see. 'strict' is seen too, but links each file, so a new or
+# renamed module needs `make install` again. README.md#type-checkers
+EDITABLE_MODE ?= compat
 
-.PHONY: install demo test quick lint bench clean
+.PHONY: install demo test quick lint typecheck bench clean
 
-$(BIN)/.installed: pyproject.toml $(foreach p,$(PLUGINS),$(p)/pyproject.toml)
+# the Makefile is a prerequisite: a change of how things are installed reinstalls them
+$(BIN)/.installed: Makefile pyproject.toml $(foreach p,$(PLUGINS),$(p)/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q '$(TORCH_SPEC)'
-	$(BIN)/python -m pip install -q -e '.[test]' $(foreach p,$(PLUGINS),-e $(p))
+	$(BIN)/python -m pip install -q --config-settings editable_mode=$(EDITABLE_MODE) \
+	  -e '.[test]' $(foreach p,$(PLUGINS),-e $(p))
 	touch $@
 
 install: $(BIN)/.installed
@@ -35,6 +42,11 @@ quick: install
 
 lint: install
 	$(BIN)/ruff check .
+
+# mmcore's own types (.ci/mypy.ini says which modules are not clean yet); tests/test_typing.py
+# checks a user's script against the installed package
+typecheck: install
+	$(BIN)/mypy --config-file .ci/mypy.ini
 
 # every benchmark of benchmarks/README.md, each rewriting its section of docs/benchmarks.md
 BENCHMARKS := data_pipeline trainer_overhead pipeline_vs_step startup scaling export_latency gpu
