@@ -40,7 +40,7 @@ KEY = "tcn_fast_path"
 TITLE = "TCN encoder: full-length fast path against the masked path and a hand-written twin"
 STEPS, HALVINGS, BLOCKS, WIDTH, KERNEL, HIDDEN, CLASSES = 2000, 5, 2, 64, 5, 64, 4
 BATCH, BATCHES = 32, 8
-ROUNDS, STEPS_PER_ARM = 15, 4
+ROUNDS, STEPS_PER_ARM = 25, 2
 ARMS = ("hand", "fast", "masked", "control")
 
 
