@@ -80,8 +80,9 @@ def _one_layer(rnn: nn.RNNBase, layer: int, suffix: str, x: Tensor) -> Tensor:
         kwargs["proj_size"] = rnn.proj_size
     if isinstance(rnn, nn.RNN):
         kwargs["nonlinearity"] = rnn.nonlinearity
+    kind: type[nn.Module] = type(rnn)  # an LSTM, GRU or RNN: (input_size, hidden_size, ...)
     with torch.device("meta"):
-        single = type(rnn)(x.shape[-1], rnn.hidden_size, **kwargs)
+        single = kind(x.shape[-1], rnn.hidden_size, **kwargs)
     params = {name: getattr(rnn, f"{name[:-1]}{layer}{suffix}")
               for name, _ in single.named_parameters()}
     outputs, _ = torch.func.functional_call(single, params, (x,))

@@ -141,6 +141,7 @@ class TemporalConvNet(nn.Module):
                                         norm=size > 1))
             size = channels
         self.blocks = nn.ModuleList(layers)
+        self.strides = tuple(block.stride for block in layers)
         self.output_size = size
 
     def forward(self, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
@@ -154,10 +155,10 @@ class TemporalConvNet(nn.Module):
             return x, None
         dtype = compute_dtype(x)
         keep = mask.unsqueeze(1).to(dtype)
-        for block in self.blocks:
+        for block, stride in zip(self.blocks, self.strides, strict=True):
             out_mask, out_keep = mask, keep
-            if block.stride != 1:
-                out_mask = downsample_mask(mask, block.stride)
+            if stride != 1:
+                out_mask = downsample_mask(mask, stride)
                 out_keep = out_mask.unsqueeze(1).to(dtype)
             x = block(x, keep, out_keep)
             mask, keep = out_mask, out_keep
@@ -267,14 +268,14 @@ class SequenceEncoder(Encoder):
     ) -> None:
         self.input_size = int(input_size)
         if frontend == "tcn":
-            front: nn.Module | None = TemporalConvNet(
+            front: TemporalConvNet | ReferenceConvs | None = TemporalConvNet(
                 self.input_size, channels, kernel_size, halvings, blocks, dropout
             )
         elif frontend == "conv":
             front = ReferenceConvs(self.input_size, conv_channels, kernel_size, dropout)
         else:
             front = None
-        size = front.output_size if front is not None else self.input_size  # type: ignore[union-attr]
+        size = front.output_size if front is not None else self.input_size
         rnn: nn.RNNBase | None = None
         transformer: TransformerBody | None = None
         if body in ("lstm", "gru"):
@@ -294,11 +295,12 @@ class SequenceEncoder(Encoder):
         self.proj = nn.Linear(size, output_size) if output_size else None
 
     def forward(self, batch: ModalityBatch) -> Features:
-        x, mask = sequence_input(batch, self.input_size, "sequence encoder")
+        x, given = sequence_input(batch, self.input_size, "sequence encoder")
+        mask: Tensor | None = given
         if batch.is_full():  # one check per batch: nothing is padded, so nothing is masked
             mask = None
         else:  # zero padded steps: every layer below expects them zero
-            x = x * mask.unsqueeze(-1).to(x.dtype)
+            x = x * given.unsqueeze(-1).to(x.dtype)
         if self.front is not None:
             x, mask = self.front(x, mask)
         h: Tensor
