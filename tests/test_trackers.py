@@ -401,11 +401,15 @@ def test_a_spec_json_names_no_callback_module_without_trust(tmp_path, recorder_m
     assert not marker.exists() and recorder_module not in sys.modules
     assert not again.exists()
 
-    # opting in imports it; a callback of mmcore's own modules needs no trust
+    assert "--trust-code (mmcore train)" in err
+
+    # opting in imports it (the command line's flag, or Python's argument); a callback of
+    # mmcore's own modules needs no trust
+    assert main(["train", str(run / "spec.json"), "--output", str(again), "--quiet",
+                 "--trust-code", "--no-report"]) == 0
+    assert json.loads((again / "recorded.json").read_text()) == [1, 2] and marker.exists()
     spec = mmcore.load_spec(run / "spec.json", trust_code=True)
-    assert spec.train.callbacks[1] == f"{recorder_module}:Recorder" and marker.exists()
-    Trainer(spec, output=again, quiet=True, report=False, plots=False).fit()
-    assert json.loads((again / "recorded.json").read_text()) == [1, 2]
+    assert spec.train.callbacks[1] == f"{recorder_module}:Recorder"
     data = json.loads((run / "spec.json").read_text())
     data["train"]["callbacks"] = ["mmcore.train.callbacks:CSVLogger"]
     (tmp_path / "own.json").write_text(json.dumps(data))

@@ -1,5 +1,5 @@
 """``mmcore train SPEC [--output DIR] [--resume] [--overwrite] [--quiet] [--no-test]
-[--no-report] [--nproc N] [field=value ...]``.
+[--no-report] [--trust-code] [--nproc N] [field=value ...]``.
 
 Under ``torchrun`` every rank runs this command; ``--nproc N`` starts torchrun's launcher
 itself for N processes on this machine (see ``docs/distributed.md``)."""
@@ -25,6 +25,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true",
                    help="skip the modality report after training (two extra evaluation passes "
                    "per modality)")
+    p.add_argument("--trust-code", action="store_true",
+                   help="let a spec.json name callback classes in any module (it imports "
+                   "them); without it only mmcore's and installed plugins' modules")
     p.add_argument("--nproc", type=int, metavar="N",
                    help="train on N processes on this machine with train.strategy (ddp, or "
                    "fsdp; launches torchrun; train.batch_size is the global batch)")
@@ -39,7 +42,8 @@ def worker_argv(args: argparse.Namespace) -> list[str]:
     argv += [flag for flag, on in (("--resume", args.resume), ("--overwrite", args.overwrite),
                                    ("--quiet", args.quiet),
                                    ("--no-report", getattr(args, "no_report", False)),
-                                   ("--no-test", getattr(args, "no_test", False))) if on]
+                                   ("--no-test", getattr(args, "no_test", False)),
+                                   ("--trust-code", getattr(args, "trust_code", False))) if on]
     if getattr(args, "debug", False):
         argv.append("--debug")
     return ["train", *argv]
@@ -62,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
             args.spec, output=args.output, resume=args.resume, overwrite=args.overwrite,
             overrides=overrides, quiet=args.quiet,
             report=not getattr(args, "no_report", False), summary=False,  # printed below
+            trust_code=getattr(args, "trust_code", False),
         )
         final = trainer.fit()
     except BaseException as exc:

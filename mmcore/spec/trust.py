@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 #: what a refusal to run code from a run folder tells the user to do
 TRUST_HINT = "trust_code=True (mmcore.load) or --trust-code (mmcore evaluate/predict)"
 #: what a refusal to import a callback named in a spec.json tells the user to do
-CALLBACK_TRUST_HINT = ("mmcore.load_spec(path, trust_code=True), or name the callback in a "
-                       "Python spec file")
+CALLBACK_TRUST_HINT = ("--trust-code (mmcore train), mmcore.load_spec(path, trust_code=True) or "
+                       "Trainer(path, trust_code=True), or name the callback in a Python spec "
+                       "file")
 #: the name under which a run folder keeps a copy of the spec file that defined classes
 SPEC_COPY = "spec.py"
 #: mmcore's own modules (and their submodules) a run folder may name classes in

@@ -91,6 +91,8 @@ class Trainer:
         callbacks: objects with ``@mmcore.hookimpl`` trainer events, called beside the spec's
             ``train.callbacks`` (on rank 0); one may call :meth:`stop`.
         registry: the plugin registry (default: the process-wide one).
+        trust_code: with ``spec`` a ``spec.json`` path, let it name callback classes in any
+            module (imported); without it only mmcore's and installed plugins' modules.
 
     After :meth:`fit` the attributes ``model``, ``optimizer``, ``scheduler``, ``resolved_spec``,
     ``history`` (one dict per epoch), ``best_epoch``, ``best_value`` and ``final_metrics`` are
@@ -121,11 +123,12 @@ class Trainer:
         summary: bool = True,
         callbacks: Iterable[object] = (),
         registry: Registry | None = None,
+        trust_code: bool = False,
     ) -> None:
         self.registry = registry or get_registry()
         overrides = list(overrides)
         if isinstance(spec, str | Path):
-            spec = load_spec(spec, overrides, registry=self.registry)
+            spec = load_spec(spec, overrides, registry=self.registry, trust_code=trust_code)
         elif overrides or not isinstance(spec, Spec):
             spec = validate_spec(
                 spec, source=getattr(spec, "source", "<spec>"),
