@@ -115,6 +115,10 @@ def test_the_data_licence_from_the_spec_is_on_the_card(tmp_path):
     assert json.loads((run / "spec.json").read_text())["data"]["license"] == "CC-BY-4.0"
     card = (run / "README.md").read_text()
     assert "\n- licence: CC-BY-4.0\n" in card and "not stated" not in card
+    # a licence stated later is no reason to refuse a resume (only the card reads it)
+    assert main(["train", str(spec), "--output", str(run), "--quiet", "--resume",
+                 "train.epochs=2", "data.license=MIT"]) == 0
+    assert "\n- licence: MIT\n" in (run / "README.md").read_text()
 
 
 def _section(card: str, title: str) -> str:

@@ -38,7 +38,8 @@ def make(name: str, modalities: dict[str, Any], fusion: dict[str, Any] | None = 
         ensure_degraded(tuple(m for m in ("image", "audio") if m in modalities))
     return {
         "name": name,
-        "data": {"path": str(TABLE), "split_column": "split"},
+        "data": {"path": str(TABLE), "split_column": "split",
+                 "license": "audio: FSDD, CC BY-SA 4.0; images: MNIST, CC BY-SA 3.0"},
         "modalities": modalities,
         "fusion": fusion or {"name": "concat", "options": {"size": 64, "hidden": 64}},
         "heads": HEADS,

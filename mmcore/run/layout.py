@@ -179,8 +179,11 @@ def reset_outputs(run: RunFolder, patterns: Iterable[str]) -> None:
 
 def resume_mismatches(spec: Spec, saved: Spec) -> list[str]:
     """Where ``spec`` differs from a run's saved spec outside ``train`` (and the heads'
-    fitted options, which the new spec may leave out)."""
+    fitted options, which the new spec may leave out, and ``data.license``, which only the
+    model card reads)."""
     new, old = spec_json_data(spec), spec_json_data(saved)
+    for data in (new["data"], old["data"]):
+        data.pop("license", None)
     problems = [key for key in ("data", "modalities", "fusion") if new[key] != old[key]]
     if set(new["heads"]) != set(old["heads"]):
         problems.append("heads")
