@@ -24,7 +24,7 @@ class RNNFusion(Fusion):
     ``"modalities"``: one step per modality, in sorted order. Step ``m`` is the modality's
         pooled features projected to ``project`` (a ``Linear`` per modality). Absent modalities
         are skipped, not fed as zeros: each sample's present modalities are packed to the front
-        and the RNN runs over exactly those (``run_rnn`` with packed sequences).
+        and the RNN runs over exactly those (``run_rnn``: padding changes nothing).
     ``"time"``: every modality must be a sequence. Each sample's real steps of each modality are
         resampled (linear interpolation) to ``length`` steps, so that modalities of different
         rates line up in time; step ``t`` is ``Σ_m W_m x_m(t) + b_m`` over the modalities present
