@@ -143,7 +143,8 @@ def test_mlflow_server_receives_the_spec_the_epochs_and_the_run_files(
     assert found.data.metrics["final/validation/loss"] == pytest.approx(
         final["validation"]["loss"])
     files = {a.path for a in client.list_artifacts(found.info.run_id)}
-    assert {"spec.json", "metrics.json", "metrics.jsonl", "metrics.csv", "README.md"} <= files
+    assert {"spec.json", "metrics.json", "metrics.jsonl", "metrics.csv", "README.md",
+            "model.safetensors"} <= files
 
 
 class DropProxy(socketserver.ThreadingTCPServer):
@@ -305,7 +306,7 @@ def test_wandb_offline_writes_the_config_the_epochs_and_the_run_files(tmp_path, 
 
     (offline,) = (run / "wandb").glob("offline-run-*")  # W&B's files sit in the run folder
     files = {p.name for p in (offline / "files").iterdir()}
-    assert {"spec.json", "metrics.json", "metrics.csv", "README.md"} <= files
+    assert {"spec.json", "metrics.json", "metrics.csv", "README.md", "model.safetensors"} <= files
     records = wandb_records(next(offline.glob("run-*.wandb")))
     (meta,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     assert meta.display_name == "run-wandb" and meta.project == "tiny-project"

@@ -21,11 +21,21 @@ from typing import Any
 from mmcore.errors import MmcoreError, PluginError
 from mmcore.log import get_logger
 from mmcore.plugins.hookspecs import hookimpl
-from mmcore.run.layout import CARD, HEALTH, METRICS_JSON, METRICS_JSONL, MODALITY_REPORT, SPEC_JSON
+from mmcore.run.layout import (
+    CARD,
+    HEALTH,
+    METRICS_JSON,
+    METRICS_JSONL,
+    MODALITY_REPORT,
+    MODEL_FILE,
+    SPEC_JSON,
+)
 
-#: the run folder's small files a tracker uploads at the end, when present
+#: the run folder's files a tracker uploads at the end, when present: the small records and
+#: the best weights (``model.safetensors``; with ``spec.json`` and the modalities' fitted state
+#: in the run folder they are the model)
 ARTIFACTS = (SPEC_JSON, METRICS_JSON, METRICS_JSONL, "metrics.csv", MODALITY_REPORT, HEALTH,
-             CARD)
+             CARD, MODEL_FILE)
 #: the prefix of the final figures (the best model's, on validation and test): the per-epoch
 #: figures already use ``validation/...``
 FINAL = "final/"
