@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import cast
 
 import torch
 from torch import Tensor, nn
 
 from mmcore.batch import Features, ModalityBatch
+from mmcore.data.modalities import build_modalities
 from mmcore.encoder import Encoder
 from mmcore.errors import PluginError, SpecError
 from mmcore.fusion import Fusion, PerModalityFusion
@@ -122,37 +122,6 @@ def compose_model(
         )
     composition = LateFusionModel if isinstance(fusion, PerModalityFusion) else MultimodalModel
     return composition(encoders, fusion, heads)
-
-
-def build_modalities(spec: Spec, registry: Registry | None = None) -> dict[str, Modality]:
-    """A :class:`Modality` instance per declared modality: ``cls(name, options, root=)``
-    with the options validated by its registered options model (:mod:`mmcore.spec.options`).
-
-    Raises :class:`PluginError` for an unknown plugin and :class:`SpecError` for options
-    the model refuses."""
-    registry = registry or get_registry()
-    root = _data_root(spec)
-    out: dict[str, Modality] = {}
-    for name, mod in spec.modalities.items():
-        reg = registry.get("modality", mod.plugin_name)
-        cls = reg.load()
-        options = validated(implementation_model(reg, cls), mod.options,
-                            source=spec.source, path=f"modalities.{name}.options")
-        out[name] = cls(name, options, root=root)
-        out[name].columns = list(mod.columns)
-    return out
-
-
-def _data_root(spec: Spec) -> Path | None:
-    """Folder that relative paths inside the data resolve against."""
-    base = Path(spec.base_dir) if spec.base_dir else Path.cwd()
-    if spec.data.root:
-        return base / spec.data.root
-    first = spec.data.path or spec.data.train
-    if first is None:  # data given as a datasets object: paths in it are relative to the spec
-        return Path(spec.base_dir) if spec.base_dir else None
-    path = base / first
-    return path if path.is_dir() else path.parent
 
 
 def build_fusion(
