@@ -61,8 +61,8 @@ def _check_monitor(spec: Any, registry: Any) -> Problems:
 def _check_data(spec: Any, registry: Any, report: dict[str, Any] | None = None) -> Problems:
     """The data layer's own checks before any work (:meth:`DataModule.check`); ``report``
     receives the rows of each split (``"splits"``) and the split warnings (``"warnings"``)."""
+    from mmcore.data.modalities import build_modalities
     from mmcore.data.module import DataModule
-    from mmcore.model import build_modalities
 
     try:
         dm = DataModule(spec, build_modalities(spec, registry), registry, progress=False)

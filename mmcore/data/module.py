@@ -7,21 +7,15 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import numpy as np
 import pyarrow.compute as pc
-from torch.utils.data import DataLoader
 
-from mmcore.batch import Batch
-from mmcore.collate import collate_batch
 from mmcore.data import fit_cache
 from mmcore.data import sources as src
 from mmcore.data.bad_rows import MISSING_REASON, BadRow, bad_row_message, summary, write_bad_rows
 from mmcore.data.fitting import fit_leaving_out
-from mmcore.data.loader import ArrowSplit, Collator, ShardedBatchSampler
-from mmcore.data.memory import AUTO_LIMIT_BYTES, MemorySplit, as_is, split_bytes
 from mmcore.data.preprocess import (
     RowProcessor,
     TargetSpec,
@@ -47,12 +41,20 @@ from mmcore.data.storage import (
     target_key,
 )
 from mmcore.errors import DataError, PluginError
-from mmcore.head import Head
 from mmcore.modality import Modality
 from mmcore.plugins.default import get_registry
 from mmcore.plugins.registry import Registry
 from mmcore.rows import adapt_to_rows
 from mmcore.spec.model import Spec
+
+if TYPE_CHECKING:  # imported where used: checking a spec's data imports neither
+    import datasets
+    from torch.utils.data import DataLoader
+
+    from mmcore.batch import Batch
+    from mmcore.data.loader import ArrowSplit
+    from mmcore.data.memory import MemorySplit
+    from mmcore.head import Head
 
 #: Rows per ``Dataset.map`` batch and per Arrow record batch written: small enough that a
 #: batch of large arrays (spectrograms, images) stays a few MB in memory.
@@ -181,7 +183,7 @@ class DataModule:
         if self.spec.train.sampler == "balanced":
             self._check_balanced()
         with self._progress_bars():
-            splits = self._load_splits()
+            splits = self._load_splits(schema_only=True)
             train = splits.get("train")
             self._check_modalities(train)
             if train is not None:  # the heads' options against the classes in the data
@@ -215,7 +217,9 @@ class DataModule:
             if present is None or head.target in present
         ]
 
-    def _load_splits(self) -> dict[str, SplitSource]:
+    def _load_splits(self, schema_only: bool = False) -> dict[str, SplitSource]:
+        """The splits (``schema_only``: tables read a column at a time, as :meth:`check`
+        needs, where the format allows; see :func:`mmcore.data.sources.load_path`)."""
         spec, data = self.spec, self.spec.data
         self.split_warnings = []
         cache = src.cache_dir(spec)
@@ -233,7 +237,7 @@ class DataModule:
                 single = SplitSource(self._as_stream(obj), "data.dataset", root)
         elif data.path is not None:
             path = src.resolve(spec, data.path, "data.path")
-            loaded = src.load_path(path, data.format, cache, self.streaming)
+            loaded = src.load_path(path, data.format, cache, self.streaming, schema_only)
             root = src.data_root(spec, path)
             if isinstance(loaded, dict):
                 given = {
@@ -248,7 +252,7 @@ class DataModule:
                 if value is None:
                     continue
                 path = src.resolve(spec, value, f"data.{name}")
-                loaded = src.load_path(path, data.format, cache, self.streaming)
+                loaded = src.load_path(path, data.format, cache, self.streaming, schema_only)
                 if isinstance(loaded, dict):
                     if len(loaded) != 1:
                         raise DataError(
@@ -287,6 +291,7 @@ class DataModule:
 
     def _as_stream(self, dataset: Any) -> Any:
         dataset = src.undecoded(dataset)
+        datasets = src.datasets_module()  # the data is a datasets object: imported already
         if self.streaming and isinstance(dataset, datasets.Dataset):
             return dataset.to_iterable_dataset()
         if not self.streaming and isinstance(dataset, datasets.IterableDataset):
@@ -453,6 +458,8 @@ class DataModule:
 
     def _fitted_heads(self) -> list[str]:
         """The heads that fit something on the train split's targets (e.g. their classes)."""
+        from mmcore.head import Head
+
         return [n for n in self.spec.heads
                 if self._head_classes[n].fit_targets is not Head.fit_targets]
 
@@ -587,6 +594,8 @@ class DataModule:
 
     def _fit_columns(self, skip: set[str] | None = None) -> list[str]:
         """The columns the fit reads; ``skip``: modalities whose fit came from the cache."""
+        from mmcore.head import Head
+
         columns = [
             c for name, m in self.modalities.items() if _fits(m)
             and (skip is None or name not in skip)
@@ -688,6 +697,8 @@ class DataModule:
         self, name: str, source: SplitSource, table: datasets.Dataset
     ) -> ArrowSplit:
         """Find the bad rows of a preprocessed split; raise for the first, or leave them out."""
+        from mmcore.data.loader import ArrowSplit
+
         bad = np.zeros(len(table), dtype=bool)
         found: dict[int, tuple[str, str]] = {}
         errors = read_column(table, ERROR)
@@ -804,6 +815,11 @@ class DataModule:
                 rank=rank, world_size=world_size, pin_memory=pin_memory,
                 start_batch=start_batch,
             )
+        from torch.utils.data import DataLoader
+
+        from mmcore.data.loader import Collator, ShardedBatchSampler
+        from mmcore.data.memory import as_is
+
         table = self._table(split)
         memory = self._memory_split(split, table)
         sampler = ShardedBatchSampler(
@@ -825,6 +841,8 @@ class DataModule:
     def _memory_split(self, split: str, table: ArrowSplit) -> MemorySplit | None:
         """``split`` held in memory (built on first use, then kept) when ``data.in_memory``
         says so, else ``None``."""
+        from mmcore.data.memory import AUTO_LIMIT_BYTES, MemorySplit, split_bytes
+
         if split in self._memory:
             return self._memory[split]
         setting = self.spec.data.in_memory
@@ -853,6 +871,7 @@ class DataModule:
         with self._progress_bars():
             loaded = src.load_path(path, "auto", src.cache_dir(self.spec), streaming=False)
             if isinstance(loaded, dict):
+                datasets = src.datasets_module()
                 loaded = datasets.concatenate_datasets([loaded[k] for k in sorted(loaded)])
             source = SplitSource(loaded, str(path), path if path.is_dir() else path.parent)
             self._check_columns({"": source}, with_targets=False)
@@ -886,6 +905,8 @@ class DataModule:
         processor.file = None
         numbers = range(first_row, first_row + len(rows))
         result = processor.process(batch, list(numbers))
+        from mmcore.collate import collate_batch
+
         return collate_batch(self.modalities, result.inputs, result.targets, numbers)
 
     def write_bad_rows(self, path: Path) -> None:

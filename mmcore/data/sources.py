@@ -7,6 +7,10 @@ table of file paths and labels; decoding is left to the modality plugins), plus 
 there is made into a ``Dataset`` by the spec). Nothing here touches the
 network: the file builders datasets packages are used on local paths only.
 
+``datasets`` is imported on first use (:func:`datasets_module`): with ``schema_only``,
+:func:`load_path` reads csv/tsv, parquet and image/audio folders as
+:class:`~mmcore.data.tables.FileTable` objects, which need only pyarrow (``mmcore validate``).
+
 :func:`read_rows` reads a file of rows to predict on (``mmcore predict --input``), its csv cells
 typed by the same reader.
 """
@@ -18,18 +22,22 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import pyarrow as pa
-from datasets.table import InMemoryTable
 
+from mmcore.data.tables import FileTable, open_table
 from mmcore.errors import DataError
 from mmcore.spec.model import Spec
+
+if TYPE_CHECKING:
+    import datasets
 
 SPLITS = ("train", "validation", "test")
 SPLIT_ALIASES = {
@@ -68,6 +76,22 @@ class Source:
     root: Path | None
 
 
+#: the state each open :func:`progress_bars` block asks for, innermost last, while
+#: ``datasets`` is not imported yet
+_BARS: list[bool] = []
+
+
+def datasets_module() -> ModuleType:
+    """``datasets``, imported now if it was not; imported inside a :func:`progress_bars`
+    block, its progress bars start as that block asks."""
+    first = "datasets" not in sys.modules
+    import datasets
+
+    if first and _BARS and not _BARS[-1]:
+        datasets.disable_progress_bars()
+    return datasets
+
+
 def split_name(name: str) -> str:
     """``"valid"`` -> ``"validation"`` etc.; other names are kept (lower-cased)."""
     key = str(name).strip().lower()
@@ -101,7 +125,7 @@ def cache_dir(spec: Spec) -> Path | None:
 
 def default_cache_root(spec: Spec) -> Path:
     """Where preprocessed tables are written: ``data.cache_dir``, else datasets' cache."""
-    return cache_dir(spec) or Path(datasets.config.HF_DATASETS_CACHE) / "mmcore"
+    return cache_dir(spec) or Path(datasets_module().config.HF_DATASETS_CACHE) / "mmcore"
 
 
 def data_root(spec: Spec, path: Path | None) -> Path | None:
@@ -154,16 +178,27 @@ def _walk_files(path: Path, max_depth: int) -> Iterator[Path]:
 
 
 def load_path(
-    path: Path, fmt: str, cache: Path | None, streaming: bool
-) -> datasets.Dataset | datasets.IterableDataset | dict[str, Any]:
-    """A table (or ``{split: table}`` for a DatasetDict / split folders) from a local path."""
+    path: Path, fmt: str, cache: Path | None, streaming: bool, schema_only: bool = False
+) -> datasets.Dataset | datasets.IterableDataset | FileTable | dict[str, Any]:
+    """A table (or ``{split: table}`` for a DatasetDict / split folders) from a local path.
+
+    ``schema_only`` (not with ``streaming``): a csv/tsv or parquet file, or an image/audio
+    folder, is a :class:`~mmcore.data.tables.FileTable` (its header read, a column only when
+    asked for), with no ``datasets`` import and nothing written to its cache; other formats
+    are read as without it."""
     if fmt == "auto":
         fmt = infer_format(path)
+    schema_only = schema_only and not streaming
     if fmt in FOLDER_KINDS:
-        tables = folder_tables(path, fmt)
+        tables = folder_tables(path, fmt, schema_only)
         if streaming:
             tables = {k: v.to_iterable_dataset() for k, v in tables.items()}
         return tables[""] if list(tables) == [""] else tables
+    if schema_only and not path.is_dir():
+        table = open_table(path, fmt)
+        if table is not None:
+            return table
+    datasets = datasets_module()
     if fmt == "disk":
         try:
             loaded = datasets.load_from_disk(str(path))
@@ -266,7 +301,18 @@ def _header_only(path: Path) -> bool:
 @contextlib.contextmanager
 def progress_bars(enabled: bool) -> Iterator[None]:
     """Hugging Face datasets' progress bars on (as they were) or off within the block;
-    restored as they were found."""
+    restored as they were found. ``datasets`` is not imported for this: imported inside the
+    block by :func:`datasets_module`, it starts as the block asks."""
+    if "datasets" not in sys.modules:
+        _BARS.append(enabled)
+        try:
+            yield
+        finally:
+            _BARS.pop()
+            if not enabled and "datasets" in sys.modules:  # as found: datasets starts with them on
+                sys.modules["datasets"].enable_progress_bars()
+        return
+    datasets = sys.modules["datasets"]
     was_enabled = datasets.is_progress_bar_enabled()
     if not enabled:
         datasets.disable_progress_bars()
@@ -281,12 +327,13 @@ def _str(path: Path | None) -> str | None:
     return None if path is None else str(path)
 
 
-def folder_tables(path: Path, kind: str) -> dict[str, datasets.Dataset]:
+def folder_tables(path: Path, kind: str, schema_only: bool = False) -> dict[str, Any]:
     """``{split: table}`` for an image/audio folder; the key is ``""`` without split folders.
 
     Layouts: ``path/<label>/<file>`` or ``path/<split>/<label>/<file>``. Each table has a
     column ``image`` (or ``audio``) with the file's path relative to ``path`` and a column
-    ``label`` with the label folder's name.
+    ``label`` with the label folder's name: a ``datasets.Dataset``, or with ``schema_only``
+    a :class:`~mmcore.data.tables.FileTable`.
     """
     subdirs = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
     split_dirs = [d for d in subdirs if d.name.lower() in SPLIT_ALIASES]
@@ -298,11 +345,12 @@ def folder_tables(path: Path, kind: str) -> dict[str, datasets.Dataset]:
                 f"folders ({', '.join(others)}); expected either <split>/<label>/<file> or "
                 "<label>/<file>"
             )
-        return {split_name(d.name): _labeled_table(d, path, kind) for d in split_dirs}
-    return {"": _labeled_table(path, path, kind)}
+        return {split_name(d.name): _labeled_table(d, path, kind, schema_only)
+                for d in split_dirs}
+    return {"": _labeled_table(path, path, kind, schema_only)}
 
 
-def _labeled_table(folder: Path, root: Path, kind: str) -> datasets.Dataset:
+def _labeled_table(folder: Path, root: Path, kind: str, schema_only: bool) -> Any:
     column, suffixes = FOLDER_KINDS[kind]
     files: list[str] = []
     labels: list[str] = []
@@ -326,7 +374,11 @@ def _labeled_table(folder: Path, root: Path, kind: str) -> datasets.Dataset:
             f"no {column} files ({', '.join(suffixes)}) found in label sub-folders of {folder}"
         )
     table = pa.table({column: pa.array(files, pa.string()), "label": pa.array(labels, pa.string())})
-    return datasets.Dataset(InMemoryTable(table), fingerprint=digest.hexdigest())
+    if schema_only:
+        return FileTable.from_arrow(table)
+    from datasets.table import InMemoryTable
+
+    return datasets_module().Dataset(InMemoryTable(table), fingerprint=digest.hexdigest())
 
 
 def undecoded(dataset: Any) -> Any:

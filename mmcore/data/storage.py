@@ -10,11 +10,14 @@ processed, and a batch is read back with one copy of the batch's bytes and no pe
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from datasets import Features, List, Value
+
+if TYPE_CHECKING:  # imported where a schema is built: reading a table needs no datasets
+    from datasets import Features
 
 #: Bump when the stored layout changes; it is part of every cache key.
 FORMAT_VERSION = "mmcore-data-1"
@@ -33,6 +36,8 @@ def target_key(name: str) -> str:
 
 
 def array_features(key: str) -> dict[str, object]:
+    from datasets import List, Value
+
     return {
         key: Value("large_binary"),
         f"{key}.shape": List(Value("int32")),
@@ -42,6 +47,8 @@ def array_features(key: str) -> dict[str, object]:
 
 def table_features(modalities: Sequence[str], heads: Sequence[str]) -> Features:
     """The schema of a preprocessed split."""
+    from datasets import Features, Value
+
     feats: dict[str, object] = {
         ROW: Value("int64"),
         ERROR: Value("string"),
