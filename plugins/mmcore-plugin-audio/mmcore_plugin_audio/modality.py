@@ -6,18 +6,18 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from mmcore.batch import ModalityBatch
-from mmcore.collate import pad_sequences, stacked_sequences
 from mmcore.modality import Modality
 from mmcore_plugin_audio.decode import load_waveform, resample
-from mmcore_plugin_audio.encoder import AudioEncoder
 from mmcore_plugin_audio.features import LogMel
 from mmcore_plugin_audio.options import AudioOptions
+
+if TYPE_CHECKING:  # torch is imported to collate and to build the encoder, not to check a spec
+    from mmcore.batch import ModalityBatch
+    from mmcore_plugin_audio.encoder import AudioEncoder
 
 #: Options that change what ``preprocess`` returns (the cache key); the encoder's sizes don't.
 PREPROCESS_FIELDS = ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "f_min",
@@ -70,10 +70,18 @@ class AudioModality(Modality[AudioOptions]):
         return self._logmel(self.waveform(value))
 
     def collate(self, items: Sequence[np.ndarray | None]) -> ModalityBatch:
+        import torch
+
+        from mmcore.collate import pad_sequences
+
         return pad_sequences(items, empty_shape=(self.options.n_mels,), dtype=torch.float32)
 
     def collate_stacked(self, values: np.ndarray) -> ModalityBatch:
         """:meth:`collate` for same-length samples, all present, in one call."""
+        import torch
+
+        from mmcore.collate import stacked_sequences
+
         return stacked_sequences(values, dtype=torch.float32)
 
     def augment(self, batch: ModalityBatch, generator: Any) -> ModalityBatch:
@@ -85,4 +93,6 @@ class AudioModality(Modality[AudioOptions]):
         return augment_spectrograms(batch, self.options.augment, generator)
 
     def build_encoder(self) -> AudioEncoder:
+        from mmcore_plugin_audio.encoder import AudioEncoder
+
         return AudioEncoder(self.options)

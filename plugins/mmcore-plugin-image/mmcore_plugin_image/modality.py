@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from mmcore.batch import ModalityBatch
-from mmcore.collate import pad_sequences, stack_fixed, stacked_fixed, stacked_sequences
 from mmcore.modality import Modality
 from mmcore_plugin_image.decode import is_single_image, load_image, resize
-from mmcore_plugin_image.encoder import ImageEncoder
 from mmcore_plugin_image.options import ImageOptions
+
+if TYPE_CHECKING:  # torch is imported to collate and to build the encoder, not to check a spec
+    from mmcore.batch import ModalityBatch
+    from mmcore_plugin_image.encoder import ImageEncoder
 
 #: Options that change what ``preprocess`` returns (the cache key); the encoder's sizes don't.
 PREPROCESS_FIELDS = ("size", "channels", "mean", "std", "resample", "frames", "max_frames",
@@ -95,6 +95,10 @@ class ImageModality(Modality[ImageOptions]):
         )
 
     def collate(self, items: Sequence[np.ndarray | None]) -> ModalityBatch:
+        import torch
+
+        from mmcore.collate import pad_sequences, stack_fixed
+
         shape = (self.options.channels, *self.options.size)
         if self.options.frames:
             return pad_sequences(items, empty_shape=shape, dtype=torch.float32)
@@ -102,6 +106,10 @@ class ImageModality(Modality[ImageOptions]):
 
     def collate_stacked(self, values: np.ndarray) -> ModalityBatch:
         """:meth:`collate` for same-shape samples, all present, in one call."""
+        import torch
+
+        from mmcore.collate import stacked_fixed, stacked_sequences
+
         if self.options.frames:
             return stacked_sequences(values, dtype=torch.float32)
         return stacked_fixed(values, dtype=torch.float32)
@@ -115,6 +123,8 @@ class ImageModality(Modality[ImageOptions]):
         return augment_images(batch, self.options.augment, generator)
 
     def build_encoder(self) -> ImageEncoder:
+        from mmcore_plugin_image.encoder import ImageEncoder
+
         return ImageEncoder(self.options)
 
 
