@@ -68,6 +68,18 @@ def register_callbacks(register):
         None,
         "TensorBoard event files in <run>/tensorboard (needs mmcore-torch[tensorboard])",
     )
+    # on by themselves (Trainer(report=, plots=, summary=) switch three off)
+    register("early_stopping", f"{c}.early_stopping:EarlyStopping", None,
+             "ends training after train.early_stopping epochs without improvement")
+    register("health", f"{c}.health:HealthCallback", None,
+             "training health warnings, printed once and kept in health.json")
+    register("modality_report", f"{c}.modality_report:ModalityReport", None,
+             "the best model with each modality hidden and alone (modality_report.json) "
+             "and the drift reference")
+    register("plots", f"{c}.plots:Plots", None,
+             "training curves and confusion matrices as PNGs (needs mmcore-torch[plots])")
+    register("card", f"{c}.card:ModelCard", None, "the run's model card, README.md")
+    register("summary", f"{c}.summary:Summary", None, "the run's summary as a note at the end")
     t = "mmcore.train.trackers"
     register("mlflow", f"{t}.mlflow:MLflowTracker", None,
              "spec, per-epoch metrics and run files to MLflow (MLFLOW_TRACKING_URI; needs "

@@ -53,6 +53,12 @@ def on_train_start(trainer: Any) -> None:
 
 
 @hookspec
+def on_validation_end(trainer: Any, epoch: int, metrics: dict[str, float], improved: bool) -> None:
+    """An epoch was trained and validated and the best epoch updated (``improved``: this one
+    is the best so far), before its checkpoint: what a callback sets now is saved with it."""
+
+
+@hookspec
 def on_epoch_end(trainer: Any, epoch: int, metrics: dict[str, float]) -> None:
     """An epoch and its validation finished; ``metrics`` holds this epoch's figures."""
 

@@ -12,7 +12,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,31 +25,24 @@ from mmcore.model import MultimodalModel, build_modalities, build_model, check_e
 from mmcore.plugins.default import get_registry
 from mmcore.plugins.registry import Registry
 from mmcore.run import checkpoint as ck
-from mmcore.run.layout import (
-    HEALTH,
-    MODALITY_REPORT,
-    RunFolder,
-    default_run_dir,
-    prepare_run_folder,
-    save_spec,
-)
+from mmcore.run.layout import RunFolder, default_run_dir, prepare_run_folder, save_spec
 from mmcore.run.lock import RunLock
 from mmcore.run.state import capture_rng, restore_rng
 from mmcore.spec.load import load_spec, validate_spec
 from mmcore.spec.model import Spec
 from mmcore.train.callbacks import callback_manager, silent_hooks
+from mmcore.train.callbacks.defaults import default_callbacks, every_process_callbacks
+from mmcore.train.callbacks.summary import summary as run_summary
 from mmcore.train.epoch_state import LOG_EVERY, EpochProgress, dropout_seed
 from mmcore.train.evaluation import SplitResult, autocast_context, evaluate_model, weighted_loss
-from mmcore.train.health import HealthChecks
 from mmcore.train.masking import modality_dropout
 from mmcore.train.modality_loss import alone_loss
 from mmcore.train.optim import build_optimizer, build_scheduler, frozen_encoders, set_frozen
 from mmcore.train.parallel import select_strategy
-from mmcore.train.progress import NAME as EPOCH_LOG
-from mmcore.train.progress import EpochLog, bars_render, tqdm
+from mmcore.train.progress import bars_render, tqdm
 from mmcore.train.records import publish_best, record_epoch, write_history
 from mmcore.train.refused_writes import refused_writes_reported
-from mmcore.train.report import Transform, modality_report
+from mmcore.train.report import Transform
 from mmcore.train.run_data import set_up_data
 from mmcore.train.settings import (
     TEST,
@@ -83,11 +76,12 @@ class Trainer:
         quiet: no progress bars and no notes.
         progress: force progress bars on/off (default: ``train.progress`` and only when
             stderr is a terminal).
-        plots: draw training curves and confusion matrices when matplotlib is installed.
-        report: after training, evaluate the best model with each modality hidden and alone
-            (the modality report, ``modality_report.json``).
-        summary: log the run's summary at the end (best epoch, final metrics, where the run
-            is), as a note (``mmcore train`` prints its own).
+        plots: turn on the ``plots`` callback (training curves and confusion matrices, when
+            matplotlib is installed).
+        report: turn on the ``modality_report`` callback (after training, the best model
+            with each modality hidden and alone, ``modality_report.json``).
+        summary: turn on the ``summary`` callback (the run's summary as a note at the end;
+            ``mmcore train`` prints its own).
         callbacks: objects with ``@mmcore.hookimpl`` trainer events, called beside the spec's
             ``train.callbacks`` (on rank 0); one may call :meth:`stop`.
         registry: the plugin registry (default: the process-wide one).
@@ -97,8 +91,11 @@ class Trainer:
     After :meth:`fit` the attributes ``model``, ``optimizer``, ``scheduler``, ``resolved_spec``,
     ``history`` (one dict per epoch), ``best_epoch``, ``best_value`` and ``final_metrics`` are
     set. Callbacks get the trainer and may read these, plus ``run_dir``, ``epoch`` (the last
-    finished epoch), ``step`` (optimizer steps so far), ``monitor`` and ``data``. ``health``
-    holds the run's health warnings (see :mod:`mmcore.train.health`, ``health.json``).
+    finished epoch), ``step`` (optimizer steps so far), ``bad_epochs`` (since the best),
+    ``monitor``, ``data`` and, at the end, ``final_results`` (each evaluated split's
+    :class:`~mmcore.train.evaluation.SplitResult`); setting ``stopped_early`` ends training
+    after the epoch. The built-in callbacks (:mod:`mmcore.train.callbacks`) set ``health``
+    (the run's health warnings, ``health.json``) and ``modality_report``.
 
     Started by ``torchrun`` (``WORLD_SIZE`` > 1), it trains on ``world_size`` processes with
     the ``train.strategy`` (DDP or FSDP, :mod:`mmcore.train.parallel`), ``train.batch_size``
@@ -146,6 +143,7 @@ class Trainer:
         self.plots = plots
         self.report = report
         self.modality_report: dict[str, Any] | None = None
+        self.health: Any = None
         wanted = spec.train.progress if progress is None else progress
         self.show_progress = bool(
             wanted and not quiet and self.is_main and (progress or bars_render())
@@ -167,10 +165,10 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best_epoch: int | None = None
         self.best_value: float | None = None
-        self.bad_epochs = 0
         self.epochs: int | None = None  # train.epochs resolved ('auto') once the data is read
         self.stopped_early = False
         self.final_metrics: dict[str, Any] = {}
+        self.final_results: dict[str, SplitResult] = {}
         self.last_checkpoint: Path | None = None
         self.progress = EpochProgress()  # where the epoch being trained is
 
@@ -185,6 +183,11 @@ class Trainer:
     @property
     def is_main(self) -> bool:
         return self.strategy.is_main
+
+    @property
+    def bad_epochs(self) -> int:
+        """Finished epochs since the best one (all of them while none was best)."""
+        return self.epoch - (self.best_epoch or 0)
 
     # -- public ---------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -279,7 +282,6 @@ class Trainer:
         self.history = list(state["history"])
         self.best_epoch = state["best_epoch"]
         self.best_value = state["best_value"]
-        self.bad_epochs = int(state["bad_epochs"])
         self.stopped_early = bool(state["stopped_early"])
         self.last_checkpoint = path
         before = int(state.get("world_size", 1))
@@ -301,12 +303,23 @@ class Trainer:
                       f"{self.world_size}: the global batch (train.batch_size) is unchanged")
 
     def _callbacks(self) -> Any:
-        """The spec's ``train.callbacks`` and the ``callbacks`` objects, as one relay."""
-        hooks = callback_manager(list(self.spec.train.callbacks), self.registry)
-        if not (self.show_progress or self.quiet or EPOCH_LOG in self.spec.train.callbacks):
-            hooks.register(EpochLog(), name=f"callback:{EPOCH_LOG}")  # bars off: a line/epoch
+        """The spec's ``train.callbacks``, the built-in ones on by default (see
+        :mod:`~mmcore.train.callbacks.defaults`) and the ``callbacks`` objects, as one relay."""
+        named = list(self.spec.train.callbacks)
+        hooks = callback_manager(named, self.registry)
+        on = default_callbacks(named, report=self.report, plots=self.plots,
+                               summary=self.summary, log=not (self.show_progress or self.quiet))
+        for name, callback in on:
+            hooks.register(callback, name=f"callback:{name}")
         for i, callback in enumerate(self.callbacks):
             hooks.register(callback, name=f"callback:object:{i}")
+        return hooks
+
+    def _every_process_callbacks(self) -> Any:
+        """On processes other than the main one: only the built-ins every process runs."""
+        hooks = silent_hooks()
+        for name, callback in every_process_callbacks(report=self.report):
+            hooks.register(callback, name=f"callback:{name}")
         return hooks
 
     def _after_resume(self, path: Path, republish: bool) -> None:
@@ -325,7 +338,6 @@ class Trainer:
         optimizer, the epochs, then the final evaluation (:meth:`fit` returns it)."""
         spec, train, strategy = self.spec, self.spec.train, self.strategy
         resume_from = strategy.on_main(self._prepare_run_folder, share=True)
-        self.health = HealthChecks(self.run.path / HEALTH, self.note, resume=bool(resume_from))
         self.device = strategy.device
         check_precision(train.precision, self.device, spec.source)
         if train.deterministic:
@@ -334,7 +346,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = False
         self._seed(train.seed)
         # callbacks run on the main process only (elsewhere they would log and write again)
-        self.hooks = strategy.on_main(self._callbacks) or silent_hooks()
+        self.hooks = strategy.on_main(self._callbacks) or self._every_process_callbacks()
 
         modalities = build_modalities(spec, self.registry)
         resolved = self._resolve_data(modalities, resume_from)
@@ -404,8 +416,9 @@ class Trainer:
         try:
             while self.epoch < self.epochs and not self.stopped_early and not self._stop:
                 record = self._run_epoch(self.epoch + 1)
-                # a callback on the main process may have called stop()
-                self._stop = bool(self.strategy.broadcast(self._stop))
+                # a callback on the main process may have called stop() or stopped early
+                self._stop, self.stopped_early = self.strategy.broadcast(
+                    (self._stop, self.stopped_early))
                 epochs_bar.update(1)
                 shown = {"loss": f"{record[f'{TRAIN}/loss']:.4g}"}  # at least once an epoch
                 value = record.get(self.monitor.key)
@@ -548,8 +561,9 @@ class Trainer:
         scheduler.step()
         self.step += 1
 
-    def _evaluate(self, split: str, transform: Transform | None = None) -> SplitResult:
-        """Figures over the whole split (every process evaluates its shard)."""
+    def evaluate(self, split: str, transform: Transform | None = None) -> SplitResult:
+        """Figures over the whole split with the model as it is, its inputs passed through
+        ``transform`` if given; every process must call it (each evaluates its shard)."""
         assert self.model is not None
         return evaluate_model(
             self.model, self._loader(split, shuffle=False), device=self.device,
@@ -570,7 +584,7 @@ class Trainer:
         record.update({f"{TRAIN}/{k}": v for k, v in train_metrics.items()})
         if self.has_validation:
             record.update(
-                {f"{VALIDATION}/{k}": v for k, v in self._evaluate(VALIDATION).metrics.items()}
+                {f"{VALIDATION}/{k}": v for k, v in self.evaluate(VALIDATION).metrics.items()}
             )
         record["seconds"] = round(time.perf_counter() - started, 3)
         # the main process's figures decide best epoch and stopping for all
@@ -578,18 +592,13 @@ class Trainer:
         value = record.get(self.monitor.key, float("nan"))
         improved = self.monitor.better(value, self.best_value)
         if improved:
-            self.best_epoch, self.best_value, self.bad_epochs = epoch, value, 0
-        else:
-            self.bad_epochs += 1
-        patience = self.spec.train.early_stopping
-        self.stopped_early = patience is not None and self.bad_epochs >= patience
+            self.best_epoch, self.best_value = epoch, value
         self.epoch = epoch
         self.history.append(record)
+        self.hooks.hook.on_validation_end(trainer=self, epoch=epoch, metrics=dict(record),
+                                          improved=improved)
         path = self._save_checkpoint(epoch)
         self.strategy.on_main(lambda: self._after_epoch(path, improved, record))
-        if self.stopped_early:
-            self.note(f"early stopping after epoch {epoch}: {self.monitor.name} has not "
-                      f"improved for {self.bad_epochs} epochs (best: epoch {self.best_epoch})")
         return record
 
     def _save_checkpoint(self, epoch: int, progress: EpochProgress | None = None) -> Path:
@@ -636,9 +645,8 @@ class Trainer:
 
     def _after_epoch(self, path: Path, improved: bool, record: dict[str, Any]) -> None:
         """The main process's writes after an epoch's checkpoint: the run's records (best
-        weights, pruning, metrics.jsonl), health checks, then the callbacks."""
+        weights, pruning, metrics.jsonl), then the callbacks."""
         record_epoch(self.run, path, self.history, self._best_info(path) if improved else None)
-        self.health.after_epoch(self)
         self.hooks.hook.on_checkpoint_saved(trainer=self, path=path)
         self.hooks.hook.on_epoch_end(trainer=self, epoch=record["epoch"], metrics=dict(record))
 
@@ -648,43 +656,14 @@ class Trainer:
         return {"epoch": self.best_epoch, "monitor": self.monitor.name,
                 "value": self.best_value, "checkpoint": checkpoint.name}
 
-    def _modality_report(self, results: Mapping[str, SplitResult]) -> None:
-        """What each modality contributes, on the test split (else validation), written to
-        ``modality_report.json``; also kept as :attr:`modality_report`."""
-        assert self.model is not None
-        split = TEST if TEST in results else VALIDATION
-        metric = resolve_monitor(self.spec.train.monitor, self.model, True, self.spec.source)
-        self.modality_report = report = modality_report(
-            lambda t: results[split] if t is None else self._evaluate(split, t),
-            list(self.model.encoders), metric.name, split,
-        )
-
-        def write() -> None:
-            ck.atomic_write_json(self.run.path / MODALITY_REPORT, report)
-            self.health.after_report(self, results)
-
-        self.strategy.on_main(write)
-
-    def _write_card(self, final: Mapping[str, Any]) -> None:
-        """The run's model card, ``README.md`` (see :mod:`mmcore.run.card`)."""
-        from mmcore.run.card import write_run_card
-
-        assert self.model is not None
-        sizes = {split: self.data.num_rows(split) for split in self.data.splits}
-        encoders = {name: f"{type(enc).__name__} "
-                    f"({sum(p.numel() for p in enc.parameters()):,} parameters)"
-                    for name, enc in self.model.encoders.items()}
-        if write_run_card(self.run.path, final, self.modality_report, sizes, encoders) is None:
-            self.note(f"{self.run.path / 'README.md'} is not mmcore's: no model card written")
-
     def _forward(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """The (wrapped) model's outputs under the run's precision."""
         with autocast_context(self.device, self.spec.train.precision):
             return self.net(inputs)  # type: ignore[misc]
 
     def _finish(self) -> dict[str, Any]:
-        """Evaluate the best weights on validation and test (``train.final_test``); write
-        metrics.json and plots."""
+        """Evaluate the best weights on validation and test (``train.final_test``), write
+        metrics.json, then the callbacks' ``on_train_end``."""
         assert self.model is not None and self.monitor is not None
         self.strategy.barrier()  # until the main process has written the best weights
         self.strategy.load_model_state(self.model, ck.load_tensors(self.run.model),
@@ -700,55 +679,21 @@ class Trainer:
         splits = (VALIDATION, TEST) if self.spec.train.final_test else (VALIDATION,)
         for split in splits:
             if split in self.data.splits and self.data.num_rows(split) > 0:
-                results[split] = self._evaluate(split)
+                results[split] = self.evaluate(split)
                 final[split] = results[split].metrics
         self.strategy.on_main(lambda: ck.atomic_write_json(self.run.metrics_json, final))
         if self.data.bad_rows:  # the data module wrote them to the run folder
             self.note(f"{len(self.data.bad_rows)} bad row(s) left out: see {self.run.bad_rows}")
-        if self.report and results:
-            self._modality_report(results)
-        if self.report:  # what mmcore evaluate measures input drift against
-            from mmcore.drift import DRIFT_REFERENCE, measure_reference
-
-            reference = measure_reference(self.model, self.data, self.spec.train.batch_size,
-                                          self.device)
-            self.strategy.on_main(
-                lambda: ck.atomic_write_json(self.run.path / DRIFT_REFERENCE, reference))
-        if self.plots:
-            from mmcore.train.plots import make_plots
-
-            note = self.strategy.on_main(
-                lambda: make_plots(self.run.path, self.history, self.model, results))
-            if note:
-                self.note(note)
-        self.strategy.on_main(lambda: self._write_card(final))
-        self.final_metrics = final
+        self.final_metrics, self.final_results = final, results
         flat = {
             f"{split}/{k}": v
             for split in (VALIDATION, TEST)
             for k, v in final.get(split, {}).items()
         }
+        # the built-in callbacks write the modality report, plots and card, then the summary
         self.hooks.hook.on_train_end(trainer=self, metrics=flat)
-        if self.summary:
-            lines = [f"run saved to {self.run_dir}", summary(final)]
-            if self.modality_report is not None:
-                from mmcore.train.report import format_report
-
-                lines += ["", format_report(self.modality_report)]
-            self.note("\n".join(lines))
         return final
 
 
-def summary(final: Mapping[str, Any]) -> str:
-    """A few readable lines of :meth:`Trainer.fit`'s result."""
-    lines = [f"best epoch: {final.get('best_epoch')} ({final.get('monitor')} = "
-             f"{_fmt(final.get('best_value'))})"]
-    for split in (VALIDATION, TEST):
-        if split in final:
-            figures = ", ".join(f"{k} {_fmt(v)}" for k, v in final[split].items())
-            lines.append(f"{split}: {figures}")
-    return "\n".join(lines)
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+#: :func:`mmcore.train.callbacks.summary.summary` where ``mmcore train`` imports it from
+summary = run_summary

@@ -1,22 +1,14 @@
-"""The built-in trainer callbacks ``csv`` and ``tensorboard``, and how callbacks are wired.
+"""How callbacks are wired: named, imported, created and registered in a trainer's relay.
 
 A callback is a class registered under a name with the ``register_callbacks`` hook, or named
 in ``train.callbacks`` by its import path ``"package.module:Class"`` (checked by
-:func:`check_callback_path` under the trust rules of :mod:`mmcore.spec.trust`);
-the trainer instantiates the ones named in ``train.callbacks`` (no arguments) and registers
-each instance in a trainer-local pluggy ``PluginManager`` with mmcore's hook specifications.
-Its methods marked ``@mmcore.hookimpl`` (``on_train_start``, ``on_epoch_end``,
-``on_checkpoint_saved``, ``on_train_end``) are called with the trainer; implement only those
-you need. Plugins' module-level implementations of these hooks are called as well. The
-experiment trackers (``mlflow``, ``wandb``) are in :mod:`mmcore.train.trackers`.
-"""
+:func:`check_callback_path` under the trust rules of :mod:`mmcore.spec.trust`); the trainer
+instantiates the ones named (no arguments) and registers each instance in a trainer-local
+pluggy ``PluginManager`` with mmcore's hook specifications. Plugins' module-level
+implementations of the trainer events are called as well."""
 
 from __future__ import annotations
 
-import csv
-import io
-import math
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +16,12 @@ import pluggy
 
 from mmcore.errors import PluginError, SpecError
 from mmcore.plugins import hookspecs
-from mmcore.plugins.hookspecs import hookimpl
 from mmcore.plugins.registry import Registry, import_object
-from mmcore.run.checkpoint import atomic_write_text
 from mmcore.train.trackers.base import Tracker
 
-CSV_FILE = "metrics.csv"
-TENSORBOARD_DIR = "tensorboard"
 #: the trainer-event hooks; plugins' implementations of other hooks are not called here
-EVENT_HOOKS = ("on_train_start", "on_epoch_end", "on_checkpoint_saved", "on_train_end")
+EVENT_HOOKS = ("on_train_start", "on_validation_end", "on_epoch_end", "on_checkpoint_saved",
+               "on_train_end")
 
 
 def callback_manager(names: list[str], registry: Registry) -> pluggy.PluginManager:
@@ -137,64 +126,3 @@ def silent_hooks() -> pluggy.PluginManager:
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     return pm
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
-
-
-class CSVLogger:
-    """Writes ``metrics.csv`` in the run folder: one row per epoch, one column per figure
-    (``epoch``, ``step``, ``lr``, ``seconds``, ``train/loss``, ``validation/<head>.<metric>``
-    ...). The file is rewritten whole each epoch, so it stays right after a resume."""
-
-    @hookimpl
-    def on_epoch_end(self, trainer: Any, epoch: int, metrics: Mapping[str, float]) -> None:
-        write_csv(Path(trainer.run_dir) / CSV_FILE, trainer.history)
-
-
-def write_csv(path: Path, rows: list[Mapping[str, Any]]) -> None:
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _cell(v) for k, v in row.items()})
-    atomic_write_text(path, buffer.getvalue())
-
-
-class TensorBoardLogger:
-    """Writes TensorBoard event files to ``run/tensorboard``: every per-epoch figure as a
-    scalar at its epoch. Needs ``pip install mmcore-torch[tensorboard]``."""
-
-    def __init__(self) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as exc:
-            raise PluginError(
-                "callback 'tensorboard' needs the tensorboard package: "
-                "pip install 'mmcore-torch[tensorboard]' (or remove 'tensorboard' from "
-                f"train.callbacks). Import failed with: {exc}"
-            ) from None
-        self._writer_class = SummaryWriter
-        self.writer: Any = None
-
-    @hookimpl
-    def on_train_start(self, trainer: Any) -> None:
-        self.writer = self._writer_class(log_dir=str(Path(trainer.run_dir) / TENSORBOARD_DIR))
-
-    @hookimpl
-    def on_epoch_end(self, trainer: Any, epoch: int, metrics: Mapping[str, float]) -> None:
-        for key, value in metrics.items():
-            if key != "epoch" and isinstance(value, int | float):
-                self.writer.add_scalar(key, value, global_step=epoch)
-        self.writer.flush()
-
-    @hookimpl
-    def on_train_end(self, trainer: Any, metrics: Mapping[str, float]) -> None:
-        if self.writer is not None:
-            self.writer.close()

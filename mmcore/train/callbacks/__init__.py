@@ -1,0 +1,112 @@
+"""Trainer callbacks: how they are wired, and the built-in ones.
+
+A callback is a class whose methods marked ``@mmcore.hookimpl`` (``on_train_start``,
+``on_validation_end``, ``on_epoch_end``, ``on_checkpoint_saved``, ``on_train_end``) are
+called with the trainer; implement only those you need. The built-in ones are written as a
+user's would be: the loggers ``csv`` and ``tensorboard`` here (named in ``train.callbacks``;
+they stay in this module because run folders' ``spec.json`` name them as
+``mmcore.train.callbacks:Class``, which the trust rules of :mod:`mmcore.spec.trust` accept
+for classes defined in the registered module), and the jobs a trainer turns on by itself,
+one module each (:mod:`~mmcore.train.callbacks.defaults`). How they are named, created and
+registered is :mod:`~mmcore.train.callbacks.wiring`'s. The experiment trackers (``mlflow``,
+``wandb``) are in :mod:`mmcore.train.trackers`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mmcore.errors import PluginError
+from mmcore.plugins.hookspecs import hookimpl
+from mmcore.run.checkpoint import atomic_write_text
+from mmcore.train.callbacks.wiring import (
+    EVENT_HOOKS,
+    callback_class,
+    callback_manager,
+    check_callback_path,
+    silent_hooks,
+)
+
+__all__ = [
+    "CSV_FILE",
+    "EVENT_HOOKS",
+    "TENSORBOARD_DIR",
+    "CSVLogger",
+    "TensorBoardLogger",
+    "callback_class",
+    "callback_manager",
+    "check_callback_path",
+    "silent_hooks",
+    "write_csv",
+]
+
+TENSORBOARD_DIR = "tensorboard"
+CSV_FILE = "metrics.csv"
+
+
+class CSVLogger:
+    """Writes ``metrics.csv`` in the run folder: one row per epoch, one column per figure
+    (``epoch``, ``step``, ``lr``, ``seconds``, ``train/loss``, ``validation/<head>.<metric>``
+    ...). The file is rewritten whole each epoch, so it stays right after a resume."""
+
+    @hookimpl
+    def on_epoch_end(self, trainer: Any, epoch: int, metrics: Mapping[str, float]) -> None:
+        write_csv(Path(trainer.run_dir) / CSV_FILE, trainer.history)
+
+
+def write_csv(path: Path, rows: list[Mapping[str, Any]]) -> None:
+    """``rows`` as a CSV file (written atomically), the columns in order of first use;
+    a non-finite float is written as its name."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(v) for k, v in row.items()})
+    atomic_write_text(path, buffer.getvalue())
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+class TensorBoardLogger:
+    """Writes TensorBoard event files to ``run/tensorboard``: every per-epoch figure as a
+    scalar at its epoch. Needs ``pip install mmcore-torch[tensorboard]``."""
+
+    def __init__(self) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:
+            raise PluginError(
+                "callback 'tensorboard' needs the tensorboard package: "
+                "pip install 'mmcore-torch[tensorboard]' (or remove 'tensorboard' from "
+                f"train.callbacks). Import failed with: {exc}"
+            ) from None
+        self._writer_class = SummaryWriter
+        self.writer: Any = None
+
+    @hookimpl
+    def on_train_start(self, trainer: Any) -> None:
+        self.writer = self._writer_class(log_dir=str(Path(trainer.run_dir) / TENSORBOARD_DIR))
+
+    @hookimpl
+    def on_epoch_end(self, trainer: Any, epoch: int, metrics: Mapping[str, float]) -> None:
+        for key, value in metrics.items():
+            if key != "epoch" and isinstance(value, int | float):
+                self.writer.add_scalar(key, value, global_step=epoch)
+        self.writer.flush()
+
+    @hookimpl
+    def on_train_end(self, trainer: Any, metrics: Mapping[str, float]) -> None:
+        if self.writer is not None:
+            self.writer.close()

@@ -1,0 +1,41 @@
+"""The ``modality_report`` callback: after training, the best model evaluated with each
+modality hidden and alone (``modality_report.json``, see :mod:`mmcore.train.report`), and
+the input statistics ``mmcore evaluate`` measures drift against (``drift_reference.json``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mmcore.plugins.hookspecs import hookimpl
+from mmcore.run import checkpoint as ck
+from mmcore.run.layout import MODALITY_REPORT
+from mmcore.train.report import modality_report
+from mmcore.train.settings import TEST, VALIDATION, resolve_monitor
+
+
+class ModalityReport:
+    """Sets ``trainer.modality_report`` from the test split (else validation) of
+    ``trainer.final_results`` and writes it and the drift reference to the run folder.
+
+    It runs before every other ``on_train_end`` (``tryfirst``), so the health checks, the
+    card and the trackers see the report. Unlike a user's callback it runs on every process
+    (the trainer registers it there too): each evaluation and each forward pass of a sharded
+    model needs them all; the main process alone writes."""
+
+    @hookimpl(tryfirst=True)
+    def on_train_end(self, trainer: Any, metrics: Mapping[str, float]) -> None:
+        from mmcore.drift import DRIFT_REFERENCE, measure_reference
+
+        results, model, spec = trainer.final_results, trainer.model, trainer.spec
+        write = trainer.strategy.on_main
+        if results:
+            split = TEST if TEST in results else VALIDATION
+            metric = resolve_monitor(spec.train.monitor, model, True, spec.source)
+            trainer.modality_report = report = modality_report(
+                lambda t: results[split] if t is None else trainer.evaluate(split, t),
+                list(model.encoders), metric.name, split,
+            )
+            write(lambda: ck.atomic_write_json(trainer.run.path / MODALITY_REPORT, report))
+        reference = measure_reference(model, trainer.data, spec.train.batch_size, trainer.device)
+        write(lambda: ck.atomic_write_json(trainer.run.path / DRIFT_REFERENCE, reference))

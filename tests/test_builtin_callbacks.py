@@ -1,0 +1,143 @@
+"""The trainer's side jobs as built-in callbacks: which are on, the order their ends run in,
+early stopping through ``on_validation_end`` (saved with the checkpoint, kept on resume), and
+a user's callback doing what the built-in ones do."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import mmcore
+from mmcore.plugins.default import get_registry
+from mmcore.run import checkpoint as ck
+from mmcore.spec import validate_spec
+from mmcore.train import Trainer
+from mmcore.train.callbacks import silent_hooks
+from mmcore.train.callbacks.defaults import BUILTIN, default_callbacks, every_process_callbacks
+from mmcore.train.callbacks.early_stopping import EarlyStopping
+from tests import train_toy as toy
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def reg():
+    return toy.registry()
+
+
+def _spec(tmp_path, reg, **train):
+    data = toy.write_data(tmp_path / "data" / "data.csv")
+    return validate_spec(toy.spec_dict(data, tmp_path / "cache", **train), registry=reg)
+
+
+def test_every_builtin_is_registered_by_name_as_a_users_callback_would_be():
+    registry = get_registry()
+    for name, cls in BUILTIN.items():
+        assert registry.get("callback", name).load() is cls
+
+
+def test_the_trainer_flags_choose_the_builtins_and_a_named_one_is_not_added_twice():
+    def names(named=(), **flags):
+        on = dict(report=True, plots=True, summary=True, log=True) | flags
+        return [name for name, _ in default_callbacks(named, **on)]
+
+    assert names() == list(BUILTIN)
+    assert names(report=False, plots=False, summary=False, log=False) == [
+        "early_stopping", "card", "health"]
+    assert "plots" not in names(["plots"])  # the spec's own instance is the one
+    assert [n for n, _ in every_process_callbacks(report=True)] == ["modality_report"]
+    assert every_process_callbacks(report=False) == []
+
+
+class Last:
+    @mmcore.hookimpl
+    def on_train_end(self, trainer, metrics):
+        pass
+
+
+def test_the_ends_of_a_run_go_report_health_plots_card_others_summary():
+    hooks = silent_hooks()
+    for name, callback in default_callbacks([], report=True, plots=True, summary=True,
+                                            log=True):
+        hooks.register(callback, name=name)
+    hooks.register(Last(), name="user")
+    called = [impl.plugin_name for impl in reversed(hooks.hook.on_train_end.get_hookimpls())]
+    assert called == ["modality_report", "health", "plots", "card", "user", "summary"]
+    called = [impl.plugin_name for impl in reversed(hooks.hook.on_epoch_end.get_hookimpls())]
+    assert called == ["health", "log", "early_stopping"]
+
+
+def test_early_stopping_decides_on_patience_and_says_so_after_the_epoch_line():
+    notes = []
+    trainer = SimpleNamespace(spec=SimpleNamespace(train=SimpleNamespace(early_stopping=2)),
+                              bad_epochs=1, stopped_early=False, best_epoch=1,
+                              monitor=SimpleNamespace(name="label.accuracy"), note=notes.append)
+    callback = EarlyStopping()
+    callback.on_validation_end(trainer, 2, {}, False)
+    callback.on_epoch_end(trainer, 2, {})
+    assert not trainer.stopped_early and notes == []
+    trainer.bad_epochs = 2
+    callback.on_validation_end(trainer, 3, {}, False)
+    callback.on_epoch_end(trainer, 3, {})
+    assert trainer.stopped_early
+    assert notes == ["early stopping after epoch 3: label.accuracy has not improved for 2 "
+                     "epochs (best: epoch 1)"]
+    trainer.spec.train.early_stopping = None
+    trainer.stopped_early = False
+    callback.on_validation_end(trainer, 4, {}, False)
+    assert not trainer.stopped_early
+
+
+class StopAtTwo:
+    """A user's early stopping: what the built-in one does, on its own rule."""
+
+    def __init__(self):
+        self.seen = []
+
+    @mmcore.hookimpl
+    def on_validation_end(self, trainer, epoch, metrics, improved):
+        self.seen.append((epoch, improved, trainer.best_epoch, "train/loss" in metrics))
+        if epoch == 2:
+            trainer.stopped_early = True
+
+
+def test_a_users_on_validation_end_stops_the_run_and_the_checkpoint_keeps_it(tmp_path, reg):
+    spec = _spec(tmp_path, reg, epochs=5)
+    stop = StopAtTwo()
+    trainer = Trainer(spec, output=tmp_path / "run", registry=reg, plots=False, report=False,
+                      quiet=True, callbacks=[stop])
+    final = trainer.fit()
+    assert final["stopped_early"] and final["epochs"] == 2
+    assert [s[0] for s in stop.seen] == [1, 2] and stop.seen[0][1:] == (True, 1, True)
+    state = ck.read_checkpoint(tmp_path / "run/checkpoints/epoch-0002").state
+    assert state["stopped_early"] is True
+    assert state["bad_epochs"] == 2 - state["best_epoch"]
+    assert json.loads((tmp_path / "run/metrics.json").read_text())["stopped_early"] is True
+    # resuming the stopped run trains no further epoch
+    again = Trainer(spec, output=tmp_path / "run", registry=reg, plots=False, report=False,
+                    quiet=True, resume=True).fit()
+    assert again["epochs"] == 2 and again["stopped_early"]
+
+
+def test_switched_off_builtins_write_nothing_and_the_defaults_write_their_files(tmp_path, reg):
+    spec = _spec(tmp_path, reg, epochs=2)
+    off = Trainer(spec, output=tmp_path / "off", registry=reg, plots=False, report=False,
+                  summary=False, quiet=True)
+    off.fit()
+    assert off.modality_report is None and not (tmp_path / "off/modality_report.json").exists()
+    assert not (tmp_path / "off/drift_reference.json").exists()
+    assert (tmp_path / "off/README.md").is_file() and off.health is not None
+    on = Trainer(spec, output=tmp_path / "on", registry=reg, plots=False, quiet=True)
+    on.fit()
+    assert on.modality_report is not None
+    assert json.loads((tmp_path / "on/modality_report.json").read_text()) == on.modality_report
+    assert (tmp_path / "on/drift_reference.json").is_file()
