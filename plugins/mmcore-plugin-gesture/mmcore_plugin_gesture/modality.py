@@ -5,19 +5,18 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from mmcore.batch import ModalityBatch
-from mmcore.collate import limit_length, pad_sequences, stacked_sequences
-from mmcore.encoder import Encoder
 from mmcore.io import check_finite, load_array, read_json_state, split_last_axis, write_json_state
 from mmcore.sequence import Standardize, Transform
 from mmcore.sequence.modality import SequenceModality
-from mmcore_plugin_gesture.encoder import GestureEncoder
 from mmcore_plugin_gesture.options import GestureOptions
+
+if TYPE_CHECKING:  # torch is imported to collate and to build the encoder, not to check a spec
+    from mmcore.batch import ModalityBatch
+    from mmcore.encoder import Encoder
 
 STATE_FILE = "gesture.json"
 
@@ -114,12 +113,20 @@ class GestureModality(SequenceModality[GestureOptions]):
     def collate(self, items: Sequence[np.ndarray | None]) -> ModalityBatch:
         """``values [B, T_max, C']``, ``mask [B, T_max]``, ``present [B]``; missing samples
         are all-padding rows."""
+        import torch
+
+        from mmcore.collate import pad_sequences
+
         channels = self.output_channels
         empty = (channels,) if channels is not None else None
         return pad_sequences(items, empty_shape=empty, dtype=torch.float32)
 
     def collate_stacked(self, values: np.ndarray) -> ModalityBatch:
         """:meth:`collate` for same-length samples, all present, in one call."""
+        import torch
+
+        from mmcore.collate import stacked_sequences
+
         return stacked_sequences(values, dtype=torch.float32)
 
     def build_encoder(self) -> Encoder:
@@ -132,6 +139,8 @@ class GestureModality(SequenceModality[GestureOptions]):
         o = self.options
         if o.encoder != "reference":
             return self.sequence_encoder(channels, o.output_size, o.pool or "mean", o.output)
+        from mmcore_plugin_gesture.encoder import GestureEncoder
+
         return GestureEncoder(
             input_size=channels,
             hidden_size=o.hidden_size,
@@ -173,4 +182,6 @@ class GestureModality(SequenceModality[GestureOptions]):
                 f"got {arr.shape[1]} channels per step, expected {channels} (from {source}){hint}"
             )
         check_finite(arr)
+        from mmcore.collate import limit_length  # imported once per process, then a lookup
+
         return limit_length(arr, o.max_length, o.truncate)

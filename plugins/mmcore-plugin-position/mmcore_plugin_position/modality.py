@@ -6,18 +6,17 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from mmcore.batch import ModalityBatch
-from mmcore.collate import limit_length, pad_sequences, stacked_sequences
-from mmcore.encoder import Encoder
 from mmcore.io import check_finite, load_array, read_json_state, split_last_axis, write_json_state
 from mmcore.sequence.modality import SequenceModality
-from mmcore_plugin_position.encoder import PositionEncoder
 from mmcore_plugin_position.options import PositionOptions
+
+if TYPE_CHECKING:  # torch is imported to collate and to build the encoder, not to check a spec
+    from mmcore.batch import ModalityBatch
+    from mmcore.encoder import Encoder
 
 STATE_FILE = "position.json"
 LAYOUTS = "keypoints [T, K, D], frames [T, F] or one flat frame [F]"
@@ -124,6 +123,8 @@ class PositionModality(SequenceModality[PositionOptions]):
             raise ValueError(f"got {arr.shape[0]} frames, expected steps={self.options.steps}")
         self._check_frame(arr)
         check_finite(arr)
+        from mmcore.collate import limit_length  # imported once per process, then a lookup
+
         arr = limit_length(arr, self.options.max_length, self.options.truncate)
         return self._normalise(arr)
 
@@ -134,10 +135,18 @@ class PositionModality(SequenceModality[PositionOptions]):
     def collate(self, items: Sequence[np.ndarray | None]) -> ModalityBatch:
         """``values [B, T_max, K, D]`` (or ``[B, T_max, F]``), ``mask [B, T_max]``,
         ``present [B]``; missing samples are all-padding rows."""
+        import torch
+
+        from mmcore.collate import pad_sequences
+
         return pad_sequences(items, empty_shape=self.frame_shape, dtype=torch.float32)
 
     def collate_stacked(self, values: np.ndarray) -> ModalityBatch:
         """:meth:`collate` for same-length samples, all present, in one call."""
+        import torch
+
+        from mmcore.collate import stacked_sequences
+
         return stacked_sequences(values, dtype=torch.float32)
 
     def build_encoder(self) -> Encoder:
@@ -150,6 +159,8 @@ class PositionModality(SequenceModality[PositionOptions]):
         o = self.options
         if o.encoder != "reference":
             return self.sequence_encoder(math.prod(frame), o.hidden_size, o.pool, o.output)
+        from mmcore_plugin_position.encoder import PositionEncoder
+
         return PositionEncoder(
             input_size=math.prod(frame),
             conv_channels=o.conv_channels,

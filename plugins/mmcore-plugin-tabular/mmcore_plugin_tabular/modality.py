@@ -5,16 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from mmcore.batch import ModalityBatch
-from mmcore.collate import stack_fixed, stacked_fixed
 from mmcore.errors import CheckpointError, DataError
 from mmcore.modality import Modality
-from mmcore_plugin_tabular.encoder import TabularEncoder
 from mmcore_plugin_tabular.features import (
     TableState,
     fit_table,
@@ -22,6 +18,10 @@ from mmcore_plugin_tabular.features import (
     transform_row,
 )
 from mmcore_plugin_tabular.options import TabularOptions
+
+if TYPE_CHECKING:  # torch is imported to collate and to build the encoder, not to check a spec
+    from mmcore.batch import ModalityBatch
+    from mmcore_plugin_tabular.encoder import TabularEncoder
 
 STATE_FILE = "table.json"
 
@@ -103,12 +103,22 @@ class TabularModality(Modality[TabularOptions]):
         return transform_row(self._fitted(), self._cells(value))
 
     def collate(self, items: Sequence[np.ndarray | None]) -> ModalityBatch:
+        import torch
+
+        from mmcore.collate import stack_fixed
+
         return stack_fixed(items, shape=(self._fitted().width,), dtype=torch.float32)
 
     def collate_stacked(self, values: np.ndarray) -> ModalityBatch:
+        import torch
+
+        from mmcore.collate import stacked_fixed
+
         return stacked_fixed(values, dtype=torch.float32)
 
     def build_encoder(self) -> TabularEncoder:
+        from mmcore_plugin_tabular.encoder import TabularEncoder
+
         state = self._fitted()
         return TabularEncoder(len(state.numeric), state.indicators,
                               [c.cardinality for c in state.categorical], self.options)

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from tokenizers import Tokenizer
 
-from mmcore.batch import ModalityBatch
-from mmcore.collate import pad_sequences, stacked_sequences
 from mmcore.errors import CheckpointError, DataError
 from mmcore.modality import Modality
-from mmcore_plugin_text.encoder import TextEncoder
 from mmcore_plugin_text.options import TextOptions
 from mmcore_plugin_text.tokenizer import (
     load_tokenizer,
     tokenizer_hash,
     train_tokenizer,
 )
+
+if TYPE_CHECKING:  # torch is imported to collate and to build the encoder, not to check a spec
+    from mmcore.batch import ModalityBatch
+    from mmcore_plugin_text.encoder import TextEncoder
 
 STATE_FILE = "tokenizer.json"
 
@@ -148,11 +148,21 @@ class TextModality(Modality[TextOptions]):
 
     def collate(self, items: Sequence[np.ndarray | None]) -> ModalityBatch:
         """Token ids -> ``values [B, T]`` int64 (padding 0), ``mask [B, T]``, ``present [B]``."""
+        import torch
+
+        from mmcore.collate import pad_sequences
+
         return pad_sequences(items, empty_shape=(), dtype=torch.int64)
 
     def collate_stacked(self, values: np.ndarray) -> ModalityBatch:
         """:meth:`collate` for same-length samples, all present, in one call."""
+        import torch
+
+        from mmcore.collate import stacked_sequences
+
         return stacked_sequences(values, dtype=torch.int64)
 
     def build_encoder(self) -> TextEncoder:
+        from mmcore_plugin_text.encoder import TextEncoder
+
         return TextEncoder(self.vocab_size, self.options)
