@@ -1,5 +1,6 @@
-"""What the light commands import: ``mmcore plugins`` no server module, torch or numpy, and
-``mmcore validate SPEC --no-data`` neither torch nor ``datasets``, each run in a fresh
+"""What the light commands import: ``mmcore plugins`` no server module, torch or numpy,
+``mmcore validate SPEC --no-data`` neither torch nor ``datasets``, and ``mmcore validate SPEC``
+with its data checks no ``datasets`` and no torch but the head classes', each run in a fresh
 process; the parser a command line gets still knows every command."""
 
 from __future__ import annotations
@@ -18,15 +19,37 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 HEAVY = ("torch", "datasets", "mmcore.serve")
 
 
+#: what only a model, a loader or a batch needs: a spec's data checks import none of them
+MODEL_SIDE = ("mmcore.model", "mmcore.batch", "mmcore.collate", "mmcore.data.loader",
+              "mmcore.data.memory", "mmcore_plugin_audio.encoder", "mmcore_plugin_image.encoder")
+
+#: run first in the fresh interpreter: records the file whose import statement imports torch
+RECORD_TORCH_IMPORTER = """
+import sys, traceback
+class _Watch:
+    importer = None
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" and _Watch.importer is None:
+            frames = [f for f in traceback.extract_stack()[:-1] if "importlib" not in f.filename]
+            _Watch.importer = frames[-1].filename
+        return None
+sys.meta_path.insert(0, _Watch())
+"""
+
+
 def imported_by(*argv: str) -> tuple[set[str], str]:
     """Which of :data:`HEAVY` (and numpy) ``mmcore ARGV`` imports, run through the CLI's
-    ``main`` in a fresh interpreter, and its stdout."""
+    ``main`` in a fresh interpreter, and its stdout; with the heavy names, ``"torch by
+    <file>"`` names the file that imported torch first, and ``MODEL_SIDE`` modules imported
+    appear by name."""
     code = (
-        "import json, sys\n"
+        RECORD_TORCH_IMPORTER
+        + "import json\n"
         "from mmcore.cli import main\n"
         f"code = main({list(argv)!r})\n"
         "sys.stdout.flush()\n"
-        f"heavy = [m for m in {[*HEAVY, 'numpy']!r} if m in sys.modules]\n"
+        f"heavy = [m for m in {[*HEAVY, 'numpy', *MODEL_SIDE]!r} if m in sys.modules]\n"
+        "if _Watch.importer: heavy.append('torch by ' + _Watch.importer)\n"
         "print('\\n' + json.dumps({'code': code, 'heavy': heavy}))\n"
     )
     env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
@@ -50,6 +73,25 @@ def test_validate_without_data_imports_neither_torch_nor_datasets(spec: str) -> 
     heavy, out = imported_by("validate", str(EXAMPLES / spec), "--no-data")
     assert heavy & set(HEAVY) == set()
     assert ": valid." in out
+
+
+@pytest.mark.parametrize(("spec", "splits"), [
+    ("av_digits/spec.py", "train 500 rows, validation 100, test 200"),
+    ("text_sentiment/spec.py", "train 2,400 rows, validation 300, test 300"),
+])
+def test_validate_with_data_checks_imports_no_datasets_and_no_model_code(
+    spec: str, splits: str
+) -> None:
+    # the README's command: columns, split sizes and the heads' options against the train
+    # targets, from the csv's header and the columns those checks read
+    heavy, out = imported_by("validate", str(EXAMPLES / spec))
+    assert f"splits: {splits}" in out
+    assert "datasets" not in heavy and "mmcore.serve" not in heavy
+    assert not heavy & set(MODEL_SIDE)
+    # the one torch import left: the head classes (their fit_targets, which the classes and
+    # class_weights check runs, are methods of torch modules)
+    importers = [Path(h.removeprefix("torch by ")) for h in heavy if h.startswith("torch by ")]
+    assert all(p.parent.name == "heads" or p.name == "head.py" for p in importers), importers
 
 
 def test_validate_with_data_imports_no_server_module() -> None:
