@@ -157,6 +157,8 @@ def _pandas_names(names: list[str]) -> list[str]:
 
 
 _INTEGER = r"^\s*[+-]?\d+\s*$"
+_BOOLEAN = "^(" + "|".join(BOOLEANS) + ")$"
+_TRUE = "^(" + "|".join(k for k, v in BOOLEANS.items() if v) + ")$"
 
 
 def _pandas_typed(column: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -177,10 +179,8 @@ def _pandas_typed(column: pa.ChunkedArray) -> pa.ChunkedArray:
         return pc.cast(trimmed, pa.float64())
     except pa.ArrowInvalid:
         pass
-    if pc.all(pc.is_in(present, pa.array(list(BOOLEANS)))).as_py():
-        true = [k for k, v in BOOLEANS.items() if v]
-        return pc.if_else(pc.is_null(column), pa.scalar(None, pa.bool_()),
-                          pc.is_in(column, pa.array(true)))
+    if pc.all(pc.match_substring_regex(present, _BOOLEAN)).as_py():
+        return pc.match_substring_regex(column, _TRUE)  # a null cell stays null
     return column
 
 
@@ -219,10 +219,10 @@ class FileTable:
 
     def select(self, rows: Sequence[int] | np.ndarray) -> FileTable:
         """The rows at ``rows`` (indices into this table), in that order."""
-        rows = np.asarray(rows, dtype=np.int64)
+        picked = np.asarray(rows, dtype=np.int64)
         if self._rows is not None:
-            rows = self._rows[rows]
-        return FileTable(self._source, rows, self.column_names)
+            picked = self._rows[picked]
+        return FileTable(self._source, picked, self.column_names)
 
     def select_columns(self, columns: Sequence[str]) -> FileTable:
         missing = [c for c in columns if c not in self.column_names]
