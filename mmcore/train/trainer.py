@@ -27,7 +27,6 @@ from mmcore.plugins.registry import Registry
 from mmcore.run import checkpoint as ck
 from mmcore.run.layout import RunFolder, default_run_dir, prepare_run_folder, save_spec
 from mmcore.run.lock import RunLock
-from mmcore.run.state import capture_rng, restore_rng
 from mmcore.spec.load import load_spec, validate_spec
 from mmcore.spec.model import Spec
 from mmcore.train.callbacks import callback_manager, silent_hooks
@@ -40,7 +39,7 @@ from mmcore.train.modality_loss import alone_loss
 from mmcore.train.optim import build_optimizer, build_scheduler, frozen_encoders, set_frozen
 from mmcore.train.parallel import select_strategy
 from mmcore.train.progress import bars_render, tqdm
-from mmcore.train.records import publish_best, record_epoch, write_history
+from mmcore.train.records import record_epoch
 from mmcore.train.refused_writes import refused_writes_reported
 from mmcore.train.report import Transform
 from mmcore.train.run_data import set_up_data
@@ -57,6 +56,7 @@ from mmcore.train.settings import (
     set_deterministic,
 )
 from mmcore.train.strategy import Strategy
+from mmcore.train.trainer_state import best_info, restore, save_checkpoint
 
 #: training rows the encoders are run on once before training (see check_encoders)
 DRY_RUN_ROWS = 4
@@ -260,48 +260,6 @@ class Trainer:
                                           progress=self.show_progress)
         return resolved
 
-    def _restore(self, path: Path) -> None:
-        """Load a checkpoint into the model, optimizer, scheduler, scaler and RNGs; a
-        mid-epoch checkpoint's epoch state waits in :attr:`progress` for its epoch."""
-        assert self.model is not None and self.optimizer is not None
-        found = ck.read_checkpoint(path)
-        self.strategy.load_model_state(self.model, found.model, path / ck.MODEL_FILE)
-        state = found.state
-        try:
-            self.strategy.load_optimizer_state(self.model, self.optimizer, state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])  # type: ignore[union-attr]
-            if self.scaler is not None and state.get("scaler"):
-                self.scaler.load_state_dict(state["scaler"])
-        except (KeyError, ValueError, RuntimeError) as exc:
-            raise CheckpointError(
-                f"{path / ck.STATE_JSON}: the optimizer state does not fit this model or "
-                f"train.optimizer ({type(exc).__name__}: {exc})"
-            ) from None
-        self.epoch = int(state["epoch"])
-        self.step = int(state["step"])
-        self.history = list(state["history"])
-        self.best_epoch = state["best_epoch"]
-        self.best_value = state["best_value"]
-        self.stopped_early = bool(state["stopped_early"])
-        self.last_checkpoint = path
-        before = int(state.get("world_size", 1))
-        # a step checkpoint's epoch state waits in the progress for the epoch to begin
-        inside = self.progress.load_step_checkpoint(path, state, self.rank, self.world_size,
-                                                    self.spec)
-        # the run may have stopped between writing the best epoch's checkpoint and copying it
-        republish = not inside and self.best_epoch == self.epoch
-        self.strategy.on_main(lambda: self._after_resume(path, republish))
-        if not inside:
-            ranks = state.get("rng_ranks") or []
-            restore_rng(ranks[self.rank] if len(ranks) == self.world_size else state["rng"])
-            self.note(f"resumed {self.run.path} after epoch {self.epoch} (step {self.step})")
-        else:
-            self.note(f"resumed {self.run.path} in epoch {self.epoch + 1} after "
-                      f"{self.progress.resume_batch} of its batches (step {self.step})")
-        if before != self.world_size:
-            self.note(f"the run was trained on {before} process(es) so far, now on "
-                      f"{self.world_size}: the global batch (train.batch_size) is unchanged")
-
     def _callbacks(self) -> Any:
         """The spec's ``train.callbacks``, the built-in ones on by default (see
         :mod:`~mmcore.train.callbacks.defaults`) and the ``callbacks`` objects, as one relay."""
@@ -321,11 +279,6 @@ class Trainer:
         for name, callback in every_process_callbacks(report=self.report):
             hooks.register(callback, name=f"callback:{name}")
         return hooks
-
-    def _after_resume(self, path: Path, republish: bool) -> None:
-        write_history(self.run, self.history)
-        if republish:
-            publish_best(self.run, path, self._best_info(path))
 
     # -- the run --------------------------------------------------------------------------
     def _setup_main(self, modalities: dict[str, Any], resume_from: Path | None) -> Spec:
@@ -397,7 +350,7 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, train, total_steps)
         self.scaler = torch.amp.GradScaler("cuda") if train.precision == "fp16" else None
         if resume_from is not None:
-            self._restore(resume_from)
+            restore(self, resume_from)
         set_frozen(model, self.optimizer, frozen_encoders(resolved.modalities, self.epoch + 1))
         for name, m in resolved.modalities.items():
             if m.freeze and m.unfreeze_at is not None and m.unfreeze_at > self.epochs:
@@ -473,7 +426,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{progress.running_loss():.4f}")
             if stepped and self._step_checkpoint_due(progress):
                 progress.flush(self.last_checkpoint)
-                self._save_checkpoint(epoch, progress)
+                save_checkpoint(self, epoch, progress)
         bar.close()
         progress.flush(self.last_checkpoint)
         return progress.means(list(model.heads), self.strategy.sum_rows)
@@ -597,64 +550,16 @@ class Trainer:
         self.history.append(record)
         self.hooks.hook.on_validation_end(trainer=self, epoch=epoch, metrics=dict(record),
                                           improved=improved)
-        path = self._save_checkpoint(epoch)
+        path = save_checkpoint(self, epoch)
         self.strategy.on_main(lambda: self._after_epoch(path, improved, record))
         return record
-
-    def _save_checkpoint(self, epoch: int, progress: EpochProgress | None = None) -> Path:
-        """Write the checkpoint of the end of ``epoch`` or, with ``progress``, of its
-        batches so far (a step checkpoint). Every process calls it; the main process
-        writes."""
-        assert self.model is not None and self.optimizer is not None
-        assert self.monitor is not None
-        tensors = self.strategy.model_state(self.model)
-        optimizer = self.strategy.optimizer_state(self.model, self.optimizer)
-        batch = progress.batch if progress is not None else None
-        state = {
-            "epoch": epoch if batch is None else epoch - 1,  # finished epochs
-            "step": self.step,
-            "history": self.history,
-            "best_epoch": self.best_epoch,
-            "best_value": self.best_value,
-            "monitor": self.monitor.name,
-            "bad_epochs": self.bad_epochs,
-            "stopped_early": self.stopped_early,
-            "optimizer": optimizer,
-            "scheduler": self.scheduler.state_dict(),  # type: ignore[union-attr]
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "rng": capture_rng(),
-            "world_size": self.world_size,
-            "strategy": self.strategy.name,
-        }
-        # every process's own random states: a resume on as many processes restores each
-        state["rng_ranks"] = self.strategy.gather(capture_rng())
-        if progress is not None:
-            state["partial"] = progress.step_checkpoint(self.strategy.gather, self.spec)
-
-        def write() -> Path:
-            path = ck.write_checkpoint(self.run.checkpoints, epoch, tensors, state, batch=batch)
-            if batch is not None:  # epoch ends prune after publishing the best (record_epoch)
-                ck.prune_checkpoints(self.run.checkpoints, ck.KEEP_LAST)
-                self.hooks.hook.on_checkpoint_saved(trainer=self, path=path)
-            return path
-
-        path = self.strategy.on_main(write, share=True)
-        assert path is not None
-        self.last_checkpoint = path
-        return path
 
     def _after_epoch(self, path: Path, improved: bool, record: dict[str, Any]) -> None:
         """The main process's writes after an epoch's checkpoint: the run's records (best
         weights, pruning, metrics.jsonl), then the callbacks."""
-        record_epoch(self.run, path, self.history, self._best_info(path) if improved else None)
+        record_epoch(self.run, path, self.history, best_info(self, path) if improved else None)
         self.hooks.hook.on_checkpoint_saved(trainer=self, path=path)
         self.hooks.hook.on_epoch_end(trainer=self, epoch=record["epoch"], metrics=dict(record))
-
-    def _best_info(self, checkpoint: Path) -> dict[str, Any]:
-        """``best/best.json`` for the best epoch so far, whose checkpoint is ``checkpoint``."""
-        assert self.monitor is not None
-        return {"epoch": self.best_epoch, "monitor": self.monitor.name,
-                "value": self.best_value, "checkpoint": checkpoint.name}
 
     def _forward(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """The (wrapped) model's outputs under the run's precision."""
