@@ -16,7 +16,12 @@ from mmcore.run import checkpoint as ck
 from mmcore.spec import validate_spec
 from mmcore.train import Trainer
 from mmcore.train.callbacks import silent_hooks
-from mmcore.train.callbacks.defaults import BUILTIN, default_callbacks, every_process_callbacks
+from mmcore.train.callbacks.defaults import (
+    BUILTIN,
+    default_callbacks,
+    every_process_callbacks,
+    trainer_hooks,
+)
 from mmcore.train.callbacks.early_stopping import EarlyStopping
 from tests import train_toy as toy
 
@@ -56,6 +61,18 @@ def test_the_trainer_flags_choose_the_builtins_and_a_named_one_is_not_added_twic
     assert "plots" not in names(["plots"])  # the spec's own instance is the one
     assert [n for n, _ in every_process_callbacks(report=True)] == ["modality_report"]
     assert every_process_callbacks(report=False) == []
+
+
+def test_the_other_processes_run_only_the_builtins_every_process_needs(reg):
+    spec = SimpleNamespace(train=SimpleNamespace(callbacks=["csv"]))
+    trainer = SimpleNamespace(report=True, plots=True, summary=True, show_progress=False,
+                              quiet=False, spec=spec, registry=reg, callbacks=[Last()])
+    other = trainer_hooks(trainer, main=False)
+    assert [n for n, _ in other.list_name_plugin()] == ["callback:modality_report"]
+    main = {n for n, _ in trainer_hooks(trainer, main=True).list_name_plugin()}
+    assert {"callback:csv:0", "callback:object:0", "callback:log", "callback:plots"} <= main
+    trainer.report = False
+    assert trainer_hooks(trainer, main=False).list_name_plugin() == []
 
 
 class Last:

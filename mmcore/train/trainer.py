@@ -29,8 +29,7 @@ from mmcore.run.layout import RunFolder, default_run_dir, prepare_run_folder, sa
 from mmcore.run.lock import RunLock
 from mmcore.spec.load import load_spec, validate_spec
 from mmcore.spec.model import Spec
-from mmcore.train.callbacks import callback_manager, silent_hooks
-from mmcore.train.callbacks.defaults import default_callbacks, every_process_callbacks
+from mmcore.train.callbacks.defaults import trainer_hooks
 from mmcore.train.callbacks.summary import summary as run_summary
 from mmcore.train.epoch_state import LOG_EVERY, EpochProgress, dropout_seed
 from mmcore.train.evaluation import SplitResult, autocast_context, evaluate_model, weighted_loss
@@ -260,26 +259,6 @@ class Trainer:
                                           progress=self.show_progress)
         return resolved
 
-    def _callbacks(self) -> Any:
-        """The spec's ``train.callbacks``, the built-in ones on by default (see
-        :mod:`~mmcore.train.callbacks.defaults`) and the ``callbacks`` objects, as one relay."""
-        named = list(self.spec.train.callbacks)
-        hooks = callback_manager(named, self.registry)
-        on = default_callbacks(named, report=self.report, plots=self.plots,
-                               summary=self.summary, log=not (self.show_progress or self.quiet))
-        for name, callback in on:
-            hooks.register(callback, name=f"callback:{name}")
-        for i, callback in enumerate(self.callbacks):
-            hooks.register(callback, name=f"callback:object:{i}")
-        return hooks
-
-    def _every_process_callbacks(self) -> Any:
-        """On processes other than the main one: only the built-ins every process runs."""
-        hooks = silent_hooks()
-        for name, callback in every_process_callbacks(report=self.report):
-            hooks.register(callback, name=f"callback:{name}")
-        return hooks
-
     # -- the run --------------------------------------------------------------------------
     def _setup_main(self, modalities: dict[str, Any], resume_from: Path | None) -> Spec:
         resolved = self._setup_data(modalities, resume_from is not None)
@@ -298,8 +277,9 @@ class Trainer:
             set_deterministic(True)
             torch.backends.cudnn.benchmark = False
         self._seed(train.seed)
-        # callbacks run on the main process only (elsewhere they would log and write again)
-        self.hooks = strategy.on_main(self._callbacks) or self._every_process_callbacks()
+        # the callbacks run on the main process; the others run only what needs them all
+        self.hooks = (strategy.on_main(lambda: trainer_hooks(self, main=True))
+                      or trainer_hooks(self, main=False))
 
         modalities = build_modalities(spec, self.registry)
         resolved = self._resolve_data(modalities, resume_from)

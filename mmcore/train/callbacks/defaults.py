@@ -8,6 +8,9 @@ line per epoch. Each is an ordinary callback, registered by name in :mod:`mmcore
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
+
+import pluggy
 
 from mmcore.train.callbacks.card import ModelCard
 from mmcore.train.callbacks.early_stopping import EarlyStopping
@@ -15,6 +18,7 @@ from mmcore.train.callbacks.health import HealthCallback
 from mmcore.train.callbacks.modality_report import ModalityReport
 from mmcore.train.callbacks.plots import Plots
 from mmcore.train.callbacks.summary import Summary
+from mmcore.train.callbacks.wiring import callback_manager, silent_hooks
 from mmcore.train.progress import EpochLog
 
 #: the built-ins by their registered names. ``tryfirst`` implementations of one event are
@@ -47,3 +51,23 @@ def every_process_callbacks(*, report: bool) -> list[tuple[str, object]]:
     """The built-ins that every process runs, not the main one alone: the modality report
     (its evaluations and a sharded model's forward passes need all processes)."""
     return [("modality_report", ModalityReport())] if report else []
+
+
+def trainer_hooks(trainer: Any, *, main: bool) -> pluggy.PluginManager:
+    """The trainer's relay of events. On the main process: the spec's ``train.callbacks``
+    (and plugins' trainer events), the built-ins the trainer's ``report``, ``plots``,
+    ``summary``, ``show_progress`` and ``quiet`` leave on, then its ``callbacks`` objects.
+    Elsewhere only :func:`every_process_callbacks` (the others would log and write again)."""
+    if not main:
+        hooks = silent_hooks()
+        on = every_process_callbacks(report=trainer.report)
+    else:
+        named = list(trainer.spec.train.callbacks)
+        hooks = callback_manager(named, trainer.registry)
+        on = default_callbacks(named, report=trainer.report, plots=trainer.plots,
+                               summary=trainer.summary,
+                               log=not (trainer.show_progress or trainer.quiet))
+        on += [(f"object:{i}", callback) for i, callback in enumerate(trainer.callbacks)]
+    for name, callback in on:
+        hooks.register(callback, name=f"callback:{name}")
+    return hooks
