@@ -4,7 +4,12 @@
 device and precision are checked against this machine, ``train.monitor`` against the heads'
 metrics, and (unless ``--no-data``) the data files and every column the spec names. torch is
 imported only where an answer needs it: not for ``device=auto``/``cpu`` with a precision every
-machine runs, a monitor of ``loss``, or ``--no-data``."""
+machine runs, a monitor of ``loss``, or ``--no-data``. The data checks read csv headers and
+parquet footers and only the columns they check (:mod:`mmcore.data.tables`), without
+``datasets`` (still used for json, ``save_to_disk`` folders, ``data.dataset`` objects and
+streaming); the modalities are built from their options without their encoders. What still
+imports torch there: the head classes, whose ``fit_targets`` the check of the heads' options
+against the train targets runs."""
 
 from __future__ import annotations
 
