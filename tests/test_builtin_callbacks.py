@@ -90,7 +90,9 @@ def test_the_ends_of_a_run_go_report_health_plots_card_others_summary():
     called = [impl.plugin_name for impl in reversed(hooks.hook.on_train_end.get_hookimpls())]
     assert called == ["modality_report", "health", "plots", "card", "user", "summary"]
     called = [impl.plugin_name for impl in reversed(hooks.hook.on_epoch_end.get_hookimpls())]
-    assert called == ["health", "log", "early_stopping"]
+    assert called == ["log", "early_stopping"]
+    hookimpls = hooks.hook.on_validation_end.get_hookimpls()
+    assert [impl.plugin_name for impl in reversed(hookimpls)] == ["health", "early_stopping"]
 
 
 def test_early_stopping_decides_on_patience_and_says_so_after_the_epoch_line():

@@ -13,10 +13,11 @@ from mmcore.train.health import HealthChecks
 
 class HealthCallback:
     """Keeps the run's :class:`~mmcore.train.health.HealthChecks` as ``trainer.health``
-    (a resumed run keeps the warnings already in ``health.json``). Its checks run before the
-    other callbacks' (``tryfirst``), so a warning reaches trackers and logs with its epoch;
-    the dead-modality check reads ``trainer.modality_report``, so the ``modality_report``
-    callback's ``on_train_end`` must run first (the trainer registers them so)."""
+    (a resumed run keeps the warnings already in ``health.json``). The loss check runs once
+    an epoch is validated, so its warnings come before the epoch's checkpoint callbacks and
+    log line; the dead-modality check reads ``trainer.modality_report``, so the
+    ``modality_report`` callback's ``on_train_end`` runs first (see
+    :data:`~mmcore.train.callbacks.defaults.BUILTIN`)."""
 
     @hookimpl
     def on_train_start(self, trainer: Any) -> None:
@@ -24,7 +25,8 @@ class HealthCallback:
         trainer.health = HealthChecks(trainer.run.path / HEALTH, trainer.note, resume=resumed)
 
     @hookimpl(tryfirst=True)
-    def on_epoch_end(self, trainer: Any, epoch: int, metrics: Mapping[str, float]) -> None:
+    def on_validation_end(self, trainer: Any, epoch: int, metrics: Mapping[str, float],
+                          improved: bool) -> None:
         trainer.health.after_epoch(trainer)
 
     @hookimpl(tryfirst=True)
