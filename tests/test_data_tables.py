@@ -18,11 +18,11 @@ from mmcore.errors import DataError
 
 #: cells pandas (datasets' csv reader) types in different ways: whole numbers, whole numbers
 #: with a gap, decimals, booleans (also with a gap), pandas' missing-value markers, text, a
-#: duplicated and an unnamed header, numbers with signs and spaces
+#: duplicated and an unnamed header, numbers with signs and spaces, a quoted line break
 TRICKY = (
     "i,gap,f,b,na,s,dup,dup,,signed,bgap\n"
     "1,1,1.5,True,NA,x,1,a,p,+3,True\n"
-    "2,,2,false,null,,2,b,q,-4,\n"
+    '2,,2,false,null,"two\nlines",2,b,q,-4,\n'
     "3,3,inf,TRUE,None,n/a,3,c,r, 5,false\n"
     "007,4,1e3,False,,z,4,d,s,6,TRUE\n"
 )

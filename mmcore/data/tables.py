@@ -106,7 +106,9 @@ class _CsvFile(_Source):
         import pyarrow.csv as pcsv
 
         self.path, self.csv, self._columns = path, pcsv, {}
-        self.parse = pcsv.ParseOptions(delimiter=sep)
+        # a quoted cell may hold a line break (pandas reads it so): without this, a block
+        # boundary inside such a cell would cut a row
+        self.parse = pcsv.ParseOptions(delimiter=sep, newlines_in_values=True)
         try:
             with pcsv.open_csv(path, parse_options=self.parse) as reader:
                 raw = list(reader.schema.names)
