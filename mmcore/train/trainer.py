@@ -33,6 +33,7 @@ from mmcore.train.callbacks.defaults import trainer_hooks
 from mmcore.train.callbacks.summary import summary as run_summary
 from mmcore.train.epoch_state import LOG_EVERY, EpochProgress, dropout_seed
 from mmcore.train.evaluation import SplitResult, autocast_context, evaluate_model, weighted_loss
+from mmcore.train.health import HealthChecks
 from mmcore.train.masking import modality_dropout
 from mmcore.train.modality_loss import alone_loss
 from mmcore.train.optim import build_optimizer, build_scheduler, frozen_encoders, set_frozen
@@ -142,7 +143,7 @@ class Trainer:
         self.plots = plots
         self.report = report
         self.modality_report: dict[str, Any] | None = None
-        self.health: Any = None
+        self.health: HealthChecks | None = None  # set by the health callback
         wanted = spec.train.progress if progress is None else progress
         self.show_progress = bool(
             wanted and not quiet and self.is_main and (progress or bars_render())
