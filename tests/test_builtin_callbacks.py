@@ -58,9 +58,12 @@ def test_the_trainer_flags_choose_the_builtins_and_a_named_one_is_not_added_twic
     assert names() == list(BUILTIN)
     assert names(report=False, plots=False, summary=False, log=False) == [
         "early_stopping", "card", "health"]
-    assert "plots" not in names(["plots"])  # the spec's own instance is the one
-    assert [n for n, _ in every_process_callbacks(report=True)] == ["modality_report"]
-    assert every_process_callbacks(report=False) == []
+    # named in train.callbacks: on whatever the flag says, in its place in the order
+    assert names(["modality_report", "plots"], report=False, plots=False) == list(BUILTIN)
+    assert "log" not in names(["log"])  # the spec's list registers it
+    assert [n for n, _ in every_process_callbacks([], report=True)] == ["modality_report"]
+    assert every_process_callbacks([], report=False) == []
+    assert every_process_callbacks(["modality_report"], report=False) != []
 
 
 def test_the_other_processes_run_only_the_builtins_every_process_needs(reg):
@@ -73,6 +76,12 @@ def test_the_other_processes_run_only_the_builtins_every_process_needs(reg):
     assert {"callback:csv:0", "callback:object:0", "callback:log", "callback:plots"} <= main
     trainer.report = False
     assert trainer_hooks(trainer, main=False).list_name_plugin() == []
+    # a built-in named in the spec is registered once, by the trainer, in its order
+    spec.train.callbacks = ["csv", "modality_report", "log"]
+    main = [n for n, _ in trainer_hooks(trainer, main=True).list_name_plugin()]
+    assert main.count("callback:modality_report") == 1 and "callback:log:2" in main
+    assert not any(n.startswith("callback:modality_report:") for n in main)
+    assert trainer_hooks(trainer, main=False).list_name_plugin() != []
 
 
 class Last:

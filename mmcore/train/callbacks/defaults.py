@@ -37,20 +37,24 @@ BUILTIN: dict[str, type] = {
 
 def default_callbacks(named: Iterable[str], *, report: bool, plots: bool, summary: bool,
                       log: bool) -> list[tuple[str, object]]:
-    """``(name, instance)`` of each built-in a trainer turns on, in registration order:
-    all but the ones switched off (``report``, ``plots``, ``summary``; ``log``: the epoch
-    line, wanted when no bars show) and those ``named`` in ``train.callbacks`` already."""
-    off = {"modality_report": not report, "plots": not plots, "summary": not summary,
-           "log": not log}
+    """``(name, instance)`` of each built-in a trainer registers, in registration order: all
+    but the ones switched off (``report``, ``plots``, ``summary``; ``log``: the epoch line,
+    wanted when no bars show). One ``named`` in ``train.callbacks`` is on whatever the flags
+    say, and registered here, in its place in the order; but ``log``, which has no place to
+    keep, is then left to the spec's list."""
     named = set(named)
+    off = {"modality_report": not report, "plots": not plots, "summary": not summary,
+           "log": not log or "log" in named}
     return [(name, cls()) for name, cls in BUILTIN.items()
-            if not off.get(name, False) and name not in named]
+            if (name in named and name != "log") or not off.get(name, False)]
 
 
-def every_process_callbacks(*, report: bool) -> list[tuple[str, object]]:
+def every_process_callbacks(named: Iterable[str], *, report: bool) -> list[tuple[str, object]]:
     """The built-ins that every process runs, not the main one alone: the modality report
-    (its evaluations and a sharded model's forward passes need all processes)."""
-    return [("modality_report", ModalityReport())] if report else []
+    (its evaluations and a sharded model's forward passes need all processes), when
+    ``report`` or ``named`` in ``train.callbacks``."""
+    return [("modality_report", ModalityReport())] if report or "modality_report" in named \
+        else []
 
 
 def trainer_hooks(trainer: Any, *, main: bool) -> pluggy.PluginManager:
@@ -58,12 +62,12 @@ def trainer_hooks(trainer: Any, *, main: bool) -> pluggy.PluginManager:
     (and plugins' trainer events), the built-ins the trainer's ``report``, ``plots``,
     ``summary``, ``show_progress`` and ``quiet`` leave on, then its ``callbacks`` objects.
     Elsewhere only :func:`every_process_callbacks` (the others would log and write again)."""
+    named = list(trainer.spec.train.callbacks)
     if not main:
         hooks = silent_hooks()
-        on = every_process_callbacks(report=trainer.report)
+        on = every_process_callbacks(named, report=trainer.report)
     else:
-        named = list(trainer.spec.train.callbacks)
-        hooks = callback_manager(named, trainer.registry)
+        hooks = callback_manager(named, trainer.registry, skip=set(BUILTIN) - {"log"})
         on = default_callbacks(named, report=trainer.report, plots=trainer.plots,
                                summary=trainer.summary,
                                log=not (trainer.show_progress or trainer.quiet))

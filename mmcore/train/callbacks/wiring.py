@@ -9,6 +9,7 @@ implementations of the trainer events are called as well."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,11 @@ EVENT_HOOKS = ("on_train_start", "on_validation_end", "on_epoch_end", "on_checkp
                "on_train_end")
 
 
-def callback_manager(names: list[str], registry: Registry) -> pluggy.PluginManager:
+def callback_manager(names: list[str], registry: Registry,
+                     skip: Collection[str] = ()) -> pluggy.PluginManager:
     """A plugin manager holding one instance of each named callback plus every loaded
-    plugin that implements a trainer event.
+    plugin that implements a trainer event. Names in ``skip`` are left to the caller to
+    register (the built-ins whose order matters; they still count in ``train.callbacks.N``).
 
     Raises :class:`PluginError` naming ``train.callbacks.N`` for an unknown name, a class
     that cannot be imported or created, or a callback whose optional dependency is missing.
@@ -39,6 +42,8 @@ def callback_manager(names: list[str], registry: Registry) -> pluggy.PluginManag
             continue
         pm.register(plugin, name=f"plugin:{name}")
     for i, name in enumerate(names):
+        if name in skip:
+            continue
         field = f"train.callbacks.{i}"
         try:
             cls = callback_class(name) if ":" in name else registry.get("callback", name).load()
