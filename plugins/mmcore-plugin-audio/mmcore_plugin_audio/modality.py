@@ -1,4 +1,5 @@
-"""The ``audio`` modality: waveforms -> log-mel spectrograms ``[T, n_mels]`` -> CNN (+ LSTM)."""
+"""The ``audio`` modality: waveforms -> log-mel spectrograms ``[T, n_mels]`` -> CNN (+ LSTM), or
+MiniRocket features fitted on the training split (``encoder: "minirocket"``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mmcore.io import read_json_state, write_json_state
 from mmcore.modality import Modality
 from mmcore_plugin_audio.decode import load_waveform, resample
 from mmcore_plugin_audio.features import LogMel
@@ -17,7 +19,8 @@ from mmcore_plugin_audio.options import AudioOptions
 
 if TYPE_CHECKING:  # torch is imported to collate and to build the encoder, not to check a spec
     from mmcore.batch import ModalityBatch
-    from mmcore_plugin_audio.encoder import AudioEncoder
+    from mmcore.encoder import Encoder
+    from mmcore.sequence.minirocket import MiniRocketParameters
 
 #: Options that change what ``preprocess`` returns (the cache key); the encoder's sizes don't.
 PREPROCESS_FIELDS = ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels", "f_min",
@@ -25,6 +28,8 @@ PREPROCESS_FIELDS = ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels
                      "truncate")
 #: Bumped whenever the preprocessing code changes its output for the same options.
 PREPROCESS_VERSION = 1
+#: the fitted state's file in the modality's run-folder directory (``encoder: "minirocket"``)
+STATE_FILE = "audio.json"
 
 
 class AudioModality(Modality[AudioOptions]):
@@ -42,10 +47,56 @@ class AudioModality(Modality[AudioOptions]):
     ) -> None:
         super().__init__(name, options, root)
         self._logmel: LogMel | None = None
+        self.minirocket: MiniRocketParameters | None = None
 
     def fingerprint(self) -> str:
-        chosen = self.options.model_dump(mode="json", include=set(PREPROCESS_FIELDS))
+        fields = set(PREPROCESS_FIELDS)
+        if self.options.encoder == "minirocket":  # its fit is cached under this key too
+            fields |= {"encoder", "minirocket_features", "max_dilations"}
+        chosen = self.options.model_dump(mode="json", include=fields)
         return json.dumps({"audio": PREPROCESS_VERSION, **chosen}, sort_keys=True)
+
+    # -- fitted state (encoder: "minirocket") ----------------------------------------------
+    def fit(self, values: Sequence[Any]) -> None:
+        """With ``encoder: "minirocket"``: fit its dilations, biases and feature statistics on
+        the log-mels of at most ``FIT_ROWS`` training clips (a seeded subset); clips that
+        cannot be read are left out (preprocessing reports them). Nothing to fit otherwise."""
+        self.minirocket = None
+        o = self.options
+        if o.encoder != "minirocket":
+            return
+        from mmcore.sequence.minirocket import FIT_ROWS, fit_minirocket
+
+        rows = range(len(values)) if len(values) <= FIT_ROWS else sorted(
+            np.random.RandomState(0).choice(len(values), FIT_ROWS, replace=False))
+        arrays = []
+        for i in rows:
+            try:
+                arrays.append(self.preprocess(values[i]))
+            except ValueError:
+                continue
+        if not arrays:
+            raise ValueError("no training clip could be read to fit the minirocket encoder")
+        self.minirocket = fit_minirocket(arrays, o.minirocket_features, o.max_dilations)
+
+    def save_state(self, directory: Path) -> None:
+        if self.minirocket is not None:
+            write_json_state(Path(directory) / STATE_FILE, {"minirocket": self.minirocket.state()})
+
+    def load_state(self, directory: Path) -> None:
+        self.minirocket = None
+        if self.options.encoder != "minirocket":
+            return
+        from mmcore.sequence.minirocket import MiniRocketParameters
+
+        path = Path(directory) / STATE_FILE
+        state = read_json_state(path, f"audio modality {self.name!r}")
+        if "minirocket" not in state:
+            raise ValueError(f"{path}: no 'minirocket' entry (the encoder's fitted state)")
+        try:
+            self.minirocket = MiniRocketParameters.from_state(state["minirocket"])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: {exc}") from None
 
     def waveform(self, value: Any) -> np.ndarray:
         """One raw value -> mono float32 samples at ``sample_rate``, limited to
@@ -92,7 +143,17 @@ class AudioModality(Modality[AudioOptions]):
 
         return augment_spectrograms(batch, self.options.augment, generator)
 
-    def build_encoder(self) -> AudioEncoder:
+    def build_encoder(self) -> Encoder:
+        o = self.options
+        if o.encoder == "minirocket":
+            from mmcore.sequence.minirocket import MiniRocketEncoder
+
+            if self.minirocket is None:
+                raise ValueError(
+                    f"audio modality {self.name!r}: the minirocket encoder is not fitted; fit() "
+                    "the modality on training clips (or load_state) first"
+                )
+            return MiniRocketEncoder(self.minirocket, o.feature_size, o.dropout)
         from mmcore_plugin_audio.encoder import AudioEncoder
 
-        return AudioEncoder(self.options)
+        return AudioEncoder(o)

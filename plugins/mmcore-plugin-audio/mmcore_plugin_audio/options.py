@@ -68,6 +68,16 @@ class AudioOptions(ModalityOptions):
     truncate: bool = False
     """Keep the first ``max_seconds`` of longer clips instead of failing."""
 
+    encoder: Literal["reference", "minirocket"] = "reference"
+    """``reference``: the CNN (+ LSTM) below; ``minirocket``: fixed dilated convolutions over
+    time across the mel bands, biases fitted on the training split, PPV features, dropout,
+    then a linear layer to ``feature_size`` (``mmcore.sequence.minirocket``; the small-data
+    encoder, see docs/sequences.md#small-data). The CNN/LSTM options do not apply to it."""
+    minirocket_features: int = Field(default=10_000, ge=84)
+    """minirocket: number of features (rounded down to a multiple of 84)."""
+    max_dilations: int = Field(default=32, ge=1)
+    """minirocket: most dilations per kernel."""
+
     conv_channels: tuple[int, ...] = Field(default=(16, 32, 32), min_length=1)
     """Output channels of each 3x3 convolution over (time, mel)."""
     time_pool: tuple[int, ...] | None = None
@@ -115,6 +125,9 @@ class AudioOptions(ModalityOptions):
                 )
             if any(p < 1 for p in self.time_pool):
                 raise ValueError(f"time_pool factors must be at least 1, got {self.time_pool}")
+        if self.encoder == "minirocket" and self.output != "pooled":
+            raise ValueError("encoder 'minirocket' gives one feature vector per clip: set "
+                             "output to 'pooled'")
         if self.pool == "last" and not self.lstm:
             raise ValueError("pool: last needs lstm: true (it picks the LSTM's last state)")
         if self.augment.freq_mask >= self.n_mels:
