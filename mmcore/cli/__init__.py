@@ -96,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = command_of(words)
     parser = build_parser(None if command is None else [command])
     args = parser.parse_args(words)
+    args.argv = words  # what the ranks of --nproc N run again (mmcore.cli.workers)
     if args.command is None:
         parser.print_help()
         return EXIT_USER_ERROR

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mmcore.cli.workers import worker_argv
+
 
 def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p = sub.add_parser(
@@ -44,18 +46,6 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                    "as the spec.py copied for a fusion defined in the spec file); this "
                    "executes that file, so use it only for runs you trust")
     return p
-
-
-def worker_argv(args: argparse.Namespace) -> list[str]:
-    """This command's arguments for each rank, without ``--nproc``."""
-    argv = ["evaluate", args.run_dir, *args.overrides, "--device", args.device]
-    argv += [f"--{k}={v}" for k, v in (("split", args.split), ("data", args.data)) if v]
-    argv += [flag for flag, on in (
-        ("--no-report", args.no_report), ("--per-class", getattr(args, "per_class", False)),
-        ("--robustness", getattr(args, "robustness", False)), ("--json", args.json),
-        ("--hide-drifting", getattr(args, "hide_drifting", False)),
-        ("--trust-code", args.trust_code), ("--debug", getattr(args, "debug", False))) if on]
-    return argv
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mmcore.cli.workers import worker_argv
+
 #: the ``field=value`` overrides predict takes (see mmcore.predict.RUN_OVERRIDES)
 PREDICT_OVERRIDES = ("data.allow_missing",)
 
@@ -85,18 +87,6 @@ def write_predictions(predictions: list[dict[str, Any]], output: Path | None) ->
         sys.stdout.write(text)
     else:
         output.write_text(text, encoding="utf-8")
-
-
-def worker_argv(args: argparse.Namespace) -> list[str]:
-    """This command's arguments for each rank, without ``--nproc``."""
-    argv = ["predict", args.run_dir, *args.overrides, "--input", args.input,
-            "--batch-size", str(args.batch_size), "--device", args.device]
-    argv += ["--output", args.output] if args.output else []
-    argv += ["--root", args.root] if getattr(args, "root", None) else []
-    argv += [flag for flag, on in (("--trust-code", args.trust_code),
-                                   ("--hide-drifting", getattr(args, "hide_drifting", False)),
-                                   ("--debug", getattr(args, "debug", False))) if on]
-    return argv
 
 
 def run(args: argparse.Namespace) -> int:

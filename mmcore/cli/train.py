@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from mmcore.cli.workers import worker_argv
+
 
 def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help="train the model a spec declares; writes a run folder")
@@ -32,21 +34,6 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                    help="train on N processes on this machine with train.strategy (ddp, or "
                    "fsdp; launches torchrun; train.batch_size is the global batch)")
     return p
-
-
-def worker_argv(args: argparse.Namespace) -> list[str]:
-    """This command's arguments for each rank, without ``--nproc``."""
-    argv = [args.spec, *args.overrides]
-    if args.output:
-        argv += ["--output", str(args.output)]
-    argv += [flag for flag, on in (("--resume", args.resume), ("--overwrite", args.overwrite),
-                                   ("--quiet", args.quiet),
-                                   ("--no-report", getattr(args, "no_report", False)),
-                                   ("--no-test", getattr(args, "no_test", False)),
-                                   ("--trust-code", getattr(args, "trust_code", False))) if on]
-    if getattr(args, "debug", False):
-        argv.append("--debug")
-    return ["train", *argv]
 
 
 def run(args: argparse.Namespace) -> int:
