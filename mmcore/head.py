@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import numpy as np
 from torch import Tensor, nn
 
+from mmcore.heads.targets import HeadTargets
 
-class Head(nn.Module):
+
+class Head(nn.Module, HeadTargets):
     """Predicts one target from the fused ``[B, input_size]`` representation.
 
     Several heads on one model form the multi-output MLP of the reference design. A subclass
     implements ``forward`` (raw outputs, e.g. logits), ``loss`` and ``predict``; heads whose
     targets need a fitted vocabulary (class names) implement ``fit_targets``/``encode_targets``.
+    Those two and ``categorical`` come from :class:`~mmcore.heads.targets.HeadTargets`, which
+    imports no torch (the built-in heads keep theirs there, so ``mmcore validate`` fits a
+    spec's targets without importing the heads).
 
     Its options are declared once, by the options model its registration names
     (``register(kind, impl, options="pkg.options:Model")``). mmcore validates a spec's options
@@ -35,10 +38,6 @@ class Head(nn.Module):
     greater_is_better: bool = True
     #: metrics whose direction differs from ``greater_is_better`` (name -> larger is better)
     metric_directions: ClassVar[dict[str, bool]] = {}
-    #: one class per row out of ``self.classes``, ``forward`` giving ``[B, len(classes)]``
-    #: logits: stratified splits and the balanced sampler go by the first such head's
-    #: target, its confusion matrix is plotted and its loss is compared with chance
-    categorical: ClassVar[bool] = False
 
     def __init__(self, input_size: int, target: str) -> None:
         super().__init__()
@@ -55,20 +54,6 @@ class Head(nn.Module):
     def predict(self, output: Tensor) -> list[Any]:  # pragma: no cover
         """Readable predictions (class names, probabilities, values), one per row."""
         raise NotImplementedError
-
-    @staticmethod
-    def fit_targets(values: Sequence[Any], options: dict[str, Any]) -> dict[str, Any]:
-        """Fitted target state (e.g. ``{"classes": [...]}``) from the training split's values.
-
-        The result is stored in the resolved spec and passed back as options, so the same
-        encoding is used at prediction time. Default: nothing to fit.
-        """
-        return {}
-
-    @staticmethod
-    def encode_targets(values: Sequence[Any], options: dict[str, Any]) -> np.ndarray:
-        """Raw column values -> an array the loss takes. Raise ``ValueError`` naming bad values."""
-        return np.asarray(values, dtype=np.float32)
 
     def metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, float]:
         """Metrics over a whole split, from concatenated outputs and targets."""

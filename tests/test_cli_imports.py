@@ -1,7 +1,8 @@
 """What the light commands import: ``mmcore plugins`` no server module, torch or numpy,
 ``mmcore validate SPEC --no-data`` neither torch nor ``datasets``, and ``mmcore validate SPEC``
-with its data checks no ``datasets`` and no torch but the head classes', each run in a fresh
-process; the parser a command line gets still knows every command."""
+with its data checks neither either (the built-in heads' targets are fitted without their torch
+modules), each run in a fresh process; the parser a command line gets still knows every
+command."""
 
 from __future__ import annotations
 
@@ -79,19 +80,59 @@ def test_validate_without_data_imports_neither_torch_nor_datasets(spec: str) -> 
     ("av_digits/spec.py", "train 500 rows, validation 100, test 200"),
     ("text_sentiment/spec.py", "train 2,400 rows, validation 300, test 300"),
 ])
-def test_validate_with_data_checks_imports_no_datasets_and_no_model_code(
+def test_validate_with_data_checks_imports_neither_torch_nor_datasets(
     spec: str, splits: str
 ) -> None:
     # the README's command: columns, split sizes and the heads' options against the train
-    # targets, from the csv's header and the columns those checks read
+    # targets, from the csv's header and the columns those checks read; the classification
+    # head's classes and class weights are fitted by mmcore.heads.targets, not the head class
     heavy, out = imported_by("validate", str(EXAMPLES / spec))
     assert f"splits: {splits}" in out
-    assert "datasets" not in heavy and "mmcore.serve" not in heavy
-    assert not heavy & set(MODEL_SIDE)
-    # the one torch import left: the head classes (their fit_targets, which the classes and
-    # class_weights check runs, are methods of torch modules)
-    importers = [Path(h.removeprefix("torch by ")) for h in heavy if h.startswith("torch by ")]
-    assert all(p.parent.name == "heads" or p.name == "head.py" for p in importers), importers
+    assert heavy & {*HEAVY, *MODEL_SIDE} == set(), heavy
+    assert not [h for h in heavy if h.startswith("torch by ")], heavy
+
+
+def test_validate_with_data_still_refuses_class_weights_the_data_does_not_fit(
+    tmp_path: Path,
+) -> None:
+    # the torch-free check is the same check: a class_weights list of the wrong length for
+    # the classes in the train split is an error, still without importing torch
+    (tmp_path / "rows.csv").write_text("x,y,split\n1,a,train\n2,b,train\n3,c,train\n"
+                                       "4,a,validation\n")
+    spec = {
+        "modalities": {"x": {"plugin": "tabular", "column": "x"}},
+        "heads": {"y": {"kind": "classification", "target": "y",
+                        "options": {"class_weights": [1.0, 2.0]}}},
+        "data": {"path": "rows.csv", "split_column": "split"},
+    }
+    (tmp_path / "spec.py").write_text(f"spec = {spec!r}\n")
+    code = (RECORD_TORCH_IMPORTER
+            + "from mmcore.cli import main\n"
+            f"code = main(['validate', {str(tmp_path / 'spec.py')!r}])\n"
+            "print('torch' in sys.modules, code)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=False, env={**os.environ, "HF_HUB_OFFLINE": "1",
+                                              "HF_DATASETS_OFFLINE": "1"})
+    assert "class_weights has 2 value(s) but there are 3 classes" in result.stderr
+    assert result.stdout.split()[:1] == ["False"], result.stdout + result.stderr
+
+
+def test_the_torch_free_target_side_is_each_built_in_head_s_own() -> None:
+    # what validate fits with (no torch) is what training fits with (the head class)
+    from mmcore.head import Head
+    from mmcore.heads.targets import BUILTIN, HeadTargets
+    from mmcore.plugins.default import get_registry
+    from mmcore.plugins.registry import import_object
+
+    assert Head.fit_targets is HeadTargets.fit_targets
+    registered = {r.impl for r in get_registry().entries("head") if r.plugin == "mmcore"}
+    assert registered == set(BUILTIN)
+    for path, targets in BUILTIN.items():
+        head = import_object(path)
+        assert issubclass(head, targets)
+        assert head.fit_targets is targets.fit_targets
+        assert head.encode_targets is targets.encode_targets
+        assert head.categorical is targets.categorical
 
 
 def test_validate_with_data_imports_no_server_module() -> None:

@@ -7,9 +7,10 @@ imported only where an answer needs it: not for ``device=auto``/``cpu`` with a p
 machine runs, a monitor of ``loss``, or ``--no-data``. The data checks read csv headers and
 parquet footers and only the columns they check (:mod:`mmcore.data.tables`), without
 ``datasets`` (still used for json, ``save_to_disk`` folders, ``data.dataset`` objects and
-streaming); the modalities are built from their options without their encoders. What still
-imports torch there: the head classes, whose ``fit_targets`` the check of the heads' options
-against the train targets runs."""
+streaming); the modalities are built from their options without their encoders, and the
+heads' options are checked against the train targets with the built-in heads' torch-free
+target side (:mod:`mmcore.heads.targets`); a plugin's head class is imported, torch with it
+if it is a torch module."""
 
 from __future__ import annotations
 

@@ -41,6 +41,7 @@ from mmcore.data.storage import (
     target_key,
 )
 from mmcore.errors import DataError, PluginError
+from mmcore.heads.targets import HeadTargets, head_targets
 from mmcore.modality import Modality
 from mmcore.plugins.default import get_registry
 from mmcore.plugins.registry import Registry
@@ -54,7 +55,6 @@ if TYPE_CHECKING:  # imported where used: checking a spec's data imports neither
     from mmcore.batch import Batch
     from mmcore.data.loader import ArrowSplit
     from mmcore.data.memory import MemorySplit
-    from mmcore.head import Head
 
 #: Rows per ``Dataset.map`` batch and per Arrow record batch written: small enough that a
 #: batch of large arrays (spectrograms, images) stays a few MB in memory.
@@ -118,8 +118,11 @@ class DataModule:
         self.bad_rows: list[BadRow] = []
         self.split_warnings: list[str] = []
         self.columns = {name: spec.modalities[name].columns for name in self.modalities}
-        self._head_classes: dict[str, type[Head]] = {
-            name: self.registry.get("head", head.kind).load() for name, head in spec.heads.items()
+        # each head's target side: fitting and checking targets imports no built-in head
+        # (torch); a plugin's head class is imported here
+        self._head_targets: dict[str, type[HeadTargets]] = {
+            name: head_targets(self.registry.get("head", head.kind))
+            for name, head in spec.heads.items()
         }
         self._tables: dict[str, ArrowSplit] = {}
         self._memory: dict[str, MemorySplit] = {}  # splits held in memory, built on first use
@@ -211,8 +214,10 @@ class DataModule:
             raise DataError("\n".join(failed))
 
     def _targets(self, present: set[str] | None = None) -> list[TargetSpec]:
+        # the head class itself (imported now): its name is part of the cache key
         return [
-            TargetSpec(name, head.target, self._head_classes[name], self.head_options[name])
+            TargetSpec(name, head.target, self.registry.get("head", head.kind).load(),
+                       self.head_options[name])
             for name, head in self.spec.heads.items()
             if present is None or head.target in present
         ]
@@ -383,7 +388,7 @@ class DataModule:
         """The first categorical head (``Head.categorical``): stratified splits and the
         balanced sampler go by its target."""
         for name in self.spec.heads:
-            if getattr(self._head_classes[name], "categorical", False):
+            if getattr(self._head_targets[name], "categorical", False):
                 return name
         return None
 
@@ -458,10 +463,8 @@ class DataModule:
 
     def _fitted_heads(self) -> list[str]:
         """The heads that fit something on the train split's targets (e.g. their classes)."""
-        from mmcore.head import Head
-
         return [n for n in self.spec.heads
-                if self._head_classes[n].fit_targets is not Head.fit_targets]
+                if self._head_targets[n].fit_targets is not HeadTargets.fit_targets]
 
     def _fit_heads(
         self, train: SplitSource, rows: Mapping[str, list[Any]]
@@ -476,7 +479,7 @@ class DataModule:
             options = dict(head.options)
             if name in fitted:
                 options.update(self._fit_targets(
-                    name, self._head_classes[name], rows[head.target], options, train))
+                    name, self._head_targets[name], rows[head.target], options, train))
             out[name] = options
         return out
 
@@ -527,14 +530,14 @@ class DataModule:
             if "classes" in self.head_options[name]:
                 options["classes"] = self.head_options[name]["classes"]
             values = [column[row] for row in kept]
-            cls = self._head_classes[name]
+            cls = self._head_targets[name]
             options.update(self._fit_targets(name, cls, values, options, train))
             self.head_options[name] = options
 
     def _fit_targets(
         self,
         name: str,
-        cls: type[Head],
+        cls: type[HeadTargets],
         column_values: list[Any],
         options: dict[str, Any],
         train: SplitSource,
@@ -594,8 +597,6 @@ class DataModule:
 
     def _fit_columns(self, skip: set[str] | None = None) -> list[str]:
         """The columns the fit reads; ``skip``: modalities whose fit came from the cache."""
-        from mmcore.head import Head
-
         columns = [
             c for name, m in self.modalities.items() if _fits(m)
             and (skip is None or name not in skip)
@@ -603,7 +604,7 @@ class DataModule:
         ]
         columns += [
             h.target for n, h in self.spec.heads.items()
-            if self._head_classes[n].fit_targets is not Head.fit_targets
+            if self._head_targets[n].fit_targets is not HeadTargets.fit_targets
         ]
         return list(dict.fromkeys(columns))
 

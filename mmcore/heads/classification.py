@@ -3,17 +3,16 @@ focal loss, optionally with per-class weights (see :mod:`mmcore.heads.imbalance`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
 from mmcore.head import Head
-from mmcore.heads.imbalance import class_index, focal_loss, lookup, resolve_class_weights
+from mmcore.heads.imbalance import focal_loss, resolve_class_weights
 from mmcore.heads.options import ClassificationOptions, from_validated
+from mmcore.heads.targets import ClassificationTargets
 from mmcore.layers import mlp
 from mmcore.metrics import (
     accuracy,
@@ -28,20 +27,14 @@ from mmcore.metrics import (
 )
 
 
-def sorted_classes(values: Sequence[Any]) -> list[Any]:
-    """Distinct values, numerically sorted when all are numbers, else sorted as text."""
-    distinct = {v.item() if isinstance(v, np.generic) else v for v in values if v is not None}
-    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in distinct):
-        return sorted(distinct)
-    return sorted(distinct, key=str)
+class ClassificationHead(Head, ClassificationTargets):
+    """Logits over ``classes``; ``fit_targets``/``encode_targets`` (class indices) are
+    :class:`~mmcore.heads.targets.ClassificationTargets`'."""
 
-
-class ClassificationHead(Head):
     metric_names = ("accuracy", "macro_f1", "top_k", "balanced_accuracy", "auroc",
                     "average_precision", "ece")
     greater_is_better = True
     metric_directions = {"ece": False}
-    categorical = True
 
     def __init__(self, input_size: int, target: str, **options: Any) -> None:
         super().__init__(input_size, target)
@@ -87,34 +80,6 @@ class ClassificationHead(Head):
             {"label": self.classes[int(i)], "probability": float(p[int(i)])}
             for i, p in zip(best, probs, strict=True)
         ]
-
-    @staticmethod
-    def fit_targets(values: Sequence[Any], options: dict[str, Any]) -> dict[str, Any]:
-        """``classes`` (unless given) and, with ``class_weights``, ``fitted_class_weights``
-        (``"balanced"`` counted on ``values``). Raises :class:`~mmcore.errors.DataError` when
-        ``class_weights`` does not fit the classes."""
-        out: dict[str, Any] = {}
-        classes = options.get("classes")
-        if not classes:
-            classes = out["classes"] = sorted_classes(values)
-        if options.get("class_weights") is not None and not options.get("fitted_class_weights"):
-            out["fitted_class_weights"] = resolve_class_weights(
-                classes, options["class_weights"], values
-            )
-        return out
-
-    @staticmethod
-    def encode_targets(values: Sequence[Any], options: dict[str, Any]) -> np.ndarray:
-        classes = options["classes"]
-        index = class_index(classes)
-        out = np.empty(len(values), dtype=np.int64)
-        for row, value in enumerate(values):
-            k = lookup(index, value)
-            if k is None:
-                key = value.item() if isinstance(value, np.generic) else value
-                raise ValueError(f"label {key!r} is not one of the classes {classes}")
-            out[row] = k
-        return out
 
     def metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, float]:
         """Accuracy, macro-F1, top-k accuracy, balanced accuracy, AUROC and average

@@ -2,20 +2,21 @@
 
 Weights are resolved once, on the train split, into ``fitted_class_weights`` (one float per
 class, in the order of ``classes``); the spec keeps what the user wrote in ``class_weights``,
-so a resumed run compares equal to its saved spec.
+so a resumed run compares equal to its saved spec. The weights import no torch: the data layer
+fits them when ``mmcore validate`` checks a spec (:mod:`mmcore.heads.targets`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import Tensor
-from torch.nn import functional as F
 
 from mmcore.errors import DataError
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 def class_index(classes: Sequence[Any]) -> dict[Any, int]:
@@ -103,6 +104,9 @@ def focal_loss(
     ``F.cross_entropy``: the sum divided by the sum of the rows' ``alpha_t`` (the mean without
     ``weight``), so ``gamma=0`` gives exactly the (weighted) cross-entropy.
     """
+    import torch  # here, not above: the weights (validate's data checks) need no torch
+    from torch.nn import functional as F
+
     log_p = F.log_softmax(logits.float(), dim=-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
     # 1 - p_t computed as -expm1(log p_t): exact when p_t is close to 1
     per_row = -(-torch.expm1(log_p)).clamp_min(0).pow(gamma) * log_p

@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from torch import Tensor
 from torch.nn import functional as F
 
 from mmcore.head import Head
-from mmcore.heads.classification import sorted_classes
 from mmcore.heads.options import MultiLabelOptions, from_validated
+from mmcore.heads.targets import MultiLabelTargets
 from mmcore.layers import mlp
 
 
-def _labels(value: Any, separator: str) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(separator) if part.strip()]
-    return list(value)
+class MultiLabelHead(Head, MultiLabelTargets):
+    """Independent logits over ``classes``; ``fit_targets``/``encode_targets`` (0/1 per class)
+    are :class:`~mmcore.heads.targets.MultiLabelTargets`'."""
 
-
-class MultiLabelHead(Head):
     metric_names = ("micro_f1", "macro_f1", "exact_match")
     greater_is_better = True
 
@@ -54,25 +47,6 @@ class MultiLabelHead(Head):
             }
             for row in probs
         ]
-
-    @staticmethod
-    def fit_targets(values: Sequence[Any], options: dict[str, Any]) -> dict[str, Any]:
-        if options.get("classes"):
-            return {}
-        sep = options.get("separator", ";")
-        return {"classes": sorted_classes([x for v in values for x in _labels(v, sep)])}
-
-    @staticmethod
-    def encode_targets(values: Sequence[Any], options: dict[str, Any]) -> np.ndarray:
-        classes = [str(c) for c in options["classes"]]
-        index = {c: i for i, c in enumerate(classes)}
-        out = np.zeros((len(values), len(classes)), dtype=np.float32)
-        for row, value in enumerate(values):
-            for label in _labels(value, options.get("separator", ";")):
-                if str(label) not in index:
-                    raise ValueError(f"label {label!r} is not one of the classes {classes}")
-                out[row, index[str(label)]] = 1.0
-        return out
 
     def metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, float]:
         pred = (outputs.float().sigmoid() >= self.options.threshold).float()

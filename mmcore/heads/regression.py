@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
 from mmcore.head import Head
 from mmcore.heads.options import RegressionOptions, from_validated
+from mmcore.heads.targets import RegressionTargets
 from mmcore.layers import mlp
 from mmcore.metrics import r2_score
 
@@ -19,20 +19,10 @@ _LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "mse": F.mse_loss, "l1": F.l1_loss, "huber": F.huber_loss}
 
 
-def _as_matrix(values: Sequence[Any], size: int) -> np.ndarray:
-    try:
-        arr = np.asarray(values, dtype=np.float32).reshape(len(values), -1)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"regression targets must be numbers: {exc}") from None
-    if arr.shape[1] != size:
-        raise ValueError(f"expected {size} target value(s) per row, got {arr.shape[1]}")
-    if not np.isfinite(arr).all():
-        row = int(np.argwhere(~np.isfinite(arr))[0, 0])
-        raise ValueError(f"target of row {row} is not finite: {values[row]!r}")
-    return arr
+class RegressionHead(Head, RegressionTargets):
+    """``size`` values per row, trained on standardised targets; ``fit_targets`` (mean, std)
+    and ``encode_targets`` are :class:`~mmcore.heads.targets.RegressionTargets`'."""
 
-
-class RegressionHead(Head):
     metric_names = ("mae", "rmse", "r2")
     greater_is_better = False
     metric_directions = {"r2": True}
@@ -63,19 +53,6 @@ class RegressionHead(Head):
     def predict(self, output: Tensor) -> list[Any]:
         values = self.values(output)
         return [row[0].item() if row.numel() == 1 else row.tolist() for row in values]
-
-    @staticmethod
-    def fit_targets(values: Sequence[Any], options: dict[str, Any]) -> dict[str, Any]:
-        if not options.get("normalize", True) or options.get("mean") is not None:
-            return {}
-        arr = _as_matrix(values, options.get("size", 1))
-        std = arr.std(0)
-        return {"mean": arr.mean(0).tolist(), "std": np.where(std > 0, std, 1.0).tolist()}
-
-    @staticmethod
-    def encode_targets(values: Sequence[Any], options: dict[str, Any]) -> np.ndarray:
-        arr = _as_matrix(values, options.get("size", 1))
-        return arr[:, 0] if arr.shape[1] == 1 else arr
 
     def metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, float]:
         values, truth = self.values(outputs), targets.view(outputs.shape[0], -1).float()
