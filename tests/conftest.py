@@ -10,6 +10,20 @@ from tests.toy import ToyPlugin
 
 
 @pytest.fixture
+def one_thread():
+    """One torch thread for the test: on two busy shared cores, more intra-op threads only add
+    contention on these tiny models (and a resume compared across processes needs the same
+    thread count in both). Test modules that train take it with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def toy_registry() -> Registry:
     """A registry with the core's built-ins and the toy modality plugin only."""
     pm = new_plugin_manager()

@@ -8,7 +8,6 @@ import json
 from types import SimpleNamespace
 
 import pytest
-import torch
 
 import mmcore
 from mmcore.plugins.default import get_registry
@@ -25,13 +24,7 @@ from mmcore.train.callbacks.defaults import (
 from mmcore.train.callbacks.early_stopping import EarlyStopping
 from tests import train_toy as toy
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -221,15 +221,6 @@ def small_table(path: Path, per_word: dict[str, int]) -> Path:
     return path
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread: the machine is shared, and the model is tiny."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_sign_language_trains_and_its_run_loads_again(tmp_path, clean_imports, one_thread):
     table = small_table(tmp_path / "signs.csv", {"train": 2, "validation": 1, "test": 1})
     trainer = mmcore.Trainer(

@@ -15,13 +15,7 @@ from mmcore.train import Trainer
 from mmcore.train.optim import build_optimizer, parameter_groups
 from tests import train_toy as toy
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

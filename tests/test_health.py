@@ -168,14 +168,6 @@ def test_health_json_is_read_as_data_only(tmp_path):
 
 
 # -- in a training ----------------------------------------------------------------------------
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _noise_data(path, rows=60):
     """Like :func:`tests.train_toy.write_data`, but neither input says anything of ``y``."""
     rng = np.random.default_rng(0)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 
 import pytest
-import torch
 
 import mmcore.log
 from mmcore.cli import main
@@ -16,13 +15,7 @@ from mmcore.spec import validate_spec
 from mmcore.train import Trainer
 from tests import train_toy as toy
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -7,19 +7,12 @@ import json
 from collections import Counter
 
 import pytest
-import torch
 
 from mmcore.spec import validate_spec
 from mmcore.train import Trainer
 from tests import train_toy as toy
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_imbalance_options_train_save_and_resume(tmp_path):

@@ -29,14 +29,7 @@ from tests import train_toy as toy
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two busy cores: more intra-op threads only add contention (and the resume test needs
-    # the same thread count in the parent and the child).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
