@@ -8,8 +8,9 @@ lives in a module of its own (imports no torch), so specs validate quickly.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -175,3 +176,18 @@ class Modality(Generic[OptionsT]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, options={self.options!r})"
+
+
+@contextlib.contextmanager
+def rooted(modalities: Mapping[str, Modality], root: str | Path | None) -> Iterator[None]:
+    """The modalities resolve relative file paths against ``root`` for the duration (left as
+    they are when ``root`` is ``None``); their own roots come back afterwards."""
+    saved = {name: m.root for name, m in modalities.items()}
+    try:
+        if root is not None:
+            for m in modalities.values():
+                m.root = Path(root)
+        yield
+    finally:
+        for name, m in modalities.items():
+            m.root = saved[name]

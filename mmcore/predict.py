@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from mmcore.batch import Batch
 from mmcore.errors import CheckpointError, DataError, PluginError, SpecError
-from mmcore.modality import Modality
+from mmcore.modality import Modality, rooted
 from mmcore.model import MultimodalModel, build_modalities, build_model
 from mmcore.plugins.default import get_registry
 from mmcore.plugins.registry import Registry
@@ -202,18 +202,9 @@ class Predictor:
                 chunk = [dict(r) for r in rows[start:start + batch_size]]
                 yield dm.batch_from_rows(chunk, first_row=first + start)
 
-    @contextlib.contextmanager
-    def _rooted(self, root: str | Path | None) -> Iterator[None]:
+    def _rooted(self, root: str | Path | None) -> contextlib.AbstractContextManager[None]:
         """Relative file paths resolve against ``root`` for the duration (when given)."""
-        roots = {name: m.root for name, m in self.modalities.items()}
-        try:
-            if root is not None:
-                for modality in self.modalities.values():
-                    modality.root = Path(root)
-            yield
-        finally:
-            for name, modality in self.modalities.items():
-                modality.root = roots[name]
+        return rooted(self.modalities, root)
 
     def _predict(self, batches: Iterable[Batch], hidden: frozenset[str] = frozenset()
                  ) -> list[dict[str, Any]]:

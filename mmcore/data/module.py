@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,7 +42,7 @@ from mmcore.data.storage import (
 )
 from mmcore.errors import DataError, PluginError
 from mmcore.heads.targets import HeadTargets, head_targets
-from mmcore.modality import Modality
+from mmcore.modality import Modality, rooted
 from mmcore.plugins.default import get_registry
 from mmcore.plugins.registry import Registry
 from mmcore.rows import adapt_to_rows
@@ -609,18 +609,9 @@ class DataModule:
         return list(dict.fromkeys(columns))
 
     # -- preprocessing ------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _rooted(self, root: Path | None) -> Iterator[None]:
+    def _rooted(self, root: Path | None) -> contextlib.AbstractContextManager[None]:
         """Modalities resolve relative paths against ``root`` for the duration."""
-        saved = {name: m.root for name, m in self.modalities.items()}
-        try:
-            if root is not None:
-                for m in self.modalities.values():
-                    m.root = Path(root)
-            yield
-        finally:
-            for name, m in self.modalities.items():
-                m.root = saved[name]
+        return rooted(self.modalities, root)
 
     def _progress_bars(self) -> contextlib.AbstractContextManager:
         return src.progress_bars(self.progress)
