@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
 from mmcore.modality import Modality, ModalityOptions
-from mmcore.sequence.options import Augment, Transform
+from mmcore.sequence.options import Augment, Standardize, Transform
 from mmcore.sequence.pipeline import SequencePipeline
 
 if TYPE_CHECKING:
@@ -36,6 +36,10 @@ class SequenceOptions(ModalityOptions):
         default_factory=list, description="preprocessing steps applied in order to every "
         "[T, C] sequence (resample, envelope, standardize, select, diff, clip); fitted steps "
         "are fitted on the training split and saved with the run"
+    )
+    normalize: Literal["standard", "none"] = Field(
+        "standard", description="'standard': per-channel (x - mean) / std with mean and std "
+        "fitted on the training split, after the transforms; 'none': values as transformed"
     )
     encoder: Literal["reference", "tcn", "transformer", "minirocket"] = Field(
         "tcn", description="'tcn': residual temporal convolutions (strided to shorten long "
@@ -111,8 +115,32 @@ class SequenceModality(Modality[OptionsT]):
         self.minirocket: MiniRocketParameters | None = None
 
     def steps(self) -> list[Transform]:
-        """The steps applied, in order (default: the declared ``transforms``)."""
-        return list(self.options.transforms)
+        """The steps applied, in order: the declared ``transforms``, then a per-channel
+        standardisation fitted on the training split unless ``normalize="none"``."""
+        extra = [Standardize()] if self.options.normalize == "standard" else []
+        return [*self.options.transforms, *extra]
+
+    def load_pipeline_state(self, state: Mapping[str, Any]) -> None:
+        """Restore the pipeline's fitted state from a state file.
+
+        A run saved before ``normalize`` was an option of every sequence modality (a
+        ``position`` run) has no implicit standardisation in its state: when the spec does
+        not set ``normalize`` and the saved steps are exactly the declared ``transforms``,
+        the run keeps its saved preprocessing (``normalize="none"``)."""
+        pipeline = state.get("pipeline")
+        if not isinstance(pipeline, dict):
+            raise ValueError("no 'pipeline' entry (the transforms' fitted state)")
+        try:
+            self.pipeline.load_state(pipeline)
+        except ValueError:
+            saved = pipeline.get("transforms")
+            if ("normalize" in self.options.model_fields_set
+                    or not isinstance(saved, list) or len(saved) != len(self.options.transforms)):
+                raise
+            self.options = self.options.model_copy(update={"normalize": "none"})
+            self.pipeline = SequencePipeline(self.steps(), self.options.rate,
+                                             self.options.channel_names)
+            self.pipeline.load_state(pipeline)
 
     def read(self, value: Any) -> np.ndarray:  # pragma: no cover - interface
         """One raw present value -> a checked ``[T, C]`` array, before the transforms."""

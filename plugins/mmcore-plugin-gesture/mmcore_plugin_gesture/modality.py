@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mmcore.io import check_finite, load_array, read_json_state, split_last_axis, write_json_state
-from mmcore.sequence import Standardize, Transform
 from mmcore.sequence.modality import SequenceModality
 from mmcore_plugin_gesture.options import GestureOptions
 
@@ -41,10 +40,6 @@ class GestureModality(SequenceModality[GestureOptions]):
     ) -> None:
         super().__init__(name, options, root)
         self._channels: int | None = None
-
-    def steps(self) -> list[Transform]:
-        extra = [Standardize()] if self.options.normalize == "standard" else []
-        return [*self.options.transforms, *extra]
 
     @property
     def channels(self) -> int | None:
@@ -83,10 +78,7 @@ class GestureModality(SequenceModality[GestureOptions]):
             channels = state["channels"]
             if not isinstance(channels, int) or channels < 1:
                 raise ValueError(f"channels must be a positive int, got {channels!r}")
-            pipeline = state.get("pipeline")
-            if not isinstance(pipeline, dict):
-                raise ValueError("no 'pipeline' entry (the transforms' fitted state)")
-            self.pipeline.load_state(pipeline)
+            self.load_pipeline_state(state)
             self.load_encoder_state(state)
         except (KeyError, ValueError, TypeError) as exc:
             raise ValueError(f"{path}: invalid gesture state: {exc}") from None

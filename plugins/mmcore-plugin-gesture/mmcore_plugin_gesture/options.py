@@ -29,10 +29,6 @@ class GestureOptions(SequenceOptions):
         None, description="time steps per sequence: flat values are split into [steps, N / "
         "steps], and 2-D values must have exactly this many steps"
     )
-    normalize: Literal["standard", "none"] = Field(
-        "standard", description="'standard': per-channel (x - mean) / std with mean and std "
-        "fitted on the training split, after the transforms; 'none': values as transformed"
-    )
     max_length: PositiveInt | None = Field(None, description="most time steps per sequence")
     truncate: bool = Field(
         False, description="keep the first max_length steps of longer sequences (else: error)"

@@ -83,11 +83,8 @@ class PositionModality(SequenceModality[PositionOptions]):
             isinstance(frame, list) and frame and all(isinstance(s, int) and s > 0 for s in frame)
         ):
             raise ValueError(f"{path}: frame_shape must be a list of positive ints, got {frame!r}")
-        pipeline = state.get("pipeline")
         try:
-            if not isinstance(pipeline, dict):
-                raise ValueError("no 'pipeline' entry (the transforms' fitted state)")
-            self.pipeline.load_state(pipeline)
+            self.load_pipeline_state(state)
             self.load_encoder_state(state)
         except ValueError as exc:
             raise ValueError(f"{path}: invalid position state: {exc}") from None

@@ -34,6 +34,9 @@ def hands() -> tuple[list[list[float]], np.ndarray]:
 
 
 def make(root: Path | None = None, **options) -> PositionModality:
+    """A modality that reads values as they are (``normalize="none"`` unless given), so that
+    its output can be compared with the input without fitting."""
+    options.setdefault("normalize", "none")
     return PositionModality("hand", PositionOptions(**options), root=root)
 
 
@@ -125,6 +128,40 @@ def test_fit_infers_flat_frame_size_and_state_round_trips(hands, tmp_path):
 
 
 # -- normalisation ---------------------------------------------------------------------------
+def test_channels_are_standardised_by_default_like_every_sequence_modality():
+    """``normalize`` is an option of every sequence modality with the same default: an IMU
+    moved from ``gesture`` to ``position`` keeps its per-channel scaling."""
+    rng = np.random.default_rng(0)
+    train = [rng.normal(size=(20, 3)) * [1.0, 100.0, 0.01] + [0.0, 50.0, -3.0] for _ in range(8)]
+    modality = PositionModality("imu", PositionOptions())
+    modality.fit(train)
+    out = np.concatenate([modality.preprocess(x) for x in train])
+    np.testing.assert_allclose(out.mean(axis=0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(out.std(axis=0), 1.0, atol=1e-3)
+    raw = PositionModality("imu", PositionOptions(normalize="none"))
+    raw.fit(train)
+    np.testing.assert_array_equal(raw.preprocess(train[0]), train[0].astype(np.float32))
+
+
+def test_a_run_saved_before_normalize_existed_keeps_its_preprocessing(tmp_path):
+    """A position state file written when the modality had no ``normalize`` (its pipeline
+    has only the declared transforms) loads as ``normalize="none"`` when the spec does not
+    set the option, and is refused when the spec asks for a standardisation."""
+    rng = np.random.default_rng(1)
+    train = [rng.normal(size=(12, 4)) * 10 for _ in range(5)]
+    old = PositionModality("p", PositionOptions(normalize="none"))
+    old.fit(train)
+    old.save_state(tmp_path)
+    state = json.loads((tmp_path / "position.json").read_text())
+    assert state["pipeline"]["transforms"] == []  # what the modality used to write
+    loaded = PositionModality("p", PositionOptions())  # the old run's spec: no normalize
+    loaded.load_state(tmp_path)
+    assert loaded.options.normalize == "none"
+    np.testing.assert_array_equal(loaded.preprocess(train[0]), old.preprocess(train[0]))
+    with pytest.raises(ValueError, match="saved transforms differ"):
+        PositionModality("p", PositionOptions(normalize="standard")).load_state(tmp_path)
+
+
 def test_relative_to_center_and_scale(hands):
     frames = np.asarray(hands[0][:4], dtype=np.float32).reshape(4, 21, 2)
     moved = frames + np.array([0.3, -0.2], dtype=np.float32)  # the wrist is no longer (0, 0)
@@ -209,11 +246,11 @@ def test_small_model_learns_hand_signs(hands):
 
 def test_steps_split_a_flat_row_into_frames():
     row = np.arange(32, dtype=np.float32)  # x0, y0, x1, y1, ... of a 16-frame trajectory
-    flat = PositionModality("p", PositionOptions(steps=16)).preprocess(row)
+    flat = PositionModality("p", PositionOptions(steps=16, normalize="none")).preprocess(row)
     np.testing.assert_array_equal(flat, row.reshape(16, 2))
-    keypoints = PositionModality("p", PositionOptions(steps=16, dims=2)).preprocess(row)
+    keypoints = PositionModality("p", PositionOptions(steps=16, dims=2, normalize="none")).preprocess(row)
     assert keypoints.shape == (16, 1, 2)
     with pytest.raises(ValueError, match="expected a multiple of steps=5"):
-        PositionModality("p", PositionOptions(steps=5)).preprocess(row)
+        PositionModality("p", PositionOptions(steps=5, normalize="none")).preprocess(row)
     with pytest.raises(ValueError, match="got 3 frames, expected steps=16"):
-        PositionModality("p", PositionOptions(steps=16)).preprocess(np.zeros((3, 2)))
+        PositionModality("p", PositionOptions(steps=16, normalize="none")).preprocess(np.zeros((3, 2)))
