@@ -246,11 +246,14 @@ def test_small_model_learns_hand_signs(hands):
 
 def test_steps_split_a_flat_row_into_frames():
     row = np.arange(32, dtype=np.float32)  # x0, y0, x1, y1, ... of a 16-frame trajectory
-    flat = PositionModality("p", PositionOptions(steps=16, normalize="none")).preprocess(row)
+    def raw(**options) -> PositionModality:
+        return PositionModality("p", PositionOptions(normalize="none", **options))
+
+    flat = raw(steps=16).preprocess(row)
     np.testing.assert_array_equal(flat, row.reshape(16, 2))
-    keypoints = PositionModality("p", PositionOptions(steps=16, dims=2, normalize="none")).preprocess(row)
+    keypoints = raw(steps=16, dims=2).preprocess(row)
     assert keypoints.shape == (16, 1, 2)
     with pytest.raises(ValueError, match="expected a multiple of steps=5"):
-        PositionModality("p", PositionOptions(steps=5, normalize="none")).preprocess(row)
+        raw(steps=5).preprocess(row)
     with pytest.raises(ValueError, match="got 3 frames, expected steps=16"):
-        PositionModality("p", PositionOptions(steps=16, normalize="none")).preprocess(np.zeros((3, 2)))
+        raw(steps=16).preprocess(np.zeros((3, 2)))
