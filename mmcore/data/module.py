@@ -801,11 +801,13 @@ class DataModule:
         if split not in self._tables and split in self._streams:
             from mmcore.data.streaming import stream_loader
 
+            source = self._streams[split]
+            present = set(src.column_names(source.dataset))
             return stream_loader(
-                self, split, self._streams[split], batch_size=batch_size, shuffle=shuffle,
-                seed=seed, epoch=epoch, num_workers=num_workers, drop_last=drop_last,
-                rank=rank, world_size=world_size, pin_memory=pin_memory,
-                start_batch=start_batch,
+                source.dataset, source.root, self.processor(split, source, self._targets(present)),
+                self.bad_rows.append, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                epoch=epoch, num_workers=num_workers, drop_last=drop_last, rank=rank,
+                world_size=world_size, pin_memory=pin_memory, start_batch=start_batch,
             )
         from torch.utils.data import DataLoader
 

@@ -15,9 +15,9 @@ What differs from the default (map-style) mode:
 * Sharding: ``datasets.distributed.split_dataset_by_node`` per rank, and again per
   DataLoader worker, before preprocessing, so each process preprocesses only its own rows.
 * Bad rows: with ``data.bad_rows="skip"`` bad rows are dropped from their batch (batches can
-  be smaller than ``batch_size``); they are added to ``DataModule.bad_rows`` when
-  ``num_workers=0`` and printed to stderr by worker processes otherwise. ``BadRow.row`` is
-  the row's position in the stream that process read.
+  be smaller than ``batch_size``); they are handed to the loader's ``report`` (which adds them
+  to ``DataModule.bad_rows``) when ``num_workers=0`` and printed to stderr by worker processes
+  otherwise. ``BadRow.row`` is the row's position in the stream that process read.
 * ``num_rows`` counts the split's raw rows once (bad rows included).
 """
 
@@ -27,8 +27,9 @@ import hashlib
 import itertools
 import json
 import sys
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import datasets
 import torch
@@ -39,13 +40,10 @@ from torch.utils.data import IterableDataset as TorchIterableDataset
 from mmcore.batch import Batch
 from mmcore.collate import collate_batch
 from mmcore.data.bad_rows import BadRow
-from mmcore.data.preprocess import RowProcessor
+from mmcore.data.preprocess import Processed, RowProcessor
 from mmcore.data.sources import SPLITS, split_name
 from mmcore.errors import DataError
 from mmcore.spec.model import DataSpec
-
-if TYPE_CHECKING:
-    from mmcore.data.module import DataModule, SplitSource
 
 #: Rows of the train split that modalities and heads are fitted on in streaming mode.
 FIT_ROWS = 10_000
@@ -116,13 +114,17 @@ def count_rows(dataset: datasets.IterableDataset) -> int:
 
 
 class StreamBatches(TorchIterableDataset):
-    """Batches of one streamed split for one rank; preprocessing happens while iterating."""
+    """Batches of one streamed split for one rank; preprocessing happens while iterating.
+
+    ``processor`` preprocesses the rows (its modalities collate them); ``report`` is called
+    with each bad row skipped in this process, while a DataLoader worker prints them.
+    """
 
     def __init__(
         self,
         dataset: datasets.IterableDataset,
         processor: RowProcessor,
-        module: DataModule,
+        report: Callable[[BadRow], None],
         *,
         batch_size: int,
         shuffle: bool,
@@ -135,7 +137,7 @@ class StreamBatches(TorchIterableDataset):
     ) -> None:
         self.dataset = dataset
         self.processor = processor
-        self.module = module
+        self.report = report
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -162,7 +164,7 @@ class StreamBatches(TorchIterableDataset):
 
     def __iter__(self) -> Iterator[Batch]:
         in_worker = torch.utils.data.get_worker_info() is not None
-        modalities = self.module.modalities
+        modalities = self.processor.modalities
         heads = [t.name for t in self.processor.targets]
         seen = 0
         skip = self.start_batch  # resuming mid-epoch: a stream cannot seek; read and drop
@@ -171,12 +173,7 @@ class StreamBatches(TorchIterableDataset):
             rows = list(range(seen, seen + n))
             seen += n
             result = self.processor.process(raw, rows)
-            errors = self.processor.final_errors(result)
-            keep = [i for i, e in enumerate(errors) if e is None]
-            for i, error in enumerate(errors):
-                if error is not None:
-                    bad = self.processor.bad_row(rows[i], *error)
-                    self._record(bad, in_worker)
+            keep = self._good_rows(result, rows, in_worker)
             if not keep:
                 continue
             if skip:
@@ -190,17 +187,24 @@ class StreamBatches(TorchIterableDataset):
             )
             yield batch
 
-    def _record(self, bad: BadRow, in_worker: bool) -> None:
-        if in_worker:
-            print(f"mmcore: skipped bad row: {bad.describe()}", file=sys.stderr)
-        else:
-            self.module.bad_rows.append(bad)
+    def _good_rows(self, result: Processed, rows: list[int], in_worker: bool) -> list[int]:
+        """The positions in ``result`` of its good rows; the bad ones are reported."""
+        errors = self.processor.final_errors(result)
+        for i, error in enumerate(errors):
+            if error is not None:
+                bad = self.processor.bad_row(rows[i], *error)
+                if in_worker:
+                    print(f"mmcore: skipped bad row: {bad.describe()}", file=sys.stderr)
+                else:
+                    self.report(bad)
+        return [i for i, e in enumerate(errors) if e is None]
 
 
 def stream_loader(
-    module: DataModule,
-    split: str,
-    source: SplitSource,
+    dataset: datasets.IterableDataset,
+    root: Path | None,
+    processor: RowProcessor,
+    report: Callable[[BadRow], None],
     *,
     batch_size: int,
     shuffle: bool,
@@ -213,20 +217,20 @@ def stream_loader(
     pin_memory: bool,
     start_batch: int = 0,
 ) -> DataLoader | SkipBatches:
-    """A ``DataLoader`` over :class:`StreamBatches` (its ``dataset.set_epoch`` re-seeds it)."""
-    present = set(_columns(source.dataset))
-    processor = module.processor(split, source, module._targets(present))
-    if source.root is not None:
+    """A ``DataLoader`` over :class:`StreamBatches` (its ``dataset.set_epoch`` re-seeds it)
+    of one split's rows (``dataset``) preprocessed by ``processor``, relative paths in them
+    resolved against ``root``; ``report`` takes the bad rows skipped in this process."""
+    if root is not None:
         # the processor holds the modalities; give them this split's root for its lifetime
         processor.modalities = {
-            name: _with_root(m, source.root) for name, m in module.modalities.items()
+            name: _with_root(m, root) for name, m in processor.modalities.items()
         }
     # Several workers split the stream and the loader takes their batches in turn, starting
     # with worker 0 whatever the position: their skipping would reorder the batches, so the
     # loader's own output is skipped instead.
     in_workers = num_workers > 1 and start_batch > 0
     batches = StreamBatches(
-        source.dataset, processor, module, batch_size=batch_size, shuffle=shuffle, seed=seed,
+        dataset, processor, report, batch_size=batch_size, shuffle=shuffle, seed=seed,
         epoch=epoch, drop_last=drop_last, rank=rank, world_size=world_size,
         start_batch=0 if in_workers else start_batch,
     )
@@ -244,12 +248,6 @@ class SkipBatches:
 
     def __iter__(self) -> Iterator[Batch]:
         return itertools.islice(iter(self.loader), self.skip, None)
-
-
-def _columns(dataset: Any) -> list[str]:
-    from mmcore.data.sources import column_names
-
-    return column_names(dataset)
 
 
 def _with_root(modality: Any, root: Any) -> Any:
