@@ -1,0 +1,74 @@
+"""The ``DataLoader`` of one preprocessed split (:class:`~mmcore.data.loader.ArrowSplit`): a
+seeded, sharded batch sampler over its rows, each batch read from the Arrow cache, or indexed
+in memory when ``data.in_memory`` says so (:mod:`mmcore.data.memory`).
+
+A streamed split has its own loader (:func:`mmcore.data.streaming.stream_loader`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+from torch.utils.data import DataLoader
+
+from mmcore.data.loader import ArrowSplit, Collator, ShardedBatchSampler
+from mmcore.data.memory import AUTO_LIMIT_BYTES, MemorySplit, as_is, split_bytes
+from mmcore.modality import Modality
+
+
+def head_names(table: ArrowSplit, heads: Iterable[str]) -> list[str]:
+    """The heads of ``heads`` whose targets ``table`` holds, in that order."""
+    names = set(table.table.column_names)
+    return [n for n in heads if f"_t.{n}" in names]
+
+
+def held_in_memory(
+    table: ArrowSplit,
+    in_memory: bool | str,
+    modalities: Mapping[str, Modality],
+    heads: Iterable[str],
+) -> MemorySplit | None:
+    """``table`` read into memory when ``in_memory`` (``data.in_memory``: ``True``,
+    ``False``, or ``"auto"``: at most :data:`~mmcore.data.memory.AUTO_LIMIT_BYTES`) says so,
+    else ``None``."""
+    if in_memory is False or (in_memory == "auto" and split_bytes(table) > AUTO_LIMIT_BYTES):
+        return None
+    return MemorySplit(table, modalities, head_names(table, heads))
+
+
+def split_loader(
+    table: ArrowSplit,
+    memory: MemorySplit | None,
+    modalities: Mapping[str, Modality],
+    heads: Iterable[str],
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    epoch: int,
+    num_workers: int,
+    drop_last: bool,
+    rank: int,
+    world_size: int,
+    pin_memory: bool,
+    balance_by: np.ndarray | None,
+    start_batch: int,
+) -> DataLoader:
+    """The batches of ``table`` (see :meth:`mmcore.data.module.DataModule.loader`): from
+    ``memory`` in this process when the split is held there, else read by ``num_workers``
+    workers and collated by the ``modalities``. ``balance_by``: each row's class, to draw
+    rows class-balanced (:func:`~mmcore.data.loader.balanced_order`)."""
+    sampler = ShardedBatchSampler(
+        len(table), batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
+        drop_last=drop_last, rank=rank, world_size=world_size, balance_by=balance_by,
+        start_batch=start_batch,
+    )
+    if memory is not None:  # batched in this process: one index per array, no reads
+        return DataLoader(memory, batch_sampler=sampler, collate_fn=as_is, pin_memory=pin_memory)
+    return DataLoader(
+        table,
+        batch_sampler=sampler,
+        collate_fn=Collator(modalities, head_names(table, heads)),
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+    )
