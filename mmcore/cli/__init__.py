@@ -21,6 +21,7 @@ COMMANDS = {
     "validate": "validate",
     "train": "train",
     "evaluate": "evaluate",
+    "plots": "plots",
     "predict": "predict",
     "new-plugin": "new_plugin",
     "tune": "tune",

@@ -1,18 +1,32 @@
-"""Training curves and confusion matrices as PNGs, when matplotlib is installed
-(``pip install mmcore-torch[plots]``). Uses matplotlib's object API, never pyplot's global state."""
+"""The run's pictures: training curves and confusion matrices as PNGs in the run folder,
+drawn from what the folder keeps (``metrics.jsonl``, and ``confusion.json``, which the final
+evaluation writes), so that they cost a run nothing until someone wants them: ``mmcore plots
+RUN`` (or :func:`draw_run`) draws them at any time, the ``plots`` callback at the end of
+``fit()``. Needs matplotlib (``pip install mmcore-torch[plots]``); uses matplotlib's object API
+on the Agg canvas, never pyplot's global state."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mmcore.metrics import confusion_matrix
+import numpy as np
+
+from mmcore.errors import MmcoreError
+from mmcore.run.layout import METRICS_JSON, METRICS_JSONL
 
 CURVES = "training_curves.png"
+#: the final evaluation's confusion matrices, what the confusion_<head>.png are drawn from
+CONFUSION = "confusion.json"
 MISSING_NOTE = "matplotlib is not installed: no plots (pip install 'mmcore-torch[plots]')"
 #: above this many classes a confusion matrix is drawn without per-cell numbers
 ANNOTATE_MAX = 20
+
+
+class PlotsUnavailable(MmcoreError):
+    """The pictures cannot be drawn: no matplotlib, or no run folder to draw from."""
 
 
 def _figure(width: float, height: float):
@@ -76,28 +90,52 @@ def plot_confusion(matrix: Any, classes: Sequence[Any], title: str, path: Path) 
     fig.savefig(path)
 
 
-def make_plots(
-    run_dir: Path, history: Sequence[Mapping[str, Any]], model: Any, results: Mapping[str, Any]
-) -> str | None:
-    """Write ``training_curves.png`` and ``confusion_<head>.png`` (for single-label
-    classification heads, on the test split, else validation). Returns a note when
-    matplotlib is missing, else ``None``."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return MISSING_NOTE
-    if history:
-        plot_curves(history, run_dir / CURVES)
+def confusion_matrices(model: Any, results: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What ``confusion.json`` holds: ``{"split", "heads": {head: {"classes", "counts"}}}``
+    for each single-label classification head on the test split (else validation), counts
+    with rows the true class and columns the predicted one; ``None`` when there is none."""
     split = "test" if "test" in results else "validation" if "validation" in results else None
     if split is None:
         return None
-    result = results[split]
+    from mmcore.metrics import confusion_matrix
+
+    result, heads = results[split], {}
     for name, head in model.heads.items():
         if getattr(head, "categorical", False) and name in result.outputs:
             matrix = confusion_matrix(
-                result.outputs[name].argmax(-1), result.targets[name], len(head.classes)
-            )
-            plot_confusion(
-                matrix.numpy(), head.classes, f"{name} ({split})", run_dir / f"confusion_{name}.png"
-            )
-    return None
+                result.outputs[name].argmax(-1), result.targets[name], len(head.classes))
+            heads[name] = {"classes": list(head.classes), "counts": matrix.tolist()}
+    return {"split": split, "heads": heads} if heads else None
+
+
+def draw_run(run_dir: str | Path) -> list[Path]:
+    """Draw ``training_curves.png`` from the run's ``metrics.jsonl`` and, once the run has
+    finished (``metrics.json``), ``confusion_<head>.png`` from its ``confusion.json``;
+    returns the files written. Raises :class:`PlotsUnavailable` without matplotlib or
+    without ``metrics.jsonl``."""
+    run = Path(run_dir)
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise PlotsUnavailable(MISSING_NOTE) from None
+    if not (run / METRICS_JSONL).is_file():
+        raise PlotsUnavailable(f"{run}: no {METRICS_JSONL} (not a run folder, or no epoch has "
+                               "finished yet): nothing to draw")
+    history = [json.loads(line) for line in
+               (run / METRICS_JSONL).read_text(encoding="utf-8").splitlines() if line.strip()]
+    written = []
+    if history:
+        plot_curves(history, run / CURVES)
+        written.append(run / CURVES)
+    found = run / CONFUSION
+    # the final evaluation writes (or removes) confusion.json before metrics.json: with
+    # metrics.json there it is this run's, not one left by a run the folder held before
+    if found.is_file() and (run / METRICS_JSON).is_file():
+        confusion = json.loads(found.read_text(encoding="utf-8"))
+        split = confusion["split"]
+        for name, head in confusion["heads"].items():
+            path = run / f"confusion_{name}.png"
+            plot_confusion(np.asarray(head["counts"]), head["classes"], f"{name} ({split})",
+                           path)
+            written.append(path)
+    return written

@@ -1,5 +1,5 @@
-"""The ``plots`` callback: training curves and confusion matrices as PNGs in the run folder
-(see :mod:`mmcore.train.plots`; needs matplotlib)."""
+"""The ``plots`` callback: the run's pictures drawn at the end of ``fit()`` (see
+:mod:`mmcore.train.plots`; needs matplotlib)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ from mmcore.plugins.hookspecs import hookimpl
 
 
 class Plots:
-    """Draws ``training_curves.png`` from ``trainer.history`` and a confusion matrix per
-    single-label head from ``trainer.final_results``, before the trackers upload the run
-    (``tryfirst``); without matplotlib it says so in a note."""
+    """Draws ``training_curves.png`` and a confusion matrix per single-label head from what
+    the run folder holds by ``on_train_end`` (``metrics.jsonl``, ``confusion.json``), before
+    the trackers upload the run (``tryfirst``): what ``mmcore plots RUN`` draws later. Without
+    matplotlib it says so in a note."""
 
     @hookimpl(tryfirst=True)
     def on_train_end(self, trainer: Any, metrics: Mapping[str, float]) -> None:
-        from mmcore.train.plots import make_plots
+        from mmcore.train.plots import PlotsUnavailable, draw_run
 
-        note = make_plots(trainer.run.path, trainer.history, trainer.model,
-                          trainer.final_results)
-        if note:
-            trainer.note(note)
+        try:
+            draw_run(trainer.run.path)
+        except PlotsUnavailable as exc:
+            trainer.note(str(exc))
