@@ -41,9 +41,11 @@ class SequenceOptions(ModalityOptions):
         "standard", description="'standard': per-channel (x - mean) / std with mean and std "
         "fitted on the training split, after the transforms; 'none': values as transformed"
     )
-    encoder: Literal["reference", "tcn", "transformer", "minirocket"] = Field(
-        "tcn", description="'tcn': residual temporal convolutions (strided to shorten long "
-        "inputs) then a bidirectional LSTM; 'transformer': strided convolutions then a "
+    encoder: Literal["auto", "reference", "tcn", "transformer", "minirocket"] = Field(
+        "auto", description="'auto': 'minirocket' when the training split has at most "
+        "2,000 rows and the output is pooled, else 'tcn' (chosen when the modality is fitted "
+        "and saved with the run); 'tcn': residual temporal convolutions (strided to shorten "
+        "long inputs) then a bidirectional LSTM; 'transformer': strided convolutions then a "
         "transformer encoder; 'minirocket': fixed dilated convolutions with biases fitted on "
         "the training split, PPV features, then a learned linear layer; 'reference': the "
         "plugin's reference design"
@@ -95,6 +97,17 @@ class SequenceOptions(ModalityOptions):
 
 OptionsT = TypeVar("OptionsT", bound=SequenceOptions)
 
+#: ``encoder: "auto"`` picks ``minirocket`` up to this many training rows (docs/sequences.md)
+AUTO_MINIROCKET_ROWS = 2_000
+#: what a run saved before ``encoder: "auto"`` existed used when its spec named no encoder
+PRE_AUTO_ENCODER = "tcn"
+
+
+def auto_encoder(rows: int, pooled: bool) -> str:
+    """The encoder ``encoder: "auto"`` picks for a training split of ``rows`` rows:
+    ``minirocket`` for small data with a pooled output, ``tcn`` otherwise."""
+    return "minirocket" if pooled and rows <= AUTO_MINIROCKET_ROWS else "tcn"
+
 #: dropout on the standardised minirocket features when the ``dropout`` option is not given
 MINIROCKET_DROPOUT = 0.0
 
@@ -113,6 +126,20 @@ class SequenceModality(Modality[OptionsT]):
         o = self.options
         self.pipeline = SequencePipeline(self.steps(), o.rate, o.channel_names)
         self.minirocket: MiniRocketParameters | None = None
+        self._encoder: str | None = o.encoder
+        if o.encoder == "auto":  # minirocket gives no sequence: no choice left
+            self._encoder = "tcn" if getattr(o, "output", "pooled") != "pooled" else None
+
+    @property
+    def encoder_kind(self) -> str:
+        """The encoder this modality builds: the ``encoder`` option, or what ``"auto"``
+        chose when the modality was fitted (``ValueError`` before that)."""
+        if self._encoder is None:
+            raise ValueError(
+                f"modality {self.name!r}: encoder 'auto' is chosen from the training split; "
+                "fit() the modality (or load_state) first, or name the encoder"
+            )
+        return self._encoder
 
     def steps(self) -> list[Transform]:
         """The steps applied, in order: the declared ``transforms``, then a per-channel
@@ -174,7 +201,10 @@ class SequenceModality(Modality[OptionsT]):
 
         self.pipeline.fit(arrays, contexts)
         self.minirocket = None
-        if self.options.encoder == "minirocket":
+        o = self.options
+        self._encoder = (auto_encoder(len(values), getattr(o, "output", "pooled") == "pooled")
+                         if o.encoder == "auto" else o.encoder)
+        if self._encoder == "minirocket":
             self.fit_minirocket(values, contexts)
 
     def adapts(self) -> bool:
@@ -212,14 +242,28 @@ class SequenceModality(Modality[OptionsT]):
         self.minirocket = fit_minirocket(arrays, o.minirocket_features, o.max_dilations)
 
     def encoder_state(self) -> dict[str, Any]:
-        """What the encoder fitted on the training split, for the modality's state file
-        (``{"minirocket": ...}`` for that encoder; empty for the others)."""
-        return {"minirocket": self.minirocket.state()} if self.minirocket is not None else {}
+        """What the encoder fitted on the training split, for the modality's state file:
+        the encoder ``"auto"`` chose (``{"encoder": ...}``) and ``{"minirocket": ...}`` for
+        that encoder."""
+        state: dict[str, Any] = {}
+        if self.options.encoder == "auto" and self._encoder is not None:
+            state["encoder"] = self._encoder
+        if self.minirocket is not None:
+            state["minirocket"] = self.minirocket.state()
+        return state
 
     def load_encoder_state(self, state: Mapping[str, Any]) -> None:
         """Read what :meth:`encoder_state` wrote; ``ValueError`` when it is missing or
-        malformed."""
-        if self.options.encoder != "minirocket":
+        malformed. A run saved before ``"auto"`` existed has no choice saved: its spec named
+        no encoder, so it used the default of then, ``tcn``."""
+        if self.options.encoder == "auto":
+            chosen = state.get("encoder", PRE_AUTO_ENCODER)
+            if chosen not in ("tcn", "minirocket"):
+                raise ValueError(f"encoder must be 'tcn' or 'minirocket', got {chosen!r}")
+            self._encoder = chosen
+        else:
+            self._encoder = self.options.encoder
+        if self._encoder != "minirocket":
             self.minirocket = None
             return
         from mmcore.sequence.minirocket import MiniRocketParameters
@@ -266,7 +310,8 @@ class SequenceModality(Modality[OptionsT]):
         """The ``"tcn"``, ``"transformer"`` or ``"minirocket"`` encoder for ``input_size``
         values per step."""
         o = self.options
-        if o.encoder == "minirocket":
+        kind = self.encoder_kind
+        if kind == "minirocket":
             return self._minirocket_encoder(input_size, output_size, output)
         from mmcore.sequence.encoder import SequenceEncoder
 
@@ -276,8 +321,8 @@ class SequenceModality(Modality[OptionsT]):
             frontend="tcn",
             channels=o.tcn_channels,
             halvings=self.halvings(),
-            blocks=o.tcn_blocks if o.encoder == "tcn" else 0,
-            body="lstm" if o.encoder == "tcn" else "transformer",
+            blocks=o.tcn_blocks if kind == "tcn" else 0,
+            body="lstm" if kind == "tcn" else "transformer",
             hidden_size=o.hidden_size,
             num_layers=o.num_layers,
             bidirectional=bidirectional,

@@ -48,22 +48,45 @@ class AudioModality(Modality[AudioOptions]):
         super().__init__(name, options, root)
         self._logmel: LogMel | None = None
         self.minirocket: MiniRocketParameters | None = None
+        self._encoder: str | None = options.encoder
+        if options.encoder == "auto":  # minirocket gives no sequence: no choice left
+            self._encoder = "reference" if options.output != "pooled" else None
+
+    @property
+    def encoder_kind(self) -> str:
+        """``"reference"`` or ``"minirocket"``: the ``encoder`` option, or what ``"auto"``
+        chose when the modality was fitted (``ValueError`` before that)."""
+        if self._encoder is None:
+            raise ValueError(
+                f"audio modality {self.name!r}: encoder 'auto' is chosen from the training "
+                "split; fit() the modality (or load_state) first, or name the encoder"
+            )
+        return self._encoder
 
     def fingerprint(self) -> str:
         fields = set(PREPROCESS_FIELDS)
-        if self.options.encoder == "minirocket":  # its fit is cached under this key too
+        if self.options.encoder != "reference":  # its fit is cached under this key too
             fields |= {"encoder", "minirocket_features", "max_dilations"}
         chosen = self.options.model_dump(mode="json", include=fields)
         return json.dumps({"audio": PREPROCESS_VERSION, **chosen}, sort_keys=True)
 
     # -- fitted state (encoder: "minirocket") ----------------------------------------------
     def fit(self, values: Sequence[Any]) -> None:
-        """With ``encoder: "minirocket"``: fit its dilations, biases and feature statistics on
-        the log-mels of at most ``FIT_ROWS`` training clips (a seeded subset); clips that
-        cannot be read are left out (preprocessing reports them). Nothing to fit otherwise."""
+        """With ``encoder: "minirocket"`` (or ``"auto"`` on a small training split, see
+        :func:`mmcore.sequence.modality.auto_encoder`): fit its dilations, biases and feature
+        statistics on the log-mels of at most ``FIT_ROWS`` training clips (a seeded subset);
+        clips that cannot be read are left out (preprocessing reports them). Nothing to fit
+        otherwise."""
+        from mmcore.sequence.modality import auto_encoder
+
         self.minirocket = None
         o = self.options
-        if o.encoder != "minirocket":
+        self._encoder = o.encoder
+        if o.encoder == "auto":
+            pooled = o.output == "pooled"
+            self._encoder = "minirocket" if auto_encoder(len(values), pooled) == "minirocket" \
+                else "reference"
+        if self._encoder != "minirocket":
             return
         from mmcore.sequence.minirocket import FIT_ROWS, fit_minirocket
 
@@ -84,12 +107,18 @@ class AudioModality(Modality[AudioOptions]):
             write_json_state(Path(directory) / STATE_FILE, {"minirocket": self.minirocket.state()})
 
     def load_state(self, directory: Path) -> None:
+        """Read the minirocket state; with ``encoder: "auto"``, a state file means "auto"
+        chose minirocket, none that it chose the reference design (as every run saved
+        before "auto" existed did)."""
         self.minirocket = None
-        if self.options.encoder != "minirocket":
+        path = Path(directory) / STATE_FILE
+        self._encoder = self.options.encoder
+        if self._encoder == "auto":
+            self._encoder = "minirocket" if path.is_file() else "reference"
+        if self._encoder != "minirocket":
             return
         from mmcore.sequence.minirocket import MiniRocketParameters
 
-        path = Path(directory) / STATE_FILE
         state = read_json_state(path, f"audio modality {self.name!r}")
         if "minirocket" not in state:
             raise ValueError(f"{path}: no 'minirocket' entry (the encoder's fitted state)")
@@ -145,7 +174,7 @@ class AudioModality(Modality[AudioOptions]):
 
     def build_encoder(self) -> Encoder:
         o = self.options
-        if o.encoder == "minirocket":
+        if self.encoder_kind == "minirocket":
             from mmcore.sequence.minirocket import MiniRocketEncoder
 
             if self.minirocket is None:

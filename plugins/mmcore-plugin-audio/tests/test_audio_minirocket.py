@@ -50,7 +50,8 @@ def test_minirocket_is_fitted_on_the_log_mels_and_round_trips_through_the_state(
 
 def test_the_reference_encoder_fits_and_saves_nothing(tmp_path):
     clips, _ = tones(3)
-    m = AudioModality("a", AudioOptions(sample_rate=8000, n_fft=256, hop_length=80, n_mels=16))
+    m = AudioModality("a", AudioOptions(sample_rate=8000, n_fft=256, hop_length=80, n_mels=16,
+                                        encoder="reference"))
     m.fit(clips)
     m.save_state(tmp_path)
     assert m.minirocket is None and not any(tmp_path.iterdir())
@@ -83,3 +84,28 @@ def test_minirocket_learns_spoken_digits_from_few_clips():
     probe = train_probe(modality, *data["train"], epochs=30, batch_size=32, lr=3e-3)
     # chance is 0.1; 20 clips per digit reach about 0.83 here (the CNN + LSTM about 0.86)
     assert probe.accuracy(*data["validation"]) > 0.75
+
+
+def test_auto_picks_minirocket_for_few_clips_and_load_state_reads_the_choice(tmp_path):
+    """``encoder: "auto"`` (the default): minirocket on a small training split, saved as its
+    state file; a run folder without that file (every run saved before "auto" existed, or
+    "auto" on a large split) builds the reference CNN."""
+    from mmcore_plugin_audio.encoder import AudioEncoder
+
+    from mmcore.sequence.minirocket import MiniRocketEncoder
+
+    clips, _ = tones(6)
+    auto = dict(OPTIONS, encoder="auto")
+    m = AudioModality("a", AudioOptions(**auto))
+    m.fit(clips)
+    assert m.encoder_kind == "minirocket"
+    m.save_state(tmp_path / "small")
+    loaded = AudioModality("a", AudioOptions(**auto))
+    loaded.load_state(tmp_path / "small")
+    assert isinstance(loaded.build_encoder(), MiniRocketEncoder)
+    before_auto = AudioModality("a", AudioOptions(**auto))
+    before_auto.load_state(tmp_path / "nothing-saved")
+    assert before_auto.encoder_kind == "reference"
+    assert isinstance(before_auto.build_encoder(), AudioEncoder)
+    sequence = AudioModality("a", AudioOptions(**dict(auto, output="sequence")))
+    assert sequence.encoder_kind == "reference"  # minirocket gives no sequence

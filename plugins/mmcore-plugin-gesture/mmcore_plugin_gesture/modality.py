@@ -129,7 +129,7 @@ class GestureModality(SequenceModality[GestureOptions]):
                 "option channels, or fit() the modality on training values first"
             )
         o = self.options
-        if o.encoder != "reference":
+        if self.encoder_kind != "reference":
             return self.sequence_encoder(channels, o.output_size, o.pool or "mean", o.output)
         from mmcore_plugin_gesture.encoder import GestureEncoder
 

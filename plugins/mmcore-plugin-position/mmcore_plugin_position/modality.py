@@ -154,7 +154,7 @@ class PositionModality(SequenceModality[PositionOptions]):
                 "num_keypoints and dims, or fit() the modality on training values first"
             )
         o = self.options
-        if o.encoder != "reference":
+        if self.encoder_kind != "reference":
             return self.sequence_encoder(math.prod(frame), o.hidden_size, o.pool, o.output)
         from mmcore_plugin_position.encoder import PositionEncoder
 
