@@ -70,7 +70,7 @@ class ClassificationHead(Head, ClassificationTargets):
             return focal_loss(output, target, self.options.focal_gamma, weight)
         return F.cross_entropy(
             output.float(), target, weight=weight,
-            label_smoothing=self.options.label_smoothing,
+            label_smoothing=self.options.smoothing,
         )
 
     def predict(self, output: Tensor) -> list[dict[str, Any]]:

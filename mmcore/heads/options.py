@@ -27,6 +27,9 @@ def from_validated(model: type[Model], options: Mapping[str, Any], target: str) 
                         f"(the options of {model.__name__} are {', '.join(model.model_fields)})")
     return model.model_construct(**options)
 
+#: ``label_smoothing`` of a cross-entropy classification head that does not set it
+LABEL_SMOOTHING = 0.1
+
 #: ``class_weights``: "balanced", one weight per class, or class -> weight.
 ClassWeights = Literal["balanced"] | list[float] | dict[str | int | float | bool, float]
 
@@ -42,7 +45,11 @@ class ClassificationOptions(_Options):
     classes: list[str | int | float | bool] | None = Field(
         None, description="class values in index order (default: sorted values of the train split)"
     )
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    label_smoothing: float | None = Field(
+        None, ge=0, lt=1, description="label smoothing of the cross-entropy; default: "
+        "0.1 with loss='cross_entropy' (measured in docs/training.md#label-smoothing), 0 "
+        "with loss='focal'"
+    )
     top_k: int = Field(3, ge=1, description="k of the top-k accuracy metric")
     class_weights: ClassWeights | None = Field(
         None,
@@ -82,12 +89,21 @@ class ClassificationOptions(_Options):
                     f"class_weights names {', '.join(map(repr, unknown))}, which is not one of "
                     f"classes {self.classes}"
                 )
-        if self.loss == "focal" and self.label_smoothing > 0:
+        if self.loss == "focal" and self.label_smoothing:
             raise ValueError(
                 "loss='focal' cannot be combined with label_smoothing (the focal term is defined "
                 "for hard labels); set label_smoothing to 0 or use loss='cross_entropy'"
             )
         return self
+
+
+    @property
+    def smoothing(self) -> float:
+        """The label smoothing the loss uses: ``label_smoothing``, or its default
+        (:data:`LABEL_SMOOTHING` with the cross-entropy, 0 with the focal loss)."""
+        if self.label_smoothing is not None:
+            return self.label_smoothing
+        return 0.0 if self.loss == "focal" else LABEL_SMOOTHING
 
 
 class MultiLabelOptions(_Options):

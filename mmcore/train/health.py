@@ -309,10 +309,10 @@ class HealthChecks:
             # the balanced sampler feeds every class equally often, whatever the prior
             seen = [1.0 / k] * k if getattr(train, "sampler", None) == "balanced" else prior
             weights = getattr(head, "class_weights", None)
-            chance = chance_loss(
-                seen, None if weights is None else weights.tolist(),
-                getattr(options, "label_smoothing", 0.0),
-            )
+            smoothing = getattr(options, "smoothing", None)  # the built-in head's default
+            if smoothing is None:
+                smoothing = getattr(options, "label_smoothing", None) or 0.0
+            chance = chance_loss(seen, None if weights is None else weights.tolist(), smoothing)
             key = f"validation/{name}.accuracy"
             accuracies = [r[key] for r in recent if _is_number(r.get(key))]
             found.append(loss_at_chance(
