@@ -46,6 +46,8 @@ def test_auto_is_tcn_above_the_row_limit_or_for_a_sequence_output(monkeypatch):
     monkeypatch.setattr(sequence_modality, "AUTO_MINIROCKET_ROWS", 2_000)
     assert fitted(30, output="sequence").encoder_kind == "tcn"  # minirocket gives no sequence
     assert fitted(30, encoder="transformer").encoder_kind == "transformer"  # a named one stays
+    # a spec that sizes the trained network means it: "auto" does not trade it for minirocket
+    assert fitted(30, tcn_channels=16).encoder_kind == "tcn"
 
 
 def test_auto_cannot_build_before_it_is_fitted():

@@ -42,13 +42,13 @@ class SequenceOptions(ModalityOptions):
         "fitted on the training split, after the transforms; 'none': values as transformed"
     )
     encoder: Literal["auto", "reference", "tcn", "transformer", "minirocket"] = Field(
-        "auto", description="'auto': 'minirocket' when the training split has at most "
-        "2,000 rows and the output is pooled, else 'tcn' (chosen when the modality is fitted "
-        "and saved with the run); 'tcn': residual temporal convolutions (strided to shorten "
-        "long inputs) then a bidirectional LSTM; 'transformer': strided convolutions then a "
-        "transformer encoder; 'minirocket': fixed dilated convolutions with biases fitted on "
-        "the training split, PPV features, then a learned linear layer; 'reference': the "
-        "plugin's reference design"
+        "auto", description="'auto': 'minirocket' when the training split has at most 2,000 "
+        "rows, the output is pooled and no tcn/transformer option is set, else 'tcn' (chosen "
+        "when the modality is fitted, saved with the run); 'tcn': residual temporal "
+        "convolutions (strided to shorten long inputs) then a bidirectional LSTM; "
+        "'transformer': strided convolutions then a transformer encoder; 'minirocket': fixed "
+        "dilated convolutions with biases fitted on the training split, PPV features, then a "
+        "learned linear layer; 'reference': the plugin's reference design"
     )
     minirocket_features: int = Field(
         10_000, ge=84, description="minirocket: number of features (rounded down to a "
@@ -103,10 +103,17 @@ AUTO_MINIROCKET_ROWS = 2_000
 PRE_AUTO_ENCODER = "tcn"
 
 
-def auto_encoder(rows: int, pooled: bool) -> str:
+#: options only the trained encoders use: a spec that sets one gets ``tcn`` from ``"auto"``
+NETWORK_OPTIONS = frozenset({"tcn_channels", "tcn_blocks", "downsample", "heads", "num_layers",
+                             "bidirectional"})
+
+
+def auto_encoder(rows: int, pooled: bool, network_options: bool = False) -> str:
     """The encoder ``encoder: "auto"`` picks for a training split of ``rows`` rows:
-    ``minirocket`` for small data with a pooled output, ``tcn`` otherwise."""
-    return "minirocket" if pooled and rows <= AUTO_MINIROCKET_ROWS else "tcn"
+    ``minirocket`` for small data with a pooled output, unless the spec sets options only a
+    trained network uses (``network_options``); ``tcn`` otherwise."""
+    small = rows <= AUTO_MINIROCKET_ROWS
+    return "minirocket" if pooled and small and not network_options else "tcn"
 
 #: dropout on the standardised minirocket features when the ``dropout`` option is not given
 MINIROCKET_DROPOUT = 0.0
@@ -202,8 +209,10 @@ class SequenceModality(Modality[OptionsT]):
         self.pipeline.fit(arrays, contexts)
         self.minirocket = None
         o = self.options
-        self._encoder = (auto_encoder(len(values), getattr(o, "output", "pooled") == "pooled")
-                         if o.encoder == "auto" else o.encoder)
+        self._encoder = o.encoder
+        if o.encoder == "auto":
+            self._encoder = auto_encoder(len(values), getattr(o, "output", "pooled") == "pooled",
+                                         bool(NETWORK_OPTIONS & o.model_fields_set))
         if self._encoder == "minirocket":
             self.fit_minirocket(values, contexts)
 

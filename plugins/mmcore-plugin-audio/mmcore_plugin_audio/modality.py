@@ -28,6 +28,9 @@ PREPROCESS_FIELDS = ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels
                      "truncate")
 #: Bumped whenever the preprocessing code changes its output for the same options.
 PREPROCESS_VERSION = 1
+#: options only the CNN (+ LSTM) uses: a spec that sets one gets it from ``encoder: "auto"``
+CNN_OPTIONS = frozenset({"conv_channels", "time_pool", "lstm", "lstm_hidden", "lstm_layers",
+                         "bidirectional", "pool"})
 #: the fitted state's file in the modality's run-folder directory (``encoder: "minirocket"``)
 STATE_FILE = "audio.json"
 
@@ -83,9 +86,9 @@ class AudioModality(Modality[AudioOptions]):
         o = self.options
         self._encoder = o.encoder
         if o.encoder == "auto":
-            pooled = o.output == "pooled"
-            self._encoder = "minirocket" if auto_encoder(len(values), pooled) == "minirocket" \
-                else "reference"
+            network = bool(CNN_OPTIONS & o.model_fields_set)
+            chosen = auto_encoder(len(values), o.output == "pooled", network)
+            self._encoder = "minirocket" if chosen == "minirocket" else "reference"
         if self._encoder != "minirocket":
             return
         from mmcore.sequence.minirocket import FIT_ROWS, fit_minirocket

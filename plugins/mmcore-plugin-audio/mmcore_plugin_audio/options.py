@@ -69,12 +69,12 @@ class AudioOptions(ModalityOptions):
     """Keep the first ``max_seconds`` of longer clips instead of failing."""
 
     encoder: Literal["auto", "reference", "minirocket"] = "auto"
-    """``auto``: ``minirocket`` when the training split has at most 2,000 clips and the output
-    is pooled, else ``reference`` (chosen when the modality is fitted, saved with the run;
-    docs/sequences.md#the-encoders); ``reference``: the CNN (+ LSTM) below; ``minirocket``:
-    fixed dilated convolutions over time across the mel bands, biases fitted on the training
-    split, PPV features, dropout, then a linear layer to ``feature_size``
-    (``mmcore.sequence.minirocket``; the small-data encoder, see
+    """``auto``: ``minirocket`` when the training split has at most 2,000 clips, the output
+    is pooled and no CNN/LSTM option is set, else ``reference`` (chosen when the modality is
+    fitted, saved with the run; docs/sequences.md#the-encoders). ``reference``: the CNN
+    (+ LSTM) below. ``minirocket``: fixed dilated convolutions over time across the mel
+    bands, biases fitted on the training split, PPV features, dropout, then a linear layer to
+    ``feature_size`` (``mmcore.sequence.minirocket``; the small-data encoder, see
     docs/sequences.md#small-data). The CNN/LSTM options do not apply to it."""
     minirocket_features: int = Field(default=10_000, ge=84)
     """minirocket: number of features (rounded down to a multiple of 84)."""

@@ -109,3 +109,6 @@ def test_auto_picks_minirocket_for_few_clips_and_load_state_reads_the_choice(tmp
     assert isinstance(before_auto.build_encoder(), AudioEncoder)
     sequence = AudioModality("a", AudioOptions(**dict(auto, output="sequence")))
     assert sequence.encoder_kind == "reference"  # minirocket gives no sequence
+    sized = AudioModality("a", AudioOptions(**dict(auto, conv_channels=[8, 8])))
+    sized.fit(clips)  # a spec that sizes the CNN means it
+    assert sized.encoder_kind == "reference" and sized.minirocket is None
