@@ -47,7 +47,7 @@ class ClassificationOptions(_Options):
     )
     label_smoothing: float | None = Field(
         None, ge=0, lt=1, description="label smoothing of the cross-entropy; default: "
-        "0.1 with loss='cross_entropy' (measured in docs/training.md#label-smoothing), 0 "
+        "0.1 with loss='cross_entropy' (docs/spec.md#label-smoothing), 0 "
         "with loss='focal'"
     )
     top_k: int = Field(3, ge=1, description="k of the top-k accuracy metric")
