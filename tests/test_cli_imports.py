@@ -1,8 +1,8 @@
 """What the light commands import: ``mmcore plugins`` no server module, torch or numpy,
 ``mmcore validate SPEC --no-data`` neither torch nor ``datasets``, and ``mmcore validate SPEC``
 with its data checks neither either (the built-in heads' targets are fitted without their torch
-modules), each run in a fresh process; the parser a command line gets still knows every
-command."""
+modules) nor pandas (pyarrow's ``to_numpy`` and ``pa.array`` import it), each run in a fresh
+process; the parser a command line gets still knows every command."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ sys.meta_path.insert(0, _Watch())
 
 
 def imported_by(*argv: str) -> tuple[set[str], str]:
-    """Which of :data:`HEAVY` (and numpy) ``mmcore ARGV`` imports, run through the CLI's
+    """Which of :data:`HEAVY` (and numpy, pandas) ``mmcore ARGV`` imports, run through the CLI's
     ``main`` in a fresh interpreter, and its stdout; with the heavy names, ``"torch by
     <file>"`` names the file that imported torch first, and ``MODEL_SIDE`` modules imported
     appear by name."""
@@ -49,7 +49,8 @@ def imported_by(*argv: str) -> tuple[set[str], str]:
         "from mmcore.cli import main\n"
         f"code = main({list(argv)!r})\n"
         "sys.stdout.flush()\n"
-        f"heavy = [m for m in {[*HEAVY, 'numpy', *MODEL_SIDE]!r} if m in sys.modules]\n"
+        f"heavy = [m for m in {[*HEAVY, 'numpy', 'pandas', *MODEL_SIDE]!r} "
+        "if m in sys.modules]\n"
         "if _Watch.importer: heavy.append('torch by ' + _Watch.importer)\n"
         "print('\\n' + json.dumps({'code': code, 'heavy': heavy}))\n"
     )
@@ -88,8 +89,25 @@ def test_validate_with_data_checks_imports_neither_torch_nor_datasets(
     # head's classes and class weights are fitted by mmcore.heads.targets, not the head class
     heavy, out = imported_by("validate", str(EXAMPLES / spec))
     assert f"splits: {splits}" in out
-    assert heavy & {*HEAVY, *MODEL_SIDE} == set(), heavy
+    assert heavy & {*HEAVY, "pandas", *MODEL_SIDE} == set(), heavy
     assert not [h for h in heavy if h.startswith("torch by ")], heavy
+
+
+@pytest.mark.parametrize("split", [{}, {"group_column": "g"}])
+def test_a_seeded_split_is_checked_without_pandas(tmp_path: Path, split: dict) -> None:
+    # no split column: the rows are split by seed (stratified by the head's target, whole
+    # groups with a group column), reading the columns with pyarrow alone
+    lines = ["x,y,g", *(f"{i},{'abc'[i % 3]},{i % 10}" for i in range(60))]
+    (tmp_path / "rows.csv").write_text("\n".join(lines) + "\n")
+    spec = {
+        "modalities": {"x": {"plugin": "tabular", "column": "x"}},
+        "heads": {"y": {"kind": "classification", "target": "y"}},
+        "data": {"path": "rows.csv", "split": split},
+    }
+    (tmp_path / "spec.py").write_text(f"spec = {spec!r}\n")
+    heavy, out = imported_by("validate", str(tmp_path / "spec.py"))
+    assert "splits: train " in out
+    assert heavy & {*HEAVY, "pandas", *MODEL_SIDE} == set(), heavy
 
 
 def test_validate_with_data_still_refuses_class_weights_the_data_does_not_fit(

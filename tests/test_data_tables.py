@@ -117,3 +117,15 @@ def test_only_arrow_format_and_whole_slices(tmp_path):
         table[0:1]
     with pytest.raises(KeyError):
         table["y"]
+
+
+def test_numpy_and_arrow_without_pandas() -> None:
+    # as_numpy/as_arrow give what to_numpy/pa.array give; the rows are those of the view
+    from mmcore.data.tables import as_arrow, as_numpy
+
+    chunked = pa.chunked_array([pa.array([4, 5, 6], pa.int32()), pa.array([7], pa.int32())])
+    assert as_numpy(chunked).tolist() == [4, 5, 6, 7]
+    assert as_numpy(chunked.combine_chunks().slice(1, 2)).tolist() == [5, 6]
+    assert as_numpy(pa.chunked_array([], pa.int64())).tolist() == []
+    picked = as_arrow(np.arange(10)[::3])
+    assert picked.type == pa.int64() and picked.to_pylist() == [0, 3, 6, 9]

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mmcore.data.sources import SPLITS, split_name
+from mmcore.data.tables import as_numpy
 from mmcore.errors import DataError
 
 
@@ -32,7 +33,7 @@ def rows_by_split_column(dataset: Any, column: str, file: str) -> dict[str, np.n
             f"{file}: data.split_column {column!r} has value(s) {', '.join(map(repr, unknown))}; "
             f"expected {', '.join(SPLITS)} (or valid/val/dev for validation)"
         )
-    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    codes = as_numpy(encoded.indices)
     out: dict[str, np.ndarray] = {}
     for code, name in enumerate(names):
         rows = np.flatnonzero(codes == code)
@@ -54,7 +55,7 @@ def _filled_column(dataset: Any, column: str, file: str, field: str, needed: str
     first (0-based) row when a row leaves it empty."""
     values = read_column(dataset, column)
     if values.null_count:
-        first = int(np.flatnonzero(pc.is_null(values).to_numpy(zero_copy_only=False))[0])
+        first = pc.indices_nonzero(pc.is_null(values))[0].as_py()
         raise DataError(
             f"{file}: {field} {column!r} is empty in {values.null_count} row(s) "
             f"(first: row {first}); every row needs {needed}"
