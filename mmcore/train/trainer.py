@@ -64,8 +64,9 @@ class Trainer:
         quiet: no progress bars and no notes.
         progress: force progress bars on/off (default: ``train.progress`` and only when
             stderr is a terminal).
-        plots: turn on the ``plots`` callback (training curves and confusion matrices, when
-            matplotlib is installed).
+        plots: turn on the ``plots`` callback (training curves and confusion matrices drawn
+            at the end, when matplotlib is installed); off, ``mmcore plots RUN`` draws them
+            later from the run folder (:mod:`mmcore.train.plots`).
         report: turn on the ``modality_report`` callback (after training, the best model
             with each modality hidden and alone, ``modality_report.json``).
         summary: turn on the ``summary`` callback (the run's summary as a note at the end;
