@@ -41,7 +41,8 @@ def run_without_plots(tmp_path_factory):
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        trainer = Trainer(spec, output=root / "run", registry=toy.registry(), plots=False,
+        # no plots argument: a run made from Python draws nothing unless asked (tested below)
+        trainer = Trainer(spec, output=root / "run", registry=toy.registry(),
                           report=False, summary=False, quiet=True)
         trainer.fit()
     finally:

@@ -42,6 +42,14 @@ def test_train_prints_where_the_run_went_and_test_metrics(cli_run, capsys):
     assert plotted == [has_matplotlib, has_matplotlib]
 
 
+def test_train_no_plots_leaves_the_pictures_to_mmcore_plots(cli_run):
+    run = cli_run["root"] / "no-plots"
+    args = ["train", str(cli_run["spec"]), "--output", str(run), "--quiet", "--no-plots",
+            "train.epochs=1"]
+    assert main(args) == 0
+    assert (run / "confusion.json").is_file() and not list(run.glob("*.png"))
+
+
 def test_train_output_text(cli_run, tmp_path, capsys):
     code = main(["train", str(cli_run["spec"]), "--output", str(tmp_path / "r"), "--quiet",
                  "train.epochs=1", "train.callbacks=[]"])

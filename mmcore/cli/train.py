@@ -1,5 +1,5 @@
 """``mmcore train SPEC [--output DIR] [--resume] [--overwrite] [--quiet] [--no-test]
-[--no-report] [--trust-code] [--nproc N] [field=value ...]``.
+[--no-report] [--no-plots] [--trust-code] [--nproc N] [field=value ...]``.
 
 Under ``torchrun`` every rank runs this command; ``--nproc N`` starts torchrun's launcher
 itself for N processes on this machine (see ``docs/distributed.md``)."""
@@ -27,6 +27,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true",
                    help="skip the modality report after training (two extra evaluation passes "
                    "per modality)")
+    p.add_argument("--no-plots", action="store_true",
+                   help="do not draw the training curves and confusion matrices at the end "
+                   "(mmcore plots RUN draws them later)")
     p.add_argument("--trust-code", action="store_true",
                    help="let a spec.json name callback classes in any module (it imports "
                    "them); without it only mmcore's and installed plugins' modules")
@@ -53,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
             args.spec, output=args.output, resume=args.resume, overwrite=args.overwrite,
             overrides=overrides, quiet=args.quiet,
             report=not getattr(args, "no_report", False), summary=False,  # printed below
+            plots=not getattr(args, "no_plots", False),
             trust_code=getattr(args, "trust_code", False),
         )
         final = trainer.fit()

@@ -56,13 +56,14 @@ MODALITY_REPORT = "modality_report.json"
 DRIFT_REFERENCE = "drift_reference.json"  # the training split's feature statistics (mmcore.drift)
 EXPORTS = "exports.json"  # the bundles exported from the run, with their digests
 ROBUSTNESS = "robustness.json"  # written by mmcore evaluate --robustness
+CONFUSION = "confusion.json"  # the final evaluation's confusion matrices (mmcore.train.plots)
 HEALTH = "health.json"  # written by mmcore.train.health
 CARD = "README.md"  # the model card, written by mmcore.run.card
 #: everything a run writes, removed first when a run folder is overwritten
 RUN_OUTPUTS = (
     SPEC_JSON, "spec.py", MODEL_FILE, CHECKPOINTS, BEST, MODALITIES, METRICS_JSONL,
     METRICS_JSON, "metrics.csv", BAD_ROWS, MODALITY_REPORT, DRIFT_REFERENCE, EXPORTS, HEALTH,
-    CARD, "tensorboard", "*.png",
+    CARD, CONFUSION, "tensorboard", "*.png",
 )
 #: DataSpec fields that hold paths; spec.json keeps them absolute, because a loaded run's
 #: base folder is the run folder, not the spec file's folder.

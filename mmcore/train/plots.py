@@ -15,11 +15,9 @@ from typing import Any
 import numpy as np
 
 from mmcore.errors import MmcoreError
-from mmcore.run.layout import METRICS_JSON, METRICS_JSONL
+from mmcore.run.layout import CONFUSION, METRICS_JSON, METRICS_JSONL
 
 CURVES = "training_curves.png"
-#: the final evaluation's confusion matrices, what the confusion_<head>.png are drawn from
-CONFUSION = "confusion.json"
 MISSING_NOTE = "matplotlib is not installed: no plots (pip install 'mmcore-torch[plots]')"
 #: above this many classes a confusion matrix is drawn without per-cell numbers
 ANNOTATE_MAX = 20

@@ -65,8 +65,10 @@ class Trainer:
         progress: force progress bars on/off (default: ``train.progress`` and only when
             stderr is a terminal).
         plots: turn on the ``plots`` callback (training curves and confusion matrices drawn
-            at the end, when matplotlib is installed); off, ``mmcore plots RUN`` draws them
-            later from the run folder (:mod:`mmcore.train.plots`).
+            at the end, when matplotlib is installed). Off by default in Python, where runs
+            are often made in a loop; ``mmcore train`` turns it on (``--no-plots`` off), and
+            ``mmcore plots RUN`` draws them later from any run folder
+            (:mod:`mmcore.train.plots`).
         report: turn on the ``modality_report`` callback (after training, the best model
             with each modality hidden and alone, ``modality_report.json``).
         summary: turn on the ``summary`` callback (the run's summary as a note at the end;
@@ -104,7 +106,7 @@ class Trainer:
         overrides: Iterable[str] = (),
         quiet: bool = False,
         progress: bool | None = None,
-        plots: bool = True,
+        plots: bool = False,
         report: bool = True,
         summary: bool = True,
         callbacks: Iterable[object] = (),

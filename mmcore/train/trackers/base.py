@@ -23,6 +23,7 @@ from mmcore.log import get_logger
 from mmcore.plugins.hookspecs import hookimpl
 from mmcore.run.layout import (
     CARD,
+    CONFUSION,
     HEALTH,
     METRICS_JSON,
     METRICS_JSONL,
@@ -35,7 +36,7 @@ from mmcore.run.layout import (
 #: the best weights (``model.safetensors``; with ``spec.json`` and the modalities' fitted state
 #: in the run folder they are the model)
 ARTIFACTS = (SPEC_JSON, METRICS_JSON, METRICS_JSONL, "metrics.csv", MODALITY_REPORT, HEALTH,
-             CARD, MODEL_FILE)
+             CARD, CONFUSION, MODEL_FILE)
 #: the prefix of the final figures (the best model's, on validation and test): the per-epoch
 #: figures already use ``validation/...``
 FINAL = "final/"
