@@ -91,7 +91,7 @@ class SequenceOptions(ModalityOptions):
     def _transforms_work(self) -> SequenceOptions:
         if not isinstance(self.downsample, str) and self.downsample & (self.downsample - 1):
             raise ValueError(f"downsample must be a power of 2 or 'auto', got {self.downsample}")
-        SequencePipeline(self.transforms, self.rate, self.channel_names)  # raises ValueError
+        SequencePipeline.check(self.transforms, self.rate, self.channel_names)
         return self
 
 

@@ -42,8 +42,7 @@ class SequencePipeline:
         rate: the rate of the data as recorded, in Hz (needed by steps given in Hz or ms).
         channel_names: names of the input channels, for ``select`` by name.
 
-    Raises ``ValueError`` at construction for steps that cannot work (a rate needed but
-    unknown, an unknown channel name).
+    Raises ``ValueError`` at construction for steps that cannot work (:meth:`check`).
     """
 
     def __init__(
@@ -53,14 +52,31 @@ class SequencePipeline:
         channel_names: Sequence[str] | None = None,
     ) -> None:
         self.transforms: list[Transform] = parse_transforms(list(transforms))
-        self.rates = output_rates(self.transforms, rate)
         self.channel_names = list(channel_names) if channel_names is not None else None
-        self._select = [self._indices(i, s) for i, s in enumerate(self.transforms)]
+        self.rates, self._select = self.check(self.transforms, rate, self.channel_names)
         self.stats: list[tf.ChannelStats | None] = [None] * len(self.transforms)
         #: per step, the statistics of groups the training split lacks, from :meth:`adapt`
         #: (``standardize(new_groups="own")``); never saved with the run
         self.adapted: list[dict[str, tf.ChannelStats]] = [{} for _ in self.transforms]
         self.median_length: int | None = None
+
+    @staticmethod
+    def check(
+        transforms: Sequence[Transform],
+        rate: float | None = None,
+        channel_names: Sequence[str] | None = None,
+    ) -> tuple[list[float | None], list[list[int] | None]]:
+        """Whether the declared steps can work, without building a pipeline: ``ValueError``
+        naming the step for a rate needed but unknown there, a negative channel index or an
+        unknown channel name (``rate`` and ``channel_names`` as for the constructor).
+
+        Returns what a pipeline keeps of the check: the rate of each step's input, then of
+        the output (:func:`output_rates`), and each ``select`` step's channel indices
+        (``None`` for the other steps)."""
+        steps = list(transforms)
+        names = list(channel_names) if channel_names is not None else None
+        return output_rates(steps, rate), [_select_indices(steps, i, names)
+                                           for i in range(len(steps))]
 
     @property
     def needs_fit(self) -> bool:
@@ -281,32 +297,35 @@ class SequencePipeline:
         self.stats, self.median_length = stats, length
         self.adapted = [{} for _ in self.transforms]
 
-    # -- helpers ------------------------------------------------------------------------
-    def _indices(self, i: int, step: Transform) -> list[int] | None:
-        if not isinstance(step, Select):
-            return None
-        out = []
-        for channel in step.channels:
-            if isinstance(channel, int):
-                if channel < 0:
-                    raise ValueError(f"transforms[{i}] (select): channel {channel} is negative")
-                out.append(channel)
-                continue
-            renamed = any(isinstance(s, Select | Diff) for s in self.transforms[:i])
-            names = None if renamed else self.channel_names
-            if names is None:
-                raise ValueError(
-                    f"transforms[{i}] (select): channel {channel!r} is a name, but names are "
-                    "only known for the data as read: set the modality's channel_names option "
-                    "and select by name before any step that changes the channels"
-                )
-            if channel not in names:
-                raise ValueError(
-                    f"transforms[{i}] (select): no channel named {channel!r}; channel_names "
-                    f"are {', '.join(names)}"
-                )
-            out.append(names.index(channel))
-        return out
+
+def _select_indices(steps: Sequence[Transform], i: int,
+                    channel_names: list[str] | None) -> list[int] | None:
+    """The channel indices of ``steps[i]`` when it is a ``select`` step, names resolved."""
+    step = steps[i]
+    if not isinstance(step, Select):
+        return None
+    out = []
+    for channel in step.channels:
+        if isinstance(channel, int):
+            if channel < 0:
+                raise ValueError(f"transforms[{i}] (select): channel {channel} is negative")
+            out.append(channel)
+            continue
+        renamed = any(isinstance(s, Select | Diff) for s in steps[:i])
+        names = None if renamed else channel_names
+        if names is None:
+            raise ValueError(
+                f"transforms[{i}] (select): channel {channel!r} is a name, but names are "
+                "only known for the data as read: set the modality's channel_names option "
+                "and select by name before any step that changes the channels"
+            )
+        if channel not in names:
+            raise ValueError(
+                f"transforms[{i}] (select): no channel named {channel!r}; channel_names "
+                f"are {', '.join(names)}"
+            )
+        out.append(names.index(channel))
+    return out
 
 
 def group_key(value: Any) -> str | None:
