@@ -4,12 +4,15 @@ encoder only when one is built."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
+from mmcore.io import read_json_state, write_json_state
 from mmcore.modality import Modality, ModalityOptions
 from mmcore.sequence.options import Augment, Standardize, Transform
 from mmcore.sequence.pipeline import SequencePipeline
@@ -125,8 +128,13 @@ class SequenceModality(Modality[OptionsT]):
 
     Subclasses implement :meth:`read` (a raw value -> checked float ``[T, C]``),
     :meth:`fit_rows` and :meth:`preprocess_row` (``fit`` and ``preprocess`` call them with an
-    empty context), and may add implicit steps by overriding :meth:`steps`.
+    empty context), name their :attr:`state_file`, keep what they fit themselves in it with
+    :meth:`own_state` / :meth:`load_own_state`, and may add implicit steps by overriding
+    :meth:`steps`.
     """
+
+    #: the JSON state file in the modality's run folder, named after the plugin
+    state_file: ClassVar[str] = "sequence.json"
 
     def __init__(self, name: str, options: OptionsT, root: Any = None) -> None:
         super().__init__(name, options, root)
@@ -153,6 +161,41 @@ class SequenceModality(Modality[OptionsT]):
         standardisation fitted on the training split unless ``normalize="none"``."""
         extra = [Standardize()] if self.options.normalize == "standard" else []
         return [*self.options.transforms, *extra]
+
+    # -- the state file -----------------------------------------------------------------
+    def own_state(self) -> dict[str, Any]:
+        """What the subclass fitted itself (e.g. the channel count), as JSON-ready entries of
+        :attr:`state_file` beside ``"pipeline"``. Default: nothing."""
+        return {}
+
+    def load_own_state(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`own_state`'s entries from the whole state file's ``state``;
+        ``ValueError`` when one is malformed. Default: nothing."""
+
+    def save_state(self, directory: Path) -> None:
+        """Write :attr:`state_file`: :meth:`own_state`, the transforms' fitted state
+        (``"pipeline"``) and the encoder's (:meth:`encoder_state`)."""
+        write_json_state(Path(directory) / self.state_file,
+                         {**self._state(), **self.encoder_state()})
+
+    def load_state(self, directory: Path) -> None:
+        """Read what :meth:`save_state` wrote; ``ValueError`` naming the file when it is
+        missing or malformed."""
+        path = Path(directory) / self.state_file
+        kind = Path(self.state_file).stem
+        state = read_json_state(path, f"{kind} modality {self.name!r}")
+        try:
+            self.load_own_state(state)
+            self.load_pipeline_state(state)
+            self.load_encoder_state(state)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: invalid {kind} state: {exc}") from None
+
+    def fingerprint(self) -> str:
+        return f"{super().fingerprint()}|{json.dumps(self._state(), sort_keys=True)}"
+
+    def _state(self) -> dict[str, Any]:
+        return {**self.own_state(), "pipeline": self.pipeline.state()}
 
     def load_pipeline_state(self, state: Mapping[str, Any]) -> None:
         """Restore the pipeline's fitted state from a state file.

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mmcore.io import check_finite, load_array, read_json_state, split_last_axis, write_json_state
+from mmcore.io import check_finite, load_array, split_last_axis
 from mmcore.sequence.modality import SequenceModality
 from mmcore_plugin_gesture.options import GestureOptions
 
 if TYPE_CHECKING:  # torch is imported to collate and to build the encoder, not to check a spec
     from mmcore.batch import ModalityBatch
     from mmcore.encoder import Encoder
-
-STATE_FILE = "gesture.json"
 
 
 class GestureModality(SequenceModality[GestureOptions]):
@@ -31,9 +28,11 @@ class GestureModality(SequenceModality[GestureOptions]):
     training split's mean and std; it returns float32 ``[T', C']``. ``collate`` pads to
     ``[B, T_max, C']`` with a ``[B, T_max]`` mask.
 
-    Fitted state (``fit``, saved as JSON by ``save_state``): the channel count as read and the
-    transforms' fitted statistics (:class:`mmcore.sequence.SequencePipeline`).
+    Fitted state (``fit``, saved by ``save_state`` in ``gesture.json``): the channel count as
+    read and the transforms' fitted statistics (:class:`mmcore.sequence.SequencePipeline`).
     """
+
+    state_file = "gesture.json"
 
     def __init__(
         self, name: str, options: GestureOptions, root: Path | None = None
@@ -68,27 +67,14 @@ class GestureModality(SequenceModality[GestureOptions]):
         self._channels = int(channels)
         self.fit_transforms(values, self.read, contexts)
 
-    def save_state(self, directory: Path) -> None:
-        write_json_state(Path(directory) / STATE_FILE, {**self._state(), **self.encoder_state()})
+    def own_state(self) -> dict[str, Any]:
+        return {"channels": self._channels}
 
-    def load_state(self, directory: Path) -> None:
-        path = Path(directory) / STATE_FILE
-        state = read_json_state(path, f"gesture modality {self.name!r}")
-        try:
-            channels = state["channels"]
-            if not isinstance(channels, int) or channels < 1:
-                raise ValueError(f"channels must be a positive int, got {channels!r}")
-            self.load_pipeline_state(state)
-            self.load_encoder_state(state)
-        except (KeyError, ValueError, TypeError) as exc:
-            raise ValueError(f"{path}: invalid gesture state: {exc}") from None
+    def load_own_state(self, state: Mapping[str, Any]) -> None:
+        channels = state.get("channels")
+        if not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"channels must be a positive int, got {channels!r}")
         self._channels = channels
-
-    def fingerprint(self) -> str:
-        return f"{super().fingerprint()}|{json.dumps(self._state(), sort_keys=True)}"
-
-    def _state(self) -> dict[str, Any]:
-        return {"channels": self._channels, "pipeline": self.pipeline.state()}
 
     # -- data -----------------------------------------------------------------------------
     def preprocess_row(self, value: Any, context: Mapping[str, Any]) -> np.ndarray:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mmcore.io import check_finite, load_array, read_json_state, split_last_axis, write_json_state
+from mmcore.io import check_finite, load_array, split_last_axis
 from mmcore.sequence.modality import SequenceModality
 from mmcore_plugin_position.options import PositionOptions
 
@@ -18,7 +17,6 @@ if TYPE_CHECKING:  # torch is imported to collate and to build the encoder, not 
     from mmcore.batch import ModalityBatch
     from mmcore.encoder import Encoder
 
-STATE_FILE = "position.json"
 LAYOUTS = "keypoints [T, K, D], frames [T, F] or one flat frame [F]"
 
 
@@ -33,9 +31,12 @@ class PositionModality(SequenceModality[PositionOptions]):
     the flat frames ``[T, K * D]`` after the per-sequence normalisation; when they change the
     number of values per frame (``select``, ``diff``) the output is flat frames ``[T', F']``.
 
-    Fitted state: the shape of one frame as read, taken from the first training value when
-    the options do not fix it, and the transforms' fitted statistics.
+    Fitted state (saved by ``save_state`` in ``position.json``): the shape of one frame as
+    read, taken from the first training value when the options do not fix it, and the
+    transforms' fitted statistics.
     """
+
+    state_file = "position.json"
 
     def __init__(
         self, name: str, options: PositionOptions, root: Path | None = None
@@ -72,30 +73,17 @@ class PositionModality(SequenceModality[PositionOptions]):
             break
         self.fit_transforms(values, self._read_flat, contexts)
 
-    def save_state(self, directory: Path) -> None:
-        write_json_state(Path(directory) / STATE_FILE, {**self._state(), **self.encoder_state()})
+    def own_state(self) -> dict[str, Any]:
+        frame = list(self._fitted_frame) if self._fitted_frame is not None else None
+        return {"frame_shape": frame}
 
-    def load_state(self, directory: Path) -> None:
-        path = Path(directory) / STATE_FILE
-        state = read_json_state(path, f"position modality {self.name!r}")
+    def load_own_state(self, state: Mapping[str, Any]) -> None:
         frame = state.get("frame_shape")
         if frame is not None and not (
             isinstance(frame, list) and frame and all(isinstance(s, int) and s > 0 for s in frame)
         ):
-            raise ValueError(f"{path}: frame_shape must be a list of positive ints, got {frame!r}")
-        try:
-            self.load_pipeline_state(state)
-            self.load_encoder_state(state)
-        except ValueError as exc:
-            raise ValueError(f"{path}: invalid position state: {exc}") from None
+            raise ValueError(f"frame_shape must be a list of positive ints, got {frame!r}")
         self._fitted_frame = tuple(frame) if frame is not None else None
-
-    def fingerprint(self) -> str:
-        return f"{super().fingerprint()}|{json.dumps(self._state(), sort_keys=True)}"
-
-    def _state(self) -> dict[str, Any]:
-        frame = list(self._fitted_frame) if self._fitted_frame is not None else None
-        return {"frame_shape": frame, "pipeline": self.pipeline.state()}
 
     # -- data -----------------------------------------------------------------------------
     def preprocess_row(self, value: Any, context: Mapping[str, Any]) -> np.ndarray:
