@@ -3,7 +3,6 @@ encoders' shortcut for such batches gives the same features as their masking pat
 
 from __future__ import annotations
 
-import importlib
 import warnings
 
 import numpy as np
@@ -55,21 +54,17 @@ def _encoders() -> list[tuple[str, Encoder]]:
         ("sequence conv+lstm, sequence output",
          SequenceEncoder(3, frontend="conv", conv_channels=(8,), hidden_size=8,
                          output="sequence")),
+        # encoder "reference": position's (convolutions, one-way LSTM), gesture's (an LSTM
+        # and a linear layer, pooled from the last state or the mean)
+        ("position reference", SequenceEncoder(3, frontend="conv", conv_channels=(8, 8),
+                                               kernel_size=3, hidden_size=8,
+                                               bidirectional=False, dropout=0.0)),
+        ("gesture reference last", SequenceEncoder(3, frontend="none", hidden_size=8,
+                                                   bidirectional=False, dropout=0.0,
+                                                   output_size=8, pool="last")),
+        ("gesture reference mean, bidirectional",
+         SequenceEncoder(3, frontend="none", hidden_size=8, dropout=0.0, output_size=8)),
     ]
-    for module, cls, kwargs in [
-        ("mmcore_plugin_position.encoder", "PositionEncoder",
-         {"input_size": 3, "conv_channels": (8, 8), "hidden_size": 8}),
-        ("mmcore_plugin_gesture.encoder", "GestureEncoder",
-         {"input_size": 3, "hidden_size": 8, "output_size": 8}),
-        ("mmcore_plugin_gesture.encoder", "GestureEncoder",
-         {"input_size": 3, "hidden_size": 8, "output_size": 8, "pool": "mean",
-          "bidirectional": True}),
-    ]:
-        try:
-            encoder_cls = getattr(importlib.import_module(module), cls)
-            found.append((f"{cls} {kwargs}", encoder_cls(**kwargs)))
-        except ImportError:  # the plugin is not installed: the core encoders still run
-            continue
     return found
 
 

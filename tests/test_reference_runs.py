@@ -13,8 +13,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
 import mmcore
+from mmcore.sequence.encoder import REFERENCE_NAMES, SequenceEncoder
 
 RUNS = Path(__file__).parent / "fixtures" / "reference_runs"
 
@@ -32,3 +35,31 @@ def test_a_reference_run_saved_before_predicts_as_it_did(plugin: str) -> None:
         assert row["label"]["label"] == want["label"]["label"]
         assert row["label"]["probability"] == pytest.approx(want["label"]["probability"],
                                                             abs=1e-6)
+
+
+def test_the_reference_preset_saves_and_loads_under_the_founding_names() -> None:
+    """A ``SequenceEncoder`` with ``saved_names`` shows its weights under them in
+    ``state_dict()`` (so run folders old and new hold the same names) and loads them back
+    under any prefix; its own modules keep their names."""
+    torch.manual_seed(0)
+    encoder = SequenceEncoder(3, frontend="conv", conv_channels=(4,), hidden_size=4,
+                              bidirectional=True, output_size=5, saved_names=REFERENCE_NAMES)
+    assert list(encoder.state_dict()) == [
+        "convs.0.weight", "convs.0.bias",
+        *(f"lstm.{w}_{k}_l0{d}" for d in ("", "_reverse") for w in ("weight", "bias")
+          for k in ("ih", "hh")),
+        "proj.weight", "proj.bias",
+    ]
+    assert {name.split(".")[0] for name, _ in encoder.named_parameters()} == {
+        "front", "rnn", "proj"}
+    model = nn.ModuleDict({"seq": encoder})
+    saved = model.state_dict()
+    assert "seq.lstm.weight_ih_l0" in saved and "seq.rnn.weight_ih_l0" not in saved
+    torch.manual_seed(1)
+    again = nn.ModuleDict({"seq": SequenceEncoder(
+        3, frontend="conv", conv_channels=(4,), hidden_size=4, bidirectional=True,
+        output_size=5, saved_names=REFERENCE_NAMES)})
+    again.load_state_dict(saved, strict=True)
+    for (name, a), (_, b) in zip(model.named_parameters(), again.named_parameters(),
+                                 strict=True):
+        assert torch.equal(a, b), name

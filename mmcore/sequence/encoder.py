@@ -4,14 +4,15 @@ Built for raw sensor sequences of 16 to a few thousand steps: the front end's st
 residual blocks shorten long inputs (each halves the length) before the body, so an LSTM
 never runs over thousands of steps. Every layer respects the step mask: padded steps are
 zeroed after each convolution, and a sample's features do not depend on how much padding its
-batch has.
+batch has. The plugins' ``encoder: "reference"`` designs are presets of it (an LSTM after no
+front end or after plain convolutions; ``SequenceModality.sequence_encoder``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -24,6 +25,9 @@ from mmcore.layers import dropout_layer, rnn_output, run_rnn
 AUTO_TARGET_LENGTH = 64
 #: most halvings ``"auto"`` picks (a 2**6 = 64x shorter sequence)
 AUTO_MAX_HALVINGS = 6
+#: the names ``encoder: "reference"`` saves its weights under: those of the plugins'
+#: ``GestureEncoder`` and ``PositionEncoder`` it replaced, so their run folders load
+REFERENCE_NAMES = {"rnn": "lstm", "front.convs": "convs"}
 
 
 def auto_halvings(median_length: int | None) -> int:
@@ -244,6 +248,10 @@ class SequenceEncoder(Encoder):
     given. Output: pooled ``[B, D]`` (``pool="mean"``: masked mean; ``"last"``: the RNN state
     at the last real step) or, with ``output="sequence"``, ``[B, T', D]`` with the (possibly
     shortened) mask. Rows not ``present`` are zeros.
+
+    ``saved_names`` maps a submodule to the name its weights are saved and loaded under
+    (``{"rnn": "lstm"}``: ``rnn.weight_ih_l0`` is ``lstm.weight_ih_l0`` in ``state_dict()``),
+    so a preset keeps the weight names of the design it replaced (:data:`REFERENCE_NAMES`).
     """
 
     def __init__(
@@ -265,6 +273,7 @@ class SequenceEncoder(Encoder):
         output_size: int | None = None,
         pool: Literal["mean", "last"] = "mean",
         output: Literal["pooled", "sequence"] = "pooled",
+        saved_names: Mapping[str, str] | None = None,
     ) -> None:
         self.input_size = int(input_size)
         if frontend == "tcn":
@@ -293,6 +302,11 @@ class SequenceEncoder(Encoder):
         self.pool = pool
         self.drop = dropout_layer(dropout)
         self.proj = nn.Linear(size, output_size) if output_size else None
+        self.saved_names = dict(saved_names or {})
+        if self.saved_names:  # both ways: a run's weights are matched by name with
+            # state_dict() before they are loaded (mmcore.run.checkpoint.check_weights)
+            self.register_state_dict_post_hook(_to_saved_names)
+            self.register_load_state_dict_pre_hook(_from_saved_names)
 
     def forward(self, batch: ModalityBatch) -> Features:
         x, given = sequence_input(batch, self.input_size, "sequence encoder")
@@ -317,3 +331,28 @@ class SequenceEncoder(Encoder):
             if out_mask is not None and h.dim() == 3:
                 h = h * out_mask.unsqueeze(-1).to(h.dtype)  # the bias would fill padded steps
         return self.features(h, out_mask, batch)
+
+
+def _to_saved_names(module: SequenceEncoder, state: dict[str, Any], prefix: str,
+                    local_metadata: Any) -> None:
+    _rename(state, prefix, module.saved_names)
+
+
+def _from_saved_names(module: SequenceEncoder, state: dict[str, Any], prefix: str,
+                      *args: Any) -> None:
+    _rename(state, prefix, {saved: own for own, saved in module.saved_names.items()})
+
+
+def _rename(state: dict[str, Any], prefix: str, names: Mapping[str, str]) -> None:
+    """Rename, in place and in order, the keys of ``state`` under ``prefix`` that belong to a
+    submodule named in ``names`` (name -> new name)."""
+
+    def renamed(key: str) -> str:
+        for old, new in names.items():
+            if key.startswith(f"{prefix}{old}."):
+                return f"{prefix}{new}{key[len(prefix) + len(old):]}"
+        return key
+
+    items = [(renamed(key), value) for key, value in state.items()]
+    state.clear()
+    state.update(items)

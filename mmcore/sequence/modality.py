@@ -130,7 +130,7 @@ class SequenceModality(Modality[OptionsT]):
     :meth:`fit_rows` and :meth:`preprocess_row` (``fit`` and ``preprocess`` call them with an
     empty context), name their :attr:`state_file`, keep what they fit themselves in it with
     :meth:`own_state` / :meth:`load_own_state`, and may add implicit steps by overriding
-    :meth:`steps`.
+    :meth:`steps` and shape their ``encoder: "reference"`` with :meth:`reference_design`.
     """
 
     #: the JSON state file in the modality's run folder, named after the plugin
@@ -357,32 +357,42 @@ class SequenceModality(Modality[OptionsT]):
             return auto_halvings(self.pipeline.median_length)
         return int(d).bit_length() - 1
 
+    def reference_design(self) -> dict[str, Any]:
+        """How this plugin's ``encoder: "reference"`` differs from the shared one (no
+        frontend, an LSTM of ``hidden_size``, one-way unless ``bidirectional``, no dropout
+        unless ``dropout``, a linear layer to the output size), as
+        :class:`~mmcore.sequence.encoder.SequenceEncoder` keyword arguments. Default: none."""
+        return {}
+
     def sequence_encoder(self, input_size: int, output_size: int | None,
                          pool: str, output: str) -> Encoder:
-        """The ``"tcn"``, ``"transformer"`` or ``"minirocket"`` encoder for ``input_size``
-        values per step."""
+        """The ``"tcn"``, ``"transformer"``, ``"minirocket"`` or ``"reference"`` encoder for
+        ``input_size`` values per step."""
         o = self.options
         kind = self.encoder_kind
         if kind == "minirocket":
             return self._minirocket_encoder(input_size, output_size, output)
-        from mmcore.sequence.encoder import SequenceEncoder
+        from mmcore.sequence.encoder import REFERENCE_NAMES, SequenceEncoder
 
-        bidirectional = True if o.bidirectional is None else o.bidirectional
+        shared: dict[str, Any] = {"hidden_size": o.hidden_size, "num_layers": o.num_layers,
+                                  "output_size": output_size, "pool": pool, "output": output}
+        if kind == "reference":
+            return SequenceEncoder(input_size, **{
+                **shared, "frontend": "none", "bidirectional": bool(o.bidirectional),
+                "dropout": o.dropout or 0.0, "saved_names": REFERENCE_NAMES,
+                **self.reference_design(),
+            })
         return SequenceEncoder(
             input_size,
+            **shared,
             frontend="tcn",
             channels=o.tcn_channels,
             halvings=self.halvings(),
             blocks=o.tcn_blocks if kind == "tcn" else 0,
             body="lstm" if kind == "tcn" else "transformer",
-            hidden_size=o.hidden_size,
-            num_layers=o.num_layers,
-            bidirectional=bidirectional,
+            bidirectional=True if o.bidirectional is None else o.bidirectional,
             heads=o.heads,
             dropout=0.1 if o.dropout is None else o.dropout,
-            output_size=output_size,
-            pool=pool,  # type: ignore[arg-type]
-            output=output,  # type: ignore[arg-type]
         )
 
     def _minirocket_encoder(self, input_size: int, output_size: int | None,

@@ -115,20 +115,8 @@ class GestureModality(SequenceModality[GestureOptions]):
                 "option channels, or fit() the modality on training values first"
             )
         o = self.options
-        if self.encoder_kind != "reference":
-            return self.sequence_encoder(channels, o.output_size, o.pool or "mean", o.output)
-        from mmcore_plugin_gesture.encoder import GestureEncoder
-
-        return GestureEncoder(
-            input_size=channels,
-            hidden_size=o.hidden_size,
-            num_layers=o.num_layers,
-            bidirectional=bool(o.bidirectional),
-            dropout=o.dropout or 0.0,
-            output_size=o.output_size,
-            pool=o.pool or "last",
-            output=o.output,
-        )
+        pool = o.pool or ("last" if self.encoder_kind == "reference" else "mean")
+        return self.sequence_encoder(channels, o.output_size, pool, o.output)
 
     # -- helpers ------------------------------------------------------------------------
     def read(self, value: Any) -> np.ndarray:

@@ -34,6 +34,9 @@ class PositionModality(SequenceModality[PositionOptions]):
     Fitted state (saved by ``save_state`` in ``position.json``): the shape of one frame as
     read, taken from the first training value when the options do not fix it, and the
     transforms' fitted statistics.
+
+    ``encoder="reference"``: 1-D convolutions over time (``conv_channels``, ``kernel_size``),
+    then a one-way LSTM, no output projection.
     """
 
     state_file = "position.json"
@@ -142,20 +145,12 @@ class PositionModality(SequenceModality[PositionOptions]):
                 "num_keypoints and dims, or fit() the modality on training values first"
             )
         o = self.options
-        if self.encoder_kind != "reference":
-            return self.sequence_encoder(math.prod(frame), o.hidden_size, o.pool, o.output)
-        from mmcore_plugin_position.encoder import PositionEncoder
+        return self.sequence_encoder(math.prod(frame), o.hidden_size, o.pool, o.output)
 
-        return PositionEncoder(
-            input_size=math.prod(frame),
-            conv_channels=o.conv_channels,
-            kernel_size=o.kernel_size,
-            hidden_size=o.hidden_size,
-            num_layers=o.num_layers,
-            dropout=o.dropout or 0.0,
-            pool=o.pool,
-            output=o.output,
-        )
+    def reference_design(self) -> dict[str, Any]:
+        o = self.options
+        return {"frontend": "conv", "conv_channels": o.conv_channels,
+                "kernel_size": o.kernel_size, "bidirectional": False, "output_size": None}
 
     # -- helpers ------------------------------------------------------------------------
     def _arrange(self, arr: np.ndarray) -> np.ndarray:
