@@ -15,6 +15,7 @@ from torch.utils.data import Sampler
 from mmcore.batch import Batch
 from mmcore.collate import collate_batch
 from mmcore.data.storage import ROW, decode_arrays, modality_key, target_key
+from mmcore.data.tables import as_arrow
 from mmcore.modality import Modality
 
 
@@ -128,6 +129,13 @@ class ShardedBatchSampler(Sampler[list[int]]):
         return max(math.ceil(per_rank / self.batch_size) - self.start_batch, 0)
 
 
+def mapped(files: Sequence[str]) -> pa.Table:
+    """The Arrow stream files ``files`` (a preprocessing map's cache, as ``datasets`` writes
+    it) memory-mapped as one table, in order: nothing is read until a batch is."""
+    tables = [pa.ipc.open_stream(pa.memory_map(str(f))).read_all() for f in files]
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
 class ArrowSplit(TorchDataset):
     """A preprocessed split for a map-style ``DataLoader``: ``__getitems__`` reads a whole
     batch as one Arrow table from the memory-mapped cache file; nothing is held in Python
@@ -138,18 +146,37 @@ class ArrowSplit(TorchDataset):
     :meth:`columns`, never ``table`` itself.
 
     Args:
-        table: the preprocessed ``datasets.Dataset``.
+        table: the preprocessed split as stored: a ``pyarrow.Table`` (e.g. :func:`mapped`),
+            or the ``datasets.Dataset`` of the preprocessing map (its Arrow table is kept).
         rows: the table positions that make up the split (bad rows left out), or ``None``
             for all of them.
+        files: the cache files ``table`` maps, in order (none: a table in memory). A split
+            with files is pickled (to a spawned worker) as their names, not their rows, and
+            the set-up record (:mod:`mmcore.data.split_record`) lists them.
     """
 
-    def __init__(self, table: Any, rows: np.ndarray | None = None) -> None:
-        self.table = table
+    def __init__(
+        self, table: Any, rows: np.ndarray | None = None, files: Sequence[str] = ()
+    ) -> None:
+        if not isinstance(table, pa.Table):  # a datasets.Dataset: its rows, zero-copy
+            table = table.with_format("arrow")[:]
+        self.table: pa.Table = table
         self.rows = rows
-        self._arrow = table.with_format("arrow")
+        self.files = [str(f) for f in files]
+        self._batches = [b for b in table.to_batches() if b.num_rows]
+        self._offsets = np.cumsum([0, *(b.num_rows for b in self._batches)], dtype=np.int64)
+
+    def __getstate__(self) -> dict[str, Any]:
+        if not self.files:
+            return {"table": self.table, "rows": self.rows, "files": []}
+        return {"table": None, "rows": self.rows, "files": self.files}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        table = state["table"] if state["table"] is not None else mapped(state["files"])
+        self.__init__(table, state["rows"], state["files"])  # type: ignore[misc]
 
     def __len__(self) -> int:
-        return len(self.table) if self.rows is None else len(self.rows)
+        return self.table.num_rows if self.rows is None else len(self.rows)
 
     def __getitem__(self, index: int) -> pa.Table:
         return self.read([index])
@@ -160,22 +187,31 @@ class ArrowSplit(TorchDataset):
     def read(self, indices: Sequence[int]) -> pa.Table:
         """The split's rows ``indices`` (positions within the split) as one Arrow table.
 
-        ``datasets`` gathers one zero-copy slice per row, so the cost grows with the batch,
-        not the split (``pyarrow``'s ``take`` on a binary column of many record batches
-        concatenates the whole column first).
+        One zero-copy slice per row, gathered from the record batches, so the cost grows
+        with the batch, not the split (``pyarrow``'s ``take`` on a binary column of many
+        record batches concatenates the whole column first).
         """
         positions = np.asarray(indices, dtype=np.int64)
         if self.rows is not None:
             positions = self.rows[positions]
-        if len(positions) and (positions.min() < 0 or positions.max() >= len(self.table)):
-            raise IndexError(f"row positions out of range 0..{len(self.table) - 1}")
-        return self._arrow[positions.tolist()]
+        total = self.table.num_rows
+        if len(positions) and (positions.min() < 0 or positions.max() >= total):
+            raise IndexError(f"row positions out of range 0..{total - 1}")
+        if not len(positions):
+            return self.table.slice(0, 0)
+        batch = np.searchsorted(self._offsets, positions, side="right") - 1
+        starts = positions - self._offsets[batch]
+        return pa.Table.from_batches(
+            [self._batches[b].slice(start, 1)
+             for b, start in zip(batch.tolist(), starts.tolist(), strict=True)],
+            schema=self.table.schema,
+        )
 
     def columns(self, names: Sequence[str]) -> pa.Table:
         """Every row of the split (bad rows left out), of the stored columns ``names`` only,
         as one Arrow table in split order."""
-        arrow = self.table.select_columns(list(names)).with_format("arrow")
-        return arrow[:] if self.rows is None else arrow[self.rows.tolist()]
+        table = self.table.select(list(names))
+        return table if self.rows is None else table.take(as_arrow(self.rows))
 
 
 class Collator:

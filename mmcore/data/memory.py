@@ -32,10 +32,10 @@ READ_ROWS = 8192
 
 def split_bytes(split: ArrowSplit) -> int:
     """The bytes the split's rows take in the cache (the table's bytes, pro rata)."""
-    total = len(split.table)
+    total = split.table.num_rows
     if total == 0:
         return 0
-    return int(split.table.data.nbytes * len(split) / total)
+    return int(split.table.nbytes * len(split) / total)
 
 
 def _fixed(arrays: list[np.ndarray | None]) -> np.ndarray | None:

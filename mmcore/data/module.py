@@ -25,6 +25,7 @@ from mmcore.data.split_preprocess import (
     preprocessed_table,
     refuse_adapting,
 )
+from mmcore.data.split_record import Made, fit_keys, recall, record, record_key
 from mmcore.data.split_sources import (
     SplitSource,
     check_columns,
@@ -118,7 +119,9 @@ class DataModule:
         """Load the sources into splits, check every column the spec names (before any other
         work), fit the modalities and target encodings on the train split (``fit=True``; with
         ``fit=False`` the modalities are taken as loaded and ``head_options`` are the spec's),
-        then preprocess every split (not in streaming mode, where it happens lazily)."""
+        then preprocess every split (not in streaming mode, where it happens lazily). What an
+        earlier set-up of the same spec and files made is memory-mapped instead, when it was
+        recorded (:mod:`mmcore.data.split_record`): no row is read again."""
         self.bad_rows = []
         self._tables, self._memory = {}, {}
         self._class_codes = {}
@@ -127,24 +130,44 @@ class DataModule:
         self._train_fit = self._new_train_fit()
         if self.spec.train.sampler == "balanced":
             self._head_targets.balanced_by()
-        with src.progress_bars(self.progress):
-            splits = self._load_splits()
-            if fit:
-                versions = plugin_versions(self.spec, self.registry, self.modalities)
-                cache_root = None if self.streaming else preprocessed_root(self.spec)
-                self.head_options = self._train_fit.fit(splits, versions, cache_root)
-            else:
-                self.head_options = {n: dict(h.options) for n, h in self.spec.heads.items()}
-            self.splits = list(splits)
-            if self.streaming:
-                refuse_adapting(self.modalities)
-                self._streams = splits
+        key = record_key(self.spec, self.modalities, self.registry, self._head_targets) \
+            if fit else None
+        made = recall(self.spec, key, self.modalities) if key else None
+        if made is None:
+            with src.progress_bars(self.progress):
+                made = self._set_up(fit, recorded=key is not None)
+            if made is None:  # streamed: prepared as it is read
                 return
-            for name, split in splits.items():
-                self._tables[name] = self._preprocess(name, split, self._targets())
-                if name == "train" and fit:
-                    self._refit_heads()
+            if key:
+                record(self.spec, key, made)
+        self.head_options, self._tables = made.head_options, made.tables
+        self.bad_rows, self.split_warnings = made.bad_rows, made.warnings
+        self.splits = list(made.tables)
         self._report()
+
+    def _set_up(self, fit: bool, recorded: bool) -> Made | None:
+        """:meth:`setup` in full: what it made (``None`` when streamed), with the fit cache's
+        keys of the modalities' fits when it is ``recorded``."""
+        splits = self._load_splits()
+        fits = None
+        if fit:
+            versions = plugin_versions(self.spec, self.registry, self.modalities)
+            cache_root = None if self.streaming else preprocessed_root(self.spec)
+            if recorded:  # taken before the fit, which changes the modalities' fingerprints
+                fits = fit_keys(splits, self.modalities, self.columns, versions)
+            self.head_options = self._train_fit.fit(splits, versions, cache_root)
+        else:
+            self.head_options = {n: dict(h.options) for n, h in self.spec.heads.items()}
+        self.splits = list(splits)
+        if self.streaming:
+            refuse_adapting(self.modalities)
+            self._streams = splits
+            return None
+        for name, split in splits.items():
+            self._tables[name] = self._preprocess(name, split, self._targets())
+            if name == "train" and fit:
+                self._refit_heads()
+        return Made(self.head_options, self._tables, self.bad_rows, self.split_warnings, fits)
 
     def check(self) -> dict[str, int | None]:
         """What :meth:`setup` checks before any work, and nothing more (``mmcore validate``):

@@ -124,8 +124,17 @@ def cache_dir(spec: Spec) -> Path | None:
 
 
 def default_cache_root(spec: Spec) -> Path:
-    """Where preprocessed tables are written: ``data.cache_dir``, else datasets' cache."""
-    return cache_dir(spec) or Path(datasets_module().config.HF_DATASETS_CACHE) / "mmcore"
+    """Where preprocessed tables are written: ``data.cache_dir``, else ``mmcore`` in datasets'
+    cache. That is found as ``datasets`` finds it (``HF_DATASETS_CACHE``, ``HF_HOME``,
+    ``XDG_CACHE_HOME``) while it is not imported, so a warm set-up need not import it."""
+    explicit = cache_dir(spec)
+    if explicit is not None:
+        return explicit
+    if "datasets" in sys.modules:  # its setting, changed or not
+        return Path(sys.modules["datasets"].config.HF_DATASETS_CACHE) / "mmcore"
+    home = os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    home = os.path.expanduser(os.getenv("HF_HOME", home))
+    return Path(os.getenv("HF_DATASETS_CACHE", os.path.join(home, "datasets"))) / "mmcore"
 
 
 def data_root(spec: Spec, path: Path | None) -> Path | None:

@@ -138,12 +138,13 @@ def drop_bad_rows(
         _add(found, bad, _missing_values(table, processor.columns, bad))
     if rejects:
         _add(found, bad, _rejected(split_rows, rejects, bad))
+    files = [f["filename"] for f in table.cache_files]  # the map's output: no index mapping
     if not found:
-        return ArrowSplit(table), []
+        return ArrowSplit(table, files=files), []
     records = [processor.bad_row(int(split_rows[i]), *found[i]) for i in sorted(found)]
     if processor.raise_errors:
         raise DataError(bad_row_message(records[0]))
-    return ArrowSplit(table, np.flatnonzero(~bad)), records
+    return ArrowSplit(table, np.flatnonzero(~bad), files), records
 
 
 def _add(
