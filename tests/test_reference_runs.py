@@ -63,3 +63,19 @@ def test_the_reference_preset_saves_and_loads_under_the_founding_names() -> None
     for (name, a), (_, b) in zip(model.named_parameters(), again.named_parameters(),
                                  strict=True):
         assert torch.equal(a, b), name
+
+
+def test_the_optimizer_orders_parameters_by_their_saved_names() -> None:
+    """A checkpoint's optimizer state is a list in parameter order: the order follows the
+    saved names (``lstm`` before ``proj``), as it did when the attribute was called ``lstm``,
+    so an unfinished run saved before the preset resumes with each state on its parameter."""
+    from mmcore.train.optim import parameter_groups
+
+    encoder = SequenceEncoder(3, frontend="none", body="lstm", hidden_size=4, output_size=5,
+                              bidirectional=False, saved_names=REFERENCE_NAMES)
+    model = nn.ModuleDict({"encoders": nn.ModuleDict({"seq": encoder})})
+    by_id = {id(p): k for k, p in model.state_dict(keep_vars=True).items()}
+    groups = [[by_id[id(p)] for p in g["params"]] for g in parameter_groups(model, 0.0)]
+    assert all(names == sorted(names) for names in groups)  # in each group, by saved name
+    first = groups[0]  # the matrices: the LSTM's before the projection's, as before
+    assert first[0].startswith("encoders.seq.lstm.") and first[-1].startswith("encoders.seq.proj")

@@ -37,7 +37,12 @@ def parameter_groups(
         if m.lr_scale != 1.0 or m.weight_decay is not None
     }
     buckets: dict[str, tuple[list, list]] = {"": ([], [])}
-    for name, param in sorted(model.named_parameters()):
+    # ordered by the names the weights are saved under, which a module may keep from an older
+    # design (mmcore.sequence.encoder.REFERENCE_NAMES), so that a checkpoint's optimizer
+    # state meets its parameters in the same order whatever the attributes are called now
+    saved = {id(p): k for k, p in model.state_dict(keep_vars=True).items()}
+    for name, param in sorted(model.named_parameters(),
+                              key=lambda item: saved.get(id(item[1]), item[0])):
         if not param.requires_grad:
             continue
         parts = name.split(".")
