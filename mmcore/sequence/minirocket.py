@@ -232,14 +232,18 @@ class MiniRocketFeatures(nn.Module):
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         b, t, c = x.shape
         keep = mask.to(x.dtype)
-        xt = (x * keep.unsqueeze(-1)).transpose(1, 2).reshape(b * c, 1, t)
+        xt = (x * keep.unsqueeze(-1)).transpose(1, 2)  # [B, C, T]
         lengths = mask.sum(dim=1, keepdim=True)  # [B, 1]
         steps = torch.arange(t, device=x.device).unsqueeze(0)  # [1, T]
+        weight = self.weight.to(x.dtype)
         feats, start = [], 0
         for j, (d, n) in enumerate(zip(self.dilations, self.features_per_dilation, strict=True)):
-            conv = nn.functional.conv1d(xt, self.weight.to(x.dtype), padding=4 * d, dilation=d)
-            conv = torch.einsum("bckt,kc->bkt", conv.view(b, c, NUM_KERNELS, t),
-                                self.combos[j].to(x.dtype))
+            # a kernel summed over its channels is the kernel of their sum (convolution is
+            # linear): add each kernel's channels first, then one grouped convolution, instead
+            # of every kernel over every channel
+            summed = torch.einsum("bct,kc->bkt", xt, self.combos[j].to(x.dtype))
+            conv = nn.functional.conv1d(summed, weight, padding=4 * d, dilation=d,
+                                        groups=NUM_KERNELS)
             pad = 4 * d
             inner = mask & (steps >= pad) & (steps < lengths - pad)
             # a sequence too short for a valid window at this dilation uses all its steps
