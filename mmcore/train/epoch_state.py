@@ -96,6 +96,13 @@ class EpochProgress:
         first = (i // accumulate) * accumulate
         return ends, min(accumulate, self.total - first) if self.total > i else 1
 
+    def checkpoint_due(self, step: int, every: int | None) -> bool:
+        """Whether optimizer ``step``, just taken, is one of ``train.checkpoint_every``'s
+        (``every``) inside the epoch (its end has its own checkpoint)."""
+        if not every:
+            return False
+        return step % every == 0 and self.batch < self.total
+
     def add(self, losses: Tensor, rows: int) -> None:
         """Count one batch of ``rows`` rows whose mean losses are ``losses`` (detached)."""
         self._pending.append(losses)
