@@ -5,6 +5,7 @@ a user's callback doing what the built-in ones do."""
 from __future__ import annotations
 
 import json
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -14,6 +15,7 @@ from mmcore.plugins.default import get_registry
 from mmcore.run import checkpoint as ck
 from mmcore.spec import validate_spec
 from mmcore.train import Trainer
+from mmcore.train.callbacks import progress as progress_callback
 from mmcore.train.callbacks import silent_hooks
 from mmcore.train.callbacks.defaults import (
     BUILTIN,
@@ -22,6 +24,8 @@ from mmcore.train.callbacks.defaults import (
     trainer_hooks,
 )
 from mmcore.train.callbacks.early_stopping import EarlyStopping
+from mmcore.train.callbacks.progress import ProgressBars, shows_bars
+from mmcore.train.callbacks.wiring import per_batch
 from tests import train_toy as toy
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -162,3 +166,74 @@ def test_switched_off_builtins_write_nothing_and_the_defaults_write_their_files(
     assert on.modality_report is not None
     assert json.loads((tmp_path / "on/modality_report.json").read_text()) == on.modality_report
     assert (tmp_path / "on/drift_reference.json").is_file()
+
+
+def test_the_bars_show_where_they_render_unless_quiet_or_told_not_to(monkeypatch):
+    monkeypatch.setattr(progress_callback, "bars_render", lambda: False)
+    assert not shows_bars(True, None, False, True)  # no terminal: the epoch lines instead
+    assert shows_bars(True, True, False, True)  # Trainer(progress=True) forces them
+    monkeypatch.setattr(progress_callback, "bars_render", lambda: True)
+    assert shows_bars(True, None, False, True)
+    assert not shows_bars(False, None, False, True)  # train.progress=false
+    assert not shows_bars(True, False, False, True)
+    assert not shows_bars(True, None, True, True)  # quiet
+    assert not shows_bars(True, True, False, False)  # not the main process
+
+
+def test_the_bars_are_registered_only_where_they_show(reg):
+    spec = SimpleNamespace(train=SimpleNamespace(callbacks=[]))
+    trainer = SimpleNamespace(report=False, plots=False, summary=False, show_progress=True,
+                              quiet=False, spec=spec, registry=reg, callbacks=[])
+    names = [n for n, _ in trainer_hooks(trainer, main=True).list_name_plugin()]
+    assert "callback:progress" in names and "callback:log" not in names
+    trainer.show_progress = False
+    names = [n for n, _ in trainer_hooks(trainer, main=True).list_name_plugin()]
+    assert "callback:progress" not in names and "callback:log" in names
+
+
+def test_the_bars_close_when_the_epochs_end_however_they_end(capsys):
+    hooks = silent_hooks()
+    bars = ProgressBars()
+    hooks.register(bars, name="progress")
+    trainer = SimpleNamespace(epochs=3, epoch=0, stopped_early=False,
+                              progress=SimpleNamespace(start=0, total=5, running_loss=lambda: 0.5),
+                              monitor=SimpleNamespace(name="loss", key="validation/loss"))
+
+    def epoch(n, batches=5):
+        hooks.hook.on_train_epoch_start(trainer=trainer, epoch=n)
+        for batch in range(1, batches + 1):
+            hooks.hook.on_train_batch_end(trainer=trainer, batch=batch)
+            if batch == 5:  # the epoch's last batch closed its bar
+                assert bars.batches is None
+        hooks.hook.on_validation_end(trainer=trainer, epoch=n, metrics={}, improved=True)
+        assert bars.batches is None  # a streamed epoch can end short of its estimated batches
+        trainer.epoch = n
+        hooks.hook.on_epoch_end(trainer=trainer, epoch=n, metrics={"train/loss": 0.5})
+
+    hooks.hook.on_train_start(trainer=trainer)
+    epoch(1, batches=2)
+    assert bars.epochs.n == 1
+    # trainer.stop() leaves nothing the bars can read: on_train_end closes them
+    hooks.hook.on_train_end(trainer=trainer, metrics={})
+    assert bars.epochs is None
+    assert re.search(r"epochs:  33%[^\r]*1/3 [^\r]*, loss=0.5\] *\n$", capsys.readouterr().err)
+    trainer.epoch = 0
+    hooks.hook.on_train_start(trainer=trainer)
+    epoch(1)
+    trainer.stopped_early = True
+    epoch(2)
+    assert bars.epochs is None  # closed after the epoch that stopped early
+    assert re.search(r"epochs:  67%[^\r]*2/3 [^\r]*\] *\n$", capsys.readouterr().err)
+    hooks.hook.on_train_start(trainer=trainer)
+    hooks.hook.on_train_epoch_start(trainer=trainer, epoch=1)
+    hooks.hook.on_exception(trainer=trainer, error=RuntimeError("boom"))
+    assert bars.epochs is None and bars.batches is None
+
+
+def test_a_per_batch_event_nobody_implements_costs_no_pluggy_call():
+    hooks = silent_hooks()
+    relay = hooks.hook.on_train_batch_end
+    assert per_batch(hooks, "on_train_batch_end") is not relay
+    per_batch(hooks, "on_train_batch_end")(trainer=None, batch=1)
+    hooks.register(ProgressBars(), name="progress")
+    assert per_batch(hooks, "on_train_batch_end") is relay

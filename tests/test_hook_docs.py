@@ -4,7 +4,8 @@ exercised by a test (as datasette's ``test_plugin_hooks_are_documented`` and
 
 Adding a hook without a row in the hooks table of ``docs/plugin-system.md`` or without a test
 that implements or calls it fails here, and so does a table row left behind by a renamed or
-deleted hook.
+deleted hook; a trainer event (``on_*``) must also be named with its signature in the callbacks
+section of ``docs/training.md``, where a user writing a callback reads.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from mmcore.plugins.discovery import new_plugin_manager
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "plugin-system.md"
+TRAINING = REPO / "docs" / "training.md"
 TESTS = REPO / "tests"
 #: a row of the hooks table: its first cell is the hook's call signature in backticks
 ROW = re.compile(r"^\|\s*`(\w+)\(([^)`]*)\)`\s*\|", re.M)
@@ -113,6 +115,23 @@ def test_every_documented_hook_exists() -> None:
     implement (mmcore refuses a plugin that implements an unknown hook)."""
     stale = sorted(set(_documented()) - set(HOOKS))
     assert not stale, f"{DOC.relative_to(REPO)} documents hooks that do not exist: {stale}"
+
+
+def _section(path: Path, title: str) -> str:
+    """The ``## title`` section of a page, its whitespace runs made single spaces."""
+    text = path.read_text(encoding="utf-8")
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return " ".join(text[start:end if end != -1 else len(text)].split())
+
+
+@pytest.mark.parametrize("hook", sorted(h for h in HOOKS if h.startswith("on_")))
+def test_trainer_event_is_named_in_the_callbacks_section_of_training_md(hook: str) -> None:
+    expected = f"`{hook}({HOOKS[hook]})`"
+    assert expected in _section(TRAINING, "Callbacks"), (
+        f"the callbacks section of {TRAINING.relative_to(REPO)} does not name the trainer "
+        f"event {expected}"
+    )
 
 
 @pytest.mark.parametrize("hook", sorted(HOOKS))

@@ -9,6 +9,7 @@ import re
 import pytest
 import torch
 
+import mmcore
 from mmcore.train import Trainer, progress
 from tests import train_toy as toy
 
@@ -77,3 +78,39 @@ def test_the_epoch_line_shows_each_heads_loss_when_there_are_several():
     assert progress.epoch_line(record, 10, Monitor(), 2) == (
         "epoch 4/10: train loss 1.5000 (a.loss 1.0000, b.loss 0.5000), validation loss "
         "1.2500, 3.0 s")
+
+
+class FailsMidEpoch:
+    """A user's callback that fails in the middle of epoch 2, and sees the events around."""
+
+    def __init__(self):
+        self.seen = []
+
+    @mmcore.hookimpl
+    def on_train_epoch_start(self, trainer, epoch):
+        self.seen.append(("epoch start", epoch, trainer.progress.start, trainer.progress.total))
+
+    @mmcore.hookimpl
+    def on_train_batch_end(self, trainer, batch):
+        if (trainer.progress.epoch, batch) == (2, 2):
+            raise RuntimeError("boom")
+
+    @mmcore.hookimpl
+    def on_exception(self, trainer, error):
+        self.seen.append(("exception", str(error)))
+
+
+def test_an_error_mid_epoch_closes_the_bars_before_it_is_printed(spec, tmp_path, capsys):
+    callback = FailsMidEpoch()
+    with pytest.raises(RuntimeError, match="boom"):
+        _fit(spec, tmp_path / "f", progress=True, callbacks=[callback])
+    assert callback.seen == [("epoch start", 1, 0, 5), ("epoch start", 2, 0, 5),
+                             ("exception", "boom")]
+    err = capsys.readouterr().err
+    # the batch bar (leave=False) was cleared: after its last draw, tqdm moves down to its
+    # line, blanks it and comes back up; then the epochs bar is drawn a last time and ends
+    # its line, so the traceback starts on a line of its own
+    batches = err.rindex("epoch 2:")
+    assert re.match(r"epoch 2: [^\r\n]*\n\r {10,}\x1b\[A\r", err[batches:]), err[batches:]
+    last = err.rsplit("\r", 1)[-1]
+    assert re.fullmatch(r"epochs:  50%\|[^\n]*1/2 \[[^\n]*loss=[^\n]*\] *\n", last), repr(last)

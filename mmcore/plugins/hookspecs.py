@@ -53,6 +53,20 @@ def on_train_start(trainer: Any) -> None:
 
 
 @hookspec
+def on_train_epoch_start(trainer: Any, epoch: int) -> None:
+    """Epoch ``epoch`` (from 1) starts its training pass; ``trainer.progress`` holds its
+    ``total`` batches and the one it ``start``-s from (> 0 resuming inside it)."""
+
+
+@hookspec
+def on_train_batch_end(trainer: Any, batch: int) -> None:
+    """The epoch's ``batch``-th batch (from 1) was trained, and its step checkpoint, if any,
+    written. Called every batch, so keep it cheap: reading a loss waits for the device, and
+    ``trainer.progress.running_loss()`` is current only when ``batch`` is a multiple of
+    :data:`~mmcore.train.epoch_state.LOG_EVERY`."""
+
+
+@hookspec
 def on_validation_end(trainer: Any, epoch: int, metrics: dict[str, float], improved: bool) -> None:
     """An epoch was trained and validated and the best epoch updated (``improved``: this one
     is the best so far), before its checkpoint: what a callback sets now is saved with it."""
@@ -71,3 +85,10 @@ def on_checkpoint_saved(trainer: Any, path: Any) -> None:
 @hookspec
 def on_train_end(trainer: Any, metrics: dict[str, float]) -> None:
     """Training ended; ``metrics`` are the final figures."""
+
+
+@hookspec
+def on_exception(trainer: Any, error: BaseException) -> None:
+    """``fit()`` is failing with ``error`` (a ``KeyboardInterrupt`` too), raised once the
+    callbacks were set up (from reading the data to the last ``on_train_end``); called
+    before it propagates, e.g. to close what a callback opened."""

@@ -9,8 +9,9 @@
   bars in a notebook print a line per update with cursor-up escapes; without ipywidgets they
   are never chosen, and tqdm's ``IProgress not found`` warning never shows.
 
-The trainer adds :class:`EpochLog` on its own when it shows no bars (unless quiet); naming
-``"log"`` in ``train.callbacks`` logs the lines with the bars too.
+The bars are a callback, :class:`~mmcore.train.callbacks.progress.ProgressBars`, which the
+trainer adds where they render (unless quiet); where they do not it adds :class:`EpochLog`
+(unless quiet); naming ``"log"`` in ``train.callbacks`` logs the lines with the bars too.
 """
 
 from __future__ import annotations

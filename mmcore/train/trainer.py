@@ -8,7 +8,6 @@ logged; the best epoch by ``train.monitor`` gives the run's ``model.safetensors`
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -24,7 +23,9 @@ from mmcore.run.layout import RunFolder, default_run_dir
 from mmcore.run.lock import RunLock
 from mmcore.spec.model import Spec
 from mmcore.train.callbacks.defaults import trainer_hooks
+from mmcore.train.callbacks.progress import shows_bars
 from mmcore.train.callbacks.summary import summary as run_summary
+from mmcore.train.callbacks.wiring import per_batch
 from mmcore.train.epoch_state import LOG_EVERY, EpochProgress, dropout_seed
 from mmcore.train.evaluation import SplitResult, autocast_context, evaluate_model, weighted_loss
 from mmcore.train.final_evaluation import final_evaluation, flat_metrics
@@ -33,7 +34,6 @@ from mmcore.train.masking import modality_dropout
 from mmcore.train.modality_loss import alone_loss
 from mmcore.train.optim import frozen_encoders, set_frozen
 from mmcore.train.parallel import select_strategy
-from mmcore.train.progress import bars_render, tqdm
 from mmcore.train.records import record_epoch
 from mmcore.train.refused_writes import refused_writes_reported
 from mmcore.train.report import Transform
@@ -83,10 +83,12 @@ class Trainer:
     ``history`` (one dict per epoch), ``best_epoch``, ``best_value`` and ``final_metrics`` are
     set. Callbacks get the trainer and may read these, plus ``run_dir``, ``epoch`` (the last
     finished epoch), ``step`` (optimizer steps so far), ``bad_epochs`` (since the best),
-    ``monitor``, ``data`` and, at the end, ``final_results`` (each evaluated split's
-    :class:`~mmcore.train.evaluation.SplitResult`); setting ``stopped_early`` ends training
-    after the epoch. The built-in callbacks (:mod:`mmcore.train.callbacks`) set ``health``
-    (the run's health warnings, ``health.json``) and ``modality_report``.
+    ``monitor``, ``data``, ``progress`` (the epoch being trained, its ``batch`` and ``total``:
+    :class:`~mmcore.train.epoch_state.EpochProgress`) and, at the end, ``final_results`` (each
+    evaluated split's :class:`~mmcore.train.evaluation.SplitResult`); setting
+    ``stopped_early`` ends training after the epoch. The built-in callbacks
+    (:mod:`mmcore.train.callbacks`) set ``health`` (the run's health warnings,
+    ``health.json``) and ``modality_report``.
 
     Started by ``torchrun`` (``WORLD_SIZE`` > 1), it trains on ``world_size`` processes with
     the ``train.strategy`` (DDP or FSDP, :mod:`mmcore.train.parallel`), ``train.batch_size``
@@ -127,10 +129,7 @@ class Trainer:
         self.report = report
         self.modality_report: dict[str, Any] | None = None
         self.health: HealthChecks | None = None  # set by the health callback
-        wanted = spec.train.progress if progress is None else progress
-        self.show_progress = bool(
-            wanted and not quiet and self.is_main and (progress or bars_render())
-        )
+        self.show_progress = shows_bars(spec.train.progress, progress, quiet, self.is_main)
         self.summary = summary
         self.callbacks = list(callbacks)
         self._stop = False
@@ -212,45 +211,33 @@ class Trainer:
         # the callbacks run on the main process; the others run only what needs them all
         self.hooks = (self.strategy.on_main(lambda: trainer_hooks(self, main=True))
                       or trainer_hooks(self, main=False))
-        modalities = build_modalities(self.spec, self.registry)
-        resolved = set_up_run_data(self, modalities, resume_from)
-        build_training(self, resolved, modalities, resume_from)
-        self._train_epochs()
-        return self._finish()
+        try:
+            modalities = build_modalities(self.spec, self.registry)
+            resolved = set_up_run_data(self, modalities, resume_from)
+            build_training(self, resolved, modalities, resume_from)
+            self._train_epochs()
+            return self._finish()
+        except BaseException as error:  # Ctrl-C too: the progress bars close before it shows
+            self.hooks.hook.on_exception(trainer=self, error=error)
+            raise
 
     # -- the epochs -----------------------------------------------------------------------
     def _train_epochs(self) -> None:
         """The epochs left, until the last, early stopping or :meth:`stop`."""
-        assert self.monitor is not None and self.epochs is not None
+        assert self.epochs is not None
         self.hooks.hook.on_train_start(trainer=self)
-        epochs_bar = tqdm(
-            total=self.epochs, initial=self.epoch, desc="epochs", unit="epoch",
-            disable=not self.show_progress, file=sys.stderr, dynamic_ncols=True,
-        )
-        try:
-            while self.epoch < self.epochs and not self.stopped_early and not self._stop:
-                record = self._run_epoch(self.epoch + 1)
-                # a callback on the main process may have called stop() or stopped early
-                self._stop, self.stopped_early = self.strategy.broadcast(
-                    (self._stop, self.stopped_early))
-                epochs_bar.update(1)
-                shown = {"loss": f"{record[f'{TRAIN}/loss']:.4g}"}  # at least once an epoch
-                value = record.get(self.monitor.key)
-                if value is not None:
-                    shown[self.monitor.name] = f"{value:.4g}"
-                epochs_bar.set_postfix(shown)
-        finally:
-            epochs_bar.close()
+        while self.epoch < self.epochs and not self.stopped_early and not self._stop:
+            self._run_epoch(self.epoch + 1)
+            # a callback on the main process may have called stop() or stopped early
+            self._stop, self.stopped_early = self.strategy.broadcast(
+                (self._stop, self.stopped_early))
 
-    def _run_epoch(self, epoch: int) -> dict[str, Any]:
+    def _run_epoch(self, epoch: int) -> None:
         assert self.monitor is not None and self.optimizer is not None
         started = time.perf_counter()
         train_metrics = self._train_epoch(epoch)
-        record: dict[str, Any] = {
-            "epoch": epoch,
-            "step": self.step,
-            "lr": self.optimizer.param_groups[0]["lr"],
-        }
+        record: dict[str, Any] = {"epoch": epoch, "step": self.step,
+                                  "lr": self.optimizer.param_groups[0]["lr"]}
         record.update({f"{TRAIN}/{k}": v for k, v in train_metrics.items()})
         if self.has_validation:
             record.update(
@@ -269,7 +256,6 @@ class Trainer:
                                           improved=improved)
         path = save_checkpoint(self, epoch)
         self.strategy.on_main(lambda: self._after_epoch(path, improved, record))
-        return record
 
     def _after_epoch(self, path: Path, improved: bool, record: dict[str, Any]) -> None:
         """The main process's writes after an epoch's checkpoint: the run's records (best
@@ -292,20 +278,16 @@ class Trainer:
         params = [p for p in model.parameters() if p.requires_grad]
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        bar = tqdm(
-            batches, total=total, initial=progress.start, desc=f"epoch {epoch}", unit="batch",
-            leave=False, disable=not self.show_progress, file=sys.stderr, dynamic_ncols=True,
-        )
-        for batch in bar:
+        self.hooks.hook.on_train_epoch_start(trainer=self, epoch=epoch)
+        batch_end = per_batch(self.hooks, "on_train_batch_end")
+        for batch in batches:
             stepped = self._train_step(batch, progress, params)
             if progress.batch % LOG_EVERY == 0:
                 progress.flush(self.last_checkpoint)
-                if self.show_progress:
-                    bar.set_postfix(loss=f"{progress.running_loss():.4f}")
-            if stepped and self._step_checkpoint_due(progress):
+            if stepped and progress.checkpoint_due(self.step, train.checkpoint_every):
                 progress.flush(self.last_checkpoint)
                 save_checkpoint(self, epoch, progress)
-        bar.close()
+            batch_end(trainer=self, batch=progress.batch)
         progress.flush(self.last_checkpoint)
         return progress.means(list(model.heads), self.strategy.sum_rows)
 
@@ -374,14 +356,6 @@ class Trainer:
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
         self.step += 1
-
-    def _step_checkpoint_due(self, progress: EpochProgress) -> bool:
-        """Whether the optimizer step just taken is one of ``train.checkpoint_every``'s,
-        inside the epoch (its end has its own checkpoint)."""
-        every = self.spec.train.checkpoint_every
-        if not every:
-            return False
-        return self.step % every == 0 and progress.batch < progress.total
 
     def _apply_freezing(self, epoch: int) -> None:
         """Freeze and unfreeze the encoders as ``freeze``/``unfreeze_at`` say for ``epoch``;

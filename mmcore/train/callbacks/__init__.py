@@ -1,15 +1,16 @@
 """Trainer callbacks: how they are wired, and the built-in ones.
 
-A callback is a class whose methods marked ``@mmcore.hookimpl`` (``on_train_start``,
-``on_validation_end``, ``on_epoch_end``, ``on_checkpoint_saved``, ``on_train_end``) are
-called with the trainer; implement only those you need. The built-in ones are written as a
-user's would be: the loggers ``csv`` and ``tensorboard`` here (named in ``train.callbacks``;
-they stay in this module because run folders' ``spec.json`` name them as
-``mmcore.train.callbacks:Class``, which the trust rules of :mod:`mmcore.spec.trust` accept
-for classes defined in the registered module), and the jobs a trainer turns on by itself,
-one module each (:mod:`~mmcore.train.callbacks.defaults`). How they are named, created and
-registered is :mod:`~mmcore.train.callbacks.wiring`'s. The experiment trackers (``mlflow``,
-``wandb``) are in :mod:`mmcore.train.trackers`.
+A callback is a class whose methods marked ``@mmcore.hookimpl`` (the events of
+:data:`EVENT_HOOKS`: ``on_train_start``, ``on_train_epoch_start``, ``on_train_batch_end``,
+``on_validation_end``, ``on_epoch_end``, ``on_checkpoint_saved``, ``on_train_end``,
+``on_exception``) are called with the trainer; implement only those you need. The built-in
+ones are written as a user's would be: the loggers ``csv`` and ``tensorboard`` here (named
+in ``train.callbacks``; they stay in this module because run folders' ``spec.json`` name
+them as ``mmcore.train.callbacks:Class``, which the trust rules of :mod:`mmcore.spec.trust`
+accept for classes defined in the registered module), and the jobs a trainer turns on by
+itself, one module each (:mod:`~mmcore.train.callbacks.defaults`). How they are named,
+created and registered is :mod:`~mmcore.train.callbacks.wiring`'s. The experiment trackers
+(``mlflow``, ``wandb``) are in :mod:`mmcore.train.trackers`.
 """
 
 from __future__ import annotations

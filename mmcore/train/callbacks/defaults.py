@@ -1,8 +1,9 @@
 """Which built-in callbacks a trainer turns on by itself, beside the spec's ``train.callbacks``.
 
 They are the jobs every run does unless told not to: early stopping, the health checks, the
-modality report, the plots, the model card, the summary and (without progress bars) a log
-line per epoch. Each is an ordinary callback, registered by name in :mod:`mmcore.builtin`.
+modality report, the plots, the model card, the summary, and the progress bars or (without
+them) a log line per epoch. Each is an ordinary callback, registered by name in
+:mod:`mmcore.builtin`, but the bars: ``train.progress`` and the terminal turn them on.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from mmcore.train.callbacks.early_stopping import EarlyStopping
 from mmcore.train.callbacks.health import HealthCallback
 from mmcore.train.callbacks.modality_report import ModalityReport
 from mmcore.train.callbacks.plots import Plots
+from mmcore.train.callbacks.progress import ProgressBars
 from mmcore.train.callbacks.summary import Summary
 from mmcore.train.callbacks.wiring import callback_manager, silent_hooks
 from mmcore.train.progress import EpochLog
@@ -71,6 +73,8 @@ def trainer_hooks(trainer: Any, *, main: bool) -> pluggy.PluginManager:
         on = default_callbacks(named, report=trainer.report, plots=trainer.plots,
                                summary=trainer.summary,
                                log=not (trainer.show_progress or trainer.quiet))
+        if trainer.show_progress:
+            on.insert(0, ("progress", ProgressBars()))
         on += [(f"object:{i}", callback) for i, callback in enumerate(trainer.callbacks)]
     for name, callback in on:
         hooks.register(callback, name=f"callback:{name}")

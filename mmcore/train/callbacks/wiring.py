@@ -9,7 +9,7 @@ implementations of the trainer events are called as well."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,9 @@ from mmcore.plugins.registry import Registry, import_object
 from mmcore.train.trackers.base import Tracker
 
 #: the trainer-event hooks; plugins' implementations of other hooks are not called here
-EVENT_HOOKS = ("on_train_start", "on_validation_end", "on_epoch_end", "on_checkpoint_saved",
-               "on_train_end")
+EVENT_HOOKS = ("on_train_start", "on_train_epoch_start", "on_train_batch_end",
+               "on_validation_end", "on_epoch_end", "on_checkpoint_saved", "on_train_end",
+               "on_exception")
 
 
 def callback_manager(names: list[str], registry: Registry,
@@ -131,3 +132,15 @@ def silent_hooks() -> pluggy.PluginManager:
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     return pm
+
+
+def per_batch(hooks: pluggy.PluginManager, event: str) -> Callable[..., object]:
+    """The relay's ``event`` for a loop over batches: the hook, or a function that does
+    nothing when no callback implements it, so that the event then costs nothing measurable
+    (pluggy's call of no implementation takes 1 to 2 µs)."""
+    caller = getattr(hooks.hook, event)
+    return caller if caller.get_hookimpls() else _nothing
+
+
+def _nothing(**event: object) -> None:
+    pass
