@@ -17,18 +17,18 @@ TABLE = HERE / "data" / "pairs.csv" if CLEAN else HERE / "data" / "degraded" / "
 IMAGE = {
     "plugin": "image",
     "column": "image",
-    "options": {"size": 28, "channels": 1, "conv_channels": [16, 32, 32], "feature_size": 64},
+    "options": {"size": 28, "channels": 1, "conv_channels": [32, 64, 64], "feature_size": 64},
 }
 AUDIO = {
     "plugin": "audio",
     "column": "audio",
     "options": {
         "sample_rate": 8000, "n_fft": 256, "win_length": 200, "hop_length": 80, "n_mels": 40,
-        "max_seconds": 1.0, "truncate": True, "conv_channels": [16, 32], "feature_size": 64,
-        "lstm_hidden": 64,
-    },
+        "max_seconds": 1.0, "truncate": True, "feature_size": 64,
+    },  # encoder "auto": minirocket for these 500 training clips (docs/plugins/audio.md)
 }
-HEADS = {"digit": {"kind": "classification", "target": "label", "options": {"hidden": [64]}}}
+#: a linear head (label smoothing 0.1 by default): what generalises from 500 rows here
+HEADS = {"digit": {"kind": "classification", "target": "label", "options": {"hidden": []}}}
 TRAIN = {"epochs": 12, "batch_size": 32, "lr": 2e-3, "scheduler": "cosine", "seed": 0}
 
 
