@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -30,14 +30,6 @@ class Head(nn.Module, HeadTargets):
         input_size: size of the fused representation.
         target: name of the data column this head predicts.
     """
-
-    #: the metric names this head reports, the first being the default to monitor.
-    metric_names: tuple[str, ...] = ()
-    #: whether a larger value is better (of every metric, unless ``metric_directions`` says
-    #: otherwise for one).
-    greater_is_better: bool = True
-    #: metrics whose direction differs from ``greater_is_better`` (name -> larger is better)
-    metric_directions: ClassVar[dict[str, bool]] = {}
 
     def __init__(self, input_size: int, target: str) -> None:
         super().__init__()

@@ -104,8 +104,8 @@ def _hooked(obj: _Pruning) -> Any:
 
 def monitor_direction(spec: Any) -> tuple[str, bool]:
     """``(monitor name, larger is better)`` of the spec, without building a model."""
+    from mmcore.heads.targets import check_monitor
     from mmcore.plugins import get_registry
-    from mmcore.train.settings import check_monitor
 
     registry = get_registry()
     heads = {n: registry.get("head", h.kind).load() for n, h in spec.heads.items()}

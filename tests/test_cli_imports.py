@@ -93,6 +93,15 @@ def test_validate_with_data_checks_imports_neither_torch_nor_datasets(
     assert not [h for h in heavy if h.startswith("torch by ")], heavy
 
 
+def test_validate_checks_a_metric_monitor_without_torch() -> None:
+    # train.monitor names a head's metric: the names and directions are the built-in heads'
+    # torch-free target side's (mmcore.heads.targets), so the check imports no model code
+    heavy, out = imported_by("validate", str(EXAMPLES / "av_digits/spec.py"), "--no-data",
+                             "train.monitor=digit.macro_f1")
+    assert ": valid." in out
+    assert heavy & {*HEAVY, *MODEL_SIDE} == set(), heavy
+
+
 @pytest.mark.parametrize("split", [{}, {"group_column": "g"}])
 def test_a_seeded_split_is_checked_without_pandas(tmp_path: Path, split: dict) -> None:
     # no split column: the rows are split by seed (stratified by the head's target, whole

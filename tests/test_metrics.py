@@ -9,6 +9,7 @@ import torch
 
 from mmcore.heads.classification import ClassificationHead
 from mmcore.heads.regression import RegressionHead
+from mmcore.heads.targets import check_monitor
 from mmcore.metrics import (
     balanced_accuracy,
     binary_auroc,
@@ -17,7 +18,6 @@ from mmcore.metrics import (
     macro_one_vs_rest,
     r2_score,
 )
-from mmcore.train.settings import check_monitor
 
 sk = pytest.importorskip("sklearn.metrics", reason="scikit-learn is the test oracle "
                          "(pip install -e '.[test]')")

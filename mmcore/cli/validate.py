@@ -54,9 +54,10 @@ def _check_monitor(spec: Any, registry: Any) -> Problems:
     monitor = spec.train.monitor
     if monitor is None or monitor in {"loss", *(f"{h}.loss" for h in spec.heads)}:
         return []
-    from mmcore.train.settings import check_monitor
+    from mmcore.heads.targets import check_monitor, head_targets
 
-    classes = {name: registry.get("head", h.kind).load() for name, h in spec.heads.items()}
+    # a built-in head's metric names from its torch-free side; a plugin's head class is loaded
+    classes = {name: head_targets(registry.get("head", h.kind)) for name, h in spec.heads.items()}
     try:
         check_monitor(monitor, classes, spec.source)
     except SpecError as exc:

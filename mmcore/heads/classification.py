@@ -31,11 +31,6 @@ class ClassificationHead(Head, ClassificationTargets):
     """Logits over ``classes``; ``fit_targets``/``encode_targets`` (class indices) are
     :class:`~mmcore.heads.targets.ClassificationTargets`'."""
 
-    metric_names = ("accuracy", "macro_f1", "top_k", "balanced_accuracy", "auroc",
-                    "average_precision", "ece")
-    greater_is_better = True
-    metric_directions = {"ece": False}
-
     def __init__(self, input_size: int, target: str, **options: Any) -> None:
         super().__init__(input_size, target)
         self.options = from_validated(ClassificationOptions, options, target)

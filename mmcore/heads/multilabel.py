@@ -17,9 +17,6 @@ class MultiLabelHead(Head, MultiLabelTargets):
     """Independent logits over ``classes``; ``fit_targets``/``encode_targets`` (0/1 per class)
     are :class:`~mmcore.heads.targets.MultiLabelTargets`'."""
 
-    metric_names = ("micro_f1", "macro_f1", "exact_match")
-    greater_is_better = True
-
     def __init__(self, input_size: int, target: str, **options: Any) -> None:
         super().__init__(input_size, target)
         self.options = from_validated(MultiLabelOptions, options, target)

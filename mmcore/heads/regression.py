@@ -23,9 +23,6 @@ class RegressionHead(Head, RegressionTargets):
     """``size`` values per row, trained on standardised targets; ``fit_targets`` (mean, std)
     and ``encode_targets`` are :class:`~mmcore.heads.targets.RegressionTargets`'."""
 
-    metric_names = ("mae", "rmse", "r2")
-    greater_is_better = False
-    metric_directions = {"r2": True}
     mean: Tensor  # [size] buffers: the targets' standardisation, saved with the weights
     std: Tensor
 

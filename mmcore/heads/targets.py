@@ -11,11 +11,12 @@ data without importing its torch module; a plugin's head is imported, and its ow
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from mmcore.errors import SpecError
 from mmcore.heads.imbalance import class_index, lookup, resolve_class_weights
 
 if TYPE_CHECKING:
@@ -23,8 +24,17 @@ if TYPE_CHECKING:
 
 
 class HeadTargets:
-    """What the data layer needs of a head: ``fit_targets``, ``encode_targets`` and
-    ``categorical``; the defaults fit nothing and encode numbers as float32."""
+    """What the data layer and ``mmcore validate`` need of a head: ``fit_targets``,
+    ``encode_targets``, ``categorical`` and the metrics it reports; the defaults fit nothing,
+    encode numbers as float32 and report no metric."""
+
+    #: the metric names this head reports, the first being the default to monitor.
+    metric_names: ClassVar[tuple[str, ...]] = ()
+    #: whether a larger value is better (of every metric, unless ``metric_directions`` says
+    #: otherwise for one).
+    greater_is_better: ClassVar[bool] = True
+    #: metrics whose direction differs from ``greater_is_better`` (name -> larger is better)
+    metric_directions: ClassVar[dict[str, bool]] = {}
 
     #: one class per row out of ``self.classes``, ``forward`` giving ``[B, len(classes)]``
     #: logits: stratified splits and the balanced sampler go by the first such head's
@@ -58,6 +68,10 @@ class ClassificationTargets(HeadTargets):
     """Single-label targets: class values -> int64 indices into ``classes``."""
 
     categorical = True
+    metric_names = ("accuracy", "macro_f1", "top_k", "balanced_accuracy", "auroc",
+                    "average_precision", "ece")
+    greater_is_better = True
+    metric_directions = {"ece": False}
 
     @staticmethod
     def fit_targets(values: Sequence[Any], options: dict[str, Any]) -> dict[str, Any]:
@@ -101,6 +115,9 @@ def labels(value: Any, separator: str) -> list[Any]:
 class MultiLabelTargets(HeadTargets):
     """Multi-label targets: label lists (or separated strings) -> ``[N, classes]`` 0/1."""
 
+    metric_names = ("micro_f1", "macro_f1", "exact_match")
+    greater_is_better = True
+
     @staticmethod
     def fit_targets(values: Sequence[Any], options: dict[str, Any]) -> dict[str, Any]:
         """``classes``: every label seen, sorted (nothing when ``classes`` is given)."""
@@ -140,6 +157,10 @@ def as_matrix(values: Sequence[Any], size: int) -> np.ndarray:
 class RegressionTargets(HeadTargets):
     """Regression targets: numbers (or ``size`` numbers per row) -> float32."""
 
+    metric_names = ("mae", "rmse", "r2")
+    greater_is_better = False
+    metric_directions = {"r2": True}
+
     @staticmethod
     def fit_targets(values: Sequence[Any], options: dict[str, Any]) -> dict[str, Any]:
         """``mean`` and ``std`` per value (a std of 0 taken as 1) when ``normalize`` is on
@@ -175,3 +196,21 @@ def head_targets(registration: Registration) -> type[HeadTargets]:
         return BUILTIN[impl]
     loaded: type[HeadTargets] = registration.load()
     return loaded
+
+
+def check_monitor(requested: str | None, heads: Mapping[str, Any], source: str) -> dict[str, bool]:
+    """Every name ``train.monitor`` may take -> whether larger is better; raise
+    :class:`SpecError` when ``requested`` is not one. ``heads`` maps head names to heads,
+    head classes or their target sides (``metric_names`` and ``greater_is_better`` are class
+    attributes of :class:`HeadTargets`, so ``mmcore validate`` checks the monitor without
+    importing torch)."""
+    available = {"loss": False}
+    for name, head in heads.items():
+        available[f"{name}.loss"] = False
+        for metric in head.metric_names:
+            directions = getattr(head, "metric_directions", {})
+            available[f"{name}.{metric}"] = bool(directions.get(metric, head.greater_is_better))
+    if requested is not None and requested not in available:
+        raise SpecError(source, [("train.monitor", f"unknown metric {requested!r}; "
+                                  f"expected one of {', '.join(sorted(available))}")])
+    return available

@@ -6,13 +6,12 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from mmcore.errors import SpecError
+from mmcore.heads.targets import check_monitor
 from mmcore.model import MultimodalModel
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
@@ -100,23 +99,6 @@ class Monitor:
         if not math.isfinite(value):
             return False
         return value > best if self.greater_is_better else value < best
-
-
-def check_monitor(requested: str | None, heads: Mapping[str, Any], source: str) -> dict[str, bool]:
-    """Every name ``train.monitor`` may take -> whether larger is better; raise
-    :class:`SpecError` when ``requested`` is not one. ``heads`` maps head names to heads or
-    head classes (``metric_names`` and ``greater_is_better`` are class attributes, so
-    ``mmcore validate`` checks the monitor without building a model)."""
-    available = {"loss": False}
-    for name, head in heads.items():
-        available[f"{name}.loss"] = False
-        for metric in head.metric_names:
-            directions = getattr(head, "metric_directions", {})
-            available[f"{name}.{metric}"] = bool(directions.get(metric, head.greater_is_better))
-    if requested is not None and requested not in available:
-        raise SpecError(source, [("train.monitor", f"unknown metric {requested!r}; "
-                                  f"expected one of {', '.join(sorted(available))}")])
-    return available
 
 
 def resolve_monitor(
