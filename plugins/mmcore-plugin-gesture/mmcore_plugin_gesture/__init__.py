@@ -17,5 +17,5 @@ def register_modalities(register):
         "mmcore_plugin_gesture.modality:GestureModality",
         options="mmcore_plugin_gesture.options:GestureOptions",
         description="motion / sensor sequences [T, C] (joint angles, IMU, fingertip "
-        "trajectories); LSTM + linear encoder",
+        "trajectories); minirocket / tcn / transformer / LSTM reference encoder",
     )

@@ -17,5 +17,5 @@ def register_modalities(register):
         "mmcore_plugin_position.modality:PositionModality",
         options="mmcore_plugin_position.options:PositionOptions",
         description="keypoint coordinates over time [T, K, D] or flat frames [T, F]; "
-        "conv1d x2 + LSTM encoder",
+        "minirocket / tcn / transformer / conv1d + LSTM reference encoder",
     )
