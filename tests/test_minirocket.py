@@ -28,6 +28,7 @@ from mmcore.sequence.minirocket import (  # noqa: E402
     MiniRocketParameters,
     fit_dilations,
     fit_minirocket,
+    transform_arrays,
 )
 
 
@@ -250,3 +251,16 @@ def test_position_takes_the_minirocket_encoder_too(run, tmp_path) -> None:
     bad["modalities"]["trace"]["options"]["output"] = "sequence"
     with pytest.raises(mmcore.MmcoreError, match="output to 'pooled'"):
         mmcore.validate_spec(bad)
+
+
+def test_a_sequence_gets_the_same_features_in_any_batch() -> None:
+    """The biases are quantiles of the training sequences' own convolutions, so a training
+    sequence sits exactly on some of them: its PPV depends on the last bit of the sum of its
+    channels. That sum is made the same way whatever the batch (size, padding, absent rows)."""
+    rng = np.random.default_rng(0)
+    arrays = [rng.uniform(-1, 1, size=(n, 10)).astype(np.float32) for n in (1, 3, 2, 4, 3)]
+    features = MiniRocketFeatures(fit_minirocket(arrays, 840, 32))
+    alone = [transform_arrays(features, [a])[0] for a in arrays]
+    for size in (2, 4, 5):
+        batch = transform_arrays(features, arrays[:size], batch_size=size)
+        np.testing.assert_array_equal(batch, np.stack(alone[:size]))

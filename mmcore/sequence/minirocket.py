@@ -40,6 +40,7 @@ from mmcore.sequence.encoder import sequence_input
 #: the three positions (of 9) weighted 2 in each of the 84 kernels; the other six weigh -1
 KERNEL_INDICES = np.array(list(combinations(range(9), 3)), dtype=np.int64)
 NUM_KERNELS = len(KERNEL_INDICES)  # 84
+KERNEL_LENGTH = 9
 #: training sequences a modality fits MiniRocket on (a seeded random subset when it has more)
 FIT_ROWS = 2048
 #: most memory the encoder spends remembering features of sequences it has seen (on the CPU)
@@ -221,6 +222,16 @@ class MiniRocketFeatures(nn.Module):
         for i, chans in enumerate(params.channels):
             combos[i // NUM_KERNELS, i % NUM_KERNELS, chans] = 1.0
         self.register_buffer("combos", combos)
+        # each kernel's channels as indices (padded with index C, a zero channel appended in
+        # forward): summing a fixed handful of channels in a fixed order gives every sequence
+        # the same float result whatever its batch (a matrix product's blocking does not, and
+        # a bias fitted as a quantile of these very values makes PPV sensitive to the last bit)
+        width = max(1, max(len(chans) for chans in params.channels))
+        index = torch.full((len(self.dilations), NUM_KERNELS, width), params.input_channels,
+                           dtype=torch.long)
+        for i, chans in enumerate(params.channels):
+            index[i // NUM_KERNELS, i % NUM_KERNELS, : len(chans)] = torch.tensor(sorted(chans))
+        self.register_buffer("channel_index", index, persistent=False)
         biases = torch.tensor(params.biases, dtype=torch.float32)
         self.register_buffer("biases", biases)
         # aeon alternates the "valid" (no padding) features: kernel k at dilation j when j + k
@@ -233,18 +244,27 @@ class MiniRocketFeatures(nn.Module):
         b, t, c = x.shape
         keep = mask.to(x.dtype)
         xt = (x * keep.unsqueeze(-1)).transpose(1, 2)  # [B, C, T]
+        padded = torch.cat([xt, xt.new_zeros(b, 1, t)], dim=1)  # channel C: zeros
         lengths = mask.sum(dim=1, keepdim=True)  # [B, 1]
         steps = torch.arange(t, device=x.device).unsqueeze(0)  # [1, T]
-        weight = self.weight.to(x.dtype)
+        weight = self.weight.to(x.dtype).view(NUM_KERNELS, KERNEL_LENGTH, 1)
         feats, start = [], 0
         for j, (d, n) in enumerate(zip(self.dilations, self.features_per_dilation, strict=True)):
             # a kernel summed over its channels is the kernel of their sum (convolution is
-            # linear): add each kernel's channels first, then one grouped convolution, instead
-            # of every kernel over every channel
-            summed = torch.einsum("bct,kc->bkt", xt, self.combos[j].to(x.dtype))
-            conv = nn.functional.conv1d(summed, weight, padding=4 * d, dilation=d,
-                                        groups=NUM_KERNELS)
+            # linear): add each kernel's channels first, then convolve once per kernel. Both
+            # as plain additions in a fixed order, element by element: the biases are
+            # quantiles of the training sequences' own convolutions, so a sequence's PPV
+            # hangs on the last bit of these sums, which must not depend on its batch (a
+            # matrix product's or convolution's blocking does)
+            chosen = padded[:, self.channel_index[j]]  # [B, 84, width, T]
+            summed = chosen[:, :, 0]
+            for w in range(1, chosen.shape[2]):
+                summed = summed + chosen[:, :, w]
             pad = 4 * d
+            wide = nn.functional.pad(summed, (pad, pad))
+            conv = wide[:, :, :t] * weight[:, 0]
+            for m in range(1, KERNEL_LENGTH):
+                conv = conv + wide[:, :, m * d : m * d + t] * weight[:, m]
             inner = mask & (steps >= pad) & (steps < lengths - pad)
             # a sequence too short for a valid window at this dilation uses all its steps
             # (logical operators, not torch.where: ONNX Runtime has no boolean Where)
