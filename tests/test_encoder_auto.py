@@ -48,6 +48,9 @@ def test_auto_is_tcn_above_the_row_limit_or_for_a_sequence_output(monkeypatch):
     assert fitted(30, encoder="transformer").encoder_kind == "transformer"  # a named one stays
     # a spec that sizes the trained network means it: "auto" does not trade it for minirocket
     assert fitted(30, tcn_channels=16).encoder_kind == "tcn"
+    # even at its default value; and the fit cache's key follows what "auto" chose by
+    assert fitted(30, tcn_channels=64).encoder_kind == "tcn"
+    assert fitted(30, tcn_channels=64).fingerprint() != fitted(30).fingerprint()
 
 
 def test_auto_cannot_build_before_it_is_fitted():

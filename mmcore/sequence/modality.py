@@ -192,7 +192,11 @@ class SequenceModality(Modality[OptionsT]):
             raise ValueError(f"{path}: invalid {kind} state: {exc}") from None
 
     def fingerprint(self) -> str:
-        return f"{super().fingerprint()}|{json.dumps(self._state(), sort_keys=True)}"
+        key = f"{super().fingerprint()}|{json.dumps(self._state(), sort_keys=True)}"
+        sized = sorted(NETWORK_OPTIONS & self.options.model_fields_set)
+        if self.options.encoder == "auto" and sized:  # "auto" chooses by them, even at defaults
+            key += f"|sets {','.join(sized)}"
+        return key
 
     def _state(self) -> dict[str, Any]:
         return {**self.own_state(), "pipeline": self.pipeline.state()}

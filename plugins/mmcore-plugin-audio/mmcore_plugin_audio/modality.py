@@ -70,6 +70,8 @@ class AudioModality(Modality[AudioOptions]):
         fields = set(PREPROCESS_FIELDS)
         if self.options.encoder != "reference":  # its fit is cached under this key too
             fields |= {"encoder", "minirocket_features", "max_dilations"}
+            # and "auto" chooses by the CNN options a spec sets
+            fields |= CNN_OPTIONS & self.options.model_fields_set
         chosen = self.options.model_dump(mode="json", include=fields)
         return json.dumps({"audio": PREPROCESS_VERSION, **chosen}, sort_keys=True)
 

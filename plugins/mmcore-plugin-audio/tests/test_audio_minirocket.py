@@ -112,3 +112,5 @@ def test_auto_picks_minirocket_for_few_clips_and_load_state_reads_the_choice(tmp
     sized = AudioModality("a", AudioOptions(**dict(auto, conv_channels=[8, 8])))
     sized.fit(clips)  # a spec that sizes the CNN means it
     assert sized.encoder_kind == "reference" and sized.minirocket is None
+    # the fit cache's key follows what "auto" chose by: not one fit for both specs
+    assert sized.fingerprint() != m.fingerprint()
