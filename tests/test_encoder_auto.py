@@ -10,7 +10,7 @@ import pytest
 from mmcore_plugin_gesture.modality import GestureModality
 from mmcore_plugin_gesture.options import GestureOptions
 
-from mmcore.sequence import modality as sequence_modality
+from mmcore.sequence import modality_options
 from mmcore.sequence.encoder import SequenceEncoder
 from mmcore.sequence.minirocket import MiniRocketEncoder
 
@@ -39,11 +39,11 @@ def test_auto_is_minirocket_on_a_small_training_split_and_is_saved(tmp_path):
 
 
 def test_auto_is_tcn_above_the_row_limit_or_for_a_sequence_output(monkeypatch):
-    monkeypatch.setattr(sequence_modality, "AUTO_MINIROCKET_ROWS", 29)
+    monkeypatch.setattr(modality_options, "AUTO_MINIROCKET_ROWS", 29)
     big = fitted(30)
     assert big.encoder_kind == "tcn" and big.minirocket is None
     assert isinstance(big.build_encoder(), SequenceEncoder)
-    monkeypatch.setattr(sequence_modality, "AUTO_MINIROCKET_ROWS", 2_000)
+    monkeypatch.setattr(modality_options, "AUTO_MINIROCKET_ROWS", 2_000)
     assert fitted(30, output="sequence").encoder_kind == "tcn"  # minirocket gives no sequence
     assert fitted(30, encoder="transformer").encoder_kind == "transformer"  # a named one stays
     # a spec that sizes the trained network means it: "auto" does not trade it for minirocket

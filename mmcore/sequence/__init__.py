@@ -6,7 +6,10 @@
 - :mod:`mmcore.sequence.pipeline`: :class:`SequencePipeline`, fitted on the training split,
   saved with the run.
 - :mod:`mmcore.sequence.encoder`: :class:`SequenceEncoder` and its options (torch; import it
-  explicitly).
+  explicitly); :mod:`mmcore.sequence.minirocket`: the MiniRocket encoder.
+- :mod:`mmcore.sequence.modality_options`: ``SequenceOptions``, what a spec sets for a sequence
+  modality, and the rule of ``encoder: "auto"`` (pydantic only);
+  :mod:`mmcore.sequence.modality`: ``SequenceModality``, the base of sequence plugins.
 
 Plugins compose these; no plugin imports another plugin.
 """

@@ -82,7 +82,7 @@ class AudioModality(Modality[AudioOptions]):
         statistics on the log-mels of at most ``FIT_ROWS`` training clips (a seeded subset);
         clips that cannot be read are left out (preprocessing reports them). Nothing to fit
         otherwise."""
-        from mmcore.sequence.modality import auto_encoder
+        from mmcore.sequence.modality_options import auto_encoder
 
         self.minirocket = None
         o = self.options

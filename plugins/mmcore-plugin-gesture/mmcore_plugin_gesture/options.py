@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt
 
-from mmcore.sequence.modality import SequenceOptions
+from mmcore.sequence.modality_options import SequenceOptions
 
 
 class GestureOptions(SequenceOptions):

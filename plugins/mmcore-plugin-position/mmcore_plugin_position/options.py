@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
-from mmcore.sequence.modality import SequenceOptions
+from mmcore.sequence.modality_options import SequenceOptions
 
 
 class PositionOptions(SequenceOptions):
