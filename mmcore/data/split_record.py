@@ -40,7 +40,7 @@ from mmcore.data.bad_rows import BadRow
 from mmcore.data.split_sources import SplitSource
 from mmcore.data.storage import FORMAT_VERSION
 from mmcore.data.targets import Targets
-from mmcore.data.train_fit import _fits as fits
+from mmcore.data.train_fit import fits
 from mmcore.errors import DataError
 from mmcore.modality import Modality, rooted
 from mmcore.plugins.registry import Registry

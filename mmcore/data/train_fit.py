@@ -24,7 +24,7 @@ from mmcore.modality import Modality, rooted
 from mmcore.spec.model import Spec
 
 
-def _fits(modality: Modality) -> bool:
+def fits(modality: Modality) -> bool:
     """Whether the modality has something to fit on the training split."""
     cls = type(modality)
     return cls.fit is not Modality.fit or cls.fit_rows is not Modality.fit_rows
@@ -81,7 +81,7 @@ class TrainFit:
         rows = self._read(train, self._fit_columns(skip))
         with rooted(self.modalities, train.root):
             for name, modality in self.modalities.items():
-                if _fits(modality) and name not in skip:
+                if fits(modality) and name not in skip:
                     self._fit_modality(name, modality, train, rows)
                     self._store(cache_root, cached.get(name), modality)
         self._train = train
@@ -128,7 +128,7 @@ class TrainFit:
     def _fit_columns(self, skip: set[str]) -> list[str]:
         """The columns the fit reads; ``skip``: modalities whose fit came from the cache."""
         columns = [
-            c for name, m in self.modalities.items() if _fits(m) and name not in skip
+            c for name, m in self.modalities.items() if fits(m) and name not in skip
             for c in [*self.columns[name], *m.context_columns()]
         ]
         columns += [self.spec.heads[n].target for n in self.head_targets.fitted()]
@@ -145,7 +145,7 @@ class TrainFit:
             return out
         with rooted(self.modalities, train.root):
             for name, modality in self.modalities.items():
-                if not (_fits(modality) and fit_cache.can_cache(modality)):
+                if not (fits(modality) and fit_cache.can_cache(modality)):
                     continue
                 key = fit_cache.fit_key(fingerprint, modality, self.columns[name], versions[name])
                 loaded = fit_cache.load_fitted(cache_root, key, modality)
