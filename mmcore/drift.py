@@ -220,7 +220,7 @@ def evaluate_drift(predictor: Any, split: str | None = None, *, data: Any = None
     data file, against the run's ``drift_reference.json``; ``None`` when the run has none.
     With ``hide``, the report also holds ``"hidden_metrics"``: the split's metrics with the
     drifting modalities hidden from every row (``None`` when none drifts)."""
-    from mmcore.train.masking import hide_all
+    from mmcore.evaluate.masking import hide_all
 
     reference = read_reference(predictor.run_dir)
     if reference is None:

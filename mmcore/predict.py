@@ -18,6 +18,10 @@ from pydantic import ValidationError
 
 from mmcore.batch import Batch
 from mmcore.errors import CheckpointError, DataError, PluginError, SpecError
+from mmcore.evaluate.ablation import modality_report, robustness_report
+from mmcore.evaluate.masking import hide_all
+from mmcore.evaluate.monitor import monitored_metric
+from mmcore.evaluate.split import SplitResult, evaluate_model
 from mmcore.modality import Modality, rooted
 from mmcore.model import MultimodalModel, build_modalities, build_model
 from mmcore.plugins.default import get_registry
@@ -34,11 +38,7 @@ from mmcore.run.layout import (
 from mmcore.spec.load import parse_override
 from mmcore.spec.model import NOT_SAVED, Spec
 from mmcore.spec.trust import resolve_run_fusion_class
-from mmcore.train.evaluation import SplitResult, evaluate_model
-from mmcore.train.masking import hide_all
-from mmcore.train.report import modality_report
-from mmcore.train.settings import resolve_device, resolve_monitor
-from mmcore.train.strategy import SingleProcess, Strategy
+from mmcore.strategy import SingleProcess, Strategy, resolve_device
 
 #: stands in for the in-memory dataset a run was trained on (it is not saved with the run)
 NO_DATASET = NOT_SAVED
@@ -259,34 +259,38 @@ class Predictor:
         self, split: str | None = None, *, data: str | Path | None = None, save: bool = True
     ) -> dict[str, Any]:
         """The monitored metric for every subset of modalities and each modality's exact
-        Shapley value (see :mod:`mmcore.train.robustness`); written to ``robustness.json``
+        Shapley value (see :mod:`mmcore.evaluate.ablation`); written to ``robustness.json``
         in the run folder when ``save``."""
-        from mmcore.train.robustness import robustness_report
-
         dm, name = self._split(split, data)
-        monitor = resolve_monitor(self.spec.train.monitor, self.model, True, str(self.run_dir))
+        monitor = self._monitored()
         baseline = self._evaluate(dm, name)
         self._require_targets(baseline, data or name)
         report = robustness_report(
             lambda t: baseline if t is None else self._evaluate(dm, name, t),
-            list(self.modalities), monitor.name, name,
+            list(self.modalities), monitor, name,
         )
         if save:
             self.strategy.on_main(lambda: atomic_write_json(self.run_dir / ROBUSTNESS, report))
         return report
 
+    def _monitored(self) -> str:
+        """The metric the reports show: the run's ``train.monitor`` (default: the first head's
+        first metric)."""
+        return monitored_metric(self.spec.train.monitor, self.model.heads, str(self.run_dir))[0]
+
     def modality_report(
         self, split: str | None = None, *, data: str | Path | None = None, save: bool = True
     ) -> dict[str, Any]:
-        """Each modality's contribution (see :mod:`mmcore.train.report`), on the monitored
-        metric; written to ``modality_report.json`` in the run folder when ``save``."""
+        """Each modality's contribution (see :mod:`mmcore.evaluate.ablation`), on the
+        monitored metric; written to ``modality_report.json`` in the run folder when
+        ``save``."""
         dm, name = self._split(split, data)
-        monitor = resolve_monitor(self.spec.train.monitor, self.model, True, str(self.run_dir))
+        monitor = self._monitored()
         baseline = self._evaluate(dm, name)
         self._require_targets(baseline, data or name)
         report = modality_report(
             lambda t: baseline if t is None else self._evaluate(dm, name, t),
-            list(self.modalities), monitor.name, name,
+            list(self.modalities), monitor, name,
         )
         if save:
             self.strategy.on_main(
@@ -425,9 +429,10 @@ def _check_run_options(
     checked = spec.model_copy()
     if fusion_class is not None:
         checked.fusion = FusionSpec(name=fusion_class, options=dict(spec.fusion.options))
+    # callbacks are training's: loading a run neither checks nor imports them
+    checked.train = spec.train.model_copy(update={"callbacks": []})
     # unregistered plugins are reported by the model build, with the versions trained with
     problems = [(field, why) for field, why in check_plugins(checked, registry)
-                if not field.endswith((".plugin", ".kind", "fusion.name"))
-                and not field.startswith("train.callbacks")]
+                if not field.endswith((".plugin", ".kind", "fusion.name"))]
     if problems:
         raise SpecError(source, problems)

@@ -20,11 +20,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from mmcore.evaluate.split import weighted_loss
 from mmcore.model import MultimodalModel, build_modalities, build_model
 from mmcore.plugins.registry import Registry
 from mmcore.spec.load import load_spec, validate_spec
 from mmcore.spec.model import Spec
-from mmcore.train.evaluation import weighted_loss
 
 
 @dataclass

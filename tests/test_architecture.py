@@ -158,8 +158,8 @@ def test_the_analysis_sees_imports() -> None:
     """A check that finds nothing because it reads nothing would pass the tests above."""
     top, anywhere = GRAPH["mmcore.runtime"]
     assert {"mmcore.rows", "mmcore.export.manifest", "mmcore.plugins.versions"} <= top
-    assert "mmcore.train.masking" in GRAPH["mmcore.export.bundle"][1]  # imported in a function
-    assert "mmcore.train.masking" not in GRAPH["mmcore.export.bundle"][0]
+    assert "mmcore.evaluate.masking" in GRAPH["mmcore.export.bundle"][1]  # imported in a function
+    assert "mmcore.evaluate.masking" not in GRAPH["mmcore.export.bundle"][0]
     # imported for type checkers only
     assert "mmcore.data.loader" in TYPED["mmcore.data.module"] - GRAPH["mmcore.data.module"][1]
     assert _cycle_through("a", {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}}) == ["a", "b", "c"]

@@ -22,8 +22,8 @@ import mmcore  # noqa: E402
 from mmcore import runtime  # noqa: E402
 from mmcore.cli import main  # noqa: E402
 from mmcore.errors import CheckpointError, DataError  # noqa: E402
+from mmcore.evaluate.masking import hide  # noqa: E402
 from mmcore.export import ExportError, export_run  # noqa: E402
-from mmcore.train.masking import hide  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

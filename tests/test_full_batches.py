@@ -92,7 +92,7 @@ def test_the_full_batch_shortcut_gives_the_masking_paths_features(
 
 def test_a_batch_built_from_other_masks_does_not_inherit_full() -> None:
     """Modality dropout (``hide``) makes rows absent: the shortcut must not be taken."""
-    from mmcore.train.masking import hide
+    from mmcore.evaluate.masking import hide
 
     batch = stacked_sequences(np.stack(_seq(4)))
     hidden = hide(batch, torch.tensor([False, True, False, False]))

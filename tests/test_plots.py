@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from mmcore.cli import main
+from mmcore.evaluate.split import SplitResult
 from mmcore.metrics import confusion_matrix
 from mmcore.train import Trainer
 from mmcore.train.callbacks.plots import Plots
-from mmcore.train.evaluation import SplitResult
 from mmcore.train.plots import (
     CONFUSION,
     CURVES,

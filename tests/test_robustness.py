@@ -1,4 +1,4 @@
-"""Every subset of modalities and exact Shapley values (mmcore.train.robustness), on games
+"""Every subset of modalities and exact Shapley values (mmcore.evaluate.ablation), on games
 with known answers, through the masking the trainer uses, and from ``mmcore evaluate``."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from mmcore.batch import ModalityBatch
-from mmcore.train.evaluation import SplitResult
-from mmcore.train.robustness import robustness_report, shapley_values, subsets
+from mmcore.evaluate.ablation import robustness_report, shapley_values, subsets
+from mmcore.evaluate.split import SplitResult
 
 
 def _game(fn, names):

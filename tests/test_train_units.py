@@ -12,25 +12,24 @@ from torch import nn
 import mmcore
 from mmcore.batch import Batch, ModalityBatch
 from mmcore.errors import PluginError, SpecError
+from mmcore.evaluate.ablation import format_report, modality_report
+from mmcore.evaluate.masking import dropout_masks, hide, hide_all, modality_dropout
+from mmcore.evaluate.split import evaluate_model, weighted_loss
 from mmcore.fusions.concat import ConcatFusion
 from mmcore.heads.classification import ClassificationHead
 from mmcore.heads.regression import RegressionHead
 from mmcore.model import MultimodalModel
 from mmcore.spec import TrainSpec
+from mmcore.strategy import load_optimizer_state, resolve_device
 from mmcore.train.callbacks import CSVLogger, callback_manager
-from mmcore.train.evaluation import evaluate_model, weighted_loss
-from mmcore.train.masking import dropout_masks, hide, hide_all, modality_dropout
 from mmcore.train.optim import (
     build_optimizer,
     build_scheduler,
-    load_optimizer_state,
     lr_factor,
     parameter_groups,
 )
-from mmcore.train.report import format_report, modality_report
 from mmcore.train.settings import (
     check_precision,
-    resolve_device,
     resolve_epochs,
     resolve_monitor,
 )

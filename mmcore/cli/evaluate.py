@@ -49,11 +49,11 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mmcore.evaluate.ablation import format_report
     from mmcore.predict import load
     from mmcore.run.layout import MODALITY_REPORT
     from mmcore.train.launch import launch
     from mmcore.train.parallel import worker_strategy
-    from mmcore.train.report import format_report
 
     if getattr(args, "nproc", None) not in (None, 1):
         return launch(args.nproc, worker_argv(args))
@@ -94,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
     if drift is not None:
         _print_drift(drift)
     if robust is not None:
+        from mmcore.evaluate.ablation import format_robustness
         from mmcore.run.layout import ROBUSTNESS
-        from mmcore.train.robustness import format_robustness
 
         print()
         print(format_robustness(robust))

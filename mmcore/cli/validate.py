@@ -41,7 +41,8 @@ def _check_device(spec: Any) -> Problems:
         train.device == "auto" and train.precision == "32"
     ):
         return []  # fine on every machine: no need to import torch to know
-    from mmcore.train.settings import check_precision, resolve_device
+    from mmcore.strategy import resolve_device
+    from mmcore.train.settings import check_precision
 
     try:
         check_precision(train.precision, resolve_device(train.device, spec.source), spec.source)

@@ -325,8 +325,8 @@ def _export_failure(what: str, exc: Exception) -> str:
 def _check_parity(path: Path, format: str, graph: GraphModel, layout: InputLayout,
                   example: Mapping[str, ModalityBatch], inputs: list[dict[str, Any]],
                   tolerance: float) -> dict[str, Any]:
-    from mmcore.runtime import load_graph
-    from mmcore.train.masking import hide_all
+    from mmcore.evaluate.masking import hide_all
+    from mmcore.export.graph_file import load_graph
 
     run = load_graph(path, format)
     cases = {"example": dict(example)}

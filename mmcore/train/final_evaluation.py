@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mmcore.evaluate.split import SplitResult
 from mmcore.run import checkpoint as ck
-from mmcore.train.evaluation import SplitResult
 from mmcore.train.plots import CONFUSION, confusion_matrices
 from mmcore.train.settings import TEST, VALIDATION
 

@@ -16,9 +16,9 @@ import torch
 from torch import Tensor
 
 from mmcore.batch import ModalityBatch
+from mmcore.evaluate.masking import hide_all
+from mmcore.evaluate.split import weighted_loss
 from mmcore.model import MultimodalModel
-from mmcore.train.evaluation import weighted_loss
-from mmcore.train.masking import hide_all
 
 
 def alone_loss(

@@ -97,24 +97,6 @@ def _fusable(groups: list[dict]) -> bool:
     return all(p.is_floating_point() and p.device.type in FUSED_DEVICES for p in params)
 
 
-#: group settings that say how the update runs, not what it computes: a checkpoint's values
-#: (from an older mmcore, or another machine) must not replace this optimizer's
-IMPLEMENTATION_KEYS = ("fused", "foreach", "name")
-
-
-def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
-    """``optimizer.load_state_dict(state)``, keeping each group's :data:`IMPLEMENTATION_KEYS`.
-    (``load_state_dict`` takes every group setting from the checkpoint: one written with
-    ``foreach`` groups would turn a fused optimizer into a foreach one that still claims
-    fused AMP scaling, which ``GradScaler.step`` then trips over.)"""
-    kept = [{k: g[k] for k in IMPLEMENTATION_KEYS if k in g} for g in optimizer.param_groups]
-    optimizer.load_state_dict(state)
-    for group, settings in zip(optimizer.param_groups, kept, strict=True):
-        for key in IMPLEMENTATION_KEYS:
-            group.pop(key, None)
-        group.update(settings)
-
-
 def frozen_encoders(modalities: Mapping[str, ModalitySpec], epoch: int) -> frozenset[str]:
     """The encoders the spec keeps frozen during ``epoch`` (``freeze`` / ``unfreeze_at``)."""
     return frozenset(name for name, m in modalities.items() if m.frozen_at(epoch))

@@ -48,9 +48,8 @@ from torch import Tensor, nn
 from mmcore.errors import SpecError, TrainingError
 from mmcore.run import checkpoint as ck
 from mmcore.spec.model import Spec
+from mmcore.strategy import Rows, SingleProcess, Strategy, load_optimizer_state
 from mmcore.train.launch import DistEnv, detect, find, record_failure
-from mmcore.train.optim import load_optimizer_state
-from mmcore.train.strategy import Rows, SingleProcess, Strategy
 
 T = TypeVar("T")
 

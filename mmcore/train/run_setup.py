@@ -23,13 +23,13 @@ from mmcore.plugins.registry import Registry
 from mmcore.run.layout import prepare_run_folder, save_spec
 from mmcore.spec.load import load_spec, validate_spec
 from mmcore.spec.model import Spec
+from mmcore.strategy import resolve_device
 from mmcore.train.optim import build_optimizer, build_scheduler, frozen_encoders, set_frozen
 from mmcore.train.run_data import set_up_data
 from mmcore.train.settings import (
     TRAIN,
     VALIDATION,
     check_precision,
-    resolve_device,
     resolve_epochs,
     resolve_monitor,
     resolve_threads,

@@ -1,5 +1,6 @@
-"""Training settings checked against this machine and model: the device, precision,
-determinism, and the metric that picks the best epoch."""
+"""Training settings checked against this machine and model: precision, determinism,
+threads, epochs, and the metric that picks the best epoch (the device is
+:func:`mmcore.strategy.resolve_device`'s, which a loaded run uses too)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from mmcore.errors import SpecError
-from mmcore.heads.targets import check_monitor
+from mmcore.evaluate.monitor import monitored_metric
 from mmcore.model import MultimodalModel
 
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
@@ -30,32 +31,6 @@ def resolve_epochs(epochs: int | str, rows: int, batch_size: int, accumulate: in
         return int(epochs)
     steps = max(1, math.ceil(math.ceil(max(rows, 1) / batch_size) / accumulate))
     return min(AUTO_MAX_EPOCHS, max(AUTO_MIN_EPOCHS, math.ceil(AUTO_MIN_STEPS / steps)))
-
-
-def resolve_device(name: str, source: str = "<spec>") -> torch.device:
-    """``auto`` -> cuda, else mps, else cpu; an explicit device must be available."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise SpecError(
-            source, [("train.device", f"unknown device {name!r}: expected auto, cpu, cuda, "
-                      "cuda:N or mps")]
-        ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SpecError(source, [("train.device", f"{name!r} requested but torch sees no CUDA")])
-    if device.type == "cuda" and device.index is not None:
-        if device.index >= torch.cuda.device_count():
-            raise SpecError(source, [("train.device", f"{name!r}: there are only "
-                                      f"{torch.cuda.device_count()} CUDA device(s)")])
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise SpecError(source, [("train.device", "'mps' requested but MPS is not available")])
-    return device
 
 
 def set_deterministic(mode: bool) -> None:
@@ -106,13 +81,10 @@ def resolve_monitor(
 ) -> Monitor:
     """``train.monitor`` checked against the heads' metrics; default: the first head's first
     metric. Without a validation split the training loss is monitored."""
-    available = check_monitor(requested, model.heads, source)
+    name, greater_is_better = monitored_metric(requested, model.heads, source)
     if not has_validation:
         return Monitor("loss", f"{TRAIN}/loss", False)
-    if requested is None:
-        first_name, first = next(iter(model.heads.items()))
-        requested = f"{first_name}.{first.metric_names[0]}" if first.metric_names else "loss"
-    return Monitor(requested, f"{VALIDATION}/{requested}", available[requested])
+    return Monitor(name, f"{VALIDATION}/{name}", greater_is_better)
 
 
 def usable_cores() -> int:

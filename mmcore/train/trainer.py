@@ -15,6 +15,14 @@ from typing import Any
 
 import torch
 
+from mmcore.evaluate.masking import modality_dropout
+from mmcore.evaluate.split import (
+    SplitResult,
+    Transform,
+    autocast_context,
+    evaluate_model,
+    weighted_loss,
+)
 from mmcore.log import note as log_note
 from mmcore.model import MultimodalModel, build_modalities
 from mmcore.plugins.default import get_registry
@@ -22,21 +30,19 @@ from mmcore.plugins.registry import Registry
 from mmcore.run.layout import RunFolder, default_run_dir
 from mmcore.run.lock import RunLock
 from mmcore.spec.model import Spec
+from mmcore.strategy import Strategy
 from mmcore.train.callbacks.defaults import trainer_hooks
 from mmcore.train.callbacks.progress import shows_bars
 from mmcore.train.callbacks.summary import summary as run_summary
 from mmcore.train.callbacks.wiring import per_batch
 from mmcore.train.epoch_state import LOG_EVERY, EpochProgress, dropout_seed
-from mmcore.train.evaluation import SplitResult, autocast_context, evaluate_model, weighted_loss
 from mmcore.train.final_evaluation import final_evaluation, flat_metrics
 from mmcore.train.health import HealthChecks
-from mmcore.train.masking import modality_dropout
 from mmcore.train.modality_loss import alone_loss
 from mmcore.train.optim import frozen_encoders, set_frozen
 from mmcore.train.parallel import select_strategy
 from mmcore.train.records import record_epoch
 from mmcore.train.refused_writes import refused_writes_reported
-from mmcore.train.report import Transform
 from mmcore.train.run_setup import (
     build_training,
     checked_spec,
@@ -46,7 +52,6 @@ from mmcore.train.run_setup import (
     torch_settings_kept,
 )
 from mmcore.train.settings import TRAIN, VALIDATION, Monitor
-from mmcore.train.strategy import Strategy
 from mmcore.train.trainer_state import best_info, save_checkpoint
 
 
@@ -85,7 +90,7 @@ class Trainer:
     finished epoch), ``step`` (optimizer steps so far), ``bad_epochs`` (since the best),
     ``monitor``, ``data``, ``progress`` (the epoch being trained, its ``batch`` and ``total``:
     :class:`~mmcore.train.epoch_state.EpochProgress`) and, at the end, ``final_results`` (each
-    evaluated split's :class:`~mmcore.train.evaluation.SplitResult`); setting
+    evaluated split's :class:`~mmcore.evaluate.split.SplitResult`); setting
     ``stopped_early`` ends training after the epoch. The built-in callbacks
     (:mod:`mmcore.train.callbacks`) set ``health`` (the run's health warnings,
     ``health.json``) and ``modality_report``.
@@ -93,7 +98,7 @@ class Trainer:
     Started by ``torchrun`` (``WORLD_SIZE`` > 1), it trains on ``world_size`` processes with
     the ``train.strategy`` (DDP or FSDP, :mod:`mmcore.train.parallel`), ``train.batch_size``
     being the global batch; rank 0 alone writes the run folder, shows progress and calls the
-    callbacks. ``strategy`` holds the processes' collective steps (:mod:`mmcore.train.strategy`);
+    callbacks. ``strategy`` holds the processes' collective steps (:mod:`mmcore.strategy`);
     ``rank``, ``world_size`` and ``is_main`` say where this process stands (0, 1 and True in
     a single process).
     """

@@ -1,5 +1,5 @@
 """The ``modality_report`` callback: after training, the best model evaluated with each
-modality hidden and alone (``modality_report.json``, see :mod:`mmcore.train.report`), and
+modality hidden and alone (``modality_report.json``, see :mod:`mmcore.evaluate.ablation`), and
 the input statistics ``mmcore evaluate`` measures drift against (``drift_reference.json``)."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mmcore.evaluate.ablation import modality_report
 from mmcore.plugins.hookspecs import hookimpl
 from mmcore.run import checkpoint as ck
 from mmcore.run.layout import MODALITY_REPORT
-from mmcore.train.report import modality_report
 from mmcore.train.settings import TEST, VALIDATION, resolve_monitor
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mmcore.evaluate.ablation import format_report
 from mmcore.plugins.hookspecs import hookimpl
-from mmcore.train.report import format_report
 from mmcore.train.settings import TEST, VALIDATION
 
 

@@ -1,8 +1,13 @@
-"""Robustness to missing modalities: the metric for every subset of modalities, and each
-modality's exact Shapley value.
+"""Modality ablations: a trained model evaluated with modalities hidden from every row
+(``present=False``, as if the data lacked them; :mod:`mmcore.evaluate.masking`), seen two
+ways.
 
-A subset ``S`` is evaluated by hiding every other modality from every row (``present=False``,
-as if the data lacked them, the masking the modality report and ``modality_dropout`` use). With
+The modality report: for every modality the split is evaluated twice more, with that modality
+hidden and with it alone kept. A large drop "without" means the model relies on the modality;
+a good score "only" means it carries the task on its own.
+
+The robustness report: the metric for every subset of modalities, and each modality's exact
+Shapley value. A subset ``S`` is evaluated by hiding every other modality from every row. With
 ``M`` modalities that is ``2^M`` evaluations of the split, ``32`` for five. The value of a subset
 is the monitored metric; the empty subset is the model with no input at all (its heads see the
 fusion of nothing), the chance-like floor. A modality's Shapley value is its marginal
@@ -16,6 +21,10 @@ floor among its modalities, interactions shared fairly. For a metric where lower
 
 Drop curves: for each modality, the metric when it is hidden from a seeded random 25%, 50% and
 75% of the rows (0% and 100% are the full model and the "without" subset).
+
+Both reports take ``evaluate``, which evaluates the split with an optional input transform
+(``None``: the inputs as they are), so training and a loaded run each evaluate their own way;
+metrics use the names of :mod:`mmcore.evaluate.split`.
 """
 
 from __future__ import annotations
@@ -28,9 +37,8 @@ from typing import Any
 import torch
 
 from mmcore.batch import ModalityBatch
-from mmcore.train.evaluation import SplitResult
-from mmcore.train.masking import hide, hide_all
-from mmcore.train.report import Transform
+from mmcore.evaluate.masking import hide, hide_all
+from mmcore.evaluate.split import SplitResult, Transform
 
 #: more modalities than this would need over a thousand evaluations
 MAX_MODALITIES = 10
@@ -39,6 +47,60 @@ DROP_RATES = (0.25, 0.5, 0.75)
 DROP_SEED = 0
 
 
+def hiding(names: set[str]) -> Transform | None:
+    """The transform that hides the modalities ``names`` from every row (``None`` for none)."""
+    return (lambda inputs: hide_all(inputs, names)) if names else None
+
+
+# -- the modality report -----------------------------------------------------------------------
+def modality_report(
+    evaluate: Callable[[Transform | None], SplitResult],
+    modalities: Sequence[str],
+    monitor: str,
+    split: str,
+) -> dict[str, Any]:
+    """Run ``evaluate`` once as is and twice per modality (once when it is the only one).
+
+    Returns ``{"split", "monitor", "baseline": metrics, "modalities": {name: {"without":
+    metrics, "only": metrics}}}``.
+    """
+    names = sorted(modalities)
+    baseline = evaluate(None).metrics
+    per: dict[str, Any] = {}
+    for name in names:
+        without = evaluate(hiding({name})).metrics
+        others = set(names) - {name}
+        only = evaluate(hiding(others)).metrics if others else baseline
+        per[name] = {"without": without, "only": only}
+    return {"split": split, "monitor": monitor, "baseline": baseline, "modalities": per}
+
+
+def _cell(value: Any) -> str:
+    if not isinstance(value, int | float) or math.isnan(value):
+        return "-"
+    return f"{value:.4f}"
+
+
+def format_report(report: Mapping[str, Any]) -> str:
+    """A plain-text table of the monitored metric: all modalities, each one hidden (with
+    the change from all), and each one alone."""
+    monitor = report["monitor"]
+    base = report["baseline"].get(monitor, float("nan"))
+    header = ["modality", f"without ({monitor})", "change", f"only ({monitor})"]
+    rows = [["(all)", _cell(base), "", _cell(base)]]
+    for name, entry in report["modalities"].items():
+        without = entry["without"].get(monitor, float("nan"))
+        change = without - base
+        rows.append([name, _cell(without), f"{change:+.4f}" if math.isfinite(change) else "-",
+                     _cell(entry["only"].get(monitor, float("nan")))])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    table = [header, ["-" * w for w in widths], *rows]
+    lines = [f"modality report ({report['split']} split)"]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
+    return "\n".join(lines)
+
+
+# -- the robustness report ---------------------------------------------------------------------
 def subsets(names: Sequence[str]) -> list[tuple[str, ...]]:
     """Every subset of ``names`` (sorted), smallest first."""
     names = sorted(names)
@@ -79,8 +141,7 @@ def robustness_report(
                          f"robustness report takes at most {MAX_MODALITIES}")
     rows, value = [], {}
     for group in subsets(names):
-        hidden = set(names) - set(group)
-        result = evaluate(None if not hidden else (lambda inputs, h=hidden: hide_all(inputs, h)))
+        result = evaluate(hiding(set(names) - set(group)))
         rows.append({"modalities": list(group), "metrics": result.metrics})
         value[frozenset(group)] = float(result.metrics.get(monitor, float("nan")))
     curves = {}

@@ -1,6 +1,11 @@
-"""How the processes of a run train together: one :class:`Strategy` object owns the device,
-the process group, the model's wrapping, the collective steps and full-state checkpoint IO,
-so the training loop never asks whether it is distributed (as Lightning's strategies do).
+"""Where a run's work happens: the device (:func:`resolve_device`) and the processes.
+
+How the processes of a run train and evaluate together: one :class:`Strategy` object owns the
+device, the process group, the model's wrapping, the collective steps and full-state
+checkpoint IO, so neither the training loop nor the evaluation asks whether it is distributed
+(as Lightning's strategies do). Training holds one, and so does a loaded run
+(:func:`mmcore.load`, ``mmcore evaluate --nproc N``), which is why this module lies outside
+:mod:`mmcore.train`.
 
 * :class:`SingleProcess` — one process, one device (every hook below is the identity);
 * :class:`~mmcore.train.parallel.DDP` — a whole model per process, gradients averaged;
@@ -23,13 +28,57 @@ from typing import TypeVar
 import torch
 from torch import Tensor, nn
 
+from mmcore.errors import SpecError
 from mmcore.run import checkpoint as ck
 from mmcore.spec.model import Spec
-from mmcore.train.optim import load_optimizer_state
 
 T = TypeVar("T")
 #: what :meth:`Strategy.gather_rows` takes and gives: outputs and targets per head, row indices
 Rows = tuple[dict[str, Tensor], dict[str, Tensor], Tensor]
+
+
+def resolve_device(name: str, source: str = "<spec>") -> torch.device:
+    """``auto`` -> cuda, else mps, else cpu; an explicit device must be available."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SpecError(
+            source, [("train.device", f"unknown device {name!r}: expected auto, cpu, cuda, "
+                      "cuda:N or mps")]
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SpecError(source, [("train.device", f"{name!r} requested but torch sees no CUDA")])
+    if device.type == "cuda" and device.index is not None:
+        if device.index >= torch.cuda.device_count():
+            raise SpecError(source, [("train.device", f"{name!r}: there are only "
+                                      f"{torch.cuda.device_count()} CUDA device(s)")])
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise SpecError(source, [("train.device", "'mps' requested but MPS is not available")])
+    return device
+
+
+#: group settings that say how the update runs, not what it computes: a checkpoint's values
+#: (from an older mmcore, or another machine) must not replace this optimizer's
+IMPLEMENTATION_KEYS = ("fused", "foreach", "name")
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """``optimizer.load_state_dict(state)``, keeping each group's :data:`IMPLEMENTATION_KEYS`.
+    (``load_state_dict`` takes every group setting from the checkpoint: one written with
+    ``foreach`` groups would turn a fused optimizer into a foreach one that still claims
+    fused AMP scaling, which ``GradScaler.step`` then trips over.)"""
+    kept = [{k: g[k] for k in IMPLEMENTATION_KEYS if k in g} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, settings in zip(optimizer.param_groups, kept, strict=True):
+        for key in IMPLEMENTATION_KEYS:
+            group.pop(key, None)
+        group.update(settings)
 
 
 class Strategy:
@@ -159,4 +208,4 @@ class SingleProcess(Strategy):
     """Training in this one process (no process group)."""
 
 
-__all__ = ["Rows", "SingleProcess", "Strategy"]
+__all__ = ["Rows", "SingleProcess", "Strategy", "load_optimizer_state", "resolve_device"]

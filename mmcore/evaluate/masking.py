@@ -1,4 +1,5 @@
-"""Hiding whole modalities of samples: modality dropout in training and the modality report."""
+"""Hiding whole modalities of samples, as if the data lacked them: modality dropout in training,
+the modality report and the robustness report, ``--hide-drifting`` and the export's parity check."""
 
 from __future__ import annotations
 

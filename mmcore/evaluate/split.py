@@ -1,4 +1,6 @@
-"""Losses and whole-split metrics of a :class:`~mmcore.model.MultimodalModel`.
+"""A model over one split: forward passes over its batches, then losses and whole-split
+metrics of a :class:`~mmcore.model.MultimodalModel`. Training validates with it, and a loaded
+run (:func:`mmcore.load`) evaluates with it: there is one evaluation path.
 
 Metric names are ``"<head>.<metric>"`` (e.g. ``label.accuracy``), ``"<head>.loss"`` and
 ``"loss"`` (the weighted sum of the heads' losses).
@@ -15,7 +17,10 @@ from torch import Tensor
 
 from mmcore.batch import Batch, ModalityBatch
 from mmcore.model import MultimodalModel
-from mmcore.train.strategy import SingleProcess, Strategy
+from mmcore.strategy import SingleProcess, Strategy
+
+#: a rewrite of a batch's inputs before the forward pass (e.g. a modality hidden)
+Transform = Callable[[dict[str, ModalityBatch]], dict[str, ModalityBatch]]
 
 
 def weighted_loss(
@@ -64,7 +69,7 @@ def evaluate_model(
     device: torch.device,
     weights: Mapping[str, float],
     precision: str = "32",
-    transform: Callable[[dict[str, ModalityBatch]], dict[str, ModalityBatch]] | None = None,
+    transform: Transform | None = None,
     strategy: Strategy | None = None,
     batch_size: int | None = None,
     dedupe: bool = True,
@@ -100,7 +105,7 @@ def forward_rows(
     batches: Iterable[Batch],
     device: torch.device,
     precision: str = "32",
-    transform: Callable[[dict[str, ModalityBatch]], dict[str, ModalityBatch]] | None = None,
+    transform: Transform | None = None,
 ) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor, int]:
     """``model``'s outputs (float32) and the targets per head, and ``Batch.index``, each
     concatenated over ``batches`` on the CPU, plus the first batch's size. (``no_grad``
