@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import Tensor
 
 from mmcore.batch import Batch, ModalityBatch
+from mmcore.head import Head
 from mmcore.model import MultimodalModel
 from mmcore.strategy import SingleProcess, Strategy
 
@@ -34,7 +36,7 @@ def weighted_loss(
     names = [name for name in model.heads if name in targets]
     if not names:
         raise ValueError(f"no targets for any head ({', '.join(model.heads)}) in this batch")
-    losses = [model.heads[name].loss(outputs[name], targets[name]) for name in names]
+    losses = [_head(model, name).loss(outputs[name], targets[name]) for name in names]
     total = sum(
         (weights[name] * loss for name, loss in zip(names, losses, strict=True)),
         start=torch.zeros((), device=losses[0].device),
@@ -128,6 +130,8 @@ def forward_rows(
                 outputs[name].append(out[name].float().cpu())
                 if name in moved.targets:
                     targets[name].append(moved.targets[name].cpu())
+            if batch.index is None:
+                raise ValueError("a batch to evaluate needs its row indices (Batch.index)")
             index.append(batch.index.cpu())
     finally:
         model.train(was_training)
@@ -166,6 +170,12 @@ def score(
         metrics["loss"] = means[0]
         for name, value in zip(scored, means[1:], strict=True):
             metrics[f"{name}.loss"] = value
-            scores = model.heads[name].metrics(outputs[name], targets[name])
+            scores = _head(model, name).metrics(outputs[name], targets[name])
             metrics.update({f"{name}.{metric}": float(v) for metric, v in scores.items()})
     return SplitResult(metrics, rows, dict(outputs), dict(targets))
+
+
+def _head(model: MultimodalModel, name: str) -> Head:
+    """``model.heads[name]`` as the :class:`~mmcore.Head` it is (an ``nn.ModuleDict`` item is
+    typed as any module)."""
+    return cast(Head, model.heads[name])
