@@ -1,6 +1,8 @@
 """The import layers, read from the source (no import is executed): the core imports no
-plugin, the data layer nothing from training, the runtime neither of them, no two
-modules import each other, and no import cycle runs through the data layer."""
+plugin, the data layer nothing from training, inference (predict, the runtime, the server,
+export) and what it shares with training (``mmcore.evaluate``, ``mmcore.strategy``) nothing
+from training, the runtime nothing from the data layer either, no two modules import each
+other, and no import cycle runs among mmcore's modules but the known one listed below."""
 
 from __future__ import annotations
 
@@ -86,11 +88,41 @@ def _cycle_through(module: str, edges: Mapping[str, set[str]]) -> list[str]:
     return sorted(n for n in reachable(module) if module in reachable(n))
 
 
-def _reach(start: str) -> set[str]:
-    """Every module imported, directly or not, when ``start`` is imported."""
+def _packages(module: str) -> set[str]:
+    """The packages above ``module``: importing it runs their ``__init__`` first."""
+    parts = module.split(".")
+    return {p for i in range(1, len(parts)) if (p := ".".join(parts[:i])) in MODULES}
+
+
+#: import edges on an import cycle not cut yet, as (importer, imported). ``mmcore.spec.load``
+#: checks a ``train.callbacks`` entry given by import path with
+#: ``mmcore.train.callbacks.check_callback_path`` (imported in a function), and the callbacks
+#: lead back: ``train.callbacks.wiring`` -> ``spec.trust`` -> ``spec.load``, and ``wiring`` ->
+#: ``train.trackers.base`` -> ``run.layout`` -> ``spec.load``. Cutting it moves
+#: ``check_callback_path``, ``callback_class`` and ``EVENT_HOOKS`` out of
+#: ``train/callbacks/wiring.py`` (beside the hook specs) and ``load_module`` /
+#: ``resolve_fusion_class`` out of ``spec/load.py`` (``spec.trust`` needs them); drop the edge
+#: here then (a test below fails while a listed edge closes no cycle).
+KNOWN_CYCLE_EDGES = {("mmcore.spec.load", "mmcore.train.callbacks")}
+
+#: module -> what importing it runs: its imports at import time and its packages' ``__init__``
+AT_IMPORT = {m: GRAPH[m][0] | _packages(m) for m in MODULES}
+#: module -> every module it may import: in functions and for type checkers too, and its
+#: packages; the known cycle edges left out. ``mmcore``'s own ``TYPE_CHECKING`` block is its
+#: lazy map of public names, loaded on attribute access, not by importing a submodule.
+EVERYWHERE = {
+    m: {n for n in (GRAPH[m][0] if m == "mmcore" else TYPED[m])
+        if (m, n) not in KNOWN_CYCLE_EDGES} | _packages(m)
+    for m in MODULES
+}
+
+
+def _reach(start: str, edges: Mapping[str, set[str]] = AT_IMPORT) -> set[str]:
+    """Every module imported, directly or not, when ``start`` is imported (by default; with
+    ``edges``: every module reachable from ``start`` along them)."""
     seen, todo = set(), [start]
     while todo:
-        for nxt in GRAPH[todo.pop()][0]:
+        for nxt in edges[todo.pop()]:
             if nxt not in seen:
                 seen.add(nxt)
                 todo.append(nxt)
@@ -121,11 +153,37 @@ def test_the_run_folder_is_beneath_training_and_inference() -> None:
 
 
 @pytest.mark.parametrize("module", ["mmcore.runtime", "mmcore.rows", "mmcore.serve",
-                                    "mmcore.export.manifest"])
+                                    "mmcore.export.manifest", "mmcore.export.graph_file"])
 def test_serving_imports_neither_training_nor_data(module: str) -> None:
     reached = _reach(module) | GRAPH[module][1]
     assert not sorted(m for m in reached if m.startswith(("mmcore.train", "mmcore.data",
                                                           "mmcore.predict")))
+
+
+EXPORT = sorted(m for m in MODULES if m == "mmcore.export" or m.startswith("mmcore.export."))
+#: what training and inference share: imported by both, so it imports nothing from training
+SHARED = ["mmcore.strategy",
+          *sorted(m for m in MODULES if m == "mmcore.evaluate" or m.startswith("mmcore.evaluate."))]
+
+
+@pytest.mark.parametrize("module", ["mmcore.predict", "mmcore.runtime", "mmcore.serve",
+                                    "mmcore.rows", *EXPORT, *SHARED])
+def test_inference_imports_nothing_from_training(module: str) -> None:
+    """Not in a function, not for type checkers, and not through any module it imports (the
+    known cycle edges aside): a loaded run, a bundle and the server never need the trainer;
+    what they share with it lives in ``mmcore.evaluate`` and ``mmcore.strategy``."""
+    assert not sorted(m for m in TYPED[module] if m.startswith("mmcore.train"))
+    assert not sorted(m for m in _reach(module, EVERYWHERE) if m.startswith("mmcore.train"))
+
+
+def test_the_runtime_imports_export_and_not_the_reverse() -> None:
+    """The runtime reads what export writes (the manifest) and runs the graph with export's
+    loader, which the export's parity check uses too; nothing in ``export/`` imports the
+    runtime, even in a function, so importing the runtime (which runs
+    ``mmcore/export/__init__.py``) never comes back to it."""
+    assert len(EXPORT) >= 4
+    assert {"mmcore.export.manifest", "mmcore.export.graph_file"} <= GRAPH["mmcore.runtime"][0]
+    assert not [m for m in EXPORT if "mmcore.runtime" in _reach(m, EVERYWHERE)]
 
 
 def test_no_two_modules_import_each_other() -> None:
@@ -141,9 +199,7 @@ def test_no_two_modules_import_each_other() -> None:
     assert pairs - allowed == set()
 
 
-# Only the data layer: elsewhere mmcore.spec.load -> mmcore.train.callbacks -> ... ->
-# mmcore.run.layout -> mmcore.spec.load is a cycle of lazy imports; widen the prefix to
-# "mmcore" once it is gone.
+# The data layer with no exception; every module, the known cycle edges aside, just below.
 @pytest.mark.parametrize("layer", ["mmcore.data"])
 def test_no_import_cycle_runs_through_the_layer(layer: str) -> None:
     """Not even through imports for type checkers: a ``TYPE_CHECKING`` import back up the
@@ -152,6 +208,16 @@ def test_no_import_cycle_runs_through_the_layer(layer: str) -> None:
     assert len(modules) >= 10
     cycles = {m: cycle for m in modules if (cycle := _cycle_through(m, TYPED))}
     assert cycles == {}
+
+
+def test_no_import_cycle_among_the_modules() -> None:
+    """Counting imports in functions and for type checkers (see the layer test above), with
+    :data:`KNOWN_CYCLE_EDGES` left out; each of those must still close a cycle, so that the
+    list shrinks when one is cut."""
+    edges = {m: {n for n in TYPED[m] if (m, n) not in KNOWN_CYCLE_EDGES} for m in TYPED}
+    assert {m: cycle for m in MODULES if (cycle := _cycle_through(m, edges))} == {}
+    for importer, imported in KNOWN_CYCLE_EDGES:
+        assert importer in _cycle_through(imported, TYPED), (importer, imported)
 
 
 def test_the_analysis_sees_imports() -> None:
@@ -164,3 +230,8 @@ def test_the_analysis_sees_imports() -> None:
     assert "mmcore.data.loader" in TYPED["mmcore.data.module"] - GRAPH["mmcore.data.module"][1]
     assert _cycle_through("a", {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}}) == ["a", "b", "c"]
     assert _cycle_through("d", {"a": {"b"}, "b": {"a", "d"}}) == []
+    # importing a module runs its packages' __init__: the runtime imports export/'s
+    assert _packages("mmcore.export.manifest") == {"mmcore", "mmcore.export"}
+    assert "mmcore.export.bundle" in _reach("mmcore.runtime") - GRAPH["mmcore.runtime"][1]
+    # the export's parity check imports the graph loader in a function
+    assert "mmcore.export.graph_file" in EVERYWHERE["mmcore.export.bundle"]

@@ -25,7 +25,6 @@ import torch
 from torch import Tensor
 from torch.export import Dim
 
-import mmcore
 from mmcore.batch import ModalityBatch
 from mmcore.errors import MmcoreError
 from mmcore.export.graph import GraphModel, InputLayout
@@ -39,6 +38,7 @@ from mmcore.export.manifest import (
 )
 from mmcore.layers import masked_rnns
 from mmcore.run.card import CARD, bundle_card
+from mmcore.version import __version__
 
 #: largest allowed difference between the exported graph's outputs and the eager model's
 TOLERANCE = 1e-4
@@ -75,6 +75,8 @@ def export_run(
     of rows to trace on (default: the run's validation or test split). ``trust_code`` is
     :func:`mmcore.load`'s, for runs whose fusion is defined in their spec file.
     """
+    from mmcore.predict import load  # here: importing the runtime imports this package
+
     if format not in GRAPH_FILES:
         raise ExportError(f"unknown format {format!r}: expected one of {', '.join(GRAPH_FILES)}")
     output = Path(output)
@@ -83,7 +85,7 @@ def export_run(
             f"{output} already exists; choose a new folder"
             + (" or pass --overwrite" if (output / MANIFEST).is_file() else "")
         )
-    predictor = mmcore.load(run_dir, device="cpu", trust_code=trust_code)
+    predictor = load(run_dir, device="cpu", trust_code=trust_code)
     model = predictor.model.eval()
     example = _example_batch(predictor, data, longest=format == "torch-export")
     layout = InputLayout.of(example)
@@ -385,7 +387,7 @@ def _manifest(predictor: Any, graph: GraphModel, inputs: list[dict[str, Any]],
     model = predictor.model
     return {
         "format": FORMAT,
-        "mmcore": mmcore.__version__,
+        "mmcore": __version__,
         "torch": torch.__version__,
         "graph": {"file": GRAPH_FILES[format], "kind": format},
         "inputs": inputs,
