@@ -53,6 +53,18 @@ class ClassificationHead(Head, ClassificationTargets):
         self.mlp = mlp(
             input_size, self.options.hidden, len(self.classes), dropout=self.options.dropout
         )
+        #: divides the logits before the softmax of ``predict`` and the metrics
+        #: (``fitted_temperature``, :mod:`mmcore.heads.calibration`); 1 until fitted
+        self.temperature = float(self.options.fitted_temperature or 1.0)
+
+    def probabilities(self, output: Tensor) -> Tensor:
+        """``softmax(output / temperature)``: the calibrated class probabilities."""
+        return (output.float() / self.temperature).softmax(-1)
+
+    def set_temperature(self, value: float) -> None:
+        """Use ``value`` from now on and keep it in the options (saved with the spec)."""
+        self.temperature = float(value)
+        self.options.fitted_temperature = float(value)
 
     def forward(self, fused: Tensor) -> Tensor:
         return self.mlp(fused)
@@ -69,7 +81,7 @@ class ClassificationHead(Head, ClassificationTargets):
         )
 
     def predict(self, output: Tensor) -> list[dict[str, Any]]:
-        probs = output.float().softmax(-1)
+        probs = self.probabilities(output)
         best = probs.argmax(-1)
         return [
             {"label": self.classes[int(i)], "probability": float(p[int(i)])}
@@ -81,7 +93,7 @@ class ClassificationHead(Head, ClassificationTargets):
         precision (of the positive class with 2 classes, else macro one-vs-rest over the
         classes present in the targets), and the expected calibration error (15 bins)."""
         pred = outputs.argmax(-1)
-        probs = outputs.float().softmax(-1)
+        probs = self.probabilities(outputs)
         n = len(self.classes)
         return {
             "accuracy": accuracy(pred, targets),

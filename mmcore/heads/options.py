@@ -62,6 +62,15 @@ class ClassificationOptions(_Options):
     )
     loss: Literal["cross_entropy", "focal"] = "cross_entropy"
     focal_gamma: float = Field(2.0, ge=0, description="focusing exponent of loss='focal'")
+    calibrate: bool = Field(
+        True, description="at the end of training, fit a temperature on the validation split "
+        "so that the predicted probabilities are calibrated (the predicted class does not "
+        "change); no validation split: no temperature"
+    )
+    fitted_temperature: float | None = Field(
+        None, gt=0, description="set at the end of training with calibrate: the logits are "
+        "divided by it before the softmax of predict and of the metrics"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ClassificationOptions:

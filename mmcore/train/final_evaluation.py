@@ -1,4 +1,5 @@
-"""The end of a run: the best weights evaluated on validation and on test
+"""The end of a run: the best weights calibrated on validation (each classification head's
+temperature, :mod:`mmcore.heads.calibration`), evaluated on validation and on test
 (``train.final_test``), written to ``metrics.json``, with the confusion matrices the plots are
 drawn from (``confusion.json``, see :mod:`mmcore.train.plots`)."""
 
@@ -7,7 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from mmcore.evaluate.split import SplitResult
+from mmcore.heads.calibration import fit_temperature
 from mmcore.run import checkpoint as ck
+from mmcore.run.layout import save_spec
 from mmcore.train.plots import CONFUSION, confusion_matrices
 from mmcore.train.settings import TEST, VALIDATION
 
@@ -20,6 +23,7 @@ def final_evaluation(trainer: Any) -> tuple[dict[str, Any], dict[str, SplitResul
     model, run, strategy = trainer.model, trainer.run, trainer.strategy
     strategy.barrier()  # until the main process has written the best weights
     strategy.load_model_state(model, ck.load_tensors(run.model), run.model)
+    calibrate(trainer)
     final: dict[str, Any] = {
         "best_epoch": trainer.best_epoch,
         "monitor": trainer.monitor.name,
@@ -47,6 +51,29 @@ def final_evaluation(trainer: Any) -> tuple[dict[str, Any], dict[str, SplitResul
     if data.bad_rows:  # the data module wrote them to the run folder
         trainer.note(f"{len(data.bad_rows)} bad row(s) left out: see {run.bad_rows}")
     return final, results
+
+
+def calibrate(trainer: Any) -> dict[str, float]:
+    """Fit the temperature of every classification head with ``calibrate`` on the validation
+    split, use it, and keep it in the run's ``spec.json`` (``fitted_temperature``), so that
+    evaluate, predict and the export divide by it too. Nothing without a validation split."""
+    heads = {name: head for name, head in trainer.model.heads.items()
+             if hasattr(head, "set_temperature") and head.options.calibrate}
+    data = trainer.data
+    if not heads or VALIDATION not in data.splits or data.num_rows(VALIDATION) == 0:
+        return {}
+    for head in heads.values():
+        head.set_temperature(1.0)  # fitted on the raw logits of these weights
+    result = trainer.evaluate(VALIDATION)
+    fitted = {}
+    for name, head in heads.items():
+        fitted[name] = fit_temperature(result.outputs[name], result.targets[name])
+        head.set_temperature(fitted[name])
+    spec = trainer.resolved_spec
+    for name, value in fitted.items():
+        spec.heads[name].options["fitted_temperature"] = value
+    trainer.strategy.on_main(lambda: save_spec(trainer.run, spec))
+    return fitted
 
 
 def flat_metrics(final: dict[str, Any]) -> dict[str, float]:
