@@ -17,8 +17,9 @@ from mmcore.head import Head
 from mmcore.modality import Modality
 from mmcore.plugins.default import get_registry
 from mmcore.plugins.registry import Registry
-from mmcore.spec.load import fusion_options_model, resolve_fusion_class
+from mmcore.spec.load import fusion_options_model
 from mmcore.spec.model import Spec
+from mmcore.spec.modules import resolve_fusion_class
 from mmcore.spec.options import implementation_model, keyword_arguments, validated
 
 

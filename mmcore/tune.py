@@ -47,7 +47,8 @@ from typing import Any
 
 from mmcore.errors import MmcoreError, SpecError, TrainingError
 from mmcore.log import get_logger
-from mmcore.spec.load import SPEC_COPY, SPEC_MODULE_PREFIX, load_module, load_spec
+from mmcore.spec.load import load_spec
+from mmcore.spec.modules import SPEC_COPY, SPEC_MODULE_PREFIX, load_module
 
 #: seconds between a running trial's heartbeats, and after which a silent one is failed
 HEARTBEAT, GRACE = 10, 60

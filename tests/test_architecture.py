@@ -94,16 +94,11 @@ def _packages(module: str) -> set[str]:
     return {p for i in range(1, len(parts)) if (p := ".".join(parts[:i])) in MODULES}
 
 
-#: import edges on an import cycle not cut yet, as (importer, imported). ``mmcore.spec.load``
-#: checks a ``train.callbacks`` entry given by import path with
-#: ``mmcore.train.callbacks.check_callback_path`` (imported in a function), and the callbacks
-#: lead back: ``train.callbacks.wiring`` -> ``spec.trust`` -> ``spec.load``, and ``wiring`` ->
-#: ``train.trackers.base`` -> ``run.layout`` -> ``spec.load``. Cutting it moves
-#: ``check_callback_path``, ``callback_class`` and ``EVENT_HOOKS`` out of
-#: ``train/callbacks/wiring.py`` (beside the hook specs) and ``load_module`` /
-#: ``resolve_fusion_class`` out of ``spec/load.py`` (``spec.trust`` needs them); drop the edge
-#: here then (a test below fails while a listed edge closes no cycle).
-KNOWN_CYCLE_EDGES = {("mmcore.spec.load", "mmcore.train.callbacks")}
+#: import edges on an import cycle not cut yet, as (importer, imported); none left (the last,
+#: spec.load -> train.callbacks, went when the callback path checks moved to
+#: mmcore.spec.callback_paths and spec files' modules to mmcore.spec.modules). A listed edge
+#: must close a cycle (a test below fails otherwise).
+KNOWN_CYCLE_EDGES: set[tuple[str, str]] = set()
 
 #: module -> what importing it runs: its imports at import time and its packages' ``__init__``
 AT_IMPORT = {m: GRAPH[m][0] | _packages(m) for m in MODULES}

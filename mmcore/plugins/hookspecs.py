@@ -26,6 +26,12 @@ API_VERSION = 1
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
+#: the trainer events a callback implements (the ``on_*`` hooks below); plugins'
+#: implementations of the other hooks are not called by a trainer
+EVENT_HOOKS = ("on_train_start", "on_train_epoch_start", "on_train_batch_end",
+               "on_validation_end", "on_epoch_end", "on_checkpoint_saved", "on_train_end",
+               "on_exception")
+
 
 @hookspec
 def register_modalities(register: Any) -> None:

@@ -44,8 +44,9 @@ from mmcore.run.checkpoint import (
     latest_checkpoint,
     read_json,
 )
-from mmcore.spec.load import SPEC_COPY, SPEC_MODULE_PREFIX, spec_from_json, spec_to_json
+from mmcore.spec.load import spec_from_json, spec_to_json
 from mmcore.spec.model import Spec
+from mmcore.spec.modules import SPEC_COPY, SPEC_MODULE_PREFIX
 
 SPEC_JSON = "spec.json"
 METRICS_JSONL = "metrics.jsonl"

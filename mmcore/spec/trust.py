@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmcore.errors import SpecError
+from mmcore.spec.modules import SPEC_COPY
 
 if TYPE_CHECKING:
     from mmcore.plugins.registry import Registry
@@ -34,8 +35,6 @@ TRUST_HINT = "trust_code=True (mmcore.load) or --trust-code (mmcore evaluate/pre
 CALLBACK_TRUST_HINT = ("--trust-code (mmcore train), mmcore.load_spec(path, trust_code=True) or "
                        "Trainer(path, trust_code=True), or name the callback in a Python spec "
                        "file")
-#: the name under which a run folder keeps a copy of the spec file that defined classes
-SPEC_COPY = "spec.py"
 #: mmcore's own modules (and their submodules) a run folder may name classes in
 MMCORE_MODULES = ("mmcore.fusion", "mmcore.fusions", "mmcore.head", "mmcore.heads")
 
@@ -148,7 +147,7 @@ def resolve_run_fusion_class(
                 f"{what}; loading it would execute that file, and a run folder is data, "
                 f"not code. If you trust this run, load it with {TRUST_HINT}"
             )
-        from mmcore.spec.load import resolve_fusion_class
+        from mmcore.spec.modules import resolve_fusion_class
 
         obj: Any = _contained(lambda: resolve_fusion_class(name, folder), refuse)
     else:

@@ -139,7 +139,7 @@ class FusionContract:
             model = implementation_model(registration, cls)
         else:
             if isinstance(cls, str):
-                from mmcore.spec.load import resolve_fusion_class
+                from mmcore.spec.modules import resolve_fusion_class
 
                 cls = resolve_fusion_class(cls, None)
             model = signature_model(cls)

@@ -23,15 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from mmcore.errors import PluginError
-from mmcore.plugins.hookspecs import hookimpl
+from mmcore.plugins.hookspecs import EVENT_HOOKS, hookimpl
 from mmcore.run.checkpoint import atomic_write_text
-from mmcore.train.callbacks.wiring import (
-    EVENT_HOOKS,
-    callback_class,
-    callback_manager,
-    check_callback_path,
-    silent_hooks,
-)
+from mmcore.spec.callback_paths import callback_class, check_callback_path
+from mmcore.train.callbacks.wiring import callback_manager, silent_hooks
 
 __all__ = [
     "CSV_FILE",

@@ -2,7 +2,7 @@
 
 A callback is a class registered under a name with the ``register_callbacks`` hook, or named
 in ``train.callbacks`` by its import path ``"package.module:Class"`` (checked by
-:func:`check_callback_path` under the trust rules of :mod:`mmcore.spec.trust`); the trainer
+:mod:`mmcore.spec.callback_paths` under the trust rules of :mod:`mmcore.spec.trust`); the trainer
 instantiates the ones named (no arguments) and registers each instance in a trainer-local
 pluggy ``PluginManager`` with mmcore's hook specifications. Plugins' module-level
 implementations of the trainer events are called as well."""
@@ -10,20 +10,15 @@ implementations of the trainer events are called as well."""
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from pathlib import Path
-from typing import Any
 
 import pluggy
 
-from mmcore.errors import PluginError, SpecError
+from mmcore.errors import PluginError
 from mmcore.plugins import hookspecs
-from mmcore.plugins.registry import Registry, import_object
+from mmcore.plugins.hookspecs import EVENT_HOOKS
+from mmcore.plugins.registry import Registry
+from mmcore.spec.callback_paths import callback_class, is_event
 from mmcore.train.trackers.base import Tracker
-
-#: the trainer-event hooks; plugins' implementations of other hooks are not called here
-EVENT_HOOKS = ("on_train_start", "on_train_epoch_start", "on_train_batch_end",
-               "on_validation_end", "on_epoch_end", "on_checkpoint_saved", "on_train_end",
-               "on_exception")
 
 
 def callback_manager(names: list[str], registry: Registry,
@@ -39,7 +34,7 @@ def callback_manager(names: list[str], registry: Registry,
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     for name, plugin in registry.pm.list_name_plugin():
-        if plugin is None or not any(_is_event(getattr(plugin, h, None)) for h in EVENT_HOOKS):
+        if plugin is None or not any(is_event(getattr(plugin, h, None)) for h in EVENT_HOOKS):
             continue
         pm.register(plugin, name=f"plugin:{name}")
     for i, name in enumerate(names):
@@ -62,68 +57,6 @@ def callback_manager(names: list[str], registry: Registry,
             instance.field = field
         pm.register(instance, name=f"callback:{name}:{i}")
     return pm
-
-
-def callback_class(path: str) -> type:
-    """The callback class ``"package.module:Class"`` names, imported now. Raises
-    :class:`PluginError` unless it is a class with at least one trainer event marked
-    ``@mmcore.hookimpl``. Whether it may be imported at all is the spec check's business
-    (:func:`check_callback_path`)."""
-    module_part = path.partition(":")[0]
-    if module_part.endswith(".py"):
-        raise PluginError(
-            f"callback {path!r}: a file path is not an import path; put the class in a module "
-            "beside the spec file (its folder is importable) and name it 'module:Class'"
-        )
-    try:
-        cls = import_object(path)
-    except (Exception, SystemExit) as exc:  # the user's module: report, never exit for it
-        raise PluginError(
-            f"callback {path!r} cannot be imported: {type(exc).__name__}: {exc}"
-        ) from None
-    if not (isinstance(cls, type) and any(_is_event(getattr(cls, h, None)) for h in EVENT_HOOKS)):
-        raise PluginError(
-            f"callback {path!r} is not a callback class: expected a class with at least one "
-            f"of {', '.join(EVENT_HOOKS)} marked @mmcore.hookimpl"
-        )
-    return cls
-
-
-def check_callback_path(
-    name: str,
-    folder: str | Path | None,
-    *,
-    trust_code: bool = False,
-    source: str = "spec.json",
-    field: str = "train.callbacks",
-    registry: Registry | None = None,
-) -> type:
-    """The callback class a ``train.callbacks`` entry ``"package.module:Class"`` names.
-
-    ``folder`` is where the spec was read from when it is data (a ``spec.json``, e.g. a run
-    folder's); ``None`` for a Python spec file or a spec built in Python, which are the
-    user's code (the class is imported like a fusion class of theirs). From data the module
-    is checked as fusion modules are (see :mod:`mmcore.spec.trust`) before anything is
-    imported. Raises :class:`SpecError` naming ``field``, for a refusal or a class that is
-    no callback."""
-    from mmcore.spec.trust import CALLBACK_TRUST_HINT, import_checked
-
-    def refuse(why: str) -> SpecError:
-        return SpecError(source, [(field, f"{name!r} refused: {why}")])
-
-    if folder is not None:
-        if name.partition(":")[0].endswith(".py"):
-            raise refuse("it is a Python file path; a spec.json is data, not code")
-        import_checked(name, Path(folder).resolve(), trust_code=trust_code, registry=registry,
-                       refuse=refuse, what="callback", hint=CALLBACK_TRUST_HINT)
-    try:
-        return callback_class(name)
-    except PluginError as exc:
-        raise SpecError(source, [(field, str(exc))]) from None
-
-
-def _is_event(method: Any) -> bool:
-    return getattr(method, f"{hookspecs.PROJECT}_impl", None) is not None
 
 
 def silent_hooks() -> pluggy.PluginManager:
