@@ -356,3 +356,18 @@ def test_modality_loss_is_the_mean_loss_of_each_modality_alone():
     assert TrainSpec(modality_loss=1.0).modality_loss == 1.0
     with pytest.raises(ValueError, match="modality_loss"):
         TrainSpec(modality_loss=-1)
+
+
+def test_a_tie_on_the_monitored_metric_goes_to_the_lower_validation_loss():
+    from mmcore.train.settings import Monitor
+
+    acc = Monitor("y.accuracy", "validation/y.accuracy", True)
+    best = {"epoch": 3, "validation/y.accuracy": 1.0, "validation/loss": 0.40}
+    later = {"epoch": 9, "validation/y.accuracy": 1.0, "validation/loss": 0.10}
+    assert acc.improves(later, best)  # same accuracy, better trained: the later epoch
+    assert not acc.improves({**later, "validation/loss": 0.50}, best)
+    assert not acc.improves({**later, "validation/y.accuracy": 0.9}, best)
+    assert acc.improves({**later, "validation/y.accuracy": float("nan")}, None)  # the first
+    assert not acc.improves({**later, "validation/loss": float("nan")}, best)
+    loss = Monitor("loss", "validation/loss", False)
+    assert not loss.improves({"validation/loss": 0.4}, {"validation/loss": 0.4})

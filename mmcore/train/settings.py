@@ -7,7 +7,9 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -74,6 +76,21 @@ class Monitor:
         if not math.isfinite(value):
             return False
         return value > best if self.greater_is_better else value < best
+
+    def improves(self, record: Mapping[str, Any], best: Mapping[str, Any] | None) -> bool:
+        """Whether the epoch ``record`` beats the best epoch's record so far: its monitored
+        figure is better, or equal with a lower validation loss. A small validation split
+        often reaches its best accuracy early and holds it (a tie); the later epoch with the
+        lower loss is then the better-trained model, where the first would be kept."""
+        value = record.get(self.key, float("nan"))
+        if best is None or self.better(value, best.get(self.key)):
+            return True
+        loss_key = f"{VALIDATION}/loss"
+        if self.key == loss_key or value != best.get(self.key):
+            return False
+        loss, best_loss = record.get(loss_key), best.get(loss_key)
+        return (isinstance(loss, float) and isinstance(best_loss, float)
+                and math.isfinite(loss) and loss < best_loss)
 
 
 def resolve_monitor(

@@ -251,10 +251,11 @@ class Trainer:
         record["seconds"] = round(time.perf_counter() - started, 3)
         # the main process's figures decide best epoch and stopping for all
         record = self.strategy.broadcast(record)
-        value = record.get(self.monitor.key, float("nan"))
-        improved = self.monitor.better(value, self.best_value)
+        best = next((r for r in self.history if r.get("epoch") == self.best_epoch), None)
+        improved = self.monitor.improves(record, best if self.best_value is not None else None)
         if improved:
-            self.best_epoch, self.best_value = epoch, value
+            self.best_epoch = epoch
+            self.best_value = record.get(self.monitor.key, float("nan"))
         self.epoch = epoch
         self.history.append(record)
         self.hooks.hook.on_validation_end(trainer=self, epoch=epoch, metrics=dict(record),
