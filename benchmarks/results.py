@@ -20,7 +20,8 @@ Trains, one after another (never in parallel, so the timings mean something):
   logistic regression and gradient boosting on the same split (needs scikit-learn);
 * **sensor_series** (``../shared/data/sensor_series``): gesture only on the raw BasicMotions and
   JapaneseVowels arrays (official test files; JapaneseVowels' test sessions are a real shift),
-  with each ``encoder`` (reference, tcn, transformer) and with augmentation;
+  with each ``encoder`` (reference, tcn, transformer, and the default ``auto``) and with
+  augmentation;
 * **sensor_shift**: JapaneseVowels as two modalities (``select``-ed channel halves), each alone
   and fused, with and without modality dropout, on its session-shifted test split.
 
@@ -146,10 +147,11 @@ SENSOR_SETS = {"BasicMotions": (40, 8), "JapaneseVowels": (30, 16)}
 #: encoders compared on the raw sensor sequences (gesture options; transforms none)
 SENSOR_ENCODERS = {
     "reference (LSTM + linear)": {"encoder": "reference"},
-    "tcn (default)": {},
+    "tcn": {"encoder": "tcn"},
     "transformer": {"encoder": "transformer"},
-    "tcn + augment": {"augment": {"jitter": 0.05, "scale": 0.1, "shift": 0.1,
-                                  "time_mask": 0.1}},
+    "tcn + augment": {"encoder": "tcn", "augment": {"jitter": 0.05, "scale": 0.1, "shift": 0.1,
+                                                    "time_mask": 0.1}},
+    "auto (the default: minirocket here)": {},
 }
 
 
