@@ -207,21 +207,33 @@ def load_path(
         table = open_table(path, fmt)
         if table is not None:
             return table
-    datasets = datasets_module()
     if fmt == "disk":
-        try:
-            loaded = datasets.load_from_disk(str(path))
-        except (FileNotFoundError, ValueError) as exc:
-            raise DataError(f"cannot read {path} as a save_to_disk folder: {exc}") from None
-        if isinstance(loaded, datasets.DatasetDict):
-            tables = {k: undecoded(v) for k, v in loaded.items()}
-            if streaming:
-                tables = {k: v.to_iterable_dataset() for k, v in tables.items()}
-            return tables
-        loaded = undecoded(loaded)
-        return loaded.to_iterable_dataset() if streaming else loaded
+        return _load_from_disk(path, streaming)
     if path.is_dir():
         raise DataError(f"{path} is a folder, but data.format is {fmt!r}, which reads a file")
+    return _load_file(path, fmt, cache, streaming)
+
+
+def _load_from_disk(path: Path, streaming: bool) -> Any:
+    """A ``save_to_disk`` folder: a table, or ``{split: table}`` for a DatasetDict."""
+    datasets = datasets_module()
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except (FileNotFoundError, ValueError) as exc:
+        raise DataError(f"cannot read {path} as a save_to_disk folder: {exc}") from None
+    if isinstance(loaded, datasets.DatasetDict):
+        tables = {k: undecoded(v) for k, v in loaded.items()}
+        if streaming:
+            tables = {k: v.to_iterable_dataset() for k, v in tables.items()}
+        return tables
+    loaded = undecoded(loaded)
+    return loaded.to_iterable_dataset() if streaming else loaded
+
+
+def _load_file(path: Path, fmt: str, cache: Path | None, streaming: bool) -> Any:
+    """A csv/tsv, json or parquet file read by ``datasets`` (cached as Arrow under
+    ``cache``), or streamed."""
+    datasets = datasets_module()
     kwargs: dict[str, Any] = {}
     name = path.name.lower()
     if fmt == "csv" and ".tsv" in name:
