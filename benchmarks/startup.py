@@ -249,9 +249,8 @@ def report(cmds: list[Command], times: dict[str, list[float]], cpus: dict[str, l
         "not mmcore's). Registrations are by import "
         "path and options models are pydantic-only, so neither command loads a plugin's "
         "implementation. A `train.monitor` other than a loss is checked against the heads' "
-        "metric names, which live on the head classes beside their torch code, through "
-        "`mmcore.train.settings` (which imports torch): that line imports torch until the names "
-        "have a torch-free home.",
+        "metric names, which the built-in heads keep on their torch-free target side "
+        "(`mmcore.heads.targets`), so that line imports no torch either.",
         "",
         setup_report(setups),
     ])
