@@ -143,8 +143,9 @@ def hand_accuracy(model, split) -> float:
     return correct / len(y)
 
 
-def run_hand(width: int, epochs: int) -> dict[str, float]:
-    """The independent loop, whole run; ``loop_s`` / ``loop_cpu_s`` are its epochs only."""
+def run_hand(width: int, epochs: int, fused: bool = False) -> dict[str, float]:
+    """The independent loop, whole run; ``loop_s`` / ``loop_cpu_s`` are its epochs only.
+    ``fused``: torch's fused AdamW kernel, the one mmcore's optimizer uses."""
     import torch
     from torch.nn import functional as F
 
@@ -153,7 +154,8 @@ def run_hand(width: int, epochs: int) -> dict[str, float]:
     g, p, y = data["train"]
     torch.manual_seed(SEED)
     model = hand_model(width)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY,
+                                  fused=fused or None)
     walls, cpus = [], []
     model.train()
     for _ in range(epochs):
@@ -331,6 +333,7 @@ def compare(size: str, work: Path, registry: Any, threads: int, rounds: int,
     spec = validate_spec(mmcore_spec(table, work, width, epochs), base_dir=work,
                          registry=registry)
     runners = {"hand": lambda i: run_hand(width, epochs),
+               "hand_fused": lambda i: run_hand(width, epochs, fused=True),
                "mmcore": lambda i: run_mmcore(spec, registry, work, i)}
     if pl is not None:
         runners["lightning"] = lambda i: run_lightning(width, epochs, work, pl)
@@ -402,7 +405,9 @@ def size_report(result: dict[str, Any]) -> str:
         ["arm", "loop samples/s (median)", "range", "samples per CPU second",
          "seconds per epoch", "whole run s (median)", "range", "test accuracy"], rows))
     lines.append("")
-    pairs = [("mmcore", "hand", "mmcore / hand loop")]
+    pairs = [("mmcore", "hand", "mmcore / hand loop"),
+             ("mmcore", "hand_fused", "mmcore / hand loop with fused AdamW (mmcore's kernel)"),
+             ("hand_fused", "hand", "fused / unfused AdamW in the hand loop")]
     if "lightning" in runs:
         pairs += [("mmcore", "lightning", "mmcore / Lightning on the hand model"),
                   ("lightning", "hand", "Lightning / hand loop")]
@@ -459,7 +464,9 @@ def report(results: list[dict[str, Any]], *, threads: int, load: benchlib.Load,
         "parameter groups (no decay on biases) and uses torch's fused kernel, where the hand "
         "loop's and Lightning's use torch's default, one small kernel per parameter on the "
         "CPU (about 90 us against 470 us a step on the tiny model: most of mmcore's lead "
-        "there). Its batches come from a `DataLoader` over the split held in memory "
+        "there); the `hand_fused` arm is the hand loop with the fused kernel, so mmcore / "
+        "hand_fused compares the two loops on the same optimizer kernel. Its batches come "
+        "from a `DataLoader` over the split held in memory "
         "(`data.in_memory`). The hand loop's whole run re-reads "
         "the CSV each time, mmcore's reads its cache; mmcore's also writes checkpoints and "
         "evaluates on validation as well as test at the end. Test accuracy is there to show "
