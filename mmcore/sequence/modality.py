@@ -18,6 +18,7 @@ from mmcore.sequence.modality_options import (
     PRE_AUTO_ENCODER,
     SequenceOptions,
     auto_encoder,
+    chosen_encoder,
 )
 from mmcore.sequence.options import Standardize, Transform
 from mmcore.sequence.pipeline import SequencePipeline
@@ -61,12 +62,7 @@ class SequenceModality(Modality[OptionsT]):
     def encoder_kind(self) -> str:
         """The encoder this modality builds: the ``encoder`` option, or what ``"auto"``
         chose when the modality was fitted (``ValueError`` before that)."""
-        if self._encoder is None:
-            raise ValueError(
-                f"modality {self.name!r}: encoder 'auto' is chosen from the training split; "
-                "fit() the modality (or load_state) first, or name the encoder"
-            )
-        return self._encoder
+        return chosen_encoder(self._encoder, self.name)
 
     def steps(self) -> list[Transform]:
         """The steps applied, in order: the declared ``transforms``, then a per-channel

@@ -100,6 +100,17 @@ NETWORK_OPTIONS = frozenset({"tcn_channels", "tcn_blocks", "downsample", "heads"
                              "bidirectional"})
 
 
+def chosen_encoder(kind: str | None, modality: str) -> str:
+    """``kind``, the encoder a modality builds; ``ValueError`` while ``encoder: "auto"`` has
+    not chosen yet (before the modality is fitted or its state loaded)."""
+    if kind is None:
+        raise ValueError(
+            f"modality {modality!r}: encoder 'auto' is chosen from the training split; "
+            "fit() the modality (or load_state) first, or name the encoder"
+        )
+    return kind
+
+
 def auto_encoder(rows: int, pooled: bool, network_options: bool = False) -> str:
     """The encoder ``encoder: "auto"`` picks for a training split of ``rows`` rows:
     ``minirocket`` for small data with a pooled output, unless the spec sets options only a

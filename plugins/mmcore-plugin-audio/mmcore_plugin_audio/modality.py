@@ -59,12 +59,9 @@ class AudioModality(Modality[AudioOptions]):
     def encoder_kind(self) -> str:
         """``"reference"`` or ``"minirocket"``: the ``encoder`` option, or what ``"auto"``
         chose when the modality was fitted (``ValueError`` before that)."""
-        if self._encoder is None:
-            raise ValueError(
-                f"audio modality {self.name!r}: encoder 'auto' is chosen from the training "
-                "split; fit() the modality (or load_state) first, or name the encoder"
-            )
-        return self._encoder
+        from mmcore.sequence.modality_options import chosen_encoder
+
+        return chosen_encoder(self._encoder, self.name)
 
     def fingerprint(self) -> str:
         fields = set(PREPROCESS_FIELDS)
