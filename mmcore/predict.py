@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from mmcore.batch import Batch
 from mmcore.errors import CheckpointError, DataError, PluginError, SpecError
-from mmcore.evaluate.ablation import modality_report, robustness_report
+from mmcore.evaluate.ablation import SubsetEvaluations, modality_view, robustness_view
 from mmcore.evaluate.masking import hide_all
 from mmcore.evaluate.monitor import monitored_metric
 from mmcore.evaluate.split import SplitResult, evaluate_model
@@ -174,8 +174,8 @@ class Predictor:
             adapt_to_given_rows(self.modalities, rows)
         share = math.ceil(len(rows) / self.strategy.world_size)
         first = self.strategy.rank * share
-        batches: Iterable[Batch] = self._batches(rows[first:first + share], first, batch_size,
-                                                 root)
+        mine = rows[first:first + share]
+        batches: Iterable[Batch] = self._batches(mine, first, batch_size, root)
         hidden: frozenset[str] = frozenset()
         self.last_drift = None
         if hide_drifting:
@@ -187,10 +187,10 @@ class Predictor:
                 current = feature_statistics(self.model, every, self.device)
                 self.last_drift = drift_report(reference, current, "rows")
                 hidden = frozenset(self.last_drift["drifting"])
-                if self.strategy.world_size == 1:
-                    batches = every  # preprocessed once
-        mine = self._predict(batches, hidden)
-        return [p for part in self.strategy.gather(mine) for p in part]
+                if len(mine) == len(rows):
+                    batches = every  # this process's share is every row: preprocessed once
+        predicted = self._predict(batches, hidden)
+        return [p for part in self.strategy.gather(predicted) for p in part]
 
     def _batches(self, rows: list[Mapping[str, Any]], first: int, batch_size: int,
                  root: str | Path | None) -> Iterator[Batch]:
@@ -225,18 +225,21 @@ class Predictor:
         return out
 
     def evaluate(
-        self, split: str | None = None, *, data: str | Path | None = None
+        self, split: str | None = None, *, data: str | Path | None = None,
+        report: bool = False, robustness: bool = False, save: bool = True,
     ) -> dict[str, Any]:
         """Metrics of the run's model on one split of its data (default: test, else
         validation) or on a data file with the training data's columns.
 
         Returns ``{"split", "rows", "metrics"}`` with metric names ``<head>.<metric>``,
         ``<head>.loss`` and ``loss``, plus ``"per_class"`` (head -> class -> precision,
-        recall, F1 and support) for heads that have classes.
+        recall, F1 and support) for heads that have classes. With ``report`` it holds
+        ``"modality_report"`` too (:meth:`modality_report`), with ``robustness``
+        ``"robustness"`` (:meth:`robustness`), both from one evaluation of each subset of
+        modalities, and each written to the run folder when ``save``.
         """
-        dm, name = self._split(split, data)
-        result = self._evaluate(dm, name)
-        self._require_targets(result, data or name)
+        evaluations, name = self._subsets(split, data)
+        result = evaluations.full()
         out: dict[str, Any] = {"split": name, "rows": result.rows, "metrics": result.metrics}
         per_class = {
             head_name: report for head_name, head in self.model.heads.items()
@@ -245,7 +248,7 @@ class Predictor:
         }
         if per_class:
             out["per_class"] = per_class
-        return out
+        return {**out, **self._reports(evaluations, name, report, robustness, save)}
 
     def _require_targets(self, result: SplitResult, where: Any) -> None:
         if result.rows and not result.metrics:
@@ -261,17 +264,8 @@ class Predictor:
         """The monitored metric for every subset of modalities and each modality's exact
         Shapley value (see :mod:`mmcore.evaluate.ablation`); written to ``robustness.json``
         in the run folder when ``save``."""
-        dm, name = self._split(split, data)
-        monitor = self._monitored()
-        baseline = self._evaluate(dm, name)
-        self._require_targets(baseline, data or name)
-        report = robustness_report(
-            lambda t: baseline if t is None else self._evaluate(dm, name, t),
-            list(self.modalities), monitor, name,
-        )
-        if save:
-            self.strategy.on_main(lambda: atomic_write_json(self.run_dir / ROBUSTNESS, report))
-        return report
+        evaluations, name = self._subsets(split, data)
+        return self._reports(evaluations, name, False, True, save)["robustness"]
 
     def _monitored(self) -> str:
         """The metric the reports show: the run's ``train.monitor`` (default: the first head's
@@ -284,18 +278,34 @@ class Predictor:
         """Each modality's contribution (see :mod:`mmcore.evaluate.ablation`), on the
         monitored metric; written to ``modality_report.json`` in the run folder when
         ``save``."""
+        evaluations, name = self._subsets(split, data)
+        return self._reports(evaluations, name, True, False, save)["modality_report"]
+
+    def _subsets(self, split: str | None,
+                 data: str | Path | None) -> tuple[SubsetEvaluations, str]:
+        """The split's evaluations by subset of modalities, the full set evaluated (an error
+        when the rows have no targets), and the split's name."""
         dm, name = self._split(split, data)
-        monitor = self._monitored()
-        baseline = self._evaluate(dm, name)
-        self._require_targets(baseline, data or name)
-        report = modality_report(
-            lambda t: baseline if t is None else self._evaluate(dm, name, t),
-            list(self.modalities), monitor, name,
-        )
-        if save:
-            self.strategy.on_main(
-                lambda: atomic_write_json(self.run_dir / MODALITY_REPORT, report))
-        return report
+        evaluations = SubsetEvaluations(lambda t: self._evaluate(dm, name, t),
+                                        list(self.modalities))
+        self._require_targets(evaluations.full(), data or name)
+        return evaluations, name
+
+    def _reports(self, evaluations: SubsetEvaluations, name: str, report: bool,
+                 robustness: bool, save: bool) -> dict[str, Any]:
+        """The modality report and the robustness report asked for, as views of
+        ``evaluations``, each written to the run folder when ``save``."""
+        out: dict[str, Any] = {}
+        for key, wanted, view, file in (
+            ("modality_report", report, modality_view, MODALITY_REPORT),
+            ("robustness", robustness, robustness_view, ROBUSTNESS),
+        ):
+            if wanted:
+                out[key] = done = view(evaluations, self._monitored(), name)
+                if save:
+                    self.strategy.on_main(
+                        lambda done=done, file=file: atomic_write_json(self.run_dir / file, done))
+        return out
 
 
 def check_run_overrides(
@@ -376,7 +386,7 @@ def load(
     are read for evaluation and prediction; only :data:`RUN_OVERRIDES` fields are accepted
     (a :class:`SpecError` lists them). They are not written back to the run folder.
 
-    ``strategy`` (e.g. :func:`mmcore.train.parallel.select_strategy` under torchrun) makes
+    ``strategy`` (e.g. :func:`mmcore.distributed.select_strategy` under torchrun) makes
     :meth:`Predictor.evaluate` and the reports run on every process of a run, each on its
     shard; ``load`` sets it up (joining the process group, on this process's device) and the
     caller closes it (``predictor.strategy.close()``).

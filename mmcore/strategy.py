@@ -8,11 +8,11 @@ checkpoint IO, so neither the training loop nor the evaluation asks whether it i
 :mod:`mmcore.train`.
 
 * :class:`SingleProcess` — one process, one device (every hook below is the identity);
-* :class:`~mmcore.train.parallel.DDP` — a whole model per process, gradients averaged;
-* :class:`~mmcore.train.parallel.FSDP` — parameters, gradients and optimizer state sharded
+* :class:`~mmcore.distributed.DDP` — a whole model per process, gradients averaged;
+* :class:`~mmcore.distributed.FSDP` — parameters, gradients and optimizer state sharded
   per encoder and head (torch's ``fully_shard``).
 
-:func:`mmcore.train.parallel.select_strategy` picks one from ``train.strategy`` and
+:func:`mmcore.distributed.select_strategy` picks one from ``train.strategy`` and
 torchrun's environment. Checkpoints hold the same full, unsharded state whatever the strategy,
 so a run resumes under any strategy and on any number of processes (from a step checkpoint
 inside an epoch: on as many processes as wrote it).

@@ -69,7 +69,7 @@ def test_main_keeps_the_words_it_was_given(monkeypatch):
         seen["argv"] = argv
         return 0
 
-    monkeypatch.setattr("mmcore.train.launch.launch", fake_launch)
+    monkeypatch.setattr("mmcore.distributed.launch.launch", fake_launch)
     assert main(["--debug", "train", "spec.py", "--nproc", "2", "--no-report",
                  "train.epochs=1"]) == 0
     assert seen["argv"] == ["--debug", "train", "spec.py", "--no-report", "train.epochs=1"]

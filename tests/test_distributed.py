@@ -19,12 +19,12 @@ import torch
 from safetensors.torch import load_file
 
 import mmcore
+from mmcore.distributed.launch import DistEnv, describe_failures, detect, launch
+from mmcore.distributed.process_group import _merge_shards, local_batch_size
 from mmcore.errors import SpecError, TrainingError
 from mmcore.run import checkpoint as ck
 from mmcore.spec import validate_spec
 from mmcore.train import Trainer
-from mmcore.train.launch import DistEnv, describe_failures, detect, launch
-from mmcore.train.parallel import _merge_shards, local_batch_size
 from tests import train_toy as toy
 
 REPO = Path(__file__).resolve().parents[1]

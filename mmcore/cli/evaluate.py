@@ -49,11 +49,11 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mmcore.distributed.launch import launch
+    from mmcore.distributed.selection import worker_strategy
     from mmcore.evaluate.ablation import format_report
     from mmcore.predict import load
     from mmcore.run.layout import MODALITY_REPORT
-    from mmcore.train.launch import launch
-    from mmcore.train.parallel import worker_strategy
 
     if getattr(args, "nproc", None) not in (None, 1):
         return launch(args.nproc, worker_argv(args))

@@ -91,11 +91,11 @@ def write_predictions(predictions: list[dict[str, Any]], output: Path | None) ->
 
 def run(args: argparse.Namespace) -> int:
     from mmcore.data.sources import read_rows
+    from mmcore.distributed.launch import launch
+    from mmcore.distributed.selection import worker_strategy
     from mmcore.errors import MmcoreError
     from mmcore.paths import confine
     from mmcore.predict import check_run_overrides, load
-    from mmcore.train.launch import launch
-    from mmcore.train.parallel import worker_strategy
 
     # One prediction per input row: a bad row is always an error, so data.bad_rows is not
     # offered here.

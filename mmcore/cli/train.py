@@ -40,9 +40,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mmcore.distributed.launch import detect, launch, record_failure
     from mmcore.evaluate.ablation import format_report
     from mmcore.train import Trainer
-    from mmcore.train.launch import detect, launch, record_failure
     from mmcore.train.trainer import summary
 
     if args.nproc is not None and args.nproc != 1:

@@ -22,16 +22,19 @@ floor among its modalities, interactions shared fairly. For a metric where lower
 Drop curves: for each modality, the metric when it is hidden from a seeded random 25%, 50% and
 75% of the rows (0% and 100% are the full model and the "without" subset).
 
-Both reports take ``evaluate``, which evaluates the split with an optional input transform
-(``None``: the inputs as they are), so training and a loaded run each evaluate their own way;
-metrics use the names of :mod:`mmcore.evaluate.split`.
+Both reports are views of one :class:`SubsetEvaluations`: the split evaluated with each subset
+of modalities kept, each subset at most once, so asking for both (``mmcore evaluate
+--robustness``) evaluates the "without" and "only" subsets once, not twice. It wraps
+``evaluate``, which evaluates the split with an optional input transform (``None``: the
+inputs as they are), so training and a loaded run each evaluate their own way; metrics use the
+names of :mod:`mmcore.evaluate.split`.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -52,6 +55,33 @@ def hiding(names: set[str]) -> Transform | None:
     return (lambda inputs: hide_all(inputs, names)) if names else None
 
 
+class SubsetEvaluations:
+    """The split evaluated with a subset of ``modalities`` kept and the others hidden from every
+    row, each subset at most once (kept for the reports that read it): what the modality report
+    and the robustness report are views of.
+
+    ``evaluate`` evaluates the split under an input transform (``None``: as it is); the full set
+    of modalities is ``evaluate(None)``.
+    """
+
+    def __init__(self, evaluate: Callable[[Transform | None], SplitResult],
+                 modalities: Sequence[str]) -> None:
+        self.evaluate = evaluate
+        self.names = sorted(modalities)
+        self._results: dict[frozenset[str], SplitResult] = {}
+
+    def kept(self, group: Iterable[str]) -> SplitResult:
+        """The result with the modalities ``group`` kept (evaluated on the first ask)."""
+        key = frozenset(group)
+        if key not in self._results:
+            self._results[key] = self.evaluate(hiding(set(self.names) - key))
+        return self._results[key]
+
+    def full(self) -> SplitResult:
+        """The result with every modality kept: the model as trained."""
+        return self.kept(self.names)
+
+
 # -- the modality report -----------------------------------------------------------------------
 def modality_report(
     evaluate: Callable[[Transform | None], SplitResult],
@@ -59,18 +89,23 @@ def modality_report(
     monitor: str,
     split: str,
 ) -> dict[str, Any]:
-    """Run ``evaluate`` once as is and twice per modality (once when it is the only one).
+    """Run ``evaluate`` once as is and twice per modality (once when it is the only one);
+    :func:`modality_view` of its subsets."""
+    return modality_view(SubsetEvaluations(evaluate, modalities), monitor, split)
+
+
+def modality_view(evaluations: SubsetEvaluations, monitor: str, split: str) -> dict[str, Any]:
+    """Each modality hidden ("without") and alone ("only"), beside all of them.
 
     Returns ``{"split", "monitor", "baseline": metrics, "modalities": {name: {"without":
     metrics, "only": metrics}}}``.
     """
-    names = sorted(modalities)
-    baseline = evaluate(None).metrics
+    names = evaluations.names
+    baseline = evaluations.full().metrics
     per: dict[str, Any] = {}
     for name in names:
-        without = evaluate(hiding({name})).metrics
-        others = set(names) - {name}
-        only = evaluate(hiding(others)).metrics if others else baseline
+        without = evaluations.kept(set(names) - {name}).metrics
+        only = evaluations.kept({name}).metrics
         per[name] = {"without": without, "only": only}
     return {"split": split, "monitor": monitor, "baseline": baseline, "modalities": per}
 
@@ -130,25 +165,33 @@ def robustness_report(
     split: str,
 ) -> dict[str, Any]:
     """Evaluate every subset of ``modalities`` (``evaluate`` takes an input transform, or
-    ``None`` for the inputs as they are) and compute the Shapley values of ``monitor``.
+    ``None`` for the inputs as they are) and compute the Shapley values of ``monitor``;
+    :func:`robustness_view` of its subsets."""
+    return robustness_view(SubsetEvaluations(evaluate, modalities), monitor, split)
+
+
+def robustness_view(evaluations: SubsetEvaluations, monitor: str, split: str) -> dict[str, Any]:
+    """The metrics of every subset of modalities, the Shapley values of ``monitor`` and the
+    drop curves.
 
     Returns ``{"split", "monitor", "subsets": [{"modalities": [...], "metrics": {...}}],
-    "shapley": {name: value}, "all": v(all), "none": v(none)}``.
+    "shapley": {name: value}, "all": v(all), "none": v(none), "drop_curves": {name:
+    [{"rate", "metrics"}]}}``.
     """
-    names = sorted(modalities)
+    names = evaluations.names
     if len(names) > MAX_MODALITIES:
         raise ValueError(f"{len(names)} modalities need {2 ** len(names)} evaluations; the "
                          f"robustness report takes at most {MAX_MODALITIES}")
     rows, value = [], {}
     for group in subsets(names):
-        result = evaluate(hiding(set(names) - set(group)))
+        result = evaluations.kept(group)
         rows.append({"modalities": list(group), "metrics": result.metrics})
         value[frozenset(group)] = float(result.metrics.get(monitor, float("nan")))
     curves = {}
     for name in names:  # the metric as ever more rows lack one modality
         points = [{"rate": 0.0, "metrics": rows[-1]["metrics"]}]
         for rate in DROP_RATES:
-            result = evaluate(_row_dropper(name, rate))
+            result = evaluations.evaluate(_row_dropper(name, rate))
             points.append({"rate": rate, "metrics": result.metrics})
         without = next(r for r in rows if set(r["modalities"]) == set(names) - {name})
         points.append({"rate": 1.0, "metrics": without["metrics"]})

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmcore.errors import CheckpointError, SpecError
+from mmcore.errors import CheckpointError
 from mmcore.model import MultimodalModel, build_model, check_encoders
 from mmcore.plugins.registry import Registry
 from mmcore.run.layout import prepare_run_folder, save_spec
@@ -79,11 +79,6 @@ def set_up_process(trainer: Any) -> None:
     torch.set_num_threads(
         resolve_threads(train.threads, train.num_workers, local, torch.get_num_threads()))
     strategy.check_batch_size(train.batch_size, spec.source)
-    if train.modality_loss > 0 and strategy.world_size > 1:
-        raise SpecError(spec.source, [(
-            "train.modality_loss", "runs one more forward pass per modality, which "
-            "DDP/FSDP do not allow before the backward pass: train on one process, or "
-            "use train.modality_dropout")])
     strategy.setup(spec, resolve_device(train.device, spec.source))
 
 

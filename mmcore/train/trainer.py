@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from mmcore.distributed.selection import select_strategy
 from mmcore.evaluate.masking import modality_dropout
 from mmcore.evaluate.split import (
     SplitResult,
@@ -40,7 +41,6 @@ from mmcore.train.final_evaluation import final_evaluation, flat_metrics
 from mmcore.train.health import HealthChecks
 from mmcore.train.modality_loss import alone_loss
 from mmcore.train.optim import frozen_encoders, set_frozen
-from mmcore.train.parallel import select_strategy
 from mmcore.train.records import record_epoch
 from mmcore.train.refused_writes import refused_writes_reported
 from mmcore.train.run_setup import (
@@ -96,7 +96,7 @@ class Trainer:
     ``health.json``) and ``modality_report``.
 
     Started by ``torchrun`` (``WORLD_SIZE`` > 1), it trains on ``world_size`` processes with
-    the ``train.strategy`` (DDP or FSDP, :mod:`mmcore.train.parallel`), ``train.batch_size``
+    the ``train.strategy`` (DDP or FSDP, :mod:`mmcore.distributed`), ``train.batch_size``
     being the global batch; rank 0 alone writes the run folder, shows progress and calls the
     callbacks. ``strategy`` holds the processes' collective steps (:mod:`mmcore.strategy`);
     ``rank``, ``world_size`` and ``is_main`` say where this process stands (0, 1 and True in

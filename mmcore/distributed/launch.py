@@ -4,7 +4,7 @@ A process belongs to a distributed run when torchrun's environment says so: ``WO
 greater than 1, with ``RANK`` and ``LOCAL_RANK`` (and ``MASTER_ADDR``/``MASTER_PORT`` for the
 rendezvous). ``mmcore train --nproc N`` runs torchrun's launcher for you (:func:`launch`) and
 reports a failed run as one line per failed rank (:func:`describe_failures`). What the
-processes do together is the strategy's business (:mod:`mmcore.train.parallel`).
+processes do together is the strategy's business (:mod:`mmcore.distributed`).
 """
 
 from __future__ import annotations
@@ -84,9 +84,10 @@ def record_failure(exc: BaseException, env: DistEnv | None = None) -> None:
         return
     now = time.time()
     message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    doc = {"message": message, "timestamp": int(now), "mmcore": {"time": now}}
+    extra: dict[str, Any] = {"time": now}
     if env is not None:
-        doc["mmcore"]["rank"] = env.rank
+        extra["rank"] = env.rank
+    doc = {"message": message, "timestamp": int(now), "mmcore": extra}
     try:
         with open(path, "w", encoding="utf-8") as fh:
             json.dump(doc, fh)

@@ -1,20 +1,5 @@
-"""Strategies for several processes on ``torch.distributed``: :class:`DDP` and :class:`FSDP`.
-
-One process per device, started by ``torchrun`` (or ``mmcore train --nproc N``; see
-:mod:`mmcore.train.launch`). What both do (see ``docs/distributed.md``):
-
-* ``train.batch_size`` is the **global** batch: each of the N ranks takes ``batch_size / N``
-  rows of it (an error when N does not divide it), so a run on N processes takes the same
-  optimizer steps as a single-process run with the same settings.
-* Rank 0 alone prepares the run folder, fits the modalities and preprocesses the data into the
-  cache; the other ranks wait (:meth:`~ProcessGroupStrategy.on_main`), then load the fitted
-  state from the run folder like a resume and read the cache. Rank 0 alone writes checkpoints,
-  metrics, plots and shows progress; callbacks run on rank 0 only.
-* Evaluation gathers every rank's outputs, drops the rows the sampler repeated to pad the
-  shards (by ``Batch.index``) and computes the metrics over the whole split; rank 0's epoch
-  record is broadcast so best epoch and early stopping are decided identically everywhere.
-* Checkpoints hold the full, unsharded model and optimizer state (gathered to rank 0), in the
-  single-process layout: a run resumes under any strategy, on any number of processes.
+"""What every strategy of several processes shares: :class:`ProcessGroupStrategy` joins the
+process group and runs the collectives over it (see :mod:`mmcore.distributed`).
 
 Environment variables:
 
@@ -25,19 +10,14 @@ Environment variables:
 ``MMCORE_DIST_SETUP_TIMEOUT``
     seconds the other ranks wait for rank 0 to prepare the run folder and preprocess the data
     (default 7200).
-``MMCORE_DDP_FIND_UNUSED``
-    ``1``: ``DistributedDataParallel(find_unused_parameters=True)``, for models whose forward
-    leaves some trainable parameters unused.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -45,18 +25,17 @@ import torch
 import torch.distributed as tdist
 from torch import Tensor, nn
 
+from mmcore.distributed.launch import DistEnv
 from mmcore.errors import SpecError, TrainingError
 from mmcore.run import checkpoint as ck
 from mmcore.spec.model import Spec
-from mmcore.strategy import Rows, SingleProcess, Strategy, load_optimizer_state
-from mmcore.train.launch import DistEnv, detect, find, record_failure
+from mmcore.strategy import Rows, Strategy
 
 T = TypeVar("T")
 
 BACKEND_ENV = "MMCORE_DIST_BACKEND"
 TIMEOUT_ENV = "MMCORE_DIST_TIMEOUT"
 SETUP_TIMEOUT_ENV = "MMCORE_DIST_SETUP_TIMEOUT"
-FIND_UNUSED_ENV = "MMCORE_DDP_FIND_UNUSED"
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_SETUP_TIMEOUT = 7200.0
 
@@ -136,6 +115,11 @@ class ProcessGroupStrategy(Strategy):
         The backend is ``nccl`` on CUDA, else ``gloo``, unless ``MMCORE_DIST_BACKEND`` says
         otherwise. Collectives fail after ``MMCORE_DIST_TIMEOUT`` seconds instead of waiting
         for a dead peer forever."""
+        if spec.train.modality_loss > 0:
+            raise SpecError(spec.source, [(
+                "train.modality_loss", "runs one more forward pass per modality, which "
+                "DDP/FSDP do not allow before the backward pass: train on one process, or "
+                "use train.modality_dropout")])
         device = select_device(device, self.env, spec.source)
         timeout = timedelta(seconds=_seconds(TIMEOUT_ENV, DEFAULT_TIMEOUT))
         setup_timeout = timedelta(seconds=max(
@@ -256,131 +240,6 @@ class ProcessGroupStrategy(Strategy):
         tdist.all_reduce(flag, op=tdist.ReduceOp.MIN)
 
 
-class DDP(ProcessGroupStrategy):
-    """``DistributedDataParallel``: a whole model on every rank, gradients averaged. The
-    unwrapped model is what checkpoints store."""
-
-    name = "ddp"
-
-    def __init__(self, env: DistEnv) -> None:
-        super().__init__(env)
-        self._wrapped: nn.parallel.DistributedDataParallel | None = None
-
-    def wrap(self, model: nn.Module) -> nn.Module:
-        """``model`` in a new ``DistributedDataParallel`` (which copies rank 0's weights to
-        all): DDP hooks only the parameters that need a gradient when it is built."""
-        find_unused = os.environ.get(FIND_UNUSED_ENV, "").lower() in {"1", "true", "yes"}
-        device_ids = [self.device.index] if self.device.type == "cuda" else None
-        self._wrapped = None  # let the old wrapper's buckets go before the new ones
-        self._wrapped = nn.parallel.DistributedDataParallel(
-            model, device_ids=device_ids, find_unused_parameters=find_unused
-        )
-        return self._wrapped
-
-    def sync_gradients(self, net: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
-        if sync or not isinstance(net, nn.parallel.DistributedDataParallel):
-            return contextlib.nullcontext()
-        return net.no_sync()
-
-
-class FSDP(ProcessGroupStrategy):
-    """Fully sharded data parallel (torch's ``fully_shard``, FSDP2): each encoder, each head
-    and the rest of the model is one unit whose parameters, gradients and optimizer state are
-    split across the ranks and gathered for its forward and backward. Memory per rank falls
-    with the number of ranks; the arithmetic is DDP's. Checkpoints gather the full state to
-    rank 0, in the single-process layout."""
-
-    name = "fsdp"
-
-    def setup(self, spec: Spec, device: torch.device) -> None:
-        if spec.data.streaming:  # every rank must run the same number of sharded forwards
-            raise SpecError(spec.source, [("train.strategy", (
-                "'fsdp' needs every rank to run the same number of batches, which streamed "
-                "shards do not guarantee; use 'ddp' with data.streaming=true"))])
-        super().setup(spec, device)
-
-    def shard(self, model: nn.Module) -> None:
-        from torch.distributed.fsdp import fully_shard
-
-        for group in ("encoders", "heads"):
-            for module in getattr(model, group, {}).values():
-                if any(True for _ in module.parameters()):
-                    fully_shard(module)
-        fully_shard(model)
-
-    def sync_gradients(self, net: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
-        return _gradient_sync(net, sync)
-
-    def model_state(self, model: nn.Module) -> dict[str, Tensor]:
-        # every rank joins each tensor's all-gather, in the same order; rank 0 alone keeps
-        # them, so one full copy is held at a time on the others
-        full = {}
-        for key, value in model.state_dict().items():
-            whole = _full(value)
-            if self.is_main:
-                full[key] = whole
-        return full
-
-    def load_model_state(self, model: nn.Module, tensors: Mapping[str, Tensor],
-                         path: str | Path) -> None:
-        ck.check_weights(model, tensors, path)  # a DTensor's shape is the full shape
-        own = model.state_dict()
-        with torch.no_grad():
-            model.load_state_dict({k: _like(v, own[k]) for k, v in tensors.items()})
-
-    def optimizer_state(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-        state = optimizer.state_dict()  # torch's layout, each value this rank's shard
-        full: dict[Any, dict[str, Any]] = {}
-        for index, values in state["state"].items():
-            gathered = {k: _full(v) for k, v in values.items()}
-            if self.is_main:
-                full[index] = gathered
-        return {"state": full, "param_groups": state["param_groups"]} if self.is_main else {}
-
-    def load_optimizer_state(self, model: nn.Module, optimizer: torch.optim.Optimizer,
-                             state: dict) -> None:
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        try:
-            sharded = {i: {k: _like(v, params[int(i)]) for k, v in values.items()}
-                       for i, values in state["state"].items()}
-        except IndexError:
-            raise ValueError("the checkpoint holds state for more parameters than this "
-                             "optimizer has") from None
-        load_optimizer_state(optimizer, {**state, "state": sharded})
-
-
-def _full(value: Any) -> Any:
-    """A DTensor's whole tensor (an all-gather every rank joins), on the CPU."""
-    from torch.distributed.tensor import DTensor
-
-    if isinstance(value, DTensor):
-        return value.full_tensor().detach().cpu()
-    return value.detach().cpu() if isinstance(value, Tensor) else value
-
-
-def _like(value: Any, like: Any) -> Any:
-    """``value`` (a full tensor every rank read from the checkpoint) sharded as ``like``:
-    each rank cuts its own shard, with no communication."""
-    from torch.distributed.tensor import DTensor, distribute_tensor
-
-    if isinstance(like, DTensor) and isinstance(value, Tensor) and value.shape == like.shape:
-        return distribute_tensor(value.to(like.device), like.device_mesh, like.placements,
-                                 src_data_rank=None)
-    return value
-
-
-@contextlib.contextmanager
-def _gradient_sync(net: nn.Module, sync: bool) -> Iterator[None]:
-    if sync:
-        yield
-        return
-    net.set_requires_gradient_sync(False)  # type: ignore[operator]
-    try:
-        yield
-    finally:
-        net.set_requires_gradient_sync(True)  # type: ignore[operator]
-
-
 def _merge_shards(
     shards: Sequence[tuple[dict[str, Tensor], dict[str, Tensor], Tensor]], dedupe: bool
 ) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
@@ -392,45 +251,15 @@ def _merge_shards(
         keep = torch.from_numpy(first)
         index = index[keep]
 
-    def merged(part: int) -> dict[str, Tensor]:
-        names = dict.fromkeys(name for shard in shards for name in shard[part])
+    def merged(parts: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        names = dict.fromkeys(name for part in parts for name in part)
         out = {}
         for name in names:
-            value = torch.cat([shard[part][name] for shard in shards if name in shard[part]])
+            value = torch.cat([part[name] for part in parts if name in part])
             out[name] = value if keep is None else value[keep]
         return out
 
-    return merged(0), merged(1), index
+    return merged([shard[0] for shard in shards]), merged([shard[1] for shard in shards]), index
 
 
-@contextlib.contextmanager
-def worker_strategy(name: str = "ddp") -> Iterator[Strategy]:
-    """The strategy of a command's process (one process unless torchrun started it), for
-    the caller to :meth:`~Strategy.setup`; closed at the end of the block. An exception is
-    first written where torchrun's launcher reads why this rank stopped."""
-    env = detect()
-    strategy = select_strategy(name, env)
-    failed = True
-    try:
-        yield strategy
-        failed = False
-    except BaseException as exc:
-        if env is not None:
-            record_failure(exc, env)
-        raise
-    finally:
-        strategy.close(failed=failed)
-
-
-def select_strategy(name: str, env: DistEnv | None = None) -> Strategy:
-    """The strategy for ``train.strategy`` (``auto``, ``ddp`` or ``fsdp``) in this process:
-    :class:`SingleProcess` unless torchrun's environment (or a process group the caller
-    initialized) puts it in a run of several processes, where ``auto`` means DDP."""
-    env = env if env is not None else find()
-    if env is None:
-        return SingleProcess()
-    return FSDP(env) if name == "fsdp" else DDP(env)
-
-
-__all__ = ["DDP", "FSDP", "ProcessGroupStrategy", "local_batch_size", "select_device",
-           "select_strategy", "worker_strategy"]
+__all__ = ["ProcessGroupStrategy", "local_batch_size", "rank_seed", "select_device"]
