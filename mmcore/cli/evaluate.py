@@ -60,12 +60,11 @@ def run(args: argparse.Namespace) -> int:
     with worker_strategy() as strategy:  # one process, unless started by torchrun
         predictor = load(args.run_dir, device=args.device, trust_code=args.trust_code,
                          overrides=args.overrides, strategy=strategy)
-        result = predictor.evaluate(args.split, data=args.data)
-        report = robust = None
-        if not args.no_report:
-            report = predictor.modality_report(args.split, data=args.data)
-        if getattr(args, "robustness", False):
-            robust = predictor.robustness(args.split, data=args.data)
+        # one evaluation of each subset of modalities for the metrics and both reports
+        result = predictor.evaluate(args.split, data=args.data, report=not args.no_report,
+                                    robustness=getattr(args, "robustness", False))
+        report = result.pop("modality_report", None)
+        robust = result.pop("robustness", None)
         drift = None
         if strategy.is_main:
             from mmcore.drift import evaluate_drift
