@@ -192,3 +192,41 @@ def test_a_named_command_parses_as_before(capsys: pytest.CaptureFixture[str]) ->
         main(["serve", "--help"])
     assert exc.value.code == 0
     assert "usage: mmcore serve" in capsys.readouterr().out
+
+
+def _finished_run_folder(folder: Path) -> Path:
+    """What a finished run keeps for its pictures: ``metrics.jsonl``, ``metrics.json`` and
+    ``confusion.json``."""
+    folder.mkdir()
+    records = [{"epoch": e, "train/loss": 1.0 / e, "validation/loss": 1.2 / e,
+                "validation/label.accuracy": 0.3 * e} for e in (1, 2)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (folder / "metrics.json").write_text("{}")
+    (folder / "confusion.json").write_text(json.dumps(
+        {"split": "test", "heads": {"label": {"classes": ["a", "b"], "counts": [[3, 1], [0, 4]]}}}))
+    return folder
+
+
+def test_plots_imports_no_torch(tmp_path: Path) -> None:
+    # the pictures are drawn from the run folder's JSON files: mmcore.train's Trainer is
+    # imported on first use, and the file names come from mmcore.run.files, not the
+    # checkpoint code
+    pytest.importorskip("matplotlib")
+    run = _finished_run_folder(tmp_path / "run")
+    heavy, out = imported_by("plots", str(run))
+    assert heavy & {*HEAVY, *MODEL_SIDE} == set(), heavy
+    assert not [h for h in heavy if h.startswith("torch by ")], heavy
+    assert out.split() == [str(run / "training_curves.png"), str(run / "confusion_label.png")]
+
+
+def test_the_trainer_is_still_where_it_was() -> None:
+    code = ("import sys, mmcore.train, mmcore.train.plots\n"
+            "print('torch' in sys.modules)\n"
+            "from mmcore.train import Trainer\n"
+            "import mmcore\n"
+            "from mmcore.train.trainer import Trainer as T\n"
+            "print(Trainer is T and mmcore.Trainer is T and mmcore.train.Trainer is T,\n"
+            "      'Trainer' in dir(mmcore.train))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=False)
+    assert result.stdout.split() == ["False", "True", "True"], result.stderr

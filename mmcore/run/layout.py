@@ -44,22 +44,24 @@ from mmcore.run.checkpoint import (
     latest_checkpoint,
     read_json,
 )
+from mmcore.run.files import (  # noqa: F401 - re-exported: the run folder's file names
+    BAD_ROWS,
+    CARD,
+    CONFUSION,
+    DRIFT_REFERENCE,
+    EXPORTS,
+    HEALTH,
+    METRICS_JSON,
+    METRICS_JSONL,
+    MODALITIES,
+    MODALITY_REPORT,
+    ROBUSTNESS,
+    SPEC_JSON,
+)
 from mmcore.spec.load import spec_from_json, spec_to_json
 from mmcore.spec.model import Spec
 from mmcore.spec.modules import SPEC_COPY, SPEC_MODULE_PREFIX
 
-SPEC_JSON = "spec.json"
-METRICS_JSONL = "metrics.jsonl"
-METRICS_JSON = "metrics.json"
-MODALITIES = "modalities"
-BAD_ROWS = "bad_rows.json"  # written by the data module
-MODALITY_REPORT = "modality_report.json"
-DRIFT_REFERENCE = "drift_reference.json"  # the training split's feature statistics (mmcore.drift)
-EXPORTS = "exports.json"  # the bundles exported from the run, with their digests
-ROBUSTNESS = "robustness.json"  # written by mmcore evaluate --robustness
-CONFUSION = "confusion.json"  # the final evaluation's confusion matrices (mmcore.train.plots)
-HEALTH = "health.json"  # written by mmcore.train.health
-CARD = "README.md"  # the model card, written by mmcore.run.card
 #: everything a run writes, removed first when a run folder is overwritten
 RUN_OUTPUTS = (
     SPEC_JSON, "spec.py", MODEL_FILE, CHECKPOINTS, BEST, MODALITIES, METRICS_JSONL,

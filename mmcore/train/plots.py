@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from mmcore.errors import MmcoreError
-from mmcore.run.layout import CONFUSION, METRICS_JSON, METRICS_JSONL
+from mmcore.run.files import CONFUSION, METRICS_JSON, METRICS_JSONL
 
 CURVES = "training_curves.png"
 MISSING_NOTE = "matplotlib is not installed: no plots (pip install 'mmcore-torch[plots]')"
