@@ -88,6 +88,11 @@ def test_evaluate_with_both_reports_evaluates_each_subset_once(run, monkeypatch,
     for name, entry in shown["modality_report"]["modalities"].items():
         assert entry["without"] == evaluate(predictor, dm, split, hiding({name})).metrics
     assert shown["metrics"] == shown["modality_report"]["baseline"]
+    # a report not asked for is neither evaluated nor written
+    (run / "modality_report.json").unlink()
+    assert set(predictor.evaluate(robustness=True)) == {"split", "rows", "metrics", "per_class",
+                                                       "robustness"}
+    assert not (run / "modality_report.json").exists()
 
 
 def test_the_views_share_one_evaluation_per_subset():

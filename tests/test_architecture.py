@@ -161,8 +161,8 @@ SHARED = ["mmcore.strategy",
           *sorted(m for m in MODULES if m == "mmcore.evaluate" or m.startswith("mmcore.evaluate."))]
 
 
-@pytest.mark.parametrize("module", ["mmcore.predict", "mmcore.runtime", "mmcore.serve",
-                                    "mmcore.rows", *EXPORT, *SHARED])
+@pytest.mark.parametrize("module", ["mmcore.predict", "mmcore.predictor", "mmcore.runtime",
+                                    "mmcore.serve", "mmcore.rows", *EXPORT, *SHARED])
 def test_inference_imports_nothing_from_training(module: str) -> None:
     """Not in a function, not for type checkers, and not through any module it imports (the
     known cycle edges aside): a loaded run, a bundle and the server never need the trainer;
