@@ -107,6 +107,14 @@ class Features:
             return torch.where(self.present.unsqueeze(-1), self.values, zero)
         return masked_mean(self.values, self.mask, self.present)
 
+    def absent(self) -> Features:
+        """These features as an encoder gives them for a batch where every row lacks the
+        modality: zero values, ``present`` and ``mask`` all false (what hiding the modality's
+        input gives, without running the encoder again)."""
+        mask = None if self.mask is None else torch.zeros_like(self.mask)
+        return Features(torch.zeros_like(self.values), torch.zeros_like(self.present), mask,
+                        full=False)
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Features:
         return _apply(self, lambda t: t.to(device, non_blocking=non_blocking))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -73,8 +73,26 @@ class MultimodalModel(nn.Module):
                 out[name] = enc(inputs[name])
         return out
 
-    def forward(self, inputs: Mapping[str, ModalityBatch]) -> dict[str, Tensor]:
-        fused = self.fusion(self.encode(inputs))
+    def forward(self, inputs: Mapping[str, ModalityBatch], alone: bool = False) -> Any:
+        """``{head: output}``; with ``alone`` also each modality's outputs with the others
+        hidden, ``({head: output}, {modality: {head: output}})`` (``train.modality_loss``).
+
+        The encoders run once either way: a hidden modality's features are
+        :meth:`Features.absent`, which is what its encoder gives for a hidden input.
+        """
+        features = self.encode(inputs)
+        outputs = self.predict_features(features)
+        if not alone:
+            return outputs
+        return outputs, {
+            kept: self.predict_features(
+                {m: f if m == kept else f.absent() for m, f in features.items()})
+            for kept in features
+        }
+
+    def predict_features(self, features: Mapping[str, Features]) -> dict[str, Tensor]:
+        """The fusion and the heads: ``{head: output}`` from the encoders' features."""
+        fused = self.fusion(features)
         return {name: head(fused) for name, head in self.heads.items()}
 
 
@@ -99,8 +117,7 @@ class LateFusionModel(MultimodalModel):
                 "fusion giving one representation composes as MultimodalModel)"
             )
 
-    def forward(self, inputs: Mapping[str, ModalityBatch]) -> dict[str, Tensor]:
-        features = self.encode(inputs)
+    def predict_features(self, features: Mapping[str, Features]) -> dict[str, Tensor]:
         per_modality = self.fusion(features)
         return {
             name: self.fusion.combine({m: head(z) for m, z in per_modality.items()}, features)

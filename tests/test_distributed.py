@@ -72,7 +72,8 @@ import mmcore
 
 
 class StoppingFusion(mmcore.Fusion):
-    """Concatenation; rank 0's training forward number STOP_ENV raises (when it is set)."""
+    """Concatenation; rank 0's training forward number STOP_ENV raises (when it is set).
+    Only the fused forward counts, not train.modality_loss's (one modality kept)."""
 
     def __init__(self, input_sizes, size: int = 8):
         super().__init__(input_sizes, output_size=size)
@@ -80,7 +81,8 @@ class StoppingFusion(mmcore.Fusion):
         self.calls = 0
 
     def forward(self, features):
-        if self.training and os.environ.get("RANK") == "0":
+        fused = all(bool(features[m].present.any()) for m in self.modalities)
+        if self.training and fused and os.environ.get("RANK") == "0":
             self.calls += 1
             if str(self.calls) == os.environ.get(STOP_ENV):
                 raise RuntimeError("stopped on purpose")

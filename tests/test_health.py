@@ -91,16 +91,17 @@ def test_a_head_at_its_imbalanced_prior_is_stuck_too():
                           chance_accuracy=0.9, rows=200) is not None
 
 
-def test_modality_at_chance_names_the_dead_branch_and_suggests_modality_dropout():
+def test_modality_at_chance_names_the_dead_branch_and_suggests_training_it_alone():
     warning = modality_at_chance("audio", "digit", only=0.11, fused=0.86, chance_accuracy=0.1,
                                  rows=200, modality_dropout=0.0)
     assert warning is not None and warning.check == MODALITY_AT_CHANCE
     assert warning.subject == "audio"
     assert "modality 'audio' alone scores at chance" in warning.message
-    assert "train.modality_dropout=0.25" in warning.format()
-    with_dropout = modality_at_chance("audio", "digit", 0.11, 0.86, 0.1, rows=200,
-                                      modality_dropout=0.25)
-    assert with_dropout is not None and "modality_dropout" not in with_dropout.format()
+    assert "train.modality_loss=1" in warning.format()
+    for trained_alone in ({"modality_dropout": 0.25}, {"modality_loss": 1.0}):
+        warned = modality_at_chance("audio", "digit", 0.11, 0.86, 0.1, rows=200, **trained_alone)
+        assert warned is not None and "modality_loss=" not in warned.format()
+        assert "alone to see whether it predicts" in warned.format()
 
 
 def test_a_modality_used_only_jointly_is_not_called_dead():
@@ -230,7 +231,7 @@ def _trainer(history, *, sampler="shuffle", report=None, counts=(900, 100)):
                               label_smoothing=0.0)  # the chance levels below are plain CE's
     return SimpleNamespace(
         spec=SimpleNamespace(train=SimpleNamespace(epochs=10, lr=1e-3, sampler=sampler,
-                                                   modality_dropout=0.0)),
+                                                   modality_dropout=0.0, modality_loss=0.0)),
         model=SimpleNamespace(heads={"y": head}),
         data=SimpleNamespace(streaming=False, class_codes=lambda split: codes,
                              num_rows=lambda split: 200),

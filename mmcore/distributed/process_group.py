@@ -115,11 +115,6 @@ class ProcessGroupStrategy(Strategy):
         The backend is ``nccl`` on CUDA, else ``gloo``, unless ``MMCORE_DIST_BACKEND`` says
         otherwise. Collectives fail after ``MMCORE_DIST_TIMEOUT`` seconds instead of waiting
         for a dead peer forever."""
-        if spec.train.modality_loss > 0:
-            raise SpecError(spec.source, [(
-                "train.modality_loss", "runs one more forward pass per modality, which "
-                "DDP/FSDP do not allow before the backward pass: train on one process, or "
-                "use train.modality_dropout")])
         device = select_device(device, self.env, spec.source)
         timeout = timedelta(seconds=_seconds(TIMEOUT_ENV, DEFAULT_TIMEOUT))
         setup_timeout = timedelta(seconds=max(

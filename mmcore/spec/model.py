@@ -270,8 +270,10 @@ class TrainSpec(StrictModel):
     )
     modality_dropout: float = Field(0.0, ge=0, lt=1)
     modality_loss: float = Field(
-        0.0, ge=0, description="weight of each modality's loss alone (the others hidden), "
-        "added at every step so that every modality keeps working alone; one process only"
+        1.0, ge=0, description="weight of each modality's loss alone (the others hidden), "
+        "added at every step so that every modality keeps working alone (the encoders run "
+        "once; the fusion and heads once more per modality); 0 turns it off. No effect with "
+        "one modality"
     )
     callbacks: list[str] = Field(default_factory=lambda: ["csv"])
     progress: bool = True

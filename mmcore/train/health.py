@@ -33,6 +33,8 @@ LOSS_TOLERANCE = 0.05
 MIN_MARGIN = 0.02
 #: the modality dropout the dead-modality warning suggests
 SUGGESTED_DROPOUT = 0.25
+#: the modality loss it suggests (``train.modality_loss``'s default)
+SUGGESTED_LOSS = 1
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,7 @@ def modality_at_chance(
     *,
     rows: int | None = None,
     modality_dropout: float = 0.0,
+    modality_loss: float = 0.0,
     split: str = "test",
     without: float | None = None,
 ) -> HealthWarning | None:
@@ -210,7 +213,9 @@ def modality_at_chance(
 
     ``without`` (the report's accuracy with the modality hidden) tells the two cases apart:
     when hiding it costs more than the margin, the model uses it, only jointly with the others
-    (not a dead branch), and the warning says so."""
+    (not a dead branch), and the warning says so. The suggestions depend on whether the run
+    trained each modality alone at all (``modality_dropout`` or ``modality_loss`` above 0)."""
+    trained_alone = modality_dropout > 0 or modality_loss > 0
     if not all(math.isfinite(v) for v in (only, fused, chance_accuracy)):
         return None
     margin = accuracy_margin(chance_accuracy, rows)
@@ -231,9 +236,9 @@ def modality_at_chance(
             "the other modalities, so a row that lacks those gets no help from it"
         )
         suggestions = (
-            f"train with train.modality_dropout={SUGGESTED_DROPOUT} or train.modality_loss=1 "
-            "if the modality must also work alone",
-        ) if modality_dropout == 0 else (
+            f"train with train.modality_loss={SUGGESTED_LOSS} (the default) or "
+            f"train.modality_dropout={SUGGESTED_DROPOUT} if the modality must also work alone",
+        ) if not trained_alone else (
             f"train a spec with {modality!r} alone to see whether it predicts the target at "
             "all by itself",
         )
@@ -242,10 +247,10 @@ def modality_at_chance(
         f"{at_chance}: the model may ignore it (a dead branch), or it may carry nothing "
         "about the target"
     )
-    if modality_dropout == 0:
+    if not trained_alone:
         suggestions = (
-            f"train with train.modality_dropout={SUGGESTED_DROPOUT} so that the model learns "
-            "from each modality, then compare the modality report's 'only' column",
+            f"train with train.modality_loss={SUGGESTED_LOSS} (the default) so that the model "
+            "learns from each modality, then compare the modality report's 'only' column",
         )
     else:
         suggestions = (
@@ -346,7 +351,8 @@ class HealthChecks:
                 if only is not None:
                     found.append(modality_at_chance(
                         modality, name, only, fused, chance, rows=len(targets),
-                        modality_dropout=trainer.spec.train.modality_dropout, split=split,
+                        modality_dropout=trainer.spec.train.modality_dropout,
+                        modality_loss=trainer.spec.train.modality_loss, split=split,
                         without=entry.get("without", {}).get(f"{name}.accuracy"),
                     ))
         return self.add(found)

@@ -329,10 +329,13 @@ class Trainer:
             targets = {k: v.to(self.device, non_blocking=True) for k, v in targets.items()}
         ends_window, window = progress.window()
         with self.strategy.sync_gradients(net, ends_window):
-            total, losses = weighted_loss(model, self._forward(inputs), targets, self.weights)
-            if train.modality_loss > 0:
+            if train.modality_loss > 0 and len(inputs) > 1:
+                outputs, alone = self._forward(inputs, alone=True)
+                total, losses = weighted_loss(model, outputs, targets, self.weights)
                 total = total + train.modality_loss * alone_loss(
-                    self._forward, model, inputs, targets, self.weights).to(total.device)
+                    model, alone, targets, self.weights)
+            else:
+                total, losses = weighted_loss(model, self._forward(inputs), targets, self.weights)
             scaled = total / window
             (scaler.scale(scaled) if scaler is not None else scaled).backward()
         progress.add(torch.stack([total, *losses]).detach(), len(batch))
@@ -340,10 +343,11 @@ class Trainer:
             self._optimizer_step(params)
         return ends_window
 
-    def _forward(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        """The (wrapped) model's outputs under the run's precision."""
+    def _forward(self, inputs: dict[str, Any], alone: bool = False) -> Any:
+        """The (wrapped) model's outputs under the run's precision (``alone``: see
+        :meth:`MultimodalModel.forward`)."""
         with autocast_context(self.device, self.spec.train.precision):
-            return self.net(inputs)  # type: ignore[misc]
+            return self.net(inputs, alone=True) if alone else self.net(inputs)  # type: ignore[misc]
 
     def _optimizer_step(self, params: list[torch.nn.Parameter]) -> None:
         """Clip, step (through the fp16 scaler, if any), clear the gradients, advance the
