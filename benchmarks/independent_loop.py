@@ -284,7 +284,8 @@ def mmcore_spec(table: Path, work: Path, width: int, epochs: int) -> dict[str, A
                                     "options": {"hidden": [h], "dropout": 0.1}}},
         "train": {"epochs": epochs, "batch_size": BATCH, "lr": LR, "weight_decay": WEIGHT_DECAY,
                   "grad_clip": CLIP, "scheduler": "constant", "seed": SEED, "device": "cpu",
-                  "threads": 1, "progress": False},
+                  "threads": 1, "progress": False,
+                  "modality_loss": 0.0},  # the hand loop computes the fused loss only
     }
 
 
