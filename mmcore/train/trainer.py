@@ -133,6 +133,8 @@ class Trainer:
         self.plots = plots
         self.report = report
         self.modality_report: dict[str, Any] | None = None
+        #: the test split's input drift per modality (two or more modalities, report on)
+        self.test_drift: dict[str, Any] | None = None
         self.health: HealthChecks | None = None  # set by the health callback
         self.show_progress = shows_bars(spec.train.progress, progress, quiet, self.is_main)
         self.summary = summary

@@ -1,6 +1,7 @@
 """The ``modality_report`` callback: after training, the best model evaluated with each
 modality hidden and alone (``modality_report.json``, see :mod:`mmcore.evaluate.ablation`), and
-the input statistics ``mmcore evaluate`` measures drift against (``drift_reference.json``)."""
+the input statistics ``mmcore evaluate`` measures drift against (``drift_reference.json``), and
+with two or more modalities the test split's drift against them (``trainer.test_drift``)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,12 @@ class ModalityReport:
 
     @hookimpl(tryfirst=True)
     def on_train_end(self, trainer: Any, metrics: Mapping[str, float]) -> None:
-        from mmcore.drift import DRIFT_REFERENCE, measure_reference
+        from mmcore.drift import (
+            DRIFT_REFERENCE,
+            drift_report,
+            feature_statistics,
+            measure_reference,
+        )
 
         results, model, spec = trainer.final_results, trainer.model, trainer.spec
         write = trainer.strategy.on_main
@@ -39,3 +45,8 @@ class ModalityReport:
             write(lambda: ck.atomic_write_json(trainer.run.path / MODALITY_REPORT, report))
         reference = measure_reference(model, trainer.data, spec.train.batch_size, trainer.device)
         write(lambda: ck.atomic_write_json(trainer.run.path / DRIFT_REFERENCE, reference))
+        if results and TEST in results and len(model.encoders) > 1:
+            # the test split may be a later session: its drift, for the modality_drifts check
+            loader = trainer.data.loader(TEST, batch_size=spec.train.batch_size, shuffle=False)
+            trainer.test_drift = drift_report(
+                reference, feature_statistics(model, loader, trainer.device), TEST)
