@@ -96,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     from mmcore.errors import MmcoreError
     from mmcore.paths import confine
     from mmcore.predict import check_run_overrides, load
+    from mmcore.spec.roots import data_root
 
     # One prediction per input row: a bad row is always an error, so data.bad_rows is not
     # offered here.
@@ -112,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
                          overrides=args.overrides, strategy=strategy)
         # Relative paths in the input resolve next to it, as they do in training data files;
         # with --root only inside that folder.
-        folder = Path(root).expanduser() if root is not None else source.resolve().parent
+        folder = Path(root).expanduser() if root is not None else data_root(None, source)
         with confine(folder) if root is not None else contextlib.nullcontext():
             predictions = predictor.predict(rows, batch_size=args.batch_size, root=folder,
                                             hide_drifting=getattr(args, "hide_drifting", False))

@@ -5,13 +5,12 @@ model (a plugin's modality class may; the built-in plugins import torch when the
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from mmcore.modality import Modality
 from mmcore.plugins.default import get_registry
 from mmcore.plugins.registry import Registry
 from mmcore.spec.model import Spec
 from mmcore.spec.options import implementation_model, validated
+from mmcore.spec.roots import data_root
 
 
 def build_modalities(spec: Spec, registry: Registry | None = None) -> dict[str, Modality]:
@@ -21,7 +20,7 @@ def build_modalities(spec: Spec, registry: Registry | None = None) -> dict[str, 
     Raises :class:`PluginError` for an unknown plugin and :class:`SpecError` for options
     the model refuses."""
     registry = registry or get_registry()
-    root = _data_root(spec)
+    root = data_root(spec)
     out: dict[str, Modality] = {}
     for name, mod in spec.modalities.items():
         reg = registry.get("modality", mod.plugin_name)
@@ -32,14 +31,3 @@ def build_modalities(spec: Spec, registry: Registry | None = None) -> dict[str, 
         out[name].columns = list(mod.columns)
     return out
 
-
-def _data_root(spec: Spec) -> Path | None:
-    """Folder that relative paths inside the data resolve against."""
-    base = Path(spec.base_dir) if spec.base_dir else Path.cwd()
-    if spec.data.root:
-        return base / spec.data.root
-    first = spec.data.path or spec.data.train
-    if first is None:  # data given as a datasets object: paths in it are relative to the spec
-        return Path(spec.base_dir) if spec.base_dir else None
-    path = base / first
-    return path if path.is_dir() else path.parent

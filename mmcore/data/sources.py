@@ -35,6 +35,7 @@ import pyarrow as pa
 from mmcore.data.tables import FileTable, open_table
 from mmcore.errors import DataError
 from mmcore.spec.model import Spec
+from mmcore.spec.roots import base_dir
 
 if TYPE_CHECKING:
     import datasets
@@ -98,10 +99,6 @@ def split_name(name: str) -> str:
     return SPLIT_ALIASES.get(key, key)
 
 
-def base_dir(spec: Spec) -> Path:
-    return Path(spec.base_dir) if spec.base_dir else Path.cwd()
-
-
 def resolve(spec: Spec, value: str | os.PathLike, field: str) -> Path:
     """A path from the spec, resolved against the spec file's folder; it must exist."""
     path = Path(value).expanduser()
@@ -135,16 +132,6 @@ def default_cache_root(spec: Spec) -> Path:
     home = os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "huggingface")
     home = os.path.expanduser(os.getenv("HF_HOME", home))
     return Path(os.getenv("HF_DATASETS_CACHE", os.path.join(home, "datasets"))) / "mmcore"
-
-
-def data_root(spec: Spec, path: Path | None) -> Path | None:
-    """Folder that relative paths in rows from ``path`` resolve against (``data.root`` wins)."""
-    if spec.data.root:
-        root = Path(spec.data.root).expanduser()
-        return root if root.is_absolute() else base_dir(spec) / root
-    if path is None:
-        return Path(spec.base_dir) if spec.base_dir else None
-    return path if path.is_dir() else path.parent
 
 
 def infer_format(path: Path) -> str:

@@ -45,6 +45,7 @@ from mmcore.errors import DataError
 from mmcore.modality import Modality, rooted
 from mmcore.plugins.registry import Registry
 from mmcore.spec.model import Spec
+from mmcore.spec.roots import base_dir, data_root
 
 if TYPE_CHECKING:
     from mmcore.data.loader import ArrowSplit
@@ -81,7 +82,7 @@ def record_key(
         "record": RECORD_VERSION,
         "storage": FORMAT_VERSION,
         "spec": spec.model_dump(include={"data", "modalities", "heads"}),
-        "base": str(src.base_dir(spec).resolve()),
+        "base": str(base_dir(spec).resolve()),
         "files": [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in files],
         "modalities": {
             name: {
@@ -119,7 +120,7 @@ def recall(spec: Spec, key: str, modalities: Mapping[str, Modality]) -> Made | N
     if not all((fit_cache.folder(root, k) / fit_cache.MARKER).is_file() for k in
                states.values()):
         return None
-    with rooted(modalities, _train_root(spec)):
+    with rooted(modalities, data_root(spec)):
         for name, state in states.items():
             if not fit_cache.load_fitted(root, state, modalities[name]):
                 return None
@@ -219,7 +220,7 @@ def _local_file(spec: Spec, value: str) -> Path | None:
     """The csv, json or parquet file at ``value`` (relative to the spec's folder), or
     ``None``."""
     path = Path(value).expanduser()
-    path = path if path.is_absolute() else src.base_dir(spec) / path
+    path = path if path.is_absolute() else base_dir(spec) / path
     if not path.is_file():
         return None
     try:
@@ -228,12 +229,3 @@ def _local_file(spec: Spec, value: str) -> Path | None:
         return None
     return path if fmt in FILE_FORMATS else None
 
-
-def _train_root(spec: Spec) -> Path | None:
-    """The folder the train split's relative paths resolve against, as the full set-up
-    roots the modalities when it fits them."""
-    value = spec.data.path if spec.data.path is not None else spec.data.train
-    if value is None:
-        return src.data_root(spec, None)
-    path = Path(value).expanduser()
-    return src.data_root(spec, path if path.is_absolute() else src.base_dir(spec) / path)

@@ -29,6 +29,7 @@ from mmcore.data.splits import (
 from mmcore.errors import DataError, PluginError
 from mmcore.modality import Modality, rooted
 from mmcore.spec.model import HeadSpec, Spec
+from mmcore.spec.roots import data_root
 
 
 @dataclass
@@ -166,7 +167,7 @@ def file_split(spec: Spec, path: str | Path) -> SplitSource:
     if isinstance(loaded, dict):
         datasets = src.datasets_module()
         loaded = datasets.concatenate_datasets([loaded[k] for k in sorted(loaded)])
-    return SplitSource(loaded, str(path), path if path.is_dir() else path.parent)
+    return SplitSource(loaded, str(path), data_root(None, path))
 
 
 def _given_splits(
@@ -175,7 +176,7 @@ def _given_splits(
     """The splits the data comes in, or (``{}``, the one table) when it comes in one."""
     data = spec.data
     if data.dataset is not None:
-        obj, root = data.dataset, src.data_root(spec, None)
+        obj, root = data.dataset, data_root(spec)
         if not isinstance(obj, Mapping):
             return {}, SplitSource(_as_stream(obj, spec), "data.dataset", root)
         return {
@@ -185,7 +186,7 @@ def _given_splits(
     if data.path is not None:
         path = src.resolve(spec, data.path, "data.path")
         loaded = _load(spec, path, schema_only)
-        root = src.data_root(spec, path)
+        root = data_root(spec, path)
         if not isinstance(loaded, dict):
             return {}, SplitSource(loaded, str(path), root)
         return {
@@ -210,7 +211,7 @@ def _split_files(spec: Spec, schema_only: bool) -> dict[str, SplitSource]:
                     "give one split per file, or give the folder as data.path"
                 )
             loaded = next(iter(loaded.values()))
-        given[name] = SplitSource(loaded, str(path), src.data_root(spec, path))
+        given[name] = SplitSource(loaded, str(path), data_root(spec, path))
     return given
 
 

@@ -61,6 +61,7 @@ from mmcore.run.files import (  # noqa: F401 - re-exported: the run folder's fil
 from mmcore.spec.load import spec_from_json, spec_to_json
 from mmcore.spec.model import Spec
 from mmcore.spec.modules import SPEC_COPY, SPEC_MODULE_PREFIX
+from mmcore.spec.roots import base_dir
 
 #: everything a run writes, removed first when a run folder is overwritten
 RUN_OUTPUTS = (
@@ -134,7 +135,7 @@ def plugin_versions(spec: Spec, registry: Registry) -> dict[str, str]:
 def spec_json_data(spec: Spec) -> dict[str, Any]:
     """The resolved spec as saved in ``spec.json``: data paths made absolute."""
     data = spec_to_json(spec)
-    base = Path(spec.base_dir) if spec.base_dir else Path.cwd()
+    base = base_dir(spec)
     for key in DATA_PATH_FIELDS:
         value = data["data"].get(key)
         if value and not Path(value).is_absolute():
