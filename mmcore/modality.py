@@ -9,6 +9,8 @@ lives in a module of its own (imports no torch), so specs validate quickly.
 from __future__ import annotations
 
 import contextlib
+import copy
+import inspect
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -47,6 +49,11 @@ class Modality(Generic[OptionsT]):
         options: the validated options, an instance of the registered options model (by hand:
             ``TextModality("text", TextOptions(max_length=64))``).
         root: folder that relative file paths in the data resolve against.
+        columns: the spec's column(s) for this modality, in order (keyword only): a
+            multi-column value is a list of cells in this order. A subclass that defines
+            ``__init__`` takes ``*, columns=()`` and passes it on; one written before mmcore
+            passed columns (``__init__(name, options, root=None)``) still loads, and is given
+            them by :func:`new_modality`.
     """
 
     #: whether a cell value may name a file that :meth:`preprocess` reads (through
@@ -55,7 +62,8 @@ class Modality(Generic[OptionsT]):
     #: that never reads files (text, table cells) sets it to ``False``.
     reads_files: bool = True
 
-    def __init__(self, name: str, options: OptionsT, root: Path | None = None):
+    def __init__(self, name: str, options: OptionsT, root: Path | None = None, *,
+                 columns: Sequence[str] = ()):
         if options is None:  # the class no longer knows its options model to default to
             raise TypeError(
                 f"{type(self).__name__}({name!r}): give the options, an instance of the "
@@ -64,9 +72,9 @@ class Modality(Generic[OptionsT]):
         self.name = name
         self.options: OptionsT = options
         self.root = Path(root) if root is not None else None
-        #: the spec's column(s) for this modality, in order (set when built from a spec): a
-        #: multi-column value is a list of cells in this order
-        self.columns: list[str] = []
+        #: the spec's column(s) for this modality, in order (empty when built by hand without
+        #: them): a multi-column value is a list of cells in this order
+        self.columns: list[str] = list(columns)
 
     # -- other columns of the row ---------------------------------------------------------
     def context_columns(self) -> list[str]:
@@ -174,8 +182,49 @@ class Modality(Generic[OptionsT]):
         """A fresh encoder for this modality and options."""
         raise NotImplementedError
 
+    def with_root(self, root: str | Path | None) -> Modality[OptionsT]:
+        """This modality (fitted state shared, not copied) resolving relative file paths
+        against ``root``: itself when that is its root already, else a shallow copy."""
+        root = Path(root) if root is not None else None
+        if self.root == root:
+            return self
+        clone = copy.copy(self)
+        clone.root = root
+        return clone
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, options={self.options!r})"
+
+
+ModalityT = TypeVar("ModalityT", bound=Modality)
+
+
+def new_modality(
+    cls: type[ModalityT], name: str, options: Any, *, root: str | Path | None = None,
+    columns: Sequence[str] = (),
+) -> ModalityT:
+    """``cls(name, options, root=root, columns=columns)``: how mmcore builds every modality
+    (from a spec, a run folder or a bundle).
+
+    A plugin class whose ``__init__`` takes neither ``columns`` nor ``**kwargs`` (the
+    signature ``__init__(name, options, root=None)`` plugins were written with before mmcore
+    passed columns) is built without them and given them here, the one place they are set
+    after construction, so such a plugin keeps working unchanged."""
+    folder = Path(root) if root is not None else None
+    if _takes_columns(cls):
+        return cls(name, options, root=folder, columns=list(columns))
+    modality = cls(name, options, root=folder)
+    modality.columns = list(columns)
+    return modality
+
+
+def _takes_columns(cls: type) -> bool:
+    try:
+        parameters = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: build it the old way
+        return False
+    return any(p.name == "columns" and p.kind is not p.POSITIONAL_ONLY
+               or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 @contextlib.contextmanager

@@ -29,7 +29,7 @@ from mmcore.errors import CheckpointError, DataError, PluginError, SpecError
 from mmcore.export.graph_file import GraphFn, load_graph
 from mmcore.export.manifest import BATCH_AXIS, MANIFEST, read_bundle
 from mmcore.head import Head
-from mmcore.modality import Modality, rooted
+from mmcore.modality import Modality, new_modality
 from mmcore.plugins.default import get_registry
 from mmcore.plugins.registry import Registry
 from mmcore.plugins.versions import check_plugin_versions
@@ -107,17 +107,18 @@ class Runtime:
         :class:`DataError` naming the row and column, worded as ``predict`` words it."""
         rows = list(rows)
         out: list[dict[str, Any]] = []
-        with rooted(self.modalities, root):
-            adapt_to_given_rows(self.modalities, rows)
-            for start in range(0, len(rows), batch_size):
-                chunk = rows[start:start + batch_size]
-                inputs = collate_rows(self.modalities, chunk, allow_missing=self.allow_missing,
-                                      first_row=start)
-                raw = self.run(inputs)
-                per_head = {name: head.predict(torch.from_numpy(raw[name]))
-                            for name, head in self.heads.items()}
-                out += [{name: preds[i] for name, preds in per_head.items()}
-                        for i in range(len(chunk))]
+        modalities = self.modalities if root is None else {
+            name: m.with_root(root) for name, m in self.modalities.items()}
+        adapt_to_given_rows(modalities, rows)
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            inputs = collate_rows(modalities, chunk, allow_missing=self.allow_missing,
+                                  first_row=start)
+            raw = self.run(inputs)
+            per_head = {name: head.predict(torch.from_numpy(raw[name]))
+                        for name, head in self.heads.items()}
+            out += [{name: preds[i] for name, preds in per_head.items()}
+                    for i in range(len(chunk))]
         return out
 
     def metadata(self) -> dict[str, Any]:
@@ -193,8 +194,7 @@ def _modalities(bundle: Path, manifest: Mapping[str, Any],
         cls = reg.load()
         options = validated(implementation_model(reg, cls), spec["options"], source=source,
                             path=f"modalities.{name}.options")
-        modality = cls(name, options)
-        modality.columns = list(spec["columns"])
+        modality = new_modality(cls, name, options, columns=spec["columns"])
         modality.load_state(bundle / spec["state"])
         out[name] = modality
     return out

@@ -29,10 +29,12 @@ class ToyEncoder(mmcore.Encoder):
 
 
 class ToyModality(mmcore.Modality[ToyOptions]):
-    def __init__(self, name: str, options: ToyOptions | None = None, root: Any = None) -> None:
+    def __init__(self, name: str, options: ToyOptions | None = None, root: Any = None, *,
+                 columns: Any = ()) -> None:
         # a test convenience: by hand, the toy's defaults; built from a spec, the registered
         # options model's validated object
-        super().__init__(name, options if options is not None else ToyOptions(), root)
+        super().__init__(name, options if options is not None else ToyOptions(), root,
+                         columns=columns)
 
     def preprocess(self, value: Any) -> np.ndarray:
         arr = np.asarray(value if isinstance(value, list | tuple) else [value], dtype=np.float32)

@@ -5,7 +5,7 @@ model (a plugin's modality class may; the built-in plugins import torch when the
 
 from __future__ import annotations
 
-from mmcore.modality import Modality
+from mmcore.modality import Modality, new_modality
 from mmcore.plugins.default import get_registry
 from mmcore.plugins.registry import Registry
 from mmcore.spec.model import Spec
@@ -14,8 +14,10 @@ from mmcore.spec.roots import data_root
 
 
 def build_modalities(spec: Spec, registry: Registry | None = None) -> dict[str, Modality]:
-    """A :class:`Modality` instance per declared modality: ``cls(name, options, root=)``
-    with the options validated by its registered options model (:mod:`mmcore.spec.options`).
+    """A :class:`Modality` instance per declared modality, ``cls(name, options, root=,
+    columns=)`` (:func:`~mmcore.modality.new_modality`): the options validated by its
+    registered options model (:mod:`mmcore.spec.options`), the root the training table's
+    (:func:`~mmcore.spec.roots.data_root`), the columns the spec's.
 
     Raises :class:`PluginError` for an unknown plugin and :class:`SpecError` for options
     the model refuses."""
@@ -27,7 +29,6 @@ def build_modalities(spec: Spec, registry: Registry | None = None) -> dict[str, 
         cls = reg.load()
         options = validated(implementation_model(reg, cls), mod.options,
                             source=spec.source, path=f"modalities.{name}.options")
-        out[name] = cls(name, options, root=root)
-        out[name].columns = list(mod.columns)
+        out[name] = new_modality(cls, name, options, root=root, columns=mod.columns)
     return out
 

@@ -223,7 +223,7 @@ def stream_loader(
     if root is not None:
         # the processor holds the modalities; give them this split's root for its lifetime
         processor.modalities = {
-            name: _with_root(m, root) for name, m in processor.modalities.items()
+            name: m.with_root(root) for name, m in processor.modalities.items()
         }
     # Several workers split the stream and the loader takes their batches in turn, starting
     # with worker 0 whatever the position: their skipping would reorder the batches, so the
@@ -249,12 +249,3 @@ class SkipBatches:
     def __iter__(self) -> Iterator[Batch]:
         return itertools.islice(iter(self.loader), self.skip, None)
 
-
-def _with_root(modality: Any, root: Any) -> Any:
-    import copy
-
-    if modality.root == root:
-        return modality
-    clone = copy.copy(modality)
-    clone.root = root
-    return clone

@@ -49,8 +49,9 @@ class SequenceModality(Modality[OptionsT]):
     #: the JSON state file in the modality's run folder, named after the plugin
     state_file: ClassVar[str] = "sequence.json"
 
-    def __init__(self, name: str, options: OptionsT, root: Any = None) -> None:
-        super().__init__(name, options, root)
+    def __init__(self, name: str, options: OptionsT, root: Any = None, *,
+                 columns: Sequence[str] = ()) -> None:
+        super().__init__(name, options, root, columns=columns)
         o = self.options
         self.pipeline = SequencePipeline(self.steps(), o.rate, o.channel_names)
         self.minirocket: MiniRocketParameters | None = None

@@ -17,9 +17,10 @@ the same check where a model is built, and raises :class:`~mmcore.errors.SpecErr
 have been changed, or read back from ``spec.json``, since it was validated). An implementation
 never validates its options again.
 
-**Handed over validated.** A modality gets the options object, ``cls(name, options, root=)``,
-kept as ``self.options``. A fusion or a head, an ``nn.Module`` written like research code, gets
-the object's fields as keyword arguments (:func:`keyword_arguments`):
+**Handed over validated.** A modality gets the options object, ``cls(name, options, root=,
+columns=)`` (:func:`mmcore.modality.new_modality`), kept as ``self.options``. A fusion or a
+head, an ``nn.Module`` written like research code, gets the object's fields as keyword
+arguments (:func:`keyword_arguments`):
 ``cls(input_sizes, **kwargs)`` and ``cls(input_size, target, **kwargs)``.
 
 Nothing here imports torch.

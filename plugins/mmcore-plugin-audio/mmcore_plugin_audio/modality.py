@@ -46,9 +46,10 @@ class AudioModality(Modality[AudioOptions]):
     """
 
     def __init__(
-        self, name: str, options: AudioOptions, root: Path | None = None
+        self, name: str, options: AudioOptions, root: Path | None = None, *,
+        columns: Sequence[str] = (),
     ) -> None:
-        super().__init__(name, options, root)
+        super().__init__(name, options, root, columns=columns)
         self._logmel: LogMel | None = None
         self.minirocket: MiniRocketParameters | None = None
         self._encoder: str | None = options.encoder

@@ -35,9 +35,10 @@ class GestureModality(SequenceModality[GestureOptions]):
     state_file = "gesture.json"
 
     def __init__(
-        self, name: str, options: GestureOptions, root: Path | None = None
+        self, name: str, options: GestureOptions, root: Path | None = None, *,
+        columns: Sequence[str] = (),
     ) -> None:
-        super().__init__(name, options, root)
+        super().__init__(name, options, root, columns=columns)
         self._channels: int | None = None
 
     @property

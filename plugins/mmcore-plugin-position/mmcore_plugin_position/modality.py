@@ -42,9 +42,10 @@ class PositionModality(SequenceModality[PositionOptions]):
     state_file = "position.json"
 
     def __init__(
-        self, name: str, options: PositionOptions, root: Path | None = None
+        self, name: str, options: PositionOptions, root: Path | None = None, *,
+        columns: Sequence[str] = (),
     ) -> None:
-        super().__init__(name, options, root)
+        super().__init__(name, options, root, columns=columns)
         self._fitted_frame: tuple[int, ...] | None = None
 
     @property

@@ -38,9 +38,9 @@ class TabularModality(Modality[TabularOptions]):
 
     reads_files = False  # cells are values, never file paths
 
-    def __init__(self, name: str, options: TabularOptions,
-                 root: Path | None = None) -> None:
-        super().__init__(name, options, root)
+    def __init__(self, name: str, options: TabularOptions, root: Path | None = None, *,
+                 columns: Sequence[str] = ()) -> None:
+        super().__init__(name, options, root, columns=columns)
         self.state: TableState | None = None
 
     # -- the row ----------------------------------------------------------------------------

@@ -38,9 +38,10 @@ class TextModality(Modality[TextOptions]):
     reads_files = False  # values are the texts themselves
 
     def __init__(
-        self, name: str, options: TextOptions, root: Path | None = None
+        self, name: str, options: TextOptions, root: Path | None = None, *,
+        columns: Sequence[str] = (),
     ) -> None:
-        super().__init__(name, options, root)
+        super().__init__(name, options, root, columns=columns)
         self._tokenizer: Tokenizer | None = None
 
     # -- tokenizer ------------------------------------------------------------------------

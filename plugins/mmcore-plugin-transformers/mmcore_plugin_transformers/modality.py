@@ -39,8 +39,9 @@ class PretrainedModality(Modality[OptionsT], Generic[OptionsT]):
     #: from a cache would build the backbone from its config, like a run folder's): always fit
     cache_fit: ClassVar[bool] = False
 
-    def __init__(self, name: str, options: OptionsT, root: Path | None = None):
-        super().__init__(name, options, root)
+    def __init__(self, name: str, options: OptionsT, root: Path | None = None, *,
+                 columns: Sequence[str] = ()):
+        super().__init__(name, options, root, columns=columns)
         self.processor: Any = None
         self.config: Any = None
         #: where the pretrained weights come from (``None``: from a checkpoint)
