@@ -19,7 +19,8 @@ from mmcore.model import build_modalities, build_model
 from mmcore.plugins.default import get_registry
 from mmcore.plugins.registry import Registry
 from mmcore.predictor import PREDICT_BATCH, Predictor
-from mmcore.run.checkpoint import load_weights, read_json
+from mmcore.run.atomic import read_json
+from mmcore.run.checkpoint import load_weights
 from mmcore.run.layout import RunFolder, check_plugin_versions, load_run_spec
 from mmcore.spec.load import parse_override
 from mmcore.spec.model import NOT_SAVED, Spec

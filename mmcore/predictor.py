@@ -26,7 +26,7 @@ from mmcore.modality import Modality, rooted
 from mmcore.model import MultimodalModel
 from mmcore.plugins.registry import Registry
 from mmcore.rows import adapt_to_given_rows
-from mmcore.run.checkpoint import atomic_write_json
+from mmcore.run.atomic import atomic_write_json
 from mmcore.run.layout import MODALITY_REPORT, ROBUSTNESS, RunFolder
 from mmcore.spec.model import Spec
 from mmcore.strategy import SingleProcess, Strategy

@@ -325,7 +325,7 @@ def write_best_spec(spec: Any, output: Path) -> Path:
     """``OUTPUT/best_spec.json``, ready for ``mmcore train`` from any folder: its data paths
     made absolute (they resolve against the original spec's folder), and the spec file copied
     beside it as ``spec.py`` when it defines the fusion class (recorded as ``spec.py:Class``)."""
-    from mmcore.run.checkpoint import atomic_write_text
+    from mmcore.run.atomic import atomic_write_text
     from mmcore.run.layout import spec_json_data
 
     fusion = spec.fusion.name

@@ -14,6 +14,7 @@ import pytest
 
 from mmcore.cli import main
 from mmcore.errors import CheckpointError
+from mmcore.run import atomic
 from mmcore.run import checkpoint as ck
 from mmcore.run.lock import LOCK_FILE, RunLock
 from tests import train_toy as toy
@@ -122,7 +123,7 @@ def test_a_full_disk_ends_in_one_line_and_exit_2(spec_file, tmp_path, monkeypatc
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(file))
         return builtins.open(file, mode, *args, **kwargs)
 
-    monkeypatch.setattr(ck, "open", full_disk, raising=False)
+    monkeypatch.setattr(atomic, "open", full_disk, raising=False)
     assert _train(spec_file, run) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err

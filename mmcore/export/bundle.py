@@ -131,7 +131,7 @@ def record_export(run_dir: Path, bundle: Path, format: str) -> None:
     import datetime as dt
 
     from mmcore.export.manifest import bundle_digest
-    from mmcore.run.checkpoint import atomic_write_json
+    from mmcore.run.atomic import atomic_write_json
     from mmcore.run.layout import EXPORTS
 
     path = run_dir / EXPORTS

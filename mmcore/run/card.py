@@ -200,7 +200,7 @@ def write_run_card(run_dir: str | Path, final: Mapping[str, Any] | None = None,
     """Write ``run_dir/README.md`` (atomically) from the run's ``spec.json`` and what is given
     (``metrics.json`` and ``modality_report.json`` are read when not given). A README.md
     that mmcore did not write is left alone (returns ``None``)."""
-    from mmcore.run.checkpoint import atomic_write_text
+    from mmcore.run.atomic import atomic_write_text
 
     run_dir = Path(run_dir)
     path = run_dir / CARD
@@ -281,7 +281,7 @@ def write_evaluation(run_dir: str | Path, result: Mapping[str, Any],
     """Add an evaluation (:func:`evaluation_block`) to ``run_dir``'s card, atomically; a run
     without a card gets one rendered from its files first. A README.md that mmcore did not
     write is left alone (returns ``None``)."""
-    from mmcore.run.checkpoint import atomic_write_text
+    from mmcore.run.atomic import atomic_write_text
 
     run_dir = Path(run_dir)
     path = run_dir / CARD

@@ -1,4 +1,5 @@
-"""Run folders and checkpoints: atomic writes, safetensors only, nothing ever unpickled.
+"""Checkpoints: safetensors only, nothing ever unpickled, every file written atomically
+(:mod:`mmcore.run.atomic`, whose functions are importable from here too).
 
 A checkpoint is a folder ``checkpoints/epoch-NNNN/`` (written at the end of epoch NNNN) or
 ``checkpoints/epoch-NNNN-batch-BBBBBB/`` (written inside epoch NNNN after BBBBBB of its
@@ -19,14 +20,12 @@ resume; a file whose checksum does not match raises :class:`CheckpointError` nam
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,18 @@ from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
 from mmcore.errors import CheckpointError
+from mmcore.run.atomic import (  # noqa: F401 - the atomic writes are re-exported from here too
+    atomic_copy,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    copy_dir_atomic,
+    fsync_dir,
+    json_bytes,
+    read_json,
+    sha256,
+    write_durable,
+)
 from mmcore.run.state import flatten, unflatten
 
 CHECKPOINTS = "checkpoints"
@@ -53,68 +64,9 @@ KEEP_LAST = 2
 STATE_FORMAT = 1
 
 
-# -- atomic files ----------------------------------------------------------------------------
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # some platforms cannot open folders; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:  # name the file meant, not the temporary one
-        if exc.errno is None:
-            raise
-        raise OSError(exc.errno, exc.strerror, str(path)) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_bytes(path, _json_bytes(obj))
-
-
-def read_json(path: str | Path) -> Any:
-    """Parsed JSON, or :class:`CheckpointError` naming the file."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: corrupted or unreadable JSON ({exc})") from None
-    except RecursionError:
-        raise CheckpointError(f"{path}: JSON nested too deeply to be a run's file") from None
-
-
 # -- tensors -----------------------------------------------------------------------------------
 def _safetensors_bytes(tensors: Mapping[str, Tensor]) -> bytes:
     return st_save({k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()})
-
-
-def _json_bytes(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2) + "\n").encode("utf-8")
 
 
 def save_tensors(path: str | Path, tensors: Mapping[str, Tensor]) -> None:
@@ -186,14 +138,6 @@ def check_weights(model: nn.Module, tensors: Mapping[str, Tensor], path: str | P
         )
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 # -- checkpoint folders ------------------------------------------------------------------------
 @dataclass
 class Checkpoint:
@@ -224,16 +168,6 @@ def _order(path: Path) -> tuple[int, float] | None:
     return int(found.group(1)), math.inf if batch is None else int(batch)
 
 
-def _write_durable(path: Path, data: bytes) -> dict[str, Any]:
-    """Write a file inside a private temporary folder (no rename needed: nothing reads the
-    folder until it is renamed into place) and fsync its data; returns its size and SHA-256."""
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-
-
 def write_checkpoint(
     root: str | Path, epoch: int, model: Mapping[str, Tensor], state: Mapping[str, Any],
     batch: int | None = None,
@@ -259,12 +193,12 @@ def write_checkpoint(
         contents = {
             MODEL_FILE: _safetensors_bytes(model),
             STATE_TENSORS: _safetensors_bytes(tensors),
-            STATE_JSON: _json_bytes({"format": STATE_FORMAT, "state": skeleton}),
+            STATE_JSON: json_bytes({"format": STATE_FORMAT, "state": skeleton}),
         }
-        files = {f: _write_durable(tmp / f, data) for f, data in contents.items()}
-        _write_durable(tmp / COMPLETE, _json_bytes({"epoch": epoch, "batch": batch,
+        files = {f: write_durable(tmp / f, data) for f, data in contents.items()}
+        write_durable(tmp / COMPLETE, json_bytes({"epoch": epoch, "batch": batch,
                                                     "files": files}))
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if final.exists():  # re-running an epoch after a resume replaces its old checkpoint
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -360,47 +294,3 @@ def prune_checkpoints(root: str | Path, keep: int = KEEP_LAST) -> list[Path]:
     for p in doomed:
         shutil.rmtree(p, ignore_errors=True)
     return doomed
-
-
-def atomic_copy(src: str | Path, dst: str | Path) -> None:
-    """Copy a file so that ``dst`` is always either the old file or the complete new one."""
-    dst = Path(dst)
-    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        shutil.copyfile(src, tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(dst.parent)
-
-
-def copy_dir_atomic(
-    src: Path,
-    dst: Path,
-    files: Iterable[str] | None = None,
-    extra_json: Mapping[str, Any] | None = None,
-) -> None:
-    """Copy ``src`` (or the named ``files`` in it) to ``dst``, plus ``extra_json`` documents
-    (file name -> JSON value), swapping the folder in whole."""
-    tmp = dst.with_name(f".tmp-{dst.name}-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(parents=True)
-    try:
-        names = list(files) if files is not None else [p.name for p in src.iterdir() if p.is_file()]
-        for name in names:  # plain writes: nothing reads the folder before the rename
-            _write_durable(tmp / name, (src / name).read_bytes())
-        for name, doc in (extra_json or {}).items():
-            _write_durable(tmp / name, _json_bytes(doc))
-        _fsync_dir(tmp)
-        old = None
-        if dst.exists():
-            old = dst.with_name(f".old-{dst.name}-{uuid.uuid4().hex[:8]}")
-            os.replace(dst, old)
-        os.replace(tmp, dst)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    _fsync_dir(dst.parent)

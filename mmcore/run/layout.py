@@ -36,14 +36,8 @@ from typing import Any
 from mmcore.errors import CheckpointError
 from mmcore.plugins.registry import Registry
 from mmcore.plugins.versions import check_plugin_versions  # noqa: F401 - re-exported
-from mmcore.run.checkpoint import (
-    BEST,
-    CHECKPOINTS,
-    MODEL_FILE,
-    atomic_write_json,
-    latest_checkpoint,
-    read_json,
-)
+from mmcore.run.atomic import atomic_write_json, read_json
+from mmcore.run.checkpoint import BEST, CHECKPOINTS, MODEL_FILE, latest_checkpoint
 from mmcore.run.files import (  # noqa: F401 - re-exported: the run folder's file names
     BAD_ROWS,
     CARD,

@@ -10,6 +10,7 @@ from typing import Any
 from mmcore.evaluate.split import SplitResult
 from mmcore.heads.calibration import fit_temperature
 from mmcore.run import checkpoint as ck
+from mmcore.run.atomic import atomic_write_json
 from mmcore.run.layout import save_spec
 from mmcore.train.plots import CONFUSION, confusion_matrices
 from mmcore.train.settings import TEST, VALIDATION
@@ -44,8 +45,8 @@ def final_evaluation(trainer: Any) -> tuple[dict[str, Any], dict[str, SplitResul
         if confusion is None:
             (run.path / CONFUSION).unlink(missing_ok=True)
         else:
-            ck.atomic_write_json(run.path / CONFUSION, confusion)
-        ck.atomic_write_json(run.metrics_json, final)
+            atomic_write_json(run.path / CONFUSION, confusion)
+        atomic_write_json(run.metrics_json, final)
 
     strategy.on_main(write)
     if data.bad_rows:  # the data module wrote them to the run folder

@@ -10,20 +10,21 @@ from pathlib import Path
 from typing import Any
 
 from mmcore.run import checkpoint as ck
+from mmcore.run.atomic import atomic_copy, atomic_write_text, copy_dir_atomic
 from mmcore.run.layout import RunFolder
 
 
 def publish_best(run: RunFolder, checkpoint: Path, info: Mapping[str, Any]) -> None:
     """Copy ``checkpoint``'s weights to ``best/`` (``info`` as its ``best.json``: epoch,
     monitor, value, checkpoint) and to the run's ``model.safetensors``."""
-    ck.copy_dir_atomic(checkpoint, run.best, [ck.MODEL_FILE], {ck.BEST_INFO: dict(info)})
-    ck.atomic_copy(checkpoint / ck.MODEL_FILE, run.model)
+    copy_dir_atomic(checkpoint, run.best, [ck.MODEL_FILE], {ck.BEST_INFO: dict(info)})
+    atomic_copy(checkpoint / ck.MODEL_FILE, run.model)
 
 
 def write_history(run: RunFolder, history: Sequence[Mapping[str, Any]]) -> None:
     """``metrics.jsonl``: one JSON line per finished epoch's record, written whole."""
     text = "".join(json.dumps(record) + "\n" for record in history)
-    ck.atomic_write_text(run.metrics_jsonl, text)
+    atomic_write_text(run.metrics_jsonl, text)
 
 
 def record_epoch(run: RunFolder, checkpoint: Path, history: Sequence[Mapping[str, Any]],

@@ -24,7 +24,7 @@ from typing import Any
 
 from mmcore.errors import PluginError
 from mmcore.plugins.hookspecs import EVENT_HOOKS, hookimpl
-from mmcore.run.checkpoint import atomic_write_text
+from mmcore.run.atomic import atomic_write_text
 from mmcore.spec.callback_paths import callback_class, check_callback_path
 from mmcore.train.callbacks.wiring import callback_manager, silent_hooks
 
