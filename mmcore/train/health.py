@@ -332,7 +332,7 @@ class HealthChecks:
     def after_report(self, trainer: Any, results: Mapping[str, Any]) -> list[HealthWarning]:
         """The dead-modality check for each modality and classification head, from
         ``trainer.modality_report`` and the split results (their targets give the chance
-        rate), and the drifting-modality check (:mod:`mmcore.train.drift_check`)."""
+        rate)."""
         report = trainer.modality_report
         if not report or len(report.get("modalities", {})) < 2:
             return []
@@ -355,9 +355,6 @@ class HealthChecks:
                         modality_loss=trainer.spec.train.modality_loss, split=split,
                         without=entry.get("without", {}).get(f"{name}.accuracy"),
                     ))
-        from mmcore.train.drift_check import drift_warnings  # it imports HealthWarning
-
-        found += drift_warnings(getattr(trainer, "test_drift", None), report)
         return self.add(found)
 
     def _prior(self, trainer: Any, name: str, k: int) -> list[float]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from mmcore.plugins.hookspecs import hookimpl
 from mmcore.run.layout import HEALTH
+from mmcore.train.drift_check import drift_warnings
 from mmcore.train.health import HealthChecks
 
 
@@ -15,7 +16,8 @@ class HealthCallback:
     """Keeps the run's :class:`~mmcore.train.health.HealthChecks` as ``trainer.health``
     (a resumed run keeps the warnings already in ``health.json``). The loss check runs once
     an epoch is validated, so its warnings come before the epoch's checkpoint callbacks and
-    log line; the dead-modality check reads ``trainer.modality_report``, so the
+    log line; the dead-modality check and the drifting-modality check
+    (:mod:`mmcore.train.drift_check`) read ``trainer.modality_report``, so the
     ``modality_report`` callback's ``on_train_end`` runs first (see
     :data:`~mmcore.train.callbacks.defaults.BUILTIN`)."""
 
@@ -32,3 +34,4 @@ class HealthCallback:
     @hookimpl(tryfirst=True)
     def on_train_end(self, trainer: Any, metrics: Mapping[str, float]) -> None:
         trainer.health.after_report(trainer, trainer.final_results)
+        trainer.health.add(drift_warnings(trainer.test_drift, trainer.modality_report))
