@@ -194,6 +194,15 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(
     assert _equal(_weights(run / "model.safetensors"), good.model)
 
 
+def test_overwrite_leaves_no_report_of_the_run_it_replaces(tmp_path, data, reg):
+    spec = _spec(tmp_path, data, reg, epochs=1)
+    run = tmp_path / "run"
+    _fit(spec, run, reg)
+    (run / "robustness.json").write_text("{}")  # as mmcore evaluate --robustness writes it
+    _fit(spec, run, reg, overwrite=True)
+    assert not (run / "robustness.json").exists()
+
+
 def test_bf16_autocast_trains_on_cpu(tmp_path, data, reg):
     trainer, final = _fit(_spec(tmp_path, data, reg, epochs=1, precision="bf16"),
                           tmp_path / "run", reg)

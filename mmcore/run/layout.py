@@ -61,7 +61,7 @@ from mmcore.spec.roots import base_dir
 RUN_OUTPUTS = (
     SPEC_JSON, "spec.py", MODEL_FILE, CHECKPOINTS, BEST, MODALITIES, METRICS_JSONL,
     METRICS_JSON, "metrics.csv", BAD_ROWS, MODALITY_REPORT, DRIFT_REFERENCE, EXPORTS, HEALTH,
-    CARD, CONFUSION, "tensorboard", "*.png",
+    CARD, CONFUSION, ROBUSTNESS, "tensorboard", "*.png",
 )
 #: DataSpec fields that hold paths; spec.json keeps them absolute, because a loaded run's
 #: base folder is the run folder, not the spec file's folder.
