@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from mmcore.data import BadRow, DataModule
-from mmcore.data.sources import load_path, read_rows
+from mmcore.data.row_files import read_rows
+from mmcore.data.sources import load_path
 from mmcore.data.splits import seeded_split
 from mmcore.errors import DataError
 from mmcore.model import build_modalities

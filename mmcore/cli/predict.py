@@ -90,7 +90,7 @@ def write_predictions(predictions: list[dict[str, Any]], output: Path | None) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmcore.data.sources import read_rows
+    from mmcore.data.row_files import read_rows
     from mmcore.distributed.launch import launch
     from mmcore.distributed.selection import worker_strategy
     from mmcore.errors import MmcoreError
