@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, Literal, cast, overload
 
 import torch
 from torch import Tensor, nn
@@ -72,6 +72,14 @@ class MultimodalModel(nn.Module):
             else:
                 out[name] = enc(inputs[name])
         return out
+
+    @overload
+    def forward(self, inputs: Mapping[str, ModalityBatch],
+                alone: Literal[False] = False) -> dict[str, Tensor]: ...
+
+    @overload
+    def forward(self, inputs: Mapping[str, ModalityBatch],
+                alone: Literal[True]) -> tuple[dict[str, Tensor], dict[str, dict[str, Tensor]]]: ...
 
     def forward(self, inputs: Mapping[str, ModalityBatch], alone: bool = False) -> Any:
         """``{head: output}``; with ``alone`` also each modality's outputs with the others
