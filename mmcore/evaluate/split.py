@@ -37,10 +37,17 @@ def weighted_loss(
     if not names:
         raise ValueError(f"no targets for any head ({', '.join(model.heads)}) in this batch")
     losses = [_head(model, name).loss(outputs[name], targets[name]) for name in names]
-    total = sum(
-        (weights[name] * loss for name, loss in zip(names, losses, strict=True)),
-        start=torch.zeros((), device=losses[0].device),
-    )
+    terms = [loss if weights[name] == 1 else weights[name] * loss
+             for name, loss in zip(names, losses, strict=True)]
+    # the sum starts at its first term, not at a zero: 0 + x is x and 1 * x is x in floating
+    # point, so the value and the gradients are those of sum(weight * loss, start=0), without
+    # three tensors and two autograd nodes a step; a zero of the default dtype would promote
+    # a loss of another dtype, so such a sum starts at it as before
+    total = terms[0]
+    if total.dtype != torch.get_default_dtype():
+        total = torch.zeros((), device=total.device) + total
+    for term in terms[1:]:
+        total = total + term
     return total, losses
 
 

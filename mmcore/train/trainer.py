@@ -338,7 +338,7 @@ class Trainer:
                     model, alone, targets, self.weights)
             else:
                 total, losses = weighted_loss(model, self._forward(inputs), targets, self.weights)
-            scaled = total / window
+            scaled = total / window if window != 1 else total  # x / 1 is x: no node
             (scaler.scale(scaled) if scaler is not None else scaled).backward()
         progress.add(torch.stack([total, *losses]).detach(), len(batch))
         if ends_window:
@@ -348,8 +348,12 @@ class Trainer:
     def _forward(self, inputs: dict[str, Any], alone: bool = False) -> Any:
         """The (wrapped) model's outputs under the run's precision (``alone``: see
         :meth:`MultimodalModel.forward`)."""
+        net = self.net
+        assert net is not None
+        if self.spec.train.precision == "32":  # autocast_context is a no-op: not entered
+            return net(inputs, alone=True) if alone else net(inputs)
         with autocast_context(self.device, self.spec.train.precision):
-            return self.net(inputs, alone=True) if alone else self.net(inputs)  # type: ignore[misc]
+            return net(inputs, alone=True) if alone else net(inputs)
 
     def _optimizer_step(self, params: list[torch.nn.Parameter]) -> None:
         """Clip, step (through the fp16 scaler, if any), clear the gradients, advance the
