@@ -83,7 +83,7 @@ def pad_sequences(
         if item is not None:
             out[i, : lengths[i]] = item
     values = torch.from_numpy(out)
-    if dtype is not None:
+    if dtype is not None and values.dtype != dtype:  # .to() of its own dtype: a no-op call
         values = values.to(dtype)
     steps = torch.arange(t_max).unsqueeze(0)
     mask = steps < torch.tensor(lengths).unsqueeze(1)
@@ -113,7 +113,7 @@ def stack_fixed(
                 raise ValueError(f"sample {i} has shape {item.shape}, expected {tuple(shape)}")
             out[i] = item
     values = torch.from_numpy(out)
-    if dtype is not None:
+    if dtype is not None and values.dtype != dtype:  # .to() of its own dtype: a no-op call
         values = values.to(dtype)
     full = all(item is not None for item in items)
     return ModalityBatch(values=values, present=present, full=full)
@@ -144,7 +144,7 @@ def stacked_sequences(values: np.ndarray, *, dtype: torch.dtype | None = None) -
     if values.ndim < 2 or values.shape[1] == 0:
         return pad_sequences(list(values), dtype=dtype)
     tensor = torch.from_numpy(np.ascontiguousarray(values))
-    if dtype is not None:
+    if dtype is not None and tensor.dtype != dtype:
         tensor = tensor.to(dtype)
     b, t = values.shape[:2]
     return ModalityBatch(values=tensor, present=torch.ones(b, dtype=torch.bool),
@@ -154,7 +154,7 @@ def stacked_sequences(values: np.ndarray, *, dtype: torch.dtype | None = None) -
 def stacked_fixed(values: np.ndarray, *, dtype: torch.dtype | None = None) -> ModalityBatch:
     """``values [B, ...]``, every sample present -> the batch :func:`stack_fixed` gives."""
     tensor = torch.from_numpy(np.ascontiguousarray(values))
-    if dtype is not None:
+    if dtype is not None and tensor.dtype != dtype:
         tensor = tensor.to(dtype)
     return ModalityBatch(values=tensor, present=torch.ones(len(values), dtype=torch.bool),
                          full=True)

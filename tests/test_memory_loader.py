@@ -1,0 +1,45 @@
+"""The loader of a split held in memory (:class:`~mmcore.data.split_loader.MemoryLoader`)
+gives the batches of a plain ``DataLoader`` over it and draws the same random numbers from
+torch's generator, when the plain one does (on ``iter()``), so training is unchanged."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader
+
+from mmcore.data.loader import ShardedBatchSampler
+from mmcore.data.memory import as_is
+from mmcore.data.split_loader import MemoryLoader
+from tests import data_toy as toy
+from tests.test_data import TWO, setup, two_modality_rows, write_csv
+from tests.test_data_memory import assert_same
+
+
+def test_memory_loader_gives_a_plain_dataloaders_batches_and_draws(tmp_path):
+    registry = toy.toy_registry()
+    write_csv(tmp_path / "d.csv", [r for i, r in enumerate(two_modality_rows()) if i != 5])
+    data = {"path": str(tmp_path / "d.csv"), "split_column": "split", "allow_missing": True,
+            "in_memory": True}
+    dm = setup(registry, data, tmp_path, modalities=TWO)
+    loader = dm.loader("train", batch_size=3, shuffle=True, seed=4, epoch=1)
+    assert isinstance(loader, MemoryLoader)
+    memory = loader.dataset
+    for start in (0, 2):
+        def sampler(start=start):
+            return ShardedBatchSampler(len(memory), 3, shuffle=True, seed=4, epoch=1,
+                                       start_batch=start)
+
+        fast = MemoryLoader(memory, batch_sampler=sampler(), collate_fn=as_is)
+        plain = DataLoader(memory, batch_sampler=sampler(), collate_fn=as_is)
+        assert len(fast) == len(plain) > 0
+        got = {}
+        for name, dl in (("fast", fast), ("plain", plain)):
+            torch.manual_seed(7)
+            batches = iter(dl)
+            after_iter = torch.get_rng_state()  # drawn on iter(), before the first batch
+            got[name] = (list(batches), after_iter, torch.get_rng_state())
+        assert_same(got["fast"][0], got["plain"][0])
+        assert torch.equal(got["fast"][1], got["plain"][1])
+        assert torch.equal(got["fast"][2], got["plain"][2])
+        torch.manual_seed(7)
+        assert not torch.equal(got["plain"][1], torch.get_rng_state())  # it did draw
