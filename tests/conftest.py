@@ -49,6 +49,7 @@ SLOW_TESTS = (
     "tests/test_train_run.py::test_sigkill",
     "tests/test_minirocket.py::test_a_minirocket_run_exports_faithfully",
     "tests/test_cli_exits.py::test_any_base_exception_from_a_spec_file",
+    "tests/test_cli_imports.py::test_training_on_a_warm_cache_imports_neither",
     "plugins/mmcore-plugin-gesture/tests/test_gesture_sensor_series.py::",
     "plugins/mmcore-plugin-gesture/tests/test_gesture_transforms.py::test_augmentation_trains",
     "plugins/mmcore-plugin-gesture/tests/test_gesture_transforms.py::test_a_run_saves",

@@ -230,3 +230,28 @@ def test_the_trainer_is_still_where_it_was() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=False)
     assert result.stdout.split() == ["False", "True", "True"], result.stderr
+
+
+def test_training_on_a_warm_cache_imports_neither_datasets_nor_pandas(tmp_path) -> None:
+    # the second run of a spec reads its Arrow cache through the set-up record: no `datasets`,
+    # and pyarrow's numpy conversions (which import pandas, 0.3 s) are not on that path
+    table = tmp_path / "steps.csv"
+    lines = ["split,label," + ",".join(f"s{i}" for i in range(8))]
+    for i in range(40):
+        split = "train" if i % 5 < 3 else "validation" if i % 5 == 3 else "test"
+        lines.append(f"{split},{i % 2}," + ",".join(str((i % 2) + 0.1 * j) for j in range(8)))
+    table.write_text("\n".join(lines) + "\n")
+    spec = tmp_path / "spec.py"
+    spec.write_text("spec = " + repr({
+        "name": "warm", "data": {"path": str(table), "split_column": "split",
+                                 "cache_dir": str(tmp_path / "cache")},
+        "modalities": {"steps": {"plugin": "gesture", "column": [f"s{i}" for i in range(8)],
+                                 "options": {"channels": 1}}},
+        "heads": {"label": {"kind": "classification", "target": "label"}},
+        "train": {"epochs": 1, "progress": False},
+    }) + "\n")
+    argv = ("train", str(spec), "--output", str(tmp_path / "run"), "--quiet", "--no-plots",
+            "--overwrite")
+    imported_by(*argv)  # fills the cache
+    heavy, _ = imported_by(*argv)
+    assert "pandas" not in heavy and "datasets" not in heavy

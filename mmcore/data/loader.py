@@ -15,7 +15,7 @@ from torch.utils.data import Sampler
 from mmcore.batch import Batch
 from mmcore.collate import collate_batch
 from mmcore.data.storage import ROW, decode_arrays, modality_key, target_key
-from mmcore.data.tables import as_arrow
+from mmcore.data.tables import as_arrow, as_numpy
 from mmcore.modality import Modality
 
 
@@ -228,4 +228,4 @@ class Collator:
         inputs = {name: decode_arrays(table, modality_key(name)) for name in self.modalities}
         targets = {name: decode_arrays(table, target_key(name)) for name in self.heads
                    if target_key(name) in table.column_names}
-        return collate_batch(self.modalities, inputs, targets, table.column(ROW).to_numpy())
+        return collate_batch(self.modalities, inputs, targets, as_numpy(table.column(ROW)))

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset as TorchDataset
 from mmcore.batch import Batch
 from mmcore.data.loader import ArrowSplit
 from mmcore.data.storage import ROW, decode_arrays, modality_key, target_key
+from mmcore.data.tables import as_numpy
 from mmcore.modality import Modality
 
 #: ``data.in_memory="auto"`` holds a split in memory when its cached arrays take at most this
@@ -69,7 +70,7 @@ class MemorySplit(TorchDataset):
             table = split.read(range(start, min(start + READ_ROWS, n)))
             for key in keys:
                 per_key.setdefault(key, []).extend(decode_arrays(table, key))
-            rows.append(table.column(ROW).to_numpy().astype(np.int64))
+            rows.append(as_numpy(table.column(ROW)).astype(np.int64))
         self.n = n
         self.fixed: dict[str, np.ndarray] = {}
         self.ragged: dict[str, list[np.ndarray | None]] = {}

@@ -16,6 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mmcore.data.tables import as_numpy
+
 if TYPE_CHECKING:  # imported where a schema is built: reading a table needs no datasets
     from datasets import Features
 
@@ -98,9 +100,10 @@ def decode_arrays(table: pa.Table, key: str) -> list[np.ndarray | None]:
     shapes = table.column(f"{key}.shape").combine_chunks()
     if column.null_count == 0 and len(dtypes) == 1:
         # the common case, every row the same dtype and shape: one reshape, no per-row work
-        dims = shapes.value_lengths().to_numpy()
-        if (dims == dims[0]).all():
-            flat = shapes.flatten().to_numpy(zero_copy_only=False).reshape(n, int(dims[0]))
+        dims = as_numpy(shapes.value_lengths())
+        values = shapes.flatten()
+        if (dims == dims[0]).all() and values.null_count == 0:
+            flat = as_numpy(values).reshape(n, int(dims[0]))
             if (flat == flat[0]).all():
                 return list(raw.view(np.dtype(dtypes[0])).reshape(n, *flat[0].tolist()))
     valid = column.is_valid().to_numpy(zero_copy_only=False)
