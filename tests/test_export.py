@@ -223,15 +223,17 @@ def test_a_model_that_does_not_export_faithfully_is_an_error(runs, tmp_path,
                                                              monkeypatch) -> None:
     """A graph that differs from the model (here: a forward that branches on a value, which
     the trace freezes) is caught by the parity check, and nothing is written."""
-    from mmcore.fusions.weighted import WeightedFusion
+    from mmcore.fusions.late import LateFusion  # the demo's fusion
 
-    original = WeightedFusion.forward
+    original = LateFusion.forward
 
     def branching(self, features):
         out = original(self, features)
-        return out * 2 if bool(features["image"].present.all()) else out
+        if bool(features["image"].present.all()):
+            return {m: v * 2 for m, v in out.items()}
+        return out
 
-    monkeypatch.setattr(WeightedFusion, "forward", branching)
+    monkeypatch.setattr(LateFusion, "forward", branching)
     with pytest.raises(ExportError) as info:
         export_run(runs["av_digits"], tmp_path / "b")
     assert "export" in str(info.value) or "differs from the model" in str(info.value)

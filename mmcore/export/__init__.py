@@ -1,6 +1,7 @@
 """Exporting a trained run: an inference bundle (graph + preprocessing state + manifest)
 that :mod:`mmcore.runtime` runs without the training stack. See ``docs/export.md``."""
 
-from mmcore.export.bundle import ExportError, export_run
+from mmcore.export.bundle import export_run
+from mmcore.export.writers import ExportError
 
 __all__ = ["ExportError", "export_run"]
