@@ -280,8 +280,10 @@ def mmcore_spec(table: Path, work: Path, width: int, epochs: int) -> dict[str, A
                                      "conv_channels": [h, h]}},
         },
         "fusion": {"name": "concat", "options": {"size": h, "hidden": h, "dropout": 0.1}},
+        # plain cross-entropy: the hand loop's loss (mmcore's default smooths labels by 0.1)
         "heads": {"gesture_class": {"kind": "classification", "target": "label",
-                                    "options": {"hidden": [h], "dropout": 0.1}}},
+                                    "options": {"hidden": [h], "dropout": 0.1,
+                                                "label_smoothing": 0.0}}},
         "train": {"epochs": epochs, "batch_size": BATCH, "lr": LR, "weight_decay": WEIGHT_DECAY,
                   "grad_clip": CLIP, "scheduler": "constant", "seed": SEED, "device": "cpu",
                   "threads": 1, "progress": False,
@@ -436,7 +438,9 @@ def report(results: list[dict[str, Any]], *, threads: int, load: benchlib.Load,
         "loop. mmcore trains the same architecture, built from a spec with `encoder: "
         "\"reference\"` for both modalities (`gesture`: LSTM then a linear layer; `position`: "
         "two `Conv1d` then an LSTM), concat fusion and one classification head, with "
-        "`Trainer(spec).fit()` (`report=False`, plots and progress off). Data: the real "
+        "`Trainer(spec).fit()` (`report=False`, plots and progress off; plain cross-entropy "
+        "and no per-modality loss, as the hand loop computes: `label_smoothing: 0`, "
+        "`train.modality_loss: 0`). Data: the real "
         "fingertip trajectories of `../shared/data/hand_gestures/point_history_labeled.csv` "
         "(16 steps x 2), read as both modalities over the same rows (`gesture` standardised "
         "per channel, `position` raw).",
