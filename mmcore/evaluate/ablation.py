@@ -89,8 +89,8 @@ def modality_report(
     monitor: str,
     split: str,
 ) -> dict[str, Any]:
-    """Run ``evaluate`` once as is and twice per modality (once when it is the only one);
-    :func:`modality_view` of its subsets."""
+    """:func:`modality_view` of ``modalities``' subsets, each evaluated once: all of them,
+    each one hidden and each one alone (with two modalities "a hidden" is "b alone")."""
     return modality_view(SubsetEvaluations(evaluate, modalities), monitor, split)
 
 

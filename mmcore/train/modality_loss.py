@@ -12,7 +12,8 @@ and no modality is left untrained because another one fits the training rows soo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -32,3 +33,22 @@ def alone_loss(
     losses = [weighted_loss(model, outputs, targets, weights)[0] for _, outputs in
               sorted(alone.items())]
     return torch.stack(losses).mean()
+
+
+def step_loss(
+    model: MultimodalModel,
+    forward: Callable[..., Any],
+    inputs: Mapping[str, Any],
+    targets: Mapping[str, Tensor],
+    weights: Mapping[str, float],
+    modality_loss: float,
+) -> tuple[Tensor, list[Tensor]]:
+    """A training step's ``(total, [loss_h ...])``: the fused model's weighted loss, plus
+    ``modality_loss`` times :func:`alone_loss` with two or more modalities. ``forward`` is the
+    (wrapped) model's call, taking ``alone=True``; the head losses are the fused model's."""
+    if modality_loss > 0 and len(inputs) > 1:
+        outputs, alone = forward(inputs, alone=True)
+        total, losses = weighted_loss(model, outputs, targets, weights)
+        return total + modality_loss * alone_loss(model, alone, targets, weights), losses
+    return weighted_loss(model, forward(inputs), targets, weights)
+

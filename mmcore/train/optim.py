@@ -97,6 +97,25 @@ def _fusable(groups: list[dict]) -> bool:
     return all(p.is_floating_point() and p.device.type in FUSED_DEVICES for p in params)
 
 
+def optimizer_step(optimizer: torch.optim.Optimizer, scheduler: LambdaLR,
+                   scaler: torch.amp.GradScaler | None, params: list[nn.Parameter],
+                   grad_clip: float | None) -> None:
+    """One optimizer step: clip ``params``' gradients to ``grad_clip`` (unscaled first under
+    an fp16 ``scaler``), step (through the scaler, if any), clear the gradients, advance the
+    schedule."""
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    scheduler.step()
+
+
 def frozen_encoders(modalities: Mapping[str, ModalitySpec], epoch: int) -> frozenset[str]:
     """The encoders the spec keeps frozen during ``epoch`` (``freeze`` / ``unfreeze_at``)."""
     return frozenset(name for name, m in modalities.items() if m.frozen_at(epoch))

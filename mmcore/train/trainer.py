@@ -22,7 +22,6 @@ from mmcore.evaluate.split import (
     Transform,
     autocast_context,
     evaluate_model,
-    weighted_loss,
 )
 from mmcore.log import note as log_note
 from mmcore.model import MultimodalModel, build_modalities
@@ -39,8 +38,8 @@ from mmcore.train.callbacks.wiring import per_batch
 from mmcore.train.epoch_state import LOG_EVERY, EpochProgress, dropout_seed
 from mmcore.train.final_evaluation import final_evaluation, flat_metrics
 from mmcore.train.health import HealthChecks
-from mmcore.train.modality_loss import alone_loss
-from mmcore.train.optim import frozen_encoders, set_frozen
+from mmcore.train.modality_loss import step_loss
+from mmcore.train.optim import frozen_encoders, optimizer_step, set_frozen
 from mmcore.train.records import record_epoch
 from mmcore.train.refused_writes import refused_writes_reported
 from mmcore.train.run_setup import (
@@ -331,13 +330,8 @@ class Trainer:
             targets = {k: v.to(self.device, non_blocking=True) for k, v in targets.items()}
         ends_window, window = progress.window()
         with self.strategy.sync_gradients(net, ends_window):
-            if train.modality_loss > 0 and len(inputs) > 1:
-                outputs, alone = self._forward(inputs, alone=True)
-                total, losses = weighted_loss(model, outputs, targets, self.weights)
-                total = total + train.modality_loss * alone_loss(
-                    model, alone, targets, self.weights)
-            else:
-                total, losses = weighted_loss(model, self._forward(inputs), targets, self.weights)
+            total, losses = step_loss(model, self._forward, inputs, targets, self.weights,
+                                      train.modality_loss)
             scaled = total / window if window != 1 else total  # x / 1 is x: no node
             (scaler.scale(scaled) if scaler is not None else scaled).backward()
         progress.add(torch.stack([total, *losses]).detach(), len(batch))
@@ -350,27 +344,18 @@ class Trainer:
         :meth:`MultimodalModel.forward`)."""
         net = self.net
         assert net is not None
+        kwargs = {"alone": True} if alone else {}
         if self.spec.train.precision == "32":  # autocast_context is a no-op: not entered
-            return net(inputs, alone=True) if alone else net(inputs)
+            return net(inputs, **kwargs)
         with autocast_context(self.device, self.spec.train.precision):
-            return net(inputs, alone=True) if alone else net(inputs)
+            return net(inputs, **kwargs)
 
     def _optimizer_step(self, params: list[torch.nn.Parameter]) -> None:
         """Clip, step (through the fp16 scaler, if any), clear the gradients, advance the
         schedule and the step count."""
-        optimizer, scaler, scheduler = self.optimizer, self.scaler, self.scheduler
-        assert optimizer is not None and scheduler is not None
-        if scaler is not None:
-            scaler.unscale_(optimizer)
-        if self.spec.train.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(params, self.spec.train.grad_clip)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
+        assert self.optimizer is not None and self.scheduler is not None
+        optimizer_step(self.optimizer, self.scheduler, self.scaler, params,
+                       self.spec.train.grad_clip)
         self.step += 1
 
     def _apply_freezing(self, epoch: int) -> None:
