@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from mmcore.heads.targets import HeadTargets
@@ -46,6 +48,12 @@ class Head(nn.Module, HeadTargets):
     def predict(self, output: Tensor) -> list[Any]:  # pragma: no cover
         """Readable predictions (class names, probabilities, values), one per row."""
         raise NotImplementedError
+
+    def average(self, outputs: Sequence[Tensor]) -> Tensor:
+        """One output from several models' outputs for the same rows (``train.ensemble``):
+        their mean. A head whose outputs do not average so (logits) overrides it and returns
+        the output whose prediction is the average of the members' predictions."""
+        return torch.stack(list(outputs)).mean(dim=0)
 
     def metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, float]:
         """Metrics over a whole split, from concatenated outputs and targets."""

@@ -187,13 +187,25 @@ def build_model(
 ) -> MultimodalModel:
     """Build the whole model a spec declares (``fusion_class``: see :func:`build_fusion`):
     a :class:`MultimodalModel`, or a :class:`LateFusionModel` for a late fusion
-    (:func:`compose_model`).
+    (:func:`compose_model`); with ``train.ensemble`` k > 1, an
+    :class:`~mmcore.ensemble.EnsembleModel` of k of them (built one after another, so each
+    draws its own initial weights).
 
     Heads whose targets need fitted state (classification classes) need it in their options:
     the trainer fills it in from the training split; give it yourself when building by hand.
     """
     registry = registry or get_registry()
     modalities = modalities or build_modalities(spec, registry)
+    if spec.train.ensemble > 1:
+        from mmcore.ensemble import EnsembleModel
+
+        return EnsembleModel([_build_one(spec, modalities, registry, fusion_class)
+                              for _ in range(spec.train.ensemble)])
+    return _build_one(spec, modalities, registry, fusion_class)
+
+
+def _build_one(spec: Spec, modalities: Mapping[str, Modality], registry: Registry,
+               fusion_class: type | None) -> MultimodalModel:
     encoders = {name: m.build_encoder() for name, m in modalities.items()}
     sizes = {n: e.output_size for n, e in encoders.items()}
     fusion = build_fusion(spec, sizes, registry, fusion_class)

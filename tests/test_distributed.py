@@ -164,9 +164,11 @@ def launches(world):
     crash_spec.write_text(
         CRASH_SPEC.replace("CRASH_ENV", repr(CRASH_ENV)).replace("SPEC", repr(world.spec))
     )
+    # an ensemble of 2 (train.ensemble): every member frozen, unfrozen, sharded and clipped
     thaw = dict(world.spec, modalities={
         **world.spec["modalities"], "a": {**world.spec["modalities"]["a"], "freeze": True,
-                                          "unfreeze_at": 2}})
+                                          "unfreeze_at": 2}},
+        train={**world.spec["train"], "ensemble": 2})
     thaw_spec = toy.write_spec(world.root / "thaw_spec.py", thaw)
     stop_spec = world.root / "stop_spec.py"
     stop_spec.write_text(
@@ -333,7 +335,8 @@ def test_an_encoder_unfrozen_mid_run_trains_in_step_on_two_processes(
     assert code == 0, stderr
     one = thaw_one_process
     first, second = _weights(runs.thaw, 1), _weights(runs.thaw, 2)
-    encoder = [k for k in first if k.startswith("encoders.a.")]
+    encoder = [k for k in first if k.startswith("members.1.encoders.a.")]  # the 2nd member's
+    assert encoder
     assert any(not torch.equal(first[k], second[k]) for k in encoder)  # trained in epoch 2
     # with DistributedDataParallel re-wrapped at the unfreeze, its gradients are averaged
     # over the ranks: the weights are one process's
@@ -359,7 +362,8 @@ def test_fsdp_on_two_processes_ends_where_one_process_does(world, launches, thaw
     # the checkpoints hold the full model, gathered from the shards, in one process's layout
     for epoch in (1, 2):
         _assert_close(_weights(runs.fsdp, epoch), _weights(thaw_one_process, epoch))
-    encoder = [k for k in _weights(runs.fsdp, 1) if k.startswith("encoders.a.")]
+    encoder = [k for k in _weights(runs.fsdp, 1) if k.startswith("members.1.encoders.a.")]
+    assert encoder
     assert any(not torch.equal(_weights(runs.fsdp, 1)[k], _weights(runs.fsdp, 2)[k])
                for k in encoder)  # frozen in epoch 1, trained in epoch 2
     two, one = _history(runs.fsdp), _history(thaw_one_process)[:2]

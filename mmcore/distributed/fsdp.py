@@ -36,10 +36,11 @@ class FSDP(ProcessGroupStrategy):
     def shard(self, model: nn.Module) -> None:
         from torch.distributed.fsdp import fully_shard
 
-        for group in ("encoders", "heads"):
-            for module in getattr(model, group, {}).values():
-                if any(True for _ in module.parameters()):
-                    fully_shard(module)
+        for part in getattr(model, "members", [model]):  # an ensemble: every member's
+            for group in ("encoders", "heads"):
+                for module in getattr(part, group, {}).values():
+                    if any(True for _ in module.parameters()):
+                        fully_shard(module)
         fully_shard(model)
 
     def sync_gradients(self, net: nn.Module, sync: bool) -> contextlib.AbstractContextManager:

@@ -3,6 +3,8 @@ focal loss, optionally with per-class weights (see :mod:`mmcore.heads.imbalance`
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -60,6 +62,12 @@ class ClassificationHead(Head, ClassificationTargets):
     def probabilities(self, output: Tensor) -> Tensor:
         """``softmax(output / temperature)``: the calibrated class probabilities."""
         return (output.float() / self.temperature).softmax(-1)
+
+    def average(self, outputs: Sequence[Tensor]) -> Tensor:
+        """The log of the members' mean class probabilities: logits whose softmax is the
+        average of the members' softmaxes (an ensemble averages probabilities, not logits)."""
+        log_probs = torch.stack([o.float().log_softmax(-1) for o in outputs])
+        return (log_probs.logsumexp(dim=0) - math.log(len(outputs))).to(outputs[0].dtype)
 
     def set_temperature(self, value: float) -> None:
         """Use ``value`` from now on and keep it in the options (saved with the spec)."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import Tensor
 from torch.nn import functional as F
 
@@ -32,6 +34,13 @@ class MultiLabelHead(Head, MultiLabelTargets):
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
         return F.binary_cross_entropy_with_logits(output.float(), target.float())
+
+    def average(self, outputs: Sequence[Tensor]) -> Tensor:
+        """The logits of the members' mean probabilities, class by class:
+        ``log(mean p) - log(1 - mean p)``, computed from log-sigmoids (stable)."""
+        z = torch.stack(list(outputs)).float()
+        mean_logit = F.logsigmoid(z).logsumexp(dim=0) - F.logsigmoid(-z).logsumexp(dim=0)
+        return mean_logit.to(outputs[0].dtype)
 
     def predict(self, output: Tensor) -> list[dict[str, Any]]:
         probs = output.float().sigmoid()

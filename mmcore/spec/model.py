@@ -275,6 +275,12 @@ class TrainSpec(StrictModel):
         "once; the fusion and heads once more per modality); 0 turns it off. No effect with "
         "one modality"
     )
+    ensemble: int = Field(
+        1, ge=1, le=64, description="models of this spec trained together from different "
+        "initial weights, their predictions averaged (class probabilities): 3 to 5 gain a "
+        "point or more on small data sets, at that many times the compute; 1 (the default): "
+        "one model"
+    )
     callbacks: list[str] = Field(default_factory=lambda: ["csv"])
     progress: bool = True
     final_test: bool = Field(

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mmcore.ensemble import EnsembleModel
 from mmcore.evaluate.split import weighted_loss
 from mmcore.model import MultimodalModel
 
@@ -42,13 +43,33 @@ def step_loss(
     targets: Mapping[str, Tensor],
     weights: Mapping[str, float],
     modality_loss: float,
-) -> tuple[Tensor, list[Tensor]]:
-    """A training step's ``(total, [loss_h ...])``: the fused model's weighted loss, plus
+) -> tuple[Tensor, Tensor]:
+    """A training step's ``(objective, logged)``: the tensor to differentiate and
+    ``[total, loss_h ...]`` to report. ``total`` is the fused model's weighted loss, plus
     ``modality_loss`` times :func:`alone_loss` with two or more modalities. ``forward`` is the
-    (wrapped) model's call, taking ``alone=True``; the head losses are the fused model's."""
-    if modality_loss > 0 and len(inputs) > 1:
-        outputs, alone = forward(inputs, alone=True)
-        total, losses = weighted_loss(model, outputs, targets, weights)
-        return total + modality_loss * alone_loss(model, alone, targets, weights), losses
-    return weighted_loss(model, forward(inputs), targets, weights)
+    (wrapped) model's call, taking ``alone=True`` (and ``members=True`` for an ensemble).
 
+    An ensemble's objective is the sum of its members' (each member's gradient is the one it
+    would get alone); what is reported is their mean."""
+    alone = modality_loss > 0 and len(inputs) > 1
+    kwargs = {"alone": True} if alone else {}
+    if not isinstance(model, EnsembleModel):
+        total, losses = _member_loss(model, forward(inputs, **kwargs), alone, targets, weights,
+                                     modality_loss)
+        return total, torch.stack([total, *losses])
+    results = forward(inputs, members=True, **kwargs)
+    per_member = [torch.stack([t, *ls]) for t, ls in (
+        _member_loss(member, result, alone, targets, weights, modality_loss)
+        for member, result in zip(model.parts(), results, strict=True))]
+    stacked = torch.stack(per_member)
+    return stacked[:, 0].sum(), stacked.mean(dim=0)
+
+
+def _member_loss(model: MultimodalModel, result: Any, alone: bool,
+                 targets: Mapping[str, Tensor], weights: Mapping[str, float],
+                 modality_loss: float) -> tuple[Tensor, list[Tensor]]:
+    if not alone:
+        return weighted_loss(model, result, targets, weights)
+    outputs, alone_outputs = result
+    total, losses = weighted_loss(model, outputs, targets, weights)
+    return total + modality_loss * alone_loss(model, alone_outputs, targets, weights), losses

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -46,6 +46,8 @@ def parameter_groups(
         if not param.requires_grad:
             continue
         parts = name.split(".")
+        if parts[0] == "members":  # an ensemble's: members.<i>.encoders.<modality>...
+            parts = parts[2:]
         key = parts[1] if parts[0] == "encoders" and len(parts) > 2 and parts[1] in own else ""
         decay, no_decay = buckets.setdefault(key, ([], []))
         (decay if param.dim() >= 2 else no_decay).append(param)
@@ -98,15 +100,17 @@ def _fusable(groups: list[dict]) -> bool:
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, scheduler: LambdaLR,
-                   scaler: torch.amp.GradScaler | None, params: list[nn.Parameter],
+                   scaler: torch.amp.GradScaler | None, params: Sequence[Sequence[nn.Parameter]],
                    grad_clip: float | None) -> None:
-    """One optimizer step: clip ``params``' gradients to ``grad_clip`` (unscaled first under
-    an fp16 ``scaler``), step (through the scaler, if any), clear the gradients, advance the
-    schedule."""
+    """One optimizer step: clip the gradients of each list in ``params`` (one per model an
+    ensemble trains, :func:`mmcore.ensemble.model_parts`) to a norm of ``grad_clip``
+    (unscaled first under an fp16 ``scaler``), step (through the scaler, if any), clear the
+    gradients, advance the schedule."""
     if scaler is not None:
         scaler.unscale_(optimizer)
     if grad_clip is not None:
-        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        for part in params:
+            torch.nn.utils.clip_grad_norm_(part, grad_clip)
     if scaler is not None:
         scaler.step(optimizer)
         scaler.update()
@@ -128,11 +132,11 @@ def set_frozen(
     parameter the optimizer holds, and ``model.frozen`` (which runs frozen encoders in eval
     mode without gradients). Parameters the optimizer does not hold stay as they are."""
     held = {id(p) for g in optimizer.param_groups for p in g["params"]}
-    encoders = getattr(model, "encoders", {})
-    for name, encoder in encoders.items():
-        for param in encoder.parameters():
-            if id(param) in held:
-                param.requires_grad_(name not in frozen)
+    for part in getattr(model, "members", [model]):  # an ensemble freezes every member's
+        for name, encoder in getattr(part, "encoders", {}).items():
+            for param in encoder.parameters():
+                if id(param) in held:
+                    param.requires_grad_(name not in frozen)
     if hasattr(model, "frozen"):
         model.frozen = frozenset(frozen)
         model.train(model.training)  # frozen encoders to eval mode, the others back

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from mmcore.distributed.selection import select_strategy
+from mmcore.ensemble import model_parts
 from mmcore.evaluate.masking import modality_dropout
 from mmcore.evaluate.split import (
     SplitResult,
@@ -282,7 +283,8 @@ class Trainer:
         progress.begin(epoch, total=total, heads=len(model.heads), step=self.step,
                        seed=self.strategy.seed_epoch(dropout_seed(train.seed, epoch)),
                        accumulate=train.accumulate, device=self.device)
-        params = [p for p in model.parameters() if p.requires_grad]
+        params = [[p for p in part.parameters() if p.requires_grad]
+                  for part in model_parts(model)]  # clipped apart (an ensemble's members)
         model.train()
         optimizer.zero_grad(set_to_none=True)
         self.hooks.hook.on_train_epoch_start(trainer=self, epoch=epoch)
@@ -314,7 +316,7 @@ class Trainer:
         return batches, total
 
     def _train_step(self, batch: Any, progress: EpochProgress,
-                    params: list[torch.nn.Parameter]) -> bool:
+                    params: list[list[torch.nn.Parameter]]) -> bool:
         """Forward and backward one batch, count its losses in ``progress`` and, when it
         ends an accumulation window (gradients are exchanged only then), step the optimizer
         on ``params``; returns whether it stepped."""
@@ -330,27 +332,26 @@ class Trainer:
             targets = {k: v.to(self.device, non_blocking=True) for k, v in targets.items()}
         ends_window, window = progress.window()
         with self.strategy.sync_gradients(net, ends_window):
-            total, losses = step_loss(model, self._forward, inputs, targets, self.weights,
-                                      train.modality_loss)
-            scaled = total / window if window != 1 else total  # x / 1 is x: no node
+            objective, logged = step_loss(model, self._forward, inputs, targets, self.weights,
+                                          train.modality_loss)
+            scaled = objective / window if window != 1 else objective  # x / 1 is x: no node
             (scaler.scale(scaled) if scaler is not None else scaled).backward()
-        progress.add(torch.stack([total, *losses]).detach(), len(batch))
+        progress.add(logged.detach(), len(batch))
         if ends_window:
             self._optimizer_step(params)
         return ends_window
 
-    def _forward(self, inputs: dict[str, Any], alone: bool = False) -> Any:
-        """The (wrapped) model's outputs under the run's precision (``alone``: see
-        :meth:`MultimodalModel.forward`)."""
+    def _forward(self, inputs: dict[str, Any], **kwargs: Any) -> Any:
+        """The (wrapped) model's outputs under the run's precision (``kwargs``: ``alone``, see
+        :meth:`MultimodalModel.forward`; ``members``, :meth:`EnsembleModel.forward`)."""
         net = self.net
         assert net is not None
-        kwargs = {"alone": True} if alone else {}
         if self.spec.train.precision == "32":  # autocast_context is a no-op: not entered
             return net(inputs, **kwargs)
         with autocast_context(self.device, self.spec.train.precision):
             return net(inputs, **kwargs)
 
-    def _optimizer_step(self, params: list[torch.nn.Parameter]) -> None:
+    def _optimizer_step(self, params: list[list[torch.nn.Parameter]]) -> None:
         """Clip, step (through the fp16 scaler, if any), clear the gradients, advance the
         schedule and the step count."""
         assert self.optimizer is not None and self.scheduler is not None
