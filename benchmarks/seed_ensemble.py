@@ -1,14 +1,14 @@
-"""Would averaging several seeds of the small-data recipe help? -> the ``seed_ensemble`` section
-of docs/results.md.
+"""Does averaging several models of the small-data recipe help, and does ``train.ensemble``
+give it? -> the ``seed_ensemble`` section of docs/results.md.
 
-Issue 28 asks whether seed ensembles are worth a ``train.ensemble`` option: this measures it
-before anything is built. For each UCR/UEA set aeon ships (official TRAIN and TEST files, as
-``benchmarks/ucr.py`` reads them) it trains the recipe of docs/sequences.md (the defaults,
-nothing set) with seeds 0 to K-1, one after another, and scores on TEST: each seed alone (the
-mean of the first 3 and of all K), and the average of the first 3 and of all K seeds' class
-probabilities (an ensemble). Different seeds differ in MiniRocket's fitted biases, the initial
-weights and the shuffle order. Nothing is tuned on TEST. aeon's MiniRocket figures to compare
-with are in the ``ucr`` section (measured in its own run).
+For each UCR/UEA set aeon ships (official TRAIN and TEST files, as ``benchmarks/ucr.py`` reads
+them) it trains the recipe of docs/sequences.md (the defaults, nothing set) with seeds 0 to
+K-1, one run after another, and scores on TEST: each seed alone (the mean of the first 3 and of
+all K), and the average of the first 3 and of all K runs' class probabilities (separate runs
+averaged by hand). Then the same recipe with ``train.ensemble`` 3 and K (seed 0): one run whose
+members differ in initial weights and order of the training split (MiniRocket's fitted
+biases are the same in every run and member). Nothing is tuned on TEST. aeon's MiniRocket
+figures to compare with are in the ``ucr`` section (measured in its own run).
 
     python benchmarks/seed_ensemble.py            # every set, K = 5, writes docs/results.md
 """
@@ -27,12 +27,15 @@ import benchlib  # noqa: E402
 import ucr  # noqa: E402
 
 
-def probabilities(name: str, table: Path, seed: int, out: Path) -> tuple[Any, Any]:
-    """One seed of the recipe on ``name``: its TEST class probabilities and targets."""
+def probabilities(table: Path, seed: int, out: Path, ensemble: int = 1) -> tuple[Any, Any]:
+    """One run of the recipe on ``table`` (``train.ensemble``: ``ensemble``): its TEST class
+    probabilities and targets."""
     import mmcore
 
-    trainer = mmcore.Trainer(mmcore.Spec(**ucr.recipe_spec(table, seed)), output=out,
-                             overwrite=True, quiet=True, plots=False, report=False)
+    spec = ucr.recipe_spec(table, seed)
+    spec["train"]["ensemble"] = ensemble
+    trainer = mmcore.Trainer(mmcore.Spec(**spec), output=out, overwrite=True, quiet=True,
+                             plots=False, report=False)
     trainer.fit()
     result = trainer.final_results["test"]
     return result.outputs["label"].float().softmax(-1), result.targets["label"]
@@ -54,38 +57,55 @@ def main() -> None:
 
     torch.set_num_threads(1)
     start = time.time()
-    k, rows, means = args.members, [], {"one3": [], "ens3": [], "one": [], "ens": []}
+    k = args.members
+    rows: list[list[str]] = []
+    means: dict[str, list[float]] = {key: [] for key in (
+        "one3", "ens3", "in3", "one", "ens", "in")}
+    seconds: dict[str, list[float]] = {"one": [], "in3": [], "in": []}
     for name in args.sets:
         table = ucr.write_table(name, args.work / "data" / name)
         probs, target = [], None
         for seed in range(k):
-            p, target = probabilities(name, table, seed, args.work / "runs" / name / str(seed))
+            began = time.perf_counter()
+            p, target = probabilities(table, seed, args.work / "runs" / name / str(seed))
+            seconds["one"].append(time.perf_counter() - began)
             probs.append(p)
+        inside = {}
+        for key, members in (("in3", 3), ("in", k)):
+            began = time.perf_counter()
+            p, _ = probabilities(table, 0, args.work / "runs" / name / key, ensemble=members)
+            seconds[key].append(time.perf_counter() - began)
+            inside[key] = _accuracy(p, target)
         single = [_accuracy(p, target) for p in probs]
         figures = {"one3": statistics.mean(single[:3]), "ens3": _accuracy(sum(probs[:3]), target),
-                   "one": statistics.mean(single), "ens": _accuracy(sum(probs), target)}
+                   "in3": inside["in3"], "one": statistics.mean(single),
+                   "ens": _accuracy(sum(probs), target), "in": inside["in"]}
         for key, value in figures.items():
             means[key].append(value)
         rows.append([name, *(f"{figures[key]:.3f}" for key in means),
                      " / ".join(f"{a:.3f}" for a in single)])
         print(" | ".join(rows[-1]), flush=True)
     rows.append(["**mean**", *(f"**{statistics.mean(v):.3f}**" for v in means.values()), ""])
+    cost = ", ".join(f"{label} {statistics.median(seconds[key]):.0f} s" for key, label in (
+        ("one", "one model"), ("in3", "`train.ensemble: 3`"), ("in", f"`train.ensemble: {k}`")))
     body = "\n\n".join([
         f"Measured {benchlib.today()} on {benchlib.machine_line()}, 1 torch thread, seeds 0 to "
         f"{k - 1}; {(time.time() - start) / 60:.1f} minutes. Written by "
         "`python benchmarks/seed_ensemble.py`.",
         "TEST accuracy of the small-data recipe (the defaults) on every UCR/UEA set aeon ships: "
-        "one seed (the mean over seeds) against the average of the seeds' class probabilities. "
-        "An exploratory measurement for a `train.ensemble` option, which mmcore does not have "
-        "yet; compare with MiniRocket in the section above.",
+        "one seed (the mean over seeds); the average of separate runs' class probabilities "
+        "(seeds 0 to 2, 0 to K-1); and one run of `train.ensemble` (seed 0), whose members "
+        "are trained together and averaged the same way. Median seconds per run (training and "
+        f"the TEST evaluation): {cost}. Compare with MiniRocket in the section above.",
         benchlib.table(["set", "one seed (mean of 3)", "3 seeds averaged",
-                        f"one seed (mean of {k})", f"{k} seeds averaged", "per seed"], rows),
+                        "`train.ensemble: 3`", f"one seed (mean of {k})",
+                        f"{k} seeds averaged", f"`train.ensemble: {k}`", "per seed"], rows),
     ])
     if args.no_write:
         print(body)
     else:
         benchlib.write_section(ucr.RESULTS, "seed_ensemble",
-                               "Seed ensembles of the small-data recipe (exploratory)", body)
+                               "Ensembles of the small-data recipe", body)
         print(f"wrote {ucr.RESULTS}")
 
 

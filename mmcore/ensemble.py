@@ -1,12 +1,12 @@
 """``train.ensemble``: several models of the same spec, trained together, predicting together.
 
 Each member is a whole :class:`~mmcore.model.MultimodalModel` (its own encoders, fusion and
-heads) with its own initial weights and dropout draws. Training adds the members' losses, so
-each member gets exactly the gradient it would get alone (and its own gradient clipping); they
-see the same batches. Prediction averages the members' outputs with each head's
-:meth:`~mmcore.Head.average` (class probabilities for classification heads), so everything
-downstream (the best-weights choice, early stopping, calibration, the modality report,
-export and serving) reads one model whose outputs are the ensemble's.
+heads) with its own initial weights, dropout draws and order of the training split
+(:func:`member_seeds`). Training adds the members' losses, so each member gets exactly the
+gradient it would get alone (and its own gradient clipping). Prediction averages the members'
+outputs with each head's :meth:`~mmcore.Head.average` (class probabilities for classification
+heads), so everything downstream (the best-weights choice, early stopping, calibration, the
+modality report, export and serving) reads one model whose outputs are the ensemble's.
 
 On small data sets averaging a few members is measurably better than one (docs/results.md,
 ``seed_ensemble``); it costs ``k`` times the compute of one model.
@@ -21,6 +21,9 @@ from torch import Tensor, nn
 
 from mmcore.head import Head
 from mmcore.model import MultimodalModel
+
+#: member i's order of the training split is that of seed ``train.seed + ORDER_STRIDE * i``
+ORDER_STRIDE = 1_000_003
 
 
 class EnsembleModel(MultimodalModel):
@@ -65,13 +68,21 @@ class EnsembleModel(MultimodalModel):
         """The members, each trained on its own loss."""
         return [cast(MultimodalModel, m) for m in self.members]
 
-    def forward(self, inputs: Mapping[str, Any], alone: bool = False,  # type: ignore[override]
-                members: bool = False) -> Any:
+    def forward(self, inputs: Mapping[str, Any] | Sequence[Mapping[str, Any]],  # type: ignore[override]
+                alone: bool = False, members: bool = False) -> Any:
         """The members' outputs averaged, as :meth:`MultimodalModel.forward` gives them
         (``alone`` too); with ``members``, the list of each member's outputs unaveraged (what
-        training needs: one loss per member)."""
-        results = [member(inputs, alone=True) if alone else member(inputs)
-                   for member in self.members]
+        training needs: one loss per member), and ``inputs`` may be a list of one batch per
+        member (each member's own order of the training split)."""
+        if isinstance(inputs, Sequence):
+            if not members or len(inputs) != len(self.members):
+                raise ValueError(f"{len(inputs)} batches for {len(self.members)} members: one "
+                                 "batch per member is for training (members=True)")
+            own = list(inputs)
+        else:
+            own = [inputs] * len(self.members)
+        results = [member(x, alone=True) if alone else member(x)
+                   for member, x in zip(self.members, own, strict=True)]
         if members:
             return results
         if not alone:
@@ -91,6 +102,16 @@ class EnsembleModel(MultimodalModel):
     def predict_features(self, features: Any) -> Any:
         raise TypeError("an ensemble has one set of encoders per member: use "
                         "model.members[i].predict_features")
+
+
+def member_seeds(train: Any, streaming: bool = False) -> list[int]:
+    """The seeds of the training split's orders, one per ensemble member (``train``: the
+    spec's :class:`~mmcore.spec.model.TrainSpec`). The first is ``train.seed``, one model's
+    order; members that see the rows in other orders (and other augmentation draws) differ
+    more, which is what averaging needs. One order for one model or a streamed split (whose
+    shards come in one order)."""
+    k = 1 if streaming else train.ensemble
+    return [train.seed + ORDER_STRIDE * i for i in range(k)]
 
 
 def model_parts(model: nn.Module) -> list[nn.Module]:

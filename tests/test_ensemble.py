@@ -8,6 +8,7 @@ import csv
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import mmcore
 from mmcore.ensemble import EnsembleModel
@@ -153,3 +154,32 @@ def test_an_ensemble_run_trains_saves_and_predicts_what_it_measured(tmp_path, da
     predictions = predictor.predict([{"x": r["x"], "z": r["z"]} for r in rows])
     right = sum(p["label"]["label"] == r["y"] for p, r in zip(predictions, rows, strict=True))
     assert right / len(rows) == pytest.approx(final["test"]["label.accuracy"])
+
+
+def test_the_first_member_trains_as_one_model_and_the_others_in_their_own_order(
+        tmp_path, data, reg, monkeypatch):
+    """Member 0 has one model's initial weights and order (no dropout here), and its
+    gradient is its own: its weights after 2 epochs are one model's. The other members see
+    the training rows in other orders."""
+    orders = []
+    step = Trainer._train_step
+
+    def recording(self, batch, progress, params):
+        orders.append([b.index.tolist() for b in batch])
+        return step(self, batch, progress, params)
+
+    single = tmp_path / "single"
+    Trainer(_spec(tmp_path, data, reg, epochs=2), output=single, registry=reg, plots=False,
+            report=False, quiet=True).fit()
+    monkeypatch.setattr(Trainer, "_train_step", recording)
+    ensemble = tmp_path / "ensemble"
+    Trainer(_spec(tmp_path, data, reg, epochs=2, ensemble=2), output=ensemble, registry=reg,
+            plots=False, report=False, quiet=True).fit()
+    last = "checkpoints/epoch-0002/model.safetensors"
+    one, both = load_file(str(single / last)), load_file(str(ensemble / last))
+    assert one.keys() == {k.removeprefix("members.0.") for k in both if k.startswith("members.0.")}
+    for key, value in one.items():
+        torch.testing.assert_close(both[f"members.0.{key}"], value, atol=1e-6, rtol=0)
+    first, second = zip(*orders, strict=True)
+    assert sorted(sum(first[:5], [])) == sorted(sum(second[:5], []))  # epoch 1: every row
+    assert list(first) != list(second)

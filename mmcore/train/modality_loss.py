@@ -12,7 +12,7 @@ and no modality is left untrained because another one fits the training rows soo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -39,8 +39,8 @@ def alone_loss(
 def step_loss(
     model: MultimodalModel,
     forward: Callable[..., Any],
-    inputs: Mapping[str, Any],
-    targets: Mapping[str, Tensor],
+    inputs: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    targets: Mapping[str, Tensor] | Sequence[Mapping[str, Tensor]],
     weights: Mapping[str, float],
     modality_loss: float,
 ) -> tuple[Tensor, Tensor]:
@@ -50,17 +50,21 @@ def step_loss(
     (wrapped) model's call, taking ``alone=True`` (and ``members=True`` for an ensemble).
 
     An ensemble's objective is the sum of its members' (each member's gradient is the one it
-    would get alone); what is reported is their mean."""
-    alone = modality_loss > 0 and len(inputs) > 1
+    would get alone); what is reported is their mean. Its ``inputs`` and ``targets`` may be
+    lists, one batch per member."""
+    first = inputs[0] if isinstance(inputs, Sequence) else inputs
+    alone = modality_loss > 0 and len(first) > 1
     kwargs = {"alone": True} if alone else {}
     if not isinstance(model, EnsembleModel):
+        assert isinstance(inputs, Mapping) and isinstance(targets, Mapping)
         total, losses = _member_loss(model, forward(inputs, **kwargs), alone, targets, weights,
                                      modality_loss)
         return total, torch.stack([total, *losses])
     results = forward(inputs, members=True, **kwargs)
+    own = list(targets) if isinstance(targets, Sequence) else [targets] * len(results)
     per_member = [torch.stack([t, *ls]) for t, ls in (
-        _member_loss(member, result, alone, targets, weights, modality_loss)
-        for member, result in zip(model.parts(), results, strict=True))]
+        _member_loss(member, result, alone, y, weights, modality_loss)
+        for member, result, y in zip(model.parts(), results, own, strict=True))]
     stacked = torch.stack(per_member)
     return stacked[:, 0].sum(), stacked.mean(dim=0)
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from mmcore.distributed.selection import select_strategy
-from mmcore.ensemble import model_parts
+from mmcore.ensemble import member_seeds, model_parts
 from mmcore.evaluate.masking import modality_dropout
 from mmcore.evaluate.split import (
     SplitResult,
@@ -302,17 +302,23 @@ class Trainer:
 
     def _epoch_batches(self, epoch: int, start: int) -> tuple[Iterator[Any], int]:
         """This process's batches of the training split in ``epoch`` from batch ``start``,
-        and how many batches the epoch has."""
-        loader = self._loader(TRAIN, shuffle=True, epoch=epoch, start_batch=start)
+        and how many batches the epoch has. An ensemble's members each get their own order of
+        the split (a tuple of batches, one per member: :func:`member_seeds`), unless the split
+        is streamed."""
+        seeds = member_seeds(self.spec.train, self.data.streaming)
+        loader, *others = (self._loader(TRAIN, shuffle=True, epoch=epoch, start_batch=start,
+                                        seed=seed) for seed in seeds)
         try:
             total = start + len(loader)
         except TypeError:
             total = math.ceil(self.data.num_rows(TRAIN) / self.spec.train.batch_size)
         # starting the loader draws its base seed from torch's generator: before a resumed
         # epoch restores it (EpochProgress.begin)
-        batches = iter(loader)
+        batches: Iterator[Any] = iter(loader)
         if self.data.streaming:  # streamed shards may differ in length
             batches = self.strategy.together(batches)
+        if others:
+            batches = zip(batches, *others, strict=True)
         return batches, total
 
     def _train_step(self, batch: Any, progress: EpochProgress,
@@ -322,6 +328,28 @@ class Trainer:
         on ``params``; returns whether it stepped."""
         model, net, scaler, train = self.model, self.net, self.scaler, self.spec.train
         assert model is not None and net is not None
+        if isinstance(batch, tuple):  # one batch per ensemble member
+            inputs, targets = zip(*(self._step_data(b, progress) for b in batch), strict=True)
+            rows = len(batch[0])
+        else:
+            inputs, targets = self._step_data(batch, progress)
+            rows = len(batch)
+        ends_window, window = progress.window()
+        with self.strategy.sync_gradients(net, ends_window):
+            objective, logged = step_loss(model, self._forward, inputs, targets, self.weights,
+                                          train.modality_loss)
+            scaled = objective / window if window != 1 else objective  # x / 1 is x: no node
+            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+        progress.add(logged.detach(), rows)
+        if ends_window:
+            self._optimizer_step(params)
+        return ends_window
+
+    def _step_data(self, batch: Any, progress: EpochProgress) -> tuple[dict[str, Any],
+                                                                        dict[str, Any]]:
+        """A training batch's inputs (augmented, modality dropout) and targets, on the
+        device."""
+        train = self.spec.train
         inputs = {k: self.data.modalities[k].augment(v, progress.augment)
                   for k, v in batch.inputs.items()}
         if train.modality_dropout > 0:
@@ -330,18 +358,9 @@ class Trainer:
         if self.device.type != "cpu":  # batches are built on the CPU
             inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
             targets = {k: v.to(self.device, non_blocking=True) for k, v in targets.items()}
-        ends_window, window = progress.window()
-        with self.strategy.sync_gradients(net, ends_window):
-            objective, logged = step_loss(model, self._forward, inputs, targets, self.weights,
-                                          train.modality_loss)
-            scaled = objective / window if window != 1 else objective  # x / 1 is x: no node
-            (scaler.scale(scaled) if scaler is not None else scaled).backward()
-        progress.add(logged.detach(), len(batch))
-        if ends_window:
-            self._optimizer_step(params)
-        return ends_window
+        return inputs, targets
 
-    def _forward(self, inputs: dict[str, Any], **kwargs: Any) -> Any:
+    def _forward(self, inputs: Any, **kwargs: Any) -> Any:
         """The (wrapped) model's outputs under the run's precision (``kwargs``: ``alone``, see
         :meth:`MultimodalModel.forward`; ``members``, :meth:`EnsembleModel.forward`)."""
         net = self.net
@@ -394,12 +413,15 @@ class Trainer:
             dedupe=not self.data.streaming,
         )
 
-    def _loader(self, split: str, *, shuffle: bool, epoch: int = 0, start_batch: int = 0):
-        """This process's share of every global batch of ``split``."""
+    def _loader(self, split: str, *, shuffle: bool, epoch: int = 0, start_batch: int = 0,
+                seed: int | None = None):
+        """This process's share of every global batch of ``split`` (in the order of ``seed``,
+        default ``train.seed``)."""
         train = self.spec.train
         return self.data.loader(
             split, batch_size=self.strategy.local_batch_size(train.batch_size),
-            shuffle=shuffle, seed=train.seed, epoch=epoch, num_workers=train.num_workers,
+            shuffle=shuffle, seed=train.seed if seed is None else seed, epoch=epoch,
+            num_workers=train.num_workers,
             pin_memory=self.device.type == "cuda", start_batch=start_batch,
             balanced=shuffle and train.sampler == "balanced", **self.strategy.shard_args(),
         )
