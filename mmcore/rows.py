@@ -1,24 +1,28 @@
 """Raw rows -> one collated batch of every modality, without the data layer.
 
-This is what serving needs (:mod:`mmcore.runtime`): the value of each modality in a row
-(one cell, or a list of cells for a multi-column modality), "missing" as the modality
-defines it, ``preprocess`` (or ``preprocess_row`` with context columns), a check of what
-the plugin returned, then ``collate``. The data layer's
-:class:`~mmcore.data.preprocess.RowProcessor` uses the same helpers for whole splits and
-records bad rows instead of raising; the messages are the same.
+:func:`collate_rows` is the one path from given rows to a model's inputs: the value of each
+modality in a row (one cell, or a list of cells for a multi-column modality), "missing" as
+the modality defines it, ``preprocess`` (or ``preprocess_row`` with context columns), a
+check of what the plugin returned, then ``collate``. :meth:`mmcore.predictor.Predictor.predict`
+and the bundle runtime (:mod:`mmcore.runtime`) take it through :func:`for_rows` and
+:func:`row_batches`. The data layer's :class:`~mmcore.data.preprocess.RowProcessor` runs
+whole splits through the same :func:`preprocess_rows` and records bad rows instead of
+raising; the messages are the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
 from mmcore.errors import DataError
 
 if TYPE_CHECKING:
-    from mmcore.batch import ModalityBatch
+    from mmcore.batch import Batch
     from mmcore.modality import Modality
 
 #: the reason given for a modality value that is missing while ``data.allow_missing`` is False
@@ -103,45 +107,131 @@ def input_row_error(row: int, column: str, reason: str) -> DataError:
     return DataError(f"bad data in split 'input', row {row}, column {column!r}: {reason}")
 
 
+class TargetEncoder(Protocol):
+    """What :func:`collate_rows` needs of a head whose targets it encodes (the data layer's
+    ``TargetSpec``)."""
+
+    name: str
+    column: str
+
+    def encode(self, values: Sequence[Any],
+               errors: list[tuple[str, str] | None]) -> list[np.ndarray | None]: ...
+
+
+def preprocess_rows(
+    modalities: Mapping[str, Modality],
+    columns: Mapping[str, Sequence[str]],
+    table: Mapping[str, Sequence[Any]],
+    rows: Sequence[int],
+    split: str,
+) -> tuple[dict[str, list[np.ndarray | None]], list[tuple[str, str] | None]]:
+    """Every row of ``table`` (column -> values) through every modality: name -> one array
+    per row (``None`` where the row lacks the modality or is bad), and each row's error,
+    ``(column, reason)`` or ``None``: the first value ``preprocess`` rejects, or
+    :data:`ALL_MISSING_REASON`. ``rows`` are the rows' numbers in ``split``, for the note a
+    plugin's exception other than ``ValueError`` (a plugin bug) gets."""
+    n = len(rows)
+    errors: list[tuple[str, str] | None] = [None] * n
+    inputs: dict[str, list[np.ndarray | None]] = {}
+    for name, modality in modalities.items():
+        cols, label, context = columns[name], ",".join(columns[name]), modality.context_columns()
+        out: list[np.ndarray | None] = [None] * n
+        for i in range(n):
+            if errors[i] is not None:
+                continue
+            value = modality_value(table, cols, i)
+            if value_is_missing(modality, value, cols):
+                continue
+            try:
+                arr = (modality.preprocess_row(value, row_context(table, context, i)) if context
+                       else modality.preprocess(value))
+            except ValueError as exc:
+                errors[i] = (label, str(exc) or type(exc).__name__)
+                continue
+            except Exception as exc:
+                if sys.version_info >= (3, 11):  # Python 3.10 has no notes: raised as it is
+                    exc.add_note(
+                        f"(raised by modality {name!r} ({type(modality).__name__}) "
+                        f"preprocessing split {split!r}, row {rows[i]}, column {label!r}; "
+                        "plugins must raise ValueError for bad input)"
+                    )
+                raise
+            out[i] = check_array(arr, modality, name)
+        inputs[name] = out
+    for i in range(n):
+        if errors[i] is None and all(inputs[m][i] is None for m in inputs):
+            errors[i] = (",".join(c for m in modalities for c in columns[m]), ALL_MISSING_REASON)
+    return inputs, errors
+
+
+def with_missing(
+    inputs: Mapping[str, Sequence[np.ndarray | None]],
+    errors: Sequence[tuple[str, str] | None],
+    columns: Mapping[str, Sequence[str]],
+    allow_missing: bool,
+) -> list[tuple[str, str] | None]:
+    """``errors`` (:func:`preprocess_rows`) plus, unless ``allow_missing``, each row that
+    lacks a modality: its first such modality's columns and :data:`MISSING_REASON` (a bad
+    value outranks a missing one)."""
+    out = list(errors)
+    for i, error in enumerate(out):
+        if error is None and not allow_missing:
+            lacking = next((m for m in inputs if inputs[m][i] is None), None)
+            out[i] = None if lacking is None else (",".join(columns[lacking]), MISSING_REASON)
+    return out
+
+
 def collate_rows(
     modalities: Mapping[str, Modality],
     rows: Sequence[Mapping[str, Any]],
     *,
     allow_missing: bool,
     first_row: int = 0,
-) -> dict[str, ModalityBatch]:
-    """Raw rows (column -> value; a column left out counts as missing) -> each modality's
-    collated batch. Raises :class:`DataError` at the first bad row, naming its index and
-    column: a value ``preprocess`` rejects, a missing modality unless ``allow_missing``, or a
-    row with no modality at all. Rows are numbered from ``first_row`` in messages (a chunk
-    of a longer request)."""
+    targets: Sequence[TargetEncoder] = (),
+) -> Batch:
+    """Raw rows (column -> value; a column left out counts as missing) -> one collated
+    :class:`~mmcore.batch.Batch`, with the rows' numbers as its index and the encoded
+    ``targets`` (none by default: prediction). The one path from given rows to a model's
+    inputs: :class:`~mmcore.predictor.Predictor`, the bundle runtime and
+    ``DataModule.batch_from_rows`` all take it.
+
+    Raises :class:`DataError` at the first bad row, naming its index and column: a value
+    ``preprocess`` rejects, a bad target, a missing modality unless ``allow_missing``, or a
+    row with no modality at all. Rows are numbered from ``first_row`` (a chunk of a longer
+    request). Relative paths resolve against each modality's ``root``."""
     if not rows:
         raise DataError("no rows given")
     columns, table = _columns_table(modalities, rows)
-    arrays: dict[str, list[np.ndarray | None]] = {name: [None] * len(rows) for name in modalities}
-    for i in range(len(rows)):
-        missing = []  # a bad value outranks a missing one, as in the data layer's report
-        for name, modality in modalities.items():
-            label = ",".join(columns[name])
-            value = modality_value(table, columns[name], i)
-            if value_is_missing(modality, value, columns[name]):
-                missing.append(label)
-                continue
-            context = modality.context_columns()
-            try:
-                arr = (modality.preprocess_row(value, row_context(table, context, i)) if context
-                       else modality.preprocess(value))
-            except ValueError as exc:
-                raise input_row_error(first_row + i, label,
-                                      str(exc) or type(exc).__name__) from None
-            arrays[name][i] = check_array(arr, modality, name)
-        if len(missing) == len(modalities):
-            label = ",".join(c for name in modalities for c in columns[name])
-            raise input_row_error(first_row + i, label, ALL_MISSING_REASON)
-        if missing and not allow_missing:
-            raise input_row_error(first_row + i, missing[0], MISSING_REASON)
+    numbers = range(first_row, first_row + len(rows))
+    inputs, errors = preprocess_rows(modalities, columns, table, numbers, "input")
+    encoded = {t.name: t.encode([row.get(t.column) for row in rows], errors) for t in targets}
+    for i, error in enumerate(with_missing(inputs, errors, columns, allow_missing)):
+        if error is not None:
+            raise input_row_error(first_row + i, *error)
     # imported here: importing this module must not import torch (`mmcore serve --help`,
     # `mmcore validate` load it through the CLI's parser)
     from mmcore.collate import collate_batch
 
-    return collate_batch(modalities, arrays).inputs
+    return collate_batch(modalities, inputs, cast("dict[str, list[np.ndarray]]", encoded),
+                         numbers)
+
+
+def for_rows(modalities: Mapping[str, Modality], rows: Sequence[Mapping[str, Any]],
+             root: str | Path | None) -> dict[str, Modality]:
+    """The modalities that preprocess ``rows``: resolving relative file paths against
+    ``root`` (copies, :meth:`~mmcore.modality.Modality.with_root`, so the given ones keep
+    their root; themselves when ``root`` is ``None``), adapted to every row
+    (:func:`adapt_to_given_rows`)."""
+    out = dict(modalities) if root is None else {
+        name: m.with_root(root) for name, m in modalities.items()}
+    adapt_to_given_rows(out, rows)
+    return out
+
+
+def row_batches(modalities: Mapping[str, Modality], rows: Sequence[Mapping[str, Any]], *,
+                allow_missing: bool, batch_size: int, first_row: int = 0) -> Iterator[Batch]:
+    """``rows`` through :func:`collate_rows`, ``batch_size`` at a time, numbered from
+    ``first_row`` in error messages."""
+    for start in range(0, len(rows), batch_size):
+        yield collate_rows(modalities, rows[start:start + batch_size],
+                           allow_missing=allow_missing, first_row=first_row + start)

@@ -33,7 +33,7 @@ from mmcore.modality import Modality, new_modality
 from mmcore.plugins.default import get_registry
 from mmcore.plugins.registry import Registry
 from mmcore.plugins.versions import check_plugin_versions
-from mmcore.rows import adapt_to_given_rows, collate_rows
+from mmcore.rows import for_rows, row_batches
 from mmcore.spec.options import implementation_model, keyword_arguments, validated
 from mmcore.version import DISTRIBUTION, with_core_distribution
 
@@ -107,18 +107,14 @@ class Runtime:
         :class:`DataError` naming the row and column, worded as ``predict`` words it."""
         rows = list(rows)
         out: list[dict[str, Any]] = []
-        modalities = self.modalities if root is None else {
-            name: m.with_root(root) for name, m in self.modalities.items()}
-        adapt_to_given_rows(modalities, rows)
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start:start + batch_size]
-            inputs = collate_rows(modalities, chunk, allow_missing=self.allow_missing,
-                                  first_row=start)
-            raw = self.run(inputs)
+        modalities = for_rows(self.modalities, rows, root)
+        for batch in row_batches(modalities, rows, allow_missing=self.allow_missing,
+                                 batch_size=batch_size):
+            raw = self.run(batch.inputs)
             per_head = {name: head.predict(torch.from_numpy(raw[name]))
                         for name, head in self.heads.items()}
             out += [{name: preds[i] for name, preds in per_head.items()}
-                    for i in range(len(chunk))]
+                    for i in range(len(batch))]
         return out
 
     def metadata(self) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from mmcore.errors import DataError
 from mmcore.modality import Modality, rooted
 from mmcore.plugins.default import get_registry
 from mmcore.plugins.registry import Registry
+from mmcore.rows import collate_rows
 from mmcore.spec.model import Spec
 
 if TYPE_CHECKING:  # imported where used: checking a spec's data imports neither
@@ -390,27 +391,16 @@ class DataModule:
 
     def batch_from_rows(self, rows: list[dict[str, Any]], first_row: int = 0) -> Batch:
         """Raw rows (column -> value; a column left out counts as missing) -> one
-        :class:`Batch`. Relative paths resolve against each modality's ``root``. Targets
-        are included for heads whose target column every row has. A bad value raises
-        :class:`DataError` naming the row index (counted from ``first_row``: the rows may be
-        a chunk of a longer input) and column."""
-        if not rows:
-            raise DataError("batch_from_rows: no rows given")
-        columns = set(required_columns(self.modalities, self.columns))
+        :class:`Batch` (:func:`mmcore.rows.collate_rows`, as prediction makes it). Relative
+        paths resolve against each modality's ``root``. Targets are included for heads whose
+        target column every row has. A bad value raises :class:`DataError` naming the row
+        index (counted from ``first_row``: the rows may be a chunk of a longer input) and
+        column."""
         present = {
             h.target for h in self.spec.heads.values() if all(h.target in row for row in rows)
         }
-        batch = {c: [row.get(c) for row in rows] for c in columns | present}
-        source = SplitSource(None, "input rows", None)
-        processor = self.processor("input", source, self._targets(present))
-        processor.raise_errors = True
-        processor.hint = False
-        processor.file = None
-        numbers = range(first_row, first_row + len(rows))
-        result = processor.process(batch, list(numbers))
-        from mmcore.collate import collate_batch
-
-        return collate_batch(self.modalities, result.inputs, result.targets, numbers)
+        return collate_rows(self.modalities, rows, allow_missing=self.spec.data.allow_missing,
+                            first_row=first_row, targets=self._targets(present))
 
     def write_bad_rows(self, path: Path) -> None:
         """Write :attr:`bad_rows` (CSV if ``path`` ends in ``.csv``, else JSON)."""

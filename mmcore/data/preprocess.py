@@ -1,9 +1,11 @@
 """Raw rows -> preprocessed arrays and encoded targets, with bad rows recorded per row.
 
-:class:`RowProcessor` is the function given to ``datasets.Dataset.map``; it is also used
-directly for prediction (:meth:`mmcore.data.DataModule.batch_from_rows`). It records errors
-that do not depend on the bad-row policy in the table (``_error``/``_error_column``), so a
-cached table serves every policy; a missing modality is stored as null and judged against
+:class:`RowProcessor` is the function given to ``datasets.Dataset.map``; the work on each
+row is :func:`mmcore.rows.preprocess_rows`, which given rows take too
+(:func:`mmcore.rows.collate_rows`: prediction, ``DataModule.batch_from_rows``), and a head's
+targets are encoded by :meth:`TargetSpec.encode`. It records errors that do not depend on
+the bad-row policy in the table (``_error``/``_error_column``), so a cached table serves
+every policy; a missing modality is stored as null and judged against
 ``data.allow_missing`` after the map.
 """
 
@@ -20,8 +22,6 @@ from typing import Any
 import numpy as np
 
 from mmcore.data.bad_rows import (
-    ALL_MISSING_REASON,
-    MISSING_REASON,
     MISSING_TARGET_REASON,
     BadRow,
     bad_row_message,
@@ -38,8 +38,8 @@ from mmcore.data.storage import (
 )
 from mmcore.errors import DataError
 from mmcore.modality import Modality
-from mmcore.rows import check_array as _check_array
-from mmcore.rows import modality_value, row_context, value_is_missing
+from mmcore.rows import preprocess_rows, with_missing
+from mmcore.rows import value_is_missing as value_is_missing  # re-exported: train_fit's
 
 
 @dataclass
@@ -50,6 +50,43 @@ class TargetSpec:
     column: str
     head_class: type
     options: dict[str, Any] = field(default_factory=dict)
+
+    def encode(
+        self, column: Sequence[Any], errors: list[tuple[str, str] | None]
+    ) -> list[np.ndarray | None]:
+        """The rows' targets (``column``: the rows' values of :attr:`column`) encoded, ``None``
+        for a row with an error; a missing or unencodable target is recorded in ``errors``."""
+        out: list[np.ndarray | None] = [None] * len(errors)
+        ok = []
+        for i, value in enumerate(column):
+            if errors[i] is not None:
+                continue
+            if is_missing_target(value):
+                errors[i] = (self.column, MISSING_TARGET_REASON)
+            else:
+                ok.append(i)
+        if not ok:
+            return out
+        try:
+            encoded = np.asarray(
+                self.head_class.encode_targets([column[i] for i in ok], self.options)
+            )
+        except ValueError:
+            encoded = None  # find the bad rows one by one
+        if encoded is not None and len(encoded) == len(ok):
+            for j, i in enumerate(ok):
+                out[i] = encoded[j]
+            return out
+        for i in ok:
+            try:
+                one = self.head_class.encode_targets([column[i]], self.options)
+                out[i] = np.asarray(one)[0]
+            except ValueError as exc:
+                reason = f"target of head {self.name!r}: {exc}"
+                if "classes" in self.options:  # a label outside the fitted vocabulary
+                    reason = unknown_class_reason(self.name, reason)
+                errors[i] = (self.column, reason)
+        return out
 
 
 def is_missing_target(value: Any) -> bool:
@@ -109,113 +146,22 @@ class RowProcessor:
 
     def process(self, batch: Mapping[str, Sequence[Any]], rows: Sequence[int]) -> Processed:
         """Preprocess every row of ``batch``; ``rows`` are their indices in the split."""
-        n = len(rows)
-        errors: list[tuple[str, str] | None] = [None] * n
-        missing_any = [False] * n
-        inputs: dict[str, list[np.ndarray | None]] = {}
-        for name, modality in self.modalities.items():
-            columns = self.columns[name]
-            label = ",".join(columns)
-            context_columns = modality.context_columns()
-            out: list[np.ndarray | None] = [None] * n
-            for i in range(n):
-                if errors[i] is not None:
-                    continue
-                value = modality_value(batch, columns, i)
-                if value_is_missing(modality, value, columns):
-                    missing_any[i] = True
-                    continue
-                try:
-                    if context_columns:
-                        arr = modality.preprocess_row(value, row_context(batch, context_columns, i))
-                    else:
-                        arr = modality.preprocess(value)
-                except ValueError as exc:
-                    errors[i] = (label, str(exc) or type(exc).__name__)
-                    continue
-                except Exception as exc:
-                    exc.add_note(
-                        f"(raised by modality {name!r} ({type(modality).__name__}) preprocessing"
-                        f" split {self.split!r}, row {rows[i]}, column {label!r}; plugins must"
-                        " raise ValueError for bad input)"
-                    )
-                    raise
-                out[i] = _check_array(arr, modality, name)
-            inputs[name] = out
-        for i in range(n):
-            if errors[i] is None and all(inputs[m][i] is None for m in inputs):
-                errors[i] = (",".join(c for m in self.columns for c in self.columns[m]),
-                             ALL_MISSING_REASON)
-        targets = {t.name: self._encode_targets(t, batch, errors) for t in self.targets}
-        for i in range(n):
-            if errors[i] is not None:
+        inputs, errors = preprocess_rows(self.modalities, self.columns, batch, rows, self.split)
+        targets = {t.name: t.encode(batch[t.column], errors) for t in self.targets}
+        for i, error in enumerate(errors):
+            if error is not None:
                 for values in (*inputs.values(), *targets.values()):
                     values[i] = None
+        result = Processed(inputs, targets, errors)
         if self.raise_errors:
-            self._raise_first(rows, errors, inputs, missing_any)
-        return Processed(inputs, targets, errors)
-
-    def _encode_targets(
-        self,
-        target: TargetSpec,
-        batch: Mapping[str, Sequence[Any]],
-        errors: list[tuple[str, str] | None],
-    ) -> list[np.ndarray | None]:
-        column = batch[target.column]
-        out: list[np.ndarray | None] = [None] * len(errors)
-        ok = []
-        for i, value in enumerate(column):
-            if errors[i] is not None:
-                continue
-            if is_missing_target(value):
-                errors[i] = (target.column, MISSING_TARGET_REASON)
-            else:
-                ok.append(i)
-        if not ok:
-            return out
-        try:
-            encoded = np.asarray(
-                target.head_class.encode_targets([column[i] for i in ok], target.options)
-            )
-        except ValueError:
-            encoded = None  # find the bad rows one by one
-        if encoded is not None and len(encoded) == len(ok):
-            for j, i in enumerate(ok):
-                out[i] = encoded[j]
-            return out
-        for i in ok:
-            try:
-                one = target.head_class.encode_targets([column[i]], target.options)
-                out[i] = np.asarray(one)[0]
-            except ValueError as exc:
-                reason = f"target of head {target.name!r}: {exc}"
-                if "classes" in target.options:  # a label outside the fitted vocabulary
-                    reason = unknown_class_reason(target.name, reason)
-                errors[i] = (target.column, reason)
-        return out
+            for i, error in enumerate(self.final_errors(result)):
+                if error is not None:
+                    raise DataError(bad_row_message(self.bad_row(rows[i], *error), self.hint))
+        return result
 
     def final_errors(self, result: Processed) -> list[tuple[str, str] | None]:
         """``result.errors`` plus rows that lack a modality while ``allow_missing`` is False."""
-        errors = list(result.errors)
-        if self.allow_missing:
-            return errors
-        for i, error in enumerate(errors):
-            if error is None:
-                for name, values in result.inputs.items():
-                    if values[i] is None:
-                        errors[i] = (",".join(self.columns[name]), MISSING_REASON)
-                        break
-        return errors
-
-    def _raise_first(self, rows, errors, inputs, missing_any) -> None:
-        for i, error in enumerate(errors):
-            if error is not None:
-                raise DataError(bad_row_message(self.bad_row(rows[i], *error), self.hint))
-            if missing_any[i] and not self.allow_missing:
-                name = next(m for m in inputs if inputs[m][i] is None)
-                column = ",".join(self.columns[name])
-                bad = self.bad_row(rows[i], column, MISSING_REASON)
-                raise DataError(bad_row_message(bad, self.hint))
+        return with_missing(result.inputs, result.errors, self.columns, self.allow_missing)
 
     def __call__(
         self, batch: Mapping[str, Sequence[Any]], indices: Sequence[int]
