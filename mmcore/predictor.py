@@ -6,9 +6,8 @@ once per call.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
@@ -22,10 +21,10 @@ from mmcore.evaluate.masking import hide_all
 from mmcore.evaluate.monitor import monitored_metric
 from mmcore.evaluate.split import SplitResult, evaluate_model
 from mmcore.head import Head
-from mmcore.modality import Modality, rooted
+from mmcore.modality import Modality
 from mmcore.model import MultimodalModel
 from mmcore.plugins.registry import Registry
-from mmcore.rows import adapt_to_given_rows
+from mmcore.rows import for_rows, row_batches
 from mmcore.run.atomic import atomic_write_json
 from mmcore.run.layout import MODALITY_REPORT, ROBUSTNESS, RunFolder
 from mmcore.spec.model import Spec
@@ -161,12 +160,14 @@ class Predictor:
         rows = list(rows)
         if not rows:
             return []
-        with self._rooted(root):  # every process adapts to every row, as one call would
-            adapt_to_given_rows(self.modalities, rows)
+        # every process adapts to every row, as one call would; self.modalities keep their root
+        modalities = for_rows(self.modalities, rows, root)
+        batches_of = partial(row_batches, modalities, allow_missing=self.spec.data.allow_missing,
+                             batch_size=batch_size)
         share = math.ceil(len(rows) / self.strategy.world_size)
         first = self.strategy.rank * share
         mine = rows[first:first + share]
-        batches: Iterable[Batch] = self._batches(mine, first, batch_size, root)
+        batches: Iterable[Batch] = batches_of(mine, first_row=first)
         hidden: frozenset[str] = frozenset()
         self.last_drift = None
         if hide_drifting:
@@ -174,7 +175,7 @@ class Predictor:
 
             reference = read_reference(self.run_dir)
             if reference is not None:  # the drift of every row, then this process's share
-                every = list(self._batches(rows, 0, batch_size, root))
+                every = list(batches_of(rows))
                 current = feature_statistics(self.model, every, self.device)
                 self.last_drift = drift_report(reference, current, "rows")
                 hidden = frozenset(self.last_drift["drifting"])
@@ -182,20 +183,6 @@ class Predictor:
                     batches = every  # this process's share is every row: preprocessed once
         predicted = self._predict(batches, hidden)
         return [p for part in self.strategy.gather(predicted) for p in part]
-
-    def _batches(self, rows: list[Mapping[str, Any]], first: int, batch_size: int,
-                 root: str | Path | None) -> Iterator[Batch]:
-        """``rows`` collated in batches (relative paths under ``root``), numbered from
-        ``first`` in error messages."""
-        dm = self._data_module(setup=False)
-        with self._rooted(root):
-            for start in range(0, len(rows), batch_size):
-                chunk = [dict(r) for r in rows[start:start + batch_size]]
-                yield dm.batch_from_rows(chunk, first_row=first + start)
-
-    def _rooted(self, root: str | Path | None) -> contextlib.AbstractContextManager[None]:
-        """Relative file paths resolve against ``root`` for the duration (when given)."""
-        return rooted(self.modalities, root)
 
     def _predict(self, batches: Iterable[Batch], hidden: frozenset[str] = frozenset()
                  ) -> list[dict[str, Any]]:
