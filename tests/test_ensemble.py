@@ -183,3 +183,19 @@ def test_the_first_member_trains_as_one_model_and_the_others_in_their_own_order(
     first, second = zip(*orders, strict=True)
     assert sorted(sum(first[:5], [])) == sorted(sum(second[:5], []))  # epoch 1: every row
     assert list(first) != list(second)
+
+
+def test_an_ensemble_resumes_exactly(tmp_path, data, reg):
+    """Stopped after epoch 1 and resumed, an ensemble (every member's weights, optimizer
+    state and order of the rows) ends where an uninterrupted run does."""
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    Trainer(_spec(tmp_path, data, reg, epochs=2, ensemble=2), output=whole, registry=reg,
+            plots=False, report=False, quiet=True).fit()
+    Trainer(_spec(tmp_path, data, reg, epochs=1, ensemble=2), output=parts, registry=reg,
+            plots=False, report=False, quiet=True).fit()
+    Trainer(_spec(tmp_path, data, reg, epochs=2, ensemble=2), output=parts, registry=reg,
+            plots=False, report=False, quiet=True, resume=True).fit()
+    last = "checkpoints/epoch-0002/model.safetensors"
+    a, b = load_file(str(whole / last)), load_file(str(parts / last))
+    assert a.keys() == b.keys() and any(k.startswith("members.1.") for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a)
