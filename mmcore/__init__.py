@@ -23,6 +23,7 @@ _LAZY = {
     "Batch": "mmcore.batch",
     "MultimodalModel": "mmcore.model",
     "LateFusionModel": "mmcore.model",
+    "EnsembleModel": "mmcore.model",
     "build_model": "mmcore.model",
     "build_modalities": "mmcore.model",
     "Spec": "mmcore.spec",
@@ -50,7 +51,13 @@ if TYPE_CHECKING:
     from mmcore.fusion import Fusion, PerModalityFusion
     from mmcore.head import Head
     from mmcore.modality import Modality, ModalityOptions
-    from mmcore.model import LateFusionModel, MultimodalModel, build_modalities, build_model
+    from mmcore.model import (
+        EnsembleModel,
+        LateFusionModel,
+        MultimodalModel,
+        build_modalities,
+        build_model,
+    )
     from mmcore.plugins import get_registry
     from mmcore.predict import load
     from mmcore.prepared import Prepared, prepare

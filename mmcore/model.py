@@ -1,8 +1,9 @@
-"""Model assembly: an encoder per modality, one fusion, one head per target."""
+"""Model assembly: an encoder per modality, one fusion, one head per target; k such models
+averaged (``train.ensemble``, :class:`EnsembleModel`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, cast, overload
 
 import torch
@@ -133,6 +134,84 @@ class LateFusionModel(MultimodalModel):
         }
 
 
+class EnsembleModel(MultimodalModel):
+    """``members`` (k models of the same spec) averaged: ``forward`` returns ``{head: output}``
+    like one model. Its ``encoders``, ``fusion`` and ``heads`` are the first member's (for
+    reading: every member has the same classes and sizes); its weights are saved as
+    ``members.<i>.<name>``."""
+
+    def __init__(self, members: Sequence[MultimodalModel]) -> None:
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
+        nn.Module.__init__(self)
+        self.members = nn.ModuleList(members)
+
+    @property
+    def first(self) -> MultimodalModel:
+        """The first member: its parts stand for every member's."""
+        return cast(MultimodalModel, self.members[0])
+
+    @property
+    def encoders(self) -> nn.ModuleDict:  # type: ignore[override]
+        return self.first.encoders
+
+    @property
+    def fusion(self) -> Any:  # type: ignore[override]
+        return self.first.fusion
+
+    @property
+    def heads(self) -> nn.ModuleDict:  # type: ignore[override]
+        return self.first.heads
+
+    @property
+    def frozen(self) -> frozenset[str]:  # type: ignore[override]
+        return self.first.frozen
+
+    @frozen.setter
+    def frozen(self, names: frozenset[str]) -> None:
+        for member in self.members:
+            cast(MultimodalModel, member).frozen = frozenset(names)
+
+    def parts(self) -> list[MultimodalModel]:
+        """The members, each trained on its own loss."""
+        return [cast(MultimodalModel, m) for m in self.members]
+
+    def forward(self, inputs: Mapping[str, Any] | Sequence[Mapping[str, Any]],  # type: ignore[override]
+                alone: bool = False, members: bool = False) -> Any:
+        """The members' outputs averaged, as :meth:`MultimodalModel.forward` gives them
+        (``alone`` too); with ``members``, the list of each member's outputs unaveraged (what
+        training needs: one loss per member), and ``inputs`` may be a list of one batch per
+        member (each member's own order of the training split)."""
+        if isinstance(inputs, Sequence):
+            if not members or len(inputs) != len(self.members):
+                raise ValueError(f"{len(inputs)} batches for {len(self.members)} members: one "
+                                 "batch per member is for training (members=True)")
+            own = list(inputs)
+        else:
+            own = [inputs] * len(self.members)
+        results = [member(x, alone=True) if alone else member(x)
+                   for member, x in zip(self.members, own, strict=True)]
+        if members:
+            return results
+        if not alone:
+            return self.average(results)
+        fused = self.average([r[0] for r in results])
+        return fused, {m: self.average([r[1][m] for r in results]) for m in results[0][1]}
+
+    def average(self, outputs: Sequence[Mapping[str, Tensor]]) -> dict[str, Tensor]:
+        """``{head: output}`` from each member's, averaged by the head (:meth:`Head.average`)."""
+        return {name: cast(Head, head).average([o[name] for o in outputs])
+                for name, head in self.heads.items()}
+
+    def encode(self, inputs: Any) -> Any:
+        raise TypeError("an ensemble has one set of encoders per member: encode with "
+                        "model.members[i].encode")
+
+    def predict_features(self, features: Any) -> Any:
+        raise TypeError("an ensemble has one set of encoders per member: use "
+                        "model.members[i].predict_features")
+
+
 def compose_model(
     encoders: Mapping[str, Encoder], fusion: Fusion, heads: Mapping[str, Head]
 ) -> MultimodalModel:
@@ -188,7 +267,7 @@ def build_model(
     """Build the whole model a spec declares (``fusion_class``: see :func:`build_fusion`):
     a :class:`MultimodalModel`, or a :class:`LateFusionModel` for a late fusion
     (:func:`compose_model`); with ``train.ensemble`` k > 1, an
-    :class:`~mmcore.ensemble.EnsembleModel` of k of them (built one after another, so each
+    :class:`EnsembleModel` of k of them (built one after another, so each
     draws its own initial weights).
 
     Heads whose targets need fitted state (classification classes) need it in their options:
@@ -197,8 +276,6 @@ def build_model(
     registry = registry or get_registry()
     modalities = modalities or build_modalities(spec, registry)
     if spec.train.ensemble > 1:
-        from mmcore.ensemble import EnsembleModel
-
         return EnsembleModel([_build_one(spec, modalities, registry, fusion_class)
                               for _ in range(spec.train.ensemble)])
     return _build_one(spec, modalities, registry, fusion_class)

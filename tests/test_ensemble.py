@@ -11,11 +11,10 @@ import torch
 from safetensors.torch import load_file
 
 import mmcore
-from mmcore.ensemble import EnsembleModel
 from mmcore.heads.classification import ClassificationHead
 from mmcore.heads.multilabel import MultiLabelHead
 from mmcore.heads.regression import RegressionHead
-from mmcore.model import build_model
+from mmcore.model import EnsembleModel, build_model
 from mmcore.spec import validate_spec
 from mmcore.train import Trainer
 from mmcore.train.modality_loss import step_loss

@@ -280,3 +280,36 @@ def test_every_built_in_fusion_exports(name: str, runs, tmp_path) -> None:
     parity = bundle._check_parity(path, "onnx", graph, layout, example,
                                   bundle._inputs(layout, shapes), TOLERANCE)
     assert parity["max_abs_diff"] <= TOLERANCE, name
+
+
+def test_an_ensemble_exports(runs, tmp_path) -> None:
+    """``train.ensemble``: two members of the sign_language model (the second's weights
+    moved) export as one graph whose outputs are their average (the export's parity check,
+    with missing modalities, one row and longer sequences)."""
+    import copy
+
+    from mmcore.export import bundle
+    from mmcore.export.graph import GraphModel, InputLayout
+    from mmcore.layers import masked_rnns
+    from mmcore.model import EnsembleModel
+
+    predictor = mmcore.load(runs["sign_language"], trust_code=True)
+    other = copy.deepcopy(predictor.model)
+    with torch.no_grad():
+        for param in other.heads.parameters():
+            param.add_(0.5 * torch.randn_like(param))
+    model = EnsembleModel([predictor.model, other]).eval()
+    example = bundle._example_batch(predictor, None, longest=False)
+    layout = InputLayout.of(example)
+    graph = GraphModel(model, layout).eval()
+    path = tmp_path / "ensemble.onnx"
+    with masked_rnns(), bundle.rnn_decompositions(), torch.no_grad():
+        shapes = bundle._export_onnx(graph, layout, example, path)
+    parity = bundle._check_parity(path, "onnx", graph, layout, example,
+                                  bundle._inputs(layout, shapes), TOLERANCE)
+    assert parity["max_abs_diff"] <= TOLERANCE
+    with torch.no_grad():
+        got = model(example)
+        single = [m(example) for m in model.members]
+    for name, value in got.items():
+        assert not torch.equal(value, single[0][name])  # the average, not the first member

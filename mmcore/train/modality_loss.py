@@ -18,9 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mmcore.ensemble import EnsembleModel
 from mmcore.evaluate.split import weighted_loss
-from mmcore.model import MultimodalModel
+from mmcore.model import EnsembleModel, MultimodalModel
 
 
 def alone_loss(

@@ -103,7 +103,7 @@ def optimizer_step(optimizer: torch.optim.Optimizer, scheduler: LambdaLR,
                    scaler: torch.amp.GradScaler | None, params: Sequence[Sequence[nn.Parameter]],
                    grad_clip: float | None) -> None:
     """One optimizer step: clip the gradients of each list in ``params`` (one per model an
-    ensemble trains, :func:`mmcore.ensemble.model_parts`) to a norm of ``grad_clip``
+    ensemble trains, :func:`mmcore.train.members.model_parts`) to a norm of ``grad_clip``
     (unscaled first under an fp16 ``scaler``), step (through the scaler, if any), clear the
     gradients, advance the schedule."""
     if scaler is not None:

@@ -16,7 +16,6 @@ from typing import Any
 import torch
 
 from mmcore.distributed.selection import select_strategy
-from mmcore.ensemble import member_seeds, model_parts
 from mmcore.evaluate.masking import modality_dropout
 from mmcore.evaluate.split import (
     SplitResult,
@@ -39,6 +38,7 @@ from mmcore.train.callbacks.wiring import per_batch
 from mmcore.train.epoch_state import LOG_EVERY, EpochProgress, dropout_seed
 from mmcore.train.final_evaluation import final_evaluation, flat_metrics
 from mmcore.train.health import HealthChecks
+from mmcore.train.members import member_seeds, model_parts
 from mmcore.train.modality_loss import step_loss
 from mmcore.train.optim import frozen_encoders, optimizer_step, set_frozen
 from mmcore.train.records import record_epoch
