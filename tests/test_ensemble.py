@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 import mmcore
+from mmcore.errors import CheckpointError
 from mmcore.heads.classification import ClassificationHead
 from mmcore.heads.multilabel import MultiLabelHead
 from mmcore.heads.regression import RegressionHead
@@ -145,6 +146,8 @@ def test_an_ensemble_run_trains_saves_and_predicts_what_it_measured(tmp_path, da
                       registry=reg, plots=False, quiet=True)
     final = trainer.fit()
     assert isinstance(trainer.model, EnsembleModel)
+    card = (run / "README.md").read_text()
+    assert "ensemble=3" in card and "parameters x 3 members)" in card
     predictor = mmcore.load(run, registry=reg)
     assert isinstance(predictor.model, EnsembleModel) and len(predictor.model.members) == 3
     assert predictor.evaluate("test")["metrics"] == pytest.approx(final["test"])
@@ -198,3 +201,17 @@ def test_an_ensemble_resumes_exactly(tmp_path, data, reg):
     a, b = load_file(str(whole / last)), load_file(str(parts / last))
     assert a.keys() == b.keys() and any(k.startswith("members.1.") for k in a)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resuming_with_another_number_of_members_is_refused_and_keeps_the_run(
+        tmp_path, data, reg):
+    run = tmp_path / "run"
+    Trainer(_spec(tmp_path, data, reg, epochs=1, ensemble=2), output=run, registry=reg,
+            plots=False, report=False, quiet=True).fit()
+    saved = (run / "spec.json").read_text()
+    for members in (3, 1):
+        with pytest.raises(CheckpointError, match=f"train.ensemble: 2 in the run, {members} now"):
+            Trainer(_spec(tmp_path, data, reg, epochs=2, ensemble=members), output=run,
+                    registry=reg, plots=False, report=False, quiet=True, resume=True).fit()
+    assert (run / "spec.json").read_text() == saved  # the finished run still loads
+    assert len(mmcore.load(run, registry=reg).model.members) == 2

@@ -65,9 +65,10 @@ class ClassificationHead(Head, ClassificationTargets):
 
     def average(self, outputs: Sequence[Tensor]) -> Tensor:
         """The log of the members' mean class probabilities: logits whose softmax is the
-        average of the members' softmaxes (an ensemble averages probabilities, not logits)."""
+        average of the members' softmaxes (an ensemble averages probabilities, not logits);
+        float32 whatever the members' precision, as the metrics and the calibration read it."""
         log_probs = torch.stack([o.float().log_softmax(-1) for o in outputs])
-        return (log_probs.logsumexp(dim=0) - math.log(len(outputs))).to(outputs[0].dtype)
+        return log_probs.logsumexp(dim=0) - math.log(len(outputs))
 
     def set_temperature(self, value: float) -> None:
         """Use ``value`` from now on and keep it in the options (saved with the spec)."""

@@ -37,10 +37,9 @@ class MultiLabelHead(Head, MultiLabelTargets):
 
     def average(self, outputs: Sequence[Tensor]) -> Tensor:
         """The logits of the members' mean probabilities, class by class:
-        ``log(mean p) - log(1 - mean p)``, computed from log-sigmoids (stable)."""
+        ``log(mean p) - log(1 - mean p)``, computed from log-sigmoids (stable), in float32."""
         z = torch.stack(list(outputs)).float()
-        mean_logit = F.logsigmoid(z).logsumexp(dim=0) - F.logsigmoid(-z).logsumexp(dim=0)
-        return mean_logit.to(outputs[0].dtype)
+        return F.logsigmoid(z).logsumexp(dim=0) - F.logsigmoid(-z).logsumexp(dim=0)
 
     def predict(self, output: Tensor) -> list[dict[str, Any]]:
         probs = output.float().sigmoid()

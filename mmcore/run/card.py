@@ -30,7 +30,7 @@ INTENDED_USE = ("Trained by mmcore; evaluate before use. Replace this paragraph 
 #: train settings shown in the card, in this order
 TRAIN_KEYS = ("epochs", "batch_size", "lr", "optimizer", "scheduler", "weight_decay",
               "precision", "seed", "monitor", "early_stopping", "sampler",
-              "modality_dropout", "modality_loss")
+              "modality_dropout", "modality_loss", "ensemble")
 SPLIT_ORDER = ("train", "validation", "test")
 EVALUATIONS = "## Evaluations"
 #: the line under an evaluation's heading that names what was evaluated (a split or a file)
@@ -150,7 +150,8 @@ def _model(spec: Mapping[str, Any], encoders: Mapping[str, str] | None) -> list[
     train = spec.get("train", {})
     settings = ", ".join(f"{k}={train[k]:g}" if isinstance(train[k], float)
                          else f"{k}={_cell(train[k])}" for k in TRAIN_KEYS
-                         if k in train and train[k] is not None)
+                         if k in train and train[k] is not None
+                         and not (k == "ensemble" and train[k] == 1))
     lines += ["", f"Training: {settings}."]
     return lines
 

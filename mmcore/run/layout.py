@@ -179,8 +179,13 @@ def reset_outputs(run: RunFolder, patterns: Iterable[str]) -> None:
 def resume_mismatches(spec: Spec, saved: Spec) -> list[str]:
     """Where ``spec`` differs from a run's saved spec outside ``train`` (and the heads'
     fitted options, which the new spec may leave out, and ``data.license``, which only the
-    model card reads)."""
+    model card reads), and in ``train.ensemble``, which is the model's shape (its number of
+    members), not a training setting."""
     new, old = spec_json_data(spec), spec_json_data(saved)
+    shape = []
+    if spec.train.ensemble != saved.train.ensemble:
+        shape.append(f"train.ensemble: {saved.train.ensemble} in the run, "
+                     f"{spec.train.ensemble} now")
     for data in (new["data"], old["data"]):
         data.pop("license", None)
     problems = [key for key in ("data", "modalities", "fusion") if new[key] != old[key]]
@@ -193,7 +198,7 @@ def resume_mismatches(spec: Spec, saved: Spec) -> list[str]:
                 before["options"].get(k) != v for k, v in head["options"].items()
             ):
                 problems.append(f"heads.{name}")
-    return problems
+    return problems + shape
 
 
 def prepare_run_folder(run: RunFolder, *, resume: bool, overwrite: bool,

@@ -69,7 +69,8 @@ def _with_saved_heads(spec: Spec, run: RunFolder, registry: Registry) -> Spec:
     if problems:
         raise CheckpointError(
             f"cannot resume {run.path}: the spec differs from its "
-            f"{SPEC_JSON} ({'; '.join(problems)}); only train.* settings may change"
+            f"{SPEC_JSON} ({'; '.join(problems)}); only train.* settings may change, "
+            "train.ensemble (the model's number of members) excepted"
         )
     heads = {
         n: h.model_copy(update={"options": dict(saved.heads[n].options)})

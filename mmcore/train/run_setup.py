@@ -24,6 +24,7 @@ from mmcore.run.layout import prepare_run_folder, save_spec
 from mmcore.spec.load import load_spec, validate_spec
 from mmcore.spec.model import Spec
 from mmcore.strategy import resolve_device
+from mmcore.train.members import member_seeds
 from mmcore.train.optim import build_optimizer, build_scheduler, frozen_encoders, set_frozen
 from mmcore.train.run_data import set_up_data
 from mmcore.train.settings import (
@@ -76,8 +77,9 @@ def set_up_process(trainer: Any) -> None:
     device."""
     spec, train, strategy = trainer.spec, trainer.spec.train, trainer.strategy
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
-    torch.set_num_threads(
-        resolve_threads(train.threads, train.num_workers, local, torch.get_num_threads()))
+    # an ensemble's members each read the training split through their own loader
+    workers = train.num_workers * len(member_seeds(train, spec.data.streaming))
+    torch.set_num_threads(resolve_threads(train.threads, workers, local, torch.get_num_threads()))
     strategy.check_batch_size(train.batch_size, spec.source)
     strategy.setup(spec, resolve_device(train.device, spec.source))
 

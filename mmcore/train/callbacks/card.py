@@ -19,8 +19,10 @@ class ModelCard:
 
         data, run = trainer.data, trainer.run
         sizes = {split: data.num_rows(split) for split in data.splits}
+        members = getattr(trainer.model, "members", None)  # an ensemble: k of each encoder
+        each = f" x {len(members)} members" if members is not None else ""
         encoders = {name: f"{type(enc).__name__} "
-                    f"({sum(p.numel() for p in enc.parameters()):,} parameters)"
+                    f"({sum(p.numel() for p in enc.parameters()):,} parameters{each})"
                     for name, enc in trainer.model.encoders.items()}
         if write_run_card(run.path, trainer.final_metrics, trainer.modality_report, sizes,
                           encoders) is None:
