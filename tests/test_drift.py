@@ -191,3 +191,21 @@ def test_training_warns_about_a_modality_that_drifts_on_the_test_split(trained, 
     health = trained["run"] / "health.json"
     recorded = json.loads(health.read_text())["warnings"] if health.is_file() else []
     assert not [w for w in recorded if w["check"] == "modality_drifts"]
+
+
+def test_the_reference_of_a_large_training_split_is_a_seeded_sample(trained, monkeypatch):
+    """Over REFERENCE_ROWS training rows, the statistics are a random sample's (whole batches,
+    the same rows every time), close to those of every row."""
+    from mmcore import drift
+
+    predictor = mmcore.load(trained["run"], registry=trained["reg"])
+    data = predictor._data_module(setup=True)
+    full = drift.measure_reference(predictor.model, data, 8, torch.device("cpu"))
+    monkeypatch.setattr(drift, "REFERENCE_ROWS", 20)
+    sample = drift.measure_reference(predictor.model, data, 8, torch.device("cpu"))
+    again = drift.measure_reference(predictor.model, data, 8, torch.device("cpu"))
+    assert full["train"]["a"]["rows"] == 54 and sample["train"]["a"]["rows"] == 24
+    assert sample == again
+    assert sample["train"]["a"]["mean"] != full["train"]["a"]["mean"]
+    scores = drift_scores(full["train"], sample["train"])
+    assert all(score < MIN_THRESHOLD for score in scores.values())
