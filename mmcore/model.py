@@ -3,7 +3,7 @@ averaged (``train.ensemble``, :class:`EnsembleModel`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal, cast, overload
 
 import torch
@@ -82,27 +82,38 @@ class MultimodalModel(nn.Module):
     def forward(self, inputs: Mapping[str, ModalityBatch],
                 alone: Literal[True]) -> tuple[dict[str, Tensor], dict[str, dict[str, Tensor]]]: ...
 
-    def forward(self, inputs: Mapping[str, ModalityBatch], alone: bool = False) -> Any:
-        """``{head: output}``; with ``alone`` also each modality's outputs with the others
-        hidden, ``({head: output}, {modality: {head: output}})`` (``train.modality_loss``).
+    @overload
+    def forward(self, inputs: Mapping[str, ModalityBatch], alone: bool = False, *,
+                kept: Sequence[Collection[str]]) -> list[dict[str, Tensor]]: ...
 
-        The encoders run once either way: a hidden modality's features are
+    def forward(self, inputs: Mapping[str, ModalityBatch], alone: bool = False, *,
+                kept: Sequence[Collection[str]] | None = None) -> Any:
+        """``{head: output}``; with ``alone`` also each modality's outputs with the others
+        hidden, ``({head: output}, {modality: {head: output}})`` (``train.modality_loss``);
+        with ``kept`` (groups of modality names) the list of the outputs with only each
+        group's modalities kept (the modality and robustness reports).
+
+        The encoders run once in every case: a hidden modality's features are
         :meth:`Features.absent`, which is what its encoder gives for a hidden input.
         """
         features = self.encode(inputs)
+        if kept is not None:
+            return [self.predict_features(keep_only(features, group)) for group in kept]
         outputs = self.predict_features(features)
         if not alone:
             return outputs
-        return outputs, {
-            kept: self.predict_features(
-                {m: f if m == kept else f.absent() for m, f in features.items()})
-            for kept in features
-        }
+        return outputs, {m: self.predict_features(keep_only(features, {m})) for m in features}
 
     def predict_features(self, features: Mapping[str, Features]) -> dict[str, Tensor]:
         """The fusion and the heads: ``{head: output}`` from the encoders' features."""
         fused = self.fusion(features)
         return {name: head(fused) for name, head in self.heads.items()}
+
+
+def keep_only(features: Mapping[str, Features], group: Collection[str]) -> dict[str, Features]:
+    """``features`` with every modality outside ``group`` made absent (as hiding its input
+    would make it)."""
+    return {m: f if m in group else f.absent() for m, f in features.items()}
 
 
 class LateFusionModel(MultimodalModel):
@@ -177,11 +188,17 @@ class EnsembleModel(MultimodalModel):
         return [cast(MultimodalModel, m) for m in self.members]
 
     def forward(self, inputs: Mapping[str, Any] | Sequence[Mapping[str, Any]],  # type: ignore[override]
-                alone: bool = False, members: bool = False) -> Any:
+                alone: bool = False, members: bool = False, *,
+                kept: Sequence[Collection[str]] | None = None) -> Any:
         """The members' outputs averaged, as :meth:`MultimodalModel.forward` gives them
         (``alone`` too); with ``members``, the list of each member's outputs unaveraged (what
         training needs: one loss per member), and ``inputs`` may be a list of one batch per
-        member (each member's own order of the training split)."""
+        member (each member's own order of the training split). ``kept``: the averaged
+        outputs per group, as :meth:`MultimodalModel.forward` gives them."""
+        if kept is not None:
+            per_member = [member(inputs, kept=kept) for member in self.members]
+            return [self.average([outputs[i] for outputs in per_member])
+                    for i in range(len(kept))]
         if isinstance(inputs, Sequence):
             if not members or len(inputs) != len(self.members):
                 raise ValueError(f"{len(inputs)} batches for {len(self.members)} members: one "

@@ -19,7 +19,7 @@ from mmcore.errors import CheckpointError, DataError
 from mmcore.evaluate.ablation import SubsetEvaluations, modality_view, robustness_view
 from mmcore.evaluate.masking import hide_all
 from mmcore.evaluate.monitor import monitored_metric
-from mmcore.evaluate.split import SplitResult, evaluate_model
+from mmcore.evaluate.split import SplitResult, evaluate_kept, evaluate_model
 from mmcore.head import Head
 from mmcore.modality import Modality
 from mmcore.model import MultimodalModel
@@ -123,14 +123,25 @@ class Predictor:
         return dm, split
 
     def _evaluate(self, dm: Any, split: str, transform: Any = None) -> SplitResult:
+        loader, weights = self._evaluation_loader(dm, split)
+        return evaluate_model(self.model, loader, device=self.device, weights=weights,
+                              precision="32", transform=transform, strategy=self.strategy,
+                              batch_size=self.spec.train.batch_size, dedupe=not dm.streaming)
+
+    def _evaluate_kept(self, dm: Any, split: str,
+                       groups: list[frozenset[str]]) -> list[SplitResult]:
+        loader, weights = self._evaluation_loader(dm, split)
+        return evaluate_kept(self.model, loader, groups, device=self.device, weights=weights,
+                             precision="32", strategy=self.strategy,
+                             batch_size=self.spec.train.batch_size, dedupe=not dm.streaming)
+
+    def _evaluation_loader(self, dm: Any, split: str) -> tuple[Any, dict[str, float]]:
+        """This process's share of ``split`` in batches, and the heads' loss weights."""
         train, strategy = self.spec.train, self.strategy
         loader = dm.loader(split, batch_size=strategy.local_batch_size(train.batch_size),
                            shuffle=False, num_workers=train.num_workers,
                            **strategy.shard_args())
-        weights = {name: head.weight for name, head in self.spec.heads.items()}
-        return evaluate_model(self.model, loader, device=self.device, weights=weights,
-                              precision="32", transform=transform, strategy=strategy,
-                              batch_size=train.batch_size, dedupe=not dm.streaming)
+        return loader, {name: head.weight for name, head in self.spec.heads.items()}
 
     # -- public -------------------------------------------------------------------------
     def predict(
@@ -266,7 +277,8 @@ class Predictor:
         when the rows have no targets), and the split's name."""
         dm, name = self._split(split, data)
         evaluations = SubsetEvaluations(lambda t: self._evaluate(dm, name, t),
-                                        list(self.modalities))
+                                        list(self.modalities),
+                                        lambda groups: self._evaluate_kept(dm, name, groups))
         self._require_targets(evaluations.full(), data or name)
         return evaluations, name
 

@@ -66,16 +66,27 @@ def test_evaluate_with_both_reports_evaluates_each_subset_once(run, monkeypatch,
         calls.append(_kept(transform, names))
         return evaluate(self, dm, split, transform)
 
+    evaluate_kept = Predictor._evaluate_kept
+    passes: list[int] = []
+
+    def counted_kept(self, dm, split, groups):  # several subsets, one pass of the encoders
+        calls.extend(groups)
+        passes.append(len(groups))
+        return evaluate_kept(self, dm, split, groups)
+
     monkeypatch.setattr(Predictor, "_evaluate", counted)
+    monkeypatch.setattr(Predictor, "_evaluate_kept", counted_kept)
     capsys.readouterr()
     assert main(["evaluate", str(run), "--robustness", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     counts = Counter(calls)
     assert counts.pop(DROP) == len(names) * len(DROP_RATES)
     assert counts == {frozenset(group): 1 for group in subsets(names)}  # each subset once
+    assert passes == [2]  # the modality report's "only a" and "only b" together
 
     # the figures: each subset's own evaluation, as the reports alone give them
     monkeypatch.setattr(Predictor, "_evaluate", evaluate)
+    monkeypatch.setattr(Predictor, "_evaluate_kept", evaluate_kept)
     predictor = load(run)
     assert shown["modality_report"] == predictor.modality_report(save=False)
     assert shown["robustness"] == predictor.robustness(save=False)
@@ -84,9 +95,10 @@ def test_evaluate_with_both_reports_evaluates_each_subset_once(run, monkeypatch,
     dm, split = predictor._split(None, None)
     for row in shown["robustness"]["subsets"]:
         alone = evaluate(predictor, dm, split, hiding(set(names) - set(row["modalities"])))
-        assert row["metrics"] == alone.metrics
+        assert row["metrics"] == pytest.approx(alone.metrics, abs=1e-6)
     for name, entry in shown["modality_report"]["modalities"].items():
-        assert entry["without"] == evaluate(predictor, dm, split, hiding({name})).metrics
+        assert entry["without"] == pytest.approx(
+            evaluate(predictor, dm, split, hiding({name})).metrics, abs=1e-6)
     assert shown["metrics"] == shown["modality_report"]["baseline"]
     # a report not asked for is neither evaluated nor written
     (run / "modality_report.json").unlink()

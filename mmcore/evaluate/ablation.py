@@ -24,7 +24,9 @@ Drop curves: for each modality, the metric when it is hidden from a seeded rando
 
 Both reports are views of one :class:`SubsetEvaluations`: the split evaluated with each subset
 of modalities kept, each subset at most once, so asking for both (``mmcore evaluate
---robustness``) evaluates the "without" and "only" subsets once, not twice. It wraps
+--robustness``) evaluates the "without" and "only" subsets once, not twice; and, given an
+``evaluate_kept``, all the subsets a view needs in one pass of the encoders (the fusion and the
+heads once per subset). It wraps
 ``evaluate``, which evaluates the split with an optional input transform (``None``: the
 inputs as they are), so training and a loaded run each evaluate their own way; metrics use the
 names of :mod:`mmcore.evaluate.split`.
@@ -65,8 +67,13 @@ class SubsetEvaluations:
     """
 
     def __init__(self, evaluate: Callable[[Transform | None], SplitResult],
-                 modalities: Sequence[str]) -> None:
+                 modalities: Sequence[str],
+                 evaluate_kept: Callable[[list[frozenset[str]]], list[SplitResult]] | None = None,
+                 ) -> None:
         self.evaluate = evaluate
+        #: evaluates several groups of kept modalities in one pass of the encoders
+        #: (:func:`mmcore.evaluate.split.evaluate_kept`); without it, one evaluation each
+        self.evaluate_kept = evaluate_kept
         self.names = sorted(modalities)
         self._results: dict[frozenset[str], SplitResult] = {}
 
@@ -76,6 +83,16 @@ class SubsetEvaluations:
         if key not in self._results:
             self._results[key] = self.evaluate(hiding(set(self.names) - key))
         return self._results[key]
+
+    def prefetch(self, groups: Iterable[Iterable[str]]) -> None:
+        """Evaluate the ``groups`` not evaluated yet together, in one pass of the encoders
+        when ``evaluate_kept`` is given (the views ask for theirs first)."""
+        todo = list(dict.fromkeys(frozenset(g) for g in groups if frozenset(g) not in
+                                  self._results))
+        if self.evaluate_kept is None or len(todo) < 2:
+            return
+        for key, result in zip(todo, self.evaluate_kept(todo), strict=True):
+            self._results[key] = result
 
     def full(self) -> SplitResult:
         """The result with every modality kept: the model as trained."""
@@ -88,10 +105,11 @@ def modality_report(
     modalities: Sequence[str],
     monitor: str,
     split: str,
+    evaluate_kept: Callable[[list[frozenset[str]]], list[SplitResult]] | None = None,
 ) -> dict[str, Any]:
     """:func:`modality_view` of ``modalities``' subsets, each evaluated once: all of them,
     each one hidden and each one alone (with two modalities "a hidden" is "b alone")."""
-    return modality_view(SubsetEvaluations(evaluate, modalities), monitor, split)
+    return modality_view(SubsetEvaluations(evaluate, modalities, evaluate_kept), monitor, split)
 
 
 def modality_view(evaluations: SubsetEvaluations, monitor: str, split: str) -> dict[str, Any]:
@@ -102,6 +120,7 @@ def modality_view(evaluations: SubsetEvaluations, monitor: str, split: str) -> d
     """
     names = evaluations.names
     baseline = evaluations.full().metrics
+    evaluations.prefetch([*(set(names) - {n} for n in names), *({n} for n in names)])
     per: dict[str, Any] = {}
     for name in names:
         without = evaluations.kept(set(names) - {name}).metrics
@@ -183,6 +202,7 @@ def robustness_view(evaluations: SubsetEvaluations, monitor: str, split: str) ->
         raise ValueError(f"{len(names)} modalities need {2 ** len(names)} evaluations; the "
                          f"robustness report takes at most {MAX_MODALITIES}")
     rows, value = [], {}
+    evaluations.prefetch(subsets(names))
     for group in subsets(names):
         result = evaluations.kept(group)
         rows.append({"modalities": list(group), "metrics": result.metrics})

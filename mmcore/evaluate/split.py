@@ -9,7 +9,7 @@ Metric names are ``"<head>.<metric>"`` (e.g. ``label.accuracy``), ``"<head>.loss
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -95,15 +95,49 @@ def evaluate_model(
     processes every one calls this on its shard and gets the whole split's figures; with
     ``dedupe`` the rows a sampler repeated to pad the shards are dropped.
     """
+    return _evaluate(model, batches, None, device=device, weights=weights,
+                     precision=precision, transform=transform, strategy=strategy,
+                     batch_size=batch_size, dedupe=dedupe)[0]
+
+
+def evaluate_kept(
+    model: MultimodalModel,
+    batches: Iterable[Batch],
+    kept: Sequence[Collection[str]],
+    *,
+    device: torch.device,
+    weights: Mapping[str, float],
+    precision: str = "32",
+    strategy: Strategy | None = None,
+    batch_size: int | None = None,
+    dedupe: bool = True,
+) -> list[SplitResult]:
+    """:func:`evaluate_model` with only each group of ``kept`` modalities kept, the others
+    hidden from every row: one result per group, from one pass of the encoders over the split
+    (``model(inputs, kept=kept)``: a hidden modality's features are
+    :meth:`~mmcore.batch.Features.absent`, what its encoder gives for a hidden input)."""
+    return _evaluate(model, batches, list(kept), device=device, weights=weights,
+                     precision=precision, strategy=strategy, batch_size=batch_size,
+                     dedupe=dedupe)
+
+
+def _evaluate(model: MultimodalModel, batches: Iterable[Batch],
+              kept: list[Collection[str]] | None, *, device: torch.device,
+              weights: Mapping[str, float], precision: str, transform: Transform | None = None,
+              strategy: Strategy | None, batch_size: int | None,
+              dedupe: bool) -> list[SplitResult]:
     strategy = strategy or SingleProcess()
     was_training = model.training
     model.eval()  # heads' losses too may differ in training mode
     try:
-        outputs, targets, index, first = forward_rows(model, batches, device, precision,
-                                                      transform)
-        outputs, targets, index = strategy.gather_rows((outputs, targets, index), dedupe)
-        return score(model, outputs, targets, len(index), weights=weights, device=device,
-                     batch_size=batch_size or first or 1)
+        per_group, targets, index, first = _forward_groups(model, batches, device, precision,
+                                                           transform, kept)
+        results = []
+        for outputs in per_group:
+            out, tgt, rows = strategy.gather_rows((outputs, targets, index), dedupe)
+            results.append(score(model, out, tgt, len(rows), weights=weights, device=device,
+                                 batch_size=batch_size or first or 1))
+        return results
     finally:
         model.train(was_training)
 
@@ -120,9 +154,27 @@ def forward_rows(
     concatenated over ``batches`` on the CPU, plus the first batch's size. (``no_grad``
     rather than ``inference_mode``: a sharded model's parameter gathers need ordinary
     tensors.)"""
+    per_group, targets, index, first = _forward_groups(model, batches, device, precision,
+                                                       transform, None)
+    return per_group[0], targets, index, first
+
+
+@torch.no_grad()
+def _forward_groups(
+    model: MultimodalModel,
+    batches: Iterable[Batch],
+    device: torch.device,
+    precision: str,
+    transform: Transform | None,
+    kept: list[Collection[str]] | None,
+) -> tuple[list[dict[str, Tensor]], dict[str, Tensor], Tensor, int]:
+    """:func:`forward_rows`, with one set of outputs per group of ``kept`` modalities (one,
+    the model's, when ``None``)."""
     was_training = model.training
     model.eval()
-    outputs: dict[str, list[Tensor]] = {name: [] for name in model.heads}
+    groups = 1 if kept is None else len(kept)
+    outputs: list[dict[str, list[Tensor]]] = [{name: [] for name in model.heads}
+                                              for _ in range(groups)]
     targets: dict[str, list[Tensor]] = {name: [] for name in model.heads}
     index: list[Tensor] = []
     first = 0
@@ -131,10 +183,11 @@ def forward_rows(
             inputs = batch.inputs if transform is None else transform(batch.inputs)
             moved = Batch(inputs, batch.targets, batch.index).to(device, non_blocking=True)
             with autocast_context(device, precision):
-                out = model(moved.inputs)
+                out = [model(moved.inputs)] if kept is None else model(moved.inputs, kept=kept)
             first = first or len(batch)
             for name in model.heads:
-                outputs[name].append(out[name].float().cpu())
+                for group, group_out in zip(outputs, out, strict=True):
+                    group[name].append(group_out[name].float().cpu())
                 if name in moved.targets:
                     targets[name].append(moved.targets[name].cpu())
             if batch.index is None:
@@ -143,7 +196,7 @@ def forward_rows(
     finally:
         model.train(was_training)
     return (
-        {k: torch.cat(v) for k, v in outputs.items() if v},
+        [{k: torch.cat(v) for k, v in group.items() if v} for group in outputs],
         {k: torch.cat(v) for k, v in targets.items() if v},
         torch.cat(index) if index else torch.zeros(0, dtype=torch.int64),
         first,

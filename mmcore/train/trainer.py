@@ -21,6 +21,7 @@ from mmcore.evaluate.split import (
     SplitResult,
     Transform,
     autocast_context,
+    evaluate_kept,
     evaluate_model,
 )
 from mmcore.log import note as log_note
@@ -411,6 +412,16 @@ class Trainer:
             weights=self.weights, precision=self.spec.train.precision, transform=transform,
             strategy=self.strategy, batch_size=self.spec.train.batch_size,
             dedupe=not self.data.streaming,
+        )
+
+    def evaluate_kept(self, split: str, groups: list[frozenset[str]]) -> list[SplitResult]:
+        """Figures over the whole split with only each group of modalities kept (the others
+        hidden from every row), from one pass of the encoders; every process must call it."""
+        assert self.model is not None
+        return evaluate_kept(
+            self.model, self._loader(split, shuffle=False), groups, device=self.device,
+            weights=self.weights, precision=self.spec.train.precision, strategy=self.strategy,
+            batch_size=self.spec.train.batch_size, dedupe=not self.data.streaming,
         )
 
     def _loader(self, split: str, *, shuffle: bool, epoch: int = 0, start_batch: int = 0,

@@ -41,6 +41,7 @@ class ModalityReport:
             trainer.modality_report = report = modality_report(
                 lambda t: results[split] if t is None else trainer.evaluate(split, t),
                 list(model.encoders), metric.name, split,
+                lambda groups: trainer.evaluate_kept(split, groups),
             )
             write(lambda: ck.atomic_write_json(trainer.run.path / MODALITY_REPORT, report))
         reference = measure_reference(model, trainer.data, spec.train.batch_size, trainer.device)
