@@ -7,16 +7,14 @@ logged; the best epoch by ``train.monitor`` gives the run's ``model.safetensors`
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mmcore.distributed.selection import select_strategy
-from mmcore.evaluate.masking import modality_dropout
 from mmcore.evaluate.split import (
     SplitResult,
     Transform,
@@ -32,6 +30,7 @@ from mmcore.run.layout import RunFolder, default_run_dir
 from mmcore.run.lock import RunLock
 from mmcore.spec.model import Spec
 from mmcore.strategy import Strategy
+from mmcore.train.batches import epoch_batches, step_data
 from mmcore.train.callbacks.defaults import trainer_hooks
 from mmcore.train.callbacks.progress import shows_bars
 from mmcore.train.callbacks.summary import summary as run_summary
@@ -39,7 +38,7 @@ from mmcore.train.callbacks.wiring import per_batch
 from mmcore.train.epoch_state import LOG_EVERY, EpochProgress, dropout_seed
 from mmcore.train.final_evaluation import final_evaluation, flat_metrics
 from mmcore.train.health import HealthChecks
-from mmcore.train.members import member_seeds, model_parts
+from mmcore.train.members import model_parts
 from mmcore.train.modality_loss import step_loss
 from mmcore.train.optim import frozen_encoders, optimizer_step, set_frozen
 from mmcore.train.records import record_epoch
@@ -280,7 +279,7 @@ class Trainer:
         assert model is not None and optimizer is not None
         train = self.spec.train
         self._apply_freezing(epoch)
-        batches, total = self._epoch_batches(epoch, progress.resume_batch)
+        batches, total = epoch_batches(self, epoch, progress.resume_batch)
         progress.begin(epoch, total=total, heads=len(model.heads), step=self.step,
                        seed=self.strategy.seed_epoch(dropout_seed(train.seed, epoch)),
                        accumulate=train.accumulate, device=self.device)
@@ -301,27 +300,6 @@ class Trainer:
         progress.flush(self.last_checkpoint)
         return progress.means(list(model.heads), self.strategy.sum_rows)
 
-    def _epoch_batches(self, epoch: int, start: int) -> tuple[Iterator[Any], int]:
-        """This process's batches of the training split in ``epoch`` from batch ``start``,
-        and how many batches the epoch has. An ensemble's members each get their own order of
-        the split (a tuple of batches, one per member: :func:`member_seeds`), unless the split
-        is streamed."""
-        seeds = member_seeds(self.spec.train, self.data.streaming)
-        loader, *others = (self._loader(TRAIN, shuffle=True, epoch=epoch, start_batch=start,
-                                        seed=seed) for seed in seeds)
-        try:
-            total = start + len(loader)
-        except TypeError:
-            total = math.ceil(self.data.num_rows(TRAIN) / self.spec.train.batch_size)
-        # starting the loader draws its base seed from torch's generator: before a resumed
-        # epoch restores it (EpochProgress.begin)
-        batches: Iterator[Any] = iter(loader)
-        if self.data.streaming:  # streamed shards may differ in length
-            batches = self.strategy.together(batches)
-        if others:
-            batches = zip(batches, *others, strict=True)
-        return batches, total
-
     def _train_step(self, batch: Any, progress: EpochProgress,
                     params: list[list[torch.nn.Parameter]]) -> bool:
         """Forward and backward one batch, count its losses in ``progress`` and, when it
@@ -329,12 +307,7 @@ class Trainer:
         on ``params``; returns whether it stepped."""
         model, net, scaler, train = self.model, self.net, self.scaler, self.spec.train
         assert model is not None and net is not None
-        if isinstance(batch, tuple):  # one batch per ensemble member
-            inputs, targets = zip(*(self._step_data(b, progress) for b in batch), strict=True)
-            rows = len(batch[0])
-        else:
-            inputs, targets = self._step_data(batch, progress)
-            rows = len(batch)
+        inputs, targets, rows = step_data(self, batch, progress)
         ends_window, window = progress.window()
         with self.strategy.sync_gradients(net, ends_window):
             objective, logged = step_loss(model, self._forward, inputs, targets, self.weights,
@@ -345,21 +318,6 @@ class Trainer:
         if ends_window:
             self._optimizer_step(params)
         return ends_window
-
-    def _step_data(self, batch: Any, progress: EpochProgress) -> tuple[dict[str, Any],
-                                                                        dict[str, Any]]:
-        """A training batch's inputs (augmented, modality dropout) and targets, on the
-        device."""
-        train = self.spec.train
-        inputs = {k: self.data.modalities[k].augment(v, progress.augment)
-                  for k, v in batch.inputs.items()}
-        if train.modality_dropout > 0:
-            inputs = modality_dropout(inputs, train.modality_dropout, progress.dropout)
-        targets = batch.targets
-        if self.device.type != "cpu":  # batches are built on the CPU
-            inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
-            targets = {k: v.to(self.device, non_blocking=True) for k, v in targets.items()}
-        return inputs, targets
 
     def _forward(self, inputs: Any, **kwargs: Any) -> Any:
         """The (wrapped) model's outputs under the run's precision (``kwargs``: ``alone``, see
