@@ -130,8 +130,8 @@ def _evaluate(model: MultimodalModel, batches: Iterable[Batch],
     was_training = model.training
     model.eval()  # heads' losses too may differ in training mode
     try:
-        per_group, targets, index, first = _forward_groups(model, batches, device, precision,
-                                                           transform, kept)
+        per_group, targets, index, first = forward_rows(model, batches, device, precision,
+                                                       transform, kept)
         results = []
         for outputs in per_group:
             out, tgt, rows = strategy.gather_rows((outputs, targets, index), dedupe)
@@ -149,27 +149,12 @@ def forward_rows(
     device: torch.device,
     precision: str = "32",
     transform: Transform | None = None,
-) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor, int]:
-    """``model``'s outputs (float32) and the targets per head, and ``Batch.index``, each
-    concatenated over ``batches`` on the CPU, plus the first batch's size. (``no_grad``
-    rather than ``inference_mode``: a sharded model's parameter gathers need ordinary
-    tensors.)"""
-    per_group, targets, index, first = _forward_groups(model, batches, device, precision,
-                                                       transform, None)
-    return per_group[0], targets, index, first
-
-
-@torch.no_grad()
-def _forward_groups(
-    model: MultimodalModel,
-    batches: Iterable[Batch],
-    device: torch.device,
-    precision: str,
-    transform: Transform | None,
-    kept: list[Collection[str]] | None,
+    kept: list[Collection[str]] | None = None,
 ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor], Tensor, int]:
-    """:func:`forward_rows`, with one set of outputs per group of ``kept`` modalities (one,
-    the model's, when ``None``)."""
+    """``model``'s outputs (float32) per head, one set per group of ``kept`` modalities (one,
+    the model's, when ``None``), the targets per head and ``Batch.index``, each concatenated
+    over ``batches`` on the CPU, plus the first batch's size. (``no_grad`` rather than
+    ``inference_mode``: a sharded model's parameter gathers need ordinary tensors.)"""
     was_training = model.training
     model.eval()
     groups = 1 if kept is None else len(kept)

@@ -10,6 +10,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from mmcore.spec.model import ModalitySpec, TrainSpec
+from mmcore.train.members import model_parts
 
 #: momentum of the ``sgd`` optimizer
 SGD_MOMENTUM = 0.9
@@ -132,7 +133,7 @@ def set_frozen(
     parameter the optimizer holds, and ``model.frozen`` (which runs frozen encoders in eval
     mode without gradients). Parameters the optimizer does not hold stay as they are."""
     held = {id(p) for g in optimizer.param_groups for p in g["params"]}
-    for part in getattr(model, "members", [model]):  # an ensemble freezes every member's
+    for part in model_parts(model):  # an ensemble freezes every member's
         for name, encoder in getattr(part, "encoders", {}).items():
             for param in encoder.parameters():
                 if id(param) in held:
