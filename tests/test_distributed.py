@@ -164,11 +164,12 @@ def launches(world):
     crash_spec.write_text(
         CRASH_SPEC.replace("CRASH_ENV", repr(CRASH_ENV)).replace("SPEC", repr(world.spec))
     )
-    # an ensemble of 2 (train.ensemble): every member frozen, unfrozen, sharded and clipped
+    # an ensemble of 2 (train.ensemble): every member frozen, unfrozen, sharded and clipped;
+    # its weights averaged (train.ema) on every process, sharded too with FSDP
     thaw = dict(world.spec, modalities={
         **world.spec["modalities"], "a": {**world.spec["modalities"]["a"], "freeze": True,
                                           "unfreeze_at": 2}},
-        train={**world.spec["train"], "ensemble": 2})
+        train={**world.spec["train"], "ensemble": 2, "ema": 0.9})
     thaw_spec = toy.write_spec(world.root / "thaw_spec.py", thaw)
     stop_spec = world.root / "stop_spec.py"
     stop_spec.write_text(

@@ -30,7 +30,7 @@ INTENDED_USE = ("Trained by mmcore; evaluate before use. Replace this paragraph 
 #: train settings shown in the card, in this order
 TRAIN_KEYS = ("epochs", "batch_size", "lr", "optimizer", "scheduler", "weight_decay",
               "precision", "seed", "monitor", "early_stopping", "sampler",
-              "modality_dropout", "modality_loss", "ensemble")
+              "modality_dropout", "modality_loss", "ensemble", "ema")
 SPLIT_ORDER = ("train", "validation", "test")
 EVALUATIONS = "## Evaluations"
 #: the line under an evaluation's heading that names what was evaluated (a split or a file)

@@ -53,6 +53,7 @@ from mmcore.train.run_setup import (
 )
 from mmcore.train.settings import TRAIN, VALIDATION, Monitor
 from mmcore.train.trainer_state import best_info, save_checkpoint
+from mmcore.train.weight_average import WeightAverage
 
 
 class Trainer:
@@ -162,6 +163,7 @@ class Trainer:
         self.final_results: dict[str, SplitResult] = {}
         self.last_checkpoint: Path | None = None
         self.progress = EpochProgress()  # where the epoch being trained is
+        self.average = WeightAverage(self.spec.train.ema)  # what validation and saves use
 
     @property
     def rank(self) -> int:
@@ -247,9 +249,9 @@ class Trainer:
                                   "lr": self.optimizer.param_groups[0]["lr"]}
         record.update({f"{TRAIN}/{k}": v for k, v in train_metrics.items()})
         if self.has_validation:
-            record.update(
-                {f"{VALIDATION}/{k}": v for k, v in self.evaluate(VALIDATION).metrics.items()}
-            )
+            with self.average.applied(self.model):
+                figures = self.evaluate(VALIDATION).metrics
+            record.update({f"{VALIDATION}/{k}": v for k, v in figures.items()})
         record["seconds"] = round(time.perf_counter() - started, 3)
         # the main process's figures decide best epoch and stopping for all
         record = self.strategy.broadcast(record)
@@ -331,10 +333,11 @@ class Trainer:
 
     def _optimizer_step(self, params: list[list[torch.nn.Parameter]]) -> None:
         """Clip, step (through the fp16 scaler, if any), clear the gradients, advance the
-        schedule and the step count."""
+        schedule, the weights' average (``train.ema``) and the step count."""
         assert self.optimizer is not None and self.scheduler is not None
         optimizer_step(self.optimizer, self.scheduler, self.scaler, params,
                        self.spec.train.grad_clip)
+        self.average.update(self.model)
         self.step += 1
 
     def _apply_freezing(self, epoch: int) -> None:

@@ -1,8 +1,10 @@
 """What a checkpoint keeps of a trainer, and how a resume puts it back (as Lightning's
 checkpoint connector does): the model, optimizer, scheduler and scaler states, the loop's
-counters and best epoch, each process's random states and, inside an epoch, the epoch's
-progress (:mod:`mmcore.train.epoch_state`). The files are :mod:`mmcore.run.checkpoint`'s,
-the run's records beside them (best weights, ``metrics.jsonl``) :mod:`mmcore.train.records`'.
+counters and best epoch, each process's random states, with ``train.ema`` the weights being
+trained apart from the average in ``model.safetensors`` (:mod:`mmcore.train.weight_average`)
+and, inside an epoch, the epoch's progress (:mod:`mmcore.train.epoch_state`). The files are
+:mod:`mmcore.run.checkpoint`'s, the run's records beside them (best weights,
+``metrics.jsonl``) :mod:`mmcore.train.records`'.
 The trainer calls these functions on every process; the main process writes."""
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from mmcore.run import checkpoint as ck
 from mmcore.run.state import capture_rng, restore_rng
 from mmcore.train.epoch_state import EpochProgress
 from mmcore.train.records import publish_best, write_history
+from mmcore.train.weight_average import TRAINING_WEIGHTS
 
 
 def save_checkpoint(trainer: Any, epoch: int, progress: EpochProgress | None = None) -> Path:
@@ -23,7 +26,7 @@ def save_checkpoint(trainer: Any, epoch: int, progress: EpochProgress | None = N
     process writes."""
     assert trainer.model is not None and trainer.optimizer is not None
     assert trainer.monitor is not None
-    tensors = trainer.strategy.model_state(trainer.model)
+    tensors, training = _model_states(trainer)
     optimizer = trainer.strategy.optimizer_state(trainer.model, trainer.optimizer)
     batch = progress.batch if progress is not None else None
     state = {
@@ -42,6 +45,8 @@ def save_checkpoint(trainer: Any, epoch: int, progress: EpochProgress | None = N
         "world_size": trainer.world_size,
         "strategy": trainer.strategy.name,
     }
+    if training is not None:
+        state[TRAINING_WEIGHTS] = training
     # every process's own random states: a resume on as many processes restores each
     state["rng_ranks"] = trainer.strategy.gather(capture_rng())
     if progress is not None:
@@ -69,6 +74,7 @@ def restore(trainer: Any, path: Path) -> None:
     strategy = trainer.strategy
     strategy.load_model_state(trainer.model, found.model, path / ck.MODEL_FILE)
     state = found.state
+    _restore_training_weights(trainer, state, path)
     try:
         strategy.load_optimizer_state(trainer.model, trainer.optimizer, state["optimizer"])
         trainer.scheduler.load_state_dict(state["scheduler"])
@@ -104,6 +110,31 @@ def restore(trainer: Any, path: Path) -> None:
     if before != trainer.world_size:
         trainer.note(f"the run was trained on {before} process(es) so far, now on "
                      f"{trainer.world_size}: the global batch (train.batch_size) is unchanged")
+
+
+def _model_states(trainer: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The checkpoint's ``model.safetensors`` tensors: the averaged weights with ``train.ema``
+    (:mod:`mmcore.train.weight_average`), and then the weights being trained too, else
+    the weights and ``None`` (collectives: every process calls it)."""
+    model, strategy, average = trainer.model, trainer.strategy, trainer.average
+    if not average.ready:
+        return strategy.model_state(model), None
+    training = strategy.model_state(model)
+    with average.applied(model):
+        return strategy.model_state(model), training
+
+
+def _restore_training_weights(trainer: Any, state: dict[str, Any], path: Path) -> None:
+    """After the checkpoint's ``model.safetensors`` is loaded: when the checkpoint keeps the
+    weights being trained apart, it was the average (kept as such with ``train.ema``), and
+    they go back into the model whatever ``train.ema`` says now (training continues from
+    them). A run that had no average starts one at its next step."""
+    training = state.get(TRAINING_WEIGHTS)
+    if training is None:
+        return
+    if trainer.average.decay is not None:
+        trainer.average.reset(trainer.model)
+    trainer.strategy.load_model_state(trainer.model, training, path / ck.STATE_TENSORS)
 
 
 def best_info(trainer: Any, checkpoint: Path) -> dict[str, Any]:

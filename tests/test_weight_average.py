@@ -1,0 +1,138 @@
+"""``train.ema``: the run stands for an exponential moving average of its weights: validated
+(the best epoch chosen on it), saved in every checkpoint's ``model.safetensors``, evaluated at
+the end, and resumed exactly, the weights being trained kept apart in the trainer state."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+import mmcore
+from mmcore.spec import validate_spec
+from mmcore.train import Trainer
+from mmcore.train.weight_average import WeightAverage
+from tests import train_toy as toy
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture
+def reg():
+    return toy.registry()
+
+
+@pytest.fixture
+def data(tmp_path):
+    return toy.write_data(tmp_path / "data" / "data.csv")
+
+
+def _spec(tmp_path, data, reg, **train):
+    spec = toy.spec_dict(data, tmp_path / "cache", **train)
+    spec["heads"]["label"]["options"]["classes"] = toy.CLASSES
+    return validate_spec(spec, registry=reg)
+
+
+def _fit(spec, out, reg, **kwargs):
+    trainer = Trainer(spec, output=out, registry=reg, plots=False, report=False, quiet=True,
+                      **kwargs)
+    trainer.fit()
+    return trainer
+
+
+def test_the_average_copies_then_moves_by_one_minus_decay_and_applies_for_a_block():
+    model = nn.BatchNorm1d(2)  # a weight, a float buffer and an integer one
+    average = WeightAverage(0.75)
+    assert not average.ready
+    with torch.no_grad():
+        model.weight.fill_(4.0)
+        model.num_batches_tracked.fill_(3)
+    average.update(model)  # the first step copies
+    with torch.no_grad():
+        model.weight.fill_(8.0)
+        model.num_batches_tracked.fill_(5)
+    average.update(model)
+    with average.applied(model):
+        assert torch.equal(model.weight, torch.full((2,), 5.0))  # 0.75 * 4 + 0.25 * 8
+        assert int(model.num_batches_tracked) == 5  # copied, not averaged
+    assert torch.equal(model.weight, torch.full((2,), 8.0))  # its own weights back
+    off = WeightAverage(None)
+    off.update(model)
+    assert not off.ready
+    with off.applied(model):
+        assert torch.equal(model.weight, torch.full((2,), 8.0))
+
+
+class _IndependentAverage:
+    """The EMA of the trained weights kept by a user's callback after every batch (each one
+    an optimizer step here), to check the run's against."""
+
+    def __init__(self, decay):
+        self.decay, self.average = decay, None
+
+    @mmcore.hookimpl
+    def on_train_batch_end(self, trainer, batch):
+        state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+        if self.average is None:
+            self.average = state
+            return
+        for key, value in state.items():
+            if value.is_floating_point():
+                self.average[key] = self.decay * self.average[key] + (1 - self.decay) * value
+            else:
+                self.average[key] = value
+
+
+def test_the_run_validates_saves_and_evaluates_the_average(tmp_path, data, reg):
+    independent = _IndependentAverage(0.9)
+    run = tmp_path / "run"
+    trainer = _fit(_spec(tmp_path, data, reg, epochs=3, ema=0.9), run, reg,
+                   callbacks=[independent])
+    saved = load_file(str(run / "checkpoints/epoch-0003/model.safetensors"))
+    assert saved.keys() == independent.average.keys()
+    for key, value in saved.items():
+        assert torch.allclose(value, independent.average[key], atol=1e-6), key
+    # the weights being trained differ from the average and stay in the trainer state
+    state = load_file(str(run / "checkpoints/epoch-0003/trainer_state.safetensors"))
+    trained = {k: state[f"state/training_weights/{k}"] for k in saved}
+    assert not all(torch.equal(saved[k], trained[k]) for k in saved)
+    # the final figures are the best epoch's average's, as validation measured them
+    best = next(r for r in trainer.history if r["epoch"] == trainer.best_epoch)
+    assert trainer.final_metrics["validation"]["label.accuracy"] == pytest.approx(
+        best["validation/label.accuracy"])
+    loaded = mmcore.load(run, registry=reg)
+    assert loaded.evaluate("test", save=False)["metrics"] == pytest.approx(
+        trainer.final_metrics["test"])
+    assert "ema=0.9" in (run / "README.md").read_text()  # the model card says so
+
+
+def test_a_run_with_an_average_resumes_exactly(tmp_path, data, reg):
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    _fit(_spec(tmp_path, data, reg, epochs=3, ema=0.9), whole, reg)
+    _fit(_spec(tmp_path, data, reg, epochs=1, ema=0.9), parts, reg)
+    _fit(_spec(tmp_path, data, reg, epochs=3, ema=0.9), parts, reg, resume=True)
+    for name in ("model.safetensors", "trainer_state.safetensors"):
+        a = load_file(str(whole / "checkpoints/epoch-0003" / name))
+        b = load_file(str(parts / "checkpoints/epoch-0003" / name))
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    state = json.loads((whole / "checkpoints/epoch-0003/trainer_state.json").read_text())
+    assert "training_weights" in state["state"]
+
+
+def test_resuming_without_the_average_trains_on_from_the_trained_weights(tmp_path, data, reg):
+    """The average steers nothing in training: turning ``train.ema`` off on resume trains on
+    from the weights being trained (kept in the trainer state), not from the average in the
+    checkpoint's model file."""
+    averaged, switched = tmp_path / "averaged", tmp_path / "switched"
+    _fit(_spec(tmp_path, data, reg, epochs=2, ema=0.9), averaged, reg)
+    _fit(_spec(tmp_path, data, reg, epochs=1, ema=0.9), switched, reg)
+    _fit(_spec(tmp_path, data, reg, epochs=2), switched, reg, resume=True)
+    trained = load_file(str(averaged / "checkpoints/epoch-0002/trainer_state.safetensors"))
+    plain = load_file(str(switched / "checkpoints/epoch-0002/model.safetensors"))
+    prefix = "state/training_weights/"
+    assert {k[len(prefix):] for k in trained if k.startswith(prefix)} == set(plain)
+    assert all(torch.equal(trained[prefix + k], v) for k, v in plain.items())
