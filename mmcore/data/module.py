@@ -3,8 +3,8 @@
 Its steps live beside it, each handed what it needs: :mod:`mmcore.data.split_sources` (the
 sources as splits, their columns checked), :mod:`mmcore.data.train_fit` (modalities and heads
 fitted on the train split), :mod:`mmcore.data.split_preprocess` (each split preprocessed into
-a cached table, bad rows left out), :mod:`mmcore.data.split_loader` and
-:mod:`mmcore.data.streaming` (batches); :mod:`mmcore.data.targets` is the heads' side."""
+a cached table, bad rows left out), :mod:`mmcore.data.split_store` (each split kept as a
+prepared table or a stream, and its batches); :mod:`mmcore.data.targets` is the heads' side."""
 
 from __future__ import annotations
 
@@ -19,10 +19,9 @@ from mmcore.data import sources as src
 from mmcore.data.bad_rows import BadRow, summary, write_bad_rows
 from mmcore.data.preprocess import RowProcessor, TargetSpec
 from mmcore.data.split_preprocess import (
-    drop_bad_rows,
     plugin_versions,
     preprocessed_root,
-    preprocessed_table,
+    preprocessed_split,
     refuse_adapting,
 )
 from mmcore.data.split_record import Made, fit_keys, recall, record, record_key
@@ -35,11 +34,12 @@ from mmcore.data.split_sources import (
     required_columns,
     split_sizes,
 )
-from mmcore.data.storage import ROW, decode_arrays, target_key
+from mmcore.data.split_store import PreparedSplit, SplitStore, StreamedSplit
+from mmcore.data.storage import ROW, target_key
 from mmcore.data.targets import Targets
 from mmcore.data.train_fit import TrainFit
 from mmcore.errors import DataError
-from mmcore.modality import Modality, rooted
+from mmcore.modality import Modality
 from mmcore.plugins.default import get_registry
 from mmcore.plugins.registry import Registry
 from mmcore.rows import collate_rows
@@ -102,11 +102,7 @@ class DataModule:
         self.columns = {name: spec.modalities[name].columns for name in self.modalities}
         # fitting and checking targets imports no built-in head (torch)
         self._head_targets = Targets(spec, self.registry)
-        self._tables: dict[str, ArrowSplit] = {}
-        self._memory: dict[str, MemorySplit] = {}  # splits held in memory, built on first use
-        self._class_codes: dict[str, np.ndarray] = {}
-        self._streams: dict[str, SplitSource] = {}
-        self._stream_rows: dict[str, int] = {}
+        self._stores: dict[str, SplitStore] = {}  # split name -> where its rows are kept
         # the last fit on the train split: the rows it rejected, and the heads' raw targets
         # to fit again on the rows that survive preprocessing (_refit_heads)
         self._train_fit = self._new_train_fit()
@@ -124,10 +120,7 @@ class DataModule:
         earlier set-up of the same spec and files made is memory-mapped instead, when it was
         recorded (:mod:`mmcore.data.split_record`): no row is read again."""
         self.bad_rows = []
-        self._tables, self._memory = {}, {}
-        self._class_codes = {}
-        self._streams = {}
-        self._stream_rows = {}
+        self._stores = {}
         self._train_fit = self._new_train_fit()
         if self.spec.train.sampler == "balanced":
             self._head_targets.balanced_by()
@@ -141,8 +134,9 @@ class DataModule:
                 return
             if key:
                 record(self.spec, key, made)
-        self.head_options, self._tables = made.head_options, made.tables
+        self.head_options = made.head_options
         self.bad_rows, self.split_warnings = made.bad_rows, made.warnings
+        self._stores = {name: self._prepared(table) for name, table in made.tables.items()}
         self.splits = list(made.tables)
         self._report()
 
@@ -162,13 +156,14 @@ class DataModule:
         self.splits = list(splits)
         if self.streaming:
             refuse_adapting(self.modalities)
-            self._streams = splits
+            self._stores = {name: self._streamed(name, split) for name, split in splits.items()}
             return None
+        tables = {}
         for name, split in splits.items():
-            self._tables[name] = self._preprocess(name, split, self._targets())
+            tables[name] = self._preprocess(name, split, self._targets())
             if name == "train" and fit:
-                self._refit_heads()
-        return Made(self.head_options, self._tables, self.bad_rows, self.split_warnings, fits)
+                self._refit_heads(tables[name])
+        return Made(self.head_options, tables, self.bad_rows, self.split_warnings, fits)
 
     def check(self) -> dict[str, int | None]:
         """What :meth:`setup` checks before any work, and nothing more (``mmcore validate``):
@@ -209,18 +204,13 @@ class DataModule:
     def class_codes(self, split: str) -> np.ndarray:
         """``[num_rows(split)]`` int64: the encoded target (class index) of the first
         classification head for each of the split's rows, in split order."""
-        if split in self._class_codes:  # read once per split, not every epoch
-            return self._class_codes[split]
         key = target_key(self._head_targets.balanced_by())
-        arrow = self._table(split).columns([key, f"{key}.shape", f"{key}.dtype"])
-        self._class_codes[split] = np.array(decode_arrays(arrow, key), dtype=np.int64)
-        return self._class_codes[split]
+        return self._store(split).class_codes(key)
 
-    def _refit_heads(self) -> None:
-        """The heads fitted again on the train rows that survived preprocessing, when some
-        were left out (:meth:`.TrainFit.refit_heads`)."""
-        table = self._tables.get("train")
-        if table is None or not any(b.split == "train" for b in self.bad_rows):
+    def _refit_heads(self, table: ArrowSplit) -> None:
+        """The heads fitted again on the train rows that survived preprocessing (``table``),
+        when some were left out (:meth:`.TrainFit.refit_heads`)."""
+        if not any(b.split == "train" for b in self.bad_rows):
             return
         kept = table.columns([ROW]).column(ROW).to_pylist()
         if kept:
@@ -246,14 +236,9 @@ class DataModule:
     ) -> ArrowSplit:
         """Split ``name`` preprocessed (:mod:`mmcore.data.split_preprocess`); its bad rows
         are added to :attr:`bad_rows`."""
-        cache_root = preprocessed_root(self.spec)
-        processor = self.processor(name, source, targets)
-        with rooted(self.modalities, source.root):
-            versions = plugin_versions(self.spec, self.registry, self.modalities)
-            table = preprocessed_table(name, source.dataset, processor, versions, cache_root,
-                                       self.spec.data.num_proc)
         rejects = self._train_fit.rejects if name == "train" else {}
-        split, records = drop_bad_rows(table, processor, self.spec.data.allow_missing, rejects)
+        split, records = preprocessed_split(source, self.processor(name, source, targets),
+                                            self.spec, self.registry, rejects)
         self.bad_rows.extend(records)
         return split
 
@@ -265,22 +250,40 @@ class DataModule:
                 print(f"warning: {warning}", file=sys.stderr)
         if not self.bad_rows:
             return
-        counts = {name: self.num_rows(name) for name in self.splits if not self.streaming}
+        counts = {name: self.num_rows(name) for name in self.splits}
         if self.announce:
             print(summary(self.bad_rows, counts), file=sys.stderr)
         if self.output_dir is not None:
             self.write_bad_rows(self.output_dir / "bad_rows.json")
 
     # -- access -------------------------------------------------------------------------
-    def _table(self, split: str) -> ArrowSplit:
-        if split not in self._tables:
-            if split in self._streams:
-                raise DataError(f"split {split!r} is streamed (data.streaming=True): no table")
+    def _prepared(self, table: ArrowSplit) -> PreparedSplit:
+        return PreparedSplit(table, self.modalities, list(self.spec.heads),
+                             self.spec.data.in_memory)
+
+    def _streamed(self, name: str, source: SplitSource) -> StreamedSplit:
+        def processor(present: set[str]) -> RowProcessor:  # the targets the stream holds
+            return self.processor(name, source, self._targets(present))
+
+        # self.bad_rows is this set-up's list: a stream's skipped rows join it as it is read
+        return StreamedSplit(name, source, processor, self.bad_rows.append)
+
+    def _store(self, split: str) -> SplitStore:
+        if split not in self._stores:
             raise DataError(
                 f"no split {split!r}; the data has {', '.join(self.splits) or 'no splits'}"
                 + ("" if self.splits else " (call setup() first)")
             )
-        return self._tables[split]
+        return self._stores[split]
+
+    def _table(self, split: str) -> ArrowSplit:
+        return self._store(split).table()
+
+    @property
+    def _memory(self) -> dict[str, MemorySplit]:
+        """The splits held in memory so far (``data.in_memory``), by name."""
+        return {name: store.memory for name, store in self._stores.items()
+                if isinstance(store, PreparedSplit) and store.memory is not None}
 
     def num_rows(self, split: str) -> int:
         """Rows of ``split`` that batches are made of (bad rows left out).
@@ -288,13 +291,7 @@ class DataModule:
         In streaming mode: the rows of the split's stream counted once without
         preprocessing, so skipped bad rows are included.
         """
-        if split not in self._tables and split in self._streams:
-            from mmcore.data.streaming import count_rows
-
-            if split not in self._stream_rows:
-                self._stream_rows[split] = count_rows(self._streams[split].dataset)
-            return self._stream_rows[split]
-        return len(self._table(split))
+        return self._store(split).num_rows()
 
     def loader(
         self,
@@ -329,39 +326,11 @@ class DataModule:
         skips them without reading them, a stream reads and drops them.
         """
         codes = self.class_codes(split) if balanced else None
-        if split not in self._tables and split in self._streams:
-            from mmcore.data.streaming import stream_loader
-
-            source = self._streams[split]
-            present = set(src.column_names(source.dataset))
-            return stream_loader(
-                source.dataset, source.root, self.processor(split, source, self._targets(present)),
-                self.bad_rows.append, batch_size=batch_size, shuffle=shuffle, seed=seed,
-                epoch=epoch, num_workers=num_workers, drop_last=drop_last, rank=rank,
-                world_size=world_size, pin_memory=pin_memory, start_batch=start_batch,
-            )
-        from mmcore.data.split_loader import split_loader
-
-        table = self._table(split)
-        return split_loader(
-            table, self._memory_split(split, table), self.modalities, self.spec.heads,
+        return self._store(split).loader(
             batch_size=batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
             num_workers=num_workers, drop_last=drop_last, rank=rank, world_size=world_size,
             pin_memory=pin_memory, balance_by=codes, start_batch=start_batch,
         )
-
-    def _memory_split(self, split: str, table: ArrowSplit) -> MemorySplit | None:
-        """``split`` held in memory (built on first use, then kept) when ``data.in_memory``
-        says so, else ``None``."""
-        from mmcore.data.split_loader import held_in_memory
-
-        if split not in self._memory:
-            memory = held_in_memory(table, self.spec.data.in_memory, self.modalities,
-                                    self.spec.heads)
-            if memory is None:
-                return None
-            self._memory[split] = memory
-        return self._memory[split]
 
     def external(self, path: str | Path, *, name: str = "external") -> str:
         """Add every row of another data file (or folder) as a new split and return its name.
@@ -381,12 +350,11 @@ class DataModule:
             source = file_split(self.spec, path)
             check_columns({"": source}, required_columns(self.modalities, self.columns))
             present = set(source.dataset.column_names)
-            self._tables[split] = self._preprocess(split, source, self._targets(present))
-            self._memory.pop(split, None)
+            table = self._preprocess(split, source, self._targets(present))
+        self._stores[split] = self._prepared(table)
         self.splits.append(split)
         if len(self.bad_rows) > start and self.announce:
-            counts = {split: len(self._tables[split])}
-            print(summary(self.bad_rows[start:], counts), file=sys.stderr)
+            print(summary(self.bad_rows[start:], {split: len(table)}), file=sys.stderr)
         return split
 
     def batch_from_rows(self, rows: list[dict[str, Any]], first_row: int = 0) -> Batch:

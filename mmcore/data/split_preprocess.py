@@ -1,6 +1,6 @@
 """A whole split through :class:`~mmcore.data.preprocess.RowProcessor`: one cached
 ``Dataset.map`` into an Arrow table (:func:`preprocessed_table`), then its bad rows found and
-left out, or the first raised (:func:`drop_bad_rows`).
+left out, or the first raised (:func:`drop_bad_rows`); :func:`preprocessed_split` does both.
 
 The table records every error that does not depend on the bad-row policy, so one cached table
 serves every policy: which rows are bad is decided after the map, from ``data.allow_missing``
@@ -22,7 +22,7 @@ from mmcore.data.preprocess import RowProcessor, cache_key
 from mmcore.data.splits import read_column
 from mmcore.data.storage import ERROR, ERROR_COLUMN, ROW, modality_key, table_features
 from mmcore.errors import DataError, PluginError
-from mmcore.modality import Modality
+from mmcore.modality import Modality, rooted
 from mmcore.plugins.registry import Registry
 from mmcore.rows import adapt_to_rows
 from mmcore.spec.model import Spec
@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # imported where used: checking a spec's data imports neither
     import datasets
 
     from mmcore.data.loader import ArrowSplit
+    from mmcore.data.split_sources import SplitSource
 
 #: Rows per ``Dataset.map`` batch and per Arrow record batch written: small enough that a
 #: batch of large arrays (spectrograms, images) stays a few MB in memory.
@@ -57,6 +58,25 @@ def plugin_versions(
         except (PluginError, KeyError):
             out[name] = None
     return out
+
+
+def preprocessed_split(
+    source: SplitSource,
+    processor: RowProcessor,
+    spec: Spec,
+    registry: Registry,
+    rejects: Mapping[int, tuple[str, str]],
+) -> tuple[ArrowSplit, list[BadRow]]:
+    """The rows of ``source`` through ``processor`` (its split's name, targets and bad-row
+    policy) into the cache (:func:`preprocessed_table`; the modalities resolve relative paths
+    against ``source.root`` meanwhile), less their bad rows (:func:`drop_bad_rows`, with the
+    train fit's ``rejects``), and those rows."""
+    cache_root = preprocessed_root(spec)
+    with rooted(processor.modalities, source.root):
+        versions = plugin_versions(spec, registry, processor.modalities)
+        table = preprocessed_table(processor.split, source.dataset, processor, versions,
+                                   cache_root, spec.data.num_proc)
+    return drop_bad_rows(table, processor, spec.data.allow_missing, rejects)
 
 
 def preprocessed_table(
