@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from mmcore.distributed.launch import detect, launch, record_failure
     from mmcore.evaluate.ablation import format_report
     from mmcore.train import Trainer
-    from mmcore.train.trainer import summary
+    from mmcore.train.callbacks.summary import summary
 
     if args.nproc is not None and args.nproc != 1:
         return launch(args.nproc, worker_argv(args))

@@ -20,10 +20,14 @@ from pydantic import (
     model_validator,
 )
 
+from mmcore.spec.strict import StrictModel
 from mmcore.spec.suggest import close_names, suggestion
 from mmcore.spec.tables import NOT_SAVED, dataset_table, is_datasets_object
+from mmcore.spec.train import TrainSpec
 
-__all__ = ["NOT_SAVED", "close_names"]  # re-exported for mmcore.spec.load and mmcore.predict
+#: re-exported: NOT_SAVED and close_names for mmcore.spec.load and mmcore.predict, StrictModel
+#: and TrainSpec where the spec's models were always imported from
+__all__ = ["NOT_SAVED", "StrictModel", "TrainSpec", "close_names"]
 
 
 
@@ -50,12 +54,6 @@ def validation_problems(
             message += f" (got {shown})"
         out.append((path, message))
     return out
-
-
-class StrictModel(BaseModel):
-    """Unknown keys are errors; values are validated on assignment too."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class SplitSpec(StrictModel):
@@ -203,105 +201,6 @@ class HeadSpec(StrictModel):
     target: str = Field(description="the column to predict")
     weight: float = Field(1.0, ge=0, description="weight of this head's loss in the total")
     options: dict[str, Any] = Field(default_factory=dict)
-
-
-class TrainSpec(StrictModel):
-    """Training settings."""
-
-    epochs: int | Literal["auto"] = Field(
-        "auto", description="passes over the training split, or 'auto' (the default): enough "
-        "for at least 300 optimizer steps, at least 10 and at most 200 epochs (10 from about "
-        "10,000 rows at batch size 32; more on small data sets)"
-    )
-
-    @field_validator("epochs", mode="before")
-    @classmethod
-    def _epochs(cls, value: Any) -> Any:
-        if value == "auto":
-            return value
-        number = value if isinstance(value, int) and not isinstance(value, bool) else (
-            int(value) if isinstance(value, str) and value.strip().isdigit() else None)
-        if number is None or number < 1:
-            raise ValueError(f"expected a whole number of epochs (at least 1) or 'auto', got "
-                             f"{value!r}")
-        return number
-    batch_size: int = Field(32, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
-    scheduler: Literal["constant", "cosine"] = "constant"
-    warmup_steps: int = Field(0, ge=0)
-    grad_clip: float | None = Field(1.0, gt=0)
-    accumulate: int = Field(1, ge=1, description="gradient accumulation steps")
-    precision: Literal["32", "bf16", "fp16"] = "32"
-
-    @field_validator("precision", mode="before")
-    @classmethod
-    def _precision_as_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) else value  # train.precision=32 on the CLI
-
-    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
-    seed: int = 0
-    deterministic: bool = False
-    monitor: str | None = Field(
-        None,
-        description="metric that picks the best checkpoint, e.g. 'label.accuracy' "
-        "(default: the first head's main metric)",
-    )
-    early_stopping: int | None = Field(None, ge=1, description="patience in epochs")
-    num_workers: int = Field(0, ge=0)
-    threads: int | Literal["auto"] = Field(
-        "auto", description="torch intra-op threads while training: a number, or 'auto' (the "
-        "usable cores, shared among this machine's training processes, less one per "
-        "DataLoader worker; at least 1)"
-    )
-
-    @field_validator("threads")
-    @classmethod
-    def _threads_positive(cls, value: Any) -> Any:
-        if isinstance(value, int) and value < 1:
-            raise ValueError(f"threads must be at least 1 or 'auto', got {value}")
-        return value
-
-    sampler: Literal["shuffle", "balanced"] = Field(
-        "shuffle",
-        description="training order: 'shuffle' (a permutation per epoch) or 'balanced' (rows "
-        "drawn with replacement, each class of the first classification head equally likely)",
-    )
-    modality_dropout: float = Field(0.0, ge=0, lt=1)
-    modality_loss: float = Field(
-        1.0, ge=0, description="weight of each modality's loss alone (the others hidden), "
-        "added at every step so that every modality keeps working alone (the encoders run "
-        "once; the fusion and heads once more per modality); 0 turns it off. No effect with "
-        "one modality"
-    )
-    ensemble: int = Field(
-        1, ge=1, le=64, description="models of this spec trained together from different "
-        "initial weights, their predictions averaged (class probabilities): 3 to 5 gain a "
-        "point or more on small data sets, at that many times the compute; 1 (the default): "
-        "one model"
-    )
-    ema: float | None = Field(
-        None, gt=0, lt=1, description="decay of an exponential moving average of the "
-        "weights, updated after every optimizer step; the average is what the run validates, "
-        "saves and predicts with (0.99 gains a few tenths of a point on small data sets at no "
-        "extra compute); none (the default): the weights as trained"
-    )
-    callbacks: list[str] = Field(default_factory=lambda: ["csv"])
-    progress: bool = True
-    final_test: bool = Field(
-        True, description="evaluate the best model on the test split at the end (false: on "
-        "validation only, for tuning without looking at test)"
-    )
-    strategy: Literal["auto", "ddp", "fsdp"] = Field(
-        "auto", description="how several processes train together: 'ddp' (a whole copy of the "
-        "model per process), 'fsdp' (parameters, gradients and optimizer state sharded per "
-        "encoder and head, torch's fully_shard) or 'auto' (ddp); one process ignores it"
-    )
-    checkpoint_every: int | None = Field(
-        None, ge=1, description="also write a checkpoint every N optimizer steps inside an "
-        "epoch, so a run killed mid-epoch resumes from there (default: at epoch ends only)"
-    )
 
 
 _PYDANTIC_ERRORS = contextvars.ContextVar("mmcore_spec_pydantic_errors", default=False)

@@ -33,7 +33,6 @@ from mmcore.strategy import Strategy
 from mmcore.train.batches import epoch_batches, step_data
 from mmcore.train.callbacks.defaults import trainer_hooks
 from mmcore.train.callbacks.progress import shows_bars
-from mmcore.train.callbacks.summary import summary as run_summary
 from mmcore.train.callbacks.wiring import per_batch
 from mmcore.train.epoch_state import LOG_EVERY, EpochProgress, dropout_seed
 from mmcore.train.final_evaluation import final_evaluation, flat_metrics
@@ -90,7 +89,8 @@ class Trainer:
     set. Callbacks get the trainer and may read these, plus ``run_dir``, ``epoch`` (the last
     finished epoch), ``step`` (optimizer steps so far), ``bad_epochs`` (since the best),
     ``monitor``, ``data``, ``progress`` (the epoch being trained, its ``batch`` and ``total``:
-    :class:`~mmcore.train.epoch_state.EpochProgress`) and, at the end, ``final_results`` (each
+    :class:`~mmcore.train.epoch_state.EpochProgress`), ``average`` (``train.ema``'s
+    :class:`~mmcore.train.weight_average.WeightAverage`) and, at the end, ``final_results`` (each
     evaluated split's :class:`~mmcore.evaluate.split.SplitResult`); setting
     ``stopped_early`` ends training after the epoch. The built-in callbacks
     (:mod:`mmcore.train.callbacks`) set ``health`` (the run's health warnings,
@@ -356,9 +356,8 @@ class Trainer:
 
     # -- the end --------------------------------------------------------------------------
     def _finish(self) -> dict[str, Any]:
-        """The best weights evaluated on validation and test (``metrics.json``), then the
-        callbacks' ``on_train_end``: the built-in ones write the modality report, plots and
-        card, then the summary."""
+        """The best weights evaluated (``metrics.json``), then the callbacks' ``on_train_end``
+        (the built-ins': the modality report, plots and card, then the summary)."""
         self.final_metrics, self.final_results = final_evaluation(self)
         self.hooks.hook.on_train_end(trainer=self, metrics=flat_metrics(self.final_metrics))
         return self.final_metrics
@@ -393,11 +392,7 @@ class Trainer:
         return self.data.loader(
             split, batch_size=self.strategy.local_batch_size(train.batch_size),
             shuffle=shuffle, seed=train.seed if seed is None else seed, epoch=epoch,
-            num_workers=train.num_workers,
-            pin_memory=self.device.type == "cuda", start_batch=start_batch,
+            num_workers=train.num_workers, pin_memory=self.device.type == "cuda",
+            start_batch=start_batch,
             balanced=shuffle and train.sampler == "balanced", **self.strategy.shard_args(),
         )
-
-
-#: :func:`mmcore.train.callbacks.summary.summary` where ``mmcore train`` imports it from
-summary = run_summary

@@ -1,0 +1,107 @@
+"""``TrainSpec``: the ``train`` section of a spec, every training setting with its default
+(docs/training.md#every-train-option lists them). Imports no torch."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from mmcore.spec.strict import StrictModel
+
+
+class TrainSpec(StrictModel):
+    """Training settings."""
+
+    epochs: int | Literal["auto"] = Field(
+        "auto", description="passes over the training split, or 'auto' (the default): enough "
+        "for at least 300 optimizer steps, at least 10 and at most 200 epochs (10 from about "
+        "10,000 rows at batch size 32; more on small data sets)"
+    )
+
+    @field_validator("epochs", mode="before")
+    @classmethod
+    def _epochs(cls, value: Any) -> Any:
+        if value == "auto":
+            return value
+        number = value if isinstance(value, int) and not isinstance(value, bool) else (
+            int(value) if isinstance(value, str) and value.strip().isdigit() else None)
+        if number is None or number < 1:
+            raise ValueError(f"expected a whole number of epochs (at least 1) or 'auto', got "
+                             f"{value!r}")
+        return number
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    scheduler: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = Field(0, ge=0)
+    grad_clip: float | None = Field(1.0, gt=0)
+    accumulate: int = Field(1, ge=1, description="gradient accumulation steps")
+    precision: Literal["32", "bf16", "fp16"] = "32"
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value  # train.precision=32 on the CLI
+
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps")
+    seed: int = 0
+    deterministic: bool = False
+    monitor: str | None = Field(
+        None,
+        description="metric that picks the best checkpoint, e.g. 'label.accuracy' "
+        "(default: the first head's main metric)",
+    )
+    early_stopping: int | None = Field(None, ge=1, description="patience in epochs")
+    num_workers: int = Field(0, ge=0)
+    threads: int | Literal["auto"] = Field(
+        "auto", description="torch intra-op threads while training: a number, or 'auto' (the "
+        "usable cores, shared among this machine's training processes, less one per "
+        "DataLoader worker; at least 1)"
+    )
+
+    @field_validator("threads")
+    @classmethod
+    def _threads_positive(cls, value: Any) -> Any:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"threads must be at least 1 or 'auto', got {value}")
+        return value
+
+    sampler: Literal["shuffle", "balanced"] = Field(
+        "shuffle",
+        description="training order: 'shuffle' (a permutation per epoch) or 'balanced' (rows "
+        "drawn with replacement, each class of the first classification head equally likely)",
+    )
+    modality_dropout: float = Field(0.0, ge=0, lt=1)
+    modality_loss: float = Field(
+        1.0, ge=0, description="weight of each modality's loss alone (the others hidden), "
+        "added at every step so that every modality keeps working alone (the encoders run "
+        "once; the fusion and heads once more per modality); 0 turns it off. No effect with "
+        "one modality"
+    )
+    ensemble: int = Field(
+        1, ge=1, le=64, description="models of this spec trained together from different "
+        "initial weights, their predictions averaged (class probabilities): 3 to 5 gain a "
+        "point or more on small data sets, at that many times the compute; 1 (the default): "
+        "one model"
+    )
+    ema: float | None = Field(
+        None, gt=0, lt=1, description="decay of a moving average of the weights (updated "
+        "after every optimizer step) that the run validates, saves and predicts with; 0.99 "
+        "helps on small data; none (the default): the weights as trained")
+    callbacks: list[str] = Field(default_factory=lambda: ["csv"])
+    progress: bool = True
+    final_test: bool = Field(
+        True, description="evaluate the best model on the test split at the end (false: on "
+        "validation only, for tuning without looking at test)"
+    )
+    strategy: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto", description="how several processes train together: 'ddp' (a whole copy of the "
+        "model per process), 'fsdp' (parameters, gradients and optimizer state sharded per "
+        "encoder and head, torch's fully_shard) or 'auto' (ddp); one process ignores it"
+    )
+    checkpoint_every: int | None = Field(
+        None, ge=1, description="also write a checkpoint every N optimizer steps inside an "
+        "epoch, so a run killed mid-epoch resumes from there (default: at epoch ends only)"
+    )
