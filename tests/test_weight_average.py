@@ -136,3 +136,15 @@ def test_resuming_without_the_average_trains_on_from_the_trained_weights(tmp_pat
     prefix = "state/training_weights/"
     assert {k[len(prefix):] for k in trained if k.startswith(prefix)} == set(plain)
     assert all(torch.equal(trained[prefix + k], v) for k, v in plain.items())
+
+
+def test_a_run_shorter_than_the_averages_horizon_is_told(tmp_path, data, reg, capsys):
+    """5 optimizer steps against a horizon of about 10 (decay 0.9): the note says so; a
+    decay of 0.2 (about 1 step) passes without one."""
+    for decay in (0.9, 0.2):
+        Trainer(_spec(tmp_path, data, reg, epochs=1, ema=decay), output=tmp_path / str(decay),
+                registry=reg, plots=False, report=False, progress=False).fit()
+    notes = [line for line in capsys.readouterr().err.splitlines() if "train.ema=" in line]
+    assert notes == ["train.ema=0.9 averages over about 10 optimizer steps, and this run has "
+                     "5: its first weights weigh on the average (a smaller decay, or more "
+                     "epochs)"]

@@ -170,6 +170,10 @@ def build_training(trainer: Any, resolved: Spec, modalities: dict[str, Any],
         trainer.note(f"train.epochs='auto': {epochs} epochs of "
                      f"{math.ceil(batches / train.accumulate)} optimizer steps")
     total_steps = math.ceil(batches / train.accumulate) * epochs
+    if train.ema is not None and total_steps < 3 / (1 - train.ema):
+        trainer.note(f"train.ema={train.ema:g} averages over about {1 / (1 - train.ema):.0f} "
+                     f"optimizer steps, and this run has {total_steps}: its first weights "
+                     "weigh on the average (a smaller decay, or more epochs)")
     strategy.shard(model)  # before the optimizer, which must hold the sharded parameters
     trainer.optimizer = build_optimizer(model, train, resolved.modalities)
     trainer.scheduler = build_scheduler(trainer.optimizer, train, total_steps)
