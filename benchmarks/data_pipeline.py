@@ -130,7 +130,7 @@ def run_child(table: Path, cache: Path, batch_size: int) -> dict[str, Any]:
     class PerRow(ArrowSplit):
         __getitems__ = None  # DataLoader falls back to __getitem__ per row
 
-    train = dm._table("train")
+    train = dm.store("train").table()
     per_row = DataLoader(
         PerRow(train.table, train.rows), batch_size=batch_size, shuffle=True,
         generator=torch.Generator().manual_seed(0),

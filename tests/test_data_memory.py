@@ -40,10 +40,10 @@ def test_memory_batches_equal_cache_reads_with_missing_values(tmp_path):
     on = setup(registry, {**data, "in_memory": True}, tmp_path, modalities=TWO)
     off = setup(registry, {**data, "in_memory": False}, tmp_path, modalities=TWO)
     got = batches(on, "train")
-    assert isinstance(on._memory["train"], MemorySplit)  # held, and kept for the next epoch
-    assert "y" in on._memory["train"].ragged  # a missing value: one array per row
-    assert "x" in on._memory["train"].fixed
-    assert not off._memory
+    assert isinstance(on.store("train").memory, MemorySplit)  # held, and kept for the next epoch
+    assert "y" in on.store("train").memory.ragged  # a missing value: one array per row
+    assert "x" in on.store("train").memory.fixed
+    assert off.store("train").memory is None
     assert_same(got, batches(off, "train"))
 
 
@@ -70,7 +70,7 @@ def test_plugin_stacked_collation_equals_collate(tmp_path):
         off = setup(registry, {**data, "in_memory": False}, folder, modalities=spec_mod)
         for split in ("train", "validation"):
             assert_same(batches(on, split), batches(off, split))
-        assert "g" in getattr(on._memory["train"], kind)
+        assert "g" in getattr(on.store("train").memory, kind)
 
 
 def test_auto_holds_small_splits(tmp_path):
@@ -79,4 +79,4 @@ def test_auto_holds_small_splits(tmp_path):
     data = {"path": str(tmp_path / "d.csv"), "split_column": "split", "allow_missing": True}
     dm = setup(registry, data, tmp_path, modalities=TWO)  # in_memory defaults to "auto"
     batches(dm, "train")
-    assert "train" in dm._memory
+    assert dm.store("train").memory is not None

@@ -166,7 +166,7 @@ def test_a_split_is_pickled_as_its_files(tmp_path):
     path, cache = write_csv(tmp_path / "d.csv", bad=(5,)), tmp_path / "cache"
     dm = data_module(path, cache, bad_rows="skip")
     dm.setup()
-    split = dm._table("train")
+    split = dm.store("train").table()
     assert split.files and all(Path(f).is_file() for f in split.files)
     assert split.__getstate__()["table"] is None  # the file names, not the rows
     copy = pickle.loads(pickle.dumps(split))

@@ -17,11 +17,11 @@ from tests.test_data_streaming import module, write_rows
 def test_a_stream_and_an_external_file_are_kept_side_by_side(tmp_path):
     dm = module(tmp_path, {"path": str(write_rows(tmp_path / "d.csv")), "split_column": "split"})
     name = dm.external(write_rows(tmp_path / "more.csv", n=12))
-    assert {s: type(dm._stores[s]) for s in dm.splits} == {
+    assert {s: type(dm.store(s)) for s in dm.splits} == {
         "train": StreamedSplit, "validation": StreamedSplit, "test": StreamedSplit,
         name: PreparedSplit}
-    assert len(dm._table(name)) == dm.num_rows(name) == 12
-    for ask in (lambda: dm._table("train"), lambda: dm._stores["train"].class_codes("k")):
+    assert len(dm.store(name).table()) == dm.num_rows(name) == 12
+    for ask in (lambda: dm.store("train").table(), lambda: dm.store("train").class_codes("k")):
         with pytest.raises(DataError, match="split 'train' is streamed"):
             ask()
     with pytest.raises(DataError, match="no split 'nope'; the data has train, validation"):
@@ -38,7 +38,7 @@ def test_a_stream_is_counted_once_and_processed_for_the_columns_it_has(tmp_path,
     assert dm.num_rows("train") == dm.num_rows("train") == 30
     assert counted == [1]
 
-    store = dm._stores["train"]
+    store = dm.store("train")
     made = []
     processor = store.processor
     store.processor = lambda present: made.append(present) or processor(present)
@@ -51,11 +51,11 @@ def test_a_prepared_split_keeps_what_it_derives(tmp_path, monkeypatch):
     registry = toy.toy_registry()
     data = {"path": str(write_csv(tmp_path / "d.csv", table())), "split_column": "split"}
     held = setup(registry, {**data, "in_memory": True}, tmp_path)
-    store = held._stores["train"]
+    store = held.store("train")
     assert isinstance(store, PreparedSplit) and store.memory is None  # built on first use
     list(held.loader("train", batch_size=4, shuffle=False))
     memory = store.memory
-    assert isinstance(memory, MemorySplit) and held._memory == {"train": memory}
+    assert isinstance(memory, MemorySplit)
     list(held.loader("train", batch_size=4, shuffle=True, epoch=1))
     assert store.memory is memory
 
@@ -68,4 +68,4 @@ def test_a_prepared_split_keeps_what_it_derives(tmp_path, monkeypatch):
 
     read = setup(registry, {**data, "in_memory": False}, tmp_path)
     list(read.loader("train", batch_size=4, shuffle=False))
-    assert read._stores["train"].memory is None and read._memory == {}
+    assert read.store("train").memory is None

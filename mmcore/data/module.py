@@ -50,7 +50,6 @@ if TYPE_CHECKING:  # imported where used: checking a spec's data imports neither
 
     from mmcore.batch import Batch
     from mmcore.data.loader import ArrowSplit
-    from mmcore.data.memory import MemorySplit
 
 
 class DataModule:
@@ -205,7 +204,7 @@ class DataModule:
         """``[num_rows(split)]`` int64: the encoded target (class index) of the first
         classification head for each of the split's rows, in split order."""
         key = target_key(self._head_targets.balanced_by())
-        return self._store(split).class_codes(key)
+        return self.store(split).class_codes(key)
 
     def _refit_heads(self, table: ArrowSplit) -> None:
         """The heads fitted again on the train rows that survived preprocessing (``table``),
@@ -268,7 +267,10 @@ class DataModule:
         # self.bad_rows is this set-up's list: a stream's skipped rows join it as it is read
         return StreamedSplit(name, source, processor, self.bad_rows.append)
 
-    def _store(self, split: str) -> SplitStore:
+    def store(self, split: str) -> SplitStore:
+        """Where ``split``'s rows are kept (:mod:`mmcore.data.split_store`): its prepared
+        table (``.table()``, held in memory as ``.memory`` after a loader) or its stream;
+        :class:`DataError` naming the splits there are for another name."""
         if split not in self._stores:
             raise DataError(
                 f"no split {split!r}; the data has {', '.join(self.splits) or 'no splits'}"
@@ -276,22 +278,13 @@ class DataModule:
             )
         return self._stores[split]
 
-    def _table(self, split: str) -> ArrowSplit:
-        return self._store(split).table()
-
-    @property
-    def _memory(self) -> dict[str, MemorySplit]:
-        """The splits held in memory so far (``data.in_memory``), by name."""
-        return {name: store.memory for name, store in self._stores.items()
-                if isinstance(store, PreparedSplit) and store.memory is not None}
-
     def num_rows(self, split: str) -> int:
         """Rows of ``split`` that batches are made of (bad rows left out).
 
         In streaming mode: the rows of the split's stream counted once without
         preprocessing, so skipped bad rows are included.
         """
-        return self._store(split).num_rows()
+        return self.store(split).num_rows()
 
     def loader(
         self,
@@ -326,7 +319,7 @@ class DataModule:
         skips them without reading them, a stream reads and drops them.
         """
         codes = self.class_codes(split) if balanced else None
-        return self._store(split).loader(
+        return self.store(split).loader(
             batch_size=batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
             num_workers=num_workers, drop_last=drop_last, rank=rank, world_size=world_size,
             pin_memory=pin_memory, balance_by=codes, start_batch=start_batch,
