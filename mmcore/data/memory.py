@@ -16,19 +16,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 from torch.utils.data import Dataset as TorchDataset
 
 from mmcore.batch import Batch
 from mmcore.data.loader import ArrowSplit
-from mmcore.data.storage import ROW, decode_arrays, modality_key, target_key
+from mmcore.data.storage import ROW, decode_arrays, decode_stacked, modality_key, target_key
 from mmcore.data.tables import as_numpy
 from mmcore.modality import Modality
 
 #: ``data.in_memory="auto"`` holds a split in memory when its cached arrays take at most this
 AUTO_LIMIT_BYTES = 1 << 30
-#: rows read from the Arrow cache per call while loading a split into memory
-READ_ROWS = 8192
 
 
 def split_bytes(split: ArrowSplit) -> int:
@@ -39,14 +38,10 @@ def split_bytes(split: ArrowSplit) -> int:
     return int(split.table.nbytes * len(split) / total)
 
 
-def _fixed(arrays: list[np.ndarray | None]) -> np.ndarray | None:
-    """``arrays`` stacked when every one is present with one shape and dtype, else ``None``."""
-    if not arrays or any(a is None for a in arrays):
-        return None
-    first = arrays[0]
-    if any(a.shape != first.shape or a.dtype != first.dtype for a in arrays):  # type: ignore[union-attr]
-        return None
-    return np.stack(arrays)  # type: ignore[arg-type]
+def _stacked(table: pa.Table, key: str) -> np.ndarray:
+    """The arrays under ``key`` stacked (one of each row's shape: targets are)."""
+    stacked = decode_stacked(table, key)
+    return stacked if stacked is not None else np.stack(decode_arrays(table, key))
 
 
 class MemorySplit(TorchDataset):
@@ -62,28 +57,22 @@ class MemorySplit(TorchDataset):
                  heads: Sequence[str]) -> None:
         self.modalities = dict(modalities)
         self.heads = list(heads)
-        n = len(split)
-        per_key: dict[str, list[np.ndarray | None]] = {}
         keys = [modality_key(m) for m in self.modalities] + [target_key(h) for h in self.heads]
-        rows: list[np.ndarray] = []
-        for start in range(0, n, READ_ROWS):
-            table = split.read(range(start, min(start + READ_ROWS, n)))
-            for key in keys:
-                per_key.setdefault(key, []).extend(decode_arrays(table, key))
-            rows.append(as_numpy(table.column(ROW)).astype(np.int64))
-        self.n = n
+        # every row at once, columnar: no per-row work where the arrays share one shape
+        table = split.columns([ROW, *(f"{k}{part}" for k in keys
+                                      for part in ("", ".shape", ".dtype"))])
+        self.n = n = table.num_rows
         self.fixed: dict[str, np.ndarray] = {}
         self.ragged: dict[str, list[np.ndarray | None]] = {}
         for name in self.modalities:
-            arrays = per_key.get(modality_key(name), [])
-            stacked = _fixed(arrays)
+            stacked = decode_stacked(table, modality_key(name)) if n else None
             if stacked is not None:
                 self.fixed[name] = stacked
             else:
-                self.ragged[name] = arrays
-        self.targets = {h: torch.from_numpy(np.stack(per_key[target_key(h)]))
+                self.ragged[name] = decode_arrays(table, modality_key(name))
+        self.targets = {h: torch.from_numpy(_stacked(table, target_key(h)))
                         for h in self.heads if n}
-        self.index = torch.from_numpy(np.concatenate(rows) if rows else np.empty(0, np.int64))
+        self.index = torch.from_numpy(as_numpy(table.column(ROW)).astype(np.int64))
 
     def __len__(self) -> int:
         return self.n

@@ -80,32 +80,51 @@ def encode_arrays(key: str, arrays: Sequence[np.ndarray | None]) -> dict[str, li
     return {key: data, f"{key}.shape": shapes, f"{key}.dtype": dtypes}
 
 
+def _raw(column: pa.Array, n: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """A binary column's bytes (one copy, writable), its offsets and the first offset."""
+    _, offsets_buf, data_buf = column.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[column.offset : column.offset + n + 1]
+    start, stop = int(offsets[0]), int(offsets[-1])
+    if data_buf is None or stop == start:
+        return np.empty(0, dtype=np.uint8), offsets, start
+    return np.frombuffer(data_buf, dtype=np.uint8)[start:stop].copy(), offsets, start
+
+
+def decode_stacked(table: pa.Table, key: str) -> np.ndarray | None:
+    """The arrays stored under ``key`` as one ``[N, ...]`` array (writable, one copy of the
+    bytes, no per-row work) when every row holds one of the same shape and dtype; else
+    ``None`` (then :func:`decode_arrays`)."""
+    column = table.column(key).combine_chunks()
+    n = len(column)
+    dtypes = pc.unique(table.column(f"{key}.dtype")).drop_null().to_pylist()
+    if n == 0 or column.null_count or len(dtypes) != 1:
+        return None
+    shapes = table.column(f"{key}.shape").combine_chunks()
+    dims = as_numpy(shapes.value_lengths())
+    values = shapes.flatten()
+    if not (dims == dims[0]).all() or values.null_count:
+        return None
+    flat = as_numpy(values).reshape(n, int(dims[0]))
+    if not (flat == flat[0]).all():
+        return None
+    raw, _, _ = _raw(column, n)
+    return raw.view(np.dtype(dtypes[0])).reshape(n, *flat[0].tolist())
+
+
 def decode_arrays(table: pa.Table, key: str) -> list[np.ndarray | None]:
     """The arrays stored under ``key`` in ``table``, ``None`` where missing.
 
     The returned arrays are writable views into one copy of the batch's bytes.
     """
+    stacked = decode_stacked(table, key)
+    if stacked is not None:  # the common case: one reshape, no per-row work
+        return list(stacked)
     column = table.column(key).combine_chunks()
     n = len(column)
     if n == 0:
         return []
-    _, offsets_buf, data_buf = column.buffers()
-    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[column.offset : column.offset + n + 1]
-    start, stop = int(offsets[0]), int(offsets[-1])
-    if data_buf is None or stop == start:
-        raw = np.empty(0, dtype=np.uint8)
-    else:
-        raw = np.frombuffer(data_buf, dtype=np.uint8)[start:stop].copy()
-    dtypes = pc.unique(table.column(f"{key}.dtype")).drop_null().to_pylist()
+    raw, offsets, start = _raw(column, n)
     shapes = table.column(f"{key}.shape").combine_chunks()
-    if column.null_count == 0 and len(dtypes) == 1:
-        # the common case, every row the same dtype and shape: one reshape, no per-row work
-        dims = as_numpy(shapes.value_lengths())
-        values = shapes.flatten()
-        if (dims == dims[0]).all() and values.null_count == 0:
-            flat = as_numpy(values).reshape(n, int(dims[0]))
-            if (flat == flat[0]).all():
-                return list(raw.view(np.dtype(dtypes[0])).reshape(n, *flat[0].tolist()))
     valid = column.is_valid().to_numpy(zero_copy_only=False)
     offsets = offsets - start
     shape_list = shapes.to_pylist()
