@@ -5,6 +5,7 @@ the end, and resumed exactly, the weights being trained kept apart in the traine
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -148,3 +149,46 @@ def test_a_run_shorter_than_the_averages_horizon_is_told(tmp_path, data, reg, ca
     assert notes == ["train.ema=0.9 averages over about 10 optimizer steps, and this run has "
                      "5: its first weights weigh on the average (a smaller decay, or more "
                      "epochs)"]
+
+
+FSDP_SCRIPT = """
+import os, torch, torch.distributed as dist
+from torch import nn
+dist.init_process_group("gloo", rank=0, world_size=1)
+from torch.distributed.fsdp import fully_shard
+from mmcore.distributed.fsdp import _full
+from mmcore.train.weight_average import WeightAverage
+model = nn.Linear(3, 2)
+model.register_buffer("mean", torch.zeros(2))  # a float buffer stays a plain tensor
+fully_shard(model)
+average = WeightAverage(0.5)
+average.update(model)
+with torch.no_grad():
+    model.weight.add_(2.0)
+    model.mean.fill_(4.0)
+average.update(model)  # sharded parameters and plain buffers averaged together
+gathered = {k: _full(v) for k, v in model.state_dict().items()}
+with average.applied(model):
+    averaged = {k: _full(v) for k, v in model.state_dict().items()}
+assert torch.equal(averaged["mean"], torch.full((2,), 2.0)), averaged["mean"]
+assert torch.equal(gathered["mean"], torch.full((2,), 4.0)), gathered["mean"]
+assert torch.allclose(averaged["weight"], gathered["weight"] - 1.0)
+dist.destroy_process_group()
+print("ok")
+"""
+
+
+def test_the_average_of_a_sharded_model_holds_its_buffers_too(tmp_path):
+    """Under FSDP the parameters are sharded (DTensor) and float buffers are not: both are
+    averaged, and the gathered state of the average is not the live buffers'."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    done = subprocess.run([sys.executable, "-c", FSDP_SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

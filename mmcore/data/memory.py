@@ -38,6 +38,11 @@ def split_bytes(split: ArrowSplit) -> int:
     return int(split.table.nbytes * len(split) / total)
 
 
+def _read(split: ArrowSplit, key: str) -> pa.Table:
+    """The split's stored arrays under ``key`` (data, shapes, dtypes), every row."""
+    return split.columns([key, f"{key}.shape", f"{key}.dtype"])
+
+
 def _stacked(table: pa.Table, key: str) -> np.ndarray:
     """The arrays under ``key`` stacked (one of each row's shape: targets are)."""
     stacked = decode_stacked(table, key)
@@ -57,22 +62,24 @@ class MemorySplit(TorchDataset):
                  heads: Sequence[str]) -> None:
         self.modalities = dict(modalities)
         self.heads = list(heads)
-        keys = [modality_key(m) for m in self.modalities] + [target_key(h) for h in self.heads]
-        # every row at once, columnar: no per-row work where the arrays share one shape
-        table = split.columns([ROW, *(f"{k}{part}" for k in keys
-                                      for part in ("", ".shape", ".dtype"))])
-        self.n = n = table.num_rows
+        # every row at once, one stored array at a time (each read is a transient copy when
+        # bad rows are left out): no per-row work where the arrays share one shape
+        self.index = torch.from_numpy(as_numpy(split.columns([ROW]).column(ROW))
+                                      .astype(np.int64))
+        self.n = n = len(self.index)
         self.fixed: dict[str, np.ndarray] = {}
         self.ragged: dict[str, list[np.ndarray | None]] = {}
         for name in self.modalities:
-            stacked = decode_stacked(table, modality_key(name)) if n else None
+            table = _read(split, modality_key(name))
+            column = table.column(modality_key(name)).combine_chunks()
+            stacked = decode_stacked(table, modality_key(name), column) if n else None
             if stacked is not None:
                 self.fixed[name] = stacked
             else:
                 self.ragged[name] = decode_arrays(table, modality_key(name))
-        self.targets = {h: torch.from_numpy(_stacked(table, target_key(h)))
+        self.targets = {h: torch.from_numpy(_stacked(_read(split, target_key(h)),
+                                                     target_key(h)))
                         for h in self.heads if n}
-        self.index = torch.from_numpy(as_numpy(table.column(ROW)).astype(np.int64))
 
     def __len__(self) -> int:
         return self.n

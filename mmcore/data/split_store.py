@@ -92,7 +92,7 @@ class PreparedSplit:
         self.heads = list(heads)
         self.in_memory = in_memory
         self.memory: MemorySplit | None = None  # built by the first loader that holds it
-        self._class_codes: np.ndarray | None = None
+        self._class_codes: dict[str, np.ndarray] = {}
 
     def num_rows(self) -> int:
         return len(self._table)
@@ -101,10 +101,10 @@ class PreparedSplit:
         return self._table
 
     def class_codes(self, key: str) -> np.ndarray:
-        if self._class_codes is None:  # read once, not every epoch
+        if key not in self._class_codes:  # read once, not every epoch
             arrow = self._table.columns([key, f"{key}.shape", f"{key}.dtype"])
-            self._class_codes = np.array(decode_arrays(arrow, key), dtype=np.int64)
-        return self._class_codes
+            self._class_codes[key] = np.array(decode_arrays(arrow, key), dtype=np.int64)
+        return self._class_codes[key]
 
     def loader(
         self,

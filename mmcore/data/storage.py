@@ -90,11 +90,12 @@ def _raw(column: pa.Array, n: int) -> tuple[np.ndarray, np.ndarray, int]:
     return np.frombuffer(data_buf, dtype=np.uint8)[start:stop].copy(), offsets, start
 
 
-def decode_stacked(table: pa.Table, key: str) -> np.ndarray | None:
-    """The arrays stored under ``key`` as one ``[N, ...]`` array (writable, one copy of the
-    bytes, no per-row work) when every row holds one of the same shape and dtype; else
-    ``None`` (then :func:`decode_arrays`)."""
-    column = table.column(key).combine_chunks()
+def decode_stacked(table: pa.Table, key: str,
+                   column: pa.Array | None = None) -> np.ndarray | None:
+    """The arrays stored under ``key`` as one ``[N, ...]`` array (writable, its own copy of
+    the bytes, no per-row work) when every row holds one of the same shape and dtype; else
+    ``None`` (then :func:`decode_arrays`). ``column``: ``key``'s column already combined."""
+    column = table.column(key).combine_chunks() if column is None else column
     n = len(column)
     dtypes = pc.unique(table.column(f"{key}.dtype")).drop_null().to_pylist()
     if n == 0 or column.null_count or len(dtypes) != 1:
@@ -116,10 +117,10 @@ def decode_arrays(table: pa.Table, key: str) -> list[np.ndarray | None]:
 
     The returned arrays are writable views into one copy of the batch's bytes.
     """
-    stacked = decode_stacked(table, key)
+    column = table.column(key).combine_chunks()
+    stacked = decode_stacked(table, key, column)
     if stacked is not None:  # the common case: one reshape, no per-row work
         return list(stacked)
-    column = table.column(key).combine_chunks()
     n = len(column)
     if n == 0:
         return []

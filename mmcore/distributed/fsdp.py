@@ -89,8 +89,10 @@ def _full(value: Any) -> Any:
     from torch.distributed.tensor import DTensor
 
     if isinstance(value, DTensor):
-        return value.full_tensor().detach().cpu()
-    return value.detach().cpu() if isinstance(value, Tensor) else value
+        value = value.full_tensor()
+    # a copy: on the CPU an unsharded buffer, or one process's whole shard, would otherwise
+    # be the live tensor itself
+    return value.detach().to("cpu", copy=True) if isinstance(value, Tensor) else value
 
 
 def _like(value: Any, like: Any) -> Any:

@@ -50,11 +50,16 @@ class WeightAverage:
         if self.averaged is None:
             self.averaged = [t.detach().clone() for t in own]
             return
-        floats = [(a, t) for a, t in zip(self.averaged, own, strict=True)
-                  if a.is_floating_point()]
-        if floats:
-            averaged, current = zip(*floats, strict=True)
-            torch._foreach_lerp_(list(averaged), list(current), 1.0 - self.decay)
+        # one foreach per kind of tensor: FSDP's sharded parameters (DTensor) and its plain
+        # buffers cannot meet in one call
+        kinds: dict[type, tuple[list[Tensor], list[Tensor]]] = {}
+        for a, t in zip(self.averaged, own, strict=True):
+            if a.is_floating_point():
+                averaged, current = kinds.setdefault(type(a), ([], []))
+                averaged.append(a)
+                current.append(t)
+        for averaged, current in kinds.values():
+            torch._foreach_lerp_(averaged, current, 1.0 - self.decay)
         for a, t in zip(self.averaged, own, strict=True):
             if not a.is_floating_point():
                 a.copy_(t)
