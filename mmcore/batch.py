@@ -6,7 +6,6 @@ Data flows one way: columns -> ``Modality.preprocess`` -> ``Modality.collate`` (
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 
 import torch
@@ -167,8 +166,3 @@ class Batch:
     def __len__(self) -> int:
         first = next(iter(self.inputs.values()), None)
         return 0 if first is None else len(first)
-
-
-def sorted_items(features: Mapping[str, Features]) -> list[tuple[str, Features]]:
-    """Features in a fixed (sorted-name) order, so fusions are deterministic."""
-    return sorted(features.items())

@@ -23,7 +23,6 @@ import hashlib
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -58,21 +57,6 @@ FILE_FORMATS = {
     ".parquet": "parquet", ".pq": "parquet",
 }
 COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".zip")
-
-
-@dataclass
-class Source:
-    """One loaded table.
-
-    Attributes:
-        dataset: the rows (a ``datasets.Dataset``, or an ``IterableDataset`` when streaming).
-        file: where the rows came from, for messages (a path or ``"data.dataset"``).
-        root: folder that relative file paths in the rows resolve against.
-    """
-
-    dataset: Any
-    file: str
-    root: Path | None
 
 
 #: the state each open :func:`progress_bars` block asks for, innermost last, while

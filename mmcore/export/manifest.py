@@ -192,11 +192,6 @@ def normalize_digest(value: str) -> str:
     return text
 
 
-def read_manifest(bundle: Path, *, sha256: str | None = None) -> dict[str, Any]:
-    """The manifest of ``bundle``, checked whole (see :func:`read_bundle`)."""
-    return read_bundle(bundle, sha256=sha256)[0]
-
-
 def read_bundle(bundle: Path, *, sha256: str | None = None) -> tuple[dict[str, Any], str]:
     """``(manifest, digest)`` of ``bundle``, after checking it whole: its SHA-256 against ``sha256``
     when given (the digest ``mmcore export`` prints), every field against the schema (one
