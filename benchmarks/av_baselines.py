@@ -48,6 +48,7 @@ SETTINGS = [
     ("image alone (the demo's CNN)", "image_only.py", []),
     ("audio alone, the default encoder (minirocket here)", "audio_only.py", []),
     ("image + audio, the demo's spec (late, modality_loss 1: the default)", "spec.py", []),
+    ("the demo's spec with train.ema 0.99", "spec.py", ["train.ema=0.99"]),
     ("late, modality_loss 0", "spec.py", ["train.modality_loss=0"]),
     ("weighted (the demo's fusion before), modality_loss 1", "spec.py", [WEIGHTED]),
     ("weighted, modality_loss 0", "spec.py", [WEIGHTED, "train.modality_loss=0"]),
