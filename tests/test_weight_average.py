@@ -13,8 +13,10 @@ from safetensors.torch import load_file
 from torch import nn
 
 import mmcore
+from mmcore.errors import SpecError
 from mmcore.spec import validate_spec
 from mmcore.train import Trainer
+from mmcore.train.settings import resolve_ema
 from mmcore.train.weight_average import WeightAverage
 from tests import train_toy as toy
 
@@ -157,6 +159,7 @@ from torch import nn
 dist.init_process_group("gloo", rank=0, world_size=1)
 from torch.distributed.fsdp import fully_shard
 from mmcore.distributed.fsdp import _full
+from mmcore.train.settings import resolve_ema
 from mmcore.train.weight_average import WeightAverage
 model = nn.Linear(3, 2)
 model.register_buffer("mean", torch.zeros(2))  # a float buffer stays a plain tensor
@@ -192,3 +195,32 @@ def test_the_average_of_a_sharded_model_holds_its_buffers_too(tmp_path):
     done = subprocess.run([sys.executable, "-c", FSDP_SCRIPT], env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_auto_averages_small_data_in_runs_long_enough():
+    assert resolve_ema("auto", rows=36, steps=300) == 0.99
+    assert resolve_ema("auto", rows=2_000, steps=10_000) == 0.99
+    assert resolve_ema("auto", rows=36, steps=299) is None  # fewer than three horizons
+    assert resolve_ema("auto", rows=2_001, steps=10_000) is None  # not small data
+    assert resolve_ema(0.9, rows=10**6, steps=1) == 0.9  # a number is the user's
+    assert resolve_ema(None, rows=36, steps=10_000) is None
+
+
+@pytest.mark.parametrize("value", [0, 1, 1.5, -0.1, True, "often"])
+def test_a_decay_outside_zero_to_one_is_refused_naming_the_field(tmp_path, data, reg, value):
+    with pytest.raises(SpecError, match=r"train\.ema.*decay between 0 and 1"):
+        _spec(tmp_path, data, reg, ema=value)
+
+
+def test_the_default_averages_a_small_run_of_auto_epochs(tmp_path, data, reg, capsys):
+    """36 training rows in batches of 8: ``epochs: "auto"`` gives 60 epochs of 5 steps, and
+    ``ema: "auto"`` (the default) an average that the run keeps."""
+    spec = toy.spec_dict(data, tmp_path / "cache", epochs="auto")
+    spec["train"].pop("ema", None)
+    trainer = Trainer(validate_spec(spec, registry=reg), output=tmp_path / "run", registry=reg,
+                      plots=False, report=False, progress=False)
+    trainer.fit()
+    assert trainer.epochs == 60 and trainer.average.decay == 0.99
+    assert "train.ema='auto': validating and keeping an average" in capsys.readouterr().err
+    state = json.loads((tmp_path / "run/checkpoints/epoch-0060/trainer_state.json").read_text())
+    assert "training_weights" in state["state"]

@@ -86,10 +86,22 @@ class TrainSpec(StrictModel):
         "point or more on small data sets, at that many times the compute; 1 (the default): "
         "one model"
     )
-    ema: float | None = Field(
-        None, gt=0, lt=1, description="decay of a moving average of the weights (updated "
-        "after every optimizer step) that the run validates, saves and predicts with; 0.99 "
-        "helps on small data; none (the default): the weights as trained")
+    ema: float | Literal["auto"] | None = Field(
+        "auto", description="decay of a moving average of the weights (updated after every "
+        "optimizer step) that the run validates, saves and predicts with; 'auto' (the "
+        "default): 0.99 for a training split of up to 2,000 rows and a run of at least 300 "
+        "optimizer steps (measured to help there), else none; none: the weights as trained")
+
+    @field_validator("ema", mode="before")
+    @classmethod
+    def _ema(cls, value: Any) -> Any:
+        if value is None or value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+            raise ValueError(f"expected a decay between 0 and 1 (e.g. 0.99), 'auto' or none, "
+                             f"got {value!r}")
+        return float(value)
+
     callbacks: list[str] = Field(default_factory=lambda: ["csv"])
     progress: bool = True
     final_test: bool = Field(

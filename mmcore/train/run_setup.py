@@ -31,12 +31,14 @@ from mmcore.train.settings import (
     TRAIN,
     VALIDATION,
     check_precision,
+    resolve_ema,
     resolve_epochs,
     resolve_monitor,
     resolve_threads,
     set_deterministic,
 )
 from mmcore.train.trainer_state import restore
+from mmcore.train.weight_average import WeightAverage
 
 #: training rows the encoders are run on once before training (see check_encoders)
 DRY_RUN_ROWS = 4
@@ -170,10 +172,7 @@ def build_training(trainer: Any, resolved: Spec, modalities: dict[str, Any],
         trainer.note(f"train.epochs='auto': {epochs} epochs of "
                      f"{math.ceil(batches / train.accumulate)} optimizer steps")
     total_steps = math.ceil(batches / train.accumulate) * epochs
-    if train.ema is not None and total_steps < 3 / (1 - train.ema):
-        trainer.note(f"train.ema={train.ema:g} averages over about {1 / (1 - train.ema):.0f} "
-                     f"optimizer steps, and this run has {total_steps}: its first weights "
-                     "weigh on the average (a smaller decay, or more epochs)")
+    _set_up_average(trainer, dm.num_rows(TRAIN), total_steps)
     strategy.shard(model)  # before the optimizer, which must hold the sharded parameters
     trainer.optimizer = build_optimizer(model, train, resolved.modalities)
     trainer.scheduler = build_scheduler(trainer.optimizer, train, total_steps)
@@ -187,6 +186,24 @@ def build_training(trainer: Any, resolved: Spec, modalities: dict[str, Any],
             trainer.note(f"modalities.{name}.unfreeze_at={m.unfreeze_at} is after the last "
                          f"epoch ({epochs}): the {name} encoder stays frozen")
     trainer.net = strategy.wrap(model)
+
+
+def _set_up_average(trainer: Any, rows: int, steps: int) -> None:
+    """``average``: the weights' average of ``train.ema`` (``"auto"`` resolved on ``rows``
+    training rows and ``steps`` optimizer steps), with a note saying what it does."""
+    ema = trainer.spec.train.ema
+    decay = resolve_ema(ema, rows, steps)
+    trainer.average = WeightAverage(decay)
+    if decay is None:
+        return
+    horizon = round(1 / (1 - decay))
+    if ema == "auto":
+        trainer.note(f"train.ema='auto': validating and keeping an average of the weights "
+                     f"(decay {decay:g}, about the last {horizon} steps) on this small data")
+    elif steps < 3 * horizon:
+        trainer.note(f"train.ema={decay:g} averages over about {horizon} optimizer steps, "
+                     f"and this run has {steps}: its first weights weigh on the average (a "
+                     "smaller decay, or more epochs)")
 
 
 def _check_encoders(trainer: Any, model: MultimodalModel, spec: Spec) -> None:

@@ -22,6 +22,9 @@ TRAIN, VALIDATION, TEST = "train", "validation", "test"
 AUTO_MIN_STEPS = 300
 #: ...in at least this many and at most this many epochs
 AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS = 10, 200
+#: ``train.ema="auto"``: this decay, for a training split of at most this many rows and a run
+#: of at least three of the average's horizons (``1 / (1 - decay)`` steps)
+AUTO_EMA_DECAY, AUTO_EMA_MAX_ROWS = 0.99, 2_000
 
 
 def resolve_epochs(epochs: int | str, rows: int, batch_size: int, accumulate: int = 1) -> int:
@@ -33,6 +36,18 @@ def resolve_epochs(epochs: int | str, rows: int, batch_size: int, accumulate: in
         return int(epochs)
     steps = max(1, math.ceil(math.ceil(max(rows, 1) / batch_size) / accumulate))
     return min(AUTO_MAX_EPOCHS, max(AUTO_MIN_EPOCHS, math.ceil(AUTO_MIN_STEPS / steps)))
+
+
+def resolve_ema(ema: float | str | None, rows: int, steps: int) -> float | None:
+    """The decay of the weights' average: ``ema`` itself, or for ``"auto"``
+    :data:`AUTO_EMA_DECAY` on small data (at most :data:`AUTO_EMA_MAX_ROWS` training rows) in
+    a run long enough for the average to forget its first weights (``steps`` optimizer
+    steps), else ``None``: the gain was measured there (docs/results.md). A function of the
+    data's size, so a resumed run resolves it the same."""
+    if ema != "auto":
+        return None if ema is None else float(ema)
+    long_enough = steps >= round(3 / (1 - AUTO_EMA_DECAY))
+    return AUTO_EMA_DECAY if rows <= AUTO_EMA_MAX_ROWS and long_enough else None
 
 
 def set_deterministic(mode: bool) -> None:

@@ -163,7 +163,7 @@ class Trainer:
         self.final_results: dict[str, SplitResult] = {}
         self.last_checkpoint: Path | None = None
         self.progress = EpochProgress()  # where the epoch being trained is
-        self.average = WeightAverage(self.spec.train.ema)  # what validation and saves use
+        self.average = WeightAverage(None)  # train.ema's, resolved with the data's size
 
     @property
     def rank(self) -> int:
