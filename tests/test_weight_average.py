@@ -159,7 +159,6 @@ from torch import nn
 dist.init_process_group("gloo", rank=0, world_size=1)
 from torch.distributed.fsdp import fully_shard
 from mmcore.distributed.fsdp import _full
-from mmcore.train.settings import resolve_ema
 from mmcore.train.weight_average import WeightAverage
 model = nn.Linear(3, 2)
 model.register_buffer("mean", torch.zeros(2))  # a float buffer stays a plain tensor
@@ -204,6 +203,8 @@ def test_auto_averages_small_data_in_runs_long_enough():
     assert resolve_ema("auto", rows=2_001, steps=10_000) is None  # not small data
     assert resolve_ema(0.9, rows=10**6, steps=1) == 0.9  # a number is the user's
     assert resolve_ema(None, rows=36, steps=10_000) is None
+    # a schedule that anneals the learning rate already settles the weights: not measured
+    assert resolve_ema("auto", rows=36, steps=10_000, scheduler="cosine") is None
 
 
 @pytest.mark.parametrize("value", [0, 1, 1.5, -0.1, True, "often"])

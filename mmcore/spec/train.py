@@ -89,8 +89,9 @@ class TrainSpec(StrictModel):
     ema: float | Literal["auto"] | None = Field(
         "auto", description="decay of a moving average of the weights (updated after every "
         "optimizer step) that the run validates, saves and predicts with; 'auto' (the "
-        "default): 0.99 for a training split of up to 2,000 rows and a run of at least 300 "
-        "optimizer steps (measured to help there), else none; none: the weights as trained")
+        "default): 0.99 for a training split of up to 2,000 rows, a constant learning rate and "
+        "at least 300 optimizer steps (measured to help there), else none; none: the weights "
+        "as trained")
 
     @field_validator("ema", mode="before")
     @classmethod

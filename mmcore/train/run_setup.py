@@ -192,7 +192,7 @@ def _set_up_average(trainer: Any, rows: int, steps: int) -> None:
     """``average``: the weights' average of ``train.ema`` (``"auto"`` resolved on ``rows``
     training rows and ``steps`` optimizer steps), with a note saying what it does."""
     ema = trainer.spec.train.ema
-    decay = resolve_ema(ema, rows, steps)
+    decay = resolve_ema(ema, rows, steps, trainer.spec.train.scheduler)
     trainer.average = WeightAverage(decay)
     if decay is None:
         return

@@ -38,16 +38,18 @@ def resolve_epochs(epochs: int | str, rows: int, batch_size: int, accumulate: in
     return min(AUTO_MAX_EPOCHS, max(AUTO_MIN_EPOCHS, math.ceil(AUTO_MIN_STEPS / steps)))
 
 
-def resolve_ema(ema: float | str | None, rows: int, steps: int) -> float | None:
+def resolve_ema(ema: float | str | None, rows: int, steps: int,
+                scheduler: str = "constant") -> float | None:
     """The decay of the weights' average: ``ema`` itself, or for ``"auto"``
-    :data:`AUTO_EMA_DECAY` on small data (at most :data:`AUTO_EMA_MAX_ROWS` training rows) in
-    a run long enough for the average to forget its first weights (``steps`` optimizer
-    steps), else ``None``: the gain was measured there (docs/results.md). A function of the
-    data's size, so a resumed run resolves it the same."""
+    :data:`AUTO_EMA_DECAY` on small data (at most :data:`AUTO_EMA_MAX_ROWS` training rows)
+    at a constant learning rate, in a run long enough for the average to forget its first
+    weights (``steps`` optimizer steps), else ``None``: the gain was measured there
+    (docs/results.md). A function of the data's size, so a resumed run resolves it the same."""
     if ema != "auto":
         return None if ema is None else float(ema)
     long_enough = steps >= round(3 / (1 - AUTO_EMA_DECAY))
-    return AUTO_EMA_DECAY if rows <= AUTO_EMA_MAX_ROWS and long_enough else None
+    small = rows <= AUTO_EMA_MAX_ROWS and scheduler == "constant"
+    return AUTO_EMA_DECAY if small and long_enough else None
 
 
 def set_deterministic(mode: bool) -> None:
