@@ -65,6 +65,14 @@ def test_training_ends_with_a_temperature_that_predict_and_the_metrics_use(run) 
         expected_calibration_error(probs, test.targets["label"]))
     loaded = mmcore.load(run.run.path, registry=toy.registry())
     assert loaded.model.heads["label"].temperature == pytest.approx(temperature)
+    # the final validation figures (scored again from the calibration's pass) are what
+    # evaluating the calibrated run gives
+    again = loaded.evaluate("validation", save=False)["metrics"]
+    assert again == pytest.approx(run.final_metrics["validation"], abs=1e-6)
+    assert again["label.ece"] != pytest.approx(
+        expected_calibration_error(run.final_results["validation"].outputs["label"].float()
+                                   .softmax(-1), run.final_results["validation"]
+                                   .targets["label"]))  # with the temperature, not without
 
 
 def test_calibrate_false_keeps_the_raw_softmax(tmp_path, one_thread) -> None:

@@ -220,6 +220,20 @@ def score(
     return SplitResult(metrics, rows, dict(outputs), dict(targets))
 
 
+def rescore(model: MultimodalModel, result: SplitResult, *, weights: Mapping[str, float],
+            device: torch.device, batch_size: int) -> SplitResult:
+    """``result``'s outputs scored again (in eval mode) by ``model``'s heads as they are now:
+    what evaluating again would give after a change the forward pass does not see (a fitted
+    temperature), without the forward pass."""
+    was_training = model.training
+    model.eval()
+    try:
+        return score(model, result.outputs, result.targets, result.rows, weights=weights,
+                     device=device, batch_size=batch_size)
+    finally:
+        model.train(was_training)
+
+
 def _head(model: MultimodalModel, name: str) -> Head:
     """``model.heads[name]`` as the :class:`~mmcore.Head` it is (an ``nn.ModuleDict`` item is
     typed as any module)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmcore.evaluate.split import SplitResult
+from mmcore.evaluate.split import SplitResult, rescore
 from mmcore.heads.calibration import fit_temperature
 from mmcore.run import checkpoint as ck
 from mmcore.run.atomic import atomic_write_json
@@ -24,7 +24,7 @@ def final_evaluation(trainer: Any) -> tuple[dict[str, Any], dict[str, SplitResul
     model, run, strategy = trainer.model, trainer.run, trainer.strategy
     strategy.barrier()  # until the main process has written the best weights
     strategy.load_model_state(model, ck.load_tensors(run.model), run.model)
-    calibrate(trainer)
+    calibrated = calibrate(trainer)
     final: dict[str, Any] = {
         "best_epoch": trainer.best_epoch,
         "monitor": trainer.monitor.name,
@@ -36,9 +36,17 @@ def final_evaluation(trainer: Any) -> tuple[dict[str, Any], dict[str, SplitResul
     data = trainer.data
     splits = (VALIDATION, TEST) if trainer.spec.train.final_test else (VALIDATION,)
     for split in splits:
-        if split in data.splits and data.num_rows(split) > 0:
+        if split == VALIDATION and calibrated is not None:
+            # the calibration's pass gave the outputs (a temperature does not change them):
+            # scored again with the fitted temperatures, not run again
+            results[split] = rescore(model, calibrated, weights=trainer.weights,
+                                     device=trainer.device,
+                                     batch_size=trainer.spec.train.batch_size)
+        elif split in data.splits and data.num_rows(split) > 0:
             results[split] = trainer.evaluate(split)
-            final[split] = results[split].metrics
+        else:
+            continue
+        final[split] = results[split].metrics
 
     def write() -> None:
         confusion = confusion_matrices(model, results)
@@ -54,15 +62,16 @@ def final_evaluation(trainer: Any) -> tuple[dict[str, Any], dict[str, SplitResul
     return final, results
 
 
-def calibrate(trainer: Any) -> dict[str, float]:
+def calibrate(trainer: Any) -> SplitResult | None:
     """Fit the temperature of every classification head with ``calibrate`` on the validation
     split, use it, and keep it in the run's ``spec.json`` (``fitted_temperature``), so that
-    evaluate, predict and the export divide by it too. Nothing without a validation split."""
+    evaluate, predict and the export divide by it too; returns the validation pass it was
+    fitted on. Nothing (``None``) without a validation split or such a head."""
     heads = {name: head for name, head in trainer.model.heads.items()
              if hasattr(head, "set_temperature") and head.options.calibrate}
     data = trainer.data
     if not heads or VALIDATION not in data.splits or data.num_rows(VALIDATION) == 0:
-        return {}
+        return None
     for head in heads.values():
         head.set_temperature(1.0)  # fitted on the raw logits of these weights
     result = trainer.evaluate(VALIDATION)
@@ -74,7 +83,7 @@ def calibrate(trainer: Any) -> dict[str, float]:
     for name, value in fitted.items():
         spec.heads[name].options["fitted_temperature"] = value
     trainer.strategy.on_main(lambda: save_spec(trainer.run, spec))
-    return fitted
+    return result
 
 
 def flat_metrics(final: dict[str, Any]) -> dict[str, float]:
