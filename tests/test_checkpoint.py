@@ -94,11 +94,26 @@ def test_rng_states_restore_every_generator(tmp_path):
     np.random.seed(2)
     torch.manual_seed(3)
     np.random.normal()  # leaves a cached gaussian in numpy's state
+    random.gauss()  # and in Python's
     path = ck.write_checkpoint(tmp_path, 1, {}, {"rng": capture_rng()})
-    expected = (random.random(), np.random.normal(), torch.rand(3))
+    expected = (random.gauss(), random.random(), np.random.normal(), torch.rand(3))
     restore_rng(ck.read_checkpoint(path).state["rng"])
-    got = (random.random(), np.random.normal(), torch.rand(3))
-    assert expected[0] == got[0] and expected[1] == got[1] and torch.equal(expected[2], got[2])
+    got = (random.gauss(), random.random(), np.random.normal(), torch.rand(3))
+    assert expected[:3] == got[:3] and torch.equal(expected[3], got[3])
+    # Python's state is one array in the tensors file, not 625 numbers in the JSON
+    assert len((path / ck.STATE_JSON).read_text()) < 2_000
+
+
+def test_rng_states_of_older_checkpoints_restore(tmp_path):
+    """Checkpoints written before the state was an array keep Python's as nested lists."""
+    random.seed(4)
+    state = capture_rng()
+    version, words, gauss = random.getstate()
+    state["python"] = [version, list(words), gauss]
+    expected = random.random()
+    random.seed(5)
+    restore_rng(state)
+    assert random.random() == expected
 
 
 def test_checkpoint_files_are_not_pickles(tmp_path):

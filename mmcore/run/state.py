@@ -78,8 +78,12 @@ def capture_rng() -> dict[str, Any]:
     """Every global random state training touches: Python, numpy, torch CPU and CUDA."""
     np_state = np.random.get_state(legacy=True)
     assert isinstance(np_state, tuple)  # legacy=True: the global MT19937's state as a tuple
+    version, words, gauss = random.getstate()
     state: dict[str, Any] = {
-        "python": _to_lists(random.getstate()),
+        # the Mersenne Twister's 625 words as one array (a tensor in the checkpoint), not 625
+        # JSON numbers
+        "python": {"version": version, "words": np.asarray(words, dtype=np.int64),
+                   "gauss": gauss},
         "numpy": {
             "kind": np_state[0],
             "keys": np.asarray(np_state[1], dtype=np.int64),  # safetensors has no uint32 everywhere
@@ -96,7 +100,12 @@ def capture_rng() -> dict[str, Any]:
 
 def restore_rng(state: dict[str, Any]) -> None:
     """Put back what :func:`capture_rng` took (CUDA states only when CUDA is in use)."""
-    random.setstate(_to_tuples(state["python"]))
+    python = state["python"]
+    if isinstance(python, dict):
+        random.setstate((python["version"], tuple(int(w) for w in python["words"]),
+                         python["gauss"]))
+    else:  # checkpoints written before 2026-12-06: getstate()'s tuples as nested lists
+        random.setstate(_to_tuples(python))
     np_state = state["numpy"]
     np.random.set_state(
         (
@@ -111,12 +120,6 @@ def restore_rng(state: dict[str, Any]) -> None:
     cuda = state.get("cuda")
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([t.to(torch.uint8) for t in cuda])
-
-
-def _to_lists(value: Any) -> Any:
-    if isinstance(value, tuple | list):
-        return [_to_lists(v) for v in value]
-    return value
 
 
 def _to_tuples(value: Any) -> Any:
