@@ -213,6 +213,15 @@ def test_a_decay_outside_zero_to_one_is_refused_naming_the_field(tmp_path, data,
         _spec(tmp_path, data, reg, ema=value)
 
 
+def test_the_command_line_turns_the_average_off_or_sets_it(tmp_path, data, reg):
+    spec = toy.spec_dict(data, tmp_path / "cache")
+    for override, expected in (("train.ema=none", None), ("train.ema=null", None),
+                               ("train.ema=0.95", 0.95), ("train.ema=auto", "auto")):
+        trainer = Trainer(validate_spec(spec, registry=reg), output=tmp_path / "r",
+                          registry=reg, overrides=[override])
+        assert trainer.spec.train.ema == expected, override
+
+
 def test_the_default_averages_a_small_run_of_auto_epochs(tmp_path, data, reg, capsys):
     """36 training rows in batches of 8: ``epochs: "auto"`` gives 60 epochs of 5 steps, and
     ``ema: "auto"`` (the default) an average that the run keeps."""

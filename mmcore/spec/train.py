@@ -96,6 +96,8 @@ class TrainSpec(StrictModel):
     @field_validator("ema", mode="before")
     @classmethod
     def _ema(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("none", "null", "off"):
+            return None  # train.ema=none on the command line
         if value is None or value == "auto":
             return value
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
