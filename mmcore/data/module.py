@@ -34,7 +34,7 @@ from mmcore.data.split_sources import (
     required_columns,
     split_sizes,
 )
-from mmcore.data.split_store import PreparedSplit, SplitStore, StreamedSplit
+from mmcore.data.split_store import LoaderPlan, PreparedSplit, SplitStore, StreamedSplit
 from mmcore.data.storage import ROW, target_key
 from mmcore.data.targets import Targets
 from mmcore.data.train_fit import TrainFit
@@ -318,12 +318,11 @@ class DataModule:
         ``start_batch`` leaves out the epoch's first batches (resuming mid-epoch): a table
         skips them without reading them, a stream reads and drops them.
         """
-        codes = self.class_codes(split) if balanced else None
-        return self.store(split).loader(
-            batch_size=batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
-            num_workers=num_workers, drop_last=drop_last, rank=rank, world_size=world_size,
-            pin_memory=pin_memory, balance_by=codes, start_batch=start_batch,
-        )
+        plan = LoaderPlan(batch_size=batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
+                          num_workers=num_workers, drop_last=drop_last, rank=rank,
+                          world_size=world_size, pin_memory=pin_memory,
+                          start_batch=start_batch)
+        return self.store(split).loader(plan, self.class_codes(split) if balanced else None)
 
     def external(self, path: str | Path, *, name: str = "external") -> str:
         """Add every row of another data file (or folder) as a new split and return its name.

@@ -14,6 +14,7 @@ torch nor ``datasets`` (a warm set-up imports no ``datasets``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -33,6 +34,23 @@ if TYPE_CHECKING:
     from mmcore.modality import Modality
 
 
+@dataclass(frozen=True)
+class LoaderPlan:
+    """How a loader orders and serves a split's batches, whatever keeps the split (the
+    arguments of :meth:`mmcore.data.module.DataModule.loader` but ``balanced``)."""
+
+    batch_size: int
+    shuffle: bool
+    seed: int = 0
+    epoch: int = 0
+    num_workers: int = 0
+    drop_last: bool = False
+    rank: int = 0
+    world_size: int = 1
+    pin_memory: bool = False
+    start_batch: int = 0
+
+
 class SplitStore(Protocol):
     """One split's rows, served as batches of :class:`~mmcore.batch.Batch`."""
 
@@ -49,23 +67,10 @@ class SplitStore(Protocol):
         (:func:`~mmcore.data.storage.target_key` of a classification head), in split order."""
         ...
 
-    def loader(
-        self,
-        *,
-        batch_size: int,
-        shuffle: bool,
-        seed: int,
-        epoch: int,
-        num_workers: int,
-        drop_last: bool,
-        rank: int,
-        world_size: int,
-        pin_memory: bool,
-        balance_by: np.ndarray | None,
-        start_batch: int,
-    ) -> DataLoader:
-        """The split's batches, as :meth:`mmcore.data.module.DataModule.loader` describes;
-        ``balance_by``: each row's class, to draw rows class-balanced (``None``: don't)."""
+    def loader(self, plan: LoaderPlan, balance_by: np.ndarray | None = None) -> DataLoader:
+        """The split's batches as ``plan`` orders them (see
+        :meth:`mmcore.data.module.DataModule.loader`); ``balance_by``: each row's class, to
+        draw rows class-balanced (``None``: don't)."""
         ...
 
 
@@ -106,32 +111,14 @@ class PreparedSplit:
             self._class_codes[key] = np.array(decode_arrays(arrow, key), dtype=np.int64)
         return self._class_codes[key]
 
-    def loader(
-        self,
-        *,
-        batch_size: int,
-        shuffle: bool,
-        seed: int,
-        epoch: int,
-        num_workers: int,
-        drop_last: bool,
-        rank: int,
-        world_size: int,
-        pin_memory: bool,
-        balance_by: np.ndarray | None,
-        start_batch: int,
-    ) -> DataLoader:
+    def loader(self, plan: LoaderPlan, balance_by: np.ndarray | None = None) -> DataLoader:
         from mmcore.data.split_loader import held_in_memory, split_loader
 
         if self.memory is None:  # kept once built, for the next epoch's loader
             self.memory = held_in_memory(self._table, self.in_memory, self.modalities,
                                          self.heads)
-        return split_loader(
-            self._table, self.memory, self.modalities, self.heads,
-            batch_size=batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
-            num_workers=num_workers, drop_last=drop_last, rank=rank, world_size=world_size,
-            pin_memory=pin_memory, balance_by=balance_by, start_batch=start_batch,
-        )
+        return split_loader(self._table, self.memory, self.modalities, self.heads,
+                            balance_by=balance_by, **vars(plan))
 
 
 class StreamedSplit:
@@ -179,21 +166,7 @@ class StreamedSplit:
     def _no_table(self) -> DataError:
         return DataError(f"split {self.name!r} is streamed (data.streaming=True): no table")
 
-    def loader(
-        self,
-        *,
-        batch_size: int,
-        shuffle: bool,
-        seed: int,
-        epoch: int,
-        num_workers: int,
-        drop_last: bool,
-        rank: int,
-        world_size: int,
-        pin_memory: bool,
-        balance_by: np.ndarray | None,
-        start_batch: int,
-    ) -> DataLoader:
+    def loader(self, plan: LoaderPlan, balance_by: np.ndarray | None = None) -> DataLoader:
         """``balance_by`` is always ``None`` here: :meth:`class_codes` has none to give."""
         from mmcore.data.streaming import stream_loader
 
@@ -201,8 +174,4 @@ class StreamedSplit:
         processor = self.processor(set(src.column_names(source.dataset)))
         # SkipBatches (resuming mid-epoch with several workers) iterates as its DataLoader does
         return stream_loader(  # type: ignore[return-value]
-            source.dataset, source.root, processor, self.report, batch_size=batch_size,
-            shuffle=shuffle, seed=seed, epoch=epoch, num_workers=num_workers,
-            drop_last=drop_last, rank=rank, world_size=world_size, pin_memory=pin_memory,
-            start_batch=start_batch,
-        )
+            source.dataset, source.root, processor, self.report, **vars(plan))
