@@ -35,12 +35,6 @@ def data(tmp_path):
     return toy.write_data(tmp_path / "data" / "data.csv")
 
 
-def _spec(tmp_path, data, reg, **train):
-    spec = toy.spec_dict(data, tmp_path / "cache", **train)
-    spec["heads"]["label"]["options"]["classes"] = toy.CLASSES
-    return validate_spec(spec, registry=reg)
-
-
 def _outputs(seed: int, shape=(5, 3)) -> list[torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     return [torch.randn(shape, generator=generator) * 3 for _ in range(4)]
@@ -59,17 +53,17 @@ def test_heads_average_their_members_predictions():
 
 
 def test_a_spec_with_ensemble_builds_members_with_their_own_weights(tmp_path, data, reg):
-    model = build_model(_spec(tmp_path, data, reg, ensemble=3), registry=reg)
+    model = build_model(toy.labelled(tmp_path, data, reg, ensemble=3), registry=reg)
     assert isinstance(model, EnsembleModel) and len(model.members) == 3
     first, second = (dict(m.named_parameters()) for m in model.members[:2])
     assert not all(torch.equal(first[k], second[k]) for k in first)  # other initial weights
     assert model.heads is model.members[0].heads  # the parts a reader looks at
-    single = build_model(_spec(tmp_path, data, reg), registry=reg)
+    single = build_model(toy.labelled(tmp_path, data, reg), registry=reg)
     assert not isinstance(single, EnsembleModel)
 
 
 def test_the_averaged_forward_is_the_heads_average_of_the_members(tmp_path, data, reg):
-    model = build_model(_spec(tmp_path, data, reg, ensemble=2), registry=reg).eval()
+    model = build_model(toy.labelled(tmp_path, data, reg, ensemble=2), registry=reg).eval()
     batch = _toy_batch()
     with torch.no_grad():
         out = model(batch)["label"]
@@ -92,7 +86,7 @@ def _toy_batch():
 
 
 def test_each_member_gets_the_gradient_it_would_get_alone(tmp_path, data, reg):
-    model = build_model(_spec(tmp_path, data, reg, ensemble=2), registry=reg)
+    model = build_model(toy.labelled(tmp_path, data, reg, ensemble=2), registry=reg)
     inputs = _toy_batch()
     targets = {"label": torch.tensor([0, 1, 2, 0])}
     weights = {"label": 1.0}
@@ -142,7 +136,7 @@ def test_freezing_and_per_modality_groups_reach_every_member(tmp_path, data, reg
 
 def test_an_ensemble_run_trains_saves_and_predicts_what_it_measured(tmp_path, data, reg):
     run = tmp_path / "run"
-    trainer = Trainer(_spec(tmp_path, data, reg, ensemble=3, epochs=4), output=run,
+    trainer = Trainer(toy.labelled(tmp_path, data, reg, ensemble=3, epochs=4), output=run,
                       registry=reg, plots=False, quiet=True)
     final = trainer.fit()
     assert isinstance(trainer.model, EnsembleModel)
@@ -171,11 +165,11 @@ def test_the_first_member_trains_as_one_model_and_the_others_in_their_own_order(
         return step(self, batch, progress, params)
 
     single = tmp_path / "single"
-    Trainer(_spec(tmp_path, data, reg, epochs=2), output=single, registry=reg, plots=False,
+    Trainer(toy.labelled(tmp_path, data, reg, epochs=2), output=single, registry=reg, plots=False,
             report=False, quiet=True).fit()
     monkeypatch.setattr(Trainer, "_train_step", recording)
     ensemble = tmp_path / "ensemble"
-    Trainer(_spec(tmp_path, data, reg, epochs=2, ensemble=2), output=ensemble, registry=reg,
+    Trainer(toy.labelled(tmp_path, data, reg, epochs=2, ensemble=2), output=ensemble, registry=reg,
             plots=False, report=False, quiet=True).fit()
     last = "checkpoints/epoch-0002/model.safetensors"
     one, both = load_file(str(single / last)), load_file(str(ensemble / last))
@@ -191,11 +185,11 @@ def test_an_ensemble_resumes_exactly(tmp_path, data, reg):
     """Stopped after epoch 1 and resumed, an ensemble (every member's weights, optimizer
     state and order of the rows) ends where an uninterrupted run does."""
     whole, parts = tmp_path / "whole", tmp_path / "parts"
-    Trainer(_spec(tmp_path, data, reg, epochs=2, ensemble=2), output=whole, registry=reg,
+    Trainer(toy.labelled(tmp_path, data, reg, epochs=2, ensemble=2), output=whole, registry=reg,
             plots=False, report=False, quiet=True).fit()
-    Trainer(_spec(tmp_path, data, reg, epochs=1, ensemble=2), output=parts, registry=reg,
+    Trainer(toy.labelled(tmp_path, data, reg, epochs=1, ensemble=2), output=parts, registry=reg,
             plots=False, report=False, quiet=True).fit()
-    Trainer(_spec(tmp_path, data, reg, epochs=2, ensemble=2), output=parts, registry=reg,
+    Trainer(toy.labelled(tmp_path, data, reg, epochs=2, ensemble=2), output=parts, registry=reg,
             plots=False, report=False, quiet=True, resume=True).fit()
     last = "checkpoints/epoch-0002/model.safetensors"
     a, b = load_file(str(whole / last)), load_file(str(parts / last))
@@ -206,12 +200,12 @@ def test_an_ensemble_resumes_exactly(tmp_path, data, reg):
 def test_resuming_with_another_number_of_members_is_refused_and_keeps_the_run(
         tmp_path, data, reg):
     run = tmp_path / "run"
-    Trainer(_spec(tmp_path, data, reg, epochs=1, ensemble=2), output=run, registry=reg,
+    Trainer(toy.labelled(tmp_path, data, reg, epochs=1, ensemble=2), output=run, registry=reg,
             plots=False, report=False, quiet=True).fit()
     saved = (run / "spec.json").read_text()
     for members in (3, 1):
         with pytest.raises(CheckpointError, match=f"train.ensemble: 2 in the run, {members} now"):
-            Trainer(_spec(tmp_path, data, reg, epochs=2, ensemble=members), output=run,
+            Trainer(toy.labelled(tmp_path, data, reg, epochs=2, ensemble=members), output=run,
                     registry=reg, plots=False, report=False, quiet=True, resume=True).fit()
     assert (run / "spec.json").read_text() == saved  # the finished run still loads
     assert len(mmcore.load(run, registry=reg).model.members) == 2

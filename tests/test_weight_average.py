@@ -33,12 +33,6 @@ def data(tmp_path):
     return toy.write_data(tmp_path / "data" / "data.csv")
 
 
-def _spec(tmp_path, data, reg, **train):
-    spec = toy.spec_dict(data, tmp_path / "cache", **train)
-    spec["heads"]["label"]["options"]["classes"] = toy.CLASSES
-    return validate_spec(spec, registry=reg)
-
-
 def _fit(spec, out, reg, **kwargs):
     trainer = Trainer(spec, output=out, registry=reg, plots=False, report=False, quiet=True,
                       **kwargs)
@@ -92,7 +86,7 @@ class _IndependentAverage:
 def test_the_run_validates_saves_and_evaluates_the_average(tmp_path, data, reg):
     independent = _IndependentAverage(0.9)
     run = tmp_path / "run"
-    trainer = _fit(_spec(tmp_path, data, reg, epochs=3, ema=0.9), run, reg,
+    trainer = _fit(toy.labelled(tmp_path, data, reg, epochs=3, ema=0.9), run, reg,
                    callbacks=[independent])
     saved = load_file(str(run / "checkpoints/epoch-0003/model.safetensors"))
     assert saved.keys() == independent.average.keys()
@@ -114,9 +108,9 @@ def test_the_run_validates_saves_and_evaluates_the_average(tmp_path, data, reg):
 
 def test_a_run_with_an_average_resumes_exactly(tmp_path, data, reg):
     whole, parts = tmp_path / "whole", tmp_path / "parts"
-    _fit(_spec(tmp_path, data, reg, epochs=3, ema=0.9), whole, reg)
-    _fit(_spec(tmp_path, data, reg, epochs=1, ema=0.9), parts, reg)
-    _fit(_spec(tmp_path, data, reg, epochs=3, ema=0.9), parts, reg, resume=True)
+    _fit(toy.labelled(tmp_path, data, reg, epochs=3, ema=0.9), whole, reg)
+    _fit(toy.labelled(tmp_path, data, reg, epochs=1, ema=0.9), parts, reg)
+    _fit(toy.labelled(tmp_path, data, reg, epochs=3, ema=0.9), parts, reg, resume=True)
     for name in ("model.safetensors", "trainer_state.safetensors"):
         a = load_file(str(whole / "checkpoints/epoch-0003" / name))
         b = load_file(str(parts / "checkpoints/epoch-0003" / name))
@@ -131,9 +125,9 @@ def test_resuming_without_the_average_trains_on_from_the_trained_weights(tmp_pat
     from the weights being trained (kept in the trainer state), not from the average in the
     checkpoint's model file."""
     averaged, switched = tmp_path / "averaged", tmp_path / "switched"
-    _fit(_spec(tmp_path, data, reg, epochs=2, ema=0.9), averaged, reg)
-    _fit(_spec(tmp_path, data, reg, epochs=1, ema=0.9), switched, reg)
-    _fit(_spec(tmp_path, data, reg, epochs=2), switched, reg, resume=True)
+    _fit(toy.labelled(tmp_path, data, reg, epochs=2, ema=0.9), averaged, reg)
+    _fit(toy.labelled(tmp_path, data, reg, epochs=1, ema=0.9), switched, reg)
+    _fit(toy.labelled(tmp_path, data, reg, epochs=2), switched, reg, resume=True)
     trained = load_file(str(averaged / "checkpoints/epoch-0002/trainer_state.safetensors"))
     plain = load_file(str(switched / "checkpoints/epoch-0002/model.safetensors"))
     prefix = "state/training_weights/"
@@ -145,8 +139,9 @@ def test_a_run_shorter_than_the_averages_horizon_is_told(tmp_path, data, reg, ca
     """5 optimizer steps against a horizon of about 10 (decay 0.9): the note says so; a
     decay of 0.2 (about 1 step) passes without one."""
     for decay in (0.9, 0.2):
-        Trainer(_spec(tmp_path, data, reg, epochs=1, ema=decay), output=tmp_path / str(decay),
-                registry=reg, plots=False, report=False, progress=False).fit()
+        Trainer(toy.labelled(tmp_path, data, reg, epochs=1, ema=decay),
+                output=tmp_path / str(decay), registry=reg, plots=False, report=False,
+                progress=False).fit()
     notes = [line for line in capsys.readouterr().err.splitlines() if "train.ema=" in line]
     assert notes == ["train.ema=0.9 averages over about 10 optimizer steps, and this run has "
                      "5: its first weights weigh on the average (a smaller decay, or more "
@@ -210,7 +205,7 @@ def test_auto_averages_small_data_in_runs_long_enough():
 @pytest.mark.parametrize("value", [0, 1, 1.5, -0.1, True, "often"])
 def test_a_decay_outside_zero_to_one_is_refused_naming_the_field(tmp_path, data, reg, value):
     with pytest.raises(SpecError, match=r"train\.ema.*decay between 0 and 1"):
-        _spec(tmp_path, data, reg, ema=value)
+        toy.labelled(tmp_path, data, reg, ema=value)
 
 
 def test_the_command_line_turns_the_average_off_or_sets_it(tmp_path, data, reg):

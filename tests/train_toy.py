@@ -132,6 +132,16 @@ def spec_dict(data: Path, cache: Path, **train: Any) -> dict[str, Any]:
     }
 
 
+def labelled(tmp_path: Path, data: Path, registry: Registry, **train: Any) -> Any:
+    """:func:`spec_dict` validated, its head's classes given (:data:`CLASSES`), its cache in
+    ``tmp_path``; ``train`` overrides train settings."""
+    from mmcore.spec import validate_spec
+
+    spec = spec_dict(data, tmp_path / "cache", **train)
+    spec["heads"]["label"]["options"]["classes"] = CLASSES
+    return validate_spec(spec, registry=registry)
+
+
 def write_spec(path: Path, spec: dict[str, Any]) -> Path:
     path.write_text(f"spec = {spec!r}\n")
     return path
