@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from mmcore.batch import Batch
+from mmcore.evaluate.features import FeatureStatistics
 from mmcore.run.layout import DRIFT_REFERENCE
 
 __all__ = ["DRIFT_REFERENCE", "drift_report", "evaluate_drift", "feature_statistics",
@@ -51,11 +52,11 @@ NOISE_FACTOR = 2.5
 def feature_statistics(model: Any, batches: Iterable[Batch], device: torch.device,
                        transform: Any = None) -> dict[str, dict[str, Any]]:
     """Per modality: ``{"rows", "mean", "std"}`` of its encoder's pooled features over the rows
-    that have it (``mean``/``std`` are lists of floats; absent for a modality no row has).
-    ``transform`` changes each batch's inputs first (as the evaluation's does)."""
-    sums: dict[str, torch.Tensor] = {}
-    squares: dict[str, torch.Tensor] = {}
-    counts: dict[str, int] = {}
+    that have it (``mean``/``std`` are lists of floats; absent for a modality no row has),
+    from a pass of the encoders over ``batches``. ``transform`` changes each batch's inputs
+    first (as the evaluation's does). (An evaluation measures the same in its own pass:
+    ``evaluate_model(..., statistics=True)``.)"""
+    statistics = FeatureStatistics(model.encoders)
     was_training = model.training
     model.eval()
     try:
@@ -65,28 +66,11 @@ def feature_statistics(model: Any, batches: Iterable[Batch], device: torch.devic
                 if transform is not None:
                     inputs = transform(inputs)
                 for name, encoder in model.encoders.items():
-                    if name not in inputs:
-                        continue
-                    features = encoder(inputs[name])
-                    keep = features.present
-                    pooled = features.pooled()[keep].double().cpu()
-                    if not len(pooled):
-                        continue
-                    sums[name] = sums.get(name, 0) + pooled.sum(dim=0)
-                    squares[name] = squares.get(name, 0) + (pooled ** 2).sum(dim=0)
-                    counts[name] = counts.get(name, 0) + len(pooled)
+                    if name in inputs:
+                        statistics.add(name, encoder(inputs[name]))
     finally:
         model.train(was_training)
-    out: dict[str, dict[str, Any]] = {}
-    for name in model.encoders:
-        n = counts.get(name, 0)
-        if not n:
-            out[name] = {"rows": 0}
-            continue
-        mean = sums[name] / n
-        var = (squares[name] / n - mean ** 2).clamp_min(0)
-        out[name] = {"rows": n, "mean": mean.tolist(), "std": var.sqrt().tolist()}
-    return out
+    return statistics.result()
 
 
 def drift_scores(reference: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, float]:
@@ -131,20 +115,20 @@ def make_reference(train: Mapping[str, Any],
     return ref
 
 
-def measure_reference(model: Any, data: Any, batch_size: int,
-                      device: torch.device) -> dict[str, Any]:
+def measure_reference(model: Any, data: Any, batch_size: int, device: torch.device,
+                      validation: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What ``drift_reference.json`` holds for ``model``: its encoders' statistics over the
     training split of ``data`` (a set-up :class:`~mmcore.data.DataModule`; a seeded random
     sample of :data:`REFERENCE_ROWS` rows when it has more) and the validation split's scores
-    against them, when it has rows. Every process of a sharded (FSDP) model must call it, as
+    against them, when it has rows (``validation``: its statistics, when an evaluation of
+    ``model`` measured them already). Every process of a sharded (FSDP) model must call it, as
     each forward pass gathers the shards (each draws the same sample)."""
-    validation = "validation" in data.splits and data.num_rows("validation") > 0
     train = data.loader("train", batch_size=batch_size, shuffle=True, seed=REFERENCE_SEED)
     reference = feature_statistics(model, _first_rows(train, REFERENCE_ROWS), device)
-    if not validation:
-        return make_reference(reference, None)
-    loader = data.loader("validation", batch_size=batch_size, shuffle=False)
-    return make_reference(reference, feature_statistics(model, loader, device))
+    if validation is None and "validation" in data.splits and data.num_rows("validation") > 0:
+        loader = data.loader("validation", batch_size=batch_size, shuffle=False)
+        validation = feature_statistics(model, loader, device)
+    return make_reference(reference, validation)
 
 
 def _first_rows(batches: Iterable[Batch], rows: int) -> Iterator[Batch]:

@@ -69,13 +69,15 @@ class SubsetEvaluations:
     def __init__(self, evaluate: Callable[[Transform | None], SplitResult],
                  modalities: Sequence[str],
                  evaluate_kept: Callable[[list[frozenset[str]]], list[SplitResult]] | None = None,
+                 known: Mapping[frozenset[str], SplitResult] | None = None,
                  ) -> None:
         self.evaluate = evaluate
         #: evaluates several groups of kept modalities in one pass of the encoders
         #: (:func:`mmcore.evaluate.split.evaluate_kept`); without it, one evaluation each
         self.evaluate_kept = evaluate_kept
         self.names = sorted(modalities)
-        self._results: dict[frozenset[str], SplitResult] = {}
+        #: ``known``: results already evaluated, by group (e.g. the trainer's final pass)
+        self._results: dict[frozenset[str], SplitResult] = dict(known or {})
 
     def kept(self, group: Iterable[str]) -> SplitResult:
         """The result with the modalities ``group`` kept (evaluated on the first ask)."""
@@ -106,10 +108,22 @@ def modality_report(
     monitor: str,
     split: str,
     evaluate_kept: Callable[[list[frozenset[str]]], list[SplitResult]] | None = None,
+    known: Mapping[frozenset[str], SplitResult] | None = None,
 ) -> dict[str, Any]:
-    """:func:`modality_view` of ``modalities``' subsets, each evaluated once: all of them,
-    each one hidden and each one alone (with two modalities "a hidden" is "b alone")."""
-    return modality_view(SubsetEvaluations(evaluate, modalities, evaluate_kept), monitor, split)
+    """:func:`modality_view` of ``modalities``' subsets, each evaluated once (``known``: those
+    evaluated already): all of them, each one hidden and each one alone (with two modalities
+    "a hidden" is "b alone")."""
+    return modality_view(SubsetEvaluations(evaluate, modalities, evaluate_kept, known),
+                         monitor, split)
+
+
+def report_groups(modalities: Iterable[str]) -> list[frozenset[str]]:
+    """The groups of kept modalities the modality report reads besides all of them: all but
+    each one ("without"), and each one alone ("only")."""
+    names = sorted(modalities)
+    every = set(names)
+    return list(dict.fromkeys([*(frozenset(every - {n}) for n in names),
+                               *(frozenset({n}) for n in names)]))
 
 
 def modality_view(evaluations: SubsetEvaluations, monitor: str, split: str) -> dict[str, Any]:
@@ -120,7 +134,7 @@ def modality_view(evaluations: SubsetEvaluations, monitor: str, split: str) -> d
     """
     names = evaluations.names
     baseline = evaluations.full().metrics
-    evaluations.prefetch([*(set(names) - {n} for n in names), *({n} for n in names)])
+    evaluations.prefetch(report_groups(names))
     per: dict[str, Any] = {}
     for name in names:
         without = evaluations.kept(set(names) - {name}).metrics

@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import Tensor
 
 from mmcore.batch import Batch, ModalityBatch
+from mmcore.evaluate.features import FeatureStatistics
 from mmcore.head import Head
 from mmcore.model import MultimodalModel
 from mmcore.strategy import SingleProcess, Strategy
@@ -69,6 +70,9 @@ class SplitResult:
     rows: int
     outputs: dict[str, Tensor] = field(default_factory=dict)
     targets: dict[str, Tensor] = field(default_factory=dict)
+    #: with ``statistics``: the encoders' feature statistics over the split's rows
+    #: (:meth:`~mmcore.evaluate.features.FeatureStatistics.result`), measured in the same pass
+    features: dict[str, dict[str, Any]] | None = None
 
 
 def evaluate_model(
@@ -82,6 +86,7 @@ def evaluate_model(
     strategy: Strategy | None = None,
     batch_size: int | None = None,
     dedupe: bool = True,
+    statistics: bool = False,
 ) -> SplitResult:
     """The one evaluation path: forward (:func:`forward_rows`) → gather every process's rows
     (``strategy.gather_rows``; nothing to gather in one process) → score (:func:`score`).
@@ -93,11 +98,14 @@ def evaluate_model(
     lacks get no figures (``loss`` then sums the others); with no targets only ``rows`` is
     set. ``transform`` may rewrite each batch's inputs (e.g. hide a modality). With several
     processes every one calls this on its shard and gets the whole split's figures; with
-    ``dedupe`` the rows a sampler repeated to pad the shards are dropped.
+    ``dedupe`` the rows a sampler repeated to pad the shards are dropped. With ``statistics``
+    the result also holds the encoders' feature statistics (``SplitResult.features``, what
+    :mod:`mmcore.drift` compares), from the same pass; summed over the processes' shards, the
+    few rows a sampler repeats count twice.
     """
     return _evaluate(model, batches, None, device=device, weights=weights,
                      precision=precision, transform=transform, strategy=strategy,
-                     batch_size=batch_size, dedupe=dedupe)[0]
+                     batch_size=batch_size, dedupe=dedupe, statistics=statistics)[0]
 
 
 def evaluate_kept(
@@ -111,32 +119,42 @@ def evaluate_kept(
     strategy: Strategy | None = None,
     batch_size: int | None = None,
     dedupe: bool = True,
+    statistics: bool = False,
 ) -> list[SplitResult]:
     """:func:`evaluate_model` with only each group of ``kept`` modalities kept, the others
     hidden from every row: one result per group, from one pass of the encoders over the split
     (``model(inputs, kept=kept)``: a hidden modality's features are
-    :meth:`~mmcore.batch.Features.absent`, what its encoder gives for a hidden input)."""
+    :meth:`~mmcore.batch.Features.absent`, what its encoder gives for a hidden input);
+    ``statistics`` as for :func:`evaluate_model` (every result holds the same)."""
     return _evaluate(model, batches, list(kept), device=device, weights=weights,
                      precision=precision, strategy=strategy, batch_size=batch_size,
-                     dedupe=dedupe)
+                     dedupe=dedupe, statistics=statistics)
 
 
 def _evaluate(model: MultimodalModel, batches: Iterable[Batch],
               kept: list[Collection[str]] | None, *, device: torch.device,
               weights: Mapping[str, float], precision: str, transform: Transform | None = None,
               strategy: Strategy | None, batch_size: int | None,
-              dedupe: bool) -> list[SplitResult]:
+              dedupe: bool, statistics: bool = False) -> list[SplitResult]:
     strategy = strategy or SingleProcess()
     was_training = model.training
     model.eval()  # heads' losses too may differ in training mode
+    recorder = FeatureStatistics(model.encoders)
     try:
-        per_group, targets, index, first = forward_rows(model, batches, device, precision,
-                                                       transform, kept)
+        with recorder.recording(model.encoders) if statistics else contextlib.nullcontext():
+            per_group, targets, index, first = forward_rows(model, batches, device, precision,
+                                                           transform, kept)
+        features = None
+        if statistics:
+            shares = strategy.gather(recorder)
+            features = shares[0].merge(shares[1:]).result()
         results = []
         for outputs in per_group:
             out, tgt, rows = strategy.gather_rows((outputs, targets, index), dedupe)
-            results.append(score(model, out, tgt, len(rows), weights=weights, device=device,
-                                 batch_size=batch_size or first or 1))
+            result = score(model, out, tgt, len(rows), weights=weights, device=device,
+                           batch_size=batch_size or first or 1)
+            result.features = features
+            results.append(result)
         return results
     finally:
         model.train(was_training)
@@ -228,8 +246,10 @@ def rescore(model: MultimodalModel, result: SplitResult, *, weights: Mapping[str
     was_training = model.training
     model.eval()
     try:
-        return score(model, result.outputs, result.targets, result.rows, weights=weights,
-                     device=device, batch_size=batch_size)
+        scored = score(model, result.outputs, result.targets, result.rows, weights=weights,
+                       device=device, batch_size=batch_size)
+        scored.features = result.features
+        return scored
     finally:
         model.train(was_training)
 

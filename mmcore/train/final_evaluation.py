@@ -35,17 +35,19 @@ def final_evaluation(trainer: Any) -> tuple[dict[str, Any], dict[str, SplitResul
     results: dict[str, SplitResult] = {}
     data = trainer.data
     splits = (VALIDATION, TEST) if trainer.spec.train.final_test else (VALIDATION,)
+    splits = tuple(s for s in splits if s in data.splits and data.num_rows(s) > 0)
     for split in splits:
-        if split == VALIDATION and calibrated is not None:
-            # the calibration's pass gave the outputs (a temperature does not change them):
-            # scored again with the fitted temperatures, not run again
-            results[split] = rescore(model, calibrated, weights=trainer.weights,
+        # the best epoch's validation pass (or the calibration's) gave these weights' outputs
+        # over validation (a temperature does not change them): scored again, not run again
+        known = (calibrated or trainer.best_validation) if split == VALIDATION else None
+        if known is not None:
+            results[split] = rescore(model, known, weights=trainer.weights,
                                      device=trainer.device,
                                      batch_size=trainer.spec.train.batch_size)
-        elif split in data.splits and data.num_rows(split) > 0:
-            results[split] = trainer.evaluate(split)
+        elif split == splits[-1]:
+            results[split] = evaluate_with_groups(trainer, split)
         else:
-            continue
+            results[split] = trainer.evaluate(split)
         final[split] = results[split].metrics
 
     def write() -> None:
@@ -62,11 +64,25 @@ def final_evaluation(trainer: Any) -> tuple[dict[str, Any], dict[str, SplitResul
     return final, results
 
 
+def evaluate_with_groups(trainer: Any, split: str) -> SplitResult:
+    """``split`` (the last one evaluated) evaluated with every modality, and with only each of
+    ``trainer.final_groups`` kept, in one pass of the encoders; the groups' results go to
+    ``trainer.final_subsets[split]``."""
+    if not trainer.final_groups:
+        return trainer.evaluate(split)
+    every = frozenset(trainer.model.encoders)
+    groups = list(dict.fromkeys([every, *trainer.final_groups]))
+    results = dict(zip(groups, trainer.evaluate_kept(split, groups), strict=True))
+    trainer.final_subsets[split] = results
+    return results[every]
+
+
 def calibrate(trainer: Any) -> SplitResult | None:
     """Fit the temperature of every classification head with ``calibrate`` on the validation
     split, use it, and keep it in the run's ``spec.json`` (``fitted_temperature``), so that
     evaluate, predict and the export divide by it too; returns the validation pass it was
-    fitted on. Nothing (``None``) without a validation split or such a head."""
+    fitted on (the best epoch's, when this session validated it). Nothing (``None``) without
+    a validation split or such a head."""
     heads = {name: head for name, head in trainer.model.heads.items()
              if hasattr(head, "set_temperature") and head.options.calibrate}
     data = trainer.data
@@ -74,7 +90,9 @@ def calibrate(trainer: Any) -> SplitResult | None:
         return None
     for head in heads.values():
         head.set_temperature(1.0)  # fitted on the raw logits of these weights
-    result = trainer.evaluate(VALIDATION)
+    # the best epoch's own validation pass ran these weights over these rows: its outputs
+    # (raw logits, whatever the temperature) are this pass's; a resumed run without it evaluates
+    result = trainer.best_validation or trainer.evaluate(VALIDATION)
     fitted = {}
     for name, head in heads.items():
         fitted[name] = fit_temperature(result.outputs[name], result.targets[name])

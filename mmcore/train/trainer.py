@@ -161,6 +161,17 @@ class Trainer:
         self.stopped_early = False
         self.final_metrics: dict[str, Any] = {}
         self.final_results: dict[str, SplitResult] = {}
+        #: groups of modalities (each a set of names kept, the others hidden) that the final
+        #: evaluation of the test split also evaluates, in its one pass of the encoders: a
+        #: callback adds the groups it will ask for in ``on_train_start``, and finds their
+        #: results in ``final_subsets`` at ``on_train_end``
+        self.final_groups: list[frozenset[str]] = []
+        self.final_subsets: dict[str, dict[frozenset[str], SplitResult]] = {}
+        #: the best epoch's validation pass (this session's), which the calibration reuses
+        self.best_validation: SplitResult | None = None
+        #: whether evaluations also measure the encoders' feature statistics in their pass
+        #: (``SplitResult.features``, for the drift reference; the modality report sets it)
+        self.feature_statistics = False
         self.last_checkpoint: Path | None = None
         self.progress = EpochProgress()  # where the epoch being trained is
         self.average = WeightAverage(None)  # train.ema's, resolved with the data's size
@@ -248,10 +259,11 @@ class Trainer:
         record: dict[str, Any] = {"epoch": epoch, "step": self.step,
                                   "lr": self.optimizer.param_groups[0]["lr"]}
         record.update({f"{TRAIN}/{k}": v for k, v in train_metrics.items()})
+        validation = None
         if self.has_validation:
             with self.average.applied(self.model):
-                figures = self.evaluate(VALIDATION).metrics
-            record.update({f"{VALIDATION}/{k}": v for k, v in figures.items()})
+                validation = self.evaluate(VALIDATION)
+            record.update({f"{VALIDATION}/{k}": v for k, v in validation.metrics.items()})
         record["seconds"] = round(time.perf_counter() - started, 3)
         # the main process's figures decide best epoch and stopping for all
         record = self.strategy.broadcast(record)
@@ -260,6 +272,7 @@ class Trainer:
         if improved:
             self.best_epoch = epoch
             self.best_value = record.get(self.monitor.key, float("nan"))
+            self.best_validation = validation
         self.epoch = epoch
         self.history.append(record)
         self.hooks.hook.on_validation_end(trainer=self, epoch=epoch, metrics=dict(record),
@@ -371,7 +384,7 @@ class Trainer:
             self.model, self._loader(split, shuffle=False), device=self.device,
             weights=self.weights, precision=self.spec.train.precision, transform=transform,
             strategy=self.strategy, batch_size=self.spec.train.batch_size,
-            dedupe=not self.data.streaming,
+            dedupe=not self.data.streaming, statistics=self.feature_statistics,
         )
 
     def evaluate_kept(self, split: str, groups: list[frozenset[str]]) -> list[SplitResult]:
@@ -382,6 +395,7 @@ class Trainer:
             self.model, self._loader(split, shuffle=False), groups, device=self.device,
             weights=self.weights, precision=self.spec.train.precision, strategy=self.strategy,
             batch_size=self.spec.train.batch_size, dedupe=not self.data.streaming,
+            statistics=self.feature_statistics,
         )
 
     def _loader(self, split: str, *, shuffle: bool, epoch: int = 0, start_batch: int = 0,

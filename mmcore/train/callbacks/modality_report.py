@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mmcore.evaluate.ablation import modality_report
+from mmcore.evaluate.ablation import modality_report, report_groups
 from mmcore.plugins.hookspecs import hookimpl
 from mmcore.run import checkpoint as ck
 from mmcore.run.layout import MODALITY_REPORT
@@ -23,6 +23,13 @@ class ModalityReport:
     card and the trackers see the report. Unlike a user's callback it runs on every process
     (the trainer registers it there too): each evaluation and each forward pass of a sharded
     model needs them all; the main process alone writes."""
+
+    @hookimpl
+    def on_train_start(self, trainer: Any) -> None:
+        """Ask the final evaluation for the report's groups, so that they come from its pass
+        over the test split (``trainer.final_groups``)."""
+        trainer.final_groups.extend(report_groups(trainer.model.encoders))
+        trainer.feature_statistics = True  # the drift statistics from the same passes
 
     @hookimpl(tryfirst=True)
     def on_train_end(self, trainer: Any, metrics: Mapping[str, float]) -> None:
@@ -42,12 +49,18 @@ class ModalityReport:
                 lambda t: results[split] if t is None else trainer.evaluate(split, t),
                 list(model.encoders), metric.name, split,
                 lambda groups: trainer.evaluate_kept(split, groups),
+                trainer.final_subsets.get(split),
             )
             write(lambda: ck.atomic_write_json(trainer.run.path / MODALITY_REPORT, report))
-        reference = measure_reference(model, trainer.data, spec.train.batch_size, trainer.device)
+        validation = results.get(VALIDATION)
+        reference = measure_reference(model, trainer.data, spec.train.batch_size, trainer.device,
+                                      validation.features if validation else None)
         write(lambda: ck.atomic_write_json(trainer.run.path / DRIFT_REFERENCE, reference))
         if results and TEST in results and len(model.encoders) > 1:
             # the test split may be a later session: its drift, for the modality_drifts check
-            loader = trainer.data.loader(TEST, batch_size=spec.train.batch_size, shuffle=False)
-            trainer.test_drift = drift_report(
-                reference, feature_statistics(model, loader, trainer.device), TEST)
+            test = results[TEST].features
+            if test is None:
+                loader = trainer.data.loader(TEST, batch_size=spec.train.batch_size,
+                                             shuffle=False)
+                test = feature_statistics(model, loader, trainer.device)
+            trainer.test_drift = drift_report(reference, test, TEST)

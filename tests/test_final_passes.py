@@ -1,0 +1,102 @@
+"""The end of a run evaluates no split twice: the calibration and the final validation figures
+reuse the best epoch's validation pass, and the modality report's groups come from the final
+pass over the test split (``Trainer.final_groups``); the figures are those of evaluating the
+saved run again."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mmcore import Trainer, load
+from tests import train_toy as toy
+
+
+def _counted(monkeypatch) -> list[tuple[str, str, tuple[frozenset[str], ...]]]:
+    """Every evaluation a trainer runs: ``(phase, split, groups)``; phase is ``epochs`` or
+    ``end`` (after the last epoch)."""
+    calls: list[tuple[str, str, tuple[frozenset[str], ...]]] = []
+    phase = ["epochs"]
+    evaluate, evaluate_kept, finish = Trainer.evaluate, Trainer.evaluate_kept, Trainer._finish
+
+    def counted(self, split, transform=None):
+        calls.append((phase[0], split, ()))
+        return evaluate(self, split, transform)
+
+    def counted_kept(self, split, groups):
+        calls.append((phase[0], split, tuple(groups)))
+        return evaluate_kept(self, split, groups)
+
+    def finishing(self):
+        phase[0] = "end"
+        return finish(self)
+
+    monkeypatch.setattr(Trainer, "evaluate", counted)
+    monkeypatch.setattr(Trainer, "evaluate_kept", counted_kept)
+    monkeypatch.setattr(Trainer, "_finish", finishing)
+    return calls
+
+
+@pytest.mark.parametrize("calibrate", [True, False])
+def test_the_end_of_a_run_passes_over_each_split_once(tmp_path, monkeypatch, calibrate):
+    data = toy.write_data(tmp_path / "data.csv")
+    spec = toy.labelled(tmp_path, data, toy.registry(), epochs=3, callbacks=[])
+    spec.heads["label"].options["calibrate"] = calibrate
+    calls = _counted(monkeypatch)
+    torch.manual_seed(0)
+    trainer = Trainer(spec, output=tmp_path / "run", quiet=True, registry=toy.registry())
+    final = trainer.fit()
+
+    assert [c for c in calls if c[0] == "epochs"] == [("epochs", "validation", ())] * 3
+    end = [c for c in calls if c[0] == "end"]
+    every = frozenset({"a", "b"})
+    # one pass over test for the figures and the report's "without"/"only" groups; none over
+    # validation (the best epoch's pass is scored again)
+    assert end == [("end", "test", (every, frozenset({"b"}), frozenset({"a"})))]
+    assert trainer.best_validation is not None
+
+    # the figures are those of the saved run evaluated again, pass by pass
+    monkeypatch.undo()
+    predictor = load(tmp_path / "run", registry=toy.registry())
+    for split in ("validation", "test"):
+        again = predictor.evaluate(split=split)["metrics"]
+        assert final[split] == pytest.approx(again, abs=1e-6), split
+    report = json.loads((tmp_path / "run" / "modality_report.json").read_text())
+    assert report == predictor.modality_report(save=False)
+
+    # the drift statistics measured in those passes are those of separate passes
+    from mmcore.drift import drift_report, feature_statistics, measure_reference
+
+    batch = spec.train.batch_size
+    reference = json.loads((tmp_path / "run" / "drift_reference.json").read_text())
+    alone = measure_reference(trainer.model, trainer.data, batch, trainer.device)
+    assert _flat(reference) == pytest.approx(_flat(alone), abs=1e-9)
+    test = feature_statistics(trainer.model, trainer.data.loader("test", batch_size=batch,
+                                                                 shuffle=False), trainer.device)
+    assert _flat(trainer.test_drift) == pytest.approx(
+        _flat(drift_report(alone, test, "test")), abs=1e-9)
+
+
+def _flat(value, prefix=""):
+    """Nested dicts and lists as ``{path: leaf}``."""
+    items = value.items() if isinstance(value, dict) else \
+        enumerate(value) if isinstance(value, list) else None
+    if items is None:
+        return {prefix: value}
+    return {k: v for key, item in items for k, v in _flat(item, f"{prefix}{key}/").items()}
+
+
+def test_a_resumed_run_without_its_best_pass_evaluates_validation(tmp_path, monkeypatch):
+    data = toy.write_data(tmp_path / "data.csv")
+    spec = toy.labelled(tmp_path, data, toy.registry(), epochs=2, callbacks=[])
+    spec.heads["label"].options["calibrate"] = True
+    Trainer(spec, output=tmp_path / "run", quiet=True, registry=toy.registry(),
+            report=False).fit()
+    calls = _counted(monkeypatch)
+    trainer = Trainer(spec, output=tmp_path / "run", resume=True, quiet=True,
+                      registry=toy.registry(), report=False)
+    trainer.fit()
+    assert trainer.best_validation is None  # nothing trained in this session
+    assert [c[1] for c in calls] == ["validation", "test"]
