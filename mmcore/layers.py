@@ -10,10 +10,10 @@ import torch
 from torch import Tensor, nn
 
 
-def dropout_layer(p: float) -> nn.Module:
-    """``nn.Dropout(p)``, or ``nn.Identity()`` when ``p`` is 0 (a dropout module that drops
-    nothing still costs a call per use)."""
-    return nn.Dropout(p) if p > 0 else nn.Identity()
+def dropout_layer(p: float) -> nn.Dropout | None:
+    """``nn.Dropout(p)``, or ``None`` when ``p`` is 0: callers skip it (a module that drops
+    nothing, ``nn.Identity`` too, still costs a call per use)."""
+    return nn.Dropout(p) if p > 0 else None
 
 
 def mlp(

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from mmcore.batch import Features
 from mmcore.fusion import Fusion
+from mmcore.fusions.common import presence
 from mmcore.layers import mlp
 
 
@@ -32,5 +33,9 @@ class ConcatFusion(Fusion):
 
     def forward(self, features: Mapping[str, Features]) -> Tensor:
         parts = [features[m].pooled() for m in self.modalities]
-        flags = [features[m].present.unsqueeze(-1).to(parts[0].dtype) for m in self.modalities]
-        return self.mlp(torch.cat(parts + flags, dim=-1))
+        if all(features[m].full for m in self.modalities):  # every row has every modality
+            flags = parts[0].new_ones(len(parts[0]), len(parts))
+        else:
+            flags = presence(features, self.modalities).to(parts[0].dtype)
+        return self.mlp(torch.cat([*parts, flags], dim=-1))
+

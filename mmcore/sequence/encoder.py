@@ -107,7 +107,9 @@ class ResidualBlock(nn.Module):
         h = self.norm(x)
         if keep is not None:  # LayerNorm turns a zero step into its bias: zero it again
             h = h * keep.transpose(1, 2)
-        h = self.drop(nn.functional.gelu(self.conv1(h.transpose(1, 2))))
+        h = nn.functional.gelu(self.conv1(h.transpose(1, 2)))
+        if self.drop is not None:
+            h = self.drop(h)
         length = h.shape[-1] if out_keep is None else out_keep.shape[-1]
         h = h[..., :length]
         if out_keep is not None:  # conv1 reaches from real steps into the padding
@@ -189,7 +191,9 @@ class ReferenceConvs(nn.Module):
         if keep is not None:
             h = h * keep
         for conv in self.convs:
-            h = self.drop(torch.relu(conv(h)))
+            h = torch.relu(conv(h))
+            if self.drop is not None:
+                h = self.drop(h)
             if keep is not None:
                 h = h * keep
         return h.transpose(1, 2), mask
@@ -327,7 +331,7 @@ class SequenceEncoder(Encoder):
         else:
             h = x
         if self.proj is not None:
-            h = self.proj(self.drop(h))
+            h = self.proj(h if self.drop is None else self.drop(h))
             if out_mask is not None and h.dim() == 3:
                 h = h * out_mask.unsqueeze(-1).to(h.dtype)  # the bias would fill padded steps
         return self.features(h, out_mask, batch)

@@ -347,7 +347,8 @@ class MiniRocketEncoder(Encoder):
         x, mask = sequence_input(batch, self.input_size, "minirocket encoder")
         with torch.no_grad():
             h = (self.ppv(x, mask) - self.mean.to(x.dtype)) / self.scale.to(x.dtype)
-        h = self.drop(h)
+        if self.drop is not None:
+            h = self.drop(h)
         if self.proj is not None:
             h = self.proj(h)
         return self.features(h, None, batch)
