@@ -50,8 +50,8 @@ def _time(fn: Callable[[], object], repeats: int) -> float:
 
 def prepare(folder: Path) -> tuple:
     import mmcore
-    from mmcore import runtime
-    from mmcore.export import export_run
+    from mmcore.inference import runtime
+    from mmcore.inference.export import export_run
 
     sys.path.insert(0, str(REPO / "examples" / "av_digits"))
     from common import TABLE  # noqa: E402 - the example's own table (degraded copy)

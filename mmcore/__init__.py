@@ -36,9 +36,9 @@ _LAZY = {
     "validate_spec": "mmcore.spec",
     "get_registry": "mmcore.plugins",
     "Trainer": "mmcore.train",
-    "load": "mmcore.predict",
-    "prepare": "mmcore.prepared",
-    "Prepared": "mmcore.prepared",
+    "load": "mmcore.inference.predict",
+    "prepare": "mmcore.inference.prepared",
+    "Prepared": "mmcore.inference.prepared",
     "MmcoreError": "mmcore.errors",
 }
 
@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     from mmcore.errors import MmcoreError
     from mmcore.fusion import Fusion, PerModalityFusion
     from mmcore.head import Head
+    from mmcore.inference.predict import load
+    from mmcore.inference.prepared import Prepared, prepare
     from mmcore.modality import Modality, ModalityOptions
     from mmcore.model import (
         EnsembleModel,
@@ -59,8 +61,6 @@ if TYPE_CHECKING:
         build_model,
     )
     from mmcore.plugins import get_registry
-    from mmcore.predict import load
-    from mmcore.prepared import Prepared, prepare
     from mmcore.spec import (
         DataSpec,
         FusionSpec,

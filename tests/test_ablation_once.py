@@ -56,7 +56,7 @@ def run(tmp_path_factory):
 
 def test_evaluate_with_both_reports_evaluates_each_subset_once(run, monkeypatch, capsys):
     from mmcore.cli import main
-    from mmcore.predict import Predictor, load
+    from mmcore.inference.predict import Predictor, load
 
     names = ["a", "b"]
     calls: list[frozenset[str] | str] = []

@@ -1,8 +1,10 @@
 """The import layers, read from the source (no import is executed): the core imports no
-plugin, the data layer nothing from training, inference (predict, the runtime, the server,
-export) and what it shares with training (``mmcore.evaluate``, ``mmcore.strategy``) nothing
-from training, the runtime nothing from the data layer either, no two modules import each
-other, and no import cycle runs among mmcore's modules but the known one listed below."""
+plugin, the data layer nothing from training, inference (``mmcore.inference``: predict, the
+runtime, the server, export) and what it shares with training (``mmcore.evaluate``,
+``mmcore.strategy``) nothing from training, training and the data layer nothing from
+inference, the runtime and the server nothing from the data layer either, no two modules
+import each other, and no import cycle runs among mmcore's modules but the known one listed
+below."""
 
 from __future__ import annotations
 
@@ -136,33 +138,53 @@ def test_the_data_layer_imports_nothing_from_training() -> None:
     assert not {m: v for m, v in offenders.items() if v}
 
 
+#: the inference home: a loaded run, prepare, export, the bundle runtime, the server
+INFERENCE = sorted(m for m in MODULES if m == "mmcore.inference"
+                   or m.startswith("mmcore.inference."))
+
+
 def test_the_run_folder_is_beneath_training_and_inference() -> None:
-    """``mmcore.run`` (layout, checkpoints, state, lock) is read by the trainer, predict and
+    """``mmcore.run`` (layout, checkpoints, state, lock) is read by the trainer, inference and
     the CLI alike, so it imports none of them, nor the data layer."""
     offenders = {m: sorted(n for n in anywhere
-                           if n.startswith(("mmcore.train", "mmcore.data", "mmcore.predict",
+                           if n.startswith(("mmcore.train", "mmcore.data", "mmcore.inference",
                                             "mmcore.cli")))
                  for m, (_, anywhere) in GRAPH.items() if m.startswith("mmcore.run")}
     assert len(offenders) >= 4
     assert not {m: v for m, v in offenders.items() if v}
 
 
-@pytest.mark.parametrize("module", ["mmcore.runtime", "mmcore.rows", "mmcore.serve",
-                                    "mmcore.export.manifest", "mmcore.export.graph_file"])
+@pytest.mark.parametrize("module", ["mmcore.inference.runtime", "mmcore.rows",
+                                    "mmcore.inference.serve", "mmcore.inference.export.manifest",
+                                    "mmcore.inference.export.graph_file"])
 def test_serving_imports_neither_training_nor_data(module: str) -> None:
+    """Nor the eager side of inference (a loaded run and ``prepare`` build their data module):
+    importing the runtime or the server runs ``mmcore/inference/__init__.py``, which therefore
+    imports nothing."""
     reached = _reach(module) | GRAPH[module][1]
-    assert not sorted(m for m in reached if m.startswith(("mmcore.train", "mmcore.data",
-                                                          "mmcore.predict")))
+    assert not sorted(m for m in reached if m.startswith((
+        "mmcore.train", "mmcore.data", "mmcore.inference.predict", "mmcore.inference.prepared")))
 
 
-EXPORT = sorted(m for m in MODULES if m == "mmcore.export" or m.startswith("mmcore.export."))
+@pytest.mark.parametrize("layer", ["mmcore.train", "mmcore.data"])
+def test_training_and_data_import_nothing_from_inference(layer: str) -> None:
+    """Inference sits beside training, not beneath it: the trainer evaluates through
+    ``mmcore.evaluate``, which both share, never through a loaded run or a bundle."""
+    modules = [m for m in MODULES if m == layer or m.startswith(layer + ".")]
+    assert len(modules) >= 10
+    offenders = {m: sorted(n for n in TYPED[m] if n.startswith("mmcore.inference"))
+                 for m in modules}
+    assert not {m: v for m, v in offenders.items() if v}
+
+
+EXPORT = sorted(m for m in MODULES if m == "mmcore.inference.export"
+                or m.startswith("mmcore.inference.export."))
 #: what training and inference share: imported by both, so it imports nothing from training
 SHARED = ["mmcore.strategy",
           *sorted(m for m in MODULES if m == "mmcore.evaluate" or m.startswith("mmcore.evaluate."))]
 
 
-@pytest.mark.parametrize("module", ["mmcore.predict", "mmcore.predictor", "mmcore.runtime",
-                                    "mmcore.serve", "mmcore.rows", *EXPORT, *SHARED])
+@pytest.mark.parametrize("module", [*INFERENCE, "mmcore.rows", *SHARED])
 def test_inference_imports_nothing_from_training(module: str) -> None:
     """Not in a function, not for type checkers, and not through any module it imports (the
     known cycle edges aside): a loaded run, a bundle and the server never need the trainer;
@@ -173,12 +195,13 @@ def test_inference_imports_nothing_from_training(module: str) -> None:
 
 def test_the_runtime_imports_export_and_not_the_reverse() -> None:
     """The runtime reads what export writes (the manifest) and runs the graph with export's
-    loader, which the export's parity check uses too; nothing in ``export/`` imports the
-    runtime, even in a function, so importing the runtime (which runs
-    ``mmcore/export/__init__.py``) never comes back to it."""
+    loader, which the export's parity check uses too; nothing in ``inference/export/`` imports
+    the runtime, even in a function, so importing the runtime (which runs
+    ``mmcore/inference/export/__init__.py``) never comes back to it."""
     assert len(EXPORT) >= 4
-    assert {"mmcore.export.manifest", "mmcore.export.graph_file"} <= GRAPH["mmcore.runtime"][0]
-    assert not [m for m in EXPORT if "mmcore.runtime" in _reach(m, EVERYWHERE)]
+    assert ({"mmcore.inference.export.manifest", "mmcore.inference.export.graph_file"}
+            <= GRAPH["mmcore.inference.runtime"][0])
+    assert not [m for m in EXPORT if "mmcore.inference.runtime" in _reach(m, EVERYWHERE)]
 
 
 def test_no_two_modules_import_each_other() -> None:
@@ -217,16 +240,22 @@ def test_no_import_cycle_among_the_modules() -> None:
 
 def test_the_analysis_sees_imports() -> None:
     """A check that finds nothing because it reads nothing would pass the tests above."""
-    top, anywhere = GRAPH["mmcore.runtime"]
-    assert {"mmcore.rows", "mmcore.export.manifest", "mmcore.plugins.versions"} <= top
-    assert "mmcore.evaluate.masking" in GRAPH["mmcore.export.bundle"][1]  # imported in a function
-    assert "mmcore.evaluate.masking" not in GRAPH["mmcore.export.bundle"][0]
+    top, anywhere = GRAPH["mmcore.inference.runtime"]
+    assert {"mmcore.rows", "mmcore.inference.export.manifest", "mmcore.plugins.versions"} <= top
+    bundle = "mmcore.inference.export.bundle"
+    assert "mmcore.evaluate.masking" in GRAPH[bundle][1]  # imported in a function
+    assert "mmcore.evaluate.masking" not in GRAPH[bundle][0]
+    assert len(INFERENCE) >= 12
     # imported for type checkers only
     assert "mmcore.data.loader" in TYPED["mmcore.data.module"] - GRAPH["mmcore.data.module"][1]
     assert _cycle_through("a", {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}}) == ["a", "b", "c"]
     assert _cycle_through("d", {"a": {"b"}, "b": {"a", "d"}}) == []
     # importing a module runs its packages' __init__: the runtime imports export/'s
-    assert _packages("mmcore.export.manifest") == {"mmcore", "mmcore.export"}
-    assert "mmcore.export.bundle" in _reach("mmcore.runtime") - GRAPH["mmcore.runtime"][1]
+    assert _packages("mmcore.inference.export.manifest") == {
+        "mmcore", "mmcore.inference", "mmcore.inference.export"}
+    runtime = "mmcore.inference.runtime"
+    assert bundle in _reach(runtime) - GRAPH[runtime][1]
     # the export's parity check imports the graph loader in a function
-    assert "mmcore.export.graph_file" in EVERYWHERE["mmcore.export.bundle"]
+    assert "mmcore.inference.export.graph_file" in EVERYWHERE[bundle]
+    # and the bundle's loaded-run check the eager predict, in a function too
+    assert "mmcore.inference.predict" in GRAPH[bundle][1] - GRAPH[bundle][0]

@@ -18,10 +18,10 @@ import pytest
 pytest.importorskip("onnxruntime", reason="export tests need mmcore-torch[export] (onnxruntime)")
 pytest.importorskip("onnxscript", reason="export tests need mmcore-torch[export] (onnxscript)")
 
-from mmcore import runtime  # noqa: E402
 from mmcore.cli import main  # noqa: E402
 from mmcore.errors import CheckpointError  # noqa: E402
-from mmcore.export.manifest import bundle_digest  # noqa: E402
+from mmcore.inference import runtime  # noqa: E402
+from mmcore.inference.export.manifest import bundle_digest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = [{"text": "a wonderful film"}, {"text": "dull and far too long"}]
@@ -43,7 +43,7 @@ def bundle(made) -> Path:
 
 
 def test_the_run_folder_records_each_export_and_its_digest(made, bundle) -> None:
-    from mmcore.export.manifest import bundle_digest
+    from mmcore.inference.export.manifest import bundle_digest
 
     entries = json.loads((made["run"] / "exports.json").read_text())
     assert entries[-1]["bundle"] == str(bundle.resolve())

@@ -89,9 +89,9 @@ def test_an_in_memory_dataset_and_a_run_without_test_say_so():
 def test_an_export_bundle_has_the_card_covered_by_its_checksums(run, tmp_path):
     pytest.importorskip("onnxruntime", reason="export needs mmcore-torch[export]")
     pytest.importorskip("onnxscript", reason="export needs mmcore-torch[export]")
-    from mmcore import runtime
-    from mmcore.export import export_run
-    from mmcore.export.manifest import file_sha256
+    from mmcore.inference import runtime
+    from mmcore.inference.export import export_run
+    from mmcore.inference.export.manifest import file_sha256
 
     bundle = export_run(run, tmp_path / "bundle")
     card = (bundle / "README.md").read_text()

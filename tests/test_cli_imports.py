@@ -17,7 +17,7 @@ import pytest
 from mmcore.cli import COMMANDS, build_parser, command_of, main
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-HEAVY = ("torch", "datasets", "mmcore.serve")
+HEAVY = ("torch", "datasets", "mmcore.inference.serve")
 
 
 #: what only a model, a loader or a batch needs: a spec's data checks import none of them
@@ -164,7 +164,7 @@ def test_the_torch_free_target_side_is_each_built_in_head_s_own() -> None:
 
 def test_validate_with_data_imports_no_server_module() -> None:
     heavy, out = imported_by("validate", str(EXAMPLES / "text_sentiment/spec.py"))
-    assert "mmcore.serve" not in heavy
+    assert "mmcore.inference.serve" not in heavy
     assert "splits: train" in out
 
 

@@ -117,7 +117,7 @@ def test_a_shifted_modality_is_found_and_can_be_hidden(trained):
 
 
 def test_evaluate_prints_the_drift_and_warns(trained, capsys, monkeypatch):
-    monkeypatch.setattr(mmcore.predict, "get_registry", lambda: trained["reg"])
+    monkeypatch.setattr(mmcore.inference.predict, "get_registry", lambda: trained["reg"])
     shifted = shifted_copy(trained, "z", 25.0)
     code = main(["evaluate", str(trained["run"]), "--data", str(shifted), "--no-report",
                  "--hide-drifting"])
@@ -154,7 +154,7 @@ def test_predict_can_hide_the_modalities_its_rows_drift_in(trained, tmp_path, ca
     assert hidden == missing  # hidden = as if the rows lacked the modality
     assert len(plain) == len(hidden) == len(rows)
     # the command line says what it hid
-    monkeypatch.setattr(mmcore.predict, "get_registry", lambda: trained["reg"])
+    monkeypatch.setattr(mmcore.inference.predict, "get_registry", lambda: trained["reg"])
     inputs = tmp_path / "rows.jsonl"
     inputs.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["predict", str(trained["run"]), "--input", str(inputs), "--hide-drifting",

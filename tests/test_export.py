@@ -19,11 +19,11 @@ pytest.importorskip("onnxruntime", reason="export tests need mmcore-torch[export
 pytest.importorskip("onnxscript", reason="export tests need mmcore-torch[export] (onnxscript)")
 
 import mmcore  # noqa: E402
-from mmcore import runtime  # noqa: E402
 from mmcore.cli import main  # noqa: E402
 from mmcore.errors import CheckpointError, DataError  # noqa: E402
 from mmcore.evaluate.masking import hide  # noqa: E402
-from mmcore.export import ExportError, export_run  # noqa: E402
+from mmcore.inference import runtime  # noqa: E402
+from mmcore.inference.export import ExportError, export_run  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -193,11 +193,11 @@ def test_the_runtime_imports_neither_the_trainer_nor_the_data_layer(bundles) -> 
     rows, root = _rows("av_digits", 4)
     code = (
         "import json, sys\n"
-        "from mmcore import runtime\n"
+        "from mmcore.inference import runtime\n"
         f"r = runtime.load({str(bundles['av_digits'])!r})\n"
         f"print(json.dumps(r.predict(json.loads({json.dumps(rows)!r}), root={str(root)!r})))\n"
         "bad = [m for m in sys.modules if m.startswith(('mmcore.train', 'mmcore.data', "
-        "'mmcore.predict', 'datasets', 'pyarrow'))]\n"
+        "'mmcore.inference.predict', 'datasets', 'pyarrow'))]\n"
         "assert not bad, bad\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -257,8 +257,8 @@ def test_every_built_in_fusion_exports(name: str, runs, tmp_path) -> None:
     features) under each built-in fusion, its heads rebuilt for the fusion's size and the
     model composed as a spec naming it composes it (late: LateFusionModel): the export's own
     parity check (missing modalities, one row, longer sequences) passes."""
-    from mmcore.export import bundle
-    from mmcore.export.graph import GraphModel, InputLayout
+    from mmcore.inference.export import bundle
+    from mmcore.inference.export.graph import GraphModel, InputLayout
     from mmcore.layers import masked_rnns
     from mmcore.model import compose_model
     from mmcore.plugins.default import get_registry
@@ -288,8 +288,8 @@ def test_an_ensemble_exports(runs, tmp_path) -> None:
     with missing modalities, one row and longer sequences)."""
     import copy
 
-    from mmcore.export import bundle
-    from mmcore.export.graph import GraphModel, InputLayout
+    from mmcore.inference.export import bundle
+    from mmcore.inference.export.graph import GraphModel, InputLayout
     from mmcore.layers import masked_rnns
     from mmcore.model import EnsembleModel
 

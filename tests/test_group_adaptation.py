@@ -131,8 +131,8 @@ def test_unseen_signers_are_recognised_only_with_their_own_statistics(tmp_path):
     assert len(alone) == 1
 
     pytest.importorskip("onnxruntime", reason="the export check needs mmcore-torch[export]")
-    from mmcore import runtime
-    from mmcore.export import export_run
+    from mmcore.inference import runtime
+    from mmcore.inference.export import export_run
 
     bundle = export_run(tmp_path / "own", tmp_path / "bundle")
     served = [p["label"]["label"] for p in runtime.load(bundle).predict(given)]

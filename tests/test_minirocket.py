@@ -186,8 +186,8 @@ def test_a_trained_run_reloads_with_its_fitted_kernels(run) -> None:
 
 def test_a_minirocket_run_exports_faithfully(run, tmp_path) -> None:
     pytest.importorskip("onnxruntime", reason="export needs mmcore-torch[export]")
-    from mmcore import runtime
-    from mmcore.export import export_run
+    from mmcore.inference import runtime
+    from mmcore.inference.export import export_run
 
     run_dir, folder = run
     bundle = export_run(run_dir, tmp_path / "bundle")

@@ -13,9 +13,9 @@ import torch
 
 import mmcore.rows
 from mmcore.errors import DataError
+from mmcore.inference.predictor import Predictor
+from mmcore.inference.runtime import Runtime
 from mmcore.model import build_modalities, build_model
-from mmcore.predictor import Predictor
-from mmcore.runtime import Runtime
 from mmcore.spec import validate_spec
 from tests import train_toy as toy
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import mmcore
-import mmcore.predict
+import mmcore.inference.predict
 from mmcore.batch import Features
 from mmcore.cli import main
 from mmcore.errors import DataError, PluginError, SpecError
@@ -62,7 +62,7 @@ def test_missing_modality_evaluation_from_the_cli(trained, tmp_path, monkeypatch
                            overrides=["data.bad_rows=skip"])
     assert skipping.evaluate(data=data)["rows"] == 3
 
-    monkeypatch.setattr(mmcore.predict, "get_registry", lambda: trained["reg"])
+    monkeypatch.setattr(mmcore.inference.predict, "get_registry", lambda: trained["reg"])
     run = str(trained["run"])
     assert main(["evaluate", run, "--data", str(data), "--no-report", "--json",
                  "data.allow_missing=true"]) == 0
@@ -80,7 +80,7 @@ def test_other_overrides_are_refused_naming_the_allowed_ones(trained, monkeypatc
         mmcore.load(trained["run"], registry=trained["reg"], overrides=["train.epochs=3"])
     with pytest.raises(SpecError, match=r"data\.bad_rows: .*'maybe'"):
         mmcore.load(trained["run"], registry=trained["reg"], overrides=["data.bad_rows=maybe"])
-    monkeypatch.setattr(mmcore.predict, "get_registry", lambda: trained["reg"])
+    monkeypatch.setattr(mmcore.inference.predict, "get_registry", lambda: trained["reg"])
     inputs = tmp_path / "in.jsonl"
     inputs.write_text('{"x": 10.0, "z": 0.3}\n')
     assert main(["predict", str(trained["run"]), "-i", str(inputs), "data.bad_rows=skip"]) == 2

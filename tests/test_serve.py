@@ -32,7 +32,7 @@ import uvicorn  # noqa: E402
 
 from mmcore.cli import main  # noqa: E402
 from mmcore.cli.serve import load_target  # noqa: E402
-from mmcore.serve import create_app  # noqa: E402
+from mmcore.inference.serve import create_app  # noqa: E402
 from mmcore.version import DISTRIBUTION, __version__  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

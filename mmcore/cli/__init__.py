@@ -1,7 +1,7 @@
 """The ``mmcore`` command line. Each command lives in its own module with ``add_parser`` and
 ``run``; modules import torch only inside ``run``, and a command line that names its command
 imports that command's module alone (another's parser may import heavy modules, as ``serve``'s
-reads its limits from :mod:`mmcore.serve`), so ``mmcore plugins`` stays quick."""
+reads its limits from :mod:`mmcore.inference.serve`), so ``mmcore plugins`` stays quick."""
 
 from __future__ import annotations
 

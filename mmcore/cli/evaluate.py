@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from mmcore.distributed.launch import launch
     from mmcore.distributed.selection import worker_strategy
     from mmcore.evaluate.ablation import format_report
-    from mmcore.predict import load
+    from mmcore.inference.predict import load
     from mmcore.run.layout import MODALITY_REPORT
 
     if getattr(args, "nproc", None) not in (None, 1):

@@ -27,8 +27,8 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from mmcore.export import export_run
-    from mmcore.export.manifest import MANIFEST, bundle_digest
+    from mmcore.inference.export import export_run
+    from mmcore.inference.export.manifest import MANIFEST, bundle_digest
 
     out = export_run(args.run_dir, args.output, format=args.format, data=args.data,
                      trust_code=args.trust_code, overwrite=args.overwrite)

@@ -24,7 +24,7 @@ from typing import Any
 
 from mmcore.cli.workers import worker_argv
 
-#: the ``field=value`` overrides predict takes (see mmcore.predict.RUN_OVERRIDES)
+#: the ``field=value`` overrides predict takes (see mmcore.inference.predict.RUN_OVERRIDES)
 PREDICT_OVERRIDES = ("data.allow_missing",)
 
 
@@ -94,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
     from mmcore.distributed.launch import launch
     from mmcore.distributed.selection import worker_strategy
     from mmcore.errors import MmcoreError
+    from mmcore.inference.predict import check_run_overrides, load
     from mmcore.paths import confine
-    from mmcore.predict import check_run_overrides, load
     from mmcore.spec.roots import data_root
 
     # One prediction per input row: a bad row is always an error, so data.bad_rows is not

@@ -17,7 +17,7 @@ from typing import Any
 
 
 def add_parser(sub, name: str) -> argparse.ArgumentParser:
-    from mmcore.serve import MAX_BYTES, MAX_ROWS
+    from mmcore.inference.serve import MAX_BYTES, MAX_ROWS
 
     p = sub.add_parser(name, help="serve predictions over HTTP from a bundle or a run folder")
     p.add_argument("path", metavar="RUN_OR_BUNDLE",
@@ -60,27 +60,28 @@ def load_target(path: str | Path, *, trust_code: bool = False,
 
 def model_metadata(loaded: Any) -> dict[str, Any]:
     """``/metadata`` of what :func:`load_model` loaded."""
-    from mmcore.runtime import Runtime
+    from mmcore.inference.runtime import Runtime
 
     return loaded.metadata() if isinstance(loaded, Runtime) else run_metadata(loaded)
 
 
 def load_model(path: str | Path, *, trust_code: bool = False, threads: int | None = None,
                sha256: str | None = None) -> Any:
-    """The :class:`~mmcore.runtime.Runtime` of a bundle (has ``manifest.json``; pinned to the
-    digest ``sha256`` when given) or the :class:`~mmcore.predict.Predictor` of a run folder."""
+    """The :class:`~mmcore.inference.runtime.Runtime` of a bundle (has ``manifest.json``;
+    pinned to the digest ``sha256`` when given) or the
+    :class:`~mmcore.inference.predictor.Predictor` of a run folder."""
     from mmcore.errors import CheckpointError
-    from mmcore.export.manifest import MANIFEST
+    from mmcore.inference.export.manifest import MANIFEST
 
     path = Path(path)
     if (path / MANIFEST).is_file():
-        from mmcore import runtime
+        from mmcore.inference import runtime
 
         return runtime.load(path, trust_code=trust_code, threads=threads, sha256=sha256)
     if sha256 is not None:
         raise CheckpointError(f"{path}: --sha256 pins an export bundle, and this folder has no "
                               f"{MANIFEST} (export the run with mmcore export)")
-    from mmcore.predict import load
+    from mmcore.inference.predict import load
 
     return load(path, device="cpu", trust_code=trust_code)
 
@@ -127,7 +128,7 @@ def run_metadata(predictor: Any) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from mmcore.errors import MmcoreError, PluginError
-    from mmcore.serve import create_app
+    from mmcore.inference.serve import create_app
 
     if args.max_rows < 1 or args.max_bytes < 1:
         raise MmcoreError("--max-rows and --max-bytes must be at least 1")
@@ -141,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn  # noqa: F401
     except ImportError:
         raise PluginError("mmcore serve needs uvicorn: pip install 'mmcore-torch[serve]'") from None
-    from mmcore.serve import serve
+    from mmcore.inference.serve import serve
 
     serve(app, args.host, args.port, quiet=args.quiet, describe=str(args.path))
     return 0

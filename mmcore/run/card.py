@@ -226,9 +226,10 @@ def is_card(path: Path) -> bool:
 def evaluation_block(result: Mapping[str, Any], report: Mapping[str, Any] | None = None, *,
                      data: str | Path | None = None, overrides: Iterable[str] = (),
                      when: datetime | None = None) -> tuple[str, list[str]]:
-    """What :meth:`mmcore.predict.Predictor.evaluate` found, as a block of the card: its key
-    (the split's name, or the data file's absolute path) and its Markdown lines (what was
-    evaluated, when, with which overrides, every metric, and the modality report if given)."""
+    """What :meth:`mmcore.inference.predictor.Predictor.evaluate` found, as a block of the
+    card: its key (the split's name, or the data file's absolute path) and its Markdown lines
+    (what was evaluated, when, with which overrides, every metric, and the modality report if
+    given)."""
     when = when or datetime.now(timezone.utc)
     if data is not None:
         where = Path(data).resolve()
@@ -313,4 +314,4 @@ def bundle_card(run_dir: str | Path, format: str, graph_file: str) -> str:
         f"- graph: `{graph_file}` ({format}); inputs, outputs and preprocessing are described "
         "in `manifest.json`",
         "- every file, this card included, is listed with its SHA-256 in `manifest.json`",
-        "- serve it with `mmcore serve`, or load it with `mmcore.runtime`", ""])
+        "- serve it with `mmcore serve`, or load it with `mmcore.inference.runtime`", ""])

@@ -1,6 +1,7 @@
 """An exported graph file as a function of numpy arrays: ONNX on onnxruntime, a
-``torch.export`` program on torch. The runtime (:mod:`mmcore.runtime`) runs bundles with it,
-and the export checks a new graph against the model with it, so both run a graph one way."""
+``torch.export`` program on torch. The runtime (:mod:`mmcore.inference.runtime`) runs bundles
+with it, and the export checks a new graph against the model with it, so both run a graph one
+way."""
 
 from __future__ import annotations
 

@@ -19,8 +19,8 @@ from torch.export import Dim
 
 from mmcore.batch import ModalityBatch
 from mmcore.errors import MmcoreError
-from mmcore.export.graph import GraphModel, InputLayout
-from mmcore.export.manifest import BATCH_AXIS, time_axis
+from mmcore.inference.export.graph import GraphModel, InputLayout
+from mmcore.inference.export.manifest import BATCH_AXIS, time_axis
 
 
 class ExportError(MmcoreError):

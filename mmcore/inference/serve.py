@@ -2,7 +2,7 @@
 'mmcore-torch[serve]'``): FastAPI, served by uvicorn.
 
 ``POST /predict`` takes ``{"rows": [{column: value, ...}, ...]}`` and returns
-``{"predictions": [...]}``, one per row, as :meth:`mmcore.predict.Predictor.predict` gives
+``{"predictions": [...]}``, one per row, as :meth:`mmcore.inference.predict.Predictor.predict` gives
 them. A value ``{"base64": "..."}`` is decoded to bytes (an encoded image or sound file);
 strings are passed on as they are (text, or a file path). ``GET /health`` and
 ``GET /metadata`` describe the model.
@@ -140,8 +140,8 @@ def create_app(
     more server processes for more throughput); ``access_log``: a line per request through
     the ``mmcore`` logger (:class:`AccessLog`).
 
-    ``predict`` is :meth:`mmcore.runtime.Runtime.predict` or
-    :meth:`mmcore.predict.Predictor.predict`; ``metadata`` is what ``/metadata`` returns.
+    ``predict`` is :meth:`mmcore.inference.runtime.Runtime.predict` or
+    :meth:`mmcore.inference.predict.Predictor.predict`; ``metadata`` is what ``/metadata`` returns.
     Files named in rows are read only inside ``root`` (none: no file is read; see
     :mod:`mmcore.paths`).
     """

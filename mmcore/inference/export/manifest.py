@@ -1,5 +1,5 @@
 """The bundle's ``manifest.json``: what the graph takes and returns, what preprocessing it
-needs, and the SHA-256 of every file. Read by :mod:`mmcore.runtime`; imports no torch.
+needs, and the SHA-256 of every file. Read by :mod:`mmcore.inference.runtime`; imports no torch.
 
 A bundle folder::
 

@@ -1,8 +1,8 @@
 """Run an exported bundle (``mmcore export``): rows -> preprocess -> collate -> graph -> heads.
 
-``mmcore.runtime.load(BUNDLE)`` gives a :class:`Runtime` whose :meth:`~Runtime.predict`
-returns what :meth:`mmcore.predict.Predictor.predict` returns for the same rows, without the
-trainer, the data layer or the model's Python code: the modality plugins do the
+``mmcore.inference.runtime.load(BUNDLE)`` gives a :class:`Runtime` whose :meth:`~Runtime.predict`
+returns what :meth:`mmcore.inference.predictor.Predictor.predict` returns for the same rows,
+without the trainer, the data layer or the model's Python code: the modality plugins do the
 preprocessing (they must be installed, at the major versions the bundle records), the
 heads' ``predict`` turns raw outputs into labels, and the graph runs on onnxruntime
 (``pip install 'mmcore-torch[export]'``).
@@ -26,9 +26,9 @@ import torch
 
 from mmcore.batch import ModalityBatch
 from mmcore.errors import CheckpointError, DataError, PluginError, SpecError
-from mmcore.export.graph_file import GraphFn, load_graph
-from mmcore.export.manifest import BATCH_AXIS, MANIFEST, read_bundle
 from mmcore.head import Head
+from mmcore.inference.export.graph_file import GraphFn, load_graph
+from mmcore.inference.export.manifest import BATCH_AXIS, MANIFEST, read_bundle
 from mmcore.modality import Modality, new_modality
 from mmcore.plugins.default import get_registry
 from mmcore.plugins.registry import Registry
@@ -102,7 +102,7 @@ class Runtime:
         batch_size: int = PREDICT_BATCH,
     ) -> list[dict[str, Any]]:
         """One dict per row: head name -> that head's prediction, as
-        :meth:`mmcore.predict.Predictor.predict` gives it. Relative file paths in the rows
+        :meth:`mmcore.inference.predict.Predictor.predict` gives it. Relative file paths in the rows
         resolve against ``root`` (default: the working directory). A bad value raises
         :class:`DataError` naming the row and column, worded as ``predict`` words it."""
         rows = list(rows)

@@ -1,5 +1,5 @@
-"""Using a trained run: ``mmcore.load(RUN_DIR)`` gives a :class:`~mmcore.predictor.Predictor`
-(re-exported here).
+"""Using a trained run: ``mmcore.load(RUN_DIR)`` gives a
+:class:`~mmcore.inference.predictor.Predictor` (re-exported here).
 
 Loading reads only JSON and safetensors files (nothing is unpickled), checks that the plugins
 the run was trained with are installed at a compatible major version, rebuilds the model
@@ -15,10 +15,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from mmcore.errors import CheckpointError, PluginError, SpecError
+from mmcore.inference.predictor import PREDICT_BATCH, Predictor
 from mmcore.model import build_modalities, build_model
 from mmcore.plugins.default import get_registry
 from mmcore.plugins.registry import Registry
-from mmcore.predictor import PREDICT_BATCH, Predictor
 from mmcore.run.atomic import read_json
 from mmcore.run.checkpoint import load_weights
 from mmcore.run.layout import RunFolder, check_plugin_versions, load_run_spec

@@ -20,14 +20,14 @@ from typing import Any
 import torch
 
 from mmcore.batch import ModalityBatch
-from mmcore.export.graph import GraphModel, InputLayout
-from mmcore.export.manifest import (
+from mmcore.inference.export.graph import GraphModel, InputLayout
+from mmcore.inference.export.manifest import (
     FORMAT,
     GRAPH_FILES,
     MANIFEST,
     checksums,
 )
-from mmcore.export.writers import (  # noqa: F401 - ExportError re-exported
+from mmcore.inference.export.writers import (  # noqa: F401 - ExportError re-exported
     ExportError,
     _export_onnx,
     _export_program,
@@ -63,12 +63,12 @@ def export_run(
     ``format`` is ``"onnx"`` (dynamic batch and time axes; loads without running code) or
     ``"torch-export"`` (a ``torch.export`` program, ``model.pt2``, dynamic axes where the
     model allows them; an axis it fixes is traced at the longest of the first
-    :data:`SCANNED_ROWS` rows; loading a ``.pt2`` can unpickle, so :mod:`mmcore.runtime`
+    :data:`SCANNED_ROWS` rows; loading a ``.pt2`` can unpickle, so :mod:`mmcore.inference.runtime`
     needs ``trust_code=True`` for it). ``data`` is a file
     of rows to trace on (default: the run's validation or test split). ``trust_code`` is
     :func:`mmcore.load`'s, for runs whose fusion is defined in their spec file.
     """
-    from mmcore.predict import load  # here: importing the runtime imports this package
+    from mmcore.inference.predict import load  # here: importing the runtime imports this package
 
     if format not in GRAPH_FILES:
         raise ExportError(f"unknown format {format!r}: expected one of {', '.join(GRAPH_FILES)}")
@@ -123,7 +123,7 @@ def record_export(run_dir: Path, bundle: Path, format: str) -> None:
     replaced (it is a record, read as data, never code)."""
     import datetime as dt
 
-    from mmcore.export.manifest import bundle_digest
+    from mmcore.inference.export.manifest import bundle_digest
     from mmcore.run.atomic import atomic_write_json
     from mmcore.run.layout import EXPORTS
 
@@ -198,7 +198,7 @@ def _check_parity(path: Path, format: str, graph: GraphModel, layout: InputLayou
                   example: Mapping[str, ModalityBatch], inputs: list[dict[str, Any]],
                   tolerance: float) -> dict[str, Any]:
     from mmcore.evaluate.masking import hide_all
-    from mmcore.export.graph_file import load_graph
+    from mmcore.inference.export.graph_file import load_graph
 
     run = load_graph(path, format)
     cases = {"example": dict(example)}

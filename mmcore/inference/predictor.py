@@ -1,7 +1,7 @@
-"""A trained run at work: :class:`Predictor`, which :func:`mmcore.load` (:mod:`mmcore.predict`)
-gives. It predicts raw rows in batches, and evaluates a split or a data file with the reports
-that hide modalities (:mod:`mmcore.evaluate.ablation`), each subset of modalities evaluated
-once per call.
+"""A trained run at work: :class:`Predictor`, which :func:`mmcore.load`
+(:mod:`mmcore.inference.predict`) gives. It predicts raw rows in batches, and evaluates a split
+or a data file with the reports that hide modalities (:mod:`mmcore.evaluate.ablation`), each
+subset of modalities evaluated once per call.
 """
 
 from __future__ import annotations

@@ -1,7 +1,0 @@
-"""Exporting a trained run: an inference bundle (graph + preprocessing state + manifest)
-that :mod:`mmcore.runtime` runs without the training stack. See ``docs/export.md``."""
-
-from mmcore.export.bundle import export_run
-from mmcore.export.writers import ExportError
-
-__all__ = ["ExportError", "export_run"]
