@@ -1,5 +1,5 @@
 """Prediction latency: the eager model (``mmcore.load``) against its export bundle on
-onnxruntime (``mmcore.runtime``), per row and per batch, on the CPU.
+onnxruntime (``mmcore.inference.runtime``), per row and per batch, on the CPU.
 
 The README demo (av_digits: image + audio, weighted fusion) is trained for one epoch on the
 bundled data and exported. Two things are timed, each at 1 row and at a batch of 64:
@@ -117,10 +117,10 @@ def report(results: dict, rounds: int, repeats: int, load) -> str:
         f"{load.sentence()}",
         "",
         "The README demo (av_digits, one epoch), eager `mmcore.load` against its ONNX bundle "
-        "on `mmcore.runtime`. `predict`: raw rows (file paths) to predictions, decoding and "
-        "preprocessing included; `graph`: the model alone on one collated batch. *speed-up* "
-        "is the eager median over the arm's (above 1: faster than eager); the control arm "
-        "is the eager model again.",
+        "on `mmcore.inference.runtime`. `predict`: raw rows (file paths) to predictions, "
+        "decoding and preprocessing included; `graph`: the model alone on one collated batch. "
+        "*speed-up* is the eager median over the arm's (above 1: faster than eager); the "
+        "control arm is the eager model again.",
         "",
         benchlib.table(["what", "rows", "arm", "median ms", "range ms", "ms per row",
                         "speed-up"], rows),

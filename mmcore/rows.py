@@ -3,11 +3,11 @@
 :func:`collate_rows` is the one path from given rows to a model's inputs: the value of each
 modality in a row (one cell, or a list of cells for a multi-column modality), "missing" as
 the modality defines it, ``preprocess`` (or ``preprocess_row`` with context columns), a
-check of what the plugin returned, then ``collate``. :meth:`mmcore.predictor.Predictor.predict`
-and the bundle runtime (:mod:`mmcore.runtime`) take it through :func:`for_rows` and
-:func:`row_batches`. The data layer's :class:`~mmcore.data.preprocess.RowProcessor` runs
-whole splits through the same :func:`preprocess_rows` and records bad rows instead of
-raising; the messages are the same.
+check of what the plugin returned, then ``collate``.
+:meth:`mmcore.inference.predictor.Predictor.predict` and the bundle runtime
+(:mod:`mmcore.inference.runtime`) take it through :func:`for_rows` and :func:`row_batches`. The
+data layer's :class:`~mmcore.data.preprocess.RowProcessor` runs whole splits through the same
+:func:`preprocess_rows` and records bad rows instead of raising; the messages are the same.
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def collate_rows(
     """Raw rows (column -> value; a column left out counts as missing) -> one collated
     :class:`~mmcore.batch.Batch`, with the rows' numbers as its index and the encoded
     ``targets`` (none by default: prediction). The one path from given rows to a model's
-    inputs: :class:`~mmcore.predictor.Predictor`, the bundle runtime and
+    inputs: :class:`~mmcore.inference.predictor.Predictor`, the bundle runtime and
     ``DataModule.batch_from_rows`` all take it.
 
     Raises :class:`DataError` at the first bad row, naming its index and column: a value

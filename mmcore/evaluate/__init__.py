@@ -2,5 +2,5 @@
 (:mod:`~mmcore.evaluate.split`: forward passes, gathered rows, losses and metrics), hiding
 modalities (:mod:`~mmcore.evaluate.masking`), the modality and robustness reports
 (:mod:`~mmcore.evaluate.ablation`) and the monitored metric (:mod:`~mmcore.evaluate.monitor`).
-The trainer and a loaded run (:mod:`mmcore.predict`) both import from here; nothing here
+The trainer and a loaded run (:mod:`mmcore.inference.predict`) both import from here; nothing here
 imports training."""

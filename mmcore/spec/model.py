@@ -25,8 +25,9 @@ from mmcore.spec.suggest import close_names, suggestion
 from mmcore.spec.tables import NOT_SAVED, dataset_table, is_datasets_object
 from mmcore.spec.train import TrainSpec
 
-#: re-exported: NOT_SAVED and close_names for mmcore.spec.load and mmcore.predict, StrictModel
-#: and TrainSpec where the spec's models were always imported from
+#: re-exported: NOT_SAVED and close_names for mmcore.spec.load and
+#: mmcore.inference.predict, StrictModel and TrainSpec where the spec's models were always
+#: imported from
 __all__ = ["NOT_SAVED", "StrictModel", "TrainSpec", "close_names"]
 
 
