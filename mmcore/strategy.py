@@ -182,6 +182,11 @@ class Strategy:
         batches inside a gradient-accumulation window."""
         return contextlib.nullcontext()
 
+    def share_buffers(self, model: nn.Module) -> None:
+        """Give every process the main process's buffers (BatchNorm's running statistics, which
+        each process's last training step updated on its own batch), so that an evaluation
+        runs the weights a checkpoint saves (a collective; nothing to do in one process)."""
+
     def model_state(self, model: nn.Module) -> dict[str, Tensor]:
         """The model's full state dict as CPU tensors on the main process (a collective:
         every process calls it; the others get an empty dict)."""

@@ -199,6 +199,10 @@ class ProcessGroupStrategy(Strategy):
             raise TrainingError(f"rank 0 failed: {value}")
         return value
 
+    def share_buffers(self, model: nn.Module) -> None:
+        for buffer in model.buffers():
+            tdist.broadcast(buffer, src=0)
+
     def sum_rows(self, sums: Tensor, rows: int) -> tuple[Tensor, int]:
         packed = torch.cat([sums.double().flatten(), sums.new_tensor([rows], dtype=torch.float64)])
         tdist.all_reduce(packed)

@@ -18,32 +18,42 @@ from torch import Tensor, nn
 
 class FeatureStatistics:
     """Per modality: the count, sum and sum of squares of its encoder's pooled features over
-    the rows that have it (float64, CPU)."""
+    the rows that have it (float64, kept on the features' device until :meth:`result`, so
+    counting a batch waits for nothing)."""
 
     def __init__(self, names: Iterable[str]) -> None:
         self.names = list(names)
         self.sums: dict[str, Tensor] = {}
         self.squares: dict[str, Tensor] = {}
-        self.counts: dict[str, int] = {}
+        self.counts: dict[str, Tensor] = {}
 
     def add(self, name: str, features: Any) -> None:
         """Count a batch's :class:`~mmcore.batch.Features` of modality ``name`` (its rows
-        without the modality left out)."""
-        pooled = features.pooled().detach()[features.present].double().cpu()
-        if not len(pooled):
-            return
-        self.sums[name] = self.sums.get(name, 0) + pooled.sum(dim=0)
-        self.squares[name] = self.squares.get(name, 0) + (pooled ** 2).sum(dim=0)
-        self.counts[name] = self.counts.get(name, 0) + len(pooled)
+        without the modality left out: absent rows' pooled features are zero)."""
+        pooled = features.pooled().detach().double()
+        keep = features.present.to(pooled.dtype).unsqueeze(-1)
+        kept = pooled * keep
+        for store, value in ((self.sums, kept.sum(dim=0)),
+                             (self.squares, (kept * pooled).sum(dim=0)),
+                             (self.counts, keep.sum())):
+            store[name] = store[name] + value if name in store else value
+
+    def cpu(self) -> FeatureStatistics:
+        """A copy on the CPU (what processes exchange)."""
+        out = FeatureStatistics(self.names)
+        for mine, theirs in ((self.sums, out.sums), (self.squares, out.squares),
+                             (self.counts, out.counts)):
+            theirs.update({name: value.cpu() for name, value in mine.items()})
+        return out
 
     def merge(self, others: Iterable[FeatureStatistics]) -> FeatureStatistics:
         """These sums plus ``others``' (each process's share of a split), as a new object."""
         out = FeatureStatistics(self.names)
         for part in [self, *others]:
-            for name, n in part.counts.items():
-                out.sums[name] = out.sums.get(name, 0) + part.sums[name]
-                out.squares[name] = out.squares.get(name, 0) + part.squares[name]
-                out.counts[name] = out.counts.get(name, 0) + n
+            for mine, theirs in ((part.sums, out.sums), (part.squares, out.squares),
+                                 (part.counts, out.counts)):
+                for name, value in mine.items():
+                    theirs[name] = theirs[name] + value if name in theirs else value
         return out
 
     def result(self) -> dict[str, dict[str, Any]]:
@@ -51,17 +61,18 @@ class FeatureStatistics:
         absent for a modality no row has)."""
         out: dict[str, dict[str, Any]] = {}
         for name in self.names:
-            n = self.counts.get(name, 0)
+            n = int(self.counts[name].item()) if name in self.counts else 0
             if not n:
                 out[name] = {"rows": 0}
                 continue
-            mean = self.sums[name] / n
-            var = (self.squares[name] / n - mean ** 2).clamp_min(0)
+            mean = self.sums[name].cpu() / n
+            var = (self.squares[name].cpu() / n - mean ** 2).clamp_min(0)
             out[name] = {"rows": n, "mean": mean.tolist(), "std": var.sqrt().tolist()}
         return out
 
     @contextlib.contextmanager
-    def recording(self, encoders: Mapping[str, nn.Module]) -> Iterator[FeatureStatistics]:
+    def recording(self, encoders: nn.ModuleDict | Mapping[str, nn.Module],
+                  ) -> Iterator[FeatureStatistics]:
         """Count every output of ``encoders`` (by modality name) while the block runs."""
         def hook(name: str):
             return lambda module, args, output: self.add(name, output)

@@ -146,7 +146,7 @@ def _evaluate(model: MultimodalModel, batches: Iterable[Batch],
                                                            transform, kept)
         features = None
         if statistics:
-            shares = strategy.gather(recorder)
+            shares = strategy.gather(recorder.cpu())
             features = shares[0].merge(shares[1:]).result()
         results = []
         for outputs in per_group:

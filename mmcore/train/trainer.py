@@ -246,6 +246,10 @@ class Trainer:
         """The epochs left, until the last, early stopping or :meth:`stop`."""
         assert self.epochs is not None
         self.hooks.hook.on_train_start(trainer=self)
+        # what the main process's callbacks asked of the evaluations, on every process (each
+        # evaluation is a collective)
+        self.final_groups, self.feature_statistics = self.strategy.broadcast(
+            (self.final_groups, self.feature_statistics))
         while self.epoch < self.epochs and not self.stopped_early and not self._stop:
             self._run_epoch(self.epoch + 1)
             # a callback on the main process may have called stop() or stopped early
@@ -262,6 +266,8 @@ class Trainer:
         validation = None
         if self.has_validation:
             with self.average.applied(self.model):
+                # the buffers (BatchNorm's statistics) the checkpoint saves: the main process's
+                self.strategy.share_buffers(self.model)
                 validation = self.evaluate(VALIDATION)
             record.update({f"{VALIDATION}/{k}": v for k, v in validation.metrics.items()})
         record["seconds"] = round(time.perf_counter() - started, 3)
@@ -384,7 +390,7 @@ class Trainer:
             self.model, self._loader(split, shuffle=False), device=self.device,
             weights=self.weights, precision=self.spec.train.precision, transform=transform,
             strategy=self.strategy, batch_size=self.spec.train.batch_size,
-            dedupe=not self.data.streaming, statistics=self.feature_statistics,
+            dedupe=not self.data.streaming, statistics=self._statistics(),
         )
 
     def evaluate_kept(self, split: str, groups: list[frozenset[str]]) -> list[SplitResult]:
@@ -395,8 +401,13 @@ class Trainer:
             self.model, self._loader(split, shuffle=False), groups, device=self.device,
             weights=self.weights, precision=self.spec.train.precision, strategy=self.strategy,
             batch_size=self.spec.train.batch_size, dedupe=not self.data.streaming,
-            statistics=self.feature_statistics,
+            statistics=self._statistics(),
         )
+
+    def _statistics(self) -> bool:
+        """Whether an evaluation measures the feature statistics too: when asked, in float32
+        (as the training split's reference is measured; autocast would round the features)."""
+        return self.feature_statistics and self.spec.train.precision == "32"
 
     def _loader(self, split: str, *, shuffle: bool, epoch: int = 0, start_batch: int = 0,
                 seed: int | None = None):
