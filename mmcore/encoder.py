@@ -2,10 +2,37 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor, nn
 
 from mmcore.batch import Features, ModalityBatch, masked_mean
+
+_RECURRING: contextvars.ContextVar[bool] = contextvars.ContextVar("mmcore_recurring",
+                                                                  default=False)
+
+
+@contextlib.contextmanager
+def recurring_inputs() -> Iterator[None]:
+    """Inside it, the inputs an encoder sees will come again (the trainer's validation split,
+    evaluated every epoch): an encoder that remembers work per input (MiniRocket's features)
+    may remember these too, as it does in training mode. Elsewhere in eval mode (a server, a
+    one-off evaluation) it should only read what it remembers, so memory does not grow with
+    requests."""
+    token = _RECURRING.set(True)
+    try:
+        yield
+    finally:
+        _RECURRING.reset(token)
+
+
+def inputs_recur(module: nn.Module) -> bool:
+    """Whether ``module`` may remember per-input work now: in training mode, or inside
+    :func:`recurring_inputs`."""
+    return module.training or _RECURRING.get()
 
 
 class Encoder(nn.Module):

@@ -203,6 +203,7 @@ def test_a_minirocket_run_exports_faithfully(run, tmp_path) -> None:
 
 def test_remembered_features_are_the_computed_ones() -> None:
     from mmcore.batch import ModalityBatch
+    from mmcore.encoder import recurring_inputs
     from mmcore.sequence.minirocket import MiniRocketEncoder
 
     rng = np.random.default_rng(0)
@@ -223,8 +224,19 @@ def test_remembered_features_are_the_computed_ones() -> None:
         torch.testing.assert_close(mixed[1], enc.rocket(*padded([seqs[0] + 1]))[0])
         enc.eval()  # no dropout draws below; eval mode reads the memory but does not grow it
         out = enc(batch(seqs)).values
-        enc.load_state_dict(enc.state_dict())
+        other = [seqs[0] * 2]
+        enc(batch(other))
+        assert len(enc._cache) == 4  # three, plus the one computed in training mode above
+        with recurring_inputs():  # the trainer's validation: its rows come every epoch
+            enc(batch(other))
+        assert len(enc._cache) == 5
+        enc.load_state_dict(enc.state_dict())  # the same kernels and biases: kept
+        assert len(enc._cache) == 5
+        changed = enc.state_dict()
+        changed["rocket.biases"] = changed["rocket.biases"] + 1
+        enc.load_state_dict(changed)  # other biases give other features: forgotten
         assert not enc._cache
+        enc.load_state_dict({**changed, "rocket.biases": changed["rocket.biases"] - 1})
         torch.testing.assert_close(enc(batch(seqs)).values, out)
         assert not enc._cache
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from itertools import combinations
 from typing import Any
@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from mmcore.batch import Features, ModalityBatch
 from mmcore.collate import pad_sequences
-from mmcore.encoder import Encoder
+from mmcore.encoder import Encoder, inputs_recur
 from mmcore.layers import dropout_layer
 from mmcore.sequence.encoder import sequence_input
 
@@ -306,9 +306,10 @@ class MiniRocketEncoder(Encoder):
         The features are fixed, so on the CPU, where they cost most of an epoch, the
         features of each training sequence are remembered (by a digest of its real steps, up
         to :data:`CACHE_BYTES`): later epochs compute only sequences not seen yet (augmented
-        ones). Only training fills the memory (in eval mode it is read, not grown, so a server
-        does not accumulate its requests); exported and accelerator graphs compute the
-        features every time.
+        ones). Only training and the trainer's validation
+        (:func:`~mmcore.encoder.recurring_inputs`) fill the memory (otherwise in eval mode it
+        is read, not grown, so a server does not accumulate its requests); exported and
+        accelerator graphs compute the features every time.
         """
         if (x.device.type != "cpu" or torch.compiler.is_compiling()
                 or torch.compiler.is_exporting() or torch.jit.is_tracing()):
@@ -329,7 +330,7 @@ class MiniRocketEncoder(Encoder):
             out[index] = fresh
             for row, i in enumerate(todo):
                 key = keys[i]
-                if key is not None and self.training and self._cache_bytes < CACHE_BYTES:
+                if key is not None and inputs_recur(self) and self._cache_bytes < CACHE_BYTES:
                     self._cache[key] = fresh[row].clone()
                     self._cache_bytes += fresh[row].numel() * fresh.element_size()
         computed = set(todo)
@@ -338,10 +339,23 @@ class MiniRocketEncoder(Encoder):
                 out[i] = self._cache[key]
         return out
 
-    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
-        self._cache.clear()  # other biases give other features
-        self._cache_bytes = 0
-        super()._load_from_state_dict(*args, **kwargs)
+    def _load_from_state_dict(self, state_dict: Mapping[str, Any], prefix: str, *args: Any,
+                              **kwargs: Any) -> None:
+        if not self._same_features(state_dict, prefix):  # other biases give other features
+            self._cache.clear()
+            self._cache_bytes = 0
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _same_features(self, state: Mapping[str, Any], prefix: str) -> bool:
+        """Whether ``state`` holds the very kernels and biases the remembered features were
+        computed with (the end of training loads the best weights: the same ones)."""
+        for name, value in self.rocket.state_dict().items():
+            loaded = state.get(f"{prefix}rocket.{name}")
+            if (not isinstance(loaded, Tensor) or type(loaded) is not Tensor
+                    or loaded.shape != value.shape or loaded.dtype != value.dtype
+                    or not torch.equal(loaded.to(value.device), value)):
+                return False
+        return True
 
     def forward(self, batch: ModalityBatch) -> Features:
         x, mask = sequence_input(batch, self.input_size, "minirocket encoder")

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from mmcore.distributed.selection import select_strategy
+from mmcore.encoder import recurring_inputs
 from mmcore.evaluate.split import (
     SplitResult,
     Transform,
@@ -265,7 +266,7 @@ class Trainer:
         record.update({f"{TRAIN}/{k}": v for k, v in train_metrics.items()})
         validation = None
         if self.has_validation:
-            with self.average.applied(self.model):
+            with self.average.applied(self.model), recurring_inputs():  # every epoch's
                 # the buffers (BatchNorm's statistics) the checkpoint saves: the main process's
                 self.strategy.share_buffers(self.model)
                 validation = self.evaluate(VALIDATION)
