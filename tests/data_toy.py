@@ -1,7 +1,9 @@
-"""A tiny modality and a registry holding it, shared by the data-layer tests (test_data*.py)."""
+"""A tiny modality and a registry holding it, and the tables and set-up the data-layer tests
+(test_data*.py) share."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +14,11 @@ from torch import nn
 import mmcore
 from mmcore.batch import Features, ModalityBatch
 from mmcore.collate import pad_sequences
+from mmcore.data import DataModule
 from mmcore.encoder import Encoder
 from mmcore.io import load_array, open_binary, resolve_path
 from mmcore.modality import Modality, ModalityOptions
+from mmcore.model import build_modalities
 from mmcore.plugins.discovery import new_plugin_manager
 from mmcore.plugins.registry import Registry
 from mmcore.spec import validate_spec
@@ -104,3 +108,55 @@ def make_spec(registry: Registry, data: dict[str, Any], modalities: dict[str, An
         {"data": data, "modalities": modalities, "heads": heads},
         registry=registry, base_dir=base_dir,
     )
+
+
+# -- tables and set-up ----------------------------------------------------------------------
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def table(n: int = 30, split: bool = True) -> list[dict]:
+    names = ["train"] * (n - 10) + ["validation"] * 5 + ["test"] * 5
+    rows = []
+    for i in range(n):
+        row = {"x": float(i), "label": "ab"[i % 2]}
+        if split:
+            row["split"] = names[i]
+        rows.append(row)
+    return rows
+
+
+def setup(registry, data, tmp_path, fit=True, modalities=None, heads=None, base_dir=None, **kw):
+    data = {"cache_dir": str(tmp_path / "cache"), **data}
+    spec = make_spec(registry, data, modalities, heads, base_dir=base_dir)
+    dm = DataModule(spec, build_modalities(spec, registry), registry=registry, progress=False, **kw)
+    dm.setup(fit=fit)
+    return dm
+
+
+def all_rows(dm: DataModule, split: str) -> tuple[list[float], list[int]]:
+    """x values (first step) and split row indices of a split, in order."""
+    xs, index = [], []
+    for batch in dm.loader(split, batch_size=7, shuffle=False):
+        xs += batch.inputs["x"].values[:, 0, 0].tolist()
+        index += batch.index.tolist()
+    return xs, index
+
+
+def two_modality_rows() -> list[dict]:
+    rows = [
+        {"x": float(i), "y": float(i), "label": "ab"[i % 2], "split": "train"} for i in range(10)
+    ]
+    rows[3]["y"] = None  # lacks y
+    rows[5]["x"] = None
+    rows[5]["y"] = None  # lacks both
+    return rows
+
+
+TWO = {"x": {"plugin": "num", "column": "x"}, "y": {"plugin": "num", "column": "y"}}

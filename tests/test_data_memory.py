@@ -9,7 +9,7 @@ from mmcore.batch import Batch
 from mmcore.data.memory import MemorySplit
 from mmcore.plugins import get_registry
 from tests import data_toy as toy
-from tests.test_data import TWO, setup, two_modality_rows, write_csv
+from tests.data_toy import TWO, setup, two_modality_rows, write_csv
 
 
 def batches(dm, split: str, **kw) -> list[Batch]:

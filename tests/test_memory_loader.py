@@ -11,7 +11,7 @@ from mmcore.data.loader import ShardedBatchSampler
 from mmcore.data.memory import as_is
 from mmcore.data.split_loader import MemoryLoader
 from tests import data_toy as toy
-from tests.test_data import TWO, setup, two_modality_rows, write_csv
+from tests.data_toy import TWO, setup, two_modality_rows, write_csv
 from tests.test_data_memory import assert_same
 
 

@@ -10,7 +10,7 @@ from mmcore.data.split_store import PreparedSplit, StreamedSplit
 from mmcore.data.storage import target_key
 from mmcore.errors import DataError
 from tests import data_toy as toy
-from tests.test_data import setup, table, write_csv
+from tests.data_toy import setup, table, write_csv
 from tests.test_data_streaming import module, write_rows
 
 
