@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -167,3 +168,17 @@ def build_scheduler(
 ) -> LambdaLR:
     """A per-optimizer-step schedule; its ``state_dict`` holds only numbers (no pickle)."""
     return LambdaLR(optimizer, lr_factor(train.scheduler, train.warmup_steps, total_steps))
+
+
+def apply_freezing(trainer: Any, epoch: int) -> None:
+    """Freeze and unfreeze ``trainer``'s encoders as ``freeze``/``unfreeze_at`` say for
+    ``epoch``; the strategy re-wraps the model when its trainable parameters change."""
+    model, optimizer = trainer.model, trainer.optimizer
+    frozen = frozen_encoders(trainer.spec.modalities, epoch)
+    if frozen == model.frozen:
+        return
+    thawed = sorted(model.frozen - frozen)
+    set_frozen(model, optimizer, frozen)
+    trainer.net = trainer.strategy.wrap(model)
+    if thawed:
+        trainer.note(f"epoch {epoch}: unfreezing the {', '.join(thawed)} encoder(s)")

@@ -40,8 +40,7 @@ from mmcore.train.final_evaluation import final_evaluation, flat_metrics
 from mmcore.train.health import HealthChecks
 from mmcore.train.members import model_parts
 from mmcore.train.modality_loss import step_loss
-from mmcore.train.optim import frozen_encoders, optimizer_step, set_frozen
-from mmcore.train.records import record_epoch
+from mmcore.train.optim import apply_freezing, optimizer_step
 from mmcore.train.refused_writes import refused_writes_reported
 from mmcore.train.run_setup import (
     build_training,
@@ -52,7 +51,7 @@ from mmcore.train.run_setup import (
     torch_settings_kept,
 )
 from mmcore.train.settings import TRAIN, VALIDATION, Monitor
-from mmcore.train.trainer_state import best_info, save_checkpoint
+from mmcore.train.trainer_state import after_epoch, save_checkpoint
 from mmcore.train.weight_average import WeightAverage
 
 
@@ -162,16 +161,13 @@ class Trainer:
         self.stopped_early = False
         self.final_metrics: dict[str, Any] = {}
         self.final_results: dict[str, SplitResult] = {}
-        #: groups of modalities (each a set of names kept, the others hidden) that the final
-        #: evaluation of the test split also evaluates, in its one pass of the encoders: a
-        #: callback adds the groups it will ask for in ``on_train_start``, and finds their
-        #: results in ``final_subsets`` at ``on_train_end``
+        #: groups of kept modalities the final pass over test also evaluates (a callback adds
+        #: its own in ``on_train_start``, finds their results in ``final_subsets`` at the end)
         self.final_groups: list[frozenset[str]] = []
         self.final_subsets: dict[str, dict[frozenset[str], SplitResult]] = {}
         #: the best epoch's validation pass (this session's), which the calibration reuses
         self.best_validation: SplitResult | None = None
-        #: whether evaluations also measure the encoders' feature statistics in their pass
-        #: (``SplitResult.features``, for the drift reference; the modality report sets it)
+        #: evaluations also measure the feature statistics (``SplitResult.features``: drift)
         self.feature_statistics = False
         self.last_checkpoint: Path | None = None
         self.progress = EpochProgress()  # where the epoch being trained is
@@ -285,14 +281,7 @@ class Trainer:
         self.hooks.hook.on_validation_end(trainer=self, epoch=epoch, metrics=dict(record),
                                           improved=improved)
         path = save_checkpoint(self, epoch)
-        self.strategy.on_main(lambda: self._after_epoch(path, improved, record))
-
-    def _after_epoch(self, path: Path, improved: bool, record: dict[str, Any]) -> None:
-        """The main process's writes after an epoch's checkpoint: the run's records (best
-        weights, pruning, metrics.jsonl), then the callbacks."""
-        record_epoch(self.run, path, self.history, best_info(self, path) if improved else None)
-        self.hooks.hook.on_checkpoint_saved(trainer=self, path=path)
-        self.hooks.hook.on_epoch_end(trainer=self, epoch=record["epoch"], metrics=dict(record))
+        self.strategy.on_main(lambda: after_epoch(self, path, improved, record))
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training split (the rest of it, resuming a mid-epoch
@@ -300,7 +289,7 @@ class Trainer:
         model, optimizer, progress = self.model, self.optimizer, self.progress
         assert model is not None and optimizer is not None
         train = self.spec.train
-        self._apply_freezing(epoch)
+        apply_freezing(self, epoch)
         batches, total = epoch_batches(self, epoch, progress.resume_batch)
         progress.begin(epoch, total=total, heads=len(model.heads), step=self.step,
                        seed=self.strategy.seed_epoch(dropout_seed(train.seed, epoch)),
@@ -360,20 +349,6 @@ class Trainer:
         self.average.update(self.model)
         self.step += 1
 
-    def _apply_freezing(self, epoch: int) -> None:
-        """Freeze and unfreeze the encoders as ``freeze``/``unfreeze_at`` say for ``epoch``;
-        the strategy re-wraps the model when its trainable parameters change."""
-        model, optimizer = self.model, self.optimizer
-        assert model is not None and optimizer is not None
-        frozen = frozen_encoders(self.spec.modalities, epoch)
-        if frozen == model.frozen:
-            return
-        thawed = sorted(model.frozen - frozen)
-        set_frozen(model, optimizer, frozen)
-        self.net = self.strategy.wrap(model)
-        if thawed:
-            self.note(f"epoch {epoch}: unfreezing the {', '.join(thawed)} encoder(s)")
-
     # -- the end --------------------------------------------------------------------------
     def _finish(self) -> dict[str, Any]:
         """The best weights evaluated (``metrics.json``), then the callbacks' ``on_train_end``
@@ -387,28 +362,24 @@ class Trainer:
         """Figures over the whole split with the model as it is, its inputs passed through
         ``transform`` if given; every process must call it (each evaluates its shard)."""
         assert self.model is not None
-        return evaluate_model(
-            self.model, self._loader(split, shuffle=False), device=self.device,
-            weights=self.weights, precision=self.spec.train.precision, transform=transform,
-            strategy=self.strategy, batch_size=self.spec.train.batch_size,
-            dedupe=not self.data.streaming, statistics=self._statistics(),
-        )
+        return evaluate_model(self.model, self._loader(split, shuffle=False),
+                              transform=transform, **self._evaluation())
 
     def evaluate_kept(self, split: str, groups: list[frozenset[str]]) -> list[SplitResult]:
         """Figures over the whole split with only each group of modalities kept (the others
         hidden from every row), from one pass of the encoders; every process must call it."""
         assert self.model is not None
-        return evaluate_kept(
-            self.model, self._loader(split, shuffle=False), groups, device=self.device,
-            weights=self.weights, precision=self.spec.train.precision, strategy=self.strategy,
-            batch_size=self.spec.train.batch_size, dedupe=not self.data.streaming,
-            statistics=self._statistics(),
-        )
+        return evaluate_kept(self.model, self._loader(split, shuffle=False), groups,
+                             **self._evaluation())
 
-    def _statistics(self) -> bool:
-        """Whether an evaluation measures the feature statistics too: when asked, in float32
-        (as the training split's reference is measured; autocast would round the features)."""
-        return self.feature_statistics and self.spec.train.precision == "32"
+    def _evaluation(self) -> dict[str, Any]:
+        """How this run evaluates; the feature statistics when asked, in float32 only (as
+        the training split's reference is measured; autocast would round the features)."""
+        train = self.spec.train
+        return {"device": self.device, "weights": self.weights, "precision": train.precision,
+                "strategy": self.strategy, "batch_size": train.batch_size,
+                "dedupe": not self.data.streaming,
+                "statistics": self.feature_statistics and train.precision == "32"}
 
     def _loader(self, split: str, *, shuffle: bool, epoch: int = 0, start_batch: int = 0,
                 seed: int | None = None):

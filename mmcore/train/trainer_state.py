@@ -16,7 +16,7 @@ from mmcore.errors import CheckpointError
 from mmcore.run import checkpoint as ck
 from mmcore.run.state import capture_rng, restore_rng
 from mmcore.train.epoch_state import EpochProgress
-from mmcore.train.records import publish_best, write_history
+from mmcore.train.records import publish_best, record_epoch, write_history
 from mmcore.train.weight_average import TRAINING_WEIGHTS
 
 
@@ -150,3 +150,12 @@ def _after_resume(trainer: Any, path: Path, republish: bool) -> None:
     write_history(trainer.run, trainer.history)
     if republish:
         publish_best(trainer.run, path, best_info(trainer, path))
+
+
+def after_epoch(trainer: Any, path: Path, improved: bool, record: dict[str, Any]) -> None:
+    """The main process's writes after an epoch's checkpoint ``path``: the run's records (best
+    weights, pruning, metrics.jsonl), then the callbacks."""
+    record_epoch(trainer.run, path, trainer.history,
+                 best_info(trainer, path) if improved else None)
+    trainer.hooks.hook.on_checkpoint_saved(trainer=trainer, path=path)
+    trainer.hooks.hook.on_epoch_end(trainer=trainer, epoch=record["epoch"], metrics=dict(record))
