@@ -231,14 +231,26 @@ def test_remembered_features_are_the_computed_ones() -> None:
             enc(batch(other))
         assert len(enc._cache) == 5
         enc.load_state_dict(enc.state_dict())  # the same kernels and biases: kept
+        enc(batch(seqs))
         assert len(enc._cache) == 5
-        changed = enc.state_dict()
-        changed["rocket.biases"] = changed["rocket.biases"] + 1
+        original = {k: v.clone() for k, v in enc.state_dict().items()}
+        changed = {**original, "rocket.biases": original["rocket.biases"] + 1}
         enc.load_state_dict(changed)  # other biases give other features: forgotten
+        torch.testing.assert_close(enc.ppv(*padded(seqs)), enc.rocket(*padded(seqs)))
         assert not enc._cache
-        enc.load_state_dict({**changed, "rocket.biases": changed["rocket.biases"] - 1})
+        enc.load_state_dict(original)
         torch.testing.assert_close(enc(batch(seqs)).values, out)
-        assert not enc._cache
+        enc.train()
+        enc.ppv(*padded(seqs))
+        assert len(enc._cache) == 3
+        enc.rocket.biases.add_(0.5)  # changed in place, not through load_state_dict
+        torch.testing.assert_close(enc.ppv(*padded(seqs)), enc.rocket(*padded(seqs)))
+        enc.rocket.biases.sub_(0.5)
+        enc.ppv(*padded(seqs))
+        kept = dict(enc._cache)
+        enc.rocket.biases.copy_(enc.rocket.biases.clone())  # a copy of the same values (ema)
+        enc.ppv(*padded(seqs))
+        assert enc._cache == kept
 
 
 def test_position_takes_the_minirocket_encoder_too(run, tmp_path) -> None:

@@ -30,7 +30,10 @@ class FeatureStatistics:
     def add(self, name: str, features: Any) -> None:
         """Count a batch's :class:`~mmcore.batch.Features` of modality ``name`` (its rows
         without the modality left out: absent rows' pooled features are zero)."""
-        pooled = features.pooled().detach().double()
+        pooled = features.pooled().detach()
+        if pooled.device.type == "mps":  # no float64 there
+            pooled = pooled.cpu()
+        pooled = pooled.double()
         keep = features.present.to(pooled.dtype).unsqueeze(-1)
         kept = pooled * keep
         for store, value in ((self.sums, kept.sum(dim=0)),

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from itertools import combinations
 from typing import Any
@@ -299,6 +299,29 @@ class MiniRocketEncoder(Encoder):
         self.proj = nn.Linear(features.num_features, output_size) if output_size else None
         self._cache: dict[bytes, Tensor] = {}
         self._cache_bytes = 0
+        self._cache_stamp: tuple[Any, ...] = ()
+        self._cache_basis: list[Tensor] = []
+
+    def _fixed(self) -> list[Tensor]:
+        return [self.rocket.weight, self.rocket.combos, self.rocket.biases]
+
+    def _check_cache(self) -> None:
+        """Forget the remembered features when the kernels or biases they were computed with
+        changed (other weights loaded, a dtype conversion, an in-place change). Their storage
+        and version say when to look; the values decide, so loading the very same values (the
+        end of training loads the best weights) or an average's copy keeps them."""
+        fixed = self._fixed()
+        stamp = tuple((t.data_ptr(), t._version, t.dtype) for t in fixed)
+        if stamp == self._cache_stamp:
+            return
+        same = len(self._cache_basis) == len(fixed) and all(
+            a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+            for a, b in zip(fixed, self._cache_basis, strict=True))
+        if not same:
+            self._cache.clear()
+            self._cache_bytes = 0
+            self._cache_basis = [t.detach().clone() for t in fixed]
+        self._cache_stamp = stamp
 
     def ppv(self, x: Tensor, mask: Tensor) -> Tensor:
         """The PPV features of a batch, reusing those of sequences seen before.
@@ -314,6 +337,7 @@ class MiniRocketEncoder(Encoder):
         if (x.device.type != "cpu" or torch.compiler.is_compiling()
                 or torch.compiler.is_exporting() or torch.jit.is_tracing()):
             return self.rocket(x, mask)
+        self._check_cache()
         lengths = mask.sum(dim=1).tolist()
         keys = [
             hashlib.blake2b(x[i, :n].numpy().tobytes() + str((n, x.dtype)).encode(),
@@ -338,24 +362,6 @@ class MiniRocketEncoder(Encoder):
             if i not in computed:
                 out[i] = self._cache[key]
         return out
-
-    def _load_from_state_dict(self, state_dict: Mapping[str, Any], prefix: str, *args: Any,
-                              **kwargs: Any) -> None:
-        if not self._same_features(state_dict, prefix):  # other biases give other features
-            self._cache.clear()
-            self._cache_bytes = 0
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def _same_features(self, state: Mapping[str, Any], prefix: str) -> bool:
-        """Whether ``state`` holds the very kernels and biases the remembered features were
-        computed with (the end of training loads the best weights: the same ones)."""
-        for name, value in self.rocket.state_dict().items():
-            loaded = state.get(f"{prefix}rocket.{name}")
-            if (not isinstance(loaded, Tensor) or type(loaded) is not Tensor
-                    or loaded.shape != value.shape or loaded.dtype != value.dtype
-                    or not torch.equal(loaded.to(value.device), value)):
-                return False
-        return True
 
     def forward(self, batch: ModalityBatch) -> Features:
         x, mask = sequence_input(batch, self.input_size, "minirocket encoder")
