@@ -256,6 +256,8 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, da
     Trainer(spec_file, output=tmp_path / "full", registry=reg, plots=False, quiet=True).fit()
 
     env = _slow_training_env(tmp_path, delay=0.1)  # 5 batches an epoch: ~0.5 s each
+    steps = tmp_path / "steps"  # a byte per training batch begun
+    env[toy.MARK_ENV] = str(steps)
     run = tmp_path / "killed"
     proc = subprocess.Popen(
         [sys.executable, "-m", "mmcore", "train", str(spec_file), "--output", str(run),
@@ -264,12 +266,13 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, da
     )
     try:
         deadline = time.monotonic() + 180
-        while _lines(run / "metrics.jsonl") < 1:
+        # the third batch of epoch 2 begun: epoch 1 written, epoch 2 half trained
+        while not steps.exists() or steps.stat().st_size < 8:
             if proc.poll() is not None:
                 pytest.fail(f"training exited early ({proc.returncode}): {proc.stderr.read()}")
-            assert time.monotonic() < deadline, "no epoch finished in time"
+            assert time.monotonic() < deadline, "training did not reach epoch 2 in time"
             time.sleep(0.02)
-        # metrics.jsonl is an epoch's last write: killed as epoch 2 trains (no timed sleep)
+        assert _lines(run / "metrics.jsonl") == 1
     finally:
         proc.kill()
         proc.communicate()

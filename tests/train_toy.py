@@ -27,6 +27,9 @@ from tests.toy import ToyEncoder, ToyModality
 DIST, VERSION, PLUGIN = "mmcore-train-toy", "1.0.0", "train_toy"
 #: seconds each training forward of a ``slowtoy`` encoder sleeps (subprocess kill test)
 DELAY_ENV = "MMCORE_TEST_STEP_DELAY"
+#: a file each training forward of a ``slowtoy`` encoder appends one byte to (the kill test
+#: waits on it instead of sleeping)
+MARK_ENV = "MMCORE_TEST_STEP_MARK"
 CLASSES = ["a", "b", "c"]
 
 
@@ -58,8 +61,12 @@ class SlowToyEncoder(ToyEncoder):
     def __init__(self, hidden: int, sequence: bool) -> None:
         super().__init__(hidden, sequence)
         self.delay = float(os.environ.get(DELAY_ENV, "0") or 0)
+        self.mark = os.environ.get(MARK_ENV)
 
     def forward(self, batch):
+        if self.training and self.mark:
+            with open(self.mark, "ab") as fh:
+                fh.write(b".")
         if self.training and self.delay:
             time.sleep(self.delay)
         return super().forward(batch)
