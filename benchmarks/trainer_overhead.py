@@ -188,8 +188,9 @@ def report(
         f"inter-op; `num_workers=0`. Load while it ran: {load.sentence()}",
         "",
         "Each arm trains the same model (built by mmcore from the spec, same initial weights) "
-        "on the same cached batches with the same batch size, AdamW settings, gradient norm "
-        "clipping (1.0) and constant learning rate. The training loop is timed: every batch's "
+        "on the same cached batches with the same batch size, AdamW settings (torch's fused "
+        "kernel in every arm, mmcore's), gradient norm clipping (1.0) and constant learning "
+        "rate. The training loop is timed: every batch's "
         "loading, forward, loss, backward, clipping and optimizer step (mmcore: "
         "`Trainer._train_epoch`; Lightning: its train-epoch hooks, validation off). The arms "
         f"alternate ({arms}, {arms}, ...) after a warm-up round; figures are medians over "
@@ -212,7 +213,8 @@ def report(
         "groups (weight matrices decayed, biases and norms not); the plain loop does none of "
         "that; Lightning runs its hooks and a closure-based optimizer step. The end-to-end "
         "extras (validation every epoch, atomic checkpoints with fsync, the final evaluation "
-        "of the best model on validation and test) are a fixed cost per epoch and per run; "
+        "of the best model on test, reusing the best epoch's validation pass) are a fixed "
+        "cost per epoch and per run; "
         "their share falls as epochs get longer.",
     ]
     return "\n".join(lines)

@@ -3,7 +3,8 @@
 
 All three get the same model (built by mmcore from the spec, after ``torch.manual_seed(seed)``),
 the same preprocessed batches (one ``DataModule`` cache; ``dm.loader("train", ...)``,
-shuffled, the spec's batch size), AdamW at the spec's learning rate and weight decay, the
+shuffled, the spec's batch size), AdamW at the spec's learning rate and weight decay (torch's
+fused kernel in every arm, as mmcore's optimizer uses, where torch has one), the
 gradient norm clipped at ``train.grad_clip``, a constant learning rate, and the same number of
 epochs. Each arm returns ``rows`` (samples trained) and ``loop_s`` / ``loop_cpu_s``, the wall
 and process CPU seconds of its training loop, leaving out the first ``skip`` epochs of the run
@@ -146,11 +147,21 @@ def plain_step(setup: Setup, model, optimizer, batch) -> None:
 
 
 def plain_optimizer(setup: Setup, model):
-    """AdamW over every parameter, as a hand-written loop would build it."""
+    """AdamW over every parameter, as a hand-written loop would build it, on torch's fused
+    kernel (the one mmcore's optimizer uses) where torch has one for the parameters."""
+    return adamw(list(model.parameters()), setup.train)
+
+
+def adamw(params: list, train: Any):
+    """``torch.optim.AdamW`` at ``train``'s learning rate and weight decay, fused where it can
+    be (so that every arm steps with the same kernel), else torch's default."""
     import torch
 
-    train = setup.train
-    return torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    try:
+        return torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay,
+                                 fused=True)
+    except (RuntimeError, ValueError):  # no fused kernel for this device or dtype
+        return torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay)
 
 
 #: ``hook(epoch)`` gives a context manager each arm enters around each training epoch
@@ -316,7 +327,6 @@ def run_lightning(
     pl: Any,
 ) -> dict[str, float]:
     """The same model in a ``LightningModule``; Lightning's loop, clipping and AdamW."""
-    import torch
 
     train, device, name = setup.train, setup.device, setup.head
     model = build(setup)
@@ -332,9 +342,7 @@ def run_lightning(
             return head.loss(outputs[name], batch.targets[name])
 
         def configure_optimizers(self):
-            return torch.optim.AdamW(
-                self.parameters(), lr=train.lr, weight_decay=train.weight_decay
-            )
+            return adamw(list(self.parameters()), train)
 
     class EpochTimer(pl.Callback):
         def __init__(self) -> None:
