@@ -152,7 +152,7 @@ def model_report(
     parts = [("data set-up (cache hit)", "fit_setup_s"), ("training loop", "fit_loop_s"),
              ("validation after each epoch", "fit_validation_s"),
              ("checkpoints, best copy, metrics files", "fit_checkpoint_s"),
-             ("final evaluation (validation + test)", "fit_final_s"),
+             ("final evaluation (test; validation rescored)", "fit_final_s"),
              ("the rest (model, optimizer, callbacks)", "fit_other_s"),
              ("total `fit()`", "total_s")]
     total = med([r["total_s"] for r in m])

@@ -261,6 +261,7 @@ def run_mmcore(
     import mmcore
     from mmcore.run import checkpoint as ck
     from mmcore.train import records
+    from mmcore.train import trainer as trainer_module
 
     spec = setup.spec.model_copy(
         update={"train": setup.train.model_copy(update={"epochs": epochs})}
@@ -277,9 +278,8 @@ def run_mmcore(
 
     trainer._train_epoch = hooked
     watch = Stopwatch()
-    watch.on(trainer, "_setup_data", "setup")
     watch.on(trainer, "_train_epoch", "loop")
-    watch.on(trainer, "_evaluate", "validation")  # inside _finish it counts as "final"
+    watch.on(trainer, "evaluate", "validation")  # inside _finish it counts as "final"
     watch.on(trainer, "_finish", "final")
     hook_name = f"bench-compile-{run}"
     if setup.compile:
@@ -287,7 +287,8 @@ def run_mmcore(
     start = time.perf_counter()
     try:
         with patched(ck, ["write_checkpoint", "prune_checkpoints"], watch, "checkpoint"), \
-                patched(records, ["publish_best", "write_history"], watch, "checkpoint"):
+                patched(records, ["publish_best", "write_history"], watch, "checkpoint"), \
+                patched(trainer_module, ["set_up_run_data"], watch, "setup"):
             trainer.fit()
     finally:
         if setup.compile:
