@@ -100,3 +100,25 @@ def test_a_resumed_run_without_its_best_pass_evaluates_validation(tmp_path, monk
     trainer.fit()
     assert trainer.best_validation is None  # nothing trained in this session
     assert [c[1] for c in calls] == ["validation", "test"]
+
+
+def test_feature_statistics_leave_out_absent_rows_and_add_up_across_shares():
+    from mmcore.batch import Features
+    from mmcore.evaluate.features import FeatureStatistics
+
+    values = torch.tensor([[1.0, 2.0], [float("nan"), 5.0], [3.0, 6.0], [7.0, 8.0]])
+    present = torch.tensor([True, False, True, True])
+    whole = FeatureStatistics(["a"])
+    whole.add("a", Features(values, present))
+    first, second = FeatureStatistics(["a"]), FeatureStatistics(["a"])
+    first.add("a", Features(values[:2], present[:2]))
+    second.add("a", Features(values[2:], present[2:]))
+    kept = values[present].double()
+    expected = {"rows": 3, "mean": kept.mean(0).tolist(),
+                "std": kept.std(0, unbiased=False).tolist()}
+    for stats in (whole, first.cpu().merge([second.cpu()])):
+        got = stats.result()["a"]
+        assert got["rows"] == 3
+        assert got["mean"] == pytest.approx(expected["mean"])
+        assert got["std"] == pytest.approx(expected["std"])
+    assert FeatureStatistics(["a", "b"]).result() == {"a": {"rows": 0}, "b": {"rows": 0}}

@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 
@@ -29,16 +30,15 @@ class FeatureStatistics:
 
     def add(self, name: str, features: Any) -> None:
         """Count a batch's :class:`~mmcore.batch.Features` of modality ``name`` (its rows
-        without the modality left out: absent rows' pooled features are zero)."""
+        without the modality left out, whatever their values hold)."""
         pooled = features.pooled().detach()
         if pooled.device.type == "mps":  # no float64 there
             pooled = pooled.cpu()
-        pooled = pooled.double()
-        keep = features.present.to(pooled.dtype).unsqueeze(-1)
-        kept = pooled * keep
+        present = features.present.to(pooled.device).bool()
+        kept = torch.where(present.unsqueeze(-1), pooled.double(), 0.0)
         for store, value in ((self.sums, kept.sum(dim=0)),
-                             (self.squares, (kept * pooled).sum(dim=0)),
-                             (self.counts, keep.sum())):
+                             (self.squares, (kept * kept).sum(dim=0)),
+                             (self.counts, present.sum())):
             store[name] = store[name] + value if name in store else value
 
     def cpu(self) -> FeatureStatistics:
