@@ -46,7 +46,7 @@ SLOW_MODULES = (
 SLOW_TESTS = (
     "tests/test_scaffold.py::test_generated_plugin_installs_and_passes_its_tests",
     "tests/test_sequence.py::test_long_single_channel_input_trains_without_crashing",
-    "tests/test_train_run.py::test_sigkill",
+    "tests/test_train_resume.py::test_sigkill",
     "tests/test_minirocket.py::test_a_minirocket_run_exports_faithfully",
     "tests/test_cli_exits.py::test_any_base_exception_from_a_spec_file",
     "tests/test_cli_imports.py::test_training_on_a_warm_cache_imports_neither",

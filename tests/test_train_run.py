@@ -1,21 +1,14 @@
 """End-to-end training on tiny CSV data: the run folder, metrics, best/early stopping,
-gradient accumulation, non-finite losses, and resume after SIGKILL matching an
-uninterrupted run exactly."""
+gradient accumulation, non-finite losses (interrupted runs and their resume:
+test_train_resume.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 import mmcore
 from mmcore.errors import CheckpointError, SpecError, TrainingError
@@ -40,23 +33,6 @@ def reg():
 @pytest.fixture
 def data(tmp_path):
     return toy.write_data(tmp_path / "data" / "data.csv")
-
-
-def _spec(tmp_path, data, reg, **train):
-    return validate_spec(toy.spec_dict(data, tmp_path / "cache", **train), registry=reg)
-
-
-def _fit(spec, out, reg, **kw):
-    trainer = Trainer(spec, output=out, registry=reg, plots=False, quiet=True, **kw)
-    return trainer, trainer.fit()
-
-
-def _weights(path):
-    return load_file(str(path))
-
-
-def _equal(a, b):
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 class Recorder:
@@ -92,7 +68,7 @@ def test_fit_writes_a_complete_run_folder(tmp_path, data, reg, monkeypatch):
     monkeypatch.setattr(torch, "save", no_pickle)
     monkeypatch.setattr(torch, "load", no_pickle)
     run = tmp_path / "run"
-    trainer, final = _fit(_spec(tmp_path, data, reg, epochs=3), run, reg)
+    trainer, final = toy.fit(toy.validated(tmp_path, data, reg, epochs=3), run, reg)
 
     saved = json.loads((run / "spec.json").read_text())
     assert saved["heads"]["label"]["options"]["classes"] == toy.CLASSES
@@ -114,7 +90,8 @@ def test_fit_writes_a_complete_run_folder(tmp_path, data, reg, monkeypatch):
     values = [r["validation/label.accuracy"] for r in history]
     assert final["best_value"] == max(values)
     assert final["best_epoch"] == values.index(max(values)) + 1  # the first best one
-    assert _equal(_weights(run / "model.safetensors"), _weights(run / "best/model.safetensors"))
+    assert toy.same_tensors(toy.weights(run / "model.safetensors"),
+                            toy.weights(run / "best/model.safetensors"))
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics == json.loads(json.dumps(final))
     assert set(metrics["test"]) >= {"label.accuracy", "label.macro_f1", "label.top_k", "loss"}
@@ -131,8 +108,9 @@ def test_fit_writes_a_complete_run_folder(tmp_path, data, reg, monkeypatch):
 
 def test_early_stopping_keeps_the_best_epoch(tmp_path, data, reg):
     # A learning rate this small leaves the accuracy flat: no epoch after the first improves.
-    trainer, final = _fit(_spec(tmp_path, data, reg, epochs=10, lr=1e-12, early_stopping=2),
-                          tmp_path / "run", reg)
+    trainer, final = toy.fit(
+        toy.validated(tmp_path, data, reg, epochs=10, lr=1e-12, early_stopping=2),
+        tmp_path / "run", reg)
     assert final["stopped_early"] and final["epochs"] == 3 and final["best_epoch"] == 1
     assert len(trainer.history) == 3
     assert json.loads((tmp_path / "run/best/best.json").read_text())["epoch"] == 1
@@ -143,8 +121,8 @@ def test_early_stopping_keeps_the_best_epoch(tmp_path, data, reg):
 def test_without_validation_the_training_loss_is_monitored(tmp_path, reg):
     path = toy.write_data(tmp_path / "d.csv")
     path.write_text(path.read_text().replace(",validation\n", ",train\n"))
-    trainer, final = _fit(_spec(tmp_path, path, reg, epochs=2, monitor="label.accuracy"),
-                          tmp_path / "run", reg)
+    spec = toy.validated(tmp_path, path, reg, epochs=2, monitor="label.accuracy")
+    trainer, final = toy.fit(spec, tmp_path / "run", reg)
     assert final["monitor"] == "loss" and "validation" not in final and "test" in final
     losses = [r["train/loss"] for r in trainer.history]
     assert final["best_value"] == min(losses)
@@ -154,12 +132,13 @@ def test_gradient_accumulation_matches_a_larger_batch(tmp_path, data, reg):
     # SGD without clipping: the update is proportional to the gradient, so a wrongly scaled
     # accumulated gradient would show (Adam would hide a constant factor).
     common = {"epochs": 1, "optimizer": "sgd", "grad_clip": None, "lr": 0.1}
-    big, _ = _fit(_spec(tmp_path, data, reg, batch_size=8, **common), tmp_path / "big", reg)
-    small, _ = _fit(_spec(tmp_path, data, reg, batch_size=4, accumulate=2, **common),
-                    tmp_path / "small", reg)
+    big, _ = toy.fit(toy.validated(tmp_path, data, reg, batch_size=8, **common),
+                     tmp_path / "big", reg)
+    small, _ = toy.fit(toy.validated(tmp_path, data, reg, batch_size=4, accumulate=2, **common),
+                       tmp_path / "small", reg)
     assert big.step == small.step == 5
-    a = _weights(tmp_path / "big/model.safetensors")
-    b = _weights(tmp_path / "small/model.safetensors")
+    a = toy.weights(tmp_path / "big/model.safetensors")
+    b = toy.weights(tmp_path / "small/model.safetensors")
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     modalities = mmcore.build_modalities(big.resolved_spec, reg)
     torch.manual_seed(0)  # as the trainer does before building: its initial weights
@@ -187,221 +166,43 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(
     run = tmp_path / "run"
     with pytest.raises(TrainingError, match=r"epoch 2, batch 3/5 \(optimizer step 8\).*"
                        r"epoch-0001"):
-        _fit(_spec(tmp_path, data, reg, epochs=3), run, reg)
+        toy.fit(toy.validated(tmp_path, data, reg, epochs=3), run, reg)
     good = ck.read_checkpoint(run / "checkpoints" / "epoch-0001")
     assert ck.latest_checkpoint(run / "checkpoints") == run / "checkpoints" / "epoch-0001"
     assert all(torch.isfinite(t).all() for t in good.model.values())
-    assert _equal(_weights(run / "model.safetensors"), good.model)
+    assert toy.same_tensors(toy.weights(run / "model.safetensors"), good.model)
 
 
 def test_overwrite_leaves_no_report_of_the_run_it_replaces(tmp_path, data, reg):
-    spec = _spec(tmp_path, data, reg, epochs=1)
+    spec = toy.validated(tmp_path, data, reg, epochs=1)
     run = tmp_path / "run"
-    _fit(spec, run, reg)
+    toy.fit(spec, run, reg)
     (run / "robustness.json").write_text("{}")  # as mmcore evaluate --robustness writes it
-    _fit(spec, run, reg, overwrite=True)
+    toy.fit(spec, run, reg, overwrite=True)
     assert not (run / "robustness.json").exists()
 
 
 def test_bf16_autocast_trains_on_cpu(tmp_path, data, reg):
-    trainer, final = _fit(_spec(tmp_path, data, reg, epochs=1, precision="bf16"),
-                          tmp_path / "run", reg)
+    trainer, final = toy.fit(toy.validated(tmp_path, data, reg, epochs=1, precision="bf16"),
+                             tmp_path / "run", reg)
     assert final["epochs"] == 1 and 0 <= final["test"]["label.accuracy"] <= 1
 
 
 def test_an_existing_run_needs_resume_or_overwrite(tmp_path, data, reg):
-    spec = _spec(tmp_path, data, reg, epochs=1)
-    _fit(spec, tmp_path / "run", reg)
+    spec = toy.validated(tmp_path, data, reg, epochs=1)
+    toy.fit(spec, tmp_path / "run", reg)
     with pytest.raises(CheckpointError, match="already holds a run.*--resume.*--overwrite"):
-        _fit(spec, tmp_path / "run", reg)
+        toy.fit(spec, tmp_path / "run", reg)
     changed = validate_spec(spec, overrides=["modalities.a.options.hidden=5"], registry=reg)
     with pytest.raises(CheckpointError, match="cannot resume.*modalities"):
-        _fit(changed, tmp_path / "run", reg, resume=True)
+        toy.fit(changed, tmp_path / "run", reg, resume=True)
     longer = validate_spec(spec, overrides=["train.epochs=2"], registry=reg)
-    trainer, final = _fit(longer, tmp_path / "run", reg, resume=True)
+    trainer, final = toy.fit(longer, tmp_path / "run", reg, resume=True)
     assert final["epochs"] == 2 and [r["epoch"] for r in trainer.history] == [1, 2]
-    trainer, final = _fit(spec, tmp_path / "run", reg, overwrite=True)
+    trainer, final = toy.fit(spec, tmp_path / "run", reg, overwrite=True)
     assert final["epochs"] == 1
     assert [p.name for p in ck.complete_checkpoints(tmp_path / "run/checkpoints")] == [
         "epoch-0001"]
-
-
-def _lines(path: Path) -> int:
-    try:
-        return len(path.read_text().splitlines())
-    except FileNotFoundError:
-        return 0
-
-
-def _slow_training_env(tmp_path, delay: float) -> dict[str, str]:
-    """The environment of a ``python -m mmcore train`` subprocess with the toy plugins
-    installed, each training batch slowed by ``delay`` seconds (time to kill it mid-run)."""
-    site = toy.install_entry_point(tmp_path / "site")
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), str(site)]),
-        "MMCORE_PLUGINS": toy.PLUGIN,
-        toy.DELAY_ENV: str(delay),
-        "OMP_NUM_THREADS": "1",
-        "HF_DATASETS_OFFLINE": "1",
-    }
-
-
-def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, data, reg):
-    spec = toy.spec_dict(data, tmp_path / "cache", epochs=4, deterministic=True,
-                         modality_dropout=0.3, scheduler="cosine", warmup_steps=3)
-    spec["fusion"]["options"]["dropout"] = 0.2  # exercises the restored torch RNG too
-    spec_file = toy.write_spec(tmp_path / "spec.py", spec)
-
-    Trainer(spec_file, output=tmp_path / "full", registry=reg, plots=False, quiet=True).fit()
-
-    env = _slow_training_env(tmp_path, delay=0.1)  # 5 batches an epoch: ~0.5 s each
-    steps = tmp_path / "steps"  # a byte per training batch begun
-    env[toy.MARK_ENV] = str(steps)
-    run = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mmcore", "train", str(spec_file), "--output", str(run),
-         "--quiet"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        # the third batch of epoch 2 begun: epoch 1 written, epoch 2 half trained
-        while not steps.exists() or steps.stat().st_size < 8:
-            if proc.poll() is not None:
-                pytest.fail(f"training exited early ({proc.returncode}): {proc.stderr.read()}")
-            assert time.monotonic() < deadline, "training did not reach epoch 2 in time"
-            time.sleep(0.02)
-        assert _lines(run / "metrics.jsonl") == 1
-    finally:
-        proc.kill()
-        proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
-    assert not (run / "metrics.json").exists() and _lines(run / "metrics.jsonl") < 4
-    resumed_from = ck.latest_checkpoint(run / "checkpoints")
-    assert resumed_from is not None and resumed_from.name < "epoch-0004"
-
-    trainer = Trainer(spec_file, output=run, resume=True, registry=reg, plots=False, quiet=True)
-    final = trainer.fit()
-    assert final["epochs"] == 4 and [r["epoch"] for r in trainer.history] == [1, 2, 3, 4]
-    for name in ("checkpoints/epoch-0004/model.safetensors", "model.safetensors"):
-        assert _equal(_weights(tmp_path / "full" / name), _weights(run / name)), name
-    full_state = ck.read_checkpoint(tmp_path / "full/checkpoints/epoch-0004").state
-    assert full_state["history"][-1]["train/loss"] == trainer.history[-1]["train/loss"]
-
-
-
-
-
-def test_sigkill_inside_an_epoch_resumes_from_its_step_checkpoint_bitwise(tmp_path, data, reg):
-    """train.checkpoint_every: killed in the middle of epoch 2, the run goes on from the
-    step checkpoint (sampler position, generators, RNGs, loss sums) and ends bit for bit
-    where an uninterrupted run does."""
-    spec = toy.spec_dict(data, tmp_path / "cache", epochs=3, deterministic=True,
-                         modality_dropout=0.3, scheduler="cosine", warmup_steps=2,
-                         accumulate=2, checkpoint_every=1)
-    spec["fusion"]["options"]["dropout"] = 0.2  # draws from torch's global generator
-    spec_file = toy.write_spec(tmp_path / "spec.py", spec)
-    Trainer(spec_file, output=tmp_path / "full", registry=reg, plots=False, quiet=True).fit()
-
-    # 5 batches an epoch, windows of 2: steps after batches 2, 4 and 5
-    env = _slow_training_env(tmp_path, delay=0.3)
-    run = tmp_path / "killed"
-    inside = run / "checkpoints" / ck.checkpoint_name(2, batch=2)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mmcore", "train", str(spec_file), "--output", str(run),
-         "--quiet"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        # until checkpoints/latest names it: the folder is renamed into place first, and a
-        # kill between the two resumes (correctly) from the checkpoint before
-        while ck.latest_checkpoint(run / "checkpoints") != inside:
-            if proc.poll() is not None:
-                pytest.fail(f"training exited early ({proc.returncode}): {proc.stderr.read()}")
-            assert time.monotonic() < deadline, "no step checkpoint in epoch 2 in time"
-            time.sleep(0.01)
-    finally:
-        proc.kill()
-        proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
-    resumed_from = ck.latest_checkpoint(run / "checkpoints")
-    assert resumed_from is not None and resumed_from.name.startswith("epoch-0002-batch-")
-    assert _lines(run / "metrics.jsonl") == 1  # epoch 2 had not ended
-
-    trainer = Trainer(spec_file, output=run, resume=True, registry=reg, plots=False, quiet=True)
-    final = trainer.fit()
-    assert final["epochs"] == 3 and [r["epoch"] for r in trainer.history] == [1, 2, 3]
-    for name in ("checkpoints/epoch-0003/model.safetensors", "model.safetensors"):
-        assert _equal(_weights(tmp_path / "full" / name), _weights(run / name)), name
-    full = ck.read_checkpoint(tmp_path / "full/checkpoints/epoch-0003").state
-    again = ck.read_checkpoint(run / "checkpoints/epoch-0003").state
-    for key in ("train/loss", "train/label.loss", "validation/loss"):
-        assert [r[key] for r in full["history"]] == [r[key] for r in again["history"]], key
-    assert full["step"] == again["step"] == 9
-    # step checkpoints do not pile up: the newest epoch ends are kept, none from inside them
-    assert [p.name for p in ck.complete_checkpoints(run / "checkpoints")] == [
-        "epoch-0002", "epoch-0003"]
-
-
-class Stop(Exception):
-    pass
-
-
-class StopAt:
-    """A callback that ends training (an exception) once the named checkpoint is written."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    @mmcore.hookimpl
-    def on_checkpoint_saved(self, trainer, path):
-        if path.name == self.name:
-            raise Stop(path)
-
-
-@pytest.mark.parametrize("streaming", [False, True], ids=["table", "stream"])
-def test_a_run_stopped_inside_an_epoch_goes_on_from_its_step_checkpoint(
-        tmp_path, data, reg, streaming):
-    spec = _spec(tmp_path, data, reg, epochs=2, deterministic=True, modality_dropout=0.3,
-                 checkpoint_every=2)
-    spec.data.streaming = streaming
-    _fit(spec, tmp_path / "full", reg)
-    run = tmp_path / "stopped"
-    with pytest.raises(Stop):
-        _fit(spec, run, reg, callbacks=[StopAt(ck.checkpoint_name(2, batch=3))])
-    assert ck.latest_checkpoint(run / "checkpoints").name == "epoch-0002-batch-000003"
-    trainer, final = _fit(spec, run, reg, resume=True)
-    assert final["epochs"] == 2
-    assert _equal(_weights(tmp_path / "full/model.safetensors"),
-                  _weights(run / "model.safetensors"))
-    full = ck.read_checkpoint(tmp_path / "full/checkpoints/epoch-0002").state["history"]
-    assert [r["train/loss"] for r in full] == [r["train/loss"] for r in trainer.history]
-    # the position in the epoch depends on these: changing one is refused, with the way out
-    run2 = tmp_path / "stopped_again"
-    with pytest.raises(Stop):
-        _fit(spec, run2, reg, callbacks=[StopAt(ck.checkpoint_name(2, batch=3))])
-    bigger = validate_spec(spec, overrides=["train.batch_size=16"], registry=reg)
-    with pytest.raises(CheckpointError, match=r"train.batch_size=8 \(now 16\).*delete "
-                       r"epoch-0002-batch-000003"):
-        _fit(bigger, run2, reg, resume=True)
-
-
-def test_a_step_checkpoint_from_another_number_of_processes_is_refused(tmp_path, data, reg):
-    spec = _spec(tmp_path, data, reg, epochs=2, checkpoint_every=1)
-    run = tmp_path / "run"
-    trainer, _ = _fit(spec, run, reg)
-    # a step checkpoint as two processes would have written it: one state per rank
-    found = ck.read_checkpoint(run / "checkpoints" / "epoch-0002")
-    state = dict(found.state, epoch=1)
-    part = {"sums": torch.zeros(2), "rows": 8, "dropout_rng": torch.Generator().get_state(),
-            "augment_rng": torch.Generator().get_state(), "rng": found.state["rng"]}
-    state["partial"] = {"batch": 2, "ranks": [part, part]}
-    ck.write_checkpoint(run / "checkpoints", 2, found.model, state, batch=2)
-    shutil.rmtree(run / "checkpoints" / "epoch-0002")
-    with pytest.raises(CheckpointError, match=r"inside epoch 2 by 2 process.*resume on 2"):
-        _fit(spec, run, reg, resume=True)
 
 
 def test_a_fusion_defined_in_the_spec_file_travels_with_the_run(tmp_path, data, reg):
@@ -423,11 +224,11 @@ def test_a_fusion_defined_in_the_spec_file_travels_with_the_run(tmp_path, data, 
 
 
 def test_progress_bars_when_asked(tmp_path, data, reg, capsys):
-    Trainer(_spec(tmp_path, data, reg, epochs=2, progress=True), output=tmp_path / "run",
+    Trainer(toy.validated(tmp_path, data, reg, epochs=2, progress=True), output=tmp_path / "run",
             registry=reg, plots=False, progress=True).fit()
     err = capsys.readouterr().err
     assert "epochs: 100%" in err and "label.accuracy=" in err and "epoch 2" in err
     # Not a terminal (as under pytest) and not forced: no bars at all.
-    Trainer(_spec(tmp_path, data, reg, epochs=1, progress=True), output=tmp_path / "run2",
+    Trainer(toy.validated(tmp_path, data, reg, epochs=1, progress=True), output=tmp_path / "run2",
             registry=reg, plots=False).fit()
     assert "epochs:" not in capsys.readouterr().err

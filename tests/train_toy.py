@@ -191,3 +191,32 @@ def process_registry() -> Iterator[None]:
     finally:
         reset_registry(None)
         torch.set_num_threads(before)
+
+
+def validated(tmp_path: Path, data: Path, reg: Registry, **train: Any) -> Any:
+    """:func:`spec_dict` validated, its cache in ``tmp_path``; ``train`` overrides."""
+    from mmcore.spec import validate_spec
+
+    return validate_spec(spec_dict(data, tmp_path / "cache", **train), registry=reg)
+
+
+def fit(spec: Any, out: Path, reg: Registry, **kw: Any) -> tuple[Any, dict[str, Any]]:
+    """``Trainer(spec, output=out)``, quiet and without plots, and what its ``fit()`` gives."""
+    from mmcore.train import Trainer
+
+    trainer = Trainer(spec, output=out, registry=reg, plots=False, quiet=True, **kw)
+    return trainer, trainer.fit()
+
+
+def weights(path: Path) -> dict[str, Any]:
+    """A safetensors file's tensors."""
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def same_tensors(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two state dicts hold the same names and bitwise equal tensors."""
+    import torch
+
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
