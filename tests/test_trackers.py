@@ -1,7 +1,7 @@
-"""Experiment trackers and callbacks by import path: a real MLflow tracking server on
-loopback (SQLite backend), W&B in offline mode, the failure rules (a tracker failing at the
-start stops the run in one line, one failing later is a warning and training goes on), and
-``"package.module:Class"`` callbacks under the trust rules. Nothing reaches the internet."""
+"""Experiment trackers: a real MLflow tracking server on loopback (SQLite backend), W&B in
+offline mode, and the failure rules (a tracker failing at the start stops the run in one line,
+one failing later is a warning and training goes on). Nothing reaches the internet. Callbacks
+by import path: test_callback_paths.py."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import socket
 import socketserver
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import urllib.request
@@ -22,7 +21,6 @@ from pathlib import Path
 import pytest
 
 import mmcore
-from mmcore.cli import main
 from mmcore.train import Trainer
 from tests import train_toy as toy
 
@@ -41,18 +39,6 @@ def toy_plugins(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # MLflow's default store, sqlite:///mlflow.db, lands here
     with toy.process_registry():
         yield
-
-
-def write_spec(tmp_path: Path, callbacks: list[str], epochs: int = 2) -> Path:
-    data = tmp_path / "data.csv"
-    if not data.exists():
-        toy.write_data(data)
-    spec = toy.spec_dict(data, tmp_path / "cache", epochs=epochs, callbacks=callbacks)
-    return toy.write_spec(tmp_path / "spec.py", spec)
-
-
-def train(spec: Path, run: Path) -> int:
-    return main(["train", str(spec), "--output", str(run), "--quiet", "--no-report"])
 
 
 def free_port() -> int:
@@ -118,7 +104,7 @@ def test_mlflow_server_receives_the_spec_the_epochs_and_the_run_files(
 
     use_mlflow(monkeypatch, mlflow_server, "tiny-experiment")
     run = tmp_path / "run-mlflow"
-    assert train(write_spec(tmp_path, ["csv", "mlflow"]), run) == 0
+    assert toy.train_quietly(toy.callbacks_spec(tmp_path, ["csv", "mlflow"]), run) == 0
 
     client = MlflowClient(tracking_uri=mlflow_server)
     experiment = client.get_experiment_by_name("tiny-experiment")
@@ -203,7 +189,7 @@ def test_a_tracker_losing_its_server_mid_run_warns_once_and_training_finishes(
     proxy = DropProxy((host, int(port)))
     use_mlflow(monkeypatch, proxy.uri, "dropped")
     run = tmp_path / "run-dropped"
-    trainer = Trainer(write_spec(tmp_path, ["csv", "mlflow"], epochs=3), output=run,
+    trainer = Trainer(toy.callbacks_spec(tmp_path, ["csv", "mlflow"], epochs=3), output=run,
                       report=False, plots=False, callbacks=[DropAfterFirstEpoch(proxy)])
     final = trainer.fit()
 
@@ -222,7 +208,7 @@ def test_a_tracker_that_cannot_reach_its_server_stops_the_run_before_training(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     run = tmp_path / "run"
     started = time.monotonic()
-    assert train(write_spec(tmp_path, ["csv", "mlflow"]), run) == 2
+    assert toy.train_quietly(toy.callbacks_spec(tmp_path, ["csv", "mlflow"]), run) == 2
     assert time.monotonic() - started < 60  # not after minutes of retries
     err = capsys.readouterr().err
     assert "Traceback" not in err
@@ -237,7 +223,7 @@ def test_mlflow_refusing_its_file_store_is_one_line_that_says_how_to_fix_it(
         tmp_path, monkeypatch, capsys):
     pytest.importorskip("mlflow", reason="needs mmcore-torch[mlflow]")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
-    assert train(write_spec(tmp_path, ["mlflow"]), tmp_path / "run") == 2
+    assert toy.train_quietly(toy.callbacks_spec(tmp_path, ["mlflow"]), tmp_path / "run") == 2
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err and len(err.splitlines()) == 1
     assert err.startswith("error: train.callbacks.0: callback 'mlflow' could not start: MLflow "
@@ -249,7 +235,8 @@ def test_a_database_store_without_the_full_mlflow_says_what_to_install(
         tmp_path, monkeypatch, capsys):
     pytest.importorskip("mlflow", reason="needs mmcore-torch[mlflow]")
     monkeypatch.setitem(sys.modules, "sqlalchemy", None)  # as with mlflow-skinny alone
-    assert train(write_spec(tmp_path, ["mlflow"]), tmp_path / "run") == 2  # the default URI
+    spec = toy.callbacks_spec(tmp_path, ["mlflow"])
+    assert toy.train_quietly(spec, tmp_path / "run") == 2  # the default URI
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: train.callbacks.0: callback 'mlflow' could not start: the "
                           f"tracking store 'sqlite:///{tmp_path / 'mlflow.db'}' is a database, "
@@ -259,7 +246,7 @@ def test_a_database_store_without_the_full_mlflow_says_what_to_install(
 
 def test_a_missing_tracker_package_is_named_before_training(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb fails
-    assert train(write_spec(tmp_path, ["csv", "wandb"]), tmp_path / "run") == 2
+    assert toy.train_quietly(toy.callbacks_spec(tmp_path, ["csv", "wandb"]), tmp_path / "run") == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert ("error: train.callbacks.1: callback 'wandb' needs the wandb package: "
@@ -302,7 +289,7 @@ def test_wandb_offline_writes_the_config_the_epochs_and_the_run_files(tmp_path, 
     monkeypatch.setenv("WANDB_PROJECT", "tiny-project")
     monkeypatch.setenv("WANDB_SILENT", "true")
     run = tmp_path / "run-wandb"
-    assert train(write_spec(tmp_path, ["csv", "wandb"]), run) == 0
+    assert toy.train_quietly(toy.callbacks_spec(tmp_path, ["csv", "wandb"]), run) == 0
 
     (offline,) = (run / "wandb").glob("offline-run-*")  # W&B's files sit in the run folder
     files = {p.name for p in (offline / "files").iterdir()}
@@ -324,107 +311,3 @@ def test_wandb_offline_writes_the_config_the_epochs_and_the_run_files(tmp_path, 
             summary.update(_items(r.summary.update))
     final = json.loads((run / "metrics.json").read_text())
     assert summary["final/test/label.accuracy"] == pytest.approx(final["test"]["label.accuracy"])
-
-
-# -- callbacks by import path -------------------------------------------------------------
-RECORDER = '''
-import json
-from pathlib import Path
-
-import mmcore
-
-Path(__file__).with_suffix(".imported").write_text("imported")
-
-
-class Recorder:
-    """Writes the epochs it saw to <run>/recorded.json."""
-
-    def __init__(self):
-        self.epochs = []
-
-    @mmcore.hookimpl
-    def on_epoch_end(self, trainer, epoch, metrics):
-        self.epochs.append(epoch)
-
-    @mmcore.hookimpl
-    def on_train_end(self, trainer, metrics):
-        (Path(trainer.run_dir) / "recorded.json").write_text(json.dumps(self.epochs))
-
-
-class NotACallback:
-    pass
-'''
-
-
-@pytest.fixture
-def recorder_module(tmp_path):
-    """A module of the user's beside the spec file, under a name no other test imports."""
-    name = f"recorder_{tmp_path.name.replace('-', '_')}"
-    (tmp_path / f"{name}.py").write_text(textwrap.dedent(RECORDER))
-    yield name
-    sys.modules.pop(name, None)
-
-
-def test_a_callback_class_by_import_path_from_a_spec_file(tmp_path, recorder_module):
-    run = tmp_path / "run"
-    assert train(write_spec(tmp_path, ["csv", f"{recorder_module}:Recorder"]), run) == 0
-    assert json.loads((run / "recorded.json").read_text()) == [1, 2]
-    saved = json.loads((run / "spec.json").read_text())
-    assert saved["train"]["callbacks"] == ["csv", f"{recorder_module}:Recorder"]
-
-
-def test_a_callback_path_that_is_no_callback_or_a_file_is_an_error(tmp_path, recorder_module,
-                                                                   capsys):
-    spec = write_spec(tmp_path, [f"{recorder_module}:NotACallback", "callbacks.py:Recorder",
-                                 f"{recorder_module}:Missing"])
-    assert main(["validate", str(spec)]) == 2
-    err = capsys.readouterr().err
-    assert "train.callbacks.0: callback" in err and "is not a callback class" in err
-    assert "train.callbacks.1: callback 'callbacks.py:Recorder': a file path" in err
-    assert "train.callbacks.2: callback" in err and "cannot be imported" in err
-
-
-def test_a_spec_json_names_no_callback_module_without_trust(tmp_path, recorder_module,
-                                                            monkeypatch, capsys):
-    run = tmp_path / "run"
-    assert train(write_spec(tmp_path, ["csv", f"{recorder_module}:Recorder"]), run) == 0
-    sys.modules.pop(recorder_module)
-    marker = tmp_path / f"{recorder_module}.imported"
-    marker.unlink()
-    monkeypatch.syspath_prepend(str(tmp_path))  # importable: refused for trust, not absence
-
-    # `mmcore train runs/x/spec.json`: the run folder is data, its module is not imported
-    again = tmp_path / "again"
-    assert main(["train", str(run / "spec.json"), "--output", str(again), "--quiet"]) == 2
-    err = capsys.readouterr().err
-    assert f"train.callbacks.1: '{recorder_module}:Recorder' refused: module" in err
-    assert "trust_code=True" in err and "Traceback" not in err
-    assert not marker.exists() and recorder_module not in sys.modules
-    assert not again.exists()
-
-    assert "--trust-code (mmcore train)" in err
-
-    # opting in imports it (the command line's flag, or Python's argument); a callback of
-    # mmcore's own modules needs no trust
-    assert main(["train", str(run / "spec.json"), "--output", str(again), "--quiet",
-                 "--trust-code", "--no-report"]) == 0
-    assert json.loads((again / "recorded.json").read_text()) == [1, 2] and marker.exists()
-    spec = mmcore.load_spec(run / "spec.json", trust_code=True)
-    assert spec.train.callbacks[1] == f"{recorder_module}:Recorder"
-    data = json.loads((run / "spec.json").read_text())
-    data["train"]["callbacks"] = ["mmcore.train.callbacks:CSVLogger"]
-    (tmp_path / "own.json").write_text(json.dumps(data))
-    assert mmcore.load_spec(tmp_path / "own.json").train.callbacks == [
-        "mmcore.train.callbacks:CSVLogger"]
-
-
-def test_evaluating_a_run_with_a_callback_path_imports_nothing(tmp_path, recorder_module,
-                                                               monkeypatch):
-    run = tmp_path / "run"
-    assert train(write_spec(tmp_path, ["csv", f"{recorder_module}:Recorder"]), run) == 0
-    sys.modules.pop(recorder_module)
-    marker = tmp_path / f"{recorder_module}.imported"
-    marker.unlink()
-    monkeypatch.syspath_prepend(str(tmp_path))
-    predictor = mmcore.load(run)  # callbacks are the trainer's business: not needed here
-    assert predictor is not None and not marker.exists()

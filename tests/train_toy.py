@@ -220,3 +220,20 @@ def same_tensors(a: dict[str, Any], b: dict[str, Any]) -> bool:
     import torch
 
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def callbacks_spec(tmp_path: Path, callbacks: list[str], epochs: int = 2) -> Path:
+    """A spec file in ``tmp_path`` over :func:`write_data`'s file (written once) with
+    ``train.callbacks``."""
+    data = tmp_path / "data.csv"
+    if not data.exists():
+        write_data(data)
+    spec = spec_dict(data, tmp_path / "cache", epochs=epochs, callbacks=callbacks)
+    return write_spec(tmp_path / "spec.py", spec)
+
+
+def train_quietly(spec: Path, run: Path) -> int:
+    """``mmcore train SPEC --output RUN --quiet --no-report``'s exit code."""
+    from mmcore.cli import main
+
+    return main(["train", str(spec), "--output", str(run), "--quiet", "--no-report"])
