@@ -20,7 +20,7 @@ from torch import Tensor, nn
 class FeatureStatistics:
     """Per modality: the count, sum and sum of squares of its encoder's pooled features over
     the rows that have it (float64, kept on the features' device until :meth:`result`, so
-    counting a batch waits for nothing)."""
+    counting a batch waits for nothing; on MPS, which has no float64, on the CPU)."""
 
     def __init__(self, names: Iterable[str]) -> None:
         self.names = list(names)

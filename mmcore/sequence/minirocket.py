@@ -299,29 +299,23 @@ class MiniRocketEncoder(Encoder):
         self.proj = nn.Linear(features.num_features, output_size) if output_size else None
         self._cache: dict[bytes, Tensor] = {}
         self._cache_bytes = 0
-        self._cache_stamp: tuple[Any, ...] = ()
         self._cache_basis: list[Tensor] = []
 
-    def _fixed(self) -> list[Tensor]:
-        return [self.rocket.weight, self.rocket.combos, self.rocket.biases]
-
     def _check_cache(self) -> None:
-        """Forget the remembered features when the kernels or biases they were computed with
-        changed (other weights loaded, a dtype conversion, an in-place change). Their storage
-        and version say when to look; the values decide, so loading the very same values (the
-        end of training loads the best weights) or an average's copy keeps them."""
-        fixed = self._fixed()
-        stamp = tuple((t.data_ptr(), t._version, t.dtype) for t in fixed)
-        if stamp == self._cache_stamp:
+        """Forget the remembered features when what they were computed with changed: the
+        kernels, biases and channel choices (other weights loaded, a dtype conversion, a
+        change in place by any route). Compared by value at every call (a few small tensors),
+        so loading the very same values (the end of training loads the best weights) or an
+        average's copy keeps them."""
+        rocket = self.rocket
+        fixed = [rocket.weight, rocket.biases, rocket.channel_index, rocket.valid_only]
+        if len(self._cache_basis) == len(fixed) and all(
+                a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+                for a, b in zip(fixed, self._cache_basis, strict=True)):
             return
-        same = len(self._cache_basis) == len(fixed) and all(
-            a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
-            for a, b in zip(fixed, self._cache_basis, strict=True))
-        if not same:
-            self._cache.clear()
-            self._cache_bytes = 0
-            self._cache_basis = [t.detach().clone() for t in fixed]
-        self._cache_stamp = stamp
+        self._cache.clear()
+        self._cache_bytes = 0
+        self._cache_basis = [t.detach().clone() for t in fixed]
 
     def ppv(self, x: Tensor, mask: Tensor) -> Tensor:
         """The PPV features of a batch, reusing those of sequences seen before.
