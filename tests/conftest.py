@@ -24,6 +24,32 @@ def one_thread():
 
 
 @pytest.fixture
+def reg() -> Registry:
+    """The trainer tests' registry: the built-ins plus ``tests/train_toy.py``'s plugins."""
+    from tests import train_toy
+
+    return train_toy.registry()
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """``tests/train_toy.py``'s tiny CSV (a ``split`` column) in ``tmp_path/data``."""
+    from tests import train_toy
+
+    return train_toy.write_data(tmp_path / "data" / "data.csv")
+
+
+@pytest.fixture
+def registry() -> Registry:
+    """The data-layer tests' registry: the built-ins plus ``tests/data_toy.py``'s ``num``
+    modality, whose preprocessing call count starts at zero."""
+    from tests import data_toy
+
+    data_toy.NumModality.calls = 0
+    return data_toy.toy_registry()
+
+
+@pytest.fixture
 def toy_registry() -> Registry:
     """A registry with the core's built-ins and the toy modality plugin only."""
     pm = new_plugin_manager()

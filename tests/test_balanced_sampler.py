@@ -14,15 +14,9 @@ from mmcore.data.loader import ShardedBatchSampler, balanced_order
 from mmcore.errors import DataError
 from mmcore.model import build_modalities
 from mmcore.spec import validate_spec
-from tests import data_toy as toy
 
 # 90 / 9 / 1 rows: a strongly imbalanced toy table
 CODES = np.array([0] * 90 + [1] * 9 + [2] * 1)
-
-
-@pytest.fixture
-def registry():
-    return toy.toy_registry()
 
 
 def _module(registry, tmp_path: Path, heads=None, streaming=False, sampler="balanced"):

@@ -31,11 +31,6 @@ from tests import train_toy as toy
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture
-def reg():
-    return toy.registry()
-
-
 def _spec(tmp_path, reg, **train):
     data = toy.write_data(tmp_path / "data" / "data.csv")
     return validate_spec(toy.spec_dict(data, tmp_path / "cache", **train), registry=reg)

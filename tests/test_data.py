@@ -18,16 +18,6 @@ from tests import data_toy as toy
 from tests.data_toy import all_rows, setup, table, write_csv
 
 
-@pytest.fixture
-def registry():
-    return toy.toy_registry()
-
-
-@pytest.fixture(autouse=True)
-def _reset_calls():
-    toy.NumModality.calls = 0
-
-
 # -- sources ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
 def test_file_sources_with_split_column(registry, tmp_path, fmt):
@@ -46,7 +36,6 @@ def test_file_sources_with_split_column(registry, tmp_path, fmt):
     xs, index = all_rows(dm, "validation")
     assert xs == [20.0, 21.0, 22.0, 23.0, 24.0]
     assert index == [0, 1, 2, 3, 4]  # rows within the split
-
 
 
 def test_read_rows_types_csv_cells_as_training_reads_them(tmp_path):

@@ -16,16 +16,6 @@ from tests import data_toy as toy
 from tests.data_toy import all_rows, setup, table, write_csv
 
 
-@pytest.fixture
-def registry():
-    return toy.toy_registry()
-
-
-@pytest.fixture(autouse=True)
-def _reset_calls():
-    toy.NumModality.calls = 0
-
-
 # -- caching ---------------------------------------------------------------------------------------
 def test_second_setup_uses_the_cache_and_option_changes_recompute(registry, tmp_path):
     write_csv(tmp_path / "d.csv", table())
@@ -106,7 +96,6 @@ def test_loader_batches_shapes_masks_targets(sequences):
 
 def order(dm, batch_size=5, **kw) -> list[int]:
     return [i for b in dm.loader("train", batch_size=batch_size, **kw) for i in b.index.tolist()]
-
 
 
 def _equal_batches(a, b) -> bool:

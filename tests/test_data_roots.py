@@ -14,11 +14,6 @@ from mmcore.spec.roots import base_dir, data_root
 from tests import data_toy as toy
 
 
-@pytest.fixture
-def registry():
-    return toy.toy_registry()
-
-
 def _spec(registry, tmp_path, **data):
     data.setdefault("split_column", "split")
     return toy.make_spec(registry, data, base_dir=tmp_path / "project")

@@ -13,17 +13,6 @@ from mmcore.errors import DataError
 from tests import data_toy as toy
 from tests.data_toy import TWO, setup, table, two_modality_rows, write_csv
 
-
-@pytest.fixture
-def registry():
-    return toy.toy_registry()
-
-
-@pytest.fixture(autouse=True)
-def _reset_calls():
-    toy.NumModality.calls = 0
-
-
 # -- missing modalities and bad rows --------------------------------------------------------------
 
 

@@ -25,16 +25,6 @@ from tests import train_toy as toy
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture
-def reg():
-    return toy.registry()
-
-
-@pytest.fixture
-def data(tmp_path):
-    return toy.write_data(tmp_path / "data" / "data.csv")
-
-
 def _outputs(seed: int, shape=(5, 3)) -> list[torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     return [torch.randn(shape, generator=generator) * 3 for _ in range(4)]

@@ -18,16 +18,6 @@ from tests import train_toy as toy
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture
-def reg():
-    return toy.registry()
-
-
-@pytest.fixture
-def data(tmp_path):
-    return toy.write_data(tmp_path / "data" / "data.csv")
-
-
 def _spec(tmp_path, data, reg, a=None, **train):
     raw = toy.spec_dict(data, tmp_path / "cache", **{"callbacks": [], **train})
     raw["modalities"]["a"].update(a or {})

@@ -80,11 +80,6 @@ def test_stratification_keeps_class_shares_close():
 # -- through DataModule ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def registry():
-    return toy.toy_registry()
-
-
 def _write(path: Path, rows: list[dict]) -> Path:
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))

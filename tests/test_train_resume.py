@@ -28,16 +28,6 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture
-def reg():
-    return toy.registry()
-
-
-@pytest.fixture
-def data(tmp_path):
-    return toy.write_data(tmp_path / "data" / "data.csv")
-
-
 def _lines(path: Path) -> int:
     try:
         return len(path.read_text().splitlines())
@@ -101,9 +91,6 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, da
         assert toy.same_tensors(full, resumed), name
     full_state = ck.read_checkpoint(tmp_path / "full/checkpoints/epoch-0004").state
     assert full_state["history"][-1]["train/loss"] == trainer.history[-1]["train/loss"]
-
-
-
 
 
 def test_sigkill_inside_an_epoch_resumes_from_its_step_checkpoint_bitwise(tmp_path, data, reg):

@@ -25,16 +25,6 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture
-def reg():
-    return toy.registry()
-
-
-@pytest.fixture
-def data(tmp_path):
-    return toy.write_data(tmp_path / "data" / "data.csv")
-
-
 class Recorder:
     """Records the trainer events it receives, as a plugin would."""
 

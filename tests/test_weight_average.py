@@ -23,16 +23,6 @@ from tests import train_toy as toy
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture
-def reg():
-    return toy.registry()
-
-
-@pytest.fixture
-def data(tmp_path):
-    return toy.write_data(tmp_path / "data" / "data.csv")
-
-
 def _fit(spec, out, reg, **kwargs):
     trainer = Trainer(spec, output=out, registry=reg, plots=False, report=False, quiet=True,
                       **kwargs)
