@@ -62,6 +62,7 @@ def toy_registry() -> Registry:
 #: Paths are relative to the repository; measured with ``pytest --durations``.
 SLOW_MODULES = (
     "tests/test_distributed.py",      # torchrun-style process groups
+    "tests/test_distributed_fsdp.py",  # torchrun-style process groups, sharded
     "tests/test_export.py",           # trains the examples, exports every fusion
     "tests/test_serve.py",            # real servers on loopback
     "tests/test_bundle_security.py",  # trains and exports a run

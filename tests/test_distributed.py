@@ -1,7 +1,8 @@
 """Distributed data-parallel training on 2 CPU processes with gloo: a 2-process run ends with
-the weights of a single-process run with the same global batch, resumes on 1 process, and a
-rank that fails stops the whole run with its reason (the pieces that need no processes:
-test_distributed_units.py)."""
+the weights of a single-process run with the same global batch, evaluates and predicts as one
+process does, resumes on 1 process, and a rank that fails, or a launcher killed, stops the
+whole run (unfreezing, FSDP and resuming inside an epoch: test_distributed_fsdp.py; the pieces
+that need no processes: test_distributed_units.py)."""
 
 from __future__ import annotations
 
@@ -22,11 +23,17 @@ import mmcore
 from mmcore.run import checkpoint as ck
 from mmcore.train import Trainer
 from tests import train_toy as toy
+from tests.distributed_toy import (
+    DIST_VARS,
+    RUN_TIMEOUT,
+    Launch,
+    assert_close,
+    history,
+    make_world,
+    stop_all,
+    weights,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-#: seconds a subprocess run may take before the test fails (a hang must not stall the suite)
-RUN_TIMEOUT = 150
-DIST_VARS = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 CRASH_ENV = "MMCORE_TEST_CRASH_RANK"
 
 CRASH_SPEC = '''
@@ -58,40 +65,6 @@ spec["fusion"] = {"name": CrashingFusion, "options": {}}
 '''
 
 
-STOP_ENV = "MMCORE_TEST_STOP_AT"
-STOP_SPEC = '''
-import os
-
-import torch
-
-import mmcore
-
-
-class StoppingFusion(mmcore.Fusion):
-    """Concatenation; rank 0's training forward number STOP_ENV raises (when it is set).
-    Only the fused forward counts, not train.modality_loss's (one modality kept)."""
-
-    def __init__(self, input_sizes, size: int = 8):
-        super().__init__(input_sizes, output_size=size)
-        self.proj = torch.nn.Linear(sum(input_sizes.values()), size)
-        self.calls = 0
-
-    def forward(self, features):
-        fused = all(bool(features[m].present.any()) for m in self.modalities)
-        if self.training and fused and os.environ.get("RANK") == "0":
-            self.calls += 1
-            if str(self.calls) == os.environ.get(STOP_ENV):
-                raise RuntimeError("stopped on purpose")
-        return self.proj(torch.cat([features[m].pooled() for m in self.modalities], -1))
-
-
-spec = SPEC
-spec["fusion"] = {"name": StoppingFusion, "options": {}}
-spec["train"]["checkpoint_every"] = 2
-spec["train"]["strategy"] = "fsdp"  # the sharded optimizer state is gathered and re-sharded
-'''
-
-
 @pytest.fixture(autouse=True)
 def one_thread(monkeypatch):
     # The subprocesses run with OMP_NUM_THREADS=1; the in-process reference run does too.
@@ -105,51 +78,8 @@ def one_thread(monkeypatch):
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """Data, spec file, plugin. 36 train rows: 18 per rank in batches of 4 (the global 8);
-    11 test rows: 6 per rank, one of them repeated to pad the shards."""
-    root = tmp_path_factory.mktemp("dist")
-    data = toy.write_data(root / "data" / "data.csv", rows=59)
-    # deterministic, no dropout of any kind: the two runs differ only in how a batch's
-    # gradient is summed
-    spec = toy.spec_dict(root / "data" / "data.csv", root / "cache", epochs=2, batch_size=8,
-                         deterministic=True)
-    spec_file = toy.write_spec(root / "spec.py", spec)
-    site = toy.install_entry_point(root / "site")
-    env = {k: v for k, v in os.environ.items() if k not in DIST_VARS}
-    env.update({
-        "PYTHONPATH": os.pathsep.join([str(REPO), str(site)]),
-        "MMCORE_PLUGINS": toy.PLUGIN,
-        "OMP_NUM_THREADS": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "MMCORE_DIST_TIMEOUT": "60",
-    })
-    return SimpleNamespace(root=root, data=data, spec=spec, spec_file=spec_file, env=env)
-
-
-class Launch:
-    """``python -m mmcore ARGS`` started now, finished by :meth:`wait`."""
-
-    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mmcore", *args], env=env, cwd=cwd, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )
-        self.result: tuple[int, str, str, float] | None = None
-
-    def wait(self) -> tuple[int, str, str, float]:
-        """(exit code, stdout, stderr, seconds); kills the run when it exceeds RUN_TIMEOUT."""
-        if self.result is None:
-            left = RUN_TIMEOUT - (time.monotonic() - self.started)
-            try:
-                out, err = self.proc.communicate(timeout=max(left, 1))
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                out, err = self.proc.communicate()
-                pytest.fail(f"no result after {RUN_TIMEOUT}s (a hang?):\n{err[-3000:]}")
-            seconds = time.monotonic() - self.started
-            self.result = (self.proc.returncode, out, err, seconds)
-        return self.result
+    """Data, spec file, plugin (:func:`tests.distributed_toy.make_world`)."""
+    return make_world(tmp_path_factory.mktemp("dist"))
 
 
 @pytest.fixture(scope="module")
@@ -160,43 +90,15 @@ def launches(world):
     crash_spec.write_text(
         CRASH_SPEC.replace("CRASH_ENV", repr(CRASH_ENV)).replace("SPEC", repr(world.spec))
     )
-    # an ensemble of 2 (train.ensemble): every member frozen, unfrozen, sharded and clipped;
-    # its weights averaged (train.ema) on every process, sharded too with FSDP
-    thaw = dict(world.spec, modalities={
-        **world.spec["modalities"], "a": {**world.spec["modalities"]["a"], "freeze": True,
-                                          "unfreeze_at": 2}},
-        train={**world.spec["train"], "ensemble": 2, "ema": 0.9})
-    thaw_spec = toy.write_spec(world.root / "thaw_spec.py", thaw)
-    stop_spec = world.root / "stop_spec.py"
-    stop_spec.write_text(
-        STOP_SPEC.replace("STOP_ENV", repr(STOP_ENV)).replace("SPEC", repr(world.spec)))
-    runs = SimpleNamespace(ok=world.root / "run2", crashed=world.root / "crashed",
-                           thaw=world.root / "thaw2", thaw_spec=thaw_spec,
-                           fsdp=world.root / "fsdp2", stop_spec=stop_spec,
-                           stopped=world.root / "stopped2", unstopped=world.root / "unstopped2")
+    runs = SimpleNamespace(ok=world.root / "run2", crashed=world.root / "crashed")
     started = {
-        "thaw": Launch(["train", str(thaw_spec), "--output", str(runs.thaw), "--nproc", "2",
-                        "--quiet"], world.env, world.root),
         "ok": Launch(["train", str(world.spec_file), "--output", str(runs.ok), "--nproc", "2",
                       "--quiet"], world.env, world.root),
-        # sharded, through an unfreeze (the thaw spec), with mid-epoch checkpoints
-        "fsdp": Launch(["train", str(thaw_spec), "--output", str(runs.fsdp), "--nproc", "2",
-                        "--quiet", "train.strategy=fsdp", "train.checkpoint_every=2"],
-                       world.env, world.root),
         "crashed": Launch(["train", str(crash_spec), "--output", str(runs.crashed), "--nproc",
                            "2", "--quiet"], {**world.env, CRASH_ENV: "1"}, world.root),
-        # 5 batches (steps) an epoch per rank, a step checkpoint every 2nd step: stopped in
-        # epoch 2's 4th batch (step 9), after the checkpoint of its first 3 (step 8)
-        "stopped": Launch(["train", str(stop_spec), "--output", str(runs.stopped), "--nproc",
-                           "2", "--quiet"], {**world.env, STOP_ENV: "9"}, world.root),
-        "unstopped": Launch(["train", str(stop_spec), "--output", str(runs.unstopped),
-                             "--nproc", "2", "--quiet"], world.env, world.root),
     }
     yield runs, started
-    for launch_ in started.values():  # a test that failed early leaves nothing running
-        if launch_.proc.poll() is None:
-            launch_.proc.kill()
-            launch_.proc.communicate()
+    stop_all(started)
 
 
 @pytest.fixture(scope="module")
@@ -217,27 +119,13 @@ def one_process_run(world, launches):
     return run
 
 
-def _weights(run: Path, epoch: int) -> dict[str, torch.Tensor]:
-    return load_file(str(run / ck.CHECKPOINTS / ck.checkpoint_name(epoch) / ck.MODEL_FILE))
-
-
-def _assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
-    assert a.keys() == b.keys()
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=0, msg=key)
-
-
-def _history(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
 def test_two_processes_end_where_one_process_does(one_process_run, two_process_run):
     run = two_process_run.path
     # rank 0 alone reports; rank 1 prints nothing
     assert two_process_run.stdout.count("run saved to") == 1
-    _assert_close(_weights(run, 2), _weights(one_process_run, 2))
+    assert_close(weights(run, 2), weights(one_process_run, 2))
     # losses and validation metrics are over the whole split, like one process's
-    two, one = _history(run), _history(one_process_run)[:2]
+    two, one = history(run), history(one_process_run)[:2]
     assert [r["epoch"] for r in two] == [1, 2]
     for a, b in zip(two, one, strict=True):
         for key in ("train/loss", "validation/loss", "validation/label.accuracy"):
@@ -248,8 +136,8 @@ def test_two_processes_end_where_one_process_does(one_process_run, two_process_r
     assert final["epochs"] == 2 and "test" in final
 
     predictor = mmcore.load(run, registry=toy.registry())
-    _assert_close({k: v.cpu() for k, v in predictor.model.state_dict().items()},
-                  load_file(str(run / ck.MODEL_FILE)))
+    assert_close({k: v.cpu() for k, v in predictor.model.state_dict().items()},
+                 load_file(str(run / ck.MODEL_FILE)))
     # the 2 ranks' test figures, padding dropped, are those of one process on the 11 rows
     result = predictor.evaluate()
     assert result["split"] == "test" and result["rows"] == 11
@@ -322,92 +210,7 @@ def test_a_two_process_run_resumes_on_one_process(world, one_process_run, two_pr
                       registry=toy.registry(), plots=False, report=False, quiet=True)
     final = trainer.fit()
     assert final["epochs"] == 3 and [r["epoch"] for r in trainer.history] == [1, 2, 3]
-    _assert_close(_weights(run, 3), _weights(one_process_run, 3))
-
-
-def test_an_encoder_unfrozen_mid_run_trains_in_step_on_two_processes(
-        world, launches, thaw_one_process):
-    runs, started = launches
-    code, _, stderr, _ = started["thaw"].wait()
-    assert code == 0, stderr
-    one = thaw_one_process
-    first, second = _weights(runs.thaw, 1), _weights(runs.thaw, 2)
-    encoder = [k for k in first if k.startswith("members.1.encoders.a.")]  # the 2nd member's
-    assert encoder
-    assert any(not torch.equal(first[k], second[k]) for k in encoder)  # trained in epoch 2
-    # with DistributedDataParallel re-wrapped at the unfreeze, its gradients are averaged
-    # over the ranks: the weights are one process's
-    _assert_close(first, _weights(one, 1))
-    _assert_close(second, _weights(one, 2))
-
-
-@pytest.fixture(scope="module")
-def thaw_one_process(world, launches):
-    """The thaw spec trained in this process, with the FSDP run's mid-epoch checkpoints."""
-    runs, _ = launches
-    one = world.root / "thaw1"
-    Trainer(runs.thaw_spec, output=one, registry=toy.registry(), plots=False, report=False,
-            quiet=True, overrides=["train.checkpoint_every=2"]).fit()
-    return one
-
-
-def test_fsdp_on_two_processes_ends_where_one_process_does(world, launches, thaw_one_process):
-    runs, started = launches
-    code, stdout, stderr, _ = started["fsdp"].wait()
-    assert code == 0, stderr
-    assert stdout.count("run saved to") == 1
-    # the checkpoints hold the full model, gathered from the shards, in one process's layout
-    for epoch in (1, 2):
-        _assert_close(_weights(runs.fsdp, epoch), _weights(thaw_one_process, epoch))
-    encoder = [k for k in _weights(runs.fsdp, 1) if k.startswith("members.1.encoders.a.")]
-    assert encoder
-    assert any(not torch.equal(_weights(runs.fsdp, 1)[k], _weights(runs.fsdp, 2)[k])
-               for k in encoder)  # frozen in epoch 1, trained in epoch 2
-    two, one = _history(runs.fsdp), _history(thaw_one_process)[:2]
-    for a, b in zip(two, one, strict=True):
-        for key in ("train/loss", "validation/loss", "validation/label.accuracy"):
-            assert a[key] == pytest.approx(b[key], abs=1e-5), key
-    state = ck.read_checkpoint(runs.fsdp / ck.CHECKPOINTS / "epoch-0002").state
-    assert state["strategy"] == "fsdp" and state["world_size"] == 2
-    single = ck.read_checkpoint(thaw_one_process / ck.CHECKPOINTS / "epoch-0002").state
-    # the optimizer state is gathered into torch's own layout: the same as one process's
-    assert state["optimizer"]["param_groups"] == single["optimizer"]["param_groups"]
-    for index, values in single["optimizer"]["state"].items():
-        for key, value in values.items():
-            torch.testing.assert_close(state["optimizer"]["state"][index][key], value,
-                                       atol=1e-5, rtol=0)
-    final = json.loads((runs.fsdp / "metrics.json").read_text())
-    assert final["epochs"] == 2 and "test" in final
-
-    # an FSDP run's checkpoint resumes in one process, and goes on as one process's does
-    for run in (runs.fsdp, thaw_one_process):
-        shutil.copytree(run, world.root / f"{run.name}_more")
-        Trainer(runs.thaw_spec, output=world.root / f"{run.name}_more", resume=True,
-                registry=toy.registry(), overrides=["train.epochs=3"], plots=False,
-                report=False, quiet=True).fit()
-    _assert_close(_weights(world.root / "fsdp2_more", 3), _weights(world.root / "thaw1_more", 3))
-
-
-def test_two_processes_resume_inside_an_epoch_exactly(world, launches):
-    """A step checkpoint holds each rank's share of the epoch (loss sums, generators, random
-    states): the 2-process FSDP run resumed from one ends bit for bit where it would have."""
-    runs, started = launches
-    code, _, stderr, _ = started["stopped"].wait()
-    assert code == 2 and "stopped on purpose" in stderr, stderr
-    found = ck.latest_checkpoint(runs.stopped / ck.CHECKPOINTS)
-    assert found is not None and found.name == ck.checkpoint_name(2, batch=3)
-    assert len(ck.read_checkpoint(found).state["partial"]["ranks"]) == 2
-    resumed = Launch(["train", str(runs.stop_spec), "--output", str(runs.stopped), "--nproc",
-                      "2", "--quiet", "--resume"], world.env, world.root)
-    code, _, stderr, _ = resumed.wait()
-    assert code == 0, stderr
-    code, _, stderr, _ = started["unstopped"].wait()
-    assert code == 0, stderr
-    a, b = _weights(runs.stopped, 2), _weights(runs.unstopped, 2)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert _history(runs.stopped) == [
-        {**r, "seconds": s["seconds"]}
-        for r, s in zip(_history(runs.unstopped), _history(runs.stopped), strict=True)]
+    assert_close(weights(run, 3), weights(one_process_run, 3))
 
 
 def test_a_failing_rank_stops_the_run_with_its_reason(launches):
