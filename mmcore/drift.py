@@ -229,7 +229,7 @@ def evaluate_drift(predictor: Any, split: str | None = None, *, data: Any = None
     if reference is None:
         return None
     dm, name = predictor._split(split, data)
-    loader = dm.loader(name, batch_size=predictor.spec.train.batch_size, shuffle=False)
+    loader = dm.loader(name, batch_size=predictor.spec.train.eval_batch(), shuffle=False)
     current = feature_statistics(predictor.model, loader, predictor.device)
     report = drift_report(reference, current, name)
     if hide:

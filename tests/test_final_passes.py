@@ -122,3 +122,34 @@ def test_feature_statistics_leave_out_absent_rows_and_add_up_across_shares():
         assert got["mean"] == pytest.approx(expected["mean"])
         assert got["std"] == pytest.approx(expected["std"])
     assert FeatureStatistics(["a", "b"]).result() == {"a": {"rows": 0}, "b": {"rows": 0}}
+
+
+def test_evaluations_read_eval_batch_size_rows_at_a_time_and_give_the_same_figures(
+        tmp_path, monkeypatch):
+    data = toy.write_data(tmp_path / "data.csv")
+    seen: dict[str, list[int]] = {}
+    figures = {}
+    loader_of = Trainer._evaluation_loader
+    for size in (1, "auto"):
+        spec = toy.labelled(tmp_path / str(size), data, toy.registry(), epochs=2, batch_size=2,
+                            eval_batch_size=size, callbacks=[])
+        sizes = seen.setdefault(str(size), [])
+
+        def recorded(self, split, sizes=sizes):
+            batches = list(loader_of(self, split))
+            sizes.extend(len(batch) for batch in batches)
+            return batches
+
+        monkeypatch.setattr(Trainer, "_evaluation_loader", recorded)
+        torch.manual_seed(0)
+        figures[str(size)] = Trainer(spec, output=tmp_path / f"run{size}", quiet=True,
+                                     registry=toy.registry()).fit()
+    assert set(seen["1"]) == {1}
+    assert max(seen["auto"]) == 8  # 4 x batch_size (the toy's splits have 12 rows)
+    one, auto = _flat(figures["1"]), _flat(figures["auto"])
+    assert one.keys() == auto.keys()
+    for key, value in one.items():
+        if isinstance(value, float):
+            assert value == pytest.approx(auto[key], rel=1e-3, abs=1e-5), key
+        else:
+            assert value == auto[key], key

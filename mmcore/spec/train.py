@@ -9,6 +9,9 @@ from pydantic import Field, field_validator
 
 from mmcore.spec.strict import StrictModel
 
+#: ``train.eval_batch_size: auto`` evaluates in batches of this many times ``batch_size``
+EVAL_BATCH_FACTOR = 4
+
 
 class TrainSpec(StrictModel):
     """Training settings."""
@@ -31,6 +34,26 @@ class TrainSpec(StrictModel):
                              f"{value!r}")
         return number
     batch_size: int = Field(32, ge=1)
+    eval_batch_size: int | Literal["auto"] = Field(
+        "auto", description="rows per batch of the passes without gradients (validation, test, "
+        "the end-of-run reports, mmcore evaluate): a number, or 'auto' (the default: "
+        f"{EVAL_BATCH_FACTOR} x batch_size; such a pass keeps no activations for a backward "
+        "pass, so it fits in the memory a training batch needs). The figures do not depend on "
+        "it: losses are averaged over chunks of batch_size rows either way"
+    )
+
+    @field_validator("eval_batch_size")
+    @classmethod
+    def _eval_batch_size(cls, value: Any) -> Any:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"eval_batch_size must be at least 1 or 'auto', got {value}")
+        return value
+
+    def eval_batch(self) -> int:
+        """The rows per batch of a pass without gradients (``eval_batch_size`` resolved)."""
+        return (self.batch_size * EVAL_BATCH_FACTOR if self.eval_batch_size == "auto"
+                else self.eval_batch_size)
+
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"

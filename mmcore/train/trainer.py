@@ -362,14 +362,14 @@ class Trainer:
         """Figures over the whole split with the model as it is, its inputs passed through
         ``transform`` if given; every process must call it (each evaluates its shard)."""
         assert self.model is not None
-        return evaluate_model(self.model, self._loader(split, shuffle=False),
-                              transform=transform, **self._evaluation())
+        return evaluate_model(self.model, self._evaluation_loader(split), transform=transform,
+                              **self._evaluation())
 
     def evaluate_kept(self, split: str, groups: list[frozenset[str]]) -> list[SplitResult]:
         """Figures over the whole split with only each group of modalities kept (the others
         hidden from every row), from one pass of the encoders; every process must call it."""
         assert self.model is not None
-        return evaluate_kept(self.model, self._loader(split, shuffle=False), groups,
+        return evaluate_kept(self.model, self._evaluation_loader(split), groups,
                              **self._evaluation())
 
     def _evaluation(self) -> dict[str, Any]:
@@ -381,13 +381,17 @@ class Trainer:
                 "dedupe": not self.data.streaming,
                 "statistics": self.feature_statistics and train.precision == "32"}
 
+    def _evaluation_loader(self, split: str):
+        """This process's share of ``split`` in order, in batches of ``train.eval_batch()``."""
+        return self._loader(split, shuffle=False, batch_size=self.spec.train.eval_batch())
+
     def _loader(self, split: str, *, shuffle: bool, epoch: int = 0, start_batch: int = 0,
-                seed: int | None = None):
-        """This process's share of every global batch of ``split`` (in the order of ``seed``,
-        default ``train.seed``)."""
+                seed: int | None = None, batch_size: int | None = None):
+        """This process's share of every global batch (``batch_size``, default
+        ``train.batch_size``) of ``split`` (in the order of ``seed``, default ``train.seed``)."""
         train = self.spec.train
         return self.data.loader(
-            split, batch_size=self.strategy.local_batch_size(train.batch_size),
+            split, batch_size=self.strategy.local_batch_size(batch_size or train.batch_size),
             shuffle=shuffle, seed=train.seed if seed is None else seed, epoch=epoch,
             num_workers=train.num_workers, pin_memory=self.device.type == "cuda",
             start_batch=start_batch,
