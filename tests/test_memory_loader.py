@@ -43,3 +43,35 @@ def test_memory_loader_gives_a_plain_dataloaders_batches_and_draws(tmp_path):
         assert torch.equal(got["fast"][2], got["plain"][2])
         torch.manual_seed(7)
         assert not torch.equal(got["plain"][1], torch.get_rng_state())  # it did draw
+
+
+def test_memory_loader_builds_batches_ahead_within_its_byte_budget(tmp_path, monkeypatch):
+    import mmcore.data.split_loader as split_loader
+
+    registry = toy.toy_registry()
+    write_csv(tmp_path / "d.csv", [r for i, r in enumerate(two_modality_rows()) if i != 5])
+    data = {"path": str(tmp_path / "d.csv"), "split_column": "split", "allow_missing": True,
+            "in_memory": True}
+    dm = setup(registry, data, tmp_path, modalities=TWO)
+    memory = dm.loader("train", batch_size=2, shuffle=True, seed=4).dataset
+    plain = list(DataLoader(memory, batch_sampler=ShardedBatchSampler(
+        len(memory), 2, shuffle=True, seed=4), collate_fn=as_is))
+    assert len(plain) >= 3
+    built = []
+    fetch = memory.__getitems__
+
+    def counted(indices):
+        built.append(list(indices))
+        return fetch(indices)
+
+    monkeypatch.setattr(memory, "__getitems__", counted, raising=False)
+    # the budget in rows: 1 (a batch at a time), 3 (two batches of 2), everything
+    for rows, ahead in ((1, 1), (3, 2), (10**6, len(plain))):
+        monkeypatch.setattr(split_loader, "AHEAD_BYTES", rows * memory.row_bytes)
+        built.clear()
+        batches = iter(MemoryLoader(memory, batch_sampler=ShardedBatchSampler(
+            len(memory), 2, shuffle=True, seed=4), collate_fn=as_is))
+        first = next(batches)
+        assert len(built) == ahead  # built before the first is handed over
+        assert_same([first, *batches], plain)
+        assert len(built) == len(plain)

@@ -80,6 +80,10 @@ class MemorySplit(TorchDataset):
         self.targets = {h: torch.from_numpy(_stacked(_read(split, target_key(h)),
                                                      target_key(h)))
                         for h in self.heads if n}
+        held = sum(a.nbytes for a in self.fixed.values()) + sum(
+            a.nbytes for arrays in self.ragged.values() for a in arrays if a is not None)
+        #: the bytes of arrays a row holds, on average (at least 1)
+        self.row_bytes = max(1, held // max(1, n))
 
     def __len__(self) -> int:
         return self.n
