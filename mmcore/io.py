@@ -161,9 +161,10 @@ def split_last_axis(
 
 
 def write_json_state(path: Path, state: Any) -> None:
-    """Write a modality's fitted state (JSON-able) to ``path``, creating its folder."""
+    """Write a modality's fitted state (JSON-able) to ``path``, creating its folder (one line:
+    json's C encoder, which indenting would bypass)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+    path.write_text(json.dumps(state, sort_keys=True) + "\n")
 
 
 def read_json_state(path: Path, what: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from itertools import combinations
 from typing import Any
 
@@ -84,6 +84,13 @@ def quantiles(n: int) -> np.ndarray:
                     dtype=np.float32)
 
 
+def _copied(value: Any) -> Any:
+    """``value`` with its lists (one level of nesting) copied."""
+    if isinstance(value, list):
+        return [list(v) if isinstance(v, list) else v for v in value]
+    return value
+
+
 @dataclass
 class MiniRocketParameters:
     """Everything MiniRocket fits, as plain lists (saved as JSON with the modality's state).
@@ -106,7 +113,9 @@ class MiniRocketParameters:
         return NUM_KERNELS * sum(self.features_per_dilation)
 
     def state(self) -> dict[str, Any]:
-        return asdict(self)
+        """The parameters as JSON-able values, lists copied (``dataclasses.asdict`` copies
+        each number one by one: 0.09 s for 10,000 features)."""
+        return {f.name: _copied(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
     def from_state(cls, state: Any) -> MiniRocketParameters:
