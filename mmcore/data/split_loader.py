@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mmcore.data.loader import ArrowSplit, Collator, ShardedBatchSampler
+from mmcore.data.loader_plan import LoaderPlan
 from mmcore.data.memory import AUTO_LIMIT_BYTES, MemorySplit, as_is, split_bytes
 from mmcore.modality import Modality
 
@@ -85,35 +86,26 @@ def split_loader(
     memory: MemorySplit | None,
     modalities: Mapping[str, Modality],
     heads: Iterable[str],
-    *,
-    batch_size: int,
-    shuffle: bool,
-    seed: int,
-    epoch: int,
-    num_workers: int,
-    drop_last: bool,
-    rank: int,
-    world_size: int,
-    pin_memory: bool,
-    balance_by: np.ndarray | None,
-    start_batch: int,
+    plan: LoaderPlan,
+    balance_by: np.ndarray | None = None,
 ) -> DataLoader:
-    """The batches of ``table`` (see :meth:`mmcore.data.module.DataModule.loader`): from
-    ``memory`` in this process when the split is held there, else read by ``num_workers``
-    workers and collated by the ``modalities``. ``balance_by``: each row's class, to draw
-    rows class-balanced (:func:`~mmcore.data.loader.balanced_order`)."""
+    """The batches of ``table`` as ``plan`` orders them (see
+    :meth:`mmcore.data.module.DataModule.loader`): from ``memory`` in this process when the
+    split is held there, else read by ``plan.num_workers`` workers and collated by the
+    ``modalities``. ``balance_by``: each row's class, to draw rows class-balanced
+    (:func:`~mmcore.data.loader.balanced_order`)."""
     sampler = ShardedBatchSampler(
-        len(table), batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
-        drop_last=drop_last, rank=rank, world_size=world_size, balance_by=balance_by,
-        start_batch=start_batch,
+        len(table), plan.batch_size, shuffle=plan.shuffle, seed=plan.seed, epoch=plan.epoch,
+        drop_last=plan.drop_last, rank=plan.rank, world_size=plan.world_size,
+        balance_by=balance_by, start_batch=plan.start_batch,
     )
     if memory is not None:  # batched in this process: one index per array, no reads
         return MemoryLoader(memory, batch_sampler=sampler, collate_fn=as_is,
-                            pin_memory=pin_memory)
+                            pin_memory=plan.pin_memory)
     return DataLoader(
         table,
         batch_sampler=sampler,
         collate_fn=Collator(modalities, head_names(table, heads)),
-        num_workers=num_workers,
-        pin_memory=pin_memory,
+        num_workers=plan.num_workers,
+        pin_memory=plan.pin_memory,
     )

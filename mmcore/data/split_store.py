@@ -14,12 +14,12 @@ torch nor ``datasets`` (a warm set-up imports no ``datasets``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from mmcore.data import sources as src
+from mmcore.data.loader_plan import LoaderPlan
 from mmcore.data.storage import decode_arrays
 from mmcore.errors import DataError
 
@@ -32,23 +32,6 @@ if TYPE_CHECKING:
     from mmcore.data.preprocess import RowProcessor
     from mmcore.data.split_sources import SplitSource
     from mmcore.modality import Modality
-
-
-@dataclass(frozen=True)
-class LoaderPlan:
-    """How a loader orders and serves a split's batches, whatever keeps the split (the
-    arguments of :meth:`mmcore.data.module.DataModule.loader` but ``balanced``)."""
-
-    batch_size: int
-    shuffle: bool
-    seed: int = 0
-    epoch: int = 0
-    num_workers: int = 0
-    drop_last: bool = False
-    rank: int = 0
-    world_size: int = 1
-    pin_memory: bool = False
-    start_batch: int = 0
 
 
 class SplitStore(Protocol):
@@ -117,8 +100,8 @@ class PreparedSplit:
         if self.memory is None:  # kept once built, for the next epoch's loader
             self.memory = held_in_memory(self._table, self.in_memory, self.modalities,
                                          self.heads)
-        return split_loader(self._table, self.memory, self.modalities, self.heads,
-                            balance_by=balance_by, **vars(plan))
+        return split_loader(self._table, self.memory, self.modalities, self.heads, plan,
+                            balance_by)
 
 
 class StreamedSplit:
@@ -174,4 +157,4 @@ class StreamedSplit:
         processor = self.processor(set(src.column_names(source.dataset)))
         # SkipBatches (resuming mid-epoch with several workers) iterates as its DataLoader does
         return stream_loader(  # type: ignore[return-value]
-            source.dataset, source.root, processor, self.report, **vars(plan))
+            source.dataset, source.root, processor, self.report, plan)

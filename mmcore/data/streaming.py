@@ -28,6 +28,7 @@ import itertools
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from torch.utils.data import IterableDataset as TorchIterableDataset
 from mmcore.batch import Batch
 from mmcore.collate import collate_batch
 from mmcore.data.bad_rows import BadRow
+from mmcore.data.loader_plan import LoaderPlan
 from mmcore.data.preprocess import Processed, RowProcessor
 from mmcore.data.sources import SPLITS, split_name
 from mmcore.errors import DataError
@@ -118,6 +120,7 @@ class StreamBatches(TorchIterableDataset):
 
     ``processor`` preprocesses the rows (its modalities collate them); ``report`` is called
     with each bad row skipped in this process, while a DataLoader worker prints them.
+    ``plan`` orders the batches, from its ``epoch`` until :meth:`set_epoch` changes it.
     """
 
     def __init__(
@@ -125,38 +128,25 @@ class StreamBatches(TorchIterableDataset):
         dataset: datasets.IterableDataset,
         processor: RowProcessor,
         report: Callable[[BadRow], None],
-        *,
-        batch_size: int,
-        shuffle: bool,
-        seed: int,
-        epoch: int,
-        drop_last: bool,
-        rank: int,
-        world_size: int,
-        start_batch: int = 0,
+        plan: LoaderPlan,
     ) -> None:
         self.dataset = dataset
         self.processor = processor
         self.report = report
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
-        self.epoch = epoch
-        self.drop_last = drop_last
-        self.rank = rank
-        self.world_size = world_size
-        self.start_batch = start_batch
+        self.plan = plan
+        self.epoch = plan.epoch
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def _stream(self) -> datasets.IterableDataset:
         ds = self.dataset
-        if self.shuffle:
-            ds = ds.shuffle(seed=self.seed, buffer_size=SHUFFLE_BUFFER)
+        plan = self.plan
+        if plan.shuffle:
+            ds = ds.shuffle(seed=plan.seed, buffer_size=SHUFFLE_BUFFER)
             ds.set_epoch(self.epoch)
-        if self.world_size > 1:
-            ds = split_dataset_by_node(ds, rank=self.rank, world_size=self.world_size)
+        if plan.world_size > 1:
+            ds = split_dataset_by_node(ds, rank=plan.rank, world_size=plan.world_size)
         worker = torch.utils.data.get_worker_info()
         if worker is not None and worker.num_workers > 1:
             ds = split_dataset_by_node(ds, rank=worker.id, world_size=worker.num_workers)
@@ -167,8 +157,9 @@ class StreamBatches(TorchIterableDataset):
         modalities = self.processor.modalities
         heads = [t.name for t in self.processor.targets]
         seen = 0
-        skip = self.start_batch  # resuming mid-epoch: a stream cannot seek; read and drop
-        for raw in self._stream().iter(batch_size=self.batch_size, drop_last_batch=self.drop_last):
+        plan = self.plan
+        skip = plan.start_batch  # resuming mid-epoch: a stream cannot seek; read and drop
+        for raw in self._stream().iter(batch_size=plan.batch_size, drop_last_batch=plan.drop_last):
             n = len(next(iter(raw.values())))
             rows = list(range(seen, seen + n))
             seen += n
@@ -205,17 +196,7 @@ def stream_loader(
     root: Path | None,
     processor: RowProcessor,
     report: Callable[[BadRow], None],
-    *,
-    batch_size: int,
-    shuffle: bool,
-    seed: int,
-    epoch: int,
-    num_workers: int,
-    drop_last: bool,
-    rank: int,
-    world_size: int,
-    pin_memory: bool,
-    start_batch: int = 0,
+    plan: LoaderPlan,
 ) -> DataLoader | SkipBatches:
     """A ``DataLoader`` over :class:`StreamBatches` (its ``dataset.set_epoch`` re-seeds it)
     of one split's rows (``dataset``) preprocessed by ``processor``, relative paths in them
@@ -228,15 +209,12 @@ def stream_loader(
     # Several workers split the stream and the loader takes their batches in turn, starting
     # with worker 0 whatever the position: their skipping would reorder the batches, so the
     # loader's own output is skipped instead.
-    in_workers = num_workers > 1 and start_batch > 0
-    batches = StreamBatches(
-        dataset, processor, report, batch_size=batch_size, shuffle=shuffle, seed=seed,
-        epoch=epoch, drop_last=drop_last, rank=rank, world_size=world_size,
-        start_batch=0 if in_workers else start_batch,
-    )
-    loader = DataLoader(batches, batch_size=None, num_workers=num_workers,
-                        pin_memory=pin_memory)
-    return SkipBatches(loader, start_batch) if in_workers else loader
+    in_workers = plan.num_workers > 1 and plan.start_batch > 0
+    batches = StreamBatches(dataset, processor, report,
+                            replace(plan, start_batch=0) if in_workers else plan)
+    loader = DataLoader(batches, batch_size=None, num_workers=plan.num_workers,
+                        pin_memory=plan.pin_memory)
+    return SkipBatches(loader, plan.start_batch) if in_workers else loader
 
 
 class SkipBatches:
