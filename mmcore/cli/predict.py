@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
-import io
 import json
 import sys
 from collections.abc import Mapping
@@ -72,15 +70,9 @@ def flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def write_predictions(predictions: list[dict[str, Any]], output: Path | None) -> None:
     if output is not None and output.suffix.lower() == ".csv":
-        flat = [flatten(p) for p in predictions]
-        columns: list[str] = []
-        for row in flat:
-            columns += [k for k in row if k not in columns]
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(flat)
-        output.write_text(buffer.getvalue(), encoding="utf-8")
+        from mmcore.run.atomic import csv_text
+
+        output.write_text(csv_text([flatten(p) for p in predictions]), encoding="utf-8")
         return
     text = "".join(json.dumps(p) + "\n" for p in predictions)
     if output is None:

@@ -4,17 +4,20 @@ file of a run folder, a checkpoint and a bundle is written with. Imports no torc
 :func:`atomic_write_bytes` (and its text and JSON forms) and :func:`atomic_copy` replace a
 file by a rename, so a reader sees the old file or the new, never a part; :func:`copy_dir_atomic`
 swaps a whole folder in; :func:`write_durable` writes a file inside a folder that is renamed
-into place later (a checkpoint's), returning its size and SHA-256 for the folder's manifest.
+into place later (a checkpoint's), returning its size and SHA-256 for the folder's manifest;
+:func:`csv_text` is a CSV file's text (``metrics.csv``, ``mmcore predict --output FILE.csv``).
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +79,18 @@ def read_json(path: str | Path) -> Any:
 
 def json_bytes(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2) + "\n").encode("utf-8")
+
+def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    """``rows`` as CSV text, the columns in order of first use (a row without one leaves its
+    cell empty); a non-finite float is written as its name (``nan``, ``inf``)."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 def write_durable(path: Path, data: bytes) -> dict[str, Any]:
     """Write a file inside a private temporary folder (no rename needed: nothing reads the

@@ -15,16 +15,13 @@ created and registered is :mod:`~mmcore.train.callbacks.wiring`'s. The experimen
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from mmcore.errors import PluginError
 from mmcore.plugins.hookspecs import EVENT_HOOKS, hookimpl
-from mmcore.run.atomic import atomic_write_text
+from mmcore.run.atomic import atomic_write_text, csv_text
 from mmcore.spec.callback_paths import callback_class, check_callback_path
 from mmcore.train.callbacks.wiring import callback_manager, silent_hooks
 
@@ -58,21 +55,7 @@ class CSVLogger:
 def write_csv(path: Path, rows: list[Mapping[str, Any]]) -> None:
     """``rows`` as a CSV file (written atomically), the columns in order of first use;
     a non-finite float is written as its name."""
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _cell(v) for k, v in row.items()})
-    atomic_write_text(path, buffer.getvalue())
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
+    atomic_write_text(path, csv_text(rows))
 
 
 class TensorBoardLogger:
