@@ -19,11 +19,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mmcore.errors import PluginError
 from mmcore.plugins.hookspecs import EVENT_HOOKS, hookimpl
 from mmcore.run.atomic import atomic_write_text, csv_text
 from mmcore.spec.callback_paths import callback_class, check_callback_path
 from mmcore.train.callbacks.wiring import callback_manager, silent_hooks
+from mmcore.train.trackers.base import missing_package
 
 __all__ = [
     "CSV_FILE",
@@ -66,11 +66,7 @@ class TensorBoardLogger:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as exc:
-            raise PluginError(
-                "callback 'tensorboard' needs the tensorboard package: "
-                "pip install 'mmcore-torch[tensorboard]' (or remove 'tensorboard' from "
-                f"train.callbacks). Import failed with: {exc}"
-            ) from None
+            raise missing_package("tensorboard", exc) from None
         self._writer_class = SummaryWriter
         self.writer: Any = None
 

@@ -107,6 +107,16 @@ class Tracker:
             )
 
 
+def missing_package(callback: str, exc: ImportError) -> PluginError:
+    """The error of a built-in callback (``mlflow``, ``wandb``, ``tensorboard``) whose optional
+    package ``exc`` failed to import: how to install it, or to drop the callback."""
+    return PluginError(
+        f"callback {callback!r} needs the {callback} package: pip install "
+        f"'mmcore-torch[{callback}]' (or remove {callback!r} from train.callbacks). Import "
+        f"failed with: {exc}"
+    )
+
+
 def one_line(exc: BaseException) -> str:
     """``Type: first line of the message`` (mmcore's own errors without their type), at
     most 300 characters."""

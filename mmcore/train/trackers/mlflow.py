@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from mmcore.errors import PluginError
-from mmcore.train.trackers.base import FINAL, Tracker, artifacts, flatten, run_spec
+from mmcore.train.trackers.base import FINAL, Tracker, artifacts, flatten, missing_package, run_spec
 from mmcore.version import __version__
 
 #: MLflow's limits: characters of a parameter value, entries of one logging request
@@ -43,10 +43,7 @@ class MLflowTracker(Tracker):
         try:
             import mlflow
         except ImportError as exc:
-            raise PluginError(
-                "callback 'mlflow' needs the mlflow package: pip install 'mmcore-torch[mlflow]' "
-                f"(or remove 'mlflow' from train.callbacks). Import failed with: {exc}"
-            ) from None
+            raise missing_package("mlflow", exc) from None
         self._mlflow: Any = mlflow
         self.client: Any = None
         self.run_id: str | None = None

@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mmcore.errors import PluginError
-from mmcore.train.trackers.base import FINAL, Tracker, artifacts, run_spec
+from mmcore.train.trackers.base import FINAL, Tracker, artifacts, missing_package, run_spec
 
 
 class WandbTracker(Tracker):
@@ -31,10 +30,7 @@ class WandbTracker(Tracker):
         try:
             import wandb
         except ImportError as exc:
-            raise PluginError(
-                "callback 'wandb' needs the wandb package: pip install 'mmcore-torch[wandb]' "
-                f"(or remove 'wandb' from train.callbacks). Import failed with: {exc}"
-            ) from None
+            raise missing_package("wandb", exc) from None
         self._wandb: Any = wandb
         self.run: Any = None
 
