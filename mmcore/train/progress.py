@@ -17,7 +17,6 @@ trainer adds where they render (unless quiet); where they do not it adds :class:
 from __future__ import annotations
 
 import importlib.util
-import math
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -55,10 +54,10 @@ def tqdm(*args: Any, **kwargs: Any) -> Any:
     return bar_class()(*args, **kwargs)
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}" if math.isfinite(value) else str(value)
-    return str(value)
+def fmt(value: Any) -> str:
+    """A figure as a line shows it: a float to 4 decimals (``nan``, ``inf`` by name), anything
+    else as its text."""
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def epoch_line(record: Mapping[str, Any], epochs: int | None, monitor: Any = None,
@@ -71,14 +70,14 @@ def epoch_line(record: Mapping[str, Any], epochs: int | None, monitor: Any = Non
     train = {k[len("train/"):]: v for k, v in record.items() if k.startswith("train/")}
     if "loss" in train:
         heads = {k: v for k, v in train.items() if k.endswith(".loss")}
-        parts.append(f"train loss {_fmt(train['loss'])}" + (
-            " (" + ", ".join(f"{k} {_fmt(v)}" for k, v in heads.items()) + ")"
+        parts.append(f"train loss {fmt(train['loss'])}" + (
+            " (" + ", ".join(f"{k} {fmt(v)}" for k, v in heads.items()) + ")"
             if len(heads) > 1 else ""))
     if "validation/loss" in record:
-        parts.append(f"validation loss {_fmt(record['validation/loss'])}")
+        parts.append(f"validation loss {fmt(record['validation/loss'])}")
     if monitor is not None and monitor.key in record and monitor.name != "loss":
         best = " (best)" if best_epoch == epoch else ""
-        parts.append(f"{monitor.name} {_fmt(record[monitor.key])}{best}")
+        parts.append(f"{monitor.name} {fmt(record[monitor.key])}{best}")
     if "seconds" in record:
         parts.append(f"{record['seconds']:.1f} s")
     total = f"/{epochs}" if epochs else ""

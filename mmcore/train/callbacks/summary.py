@@ -7,6 +7,7 @@ from typing import Any
 
 from mmcore.evaluate.ablation import format_report
 from mmcore.plugins.hookspecs import hookimpl
+from mmcore.train.progress import fmt
 from mmcore.train.settings import TEST, VALIDATION
 
 
@@ -25,13 +26,9 @@ class Summary:
 def summary(final: Mapping[str, Any]) -> str:
     """A few readable lines of :meth:`~mmcore.train.Trainer.fit`'s result."""
     lines = [f"best epoch: {final.get('best_epoch')} ({final.get('monitor')} = "
-             f"{_fmt(final.get('best_value'))})"]
+             f"{fmt(final.get('best_value'))})"]
     for split in (VALIDATION, TEST):
         if split in final:
-            figures = ", ".join(f"{k} {_fmt(v)}" for k, v in final[split].items())
+            figures = ", ".join(f"{k} {fmt(v)}" for k, v in final[split].items())
             lines.append(f"{split}: {figures}")
     return "\n".join(lines)
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
