@@ -106,7 +106,8 @@ def compare(setup: arms.Setup, epochs: int, rounds: int) -> dict[str, list[dict[
                                                 "control")}
     n = 0
     for i in range(rounds + 1):
-        for arm in runs:
+        # the order reversed every other round, so no arm always follows the same one
+        for arm in (list(runs) if i % 2 == 0 else list(reversed(runs))):
             n += 1
             if arm in ("plain", "control"):
                 result = run_plain(setup, epochs, n)
@@ -143,7 +144,8 @@ def report(runs: dict[str, list[dict[str, float]]], setup: arms.Setup, epochs: i
         "and metrics files, the best epoch's weights evaluated on validation and test, the "
         "modality report and the drift reference); `mmcore_no_report` the same with "
         "`report=False`; `control` is the plain script again. CPU seconds of the whole run "
-        "(this process), alternating arms after an untimed warm-up round.",
+        "(this process), alternating arms after an untimed warm-up round, their order "
+        "reversed every other round.",
         "",
         benchlib.table(
             ["arm", "CPU s (median)", "range", "wall s (median)", "test accuracy (median)"],
