@@ -253,16 +253,6 @@ class SequenceModality(Modality[OptionsT]):
             raise ValueError("the transforms left no time step")
         return out
 
-    def collate_stacked(self, values: np.ndarray) -> ModalityBatch:
-        """:meth:`collate` for same-length samples, all present, in one call: float32
-        sequences, as ``pad_sequences(..., dtype=torch.float32)`` collates them (a subclass
-        whose ``collate`` does otherwise overrides this)."""
-        import torch
-
-        from mmcore.collate import stacked_sequences
-
-        return stacked_sequences(values, dtype=torch.float32)
-
     def augment(self, batch: ModalityBatch, generator: Any) -> ModalityBatch:
         """The declared ``augment`` options applied to a training batch."""
         if not self.options.augment.active:

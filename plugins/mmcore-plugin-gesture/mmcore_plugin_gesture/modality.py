@@ -100,6 +100,14 @@ class GestureModality(SequenceModality[GestureOptions]):
         empty = (channels,) if channels is not None else None
         return pad_sequences(items, empty_shape=empty, dtype=torch.float32)
 
+    def collate_stacked(self, values: np.ndarray) -> ModalityBatch:
+        """:meth:`collate` for same-length samples, all present, in one call."""
+        import torch
+
+        from mmcore.collate import stacked_sequences
+
+        return stacked_sequences(values, dtype=torch.float32)
+
     def build_encoder(self) -> Encoder:
         channels = self.output_channels
         if channels is None:

@@ -130,6 +130,14 @@ class PositionModality(SequenceModality[PositionOptions]):
 
         return pad_sequences(items, empty_shape=self.frame_shape, dtype=torch.float32)
 
+    def collate_stacked(self, values: np.ndarray) -> ModalityBatch:
+        """:meth:`collate` for same-length samples, all present, in one call."""
+        import torch
+
+        from mmcore.collate import stacked_sequences
+
+        return stacked_sequences(values, dtype=torch.float32)
+
     def build_encoder(self) -> Encoder:
         frame = self.frame_shape
         if frame is None:
