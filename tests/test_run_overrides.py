@@ -76,7 +76,8 @@ def test_missing_modality_evaluation_from_the_cli(trained, tmp_path, monkeypatch
 def test_other_overrides_are_refused_naming_the_allowed_ones(trained, monkeypatch, capsys,
                                                              tmp_path):
     with pytest.raises(SpecError, match=r"train\.epochs: cannot be changed after training; "
-                       r"allowed here: data\.allow_missing=\.\.\., data\.bad_rows=\.\.\."):
+                       r"allowed here: data\.allow_missing=\.\.\., data\.bad_rows=\.\.\., "
+                       r"train\.eval_batch_size=\.\.\."):
         mmcore.load(trained["run"], registry=trained["reg"], overrides=["train.epochs=3"])
     with pytest.raises(SpecError, match=r"data\.bad_rows: .*'maybe'"):
         mmcore.load(trained["run"], registry=trained["reg"], overrides=["data.bad_rows=maybe"])
@@ -88,6 +89,22 @@ def test_other_overrides_are_refused_naming_the_allowed_ones(trained, monkeypatc
     assert "data.bad_rows: cannot be changed" in err and "data.allow_missing=..." in err
     assert main(["evaluate", str(trained["run"]), "data.path=x.csv"]) == 2
     assert "data.path: cannot be changed after training" in capsys.readouterr().err
+
+
+def test_evaluate_takes_its_batch_size_and_gives_the_same_figures(trained, monkeypatch,
+                                                                 capsys):
+    """A run evaluated in batches of another size (e.g. to fit in memory) gives the same
+    figures; a bad size is named."""
+    figures = {}
+    for rows in ("auto", "1"):
+        predictor = mmcore.load(trained["run"], registry=trained["reg"],
+                                overrides=[f"train.eval_batch_size={rows}"])
+        assert predictor.spec.train.eval_batch_size == (1 if rows == "1" else "auto")
+        figures[rows] = predictor.evaluate(split="test", report=False)["metrics"]
+    assert figures["1"] == pytest.approx(figures["auto"], rel=1e-5, abs=1e-6)
+    with pytest.raises(SpecError, match=r"train\.eval_batch_size: .*'4x'"):
+        mmcore.load(trained["run"], registry=trained["reg"],
+                    overrides=["train.eval_batch_size=4x"])
 
 
 def test_an_unseen_label_points_to_the_classes_option(trained, tmp_path):

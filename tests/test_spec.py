@@ -255,3 +255,17 @@ def test_the_model_build_validates_options_with_the_same_model_as_the_spec(toy_r
     spec.heads["label"].options["dropout"] = 2.0
     with pytest.raises(SpecError, match="heads.label.options.dropout"):
         build_model(spec, registry=toy_registry)
+
+
+def test_eval_batch_size_auto_is_four_batches_on_the_cpu_and_one_on_a_gpu():
+    from pydantic import ValidationError
+
+    from mmcore.spec.train import TrainSpec
+
+    auto = TrainSpec(batch_size=8)
+    assert (auto.eval_batch("cpu"), auto.eval_batch("cuda"), auto.eval_batch("mps")) == (32, 8, 8)
+    fixed = TrainSpec(batch_size=8, eval_batch_size="5")  # from the command line: text
+    assert (fixed.eval_batch("cpu"), fixed.eval_batch("cuda")) == (5, 5)
+    for bad in (0, True, "4x", 2.5):
+        with pytest.raises(ValidationError, match="expected a number of rows"):
+            TrainSpec(eval_batch_size=bad)

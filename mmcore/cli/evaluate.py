@@ -22,7 +22,8 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="a run folder written by `mmcore train`")
     p.add_argument("overrides", nargs="*", metavar="field=value",
                    help="how rows are read: data.allow_missing=true (rows lacking a "
-                   "modality are masked) or data.bad_rows=skip (bad rows left out)")
+                   "modality are masked), data.bad_rows=skip (bad rows left out) or "
+                   "train.eval_batch_size=N (rows per batch)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--split", help="a split of the run's data (default: test, else validation)")
     where.add_argument("--data", help="a data file with the same columns as the training data")

@@ -31,7 +31,7 @@ from mmcore.strategy import Strategy, resolve_device
 NO_DATASET = NOT_SAVED
 #: the spec fields a trained run may be loaded with changed (``field=value``): how rows
 #: are read, never what the model is
-RUN_OVERRIDES = ("data.allow_missing", "data.bad_rows")
+RUN_OVERRIDES = ("data.allow_missing", "data.bad_rows", "train.eval_batch_size")
 
 
 def check_run_overrides(
@@ -60,7 +60,8 @@ def apply_run_overrides(spec: Spec, overrides: Iterable[str]) -> None:
     problems = []
     for field, value in check_run_overrides(overrides):
         try:
-            setattr(spec.data, field.split(".", 1)[1], value)
+            section, name = field.split(".", 1)
+            setattr(getattr(spec, section), name, value)
         except ValidationError as exc:
             problems.append((field, f"{exc.errors()[0]['msg']} (got {value!r})"))
     if problems:
@@ -104,7 +105,8 @@ def load(
     to install); :class:`SpecError` (field ``fusion.name``) when the fusion is refused.
 
     ``overrides`` (``"data.allow_missing=true"``, ``"data.bad_rows=skip"``) change how rows
-    are read for evaluation and prediction; only :data:`RUN_OVERRIDES` fields are accepted
+    are read for evaluation and prediction (``"train.eval_batch_size=32"``, how many at a
+    time); only :data:`RUN_OVERRIDES` fields are accepted
     (a :class:`SpecError` lists them). They are not written back to the run folder.
 
     ``strategy`` (e.g. :func:`mmcore.distributed.select_strategy` under torchrun) makes

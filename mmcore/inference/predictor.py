@@ -138,7 +138,8 @@ class Predictor:
     def _evaluation_loader(self, dm: Any, split: str) -> tuple[Any, dict[str, float]]:
         """This process's share of ``split`` in batches, and the heads' loss weights."""
         train, strategy = self.spec.train, self.strategy
-        loader = dm.loader(split, batch_size=strategy.local_batch_size(train.eval_batch()),
+        rows = strategy.local_batch_size(train.eval_batch(self.device.type))
+        loader = dm.loader(split, batch_size=rows,
                            shuffle=False, num_workers=train.num_workers,
                            **strategy.shard_args())
         return loader, {name: head.weight for name, head in self.spec.heads.items()}

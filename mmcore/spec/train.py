@@ -9,7 +9,8 @@ from pydantic import Field, field_validator
 
 from mmcore.spec.strict import StrictModel
 
-#: ``train.eval_batch_size: auto`` evaluates in batches of this many times ``batch_size``
+#: ``train.eval_batch_size: auto`` evaluates in batches of this many times ``batch_size`` on
+#: the CPU
 EVAL_BATCH_FACTOR = 4
 
 
@@ -37,22 +38,28 @@ class TrainSpec(StrictModel):
     eval_batch_size: int | Literal["auto"] = Field(
         "auto", description="rows per batch of the passes without gradients (validation, test, "
         "the end-of-run reports, mmcore evaluate): a number, or 'auto' (the default: "
-        f"{EVAL_BATCH_FACTOR} x batch_size; such a pass keeps no activations for a backward "
-        "pass, so it fits in the memory a training batch needs). The figures do not depend on "
-        "it: losses are averaged over chunks of batch_size rows either way"
+        f"{EVAL_BATCH_FACTOR} x batch_size on the CPU, where fewer, larger batches cost less "
+        "per row; batch_size on a GPU, whose memory a training batch may fill). The figures do "
+        "not depend on it: losses are averaged over chunks of batch_size rows either way"
     )
 
-    @field_validator("eval_batch_size")
+    @field_validator("eval_batch_size", mode="before")
     @classmethod
     def _eval_batch_size(cls, value: Any) -> Any:
-        if isinstance(value, int) and value < 1:
-            raise ValueError(f"eval_batch_size must be at least 1 or 'auto', got {value}")
-        return value
+        if value == "auto":
+            return value
+        number = value if isinstance(value, int) and not isinstance(value, bool) else (
+            int(value) if isinstance(value, str) and value.strip().isdigit() else None)
+        if number is None or number < 1:
+            raise ValueError(f"expected a number of rows (at least 1) or 'auto', got {value!r}")
+        return number
 
-    def eval_batch(self) -> int:
-        """The rows per batch of a pass without gradients (``eval_batch_size`` resolved)."""
-        return (self.batch_size * EVAL_BATCH_FACTOR if self.eval_batch_size == "auto"
-                else self.eval_batch_size)
+    def eval_batch(self, device: str = "cpu") -> int:
+        """The rows per batch of a pass without gradients on a ``device`` of this type
+        (``"cpu"``, ``"cuda"``...): ``eval_batch_size`` resolved."""
+        if self.eval_batch_size != "auto":
+            return self.eval_batch_size
+        return self.batch_size * (EVAL_BATCH_FACTOR if device == "cpu" else 1)
 
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)

@@ -382,8 +382,9 @@ class Trainer:
                 "statistics": self.feature_statistics and train.precision == "32"}
 
     def _evaluation_loader(self, split: str):
-        """This process's share of ``split`` in order, in batches of ``train.eval_batch()``."""
-        return self._loader(split, shuffle=False, batch_size=self.spec.train.eval_batch())
+        """This process's share of ``split`` in order, in batches of ``train.eval_batch``."""
+        return self._loader(split, shuffle=False,
+                            batch_size=self.spec.train.eval_batch(self.device.type))
 
     def _loader(self, split: str, *, shuffle: bool, epoch: int = 0, start_batch: int = 0,
                 seed: int | None = None, batch_size: int | None = None):

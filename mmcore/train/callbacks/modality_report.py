@@ -53,14 +53,14 @@ class ModalityReport:
             )
             write(lambda: ck.atomic_write_json(trainer.run.path / MODALITY_REPORT, report))
         validation = results.get(VALIDATION)
-        reference = measure_reference(model, trainer.data, spec.train.eval_batch(), trainer.device,
+        rows = spec.train.eval_batch(trainer.device.type)
+        reference = measure_reference(model, trainer.data, rows, trainer.device,
                                       validation.features if validation else None)
         write(lambda: ck.atomic_write_json(trainer.run.path / DRIFT_REFERENCE, reference))
         if results and TEST in results and len(model.encoders) > 1:
             # the test split may be a later session: its drift, for the modality_drifts check
             test = results[TEST].features
             if test is None:
-                loader = trainer.data.loader(TEST, batch_size=spec.train.eval_batch(),
-                                             shuffle=False)
+                loader = trainer.data.loader(TEST, batch_size=rows, shuffle=False)
                 test = feature_statistics(model, loader, trainer.device)
             trainer.test_drift = drift_report(reference, test, TEST)
