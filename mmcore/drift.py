@@ -37,7 +37,7 @@ __all__ = ["DRIFT_REFERENCE", "drift_report", "evaluate_drift", "feature_statist
 #: deviations, so the reference adds about 0.05 to a split's score (``0.8 / sqrt(256)``,
 #: averaged over the features), a tenth of :data:`MIN_THRESHOLD`; and a large training split
 #: costs no more than a small one (one pass of the encoders over these rows at the end of
-#: training: 1,024 rows cost 3% of a 2-epoch run of a compute-bound model)
+#: training: 1,024 rows cost 3% of a 2-epoch run of a compute-bound model); a power of two
 REFERENCE_ROWS = 256
 REFERENCE_SEED = 0
 #: a modality drifts when its score passes this...
@@ -126,7 +126,10 @@ def measure_reference(model: Any, data: Any, batch_size: int, device: torch.devi
     against them, when it has rows (``validation``: its statistics, when an evaluation of
     ``model`` measured them already). Every process of a sharded (FSDP) model must call it, as
     each forward pass gathers the shards (each draws the same sample)."""
-    train = data.loader("train", batch_size=batch_size, shuffle=True, seed=REFERENCE_SEED)
+    # a power of two up to batch_size divides REFERENCE_ROWS (one too): the sample is the same
+    # rows, exactly REFERENCE_ROWS of them, whatever the batch size
+    sample_batch = 1 << (min(batch_size, REFERENCE_ROWS).bit_length() - 1)
+    train = data.loader("train", batch_size=sample_batch, shuffle=True, seed=REFERENCE_SEED)
     reference = feature_statistics(model, _first_rows(train, REFERENCE_ROWS), device)
     if validation is None and "validation" in data.splits and data.num_rows("validation") > 0:
         loader = data.loader("validation", batch_size=batch_size, shuffle=False)
@@ -232,7 +235,8 @@ def evaluate_drift(predictor: Any, split: str | None = None, *, data: Any = None
     if reference is None:
         return None
     dm, name = predictor._split(split, data)
-    loader = dm.loader(name, batch_size=predictor.spec.train.eval_batch(), shuffle=False)
+    loader = dm.loader(name, batch_size=predictor.spec.train.eval_batch(predictor.device.type),
+                       shuffle=False)
     current = feature_statistics(predictor.model, loader, predictor.device)
     report = drift_report(reference, current, name)
     if hide:
