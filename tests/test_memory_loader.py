@@ -53,10 +53,10 @@ def test_memory_loader_builds_batches_ahead_within_its_byte_budget(tmp_path, mon
     data = {"path": str(tmp_path / "d.csv"), "split_column": "split", "allow_missing": True,
             "in_memory": True}
     dm = setup(registry, data, tmp_path, modalities=TWO)
-    memory = dm.loader("train", batch_size=2, shuffle=True, seed=4).dataset
+    memory = dm.loader("train", batch_size=1, shuffle=True, seed=4).dataset
     plain = list(DataLoader(memory, batch_sampler=ShardedBatchSampler(
-        len(memory), 2, shuffle=True, seed=4), collate_fn=as_is))
-    assert len(plain) >= 3
+        len(memory), 1, shuffle=True, seed=4), collate_fn=as_is))
+    assert len(plain) >= 7
     built = []
     fetch = memory.__getitems__
 
@@ -65,13 +65,20 @@ def test_memory_loader_builds_batches_ahead_within_its_byte_budget(tmp_path, mon
         return fetch(indices)
 
     monkeypatch.setattr(memory, "__getitems__", counted, raising=False)
-    # the budget in rows: 1 (a batch at a time), 3 (two batches of 2), everything
-    for rows, ahead in ((1, 1), (3, 2), (10**6, len(plain))):
+    # the budget in rows (a batch is one): 1 (a batch at a time), 2 (two at most), everything
+    for rows, most in ((1, 1), (2, 2), (10**6, len(plain))):
         monkeypatch.setattr(split_loader, "AHEAD_BYTES", rows * memory.row_bytes)
         built.clear()
         batches = iter(MemoryLoader(memory, batch_sampler=ShardedBatchSampler(
-            len(memory), 2, shuffle=True, seed=4), collate_fn=as_is))
-        first = next(batches)
-        assert len(built) == ahead  # built before the first is handed over
-        assert_same([first, *batches], plain)
+            len(memory), 1, shuffle=True, seed=4), collate_fn=as_is))
+        got, ahead = [], []
+        for batch in batches:
+            got.append(batch)
+            ahead.append(len(built) - len(got))  # built, not yet handed over
+        assert ahead[0] == 0  # the first batch alone: a reader of one builds one
+        if most < len(plain):  # groups up to the budget: at most one group less one ahead
+            assert max(ahead) == most - 1
+        else:  # groups of 1, 2, 4... batches
+            assert ahead[:4] == [0, 1, 0, 3]
+        assert_same(got, plain)
         assert len(built) == len(plain)

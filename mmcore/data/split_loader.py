@@ -6,6 +6,7 @@ A streamed split has its own loader (:func:`mmcore.data.streaming.stream_loader`
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -18,11 +19,11 @@ from mmcore.data.loader_plan import LoaderPlan
 from mmcore.data.memory import AUTO_LIMIT_BYTES, MemorySplit, as_is, split_bytes
 from mmcore.modality import Modality
 
-#: a split held in memory builds its batches this many bytes of rows at a time (at least one
-#: batch): built together rather than one between two training steps, the work's code and data
-#: stay in the CPU's caches (a tiny model's step cost 0.070 ms more than on batches built
-#: beforehand with one batch built between steps, 0.031 ms built ahead;
-#: ``benchmarks/profile_step.py``)
+#: a split held in memory builds its batches up to this many bytes of stored rows at a time (at
+#: least one batch; collated, e.g. uint8 pixels as float32, they may take a few times more).
+#: Built together rather than one between two training steps, the work's code and data stay in
+#: the CPU's caches: a tiny model's step cost 0.070 ms more than on batches built beforehand with
+#: one batch built between steps, 0.031 ms built ahead (``benchmarks/profile_step.py``)
 AHEAD_BYTES = 4 << 20
 
 
@@ -43,19 +44,16 @@ class MemoryLoader(DataLoader):
         return self._batches()
 
     def _batches(self) -> Iterator[Any]:
-        """The batches, built :data:`AHEAD_BYTES` of rows at a time."""
+        """The batches, built ahead in groups: one batch, then twice as many each time while
+        a group holds at most :data:`AHEAD_BYTES` of stored rows (so a reader of a few
+        batches has few built)."""
         dataset: MemorySplit = self.dataset  # type: ignore[assignment]
         fetch, rows_ahead = dataset.__getitems__, max(1, AHEAD_BYTES // dataset.row_bytes)
         indices = iter(self.batch_sampler)  # type: ignore[arg-type]
-        while True:
-            ahead, rows = [], 0
-            for batch_indices in indices:
-                ahead.append(fetch(batch_indices))
-                rows += len(batch_indices)
-                if rows >= rows_ahead:
-                    break
-            if not ahead:
-                return
+        group = 1
+        while ahead := [fetch(i) for i in itertools.islice(indices, group)]:
+            if 2 * sum(len(batch) for batch in ahead) <= rows_ahead:
+                group *= 2
             ahead.reverse()
             while ahead:  # handed over, not kept
                 yield ahead.pop()
