@@ -197,3 +197,33 @@ def test_copy_dir_atomic_replaces_the_whole_folder(tmp_path):
     assert sorted(p.name for p in dst.iterdir()) == ["a", "info.json"]
     assert json.loads((dst / "info.json").read_text()) == {"epoch": 2}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "src"]
+
+
+@pytest.mark.parametrize("links", [True, False])
+def test_the_best_weights_are_linked_not_copied_where_the_file_system_can(tmp_path, monkeypatch,
+                                                                          links):
+    """Publishing a checkpoint's weights as the best links them (no bytes copied) or, where the
+    file system cannot link, copies them; either way the best survives the checkpoint's
+    pruning and a later best replaces it whole."""
+    from mmcore.run.layout import RunFolder
+    from mmcore.train.records import publish_best
+
+    if not links:
+        def refuse(src, dst):
+            raise OSError(18, "Invalid cross-device link")
+
+        monkeypatch.setattr(os, "link", refuse)
+    run = RunFolder(tmp_path / "run")
+    first = ck.write_checkpoint(run.checkpoints, 1, {"w": torch.ones(3)}, {})
+    publish_best(run, first, {"epoch": 1})
+    linked = (run.best / ck.MODEL_FILE).stat().st_ino == (first / ck.MODEL_FILE).stat().st_ino
+    assert linked == links and (run.model.stat().st_ino == (first / ck.MODEL_FILE).stat().st_ino
+                                ) == links
+    second = ck.write_checkpoint(run.checkpoints, 2, {"w": torch.full((3,), 2.0)}, {})
+    ck.prune_checkpoints(run.checkpoints, 1)
+    assert not first.exists()
+    assert torch.equal(ck.load_tensors(run.best / ck.MODEL_FILE)["w"], torch.ones(3))
+    publish_best(run, second, {"epoch": 2})
+    for path in (run.best / ck.MODEL_FILE, run.model):
+        assert torch.equal(ck.load_tensors(path)["w"], torch.full((3,), 2.0))
+    assert json.loads((run.best / ck.BEST_INFO).read_text()) == {"epoch": 2}

@@ -109,17 +109,28 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 def atomic_copy(src: str | Path, dst: str | Path) -> None:
-    """Copy a file so that ``dst`` is always either the old file or the complete new one."""
+    """Copy a file so that ``dst`` is always either the old file or the complete new one (a
+    hard link where the file system has them: ``src`` must never be written in place again,
+    as no file of a run folder or checkpoint is)."""
     dst = Path(dst)
     tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        shutil.copyfile(src, tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        link_or_copy(Path(src), tmp)
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(dst.parent)
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """``dst`` (a new name) as a hard link to ``src``, a file already on disk that is never
+    written in place again; a copy whose data is fsynced where the file system cannot link
+    (another device, no hard links). A link copies no bytes: a checkpoint's weights published
+    as the best cost nothing more on disk."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        write_durable(dst, src.read_bytes())
 
 
 def copy_dir_atomic(
@@ -129,13 +140,14 @@ def copy_dir_atomic(
     extra_json: Mapping[str, Any] | None = None,
 ) -> None:
     """Copy ``src`` (or the named ``files`` in it) to ``dst``, plus ``extra_json`` documents
-    (file name -> JSON value), swapping the folder in whole."""
+    (file name -> JSON value), swapping the folder in whole; files are hard links where the
+    file system has them (:func:`link_or_copy`: ``src``'s files are never written again)."""
     tmp = dst.with_name(f".tmp-{dst.name}-{uuid.uuid4().hex[:8]}")
     tmp.mkdir(parents=True)
     try:
         names = list(files) if files is not None else [p.name for p in src.iterdir() if p.is_file()]
-        for name in names:  # plain writes: nothing reads the folder before the rename
-            write_durable(tmp / name, (src / name).read_bytes())
+        for name in names:  # nothing reads the folder before the rename
+            link_or_copy(src / name, tmp / name)
         for name, doc in (extra_json or {}).items():
             write_durable(tmp / name, json_bytes(doc))
         fsync_dir(tmp)
