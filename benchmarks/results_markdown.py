@@ -122,7 +122,8 @@ Data: the 800-row subset bundled in `examples/av_digits/data` (500 train / 100 v
 test, balanced), degraded as AV-MNIST does (`degrade.py`: images rebuilt from 5 principal
 components, audio mixed with white noise at 3 dB SNR). Settings: `image_only.py`,
 `audio_only.py`, and `spec.py` with `fusion={"name": ..., "options": ...}` overrides (options in
-`AV_FUSIONS` in this script, about 64 units wide like the spec's own `late`), each with the
+`AV_FUSIONS` in `benchmarks/results_settings.py`, about 64 units wide like the spec's own `late`),
+each with the
 defaults' `train.modality_loss=1`.
 
 **Published figures do not match this setting**, so they are context, not targets: AV-MNIST
@@ -134,7 +135,8 @@ build. Here the model sees 500 training pairs, a different image degradation and
 Data: every row of `keypoints_labeled.csv` (4,787 rows, 4 hand signs) and of
 `point_history_labeled.csv` (5,296 rows, 4 finger motions) from `../shared/data/hand_gestures`,
 each split at random (stratified, `data.split` seed 0) into 65% train, 10% validation and 25%
-test; the specs are `hand_gestures_spec()` in this script. Upstream's notebooks report 0.97 test
+test; the specs are `hand_gestures_spec()` in `benchmarks/results_settings.py`. Upstream's
+notebooks report 0.97 test
 accuracy for both with a random 75/25 split (no validation split, so 10% more training rows than
 here). Neither split separates recordings: keypoint rows are consecutive video frames, so near
 duplicates fall on both sides of a random split in both setups, which flatters the figures.""",
@@ -168,7 +170,7 @@ this constructed task. Always answering the most frequent class would score {maj
     "sensor_series": """\
 Data: `../shared/data/sensor_series` (real recordings, arrays as shipped: nothing normalised or
 resampled by hand), gesture only, one spec per set differing only in `encoder` (the spec is
-`sensor_series_spec` in `benchmarks/results.py`; normalisation is the plugin's default
+`sensor_series_spec` in `benchmarks/results_settings.py`; normalisation is the plugin's default
 train-fitted per-channel standardisation). Splits: the archive's official TEST file is the test
 split; validation is a seeded per-class draw from TRAIN (the data's README). BasicMotions: 32 / 8
 / 40 rows, `[100, 6]` smart-watch IMU. **JapaneseVowels is a shifted split**: its TEST
@@ -179,7 +181,8 @@ MiniRocket and KSig figures are published (see that README for where).""",
 Fusion under a real shift: JapaneseVowels (official split; the test utterances were recorded in
 other sessions) read as **two modalities made by spec options alone** — `low`, cepstrum
 coefficients 1-6, and `high`, 7-12, each a `gesture` modality over the same `path` column with a
-`select` transform (`vowels_two_modality_spec` in `benchmarks/results.py`). Every fusion with
+`select` transform (`vowels_two_modality_spec` in `benchmarks/results_settings.py`). Every fusion
+with
 `train.modality_loss` at its default (1) and off (0); the question is whether the fused model
 stays at or above its best single modality on the shifted test split.""",
 }
