@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -92,3 +94,17 @@ def assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None
 
 def history(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@contextmanager
+def single_process_one_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No torchrun variables and one torch thread: the subprocesses run with
+    OMP_NUM_THREADS=1, and the in-process reference run does too."""
+    for var in DIST_VARS:
+        monkeypatch.delenv(var, raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -16,7 +16,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import torch
 from safetensors.torch import load_file
 
 import mmcore
@@ -24,12 +23,12 @@ from mmcore.run import checkpoint as ck
 from mmcore.train import Trainer
 from tests import train_toy as toy
 from tests.distributed_toy import (
-    DIST_VARS,
     RUN_TIMEOUT,
     Launch,
     assert_close,
     history,
     make_world,
+    single_process_one_thread,
     stop_all,
     weights,
 )
@@ -67,13 +66,8 @@ spec["fusion"] = {"name": CrashingFusion, "options": {}}
 
 @pytest.fixture(autouse=True)
 def one_thread(monkeypatch):
-    # The subprocesses run with OMP_NUM_THREADS=1; the in-process reference run does too.
-    for var in DIST_VARS:
-        monkeypatch.delenv(var, raising=False)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with single_process_one_thread(monkeypatch):
+        yield
 
 
 @pytest.fixture(scope="module")

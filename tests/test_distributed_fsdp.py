@@ -17,11 +17,11 @@ from mmcore.run import checkpoint as ck
 from mmcore.train import Trainer
 from tests import train_toy as toy
 from tests.distributed_toy import (
-    DIST_VARS,
     Launch,
     assert_close,
     history,
     make_world,
+    single_process_one_thread,
     stop_all,
     weights,
 )
@@ -62,13 +62,8 @@ spec["train"]["strategy"] = "fsdp"  # the sharded optimizer state is gathered an
 
 @pytest.fixture(autouse=True)
 def one_thread(monkeypatch):
-    # The subprocesses run with OMP_NUM_THREADS=1; the in-process reference run does too.
-    for var in DIST_VARS:
-        monkeypatch.delenv(var, raising=False)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with single_process_one_thread(monkeypatch):
+        yield
 
 
 @pytest.fixture(scope="module")
