@@ -265,10 +265,10 @@ class MiniRocketFeatures(nn.Module):
             # quantiles of the training sequences' own convolutions, so a sequence's PPV
             # hangs on the last bit of these sums, which must not depend on its batch (a
             # matrix product's or convolution's blocking does)
-            chosen = padded[:, self.channel_index[j]]  # [B, 84, width, T]
-            summed = chosen[:, :, 0]
-            for w in range(1, chosen.shape[2]):
-                summed = summed + chosen[:, :, w]
+            index = self.channel_index[j]  # [84, width]
+            summed = padded.index_select(1, index[:, 0])  # [B, 84, T]
+            for w in range(1, index.shape[1]):  # one [B, 84, T] read at a time
+                summed += padded.index_select(1, index[:, w])
             pad = 4 * d
             wide = nn.functional.pad(summed, (pad, pad))
             conv = wide[:, :, :t] * weight[:, 0]
@@ -281,14 +281,22 @@ class MiniRocketFeatures(nn.Module):
             valid = self.valid_only[j].view(1, NUM_KERNELS, 1)
             where = (valid & inner.unsqueeze(1)) | (~valid & mask.unsqueeze(1))  # [B, 84, T]
             bias = self.biases[start : start + NUM_KERNELS * n].view(1, NUM_KERNELS, n, 1)
-            # steps outside ``where`` pass no bias; the hits counted as float32 0/1 sums
-            # (exact up to 2**24 steps, twice as fast as a bool tensor's integer sum)
+            # steps outside ``where`` pass no bias
             conv = conv.masked_fill(~where, float("-inf"))
-            hits = (conv.unsqueeze(2) > bias.to(x.dtype)).to(torch.float32).sum(dim=-1)
+            hits = _count(conv.unsqueeze(2) > bias.to(x.dtype))
             count = where.sum(dim=-1).clamp_min(1).unsqueeze(2).to(x.dtype)
             feats.append((hits.to(x.dtype) / count).reshape(b, NUM_KERNELS * n))
             start += NUM_KERNELS * n
         return torch.cat(feats, dim=1)
+
+
+def _count(above: Tensor) -> Tensor:
+    """``above.sum(-1)``, exact: 16-bit integer sums in eager mode (4x faster than a bool
+    tensor's int64 sum), float32 0/1 sums where a graph is exported or compiled."""
+    if torch.compiler.is_exporting() or torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return above.to(torch.float32).sum(dim=-1)  # exact up to 2**24 steps
+    small = above.shape[-1] <= torch.iinfo(torch.int16).max
+    return above.view(torch.uint8).sum(dim=-1, dtype=torch.int16 if small else torch.int32)
 
 
 class MiniRocketEncoder(Encoder):
