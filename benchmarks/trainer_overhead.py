@@ -35,10 +35,13 @@ torch; otherwise that arm is skipped with a note.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import benchlib
 import training_arms as arms_lib
@@ -220,6 +223,43 @@ def report(
     return "\n".join(lines)
 
 
+# -- operators per step ------------------------------------------------------------------------
+def operator_counts(setup: arms_lib.Setup, arms: list[str], pl: Any = None) -> dict[str, dict]:
+    """Per arm, the operators ``torch.profiler`` records in one training epoch (the second
+    of a run): ``{"steps": n, "ops": {name: (count, self CPU microseconds)}}``. Unlike
+    timings, the counts do not depend on the machine's load, so they show exactly what an
+    arm does more or less than another per step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    found: dict[str, Any] = {}
+
+    @contextlib.contextmanager
+    def second_epoch(epoch: int) -> Iterator[None]:
+        if epoch != 2:
+            yield
+            return
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            yield
+        found["prof"] = prof
+
+    runners = {
+        "plain": lambda: arms_lib.run_plain(setup, 2, hook=second_epoch),
+        "mmcore": lambda: arms_lib.run_mmcore(setup, 2, run=-1, hook=second_epoch),
+        "lightning": lambda: arms_lib.run_lightning(setup, 2, hook=second_epoch, pl=pl),
+        "control": None,
+    }
+    steps = len(arms_lib.train_loader(setup, 0))
+    out: dict[str, dict] = {}
+    for arm in arms:
+        if runners.get(arm) is None:
+            continue
+        runners[arm]()
+        events = found.pop("prof").key_averages()
+        out[arm] = {"steps": steps,
+                    "ops": {e.key: (e.count, e.self_cpu_time_total) for e in events}}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(benchlib.MODELS),
@@ -264,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             cmp = arms_lib.compare(setup, arms, rounds=args.rounds, epochs=epochs, pl=pl,
                                    threads=args.threads)
-            results.append((cmp, arms_lib.operator_counts(setup, arms, pl)))
+            results.append((cmp, operator_counts(setup, arms, pl)))
     if not results:
         print("no model could be measured", file=sys.stderr)
         return 2

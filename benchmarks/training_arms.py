@@ -14,17 +14,17 @@ and process CPU seconds of its training loop, leaving out the first ``skip`` epo
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import benchlib
+from stopwatch import Stopwatch, patched  # noqa: F401 (arms_lib.Stopwatch)
 
 from mmcore.plugins.hookspecs import hookimpl
 
@@ -193,53 +193,6 @@ def run_plain(
 
 
 # -- arm: mmcore.Trainer -----------------------------------------------------------------------
-class Stopwatch:
-    """Wraps methods and functions to add their wall time (``seconds``) and process CPU time
-    (``cpu``) to named buckets; a call made inside another timed call counts only in the
-    outer one."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self.cpu: dict[str, float] = {}
-        self.calls: dict[str, list[tuple[float, float]]] = {}  # (wall, cpu) of each call
-        self._depth = 0
-
-    def wrap(self, fn: Callable, bucket: str) -> Callable:
-        @functools.wraps(fn)
-        def timed(*args, **kwargs):
-            self._depth += 1
-            start, cpu = time.perf_counter(), time.process_time()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self._depth -= 1
-                if self._depth == 0:
-                    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-                    self.seconds[bucket] = self.seconds.get(bucket, 0.0) + wall
-                    self.cpu[bucket] = self.cpu.get(bucket, 0.0) + cpu
-                    self.calls.setdefault(bucket, []).append((wall, cpu))
-
-        return timed
-
-    def on(self, obj: Any, name: str, bucket: str) -> None:
-        if not hasattr(obj, name):
-            raise SystemExit(f"{type(obj).__name__} has no {name!r}: update benchmarks/"
-                             "training_arms.py to the trainer's current structure")
-        setattr(obj, name, self.wrap(getattr(obj, name), bucket))
-
-
-@contextlib.contextmanager
-def patched(module: Any, names: list[str], watch: Stopwatch, bucket: str) -> Iterator[None]:
-    saved = {n: getattr(module, n) for n in names}
-    try:
-        for n in names:
-            setattr(module, n, watch.wrap(saved[n], bucket))
-        yield
-    finally:
-        for n, fn in saved.items():
-            setattr(module, n, fn)
-
-
 class CompileOnStart:
     """Compiles the trainer's model in place when training starts (``torch.compile``)."""
 
@@ -444,40 +397,3 @@ def compare(
                       f"{figures['rows'] / figures['loop_cpu_s']:.1f} per CPU second",
                       file=sys.stderr)
     return result
-
-
-# -- operators per step ------------------------------------------------------------------------
-def operator_counts(setup: Setup, arms: list[str], pl: Any = None) -> dict[str, dict]:
-    """Per arm, the operators ``torch.profiler`` records in one training epoch (the second
-    of a run): ``{"steps": n, "ops": {name: (count, self CPU microseconds)}}``. Unlike
-    timings, the counts do not depend on the machine's load, so they show exactly what an
-    arm does more or less than another per step."""
-    from torch.profiler import ProfilerActivity, profile
-
-    found: dict[str, Any] = {}
-
-    @contextlib.contextmanager
-    def second_epoch(epoch: int) -> Iterator[None]:
-        if epoch != 2:
-            yield
-            return
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            yield
-        found["prof"] = prof
-
-    runners = {
-        "plain": lambda: run_plain(setup, 2, hook=second_epoch),
-        "mmcore": lambda: run_mmcore(setup, 2, run=-1, hook=second_epoch),
-        "lightning": lambda: run_lightning(setup, 2, hook=second_epoch, pl=pl),
-        "control": None,
-    }
-    steps = len(train_loader(setup, 0))
-    out: dict[str, dict] = {}
-    for arm in arms:
-        if runners.get(arm) is None:
-            continue
-        runners[arm]()
-        events = found.pop("prof").key_averages()
-        out[arm] = {"steps": steps,
-                    "ops": {e.key: (e.count, e.self_cpu_time_total) for e in events}}
-    return out
