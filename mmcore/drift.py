@@ -127,7 +127,8 @@ def measure_reference(model: Any, data: Any, batch_size: int, device: torch.devi
     ``model`` measured them already). Every process of a sharded (FSDP) model must call it, as
     each forward pass gathers the shards (each draws the same sample)."""
     # a power of two up to batch_size divides REFERENCE_ROWS (one too): the sample is the same
-    # rows, exactly REFERENCE_ROWS of them, whatever the batch size
+    # rows, exactly REFERENCE_ROWS of them, whatever the batch size (a streamed split that
+    # leaves bad rows out has shorter batches: a few rows more)
     sample_batch = 1 << (min(batch_size, REFERENCE_ROWS).bit_length() - 1)
     train = data.loader("train", batch_size=sample_batch, shuffle=True, seed=REFERENCE_SEED)
     reference = feature_statistics(model, _first_rows(train, REFERENCE_ROWS), device)

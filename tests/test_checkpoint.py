@@ -202,9 +202,10 @@ def test_copy_dir_atomic_replaces_the_whole_folder(tmp_path):
 @pytest.mark.parametrize("links", [True, False])
 def test_the_best_weights_are_linked_not_copied_where_the_file_system_can(tmp_path, monkeypatch,
                                                                           links):
-    """Publishing a checkpoint's weights as the best links them (no bytes copied) or, where the
-    file system cannot link, copies them; either way the best survives the checkpoint's
-    pruning and a later best replaces it whole."""
+    """Publishing a checkpoint's weights as the best links them into ``best/`` (no bytes
+    copied) or, where the file system cannot link, copies them; the run's own
+    ``model.safetensors``, the file a user handles, is always a copy. Either way the best
+    survives the checkpoint's pruning and a later best replaces it whole."""
     from mmcore.run.layout import RunFolder
     from mmcore.train.records import publish_best
 
@@ -216,9 +217,9 @@ def test_the_best_weights_are_linked_not_copied_where_the_file_system_can(tmp_pa
     run = RunFolder(tmp_path / "run")
     first = ck.write_checkpoint(run.checkpoints, 1, {"w": torch.ones(3)}, {})
     publish_best(run, first, {"epoch": 1})
-    linked = (run.best / ck.MODEL_FILE).stat().st_ino == (first / ck.MODEL_FILE).stat().st_ino
-    assert linked == links and (run.model.stat().st_ino == (first / ck.MODEL_FILE).stat().st_ino
-                                ) == links
+    inode = (first / ck.MODEL_FILE).stat().st_ino
+    assert ((run.best / ck.MODEL_FILE).stat().st_ino == inode) == links
+    assert run.model.stat().st_ino != inode
     second = ck.write_checkpoint(run.checkpoints, 2, {"w": torch.full((3,), 2.0)}, {})
     ck.prune_checkpoints(run.checkpoints, 1)
     assert not first.exists()

@@ -266,6 +266,6 @@ def test_eval_batch_size_auto_is_four_batches_on_the_cpu_and_one_on_a_gpu():
     assert (auto.eval_batch("cpu"), auto.eval_batch("cuda"), auto.eval_batch("mps")) == (32, 8, 8)
     fixed = TrainSpec(batch_size=8, eval_batch_size="5")  # from the command line: text
     assert (fixed.eval_batch("cpu"), fixed.eval_batch("cuda")) == (5, 5)
-    for bad in (0, True, "4x", 2.5):
+    for bad in (0, True, "4x", 2.5, "²"):
         with pytest.raises(ValidationError, match="expected a number of rows"):
             TrainSpec(eval_batch_size=bad)

@@ -109,28 +109,32 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 def atomic_copy(src: str | Path, dst: str | Path) -> None:
-    """Copy a file so that ``dst`` is always either the old file or the complete new one (a
-    hard link where the file system has them: ``src`` must never be written in place again,
-    as no file of a run folder or checkpoint is)."""
+    """Copy a file so that ``dst`` is always either the old file or the complete new one."""
     dst = Path(dst)
     tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        link_or_copy(Path(src), tmp)
+        _durable_copy(Path(src), tmp)
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(dst.parent)
 
 
+def _durable_copy(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` (streamed) and fsync the copy's data."""
+    shutil.copyfile(src, dst)
+    with open(dst, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
 def link_or_copy(src: Path, dst: Path) -> None:
     """``dst`` (a new name) as a hard link to ``src``, a file already on disk that is never
     written in place again; a copy whose data is fsynced where the file system cannot link
-    (another device, no hard links). A link copies no bytes: a checkpoint's weights published
-    as the best cost nothing more on disk."""
+    (another device, no hard links). A link copies no bytes."""
     try:
         os.link(src, dst)
     except OSError:
-        write_durable(dst, src.read_bytes())
+        _durable_copy(src, dst)
 
 
 def copy_dir_atomic(

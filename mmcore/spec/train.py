@@ -29,7 +29,7 @@ class TrainSpec(StrictModel):
         if value == "auto":
             return value
         number = value if isinstance(value, int) and not isinstance(value, bool) else (
-            int(value) if isinstance(value, str) and value.strip().isdigit() else None)
+            int(value) if isinstance(value, str) and value.strip().isdecimal() else None)
         if number is None or number < 1:
             raise ValueError(f"expected a whole number of epochs (at least 1) or 'auto', got "
                              f"{value!r}")
@@ -49,7 +49,7 @@ class TrainSpec(StrictModel):
         if value == "auto":
             return value
         number = value if isinstance(value, int) and not isinstance(value, bool) else (
-            int(value) if isinstance(value, str) and value.strip().isdigit() else None)
+            int(value) if isinstance(value, str) and value.strip().isdecimal() else None)
         if number is None or number < 1:
             raise ValueError(f"expected a number of rows (at least 1) or 'auto', got {value!r}")
         return number
