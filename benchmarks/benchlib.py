@@ -345,6 +345,14 @@ def section(key: str, title: str, body: str) -> str:
     return f"## {title}\n{begin}\n\n{body.strip()}\n\n{end}\n"
 
 
+def publish(key: str, title: str, body: str, write: Path | None) -> None:
+    """Print script ``key``'s section and, with ``write`` (``--write FILE``), replace it in
+    that markdown file."""
+    print(section(key, title, body))
+    if write:
+        write_section(write, key, title, body)
+
+
 def write_section(path: Path, key: str, title: str, body: str) -> None:
     """Replace script ``key``'s section of ``path`` (heading through end marker), or append it;
     everything else in the file is left as it is."""

@@ -143,9 +143,7 @@ def main() -> int:
         meter = benchlib.LoadMeter()
         results = measure(arms(predictor, served, rows, root), args.rounds, args.repeats)
         text = report(results, args.rounds, args.repeats, meter.stop())
-    print(benchlib.section(KEY, TITLE, text))
-    if args.write:
-        benchlib.write_section(args.write, KEY, TITLE, text)
+    benchlib.publish(KEY, TITLE, text, args.write)
     return 0
 
 

@@ -138,9 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {round_}: " + ", ".join(
                 f"{arm} {runs[arm][-1]['wall']:.2f} s" for arm in runs if round_), flush=True)
     text = report(runs, meter.stop())
-    print(benchlib.section(KEY, TITLE, text))
-    if args.write:
-        benchlib.write_section(args.write, KEY, TITLE, text)
+    benchlib.publish(KEY, TITLE, text, args.write)
     return 0
 
 

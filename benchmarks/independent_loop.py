@@ -360,9 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append(compare(size, work, registry, args.threads,
                                    args.rounds or ROUNDS[size], args.epochs or EPOCHS[size], pl))
     text = report(results, threads=args.threads, load=meter.stop(), notes=notes)
-    print(benchlib.section(KEY, TITLE, text))
-    if args.write:
-        benchlib.write_section(args.write, KEY, TITLE, text)
+    benchlib.publish(KEY, TITLE, text, args.write)
     return 0
 
 

@@ -256,9 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     if mods is None:
         print(f"modality sweep skipped: {benchlib.SHARED} is absent", file=sys.stderr)
     text = report(data, mods, threads=args.threads, five_rows=args.five_rows, load=meter.stop())
-    print(benchlib.section(KEY, TITLE, text))
-    if args.write:
-        benchlib.write_section(args.write, KEY, TITLE, text)
+    benchlib.publish(KEY, TITLE, text, args.write)
     return 0
 
 

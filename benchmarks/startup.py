@@ -323,9 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         setups = warm_setups(Path(tmp) / "cache", max(3, args.rounds // 2), env)
         text = report(cmds, times, cpus, torch_of, args.rounds, meter.stop(), plugins_line,
                       setups)
-    print(benchlib.section(KEY, TITLE, text))
-    if args.write:
-        benchlib.write_section(args.write, KEY, TITLE, text)
+    benchlib.publish(KEY, TITLE, text, args.write)
     bad = [k for k, v in torch_of.items() if v is not None and k != "validate_monitor"]
     if bad:
         print(f"these import torch: {', '.join(bad)}", file=sys.stderr)

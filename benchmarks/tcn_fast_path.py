@@ -212,9 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     meter = benchlib.LoadMeter()
     result = compare(args.rounds)
     text = report(result, args.rounds, meter.stop())
-    print(benchlib.section(KEY, TITLE, text))
-    if args.write:
-        benchlib.write_section(args.write, KEY, TITLE, text)
+    benchlib.publish(KEY, TITLE, text, args.write)
     return 0
 
 

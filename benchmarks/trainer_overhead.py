@@ -309,9 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no model could be measured", file=sys.stderr)
         return 2
     text = report(results, threads=args.threads, load=meter.stop(), notes=notes)
-    print(benchlib.section(KEY, TITLE, text))
-    if args.write:
-        benchlib.write_section(args.write, KEY, TITLE, text)
+    benchlib.publish(KEY, TITLE, text, args.write)
     return 0
 
 

@@ -187,9 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         runs = compare(setup, args.epochs, args.rounds)
         text = report(runs, setup, args.epochs, meter.stop())
-    print(benchlib.section(KEY, TITLE, text))
-    if args.write:
-        benchlib.write_section(args.write, KEY, TITLE, text)
+    benchlib.publish(KEY, TITLE, text, args.write)
     return 0
 
 
