@@ -26,14 +26,7 @@ class TrainSpec(StrictModel):
     @field_validator("epochs", mode="before")
     @classmethod
     def _epochs(cls, value: Any) -> Any:
-        if value == "auto":
-            return value
-        number = value if isinstance(value, int) and not isinstance(value, bool) else (
-            int(value) if isinstance(value, str) and value.strip().isdecimal() else None)
-        if number is None or number < 1:
-            raise ValueError(f"expected a whole number of epochs (at least 1) or 'auto', got "
-                             f"{value!r}")
-        return number
+        return _count_or_auto(value, "a whole number of epochs")
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int | Literal["auto"] = Field(
         "auto", description="rows per batch of the passes without gradients (validation, test, "
@@ -46,13 +39,7 @@ class TrainSpec(StrictModel):
     @field_validator("eval_batch_size", mode="before")
     @classmethod
     def _eval_batch_size(cls, value: Any) -> Any:
-        if value == "auto":
-            return value
-        number = value if isinstance(value, int) and not isinstance(value, bool) else (
-            int(value) if isinstance(value, str) and value.strip().isdecimal() else None)
-        if number is None or number < 1:
-            raise ValueError(f"expected a number of rows (at least 1) or 'auto', got {value!r}")
-        return number
+        return _count_or_auto(value, "a number of rows")
 
     def eval_batch(self, device: str = "cpu") -> int:
         """The rows per batch of a pass without gradients on a ``device`` of this type
@@ -150,3 +137,15 @@ class TrainSpec(StrictModel):
         None, ge=1, description="also write a checkpoint every N optimizer steps inside an "
         "epoch, so a run killed mid-epoch resumes from there (default: at epoch ends only)"
     )
+
+
+def _count_or_auto(value: Any, what: str) -> int | str:
+    """``"auto"``, or ``value`` as a whole number of at least 1 (a number, or its decimal
+    digits as text from the command line); ``ValueError`` naming ``what`` was expected."""
+    if value == "auto":
+        return value
+    number = value if isinstance(value, int) and not isinstance(value, bool) else (
+        int(value) if isinstance(value, str) and value.strip().isdecimal() else None)
+    if number is None or number < 1:
+        raise ValueError(f"expected {what} (at least 1) or 'auto', got {value!r}")
+    return number
