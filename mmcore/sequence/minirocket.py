@@ -290,10 +290,18 @@ class MiniRocketFeatures(nn.Module):
         return torch.cat(feats, dim=1)
 
 
+def _capturing() -> bool:
+    """Whether a graph is being exported, compiled or traced (``torch.compiler.is_exporting``
+    is newer than torch 2.4, which mmcore supports)."""
+    exporting = getattr(torch.compiler, "is_exporting", None)
+    return (torch.compiler.is_compiling() or torch.jit.is_tracing()
+            or (exporting is not None and exporting()))
+
+
 def _count(above: Tensor) -> Tensor:
     """``above.sum(-1)``, exact: 16-bit integer sums in eager mode (4x faster than a bool
     tensor's int64 sum), float32 0/1 sums where a graph is exported or compiled."""
-    if torch.compiler.is_exporting() or torch.compiler.is_compiling() or torch.jit.is_tracing():
+    if _capturing():
         return above.to(torch.float32).sum(dim=-1)  # exact up to 2**24 steps
     small = above.shape[-1] <= torch.iinfo(torch.int16).max
     return above.view(torch.uint8).sum(dim=-1, dtype=torch.int16 if small else torch.int32)
@@ -348,8 +356,7 @@ class MiniRocketEncoder(Encoder):
         is read, not grown, so a server does not accumulate its requests); exported and
         accelerator graphs compute the features every time.
         """
-        if (x.device.type != "cpu" or torch.compiler.is_compiling()
-                or torch.compiler.is_exporting() or torch.jit.is_tracing()):
+        if x.device.type != "cpu" or _capturing():
             return self.rocket(x, mask)
         self._check_cache()
         lengths = mask.sum(dim=1).tolist()
