@@ -41,8 +41,8 @@ class Stopwatch:
 
     def on(self, obj: Any, name: str, bucket: str) -> None:
         if not hasattr(obj, name):
-            raise SystemExit(f"{type(obj).__name__} has no {name!r}: update benchmarks/"
-                             "training_arms.py to the trainer's current structure")
+            raise SystemExit(f"{type(obj).__name__} has no {name!r}: update the benchmark that "
+                             "times it to the trainer's current structure")
         setattr(obj, name, self.wrap(getattr(obj, name), bucket))
 
 

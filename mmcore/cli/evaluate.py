@@ -1,8 +1,8 @@
 """``mmcore evaluate RUN_DIR [--split NAME | --data PATH] [--robustness] [--trust-code]
 [field=value ...]``: metrics, the modality report and (``--robustness``) every subset of
 modalities with their Shapley values. The overrides allowed after training are
-``data.allow_missing=true`` and ``data.bad_rows=skip``. The figures are added to the run's
-model card (``README.md``, :mod:`mmcore.run.card`)."""
+``data.allow_missing=true``, ``data.bad_rows=skip`` and ``train.eval_batch_size=N``. The
+figures are added to the run's model card (``README.md``, :mod:`mmcore.run.card`)."""
 
 from __future__ import annotations
 
