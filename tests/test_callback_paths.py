@@ -81,8 +81,11 @@ def test_a_callback_path_that_is_no_callback_or_a_file_is_an_error(tmp_path, rec
     assert "train.callbacks.2: callback" in err and "cannot be imported" in err
 
 
-def test_a_spec_json_names_no_callback_module_without_trust(tmp_path, recorder_module,
-                                                            monkeypatch, capsys):
+@pytest.fixture
+def trained_with_recorder(tmp_path, recorder_module, monkeypatch):
+    """``(run, marker)``: a run trained with the recorder callback, then the recorder module
+    forgotten (not imported, its ``marker`` file gone) though still importable: what a later
+    command must not import without trust."""
     run = tmp_path / "run"
     spec = toy.callbacks_spec(tmp_path, ["csv", f"{recorder_module}:Recorder"])
     assert toy.train_quietly(spec, run) == 0
@@ -90,6 +93,12 @@ def test_a_spec_json_names_no_callback_module_without_trust(tmp_path, recorder_m
     marker = tmp_path / f"{recorder_module}.imported"
     marker.unlink()
     monkeypatch.syspath_prepend(str(tmp_path))  # importable: refused for trust, not absence
+    return run, marker
+
+
+def test_a_spec_json_names_no_callback_module_without_trust(tmp_path, recorder_module,
+                                                            trained_with_recorder, capsys):
+    run, marker = trained_with_recorder
 
     # `mmcore train runs/x/spec.json`: the run folder is data, its module is not imported
     again = tmp_path / "again"
@@ -116,14 +125,7 @@ def test_a_spec_json_names_no_callback_module_without_trust(tmp_path, recorder_m
         "mmcore.train.callbacks:CSVLogger"]
 
 
-def test_evaluating_a_run_with_a_callback_path_imports_nothing(tmp_path, recorder_module,
-                                                               monkeypatch):
-    run = tmp_path / "run"
-    spec = toy.callbacks_spec(tmp_path, ["csv", f"{recorder_module}:Recorder"])
-    assert toy.train_quietly(spec, run) == 0
-    sys.modules.pop(recorder_module)
-    marker = tmp_path / f"{recorder_module}.imported"
-    marker.unlink()
-    monkeypatch.syspath_prepend(str(tmp_path))
+def test_evaluating_a_run_with_a_callback_path_imports_nothing(trained_with_recorder):
+    run, marker = trained_with_recorder
     predictor = mmcore.load(run)  # callbacks are the trainer's business: not needed here
     assert predictor is not None and not marker.exists()

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,28 @@ def _slow_training_env(tmp_path, delay: float) -> dict[str, str]:
     }
 
 
+def _train_then_kill(spec_file: Path, run: Path, env: dict[str, str],
+                     ready: Callable[[], bool], late: str) -> None:
+    """``mmcore train spec_file --output run`` in a subprocess, killed with SIGKILL as soon as
+    ``ready()``; fails if it exits first, or with ``late`` after 180 s."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mmcore", "train", str(spec_file), "--output", str(run),
+         "--quiet"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not ready():
+            if proc.poll() is not None:
+                pytest.fail(f"training exited early ({proc.returncode}): {proc.stderr.read()}")
+            assert time.monotonic() < deadline, late
+            time.sleep(0.01)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+
+
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, data, reg):
     spec = toy.spec_dict(data, tmp_path / "cache", epochs=4, deterministic=True,
                          modality_dropout=0.3, scheduler="cosine", warmup_steps=3)
@@ -61,24 +84,10 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, da
     steps = tmp_path / "steps"  # a byte per training batch begun
     env[toy.MARK_ENV] = str(steps)
     run = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mmcore", "train", str(spec_file), "--output", str(run),
-         "--quiet"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        # the third batch of epoch 2 begun: epoch 1 written, epoch 2 half trained
-        while not steps.exists() or steps.stat().st_size < 8:
-            if proc.poll() is not None:
-                pytest.fail(f"training exited early ({proc.returncode}): {proc.stderr.read()}")
-            assert time.monotonic() < deadline, "training did not reach epoch 2 in time"
-            time.sleep(0.02)
-        assert _lines(run / "metrics.jsonl") == 1
-    finally:
-        proc.kill()
-        proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
+    # the third batch of epoch 2 begun: epoch 1 written, epoch 2 half trained
+    _train_then_kill(spec_file, run, env, lambda: steps.exists() and steps.stat().st_size >= 8,
+                     "training did not reach epoch 2 in time")
+    assert _lines(run / "metrics.jsonl") == 1
     assert not (run / "metrics.json").exists() and _lines(run / "metrics.jsonl") < 4
     resumed_from = ck.latest_checkpoint(run / "checkpoints")
     assert resumed_from is not None and resumed_from.name < "epoch-0004"
@@ -108,24 +117,11 @@ def test_sigkill_inside_an_epoch_resumes_from_its_step_checkpoint_bitwise(tmp_pa
     env = _slow_training_env(tmp_path, delay=0.3)
     run = tmp_path / "killed"
     inside = run / "checkpoints" / ck.checkpoint_name(2, batch=2)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mmcore", "train", str(spec_file), "--output", str(run),
-         "--quiet"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        # until checkpoints/latest names it: the folder is renamed into place first, and a
-        # kill between the two resumes (correctly) from the checkpoint before
-        while ck.latest_checkpoint(run / "checkpoints") != inside:
-            if proc.poll() is not None:
-                pytest.fail(f"training exited early ({proc.returncode}): {proc.stderr.read()}")
-            assert time.monotonic() < deadline, "no step checkpoint in epoch 2 in time"
-            time.sleep(0.01)
-    finally:
-        proc.kill()
-        proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
+    # until checkpoints/latest names it: the folder is renamed into place first, and a
+    # kill between the two resumes (correctly) from the checkpoint before
+    _train_then_kill(spec_file, run, env,
+                     lambda: ck.latest_checkpoint(run / "checkpoints") == inside,
+                     "no step checkpoint in epoch 2 in time")
     resumed_from = ck.latest_checkpoint(run / "checkpoints")
     assert resumed_from is not None and resumed_from.name.startswith("epoch-0002-batch-")
     assert _lines(run / "metrics.jsonl") == 1  # epoch 2 had not ended
