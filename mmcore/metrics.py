@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -53,47 +55,71 @@ def balanced_accuracy(pred: Tensor, target: Tensor, num_classes: int) -> float:
     return (confusion.diag()[seen] / support[seen]).mean().item()
 
 
-def binary_auroc(scores: Tensor, positive: Tensor) -> float:
-    """Area under the ROC curve of ``scores`` for the boolean ``positive``: the Mann-Whitney
-    statistic with tied scores given their average rank (ties count one half). ``nan`` when
-    either class is absent."""
-    from scipy.stats import rankdata
-
-    pos = int(positive.sum())
-    neg = positive.numel() - pos
-    if pos == 0 or neg == 0:
-        return float("nan")
-    ranks = rankdata(scores.double().cpu().numpy())
-    rank_sum = float(ranks[positive.cpu().numpy()].sum())
-    return (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
-
-
-def binary_average_precision(scores: Tensor, positive: Tensor) -> float:
-    """Average precision: the precision at each distinct score threshold (tied scores form
-    one threshold), weighted by the recall gained there (scikit-learn's
-    ``average_precision_score``). ``nan`` without positives."""
-    total = int(positive.sum())
-    if total == 0:
-        return float("nan")
-    order = torch.argsort(scores.double(), descending=True, stable=True)
-    s, hit = scores.double()[order], positive[order].double()
-    last = torch.ones_like(s, dtype=torch.bool)  # the last row of each group of tied scores
-    last[:-1] = s[1:] != s[:-1]
-    tp = hit.cumsum(0)[last]
-    seen = torch.arange(1, len(s) + 1, dtype=torch.float64)[last]
-    recall = tp / total
-    gained = torch.diff(recall, prepend=torch.zeros(1, dtype=torch.float64))
-    return (gained * tp / seen).sum().item()
+def auroc(scores: Tensor, positive: Tensor) -> Tensor:
+    """Per column of ``scores`` (``[N, C]``) and the boolean ``positive`` (the same shape): the
+    area under the ROC curve, the Mann-Whitney statistic with tied scores given their average
+    rank (ties count one half); ``nan`` for a column without both classes. All columns in a
+    few tensor operations, however many classes."""
+    scores, positive = scores.double(), positive.bool()
+    n = len(scores)
+    pos = positive.sum(0).double()
+    neg = n - pos
+    ranked, order = scores.sort(dim=0, stable=True)
+    ids = _tie_groups(ranked)
+    position = torch.arange(1, n + 1, dtype=torch.float64).unsqueeze(1).expand_as(ranked)
+    # the average position of each group of tied scores, at each of its rows
+    total = torch.zeros(ids.numel(), dtype=torch.float64).index_add_(0, ids.flatten(),
+                                                                      position.flatten())
+    count = torch.zeros(ids.numel(), dtype=torch.float64).index_add_(
+        0, ids.flatten(), torch.ones(ids.numel(), dtype=torch.float64))
+    rank = (total / count.clamp_min(1))[ids]
+    rank_sum = (rank * positive.gather(0, order)).sum(0)
+    area = (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
+    return torch.where((pos > 0) & (neg > 0), area, torch.nan)
 
 
-def macro_one_vs_rest(probs: Tensor, target: Tensor, score) -> float:
-    """``score(probs[:, k], target == k)`` averaged over the classes with both positives and
-    negatives in ``target``; with 2 classes, the score of class 1 alone (binary)."""
+def average_precision(scores: Tensor, positive: Tensor) -> Tensor:
+    """Per column of ``scores`` (``[N, C]``) and the boolean ``positive``: the precision at
+    each distinct score threshold (tied scores form one threshold), weighted by the recall
+    gained there (scikit-learn's ``average_precision_score``); ``nan`` for a column without
+    positives."""
+    scores, positive = scores.double(), positive.bool()
+    total = positive.sum(0).double()
+    ranked, order = scores.sort(dim=0, descending=True, stable=True)
+    hit = positive.gather(0, order).double()
+    ids = _tie_groups(ranked)
+    last = torch.ones_like(ranked, dtype=torch.bool)  # the last row of each group of ties
+    last[:-1] = ranked[1:] != ranked[:-1]
+    seen = torch.arange(1, len(scores) + 1, dtype=torch.float64).unsqueeze(1)
+    precision = hit.cumsum(0) / seen
+    # each positive gains 1/total recall at its group's threshold, where the precision is
+    # the group's last row's
+    at_threshold = torch.zeros(ids.numel(), dtype=torch.float64)
+    at_threshold[ids[last]] = precision[last]
+    value = (hit * at_threshold[ids]).sum(0) / total
+    return torch.where(total > 0, value, torch.nan)
+
+
+def _tie_groups(ranked: Tensor) -> Tensor:
+    """For each row of the sorted columns ``ranked``, an id shared by the rows of its group of
+    tied scores and by no other (unique across columns)."""
+    n, columns = ranked.shape
+    starts = torch.ones_like(ranked, dtype=torch.bool)
+    starts[1:] = ranked[1:] != ranked[:-1]
+    return starts.long().cumsum(0) - 1 + n * torch.arange(columns).unsqueeze(0)
+
+
+def macro_one_vs_rest(probs: Tensor, target: Tensor,
+                      score: Callable[[Tensor, Tensor], Tensor]) -> float:
+    """``score`` (:func:`auroc` or :func:`average_precision`) of each class's column against
+    ``target == k``, averaged over the classes with a figure (both positives and negatives in
+    ``target``, for AUROC); with 2 classes, the score of class 1 alone (binary)."""
+    positive = target.reshape(-1, 1) == torch.arange(probs.shape[1], device=target.device)
     if probs.shape[1] == 2:
-        return score(probs[:, 1], target == 1)
-    values = [score(probs[:, k], target == k) for k in range(probs.shape[1])]
-    values = [v for v in values if v == v]  # drop nan: classes absent (or alone) in target
-    return sum(values) / len(values) if values else float("nan")
+        return score(probs[:, 1:], positive[:, 1:]).item()
+    values = score(probs, positive)
+    values = values[~values.isnan()]  # classes absent (or alone) in target
+    return values.mean().item() if len(values) else float("nan")
 
 
 def expected_calibration_error(probs: Tensor, target: Tensor, bins: int = 15) -> float:

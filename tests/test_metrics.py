@@ -11,9 +11,9 @@ from mmcore.heads.classification import ClassificationHead
 from mmcore.heads.regression import RegressionHead
 from mmcore.heads.targets import check_monitor
 from mmcore.metrics import (
+    auroc,
+    average_precision,
     balanced_accuracy,
-    binary_auroc,
-    binary_average_precision,
     expected_calibration_error,
     macro_one_vs_rest,
     r2_score,
@@ -36,19 +36,19 @@ def _scores(n: int, seed: int, ties: bool) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_binary_auroc_and_average_precision_match_scikit_learn(seed, ties):
     s, y = _scores(200, seed, ties)
-    st, yt = torch.tensor(s), torch.tensor(y)
-    assert binary_auroc(st, yt) == pytest.approx(sk.roc_auc_score(y, s), abs=1e-12)
-    assert binary_average_precision(st, yt) == pytest.approx(
+    st, yt = torch.tensor(s).reshape(-1, 1), torch.tensor(y).reshape(-1, 1)
+    assert auroc(st, yt).item() == pytest.approx(sk.roc_auc_score(y, s), abs=1e-12)
+    assert average_precision(st, yt).item() == pytest.approx(
         sk.average_precision_score(y, s), abs=1e-12)
 
 
 def test_a_class_absent_from_the_targets_gives_nan_and_is_left_out_of_macro():
-    assert np.isnan(binary_auroc(torch.tensor([0.1, 0.9]), torch.tensor([True, True])))
-    assert np.isnan(binary_average_precision(torch.tensor([0.1]), torch.tensor([False])))
+    assert auroc(torch.tensor([[0.1], [0.9]]), torch.tensor([[True], [True]])).isnan().all()
+    assert average_precision(torch.tensor([[0.1]]), torch.tensor([[False]])).isnan().all()
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(4), size=120)
     y = rng.integers(0, 3, 120)  # class 3 never occurs
-    macro = macro_one_vs_rest(torch.tensor(probs), torch.tensor(y), binary_auroc)
+    macro = macro_one_vs_rest(torch.tensor(probs), torch.tensor(y), auroc)
     expected = np.mean([sk.roc_auc_score(y == k, probs[:, k]) for k in range(3)])
     assert macro == pytest.approx(expected, abs=1e-12)
 
@@ -58,11 +58,31 @@ def test_multiclass_macro_ovr_matches_scikit_learn():
     probs = rng.dirichlet(np.ones(5), size=300)
     y = rng.integers(0, 5, 300)
     p, t = torch.tensor(probs), torch.tensor(y)
-    assert macro_one_vs_rest(p, t, binary_auroc) == pytest.approx(
+    assert macro_one_vs_rest(p, t, auroc) == pytest.approx(
         sk.roc_auc_score(y, probs, multi_class="ovr", average="macro"), abs=1e-12)
     onehot = np.eye(5)[y]
-    assert macro_one_vs_rest(p, t, binary_average_precision) == pytest.approx(
+    assert macro_one_vs_rest(p, t, average_precision) == pytest.approx(
         sk.average_precision_score(onehot, probs, average="macro"), abs=1e-12)
+
+
+def test_every_column_at_once_matches_each_alone_with_ties_and_absent_classes():
+    # the per-class figures come from one sort of all the columns: each column must be the
+    # one scikit-learn gives it alone, tied scores (rounded) and classes absent included
+    rng = np.random.default_rng(3)
+    probs = np.round(rng.dirichlet(np.ones(12), size=90), 2)
+    probs[:, 5] = 0.25  # one column of equal scores
+    y = rng.integers(0, 10, 90)  # classes 10 and 11 never occur
+    positive = torch.tensor(y).reshape(-1, 1) == torch.arange(12)
+    areas = auroc(torch.tensor(probs), positive)
+    precisions = average_precision(torch.tensor(probs), positive)
+    for k in range(12):
+        if k >= 10:
+            assert areas[k].isnan() and precisions[k].isnan()
+            continue
+        assert areas[k].item() == pytest.approx(sk.roc_auc_score(y == k, probs[:, k]),
+                                                abs=1e-12)
+        assert precisions[k].item() == pytest.approx(
+            sk.average_precision_score(y == k, probs[:, k]), abs=1e-12)
 
 
 @pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")

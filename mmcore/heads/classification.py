@@ -18,9 +18,9 @@ from mmcore.heads.targets import ClassificationTargets
 from mmcore.layers import mlp
 from mmcore.metrics import (
     accuracy,
+    auroc,
+    average_precision,
     balanced_accuracy,
-    binary_auroc,
-    binary_average_precision,
     confusion_matrix,
     expected_calibration_error,
     macro_f1,
@@ -109,8 +109,8 @@ class ClassificationHead(Head, ClassificationTargets):
             "macro_f1": macro_f1(pred, targets, n),
             "top_k": top_k_accuracy(outputs, targets, self.options.top_k),
             "balanced_accuracy": balanced_accuracy(pred, targets, n),
-            "auroc": macro_one_vs_rest(probs, targets, binary_auroc),
-            "average_precision": macro_one_vs_rest(probs, targets, binary_average_precision),
+            "auroc": macro_one_vs_rest(probs, targets, auroc),
+            "average_precision": macro_one_vs_rest(probs, targets, average_precision),
             "ece": expected_calibration_error(probs, targets),
         }
 
