@@ -74,6 +74,23 @@ def test_optimizer_and_scheduler_state_round_trip_exactly(tmp_path, kind):
     assert sched.get_last_lr() == sched2.get_last_lr()
 
 
+def test_tied_viewed_and_transposed_tensors_are_written_whole(tmp_path):
+    # the checkpoint copies only what safetensors cannot read as it is: tied weights (one
+    # storage under two names), a transposed view and a row of another tensor still come
+    # back with their own values, and the model's own tensors are not changed
+    weight = torch.randn(4, 3)
+    tensors = {"encoder.weight": weight, "decoder.weight": weight, "transposed": weight.t(),
+               "row": weight[1], "empty": torch.zeros(0), "empty_too": torch.zeros(0)}
+    before = weight.clone()
+    ck.save_tensors(tmp_path / "m.safetensors", tensors)
+    loaded = ck.load_tensors(tmp_path / "m.safetensors")
+    assert set(loaded) == set(tensors)
+    for name, tensor in tensors.items():
+        assert torch.equal(loaded[name], tensor), name
+    loaded["encoder.weight"].add_(1)  # stored twice, not tied on loading
+    assert torch.equal(loaded["decoder.weight"], before) and torch.equal(weight, before)
+
+
 def test_flatten_keeps_key_types_tuples_and_arrays():
     tensors: dict[str, torch.Tensor] = {}
     obj = {"s": {0: torch.arange(3), 1: (1, 2.5, None)}, "arr": np.arange(4, dtype=np.int64),

@@ -66,11 +66,25 @@ STATE_FORMAT = 1
 
 # -- tensors -----------------------------------------------------------------------------------
 def _safetensors_bytes(tensors: Mapping[str, Tensor]) -> bytes:
-    return st_save({k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()})
+    """``tensors`` serialized. safetensors reads each tensor's bytes itself: a copy is made
+    first only of a tensor it cannot read as it is (on another device, not contiguous, or
+    sharing its storage with one before it: tied weights are stored twice), not of the CPU
+    copies a checkpoint's tensors already are."""
+    storages: set[int] = set()
+    plain = {}
+    for name, tensor in tensors.items():
+        tensor = tensor.detach()
+        storage = tensor.untyped_storage().data_ptr()
+        if tensor.device.type != "cpu" or not tensor.is_contiguous() or storage in storages:
+            tensor = tensor.to("cpu", copy=True).contiguous()
+        else:
+            storages.add(storage)
+        plain[name] = tensor
+    return st_save(plain)
 
 
 def save_tensors(path: str | Path, tensors: Mapping[str, Tensor]) -> None:
-    """Atomically write tensors (CPU copies are made) as a safetensors file."""
+    """Atomically write tensors (from any device) as a safetensors file."""
     atomic_write_bytes(path, _safetensors_bytes(tensors))
 
 
