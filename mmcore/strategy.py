@@ -79,6 +79,14 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
         for key in IMPLEMENTATION_KEYS:
             group.pop(key, None)
         group.update(settings)
+    # a checkpoint stores each tensor contiguous; torch's fused and foreach AdamW step a
+    # parameter and its state as flat memory, so state of another layout than its parameter
+    # (a channels-last convolution's weight) would be stepped element against wrong element
+    for param, values in optimizer.state.items():
+        for key, value in values.items():
+            if (isinstance(value, Tensor) and value.shape == param.shape
+                    and value.stride() != param.stride()):
+                values[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 class Strategy:

@@ -16,6 +16,7 @@ from mmcore.errors import CheckpointError
 from mmcore.run import checkpoint as ck
 from mmcore.run.state import capture_rng, flatten, restore_rng, unflatten
 from mmcore.spec import TrainSpec
+from mmcore.strategy import load_optimizer_state
 from mmcore.train.optim import build_optimizer, build_scheduler
 
 
@@ -72,6 +73,37 @@ def test_optimizer_and_scheduler_state_round_trip_exactly(tmp_path, kind):
     for p1, p2 in zip(model.parameters(), model2.parameters(), strict=True):
         assert torch.equal(p1, p2)
     assert sched.get_last_lr() == sched2.get_last_lr()
+
+
+def test_a_channels_last_convolution_resumes_exactly(tmp_path):
+    # the image encoder keeps its convolutions channels-last; a checkpoint stores the
+    # optimizer's state contiguous, and torch's fused AdamW steps a parameter and its state
+    # as flat memory: the state must come back laid out as its parameter, or the resumed
+    # steps go element against wrong element
+    def conv():
+        torch.manual_seed(0)
+        return nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)
+
+    train = TrainSpec(optimizer="adamw", lr=0.1)
+    model = conv()
+    opt = build_optimizer(model, train)
+    x = torch.randn(2, 3, 6, 6).contiguous(memory_format=torch.channels_last)
+    model(x).pow(2).mean().backward()
+    opt.step()
+    opt.zero_grad()
+    path = ck.write_checkpoint(tmp_path, 1, ck.model_tensors(model),
+                               {"optimizer": opt.state_dict()})
+    back = ck.read_checkpoint(path)
+    resumed = conv()
+    ck.apply_weights(resumed, back.model, path / ck.MODEL_FILE)
+    opt2 = build_optimizer(resumed, train)
+    load_optimizer_state(opt2, back.state["optimizer"])
+    for m, o in ((model, opt), (resumed, opt2)):
+        m(x).pow(2).mean().backward()
+        o.step()
+    assert resumed.weight.is_contiguous(memory_format=torch.channels_last)
+    for p1, p2 in zip(model.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(p1, p2)
 
 
 def test_tied_viewed_and_transposed_tensors_are_written_whole(tmp_path):

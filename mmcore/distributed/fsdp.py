@@ -36,6 +36,10 @@ class FSDP(ProcessGroupStrategy):
     def shard(self, model: nn.Module) -> None:
         from torch.distributed.fsdp import fully_shard
 
+        with torch.no_grad():  # fully_shard takes no other layout (a CNN's channels-last)
+            for param in model.parameters():
+                if not param.is_contiguous():
+                    param.data = param.data.contiguous()
         for part in getattr(model, "members", [model]):  # an ensemble: every member's
             for group in ("encoders", "heads"):
                 for module in getattr(part, group, {}).values():
