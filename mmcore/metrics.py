@@ -66,12 +66,14 @@ def auroc(scores: Tensor, positive: Tensor) -> Tensor:
     neg = n - pos
     ranked, order = scores.sort(dim=0, stable=True)
     ids = _tie_groups(ranked)
-    position = torch.arange(1, n + 1, dtype=torch.float64).unsqueeze(1).expand_as(ranked)
+    f64, device = torch.float64, scores.device
+    position = torch.arange(1, n + 1, dtype=f64, device=device).unsqueeze(1).expand_as(ranked)
     # the average position of each group of tied scores, at each of its rows
-    total = torch.zeros(ids.numel(), dtype=torch.float64).index_add_(0, ids.flatten(),
-                                                                      position.flatten())
-    count = torch.zeros(ids.numel(), dtype=torch.float64).index_add_(
-        0, ids.flatten(), torch.ones(ids.numel(), dtype=torch.float64))
+    flat = ids.flatten()
+    total = torch.zeros(len(flat), dtype=f64, device=device).index_add_(0, flat,
+                                                                        position.flatten())
+    count = torch.zeros(len(flat), dtype=f64, device=device).index_add_(
+        0, flat, torch.ones(len(flat), dtype=f64, device=device))
     rank = (total / count.clamp_min(1))[ids]
     rank_sum = (rank * positive.gather(0, order)).sum(0)
     area = (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
@@ -90,11 +92,12 @@ def average_precision(scores: Tensor, positive: Tensor) -> Tensor:
     ids = _tie_groups(ranked)
     last = torch.ones_like(ranked, dtype=torch.bool)  # the last row of each group of ties
     last[:-1] = ranked[1:] != ranked[:-1]
-    seen = torch.arange(1, len(scores) + 1, dtype=torch.float64).unsqueeze(1)
+    f64, device = torch.float64, scores.device
+    seen = torch.arange(1, len(scores) + 1, dtype=f64, device=device).unsqueeze(1)
     precision = hit.cumsum(0) / seen
     # each positive gains 1/total recall at its group's threshold, where the precision is
     # the group's last row's
-    at_threshold = torch.zeros(ids.numel(), dtype=torch.float64)
+    at_threshold = torch.zeros(ids.numel(), dtype=f64, device=device)
     at_threshold[ids[last]] = precision[last]
     value = (hit * at_threshold[ids]).sum(0) / total
     return torch.where(total > 0, value, torch.nan)
@@ -106,7 +109,7 @@ def _tie_groups(ranked: Tensor) -> Tensor:
     n, columns = ranked.shape
     starts = torch.ones_like(ranked, dtype=torch.bool)
     starts[1:] = ranked[1:] != ranked[:-1]
-    return starts.long().cumsum(0) - 1 + n * torch.arange(columns).unsqueeze(0)
+    return starts.long().cumsum(0) - 1 + n * torch.arange(columns, device=ranked.device)
 
 
 def macro_one_vs_rest(probs: Tensor, target: Tensor,
