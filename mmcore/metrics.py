@@ -58,8 +58,8 @@ def balanced_accuracy(pred: Tensor, target: Tensor, num_classes: int) -> float:
 def auroc(scores: Tensor, positive: Tensor) -> Tensor:
     """Per column of ``scores`` (``[N, C]``) and the boolean ``positive`` (the same shape): the
     area under the ROC curve, the Mann-Whitney statistic with tied scores given their average
-    rank (ties count one half); ``nan`` for a column without both classes. All columns in a
-    few tensor operations, however many classes."""
+    rank (ties count one half); ``nan`` for a column without both classes or with a ``nan``
+    score. All columns in a few tensor operations, however many classes."""
     scores, positive = scores.double(), positive.bool()
     n = len(scores)
     pos = positive.sum(0).double()
@@ -77,14 +77,14 @@ def auroc(scores: Tensor, positive: Tensor) -> Tensor:
     rank = (total / count.clamp_min(1))[ids]
     rank_sum = (rank * positive.gather(0, order)).sum(0)
     area = (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
-    return torch.where((pos > 0) & (neg > 0), area, torch.nan)
+    return torch.where((pos > 0) & (neg > 0) & ~scores.isnan().any(0), area, torch.nan)
 
 
 def average_precision(scores: Tensor, positive: Tensor) -> Tensor:
     """Per column of ``scores`` (``[N, C]``) and the boolean ``positive``: the precision at
     each distinct score threshold (tied scores form one threshold), weighted by the recall
     gained there (scikit-learn's ``average_precision_score``); ``nan`` for a column without
-    positives."""
+    positives or with a ``nan`` score."""
     scores, positive = scores.double(), positive.bool()
     total = positive.sum(0).double()
     ranked, order = scores.sort(dim=0, descending=True, stable=True)
@@ -100,7 +100,7 @@ def average_precision(scores: Tensor, positive: Tensor) -> Tensor:
     at_threshold = torch.zeros(ids.numel(), dtype=f64, device=device)
     at_threshold[ids[last]] = precision[last]
     value = (hit * at_threshold[ids]).sum(0) / total
-    return torch.where(total > 0, value, torch.nan)
+    return torch.where((total > 0) & ~scores.isnan().any(0), value, torch.nan)
 
 
 def _tie_groups(ranked: Tensor) -> Tensor:

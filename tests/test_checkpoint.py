@@ -108,11 +108,13 @@ def test_a_channels_last_convolution_resumes_exactly(tmp_path):
 
 def test_tied_viewed_and_transposed_tensors_are_written_whole(tmp_path):
     # the checkpoint copies only what safetensors cannot read as it is: tied weights (one
-    # storage under two names), a transposed view and a row of another tensor still come
+    # storage under two names), a transposed view, a row of another tensor and lazy
+    # conjugate and negated views still come
     # back with their own values, and the model's own tensors are not changed
     weight = torch.randn(4, 3)
     tensors = {"encoder.weight": weight, "decoder.weight": weight, "transposed": weight.t(),
-               "row": weight[1], "empty": torch.zeros(0), "empty_too": torch.zeros(0)}
+               "row": weight[1], "empty": torch.zeros(0), "empty_too": torch.zeros(0),
+               "conjugate": torch.tensor([1 + 2j]).conj(), "negated": torch._neg_view(weight[0])}
     before = weight.clone()
     ck.save_tensors(tmp_path / "m.safetensors", tensors)
     loaded = ck.load_tensors(tmp_path / "m.safetensors")

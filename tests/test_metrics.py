@@ -85,6 +85,19 @@ def test_every_column_at_once_matches_each_alone_with_ties_and_absent_classes():
             sk.average_precision_score(y == k, probs[:, k]), abs=1e-12)
 
 
+def test_a_nan_score_gives_nan_not_a_rank():
+    # outputs that overflowed (NaN probabilities) must not score as a figure the monitor
+    # could take for an improvement
+    probs = torch.rand(8, 3)
+    probs[2, 1] = float("nan")
+    target = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    positive = target.reshape(-1, 1) == torch.arange(3)
+    for score in (auroc, average_precision):
+        values = score(probs, positive)
+        assert values[1].isnan() and not values[0].isnan() and not values[2].isnan()
+    assert np.isnan(macro_one_vs_rest(torch.full((8, 3), float("nan")), target, auroc))
+
+
 @pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
 def test_balanced_accuracy_and_r2_match_scikit_learn():
     rng = np.random.default_rng(2)

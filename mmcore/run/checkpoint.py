@@ -67,15 +67,16 @@ STATE_FORMAT = 1
 # -- tensors -----------------------------------------------------------------------------------
 def _safetensors_bytes(tensors: Mapping[str, Tensor]) -> bytes:
     """``tensors`` serialized. safetensors reads each tensor's bytes itself: a copy is made
-    first only of a tensor it cannot read as it is (on another device, not contiguous, or
-    sharing its storage with one before it: tied weights are stored twice), not of the CPU
-    copies a checkpoint's tensors already are."""
+    first only of a tensor it cannot read as it is (on another device, not contiguous, a
+    lazy conjugate or negation, or sharing its storage with one before it: tied weights are
+    stored twice), not of the CPU copies a checkpoint's tensors already are."""
     storages: set[int] = set()
     plain = {}
     for name, tensor in tensors.items():
         tensor = tensor.detach()
         storage = tensor.untyped_storage().data_ptr()
-        if tensor.device.type != "cpu" or not tensor.is_contiguous() or storage in storages:
+        if (tensor.device.type != "cpu" or not tensor.is_contiguous() or tensor.is_conj()
+                or tensor.is_neg() or storage in storages):
             tensor = tensor.to("cpu", copy=True).contiguous()
         else:
             storages.add(storage)
