@@ -33,6 +33,15 @@ def offline() -> None:
     os.environ.update(OFFLINE_ENV)
 
 
+def torch_one_thread() -> None:
+    """One torch thread, intra- and inter-op (every timing here runs on one, beside other jobs
+    on a shared machine). Imports torch."""
+    import torch
+
+    torch.set_num_threads(1)
+    torch.set_num_interop_threads(1)
+
+
 # -- the machine ---------------------------------------------------------------------------------
 def cpu_model() -> str:
     info = Path("/proc/cpuinfo")

@@ -134,10 +134,7 @@ def main() -> int:
     parser.add_argument("--write", type=Path, help="replace this script's section there")
     args = parser.parse_args()
     benchlib.offline()
-    import torch
-
-    torch.set_num_threads(1)
-    torch.set_num_interop_threads(1)
+    benchlib.torch_one_thread()
     with tempfile.TemporaryDirectory(prefix="mmcore-bench-") as tmp:
         predictor, served, rows, root = prepare(Path(tmp))
         meter = benchlib.LoadMeter()

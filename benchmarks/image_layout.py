@@ -185,10 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", type=Path, help="markdown file whose section to update")
     args = parser.parse_args(argv)
     benchlib.offline()
-    import torch
-
-    torch.set_num_threads(1)
-    torch.set_num_interop_threads(1)
+    benchlib.torch_one_thread()
     meter = benchlib.LoadMeter()
     runs = measure(args.rounds, args.repeats)
     benchlib.publish(KEY, TITLE, report(runs, meter.stop(), args.rounds), args.write)

@@ -205,10 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"default {ROUNDS}")
     parser.add_argument("--write", type=Path, help="markdown file whose section to update")
     args = parser.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(1)
-    torch.set_num_interop_threads(1)
+    benchlib.torch_one_thread()
     meter = benchlib.LoadMeter()
     result = compare(args.rounds)
     text = report(result, args.rounds, meter.stop())
