@@ -3,18 +3,21 @@ written by hand in plain ``torch.nn``, in the default layout and in channels-las
 
 The network is the README demo's image CNN (``examples/av_digits``: 28 x 28 grayscale,
 convolutions of 32, 64 and 64 channels, kernels 5, 3, 3, BatchNorm, ReLU, 2 x 2 max pooling
-after the first two) followed by the pooled summary (4 x 4 average, a linear layer to 128
-features, ReLU). Arms, alternating in each round after an untimed warm-up round:
+after the first two) followed by the pooled summary (4 x 4 average, a linear layer to 64
+features, ReLU): ``ImageEncoder.encode_images``, the CNN and summary of every image encoder's
+forward pass. Arms, alternating in each round after an untimed warm-up round:
 
 * ``hand``: plain ``torch.nn`` layers, default (NCHW) layout, sharing no code with mmcore;
 * ``hand_channels_last``: the same modules and images converted to channels-last;
 * ``mmcore``: ``mmcore_plugin_image``'s ``ImageEncoder.encode_images`` (channels-last), the
-  hand arm's weights loaded, outputs checked equal to it;
+  hand arm's weights loaded, outputs checked equal to it in eval and in training mode;
 * ``control``: the hand arm again (control / hand is the noise floor).
 
 Timed per arm and round: a training step (forward, a sum of the features as the loss, backward,
 fused AdamW) at batch 32, and an inference pass (``torch.inference_mode``) at batch 128, CPU
 milliseconds per batch (this process, one torch thread), the median of the round's repeats.
+Ratios are per round, against the hand arm as the mean of the round's ``hand`` and ``control``
+runs (which bracket the others); the control line is ``hand`` against ``control`` alone.
 
     python benchmarks/image_layout.py                          # prints the section
     python benchmarks/image_layout.py --write docs/benchmarks.md
@@ -23,6 +26,7 @@ milliseconds per batch (this process, one torch thread), the median of the round
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import time
@@ -91,17 +95,15 @@ def arms() -> dict[str, tuple[Callable, Callable]]:
                 forward(images)
         return step, infer
 
-    import copy
-
     twin = copy.deepcopy(hand).to(memory_format=layout)
     control = copy.deepcopy(hand)
     encoder = mmcore_encoder(copy.deepcopy(hand))
     images = torch.randn(EVAL_BATCH, 1, SIZE, SIZE)
-    with torch.inference_mode():
-        hand.eval()
-        encoder.eval()
-        if not torch.allclose(hand(images), encoder.encode_images(images), atol=1e-4):
-            raise SystemExit("mmcore's encoder and the hand network disagree")
+    for training in (False, True):  # running statistics, then the batch's (on copies)
+        theirs, ours = copy.deepcopy(hand).train(training), copy.deepcopy(encoder).train(training)
+        with torch.no_grad():
+            if not torch.allclose(theirs(images), ours.encode_images(images), atol=1e-4):
+                raise SystemExit("mmcore's encoder and the hand network disagree")
     return {
         "hand": step_for(hand, hand),
         "hand_channels_last": step_for(twin, lambda x: twin(x.contiguous(memory_format=layout))),
@@ -142,7 +144,10 @@ def measure(rounds: int, repeats: int) -> dict[str, dict[str, list[float]]]:
 
 def report(runs: dict[str, dict[str, list[float]]], load: benchlib.Load, rounds: int) -> str:
     def speedup(arm: str, key: str) -> list[float]:
-        """Per round: the hand arm's ms (mean of hand and control) over ``arm``'s."""
+        """Per round: the hand arm's ms (mean of hand and control) over ``arm``'s; for the
+        control arm, hand's over control's (a baseline holding control would halve it)."""
+        if arm == "control":
+            return [h / c for h, c in zip(runs["hand"][key], runs["control"][key], strict=True)]
         return [(h + c) / 2 / a for h, c, a in zip(runs["hand"][key], runs["control"][key],
                                                      runs[arm][key], strict=True)]
 
@@ -159,11 +164,15 @@ def report(runs: dict[str, dict[str, list[float]]], load: benchlib.Load, rounds:
         "BatchNorm, ReLU, 2 x 2 max pooling after the first two, a 4 x 4 average and a linear "
         f"layer to {FEATURES} features). `hand` is that network in plain `torch.nn` in the "
         "default (NCHW) layout, sharing no code with mmcore; `hand_channels_last` the same "
-        "modules and images in channels-last; `mmcore` the image plugin's `ImageEncoder` "
-        "(channels-last since 2026-12-07) with the hand network's weights, its features checked "
-        "equal; `control` the hand arm again. CPU ms per batch: a training step (forward, "
+        "modules and images in channels-last; `mmcore` the image plugin's "
+        "`ImageEncoder.encode_images` (its CNN and summary, channels-last since 2026-12-07) "
+        "with the hand network's weights, its features checked equal in eval and training "
+        "mode; `control` the hand arm again. CPU ms per batch: a training step (forward, "
         f"backward, fused AdamW) at batch {TRAIN_BATCH}, inference at batch {EVAL_BATCH}; "
-        f"medians over {rounds} alternating rounds after a warm-up round.",
+        f"medians over {rounds} alternating rounds after a warm-up round. Ratios are per "
+        "round against the hand arm as the mean of the round's `hand` and `control` runs; the "
+        "control line is `hand` against `control` alone (how far noise moves a ratio). "
+        "`mmcore` and `hand_channels_last` run the same computation: their difference is noise.",
         "",
         benchlib.table(["arm", f"train step ms (batch {TRAIN_BATCH})", "range",
                         f"inference ms (batch {EVAL_BATCH})", "range"], rows),
@@ -171,8 +180,9 @@ def report(runs: dict[str, dict[str, list[float]]], load: benchlib.Load, rounds:
     ]
     for arm in ("mmcore", "hand_channels_last", "control"):
         train, infer = speedup(arm, "train"), speedup(arm, "infer")
+        label = "hand / control" if arm == "control" else f"{arm} speed / hand (NCHW)"
         lines.append(
-            f"- {arm} speed / hand (NCHW): training step **{statistics.median(train):.2f}x** "
+            f"- {label}: training step **{statistics.median(train):.2f}x** "
             f"(rounds {min(train):.2f}-{max(train):.2f}), inference "
             f"**{statistics.median(infer):.2f}x** (rounds {min(infer):.2f}-{max(infer):.2f})")
     return "\n".join(lines)
