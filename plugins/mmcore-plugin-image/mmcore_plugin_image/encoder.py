@@ -47,8 +47,8 @@ class ImageEncoder(Encoder):
                 layers.append(nn.MaxPool2d(2, ceil_mode=True))
             channels = out
         # channels-last: the CPU's convolution and max-pooling kernels run on this layout
-        # without reordering (the demo's CNN: a 1.7x faster training step at batch 32, about
-        # 1.4x in inference, benchmarks/image_layout.py); encode_images hands images over in it
+        # without reordering (the demo's CNN: a 1.5x faster training step at batch 32, 1.25x
+        # in inference, benchmarks/image_layout.py); encode_images hands images over in it
         self.cnn = nn.Sequential(*layers).to(memory_format=torch.channels_last)
         self.per_position = not self.frames and self.sequence
         if self.per_position:
