@@ -33,12 +33,17 @@ demo: install
 	$(BIN)/mmcore train examples/av_digits/spec.py --overwrite
 	@echo "(one seed, train.seed=0: floating-point differences between CPUs move it by a few points; docs/results.md has the mean over 3 seeds of every setting)"
 
-test: install
-	$(BIN)/python -m pytest
+# pytest-xdist runs the tests on every core (one process each, at most PYTEST_PROCESSES);
+# plain `.venv/bin/python -m pytest` runs them in one process
+PYTEST_PROCESSES ?= 8
+PYTEST := $(BIN)/python -m pytest -n auto --maxprocesses=$(PYTEST_PROCESSES)
 
-# everyday work: the suite without its slow tail (tests/conftest.py lists it), under 2 CPU minutes
+test: install
+	$(PYTEST)
+
+# everyday work: the suite without its slow tail (tests/conftest.py lists it)
 quick: install
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: install
 	$(BIN)/ruff check .

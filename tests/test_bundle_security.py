@@ -117,7 +117,15 @@ def _set(path: str, value):
     return change
 
 
-_DELETE = object()
+class _Delete:
+    """Marks a field the test removes; its repr keeps the test ids the same in every process
+    (pytest-xdist's workers must collect the same ids)."""
+
+    def __repr__(self) -> str:
+        return "<deleted>"
+
+
+_DELETE = _Delete()
 
 MALFORMED = [
     ("graph.file", "/etc/passwd", "relative path inside the bundle"),
