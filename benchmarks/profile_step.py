@@ -13,10 +13,13 @@ Arms, alternating in each round (CPU time per step, medians over rounds):
 
 With ``--cprofile N`` the functions of the trainer's epochs by their own time, with
 ``--torch N`` torch.profiler's operators: profilers slow Python down, so read the per-step
-figures without them.
+figures without them. ``--ops`` counts the torch operators each arm calls a step (counted by
+torch.profiler): counts do not move with the machine's load, so they compare the arms' work
+where timings are too noisy to.
 
     python benchmarks/profile_step.py                  # ms per step, every arm
     python benchmarks/profile_step.py --cprofile 30    # and the top 30 functions
+    python benchmarks/profile_step.py --ops --rounds 1 # operators a step, where arms differ
 """
 
 from __future__ import annotations
@@ -106,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7, help="timed rounds (default 7)")
     parser.add_argument("--cprofile", type=int, metavar="N", help="print the top N functions")
     parser.add_argument("--torch", type=int, metavar="N", help="print the top N torch ops")
+    parser.add_argument("--ops", action="store_true",
+                        help="print the torch operators a step of each arm calls")
     args = parser.parse_args(argv)
     benchlib.offline()
     import torch
@@ -162,7 +167,30 @@ def main(argv: list[str] | None = None) -> int:
             print(torch_prof.key_averages().table(sort_by="self_cpu_time_total",
                                                   row_limit=args.torch))
             print(f"(one epoch: divide by {steps} steps)")
+        if args.ops:
+            print_op_counts(arms, steps)
     return 0
+
+
+def print_op_counts(arms: dict[str, Callable[[], None]], steps: int) -> None:
+    """The ``aten::`` operators a step of each arm calls (one epoch counted by torch.profiler,
+    divided by ``steps``): those whose counts differ between arms, then the totals."""
+    from torch.profiler import ProfilerActivity, profile
+
+    counts = {}
+    for arm, run in arms.items():
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            run()
+        counts[arm] = {e.key: e.count / steps for e in prof.key_averages()
+                       if e.key.startswith("aten::")}
+    print("torch operators a step, where the arms differ:")
+    print(f"  {'operator':32s}" + "".join(f"{arm:>9s}" for arm in counts))
+    for op in sorted(set().union(*counts.values())):
+        row = [c.get(op, 0.0) for c in counts.values()]
+        if max(row) - min(row) >= 0.05:
+            print(f"  {op[:32]:32s}" + "".join(f"{n:9.2f}" for n in row))
+    print(f"  {'all aten:: operators':32s}"
+          + "".join(f"{sum(c.values()):9.1f}" for c in counts.values()))
 
 
 if __name__ == "__main__":
