@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
+import math
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -35,6 +37,45 @@ def mlp(
     if output_size is not None:
         layers.append(nn.Linear(size, output_size))
     return nn.Sequential(*layers)
+
+
+def capturing() -> bool:
+    """Whether a graph is being exported, compiled or traced (``torch.compiler.is_exporting``
+    is newer than torch 2.4, which mmcore supports)."""
+    exporting = getattr(torch.compiler, "is_exporting", None)
+    return (torch.compiler.is_compiling() or torch.jit.is_tracing()
+            or (exporting is not None and exporting()))
+
+
+def sinusoidal_positions(
+    length: int, size: int, device: torch.device | str | None = None
+) -> Tensor:
+    """``[length, size]`` fixed sine/cosine position codes (Vaswani et al., 2017), float32.
+
+    In eager mode the codes of each recent ``(length, size, device)`` are computed once and
+    shared: add them (``x + codes``), never change them in place. A graph being exported,
+    compiled or traced computes them from ``length`` instead, so an exported time axis stays
+    dynamic."""
+    if capturing():
+        return _positions(length, size, device)
+    return _shared_positions(length, size, torch.device(device or "cpu"))
+
+
+@functools.lru_cache(maxsize=16)
+def _shared_positions(length: int, size: int, device: torch.device) -> Tensor:
+    with torch.inference_mode(False), torch.no_grad():  # usable in and out of inference
+        return _positions(length, size, device)
+
+
+def _positions(length: int, size: int, device: torch.device | str | None) -> Tensor:
+    position = torch.arange(length, device=device, dtype=torch.float32).unsqueeze(1)
+    rate = torch.exp(
+        torch.arange(0, size, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / size)
+    )
+    out = torch.zeros(length, size, device=device)
+    out[:, 0::2] = torch.sin(position * rate)
+    out[:, 1::2] = torch.cos(position * rate[: size // 2])
+    return out
 
 
 _MASKED_RNNS = contextvars.ContextVar("mmcore_masked_rnns", default=False)

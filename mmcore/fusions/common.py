@@ -6,13 +6,13 @@ absent samples and padded steps never reach the result, whatever they hold.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from mmcore.batch import Features
+from mmcore.layers import sinusoidal_positions  # noqa: F401 (a fusion helper, docs/fusion.md)
 
 
 def presence(features: Mapping[str, Features], modalities: Sequence[str]) -> Tensor:
@@ -55,18 +55,6 @@ def masked_softmax(scores: Tensor, mask: Tensor, dim: int = -1) -> Tensor:
 def with_one(x: Tensor) -> Tensor:
     """``[..., D]`` -> ``[..., D + 1]`` with a constant 1 appended (the tensor-fusion trick)."""
     return torch.cat([x, x.new_ones(*x.shape[:-1], 1)], dim=-1)
-
-
-def sinusoidal_positions(length: int, size: int, device: torch.device | None = None) -> Tensor:
-    """``[length, size]`` fixed sine/cosine position codes (Vaswani et al., 2017)."""
-    position = torch.arange(length, device=device, dtype=torch.float32).unsqueeze(1)
-    rate = torch.exp(
-        torch.arange(0, size, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / size)
-    )
-    out = torch.zeros(length, size, device=device)
-    out[:, 0::2] = torch.sin(position * rate)
-    out[:, 1::2] = torch.cos(position * rate[: size // 2])
-    return out
 
 
 def true_first(mask: Tensor) -> Tensor:

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from mmcore.batch import Features, ModalityBatch
 from mmcore.encoder import Encoder
-from mmcore.layers import dropout_layer, rnn_output, run_rnn
+from mmcore.layers import dropout_layer, rnn_output, run_rnn, sinusoidal_positions
 
 #: ``downsample="auto"`` halves a sequence until its median training length is at most this
 AUTO_TARGET_LENGTH = 64
@@ -197,18 +197,6 @@ class ReferenceConvs(nn.Module):
             if keep is not None:
                 h = h * keep
         return h.transpose(1, 2), mask
-
-
-def sinusoidal_positions(length: int, size: int, device: torch.device) -> Tensor:
-    """``[length, size]`` sine/cosine position encodings (Vaswani et al.)."""
-    pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
-    div = torch.exp(
-        torch.arange(0, size, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / size)
-    )
-    pe = torch.zeros(length, size, device=device)
-    pe[:, 0::2] = torch.sin(pos * div)
-    pe[:, 1::2] = torch.cos(pos * div)[:, : size // 2]
-    return pe
 
 
 class TransformerBody(nn.Module):

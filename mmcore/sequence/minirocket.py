@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from mmcore.batch import Features, ModalityBatch
 from mmcore.collate import pad_sequences
 from mmcore.encoder import Encoder, inputs_recur
-from mmcore.layers import dropout_layer
+from mmcore.layers import capturing, dropout_layer
 from mmcore.sequence.encoder import sequence_input
 
 #: the three positions (of 9) weighted 2 in each of the 84 kernels; the other six weigh -1
@@ -290,18 +290,10 @@ class MiniRocketFeatures(nn.Module):
         return torch.cat(feats, dim=1)
 
 
-def _capturing() -> bool:
-    """Whether a graph is being exported, compiled or traced (``torch.compiler.is_exporting``
-    is newer than torch 2.4, which mmcore supports)."""
-    exporting = getattr(torch.compiler, "is_exporting", None)
-    return (torch.compiler.is_compiling() or torch.jit.is_tracing()
-            or (exporting is not None and exporting()))
-
-
 def _count(above: Tensor) -> Tensor:
     """``above.sum(-1)``, exact: 16-bit integer sums in eager mode (4x faster than a bool
     tensor's int64 sum), float32 0/1 sums where a graph is exported or compiled."""
-    if _capturing():
+    if capturing():
         return above.to(torch.float32).sum(dim=-1)  # exact up to 2**24 steps
     small = above.shape[-1] <= torch.iinfo(torch.int16).max
     return above.view(torch.uint8).sum(dim=-1, dtype=torch.int16 if small else torch.int32)
@@ -356,7 +348,7 @@ class MiniRocketEncoder(Encoder):
         is read, not grown, so a server does not accumulate its requests); exported and
         accelerator graphs compute the features every time.
         """
-        if x.device.type != "cpu" or _capturing():
+        if x.device.type != "cpu" or capturing():
             return self.rocket(x, mask)
         self._check_cache()
         lengths = mask.sum(dim=1).tolist()
