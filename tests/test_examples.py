@@ -107,6 +107,35 @@ def test_audio_only_example_needs_neither_pillow_nor_the_image_plugin(tmp_path) 
     assert (degraded / "VERSION.audio").is_file() and not (degraded / "images").exists()
 
 
+def test_two_processes_building_the_degraded_data_at_once_build_it_once(tmp_path) -> None:
+    """Tuning workers or parallel tests that load the av_digits spec on a fresh clone: one
+    process builds the degraded copy while the other waits for it, and neither reads it
+    half-written."""
+    import shutil
+    import subprocess
+
+    copy = tmp_path / "av_digits"
+    shutil.copytree(EXAMPLES / "av_digits", copy,
+                    ignore=shutil.ignore_patterns("degraded", "__pycache__"))
+    code = (
+        "import csv, sys\n"
+        f"sys.path.insert(0, {str(copy)!r})\n"
+        "from degrade import ensure_degraded\n"
+        "with open(ensure_degraded(), newline='') as fh:\n"
+        "    print('rows', len(list(csv.DictReader(fh))))\n"
+    )
+    builders = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [b.communicate(timeout=300) for b in builders]
+    assert [b.returncode for b in builders] == [0, 0], outputs
+    printed = "".join(out for out, _ in outputs)
+    assert printed.count("wrote degraded images") == 1, printed
+    assert printed.count("wrote degraded audio") == 1, printed
+    with open(copy / "data" / "pairs.csv", newline="") as fh:
+        rows = len(list(csv.DictReader(fh)))
+    assert printed.count(f"rows {rows}") == 2, printed
+
+
 @pytest.mark.parametrize("fusion", ["weighted", "rnn", "attention"])
 def test_sign_language_takes_built_in_fusions_by_override(fusion: str, clean_imports) -> None:
     spec = mmcore.load_spec(SIGN / "spec.py", [f"fusion.name={fusion}", "fusion.options={}"])

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -79,28 +81,41 @@ def degrade_audio(rows: list[dict[str, str]], snr_db: float = AUDIO_SNR_DB) -> N
 def ensure_degraded(kinds: tuple[str, ...] = ("image", "audio")) -> Path:
     """The degraded ``pairs.csv``, with the ``kinds`` of files it names ("image", "audio")
     built first if missing or made with other settings (each kind has its own stamp, so an
-    audio-only spec needs neither Pillow nor the images)."""
+    audio-only spec needs neither Pillow nor the images). Processes that start at once (tuning
+    workers, tests run in parallel) build it once: the first holds a lock file while the others
+    wait, then find the stamps."""
+    from filelock import FileLock  # a dependency of torch
+
     table = DEGRADED / "pairs.csv"
-    rows = _rows()
-    for kind in kinds:
-        stamp = DEGRADED / f"VERSION.{kind}"
-        if stamp.is_file() and stamp.read_text() == VERSION:
-            continue
-        if kind == "image":
-            k = degrade_images(rows)
-            print(f"av_digits: wrote degraded images to {DEGRADED} ({k} principal components "
-                  "kept)")
-        else:
-            degrade_audio(rows)
-            print(f"av_digits: wrote degraded audio to {DEGRADED}")
-        stamp.write_text(VERSION)
-    if not table.is_file():
-        DEGRADED.mkdir(parents=True, exist_ok=True)
-        with open(table, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+    DEGRADED.mkdir(parents=True, exist_ok=True)
+    with FileLock(DEGRADED / ".lock"):
+        rows = _rows()
+        for kind in kinds:
+            stamp = DEGRADED / f"VERSION.{kind}"
+            if stamp.is_file() and stamp.read_text() == VERSION:
+                continue
+            if kind == "image":
+                k = degrade_images(rows)
+                print(f"av_digits: wrote degraded images to {DEGRADED} ({k} principal "
+                      "components kept)")
+            else:
+                degrade_audio(rows)
+                print(f"av_digits: wrote degraded audio to {DEGRADED}")
+            _write_replacing(stamp, VERSION)  # last: a build cut short leaves no stamp
+        if not table.is_file():
+            with io.StringIO(newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+                _write_replacing(table, f.getvalue())
     return table
+
+
+def _write_replacing(path: Path, text: str) -> None:
+    """``path`` holds the old text or the whole new one, never part of it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, newline="")
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
