@@ -58,34 +58,35 @@ def test_writes_the_plugin_layout(tmp_path: Path) -> None:
     assert "class DepthMapModality(Modality[DepthMapOptions]):" in modality
 
 
-def _run(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+def _run(args: list[str], cwd: Path | None = None,
+         site: Path | None = None) -> subprocess.CompletedProcess:
     # one thread each: the tiny models run faster than when fighting for busy cores
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1",
            "OMP_NUM_THREADS": "1"}
+    if site is not None:  # the generated plugin's own site folder, ahead of the environment's
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.parametrize("kind", ["sequence", "vector"])
 def test_generated_plugin_installs_and_passes_its_tests(tmp_path: Path, kind: str) -> None:
-    # a name no other test run uses, since this installs into the running environment
-    name = f"scaffold_{kind}_{os.getpid()}"
+    """The generated plugin installs (into a folder of its own, so that the environment and
+    tests running beside this one never see it), is found through its entry point and passes
+    its own tests."""
+    name = f"scaffold_{kind}"
     dist = f"mmcore-plugin-{name}"
     assert main(["new-plugin", name, "--kind", kind, "--output", str(tmp_path)]) == 0
-    root = tmp_path / dist
-    pip = [sys.executable, "-m", "pip"]
-    installed = _run([*pip, "install", "--no-deps", "--no-build-isolation", "-q", str(root)])
-    try:
-        assert installed.returncode == 0, installed.stderr
-        listed = _run([sys.executable, "-m", "mmcore", "plugins", "--json"])
-        assert listed.returncode == 0, listed.stderr
-        plugins = {p["name"]: p for p in json.loads(listed.stdout)["plugins"]}
-        assert plugins[name]["status"] == "loaded", plugins[name]
-        assert plugins[name]["distribution"] == dist
-        assert plugins[name]["provides"] == {"modality": [name]}
-        pytest_cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"]
-        tests = _run(pytest_cmd, cwd=root)
-        assert tests.returncode == 0, tests.stdout[-4000:] + tests.stderr[-2000:]
-        assert " passed" in tests.stdout and "failed" not in tests.stdout
-    finally:
-        removed = _run([*pip, "uninstall", "-y", "-q", dist])
-    assert removed.returncode == 0, removed.stderr
+    root, site = tmp_path / dist, tmp_path / "site"
+    installed = _run([sys.executable, "-m", "pip", "install", "--no-deps",
+                      "--no-build-isolation", "-q", "--target", str(site), str(root)])
+    assert installed.returncode == 0, installed.stderr
+    listed = _run([sys.executable, "-m", "mmcore", "plugins", "--json"], site=site)
+    assert listed.returncode == 0, listed.stderr
+    plugins = {p["name"]: p for p in json.loads(listed.stdout)["plugins"]}
+    assert plugins[name]["status"] == "loaded", plugins[name]
+    assert plugins[name]["distribution"] == dist
+    assert plugins[name]["provides"] == {"modality": [name]}
+    pytest_cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"]
+    tests = _run(pytest_cmd, cwd=root, site=site)
+    assert tests.returncode == 0, tests.stdout[-4000:] + tests.stderr[-2000:]
+    assert " passed" in tests.stdout and "failed" not in tests.stdout
