@@ -16,13 +16,13 @@ export HF_DATASETS_OFFLINE := 1
 # an import hook that they cannot see. 'strict' is seen too, but links each file, so a new or
 # renamed module needs `make install` again. README.md#type-checkers
 EDITABLE_MODE ?= compat
-# --no-compile: Python compiles a module's bytecode when it is first imported, instead of pip
-# compiling every module of every dependency (176 -> 102 s for the second install on 2 AMD EPYC
-# cores, 2026-12-07)
 
 .PHONY: install demo test quick lint typecheck bench clean
 
-# the Makefile is a prerequisite: a change of how things are installed reinstalls them
+# the Makefile is a prerequisite: a change of how things are installed reinstalls them.
+# --no-compile (the second install): Python compiles a module's bytecode when it is first
+# imported, instead of pip compiling every module of every dependency (176 -> 102 s on 2 AMD
+# EPYC cores, 2026-12-07)
 $(BIN)/.installed: Makefile pyproject.toml $(foreach p,$(PLUGINS),$(p)/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q '$(TORCH_SPEC)'
@@ -36,10 +36,10 @@ demo: install
 	$(BIN)/mmcore train examples/av_digits/spec.py --overwrite
 	@echo "(one seed, train.seed=0: floating-point differences between CPUs move it by a few points; docs/results.md has the mean over 3 seeds of every setting)"
 
-# pytest-xdist runs the tests on every core (one process each, at most PYTEST_PROCESSES);
-# plain `.venv/bin/python -m pytest` runs them in one process
+# pytest-xdist runs the tests on every logical core (one process each, at most
+# PYTEST_PROCESSES); plain `.venv/bin/python -m pytest` runs them in one process
 PYTEST_PROCESSES ?= 8
-PYTEST := $(BIN)/python -m pytest -n auto --maxprocesses=$(PYTEST_PROCESSES)
+PYTEST := $(BIN)/python -m pytest -n logical --maxprocesses=$(PYTEST_PROCESSES)
 
 test: install
 	$(PYTEST)

@@ -83,21 +83,24 @@ SLOW_TESTS = (
     "plugins/mmcore-plugin-tabular/tests/test_tabular_learns.py::test_hand_signs_from_42_numeric",
     # 2.4-11 s each on 2 AMD EPYC cores (2026-12-07): subprocesses, exports, learning checks
     "tests/test_card.py::test_an_export_bundle_has_the_card_covered_by_its_checksums",
-    "tests/test_card.py::test_overwrite_rewrites_the_card_and_a_readme_of_the_users_is_left",
+    "tests/test_card.py::test_overwrite_rewrites_the_card_and_a_readme_of_the_users_is_left_alone",
     "tests/test_share_buffers.py::test_every_process_takes_the_main_processes_buffers",
     "tests/test_weight_average.py::test_the_average_of_a_sharded_model_holds_its_buffers_too",
     "tests/test_weight_average.py::test_the_default_averages_a_small_run_of_auto_epochs",
-    "tests/test_bad_rows_train.py::test_nan_in_a_training_array_under_raise_is_exit_2_naming",
+    "tests/test_bad_rows_train.py::test_nan_in_a_training_array_under_raise_is_exit_2_naming_the_row",
     "tests/test_contract_suite.py::test_flawed_modality_fails_the_right_checks[torch-",
     "tests/test_ablation_once.py::test_evaluate_with_both_reports_evaluates_each_subset_once",
     "tests/test_cli_exits.py::test_spec_calling_sys_exit_is_a_spec_error_naming_the_file",
     "tests/test_minirocket.py::test_fitting_follows_minirockets_layout_and_is_seeded",
     "tests/test_data_record.py::test_a_warm_set_up_imports_no_datasets",
     "tests/test_cli_imports.py::test_the_trainer_is_still_where_it_was",
-    "tests/test_train_run_folder.py::test_a_second_writer_is_refused_while_a_training_holds",
-    "plugins/mmcore-plugin-audio/tests/test_audio_minirocket.py::test_minirocket_learns_spoken",
-    "plugins/mmcore-plugin-audio/tests/test_audio_learns.py::test_small_cnn_lstm_learns_spoken",
-    "plugins/mmcore-plugin-transformers/tests/test_transformers_train.py::test_plugins_and_valid",
+    "tests/test_train_run_folder.py::"
+    "test_a_second_writer_is_refused_while_a_training_holds_the_folder",
+    "plugins/mmcore-plugin-audio/tests/test_audio_minirocket.py::"
+    "test_minirocket_learns_spoken_digits_from_few_clips",
+    "plugins/mmcore-plugin-audio/tests/test_audio_learns.py::test_small_cnn_lstm_learns_spoken_digits",
+    "plugins/mmcore-plugin-transformers/tests/test_transformers_train.py::"
+    "test_plugins_and_validate_do_not_import_transformers",
 )
 REPO = Path(__file__).resolve().parents[1]
 
