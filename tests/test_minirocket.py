@@ -257,6 +257,27 @@ def test_remembered_features_are_the_computed_ones() -> None:
             torch.testing.assert_close(enc.ppv(*padded(seqs)), enc.rocket(*padded(seqs)))
 
 
+def test_a_mask_with_holes_is_computed_every_time_not_remembered() -> None:
+    """Only a plain prefix of real steps is remembered by its values: a mask with a gap (a
+    step dropped in the middle) is computed each time, in a batch beside remembered rows."""
+    from mmcore.sequence.minirocket import MiniRocketEncoder
+
+    rng = np.random.default_rng(1)
+    seqs = [rng.normal(size=(n, 2)).astype(np.float32) for n in (30, 30)]
+    enc = MiniRocketEncoder(fit_minirocket(seqs, num_features=168), output_size=4)
+    x, mask = padded(seqs)
+    holed = mask.clone()
+    holed[1, 10] = False
+    with torch.no_grad():
+        enc.ppv(x, mask)  # both rows remembered
+        assert len(enc._cache) == 2
+        out = enc.ppv(x, holed)
+        assert len(enc._cache) == 2  # the holed row was not added
+        torch.testing.assert_close(out[0], enc.rocket(x[:1], mask[:1])[0])
+        torch.testing.assert_close(out[1], enc.rocket(x[1:], holed[1:])[0])
+        assert not torch.equal(out[1], enc.rocket(x[1:], mask[1:])[0])
+
+
 def test_position_takes_the_minirocket_encoder_too(run, tmp_path) -> None:
     _, folder = run
     spec = mmcore.Spec(

@@ -351,18 +351,25 @@ class MiniRocketEncoder(Encoder):
         if x.device.type != "cpu" or capturing():
             return self.rocket(x, mask)
         self._check_cache()
-        lengths = mask.sum(dim=1).tolist()
+        counts = mask.sum(dim=1)
+        lengths = counts.tolist()
+        # a row's features are reused only when its mask is a plain prefix of true steps
+        steps = torch.arange(mask.shape[1], device=mask.device)
+        prefix = (mask == (steps < counts.unsqueeze(1))).all(dim=1).tolist()
+        # each row's steps up to its last real one (more than its count where the mask has gaps)
+        ends = torch.where(mask, steps + 1, 0).amax(dim=1).tolist() if mask.shape[1] else lengths
+        values = x.detach().numpy()  # rows read as numpy: no torch call per row
         keys = [
-            hashlib.blake2b(x[i, :n].numpy().tobytes() + str((n, x.dtype)).encode(),
+            hashlib.blake2b(values[i, :n].tobytes() + str((n, x.dtype)).encode(),
                             digest_size=16).digest()
-            if mask[i, :n].all() else None  # not a plain prefix mask: no reuse
-            for i, n in enumerate(lengths)
+            if plain else None
+            for i, (n, plain) in enumerate(zip(lengths, prefix, strict=True))
         ]
         todo = [i for i, k in enumerate(keys) if k is None or k not in self._cache]
         out = torch.empty(x.shape[0], self.rocket.num_features, dtype=x.dtype)
         if todo:
             index = torch.tensor(todo)
-            span = max(1, max(lengths[i] for i in todo))
+            span = max(1, max(ends[i] for i in todo))
             fresh = self.rocket(x[index, :span], mask[index, :span])
             out[index] = fresh
             for row, i in enumerate(todo):
@@ -371,9 +378,9 @@ class MiniRocketEncoder(Encoder):
                     self._cache[key] = fresh[row].clone()
                     self._cache_bytes += fresh[row].numel() * fresh.element_size()
         computed = set(todo)
-        for i, key in enumerate(keys):
-            if i not in computed:
-                out[i] = self._cache[key]
+        kept = [i for i in range(len(keys)) if i not in computed]
+        if kept:  # one copy for all the remembered rows
+            out[torch.tensor(kept)] = torch.stack([self._cache[keys[i]] for i in kept])
         return out
 
     def forward(self, batch: ModalityBatch) -> Features:
