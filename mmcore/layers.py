@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import functools
 import math
 from collections.abc import Iterator, Sequence
 
@@ -48,26 +47,43 @@ def capturing() -> bool:
 
 
 def sinusoidal_positions(
-    length: int, size: int, device: torch.device | str | None = None
+    length: int, size: int, device: torch.device | str | int | None = None
 ) -> Tensor:
     """``[length, size]`` fixed sine/cosine position codes (Vaswani et al., 2017), float32.
 
-    In eager mode the codes of each recent ``(length, size, device)`` are computed once and
-    shared: add them (``x + codes``), never change them in place. A graph being exported,
-    compiled or traced computes them from ``length`` instead, so an exported time axis stays
-    dynamic."""
-    if capturing():
+    In eager mode the codes are rows of one table per ``(size, device)``, grown to the longest
+    ``length`` asked for, so a call costs one slice: add them (``x + codes``) rather than
+    change them in place (a table changed in place is rebuilt at the next call). A graph
+    being exported, compiled, traced or captured, or a call under a tensor mode (fake
+    tensors), computes them from ``length`` instead, so an exported time axis stays dynamic."""
+    if capturing() or type(length) is not int or _under_tensor_mode():
         return _positions(length, size, device)
-    return _shared_positions(length, size, torch.device(device or "cpu"))
+    where = torch.device(device) if device is not None else torch.device("cpu")
+    if where.type == "cuda" and where.index is None:
+        where = torch.device("cuda", torch.cuda.current_device())
+    if where.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        return _positions(length, size, where)
+    table, version = _TABLES.get((size, where), (None, -1))
+    if table is None or table.shape[0] < length or table._version != version:
+        with torch.inference_mode(False), torch.no_grad():  # usable in and out of inference
+            table = _positions(max(length, table.shape[0] if table is not None else 0), size,
+                               where)
+        _TABLES[(size, where)] = (table, table._version)
+    return table[:length]
 
 
-@functools.lru_cache(maxsize=16)
-def _shared_positions(length: int, size: int, device: torch.device) -> Tensor:
-    with torch.inference_mode(False), torch.no_grad():  # usable in and out of inference
-        return _positions(length, size, device)
+#: (size, device) -> (the codes of the longest length asked for, the table's version then)
+_TABLES: dict[tuple[int, torch.device], tuple[Tensor, int]] = {}
 
 
-def _positions(length: int, size: int, device: torch.device | str | None) -> Tensor:
+def _under_tensor_mode() -> bool:
+    """Whether a tensor mode (``FakeTensorMode``, ``make_fx``) handles torch calls here: its
+    tensors must not be kept for later eager calls, nor eager tensors given to it."""
+    depth = getattr(torch._C, "_len_torch_dispatch_stack", None)  # private, since torch 2.0
+    return depth is not None and depth() > 0
+
+
+def _positions(length: int, size: int, device: torch.device | str | int | None) -> Tensor:
     position = torch.arange(length, device=device, dtype=torch.float32).unsqueeze(1)
     rate = torch.exp(
         torch.arange(0, size, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / size)

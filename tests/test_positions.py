@@ -1,5 +1,6 @@
-"""The sine/cosine position codes of the transformer encoder and the attention fusion: computed
-once per length in eager mode, from the input's length in an exported graph."""
+"""The sine/cosine position codes of the transformer encoder and the attention fusion: sliced
+from one table per size and device in eager mode, computed from the input's length in an
+exported graph."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import math
 import pytest
 import torch
 
+from mmcore import layers
 from mmcore.fusions.common import sinusoidal_positions as fusion_helper
 from mmcore.layers import sinusoidal_positions
 from mmcore.sequence.encoder import TransformerBody
@@ -28,15 +30,44 @@ def test_the_codes_follow_the_formula(size: int) -> None:
     assert torch.allclose(sinusoidal_positions(9, size), _codes(9, size), atol=1e-5)
 
 
-def test_eager_calls_share_one_tensor_per_length_and_size() -> None:
+@pytest.fixture
+def no_tables():
+    """The shared tables emptied before and after the test."""
+    layers._TABLES.clear()
+    yield
+    layers._TABLES.clear()
+
+
+def test_eager_calls_slice_one_table_per_size_and_device(no_tables) -> None:
     first = sinusoidal_positions(13, 8)
-    assert sinusoidal_positions(13, 8) is first
-    assert sinusoidal_positions(13, 8, "cpu") is first
-    assert sinusoidal_positions(14, 8) is not first
+    assert sinusoidal_positions(13, 8).data_ptr() == first.data_ptr()
+    assert sinusoidal_positions(13, 8, "cpu").data_ptr() == first.data_ptr()
+    longer = sinusoidal_positions(40, 8)  # the table grows to the longest length asked for
+    assert sinusoidal_positions(13, 8).data_ptr() == longer.data_ptr()
+    torch.testing.assert_close(sinusoidal_positions(13, 8), first, rtol=0, atol=0)
+    assert sinusoidal_positions(13, 6).data_ptr() != longer.data_ptr()
+    assert len(layers._TABLES) == 2
     assert fusion_helper is sinusoidal_positions  # the fusions' helper is the same function
 
 
-def test_codes_first_made_under_inference_mode_train_afterwards() -> None:
+def test_a_table_changed_in_place_is_rebuilt(no_tables) -> None:
+    sinusoidal_positions(20, 4).mul_(0)
+    torch.testing.assert_close(sinusoidal_positions(20, 4), _codes(20, 4), atol=1e-5, rtol=0)
+
+
+def test_fake_tensors_are_neither_kept_nor_given(no_tables) -> None:
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        fake = sinusoidal_positions(9, 4)
+    assert not layers._TABLES
+    real = sinusoidal_positions(9, 4)
+    assert type(real) is torch.Tensor and type(fake) is not torch.Tensor
+    with FakeTensorMode():
+        assert type(sinusoidal_positions(9, 4)) is not torch.Tensor
+
+
+def test_codes_first_made_under_inference_mode_train_afterwards(no_tables) -> None:
     with torch.inference_mode():
         sinusoidal_positions(11, 4)
     weight = torch.ones(4, requires_grad=True)
