@@ -101,6 +101,8 @@ SLOW_TESTS = (
     "plugins/mmcore-plugin-audio/tests/test_audio_learns.py::test_small_cnn_lstm_learns_spoken_digits",
     "plugins/mmcore-plugin-transformers/tests/test_transformers_train.py::"
     "test_plugins_and_validate_do_not_import_transformers",
+    "tests/test_examples.py::"
+    "test_two_processes_building_the_degraded_data_at_once_build_it_once",
 )
 REPO = Path(__file__).resolve().parents[1]
 

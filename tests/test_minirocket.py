@@ -278,6 +278,21 @@ def test_a_mask_with_holes_is_computed_every_time_not_remembered() -> None:
         assert not torch.equal(out[1], enc.rocket(x[1:], mask[1:])[0])
 
 
+def test_bfloat16_sequences_are_remembered_too() -> None:
+    from mmcore.sequence.minirocket import MiniRocketEncoder
+
+    rng = np.random.default_rng(2)
+    seqs = [rng.normal(size=(n, 2)).astype(np.float32) for n in (30, 24)]
+    enc = MiniRocketEncoder(fit_minirocket(seqs, num_features=168), output_size=4)
+    x, mask = padded(seqs)
+    x = x.to(torch.bfloat16)
+    with torch.no_grad():
+        first = enc.ppv(x, mask)
+        assert len(enc._cache) == 2
+        torch.testing.assert_close(enc.ppv(x, mask), first, rtol=0, atol=0)
+        torch.testing.assert_close(first, enc.rocket(x, mask), rtol=0, atol=0)
+
+
 def test_position_takes_the_minirocket_encoder_too(run, tmp_path) -> None:
     _, folder = run
     spec = mmcore.Spec(

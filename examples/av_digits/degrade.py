@@ -87,12 +87,13 @@ def ensure_degraded(kinds: tuple[str, ...] = ("image", "audio")) -> Path:
     from filelock import FileLock  # a dependency of torch
 
     table = DEGRADED / "pairs.csv"
+    if _built(table, kinds):  # nothing to write: no lock (the folder may be read-only)
+        return table
     DEGRADED.mkdir(parents=True, exist_ok=True)
     with FileLock(DEGRADED / ".lock"):
         rows = _rows()
         for kind in kinds:
-            stamp = DEGRADED / f"VERSION.{kind}"
-            if stamp.is_file() and stamp.read_text() == VERSION:
+            if _built(table, (kind,), with_table=False):
                 continue
             if kind == "image":
                 k = degrade_images(rows)
@@ -101,7 +102,8 @@ def ensure_degraded(kinds: tuple[str, ...] = ("image", "audio")) -> Path:
             else:
                 degrade_audio(rows)
                 print(f"av_digits: wrote degraded audio to {DEGRADED}")
-            _write_replacing(stamp, VERSION)  # last: a build cut short leaves no stamp
+            # the stamp last: a build cut short leaves none
+            _write_replacing(DEGRADED / f"VERSION.{kind}", VERSION)
         if not table.is_file():
             with io.StringIO(newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -109,6 +111,13 @@ def ensure_degraded(kinds: tuple[str, ...] = ("image", "audio")) -> Path:
                 writer.writerows(rows)
                 _write_replacing(table, f.getvalue())
     return table
+
+
+def _built(table: Path, kinds: tuple[str, ...], with_table: bool = True) -> bool:
+    """Whether the ``kinds`` of files are there, made with these settings (and the table)."""
+    stamps = [DEGRADED / f"VERSION.{kind}" for kind in kinds]
+    return (all(s.is_file() and s.read_text() == VERSION for s in stamps)
+            and (table.is_file() or not with_table))
 
 
 def _write_replacing(path: Path, text: str) -> None:
@@ -119,6 +128,10 @@ def _write_replacing(path: Path, text: str) -> None:
 
 
 if __name__ == "__main__":
-    for old in DEGRADED.glob("VERSION*"):
-        old.unlink()
+    from filelock import FileLock
+
+    DEGRADED.mkdir(parents=True, exist_ok=True)
+    with FileLock(DEGRADED / ".lock"):  # no other process between these and the rebuild
+        for old in DEGRADED.glob("VERSION*"):
+            old.unlink()
     ensure_degraded()

@@ -358,7 +358,9 @@ class MiniRocketEncoder(Encoder):
         prefix = (mask == (steps < counts.unsqueeze(1))).all(dim=1).tolist()
         # each row's steps up to its last real one (more than its count where the mask has gaps)
         ends = torch.where(mask, steps + 1, 0).amax(dim=1).tolist() if mask.shape[1] else lengths
-        values = x.detach().numpy()  # rows read as numpy: no torch call per row
+        # rows read as numpy, no torch call per row (bfloat16, which numpy lacks, as its bits)
+        values = (x.detach().view(torch.int16) if x.dtype == torch.bfloat16
+                  else x.detach()).numpy()
         keys = [
             hashlib.blake2b(values[i, :n].tobytes() + str((n, x.dtype)).encode(),
                             digest_size=16).digest()
