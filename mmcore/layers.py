@@ -59,10 +59,11 @@ def sinusoidal_positions(
     if capturing() or type(length) is not int or _under_tensor_mode():
         return _positions(length, size, device)
     where = torch.device(device) if device is not None else torch.device("cpu")
-    if where.type == "cuda" and where.index is None:
-        where = torch.device("cuda", torch.cuda.current_device())
-    if where.type == "cuda" and torch.cuda.is_current_stream_capturing():
-        return _positions(length, size, where)
+    if where.type == "cuda":
+        if where.index is None:
+            where = torch.device("cuda", torch.cuda.current_device())
+        if torch.cuda.is_current_stream_capturing():
+            return _positions(length, size, where)
     table, version = _TABLES.get((size, where), (None, -1))
     if table is None or table.shape[0] < length or table._version != version:
         with torch.inference_mode(False), torch.no_grad():  # usable in and out of inference

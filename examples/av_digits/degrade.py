@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import os
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +85,8 @@ def ensure_degraded(kinds: tuple[str, ...] = ("image", "audio")) -> Path:
     wait, then find the stamps."""
     from filelock import FileLock  # a dependency of torch
 
+    from mmcore.run.atomic import atomic_write_text  # whole or not at all
+
     table = DEGRADED / "pairs.csv"
     if _built(table, kinds):  # nothing to write: no lock (the folder may be read-only)
         return table
@@ -103,13 +104,13 @@ def ensure_degraded(kinds: tuple[str, ...] = ("image", "audio")) -> Path:
                 degrade_audio(rows)
                 print(f"av_digits: wrote degraded audio to {DEGRADED}")
             # the stamp last: a build cut short leaves none
-            _write_replacing(DEGRADED / f"VERSION.{kind}", VERSION)
+            atomic_write_text(DEGRADED / f"VERSION.{kind}", VERSION)
         if not table.is_file():
             with io.StringIO(newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=list(rows[0]))
                 writer.writeheader()
                 writer.writerows(rows)
-                _write_replacing(table, f.getvalue())
+                atomic_write_text(table, f.getvalue())
     return table
 
 
@@ -118,13 +119,6 @@ def _built(table: Path, kinds: tuple[str, ...], with_table: bool = True) -> bool
     stamps = [DEGRADED / f"VERSION.{kind}" for kind in kinds]
     return (all(s.is_file() and s.read_text() == VERSION for s in stamps)
             and (table.is_file() or not with_table))
-
-
-def _write_replacing(path: Path, text: str) -> None:
-    """``path`` holds the old text or the whole new one, never part of it."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, newline="")
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
