@@ -20,6 +20,7 @@ pytest.importorskip("onnxscript", reason="export tests need mmcore-torch[export]
 
 import mmcore  # noqa: E402
 from mmcore.cli import main  # noqa: E402
+from mmcore.encoder import Encoder  # noqa: E402
 from mmcore.errors import CheckpointError, DataError  # noqa: E402
 from mmcore.evaluate.masking import hide  # noqa: E402
 from mmcore.inference import runtime  # noqa: E402
@@ -37,30 +38,49 @@ SPECS = {
 TOLERANCE = 1e-5
 
 
+class _OnFirstUse(dict):
+    """name -> ``make(name)``, made on first use: a worker that runs only some of this
+    module's tests trains and exports only the examples they read."""
+
+    def __init__(self, make) -> None:
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, name: str) -> Path:
+        self[name] = self._make(name)
+        return self[name]
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    """Each example trained for one epoch."""
+def runs(tmp_path_factory, av_digits_export) -> dict[str, Path]:
+    """Each example trained for one epoch (av_digits: the session's, shared with the serving
+    tests)."""
     root = tmp_path_factory.mktemp("runs")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    out = {}
-    path = list(sys.path)
-    try:
-        for name, (spec, _) in SPECS.items():
-            code = main(["train", str(EXAMPLES / spec), "-o", str(root / name), "-q",
+
+    def train(name: str) -> Path:
+        if name == "av_digits":
+            return av_digits_export[0]
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        path = list(sys.path)
+        try:
+            code = main(["train", str(EXAMPLES / SPECS[name][0]), "-o", str(root / name), "-q",
                          "--no-report", "--no-test", "train.epochs=1"])
-            assert code == 0
-            out[name] = root / name
-    finally:
-        torch.set_num_threads(threads)
-        sys.path[:] = path
-    return out
+        finally:
+            torch.set_num_threads(threads)
+            sys.path[:] = path
+        assert code == 0
+        return root / name
+
+    return _OnFirstUse(train)
 
 
 @pytest.fixture(scope="module")
-def bundles(runs, tmp_path_factory) -> dict[str, Path]:
+def bundles(runs, tmp_path_factory, av_digits_export) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("bundles")
-    return {name: export_run(run, root / name, trust_code=True) for name, run in runs.items()}
+    made = _OnFirstUse(lambda name: export_run(runs[name], root / name, trust_code=True))
+    made["av_digits"] = av_digits_export[1]
+    return made
 
 
 def _rows(name: str, n: int = 24) -> tuple[list[dict], Path]:
@@ -251,63 +271,97 @@ def test_the_fusion_list_is_every_registered_fusion() -> None:
     assert set(FUSIONS) == set(get_registry().names("fusion"))
 
 
-@pytest.mark.parametrize("name", FUSIONS)
-def test_every_built_in_fusion_exports(name: str, runs, tmp_path) -> None:
-    """The sign_language encoders (position, gesture, image, text: sequences and pooled
-    features) under each built-in fusion, its heads rebuilt for the fusion's size and the
-    model composed as a spec naming it composes it (late: LateFusionModel): the export's own
-    parity check (missing modalities, one row, longer sequences) passes."""
+class _StandIn(Encoder):
+    """A cheap encoder in place of a trained one: the same output size and kind (a sequence
+    with its mask, or pooled), from one linear map of the batch's values per step. The
+    fusions see only features, and exporting the real encoders (four LSTMs, a CNN) is what
+    made each export here take half a minute; the bundles above export them."""
+
+    def __init__(self, real: Encoder, width: int) -> None:
+        super().__init__(real.output_size, sequence=real.sequence)
+        self.proj = torch.nn.Linear(width, real.output_size)
+
+    def forward(self, batch):
+        values = batch.values.float()
+        values = values.unsqueeze(-1) if values.dim() == 2 else values.flatten(2)
+        return self.features(torch.tanh(self.proj(values)), batch.mask, batch)
+
+
+def _sign_language_parts(runs) -> tuple:
+    """The sign_language run's predictor, an example batch, its layout and stand-ins for its
+    encoders (:class:`_StandIn`: one of them gives sequences, the others pooled features)."""
     from mmcore.inference.export import bundle
-    from mmcore.inference.export.graph import GraphModel, InputLayout
-    from mmcore.layers import masked_rnns
-    from mmcore.model import compose_model
-    from mmcore.plugins.default import get_registry
+    from mmcore.inference.export.graph import InputLayout
 
     predictor = mmcore.load(runs["sign_language"], trust_code=True)
     example = bundle._example_batch(predictor, None, longest=False)
-    layout = InputLayout.of(example)
-    sizes = {n: e.output_size for n, e in predictor.model.encoders.items()}
+    torch.manual_seed(0)
+    encoders = {}
+    for name, real in predictor.model.encoders.items():
+        values = example[name].values
+        encoders[name] = _StandIn(real, values.flatten(2).shape[-1] if values.dim() > 2 else 1)
+    assert {e.sequence for e in encoders.values()} == {True, False}
+    return predictor, example, InputLayout.of(example), encoders
+
+
+def _export_checked(model, layout, example, path: Path) -> None:
+    """``model`` exported to ONNX and passing the export's own parity check (missing
+    modalities, one row, longer sequences)."""
+    from mmcore.inference.export import bundle
+    from mmcore.inference.export.graph import GraphModel
+    from mmcore.layers import masked_rnns
+
+    graph = GraphModel(model, layout).eval()
+    with masked_rnns(), bundle.rnn_decompositions(), torch.no_grad():
+        shapes = bundle._export_onnx(graph, layout, example, path)
+    parity = bundle._check_parity(path, "onnx", graph, layout, example,
+                                  bundle._inputs(layout, shapes), TOLERANCE)
+    assert parity["max_abs_diff"] <= TOLERANCE, path.name
+
+
+@pytest.mark.parametrize("name", FUSIONS)
+def test_every_built_in_fusion_exports(name: str, runs, tmp_path) -> None:
+    """Each built-in fusion over the sign_language modalities (stand-in encoders giving
+    sequences and pooled features), its heads rebuilt for the fusion's size and the model
+    composed as a spec naming it composes it (late: LateFusionModel): the export's own
+    parity check (missing modalities, one row, longer sequences) passes."""
+    from mmcore.model import compose_model
+    from mmcore.plugins.default import get_registry
+
+    predictor, example, layout, encoders = _sign_language_parts(runs)
+    sizes = {n: e.output_size for n, e in encoders.items()}
     registry = get_registry()
     options = {"condition": "hand"} if name == "film" else {}
     fusion = registry.get("fusion", name).load()(dict(sizes), **options)
     heads = {h: registry.get("head", s.kind).load()(fusion.output_size, s.target, **s.options)
              for h, s in predictor.spec.heads.items()}
-    model = compose_model(dict(predictor.model.encoders), fusion, heads).eval()
-    graph = GraphModel(model, layout).eval()
-    path = tmp_path / f"{name}.onnx"
-    with masked_rnns(), bundle.rnn_decompositions(), torch.no_grad():
-        shapes = bundle._export_onnx(graph, layout, example, path)
-    parity = bundle._check_parity(path, "onnx", graph, layout, example,
-                                  bundle._inputs(layout, shapes), TOLERANCE)
-    assert parity["max_abs_diff"] <= TOLERANCE, name
+    model = compose_model(encoders, fusion, heads).eval()
+    _export_checked(model, layout, example, tmp_path / f"{name}.onnx")
 
 
 def test_an_ensemble_exports(runs, tmp_path) -> None:
-    """``train.ensemble``: two members of the sign_language model (the second's weights
-    moved) export as one graph whose outputs are their average (the export's parity check,
-    with missing modalities, one row and longer sequences)."""
+    """``train.ensemble``: two members over the sign_language modalities (stand-in encoders,
+    the ``concat`` fusion, the run's heads rebuilt for its size; the second's weights moved)
+    export as one graph whose outputs are their average (the export's parity check, with
+    missing modalities, one row and longer sequences)."""
     import copy
 
-    from mmcore.inference.export import bundle
-    from mmcore.inference.export.graph import GraphModel, InputLayout
-    from mmcore.layers import masked_rnns
-    from mmcore.model import EnsembleModel
+    from mmcore.fusions.concat import ConcatFusion
+    from mmcore.model import EnsembleModel, compose_model
+    from mmcore.plugins.default import get_registry
 
-    predictor = mmcore.load(runs["sign_language"], trust_code=True)
-    other = copy.deepcopy(predictor.model)
+    predictor, example, layout, encoders = _sign_language_parts(runs)
+    fusion = ConcatFusion({n: e.output_size for n, e in encoders.items()})
+    registry = get_registry()
+    heads = {h: registry.get("head", s.kind).load()(fusion.output_size, s.target, **s.options)
+             for h, s in predictor.spec.heads.items()}
+    first = compose_model(encoders, fusion, heads).eval()
+    other = copy.deepcopy(first)
     with torch.no_grad():
         for param in other.heads.parameters():
             param.add_(0.5 * torch.randn_like(param))
-    model = EnsembleModel([predictor.model, other]).eval()
-    example = bundle._example_batch(predictor, None, longest=False)
-    layout = InputLayout.of(example)
-    graph = GraphModel(model, layout).eval()
-    path = tmp_path / "ensemble.onnx"
-    with masked_rnns(), bundle.rnn_decompositions(), torch.no_grad():
-        shapes = bundle._export_onnx(graph, layout, example, path)
-    parity = bundle._check_parity(path, "onnx", graph, layout, example,
-                                  bundle._inputs(layout, shapes), TOLERANCE)
-    assert parity["max_abs_diff"] <= TOLERANCE
+    model = EnsembleModel([first, other]).eval()
+    _export_checked(model, layout, example, tmp_path / "ensemble.onnx")
     with torch.no_grad():
         got = model(example)
         single = [m(example) for m in model.members]

@@ -40,13 +40,9 @@ DATA = REPO / "examples" / "av_digits" / "data" / "degraded"
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("serve")
-    run = root / "run"
-    assert main(["train", str(REPO / "examples" / "av_digits" / "spec.py"), "-o", str(run),
-                 "-q", "--no-report", "--no-test", "train.epochs=1"]) == 0
-    assert main(["export", str(run), "-o", str(root / "bundle")]) == 0
-    return root / "bundle"
+def bundle(av_digits_export) -> Path:
+    """The av_digits example trained for one epoch and exported (tests/conftest.py)."""
+    return av_digits_export[1]
 
 
 @contextlib.contextmanager
