@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,38 +29,49 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
-def av_digits_export(tmp_path_factory) -> tuple[Path, Path]:
-    """The av_digits example trained for one epoch and exported to ONNX: ``(run, bundle)``,
-    made once per test session, across pytest-xdist's workers too (the first to ask makes it
-    under a file lock; the others read it). A minute of exporting saved for each module that
-    reads it. Read-only: a test that changes either copies it first."""
-    from filelock import FileLock
-
+def av_digits_export(tmp_path_factory) -> Callable[[], tuple[Path, Path]]:
+    """A function giving the av_digits example trained for one epoch and exported to ONNX,
+    ``(run, bundle)``, made on its first call once per test session, across pytest-xdist's
+    workers too (the first worker to ask makes it under a file lock; the others read it). A
+    minute of exporting saved for each module that reads it. Read-only: a test that changes
+    either, or exports from the run, copies it first."""
     base = tmp_path_factory.getbasetemp()
     root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "av_digits_export"
-    run, bundle, done = root / "run", root / "bundle", root / "made"
-    root.mkdir(exist_ok=True)
-    with FileLock(str(root) + ".lock"):
-        if not done.exists():
-            import torch
 
-            from mmcore.cli import main
-            from mmcore.inference.export import export_run
+    @functools.cache
+    def made() -> tuple[Path, Path]:
+        from filelock import FileLock
 
-            shutil.rmtree(run, ignore_errors=True)
-            shutil.rmtree(bundle, ignore_errors=True)
-            threads, path = torch.get_num_threads(), list(sys.path)
-            torch.set_num_threads(1)
-            try:
-                spec = Path(__file__).resolve().parents[1] / "examples" / "av_digits" / "spec.py"
-                assert main(["train", str(spec), "-o", str(run), "-q", "--no-report",
-                             "--no-test", "train.epochs=1"]) == 0
-            finally:
-                torch.set_num_threads(threads)
-                sys.path[:] = path
-            export_run(run, bundle)
-            done.touch()
-    return run, bundle
+        run, bundle, done = root / "run", root / "bundle", root / "made"
+        root.mkdir(exist_ok=True)
+        # a worker stuck making it fails the others' tests after half an hour, not never
+        with FileLock(str(root) + ".lock", timeout=1800):
+            if not done.exists():
+                _train_and_export(run, bundle)
+                done.touch()
+        return run, bundle
+
+    return made
+
+
+def _train_and_export(run: Path, bundle: Path) -> None:
+    import torch
+
+    from mmcore.cli import main
+    from mmcore.inference.export import export_run
+
+    shutil.rmtree(run, ignore_errors=True)  # a worker that failed half-way left them
+    shutil.rmtree(bundle, ignore_errors=True)
+    threads, path = torch.get_num_threads(), list(sys.path)
+    torch.set_num_threads(1)
+    try:
+        spec = Path(__file__).resolve().parents[1] / "examples" / "av_digits" / "spec.py"
+        assert main(["train", str(spec), "-o", str(run), "-q", "--no-report", "--no-test",
+                     "train.epochs=1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+        sys.path[:] = path
+    export_run(run, bundle)
 
 
 @pytest.fixture
@@ -155,4 +168,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         test_id = f"{node}::{item.name}"
         if node in SLOW_MODULES or any(test_id.startswith(prefix) for prefix in SLOW_TESTS):
             item.add_marker(slow)
-

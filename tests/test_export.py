@@ -40,14 +40,22 @@ TOLERANCE = 1e-5
 
 class _OnFirstUse(dict):
     """name -> ``make(name)``, made on first use: a worker that runs only some of this
-    module's tests trains and exports only the examples they read."""
+    module's tests trains and exports only the examples they read. A failure is kept and
+    raised again for every later test reading that name, as a failing module fixture's is."""
 
     def __init__(self, make) -> None:
         super().__init__()
         self._make = make
+        self._failed: dict[str, BaseException] = {}
 
     def __missing__(self, name: str) -> Path:
-        self[name] = self._make(name)
+        if name in self._failed:
+            raise self._failed[name]
+        try:
+            self[name] = self._make(name)
+        except BaseException as exc:
+            self._failed[name] = exc
+            raise
         return self[name]
 
 
@@ -59,7 +67,7 @@ def runs(tmp_path_factory, av_digits_export) -> dict[str, Path]:
 
     def train(name: str) -> Path:
         if name == "av_digits":
-            return av_digits_export[0]
+            return av_digits_export()[0]
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         path = list(sys.path)
@@ -78,9 +86,13 @@ def runs(tmp_path_factory, av_digits_export) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def bundles(runs, tmp_path_factory, av_digits_export) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("bundles")
-    made = _OnFirstUse(lambda name: export_run(runs[name], root / name, trust_code=True))
-    made["av_digits"] = av_digits_export[1]
-    return made
+
+    def export(name: str) -> Path:
+        if name == "av_digits":
+            return av_digits_export()[1]
+        return export_run(runs[name], root / name, trust_code=True)
+
+    return _OnFirstUse(export)
 
 
 def _rows(name: str, n: int = 24) -> tuple[list[dict], Path]:
@@ -239,11 +251,14 @@ def test_export_refuses_what_it_cannot_keep(runs, tmp_path, capsys) -> None:
                  "--overwrite"]) == 0
 
 
-def test_a_model_that_does_not_export_faithfully_is_an_error(runs, tmp_path,
+def test_a_model_that_does_not_export_faithfully_is_an_error(runs, tmp_path, tmp_path_factory,
                                                              monkeypatch) -> None:
     """A graph that differs from the model (here: a forward that branches on a value, which
     the trace freezes) is caught by the parity check, and nothing is written."""
     from mmcore.fusions.late import LateFusion  # the demo's fusion
+
+    run = tmp_path_factory.mktemp("unfaithful") / "run"  # the shared run stays as it is
+    shutil.copytree(runs["av_digits"], run)
 
     original = LateFusion.forward
 
@@ -255,7 +270,7 @@ def test_a_model_that_does_not_export_faithfully_is_an_error(runs, tmp_path,
 
     monkeypatch.setattr(LateFusion, "forward", branching)
     with pytest.raises(ExportError) as info:
-        export_run(runs["av_digits"], tmp_path / "b")
+        export_run(run, tmp_path / "b")
     assert "export" in str(info.value) or "differs from the model" in str(info.value)
     assert not (tmp_path / "b").exists()
     assert not list(tmp_path.iterdir())  # no half-written bundle either

@@ -42,7 +42,7 @@ DATA = REPO / "examples" / "av_digits" / "data" / "degraded"
 @pytest.fixture(scope="module")
 def bundle(av_digits_export) -> Path:
     """The av_digits example trained for one epoch and exported (tests/conftest.py)."""
-    return av_digits_export[1]
+    return av_digits_export()[1]
 
 
 @contextlib.contextmanager
