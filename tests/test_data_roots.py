@@ -92,3 +92,21 @@ def test_a_loaded_run_folder_keeps_the_training_root(registry, tmp_path):
         loaded = load_run_spec(run)
         assert base_dir(loaded) == run.path
         assert data_root(loaded) == data_root(spec) == expected
+
+
+def test_a_spec_loaded_by_a_relative_path_roots_its_data_once(registry, tmp_path, monkeypatch):
+    """``mmcore train examples/x/spec.py`` (a relative spec path, so a relative spec folder)
+    with a table in another folder: every caller roots the table's files in that folder, not
+    in the spec's folder joined twice (the split sources resolved the table, then rooted it
+    against the spec's folder again: 'examples/x/examples/x/../data/images/...')."""
+    from mmcore.data.split_sources import load_splits
+
+    table = _table(tmp_path / "elsewhere" / "rows.csv")
+    (tmp_path / "project").mkdir()
+    monkeypatch.chdir(tmp_path)
+    spec = toy.make_spec(registry, {"path": "../elsewhere/rows.csv", "split_column": "split"},
+                         base_dir=Path("project"))
+    sources, _ = load_splits(spec, {}, None)
+    assert {s.root.resolve() for s in sources.values()} == {table.parent}
+    assert {m.root.resolve() for m in build_modalities(spec, registry).values()} == {table.parent}
+    assert base_dir(spec) == tmp_path / "project"

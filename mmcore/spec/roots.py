@@ -17,8 +17,9 @@ from mmcore.spec.model import Spec
 def base_dir(spec: Spec) -> Path:
     """The folder paths in ``spec`` resolve against: the spec file's (the run folder for a
     loaded run, whose ``spec.json`` keeps its data paths absolute), else the working
-    directory."""
-    return Path(spec.base_dir) if spec.base_dir else Path.cwd()
+    directory. Always absolute: a path resolved against it is final, and resolving it again
+    (:func:`data_root` given a table already resolved) leaves it as it is."""
+    return Path(spec.base_dir).absolute() if spec.base_dir else Path.cwd()
 
 
 def data_root(spec: Spec | None, table: str | os.PathLike[str] | None = None) -> Path | None:
