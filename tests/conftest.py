@@ -155,31 +155,11 @@ SLOW_TESTS = (
     "tests/test_examples.py::"
     "test_two_processes_building_the_degraded_data_at_once_build_it_once",
 )
-#: the modules that take longest, run first in this order (pytest-xdist's ``--dist loadscope
-#: --no-loadscope-reorder``, the Makefile's, hands whole modules to the workers in collection
-#: order), so that no long module is left for the end while the other workers idle; the ones
-#: that start several processes alternate with ones that do not, so that two of them rarely
-#: share two cores. Seconds on 2 AMD EPYC cores (2026-12-07), pytest --durations
-FIRST = (
-    "tests/test_export.py",           # 455 s
-    "tests/test_distributed_fsdp.py",  # 215 s, two processes
-    "tests/test_docs.py",             # 162 s
-    "tests/test_distributed.py",      # 142 s, two processes
-    "plugins/mmcore-plugin-transformers/tests/test_transformers_docs.py",  # 64 s
-    "tests/test_tune.py",             # 72 s, worker processes
-    "tests/test_minirocket.py",       # 54 s
-    "tests/test_tune_storage.py",     # 48 s, a PostgreSQL server and workers
-    "tests/test_bundle_security.py",  # 47 s
-    "tests/test_typing.py",           # 39 s, mypy
-    "tests/test_scaffold.py",         # 38 s, pip
-)
 REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the slow tail (SLOW_MODULES, SLOW_TESTS); put the FIRST modules first."""
     slow = pytest.mark.slow
-    rank = {}
     for item in items:
         try:
             node = Path(item.path).resolve().relative_to(REPO).as_posix()
@@ -188,6 +168,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         test_id = f"{node}::{item.name}"
         if node in SLOW_MODULES or any(test_id.startswith(prefix) for prefix in SLOW_TESTS):
             item.add_marker(slow)
-        if node in FIRST:
-            rank[item.nodeid] = FIRST.index(node)
-    items.sort(key=lambda item: rank.get(item.nodeid, len(FIRST)))  # stable: modules whole
