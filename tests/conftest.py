@@ -54,23 +54,31 @@ def av_digits_export(tmp_path_factory) -> Callable[[], tuple[Path, Path]]:
     return made
 
 
-def _train_and_export(run: Path, bundle: Path) -> None:
+def train_example(spec: Path, run: Path) -> Path:
+    """The example ``spec`` trained for one epoch into ``run`` on one thread (no report, no
+    test pass); the thread count and ``sys.path`` (a spec file's folder joins it) restored."""
     import torch
 
     from mmcore.cli import main
+
+    threads, path = torch.get_num_threads(), list(sys.path)
+    torch.set_num_threads(1)
+    try:
+        code = main(["train", str(spec), "-o", str(run), "-q", "--no-report", "--no-test",
+                     "train.epochs=1"])
+    finally:
+        torch.set_num_threads(threads)
+        sys.path[:] = path
+    assert code == 0
+    return run
+
+
+def _train_and_export(run: Path, bundle: Path) -> None:
     from mmcore.inference.export import export_run
 
     shutil.rmtree(run, ignore_errors=True)  # a worker that failed half-way left them
     shutil.rmtree(bundle, ignore_errors=True)
-    threads, path = torch.get_num_threads(), list(sys.path)
-    torch.set_num_threads(1)
-    try:
-        spec = Path(__file__).resolve().parents[1] / "examples" / "av_digits" / "spec.py"
-        assert main(["train", str(spec), "-o", str(run), "-q", "--no-report", "--no-test",
-                     "train.epochs=1"]) == 0
-    finally:
-        torch.set_num_threads(threads)
-        sys.path[:] = path
+    train_example(Path(__file__).resolve().parents[1] / "examples" / "av_digits" / "spec.py", run)
     export_run(run, bundle)
 
 

@@ -25,6 +25,7 @@ from mmcore.errors import CheckpointError, DataError  # noqa: E402
 from mmcore.evaluate.masking import hide  # noqa: E402
 from mmcore.inference import runtime  # noqa: E402
 from mmcore.inference.export import ExportError, export_run  # noqa: E402
+from tests.conftest import train_example  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -68,17 +69,7 @@ def runs(tmp_path_factory, av_digits_export) -> dict[str, Path]:
     def train(name: str) -> Path:
         if name == "av_digits":
             return av_digits_export()[0]
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        path = list(sys.path)
-        try:
-            code = main(["train", str(EXAMPLES / SPECS[name][0]), "-o", str(root / name), "-q",
-                         "--no-report", "--no-test", "train.epochs=1"])
-        finally:
-            torch.set_num_threads(threads)
-            sys.path[:] = path
-        assert code == 0
-        return root / name
+        return train_example(EXAMPLES / SPECS[name][0], root / name)
 
     return _OnFirstUse(train)
 
