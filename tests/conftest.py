@@ -54,9 +54,10 @@ def av_digits_export(tmp_path_factory) -> Callable[[], tuple[Path, Path]]:
     return made
 
 
-def train_example(spec: Path, run: Path) -> Path:
+def train_example(spec: Path, run: Path, *overrides: str) -> Path:
     """The example ``spec`` trained for one epoch into ``run`` on one thread (no report, no
-    test pass); the thread count and ``sys.path`` (a spec file's folder joins it) restored."""
+    test pass), with ``overrides`` (``key=value``); the thread count and ``sys.path`` (a spec
+    file's folder joins it) restored."""
     import torch
 
     from mmcore.cli import main
@@ -65,7 +66,7 @@ def train_example(spec: Path, run: Path) -> Path:
     torch.set_num_threads(1)
     try:
         code = main(["train", str(spec), "-o", str(run), "-q", "--no-report", "--no-test",
-                     "train.epochs=1"])
+                     "train.epochs=1", *overrides])
     finally:
         torch.set_num_threads(threads)
         sys.path[:] = path
