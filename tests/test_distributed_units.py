@@ -4,12 +4,13 @@ order, failures reported per rank, ``--nproc`` refused inside a distributed run.
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from mmcore.distributed.launch import DistEnv, describe_failures, detect, launch
+from mmcore.distributed.launch import DistEnv, describe_failures, detect, launch, record_failure
 from mmcore.distributed.process_group import _merge_shards, local_batch_size
 from mmcore.errors import SpecError, TrainingError
 from mmcore.spec import validate_spec
@@ -90,6 +91,34 @@ def test_failures_are_reported_per_rank_first_failure_first():
     assert lines[3] == "rank 2 failed: killed by signal SIGTERM (exit code -15)"
     assert lines[4].startswith("rank 3 failed: exit code 1 without an error message")
     assert "first is usually the cause" in lines[5]
+
+
+def test_a_rank_stopped_while_recording_its_failure_leaves_no_partial_error_file(
+        tmp_path, monkeypatch):
+    """torchrun stops the other ranks when one fails, then reads every failed rank's error
+    file: a rank stopped half-way through writing its own must leave no file rather than a
+    part of one (on an empty file torchrun's launcher crashed with a JSONDecodeError)."""
+    path = tmp_path / "error.json"
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(path))
+
+    class Stopped(BaseException):  # as the default SIGTERM handler, it skips except clauses
+        pass
+
+    def stopped_half_way(self, obj, *args, **kwargs):
+        raise Stopped
+
+    for method in ("encode", "iterencode"):  # whichever way the document is written
+        monkeypatch.setattr(json.JSONEncoder, method, stopped_half_way)
+    with pytest.raises(Stopped):
+        record_failure(RuntimeError("stopped on purpose"), DistEnv(1, 2, 1))
+    assert list(tmp_path.iterdir()) == []
+
+    monkeypatch.undo()
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(path))
+    record_failure(RuntimeError("stopped on purpose"), DistEnv(1, 2, 1))
+    doc = json.loads(path.read_text())
+    assert doc["message"] == "RuntimeError: stopped on purpose" and doc["mmcore"]["rank"] == 1
+    assert list(tmp_path.iterdir()) == [path]
 
 
 def test_nproc_inside_a_distributed_run_is_refused(monkeypatch):

@@ -20,6 +20,7 @@ from typing import Any
 import torch.distributed as tdist
 
 from mmcore.errors import TrainingError
+from mmcore.run.atomic import atomic_write_bytes
 
 #: where torchrun tells each worker to write its error (read back by the launcher)
 ERROR_FILE_ENV = "TORCHELASTIC_ERROR_FILE"
@@ -89,8 +90,10 @@ def record_failure(exc: BaseException, env: DistEnv | None = None) -> None:
         extra["rank"] = env.rank
     doc = {"message": message, "timestamp": int(now), "mmcore": extra}
     try:
-        with open(path, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh)
+        # whole or not at all: the launcher stops the other ranks with SIGTERM when one fails,
+        # and reads each failed rank's file; a rank stopped half-way through writing it left
+        # an empty file, on which torchrun's launcher itself crashed (JSONDecodeError)
+        atomic_write_bytes(path, json.dumps(doc).encode("utf-8"))
     except OSError:  # the error itself is still printed by the worker
         pass
 
