@@ -121,3 +121,51 @@ def test_a_modality_can_opt_out_of_the_fit_cache(registry, tmp_path):
     finally:
         del SavedNum.cache_fit
     assert SavedNum.fits == 2 and not list(cache.glob("mmcore-fit-*"))
+
+
+def test_a_new_run_copies_the_cached_fit_instead_of_saving_it_again(registry, tmp_path,
+                                                                    monkeypatch):
+    """The run folder gets the files of the fit cache's folder (what ``save_state`` wrote there,
+    not encoded again: a MiniRocket state is 30,000 floats of JSON), from a cold set-up (the
+    fit stored), a warm one (the set-up's record) and one whose record is gone (the fit cache
+    alone); a fit the cache cannot keep is saved as before."""
+    from mmcore.run.layout import RunFolder
+    from mmcore.train.run_data import set_up_data
+
+    saves = []
+    save_state = SavedNum.save_state
+    monkeypatch.setattr(SavedNum, "save_state",
+                        lambda self, d: (saves.append(Path(d)), save_state(self, d)))
+    path, cache = _csv(tmp_path / "d.csv"), tmp_path / "cache"
+    data = {"path": str(path), "split_column": "split", "cache_dir": str(cache)}
+    modalities = {"x": {"plugin": "saved", "column": "x", "options": {"center": True}}}
+    spec = toy.make_spec(registry, data, modalities)
+
+    def new_run(name: str) -> tuple[DataModule, Path]:
+        run = RunFolder(tmp_path / name)
+        dm, _ = set_up_data(spec, build_modalities(spec, registry), run, registry,
+                            from_run=False, writer=True, progress=False)
+        return dm, run.modality_dir("x")
+
+    dm, folder = new_run("cold")
+    (entry,) = cache.glob("mmcore-fit-*")
+    assert dm.fitted_states == {"x": entry}
+    assert [p.parent for p in saves] == [cache]  # into the cache only
+    assert sorted(p.name for p in folder.iterdir()) == ["mean.json"]  # no cache marker
+    assert (folder / "mean.json").read_bytes() == (entry / "mean.json").read_bytes()
+
+    dm, folder = new_run("warm")  # from the set-up's record
+    assert SavedNum.fits == 1 and len(saves) == 1 and dm.fitted_states == {"x": entry}
+    assert json.loads((folder / "mean.json").read_text()) == {"mean": 9.5}
+
+    for record in cache.glob("mmcore-record-*"):
+        record.unlink()
+    dm, folder = new_run("no-record")  # the fit cache alone
+    assert SavedNum.fits == 1 and len(saves) == 1 and dm.fitted_states == {"x": entry}
+    assert json.loads((folder / "mean.json").read_text()) == {"mean": 9.5}
+
+    monkeypatch.setattr("mmcore.data.fit_cache.store_fitted", lambda *args: False)
+    spec = toy.make_spec(registry, {**data, "cache_dir": str(tmp_path / "other")}, modalities)
+    dm, folder = new_run("unkept")  # fitted, and the cache could not keep it
+    assert SavedNum.fits == 2 and dm.fitted_states == {} and saves[-1] == folder
+    assert json.loads((folder / "mean.json").read_text()) == {"mean": 9.5}

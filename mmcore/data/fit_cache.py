@@ -75,9 +75,10 @@ def load_fitted(cache_root: Path, key: str, modality: Modality) -> bool:
     return True
 
 
-def store_fitted(cache_root: Path, key: str, modality: Modality) -> None:
+def store_fitted(cache_root: Path, key: str, modality: Modality) -> bool:
     """Save ``modality``'s fitted state under ``key``; the folder appears whole or not at all.
-    A cache that cannot be written (read-only, full) is skipped: the fit still stands."""
+    A cache that cannot be written (read-only, full) is skipped (``False``): the fit still
+    stands."""
     final = folder(cache_root, key)
     tmp = final.with_name(f".tmp-{final.name}-{uuid.uuid4().hex[:8]}")
     try:
@@ -88,7 +89,21 @@ def store_fitted(cache_root: Path, key: str, modality: Modality) -> None:
             shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
     except OSError:
-        pass
+        return False
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    return True
+
+
+def copy_state(cached: Path, directory: Path) -> bool:
+    """Copy the files of a cached fit (``cached``, a folder :func:`load_fitted` loaded or
+    :func:`store_fitted` wrote) into ``directory``: what ``save_state`` of the modality it
+    holds would write there, without encoding it again (a MiniRocket state is 30,000 floats of
+    JSON). ``False`` when it cannot (the folder gone, a write failed): save the state instead."""
+    try:
+        shutil.copytree(cached, directory, dirs_exist_ok=True,
+                        ignore=lambda where, names: [MARKER] if Path(where) == cached else [])
+    except (OSError, shutil.Error):
+        return False
+    return True

@@ -42,6 +42,8 @@ class TrainFit:
     Attributes:
         rejects: train split row -> ``(column, reason)`` for the rows whose values a
             modality's fit could not take, set by :meth:`fit`.
+        cached: modality name -> the fit cache's folder holding its fitted state (loaded
+            from there or stored there by :meth:`fit`).
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class TrainFit:
         self.columns = columns
         self.head_targets = head_targets
         self.rejects: dict[int, tuple[str, str]] = {}
+        self.cached: dict[str, Path] = {}
         self._train: SplitSource | None = None
         self._raw_targets: dict[str, list[Any]] = {}
 
@@ -76,6 +79,7 @@ class TrainFit:
                 f"cannot fit: the data has no train split (splits: {', '.join(splits) or 'none'})"
             )
         train = splits["train"]
+        self.cached = {}
         cached = {} if cache_root is None else self._cached_fits(train, versions, cache_root)
         skip = {n for n, v in cached.items() if v is True}
         rows = self._read(train, self._fit_columns(skip))
@@ -83,7 +87,7 @@ class TrainFit:
             for name, modality in self.modalities.items():
                 if fits(modality) and name not in skip:
                     self._fit_modality(name, modality, train, rows)
-                    self._store(cache_root, cached.get(name), modality)
+                    self._store(cache_root, cached.get(name), name, modality)
         self._train = train
         self._raw_targets = {n: rows[self.spec.heads[n].target] for n in self.head_targets.fitted()}
         return self._head_options(train, rows)
@@ -150,13 +154,16 @@ class TrainFit:
                 key = fit_cache.fit_key(fingerprint, modality, self.columns[name], versions[name])
                 loaded = fit_cache.load_fitted(cache_root, key, modality)
                 out[name] = True if loaded else key
+                if loaded:
+                    self.cached[name] = fit_cache.folder(cache_root, key)
         return out
 
-    @staticmethod
-    def _store(cache_root: Path | None, key: str | bool | None, modality: Modality) -> None:
+    def _store(self, cache_root: Path | None, key: str | bool | None, name: str,
+               modality: Modality) -> None:
         """Store a modality's fit in the cache under ``key`` (when the cache gave one)."""
         if isinstance(key, str) and cache_root is not None:
-            fit_cache.store_fitted(cache_root, key, modality)
+            if fit_cache.store_fitted(cache_root, key, modality):
+                self.cached[name] = fit_cache.folder(cache_root, key)
 
     def _fit_modality(
         self, name: str, modality: Modality, train: SplitSource, rows: Mapping[str, list[Any]]

@@ -33,7 +33,7 @@ def set_up_data(spec: Spec, modalities: dict[str, Any], run: RunFolder, registry
     modalities are fitted and their state saved there. ``writer``: this process writes the
     run folder (the data module's files) and announces; ``progress``: show its bars.
     """
-    from mmcore.data import DataModule
+    from mmcore.data import DataModule, fit_cache
 
     if from_run:
         spec = _with_saved_heads(spec, run, registry)
@@ -50,7 +50,9 @@ def set_up_data(spec: Spec, modalities: dict[str, Any], run: RunFolder, registry
         for name, modality in modalities.items():
             folder = run.modality_dir(name)
             folder.mkdir(parents=True, exist_ok=True)
-            modality.save_state(folder)
+            cached = dm.fitted_states.get(name)  # the same files, not encoded again
+            if cached is None or not fit_cache.copy_state(cached, folder):
+                modality.save_state(folder)
     heads = {
         n: h.model_copy(update={"options": dict(dm.head_options.get(n, h.options))})
         for n, h in spec.heads.items()
