@@ -104,7 +104,7 @@ def test_a_rank_stopped_while_recording_its_failure_leaves_no_partial_error_file
     class Stopped(BaseException):  # as the default SIGTERM handler, it skips except clauses
         pass
 
-    def stopped_half_way(self, obj, *args, **kwargs):
+    def stopped_half_way(*args, **kwargs):
         raise Stopped
 
     for method in ("encode", "iterencode"):  # whichever way the document is written
@@ -115,6 +115,11 @@ def test_a_rank_stopped_while_recording_its_failure_leaves_no_partial_error_file
 
     monkeypatch.undo()
     monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(path))
+    with monkeypatch.context() as m:  # stopped once the file is written, before it is named
+        m.setattr("mmcore.run.atomic.os.replace", stopped_half_way)
+        with pytest.raises(Stopped):
+            record_failure(RuntimeError("stopped on purpose"), DistEnv(1, 2, 1))
+    assert list(tmp_path.iterdir()) == []
     record_failure(RuntimeError("stopped on purpose"), DistEnv(1, 2, 1))
     doc = json.loads(path.read_text())
     assert doc["message"] == "RuntimeError: stopped on purpose" and doc["mmcore"]["rank"] == 1

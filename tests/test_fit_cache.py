@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import mmcore
-from mmcore.data import DataModule
+from mmcore.data import DataModule, fit_cache
 from mmcore.model import build_modalities
 from mmcore.plugins.discovery import new_plugin_manager
 from mmcore.plugins.registry import Registry
@@ -149,22 +149,39 @@ def test_a_new_run_copies_the_cached_fit_instead_of_saving_it_again(registry, tm
 
     dm, folder = new_run("cold")
     (entry,) = cache.glob("mmcore-fit-*")
-    assert dm.fitted_states == {"x": entry}
+    assert dm.fitted_states["x"].folder == entry
     assert [p.parent for p in saves] == [cache]  # into the cache only
     assert sorted(p.name for p in folder.iterdir()) == ["mean.json"]  # no cache marker
     assert (folder / "mean.json").read_bytes() == (entry / "mean.json").read_bytes()
 
     dm, folder = new_run("warm")  # from the set-up's record
-    assert SavedNum.fits == 1 and len(saves) == 1 and dm.fitted_states == {"x": entry}
+    assert SavedNum.fits == 1 and len(saves) == 1 and dm.fitted_states["x"].folder == entry
     assert json.loads((folder / "mean.json").read_text()) == {"mean": 9.5}
 
-    for record in cache.glob("mmcore-record-*"):
-        record.unlink()
+    (record,) = cache.glob("mmcore-setup-*.json")
+    record.unlink()
     dm, folder = new_run("no-record")  # the fit cache alone
-    assert SavedNum.fits == 1 and len(saves) == 1 and dm.fitted_states == {"x": entry}
+    assert SavedNum.fits == 1 and len(saves) == 1 and dm.fitted_states["x"].folder == entry
     assert json.loads((folder / "mean.json").read_text()) == {"mean": 9.5}
+    assert list(cache.glob("mmcore-setup-*.json"))  # recorded again
 
-    monkeypatch.setattr("mmcore.data.fit_cache.store_fitted", lambda *args: False)
+    (entry / "mean.json").chmod(0o444)  # a read-only cache: its modes are not copied
+    out = tmp_path / "from-read-only"
+    out.mkdir()
+    assert fit_cache.copy_state(dm.fitted_states["x"], out)
+    assert (out / "mean.json").stat().st_mode & 0o200
+    (entry / "mean.json").chmod(0o644)
+
+    # another process's fit replaced the cache's meanwhile: saved, not copied
+    (entry / "mean.json").write_text(json.dumps({"mean": -1.0}))
+    (entry / fit_cache.MARKER).write_text("another store\n")
+    dm.modalities["x"].mean = 9.5
+    out = tmp_path / "replaced"
+    out.mkdir()
+    assert not fit_cache.copy_state(dm.fitted_states["x"], out)
+    assert list(out.iterdir()) == []  # nothing half copied left behind
+
+    monkeypatch.setattr("mmcore.data.fit_cache.store_fitted", lambda *args: None)
     spec = toy.make_spec(registry, {**data, "cache_dir": str(tmp_path / "other")}, modalities)
     dm, folder = new_run("unkept")  # fitted, and the cache could not keep it
     assert SavedNum.fits == 2 and dm.fitted_states == {} and saves[-1] == folder

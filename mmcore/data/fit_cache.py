@@ -5,7 +5,8 @@ A modality fitted on a training split writes its state with ``save_state`` into
 fingerprint, which covers its rows and split selection), the modality's class, plugin version,
 columns, root and options. A later run with the same key calls ``load_state`` on that folder
 instead of fitting again: the same files, read the same way, as a resume reads from a run
-folder, so nothing in them is imported or called.
+folder, so nothing in them is imported or called. A new run folder gets a copy of those files
+(:func:`copy_state`) rather than a second ``save_state``.
 
 Only modalities that override ``save_state`` and ``load_state`` take part: a modality whose
 fitted state lives nowhere but in memory is always fitted. A modality class can also opt out
@@ -20,6 +21,7 @@ import json
 import os
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from mmcore.data.storage import FORMAT_VERSION
@@ -62,48 +64,88 @@ def folder(cache_root: Path, key: str) -> Path:
     return cache_root / f"mmcore-fit-{key}"
 
 
-def load_fitted(cache_root: Path, key: str, modality: Modality) -> bool:
-    """Load a cached fit into ``modality``; ``False`` (nothing changed) when there is none
-    or it cannot be read, so the caller fits as usual."""
+@dataclass(frozen=True)
+class CachedFit:
+    """A fit in the cache: its ``folder`` and the text of its :data:`MARKER` when it was
+    loaded or stored (the key and a nonce of that store), which tells whether the folder still
+    holds that fit."""
+
+    folder: Path
+    marker: str
+
+    def current(self) -> bool:
+        """Whether the folder still holds this fit (not replaced by another process's)."""
+        return _marker(self.folder) == self.marker
+
+
+def _marker(path: Path) -> str | None:
+    try:
+        return (path / MARKER).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def load_fitted(cache_root: Path, key: str, modality: Modality) -> CachedFit | None:
+    """Load a cached fit into ``modality``; ``None`` (nothing to trust) when there is none, it
+    cannot be read, or another process replaced it while it was read, so the caller fits as
+    usual."""
     path = folder(cache_root, key)
-    if not (path / MARKER).is_file():
-        return False
+    marker = _marker(path)
+    if marker is None:
+        return None
     try:
         modality.load_state(path)
     except Exception:  # noqa: BLE001 - a damaged cache entry only costs a fresh fit
-        return False
-    return True
+        return None
+    cached = CachedFit(path, marker)
+    return cached if cached.current() else None
 
 
-def store_fitted(cache_root: Path, key: str, modality: Modality) -> bool:
-    """Save ``modality``'s fitted state under ``key``; the folder appears whole or not at all.
-    A cache that cannot be written (read-only, full) is skipped (``False``): the fit still
-    stands."""
+def store_fitted(cache_root: Path, key: str, modality: Modality) -> CachedFit | None:
+    """Save ``modality``'s fitted state under ``key``; the folder appears whole or not at all
+    (an older one is renamed aside before the new one is renamed in, then removed). A cache
+    that cannot be written (read-only, full) is skipped (``None``): the fit still stands."""
     final = folder(cache_root, key)
-    tmp = final.with_name(f".tmp-{final.name}-{uuid.uuid4().hex[:8]}")
+    nonce = uuid.uuid4().hex[:8]
+    tmp = final.with_name(f".tmp-{final.name}-{nonce}")
+    old = final.with_name(f".old-{final.name}-{nonce}")
+    marker = f"{key}\n{nonce}\n"
     try:
         tmp.mkdir(parents=True)
         modality.save_state(tmp)
-        (tmp / MARKER).write_text(key + "\n", encoding="utf-8")
+        (tmp / MARKER).write_text(marker, encoding="utf-8")
         if final.exists():
-            shutil.rmtree(final, ignore_errors=True)
+            os.replace(final, old)
         os.replace(tmp, final)
     except OSError:
-        return False
+        return None
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return True
+        for leftover in (tmp, old):
+            if leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)
+    return CachedFit(final, marker)
 
 
-def copy_state(cached: Path, directory: Path) -> bool:
-    """Copy the files of a cached fit (``cached``, a folder :func:`load_fitted` loaded or
-    :func:`store_fitted` wrote) into ``directory``: what ``save_state`` of the modality it
-    holds would write there, without encoding it again (a MiniRocket state is 30,000 floats of
-    JSON). ``False`` when it cannot (the folder gone, a write failed): save the state instead."""
+def copy_state(cached: CachedFit, directory: Path) -> bool:
+    """Copy the files of ``cached`` (but its marker) into ``directory``, an empty folder: what
+    ``save_state`` of the modality it was loaded into or stored from would write there,
+    without encoding it again (a MiniRocket state is 30,000 floats of JSON). File contents
+    only, not the cache's permissions. ``False``, with ``directory`` left empty, when it cannot
+    (the folder gone, or replaced by another process's fit meanwhile; a write failed): save
+    the state instead."""
     try:
-        shutil.copytree(cached, directory, dirs_exist_ok=True,
-                        ignore=lambda where, names: [MARKER] if Path(where) == cached else [])
-    except (OSError, shutil.Error):
-        return False
-    return True
+        if cached.current():
+            for path in sorted(cached.folder.rglob("*")):
+                target = directory / path.relative_to(cached.folder)
+                if path.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                elif path.parent != cached.folder or path.name != MARKER:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(path, target)
+            if cached.current():
+                return True
+    except OSError:
+        pass
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    return False

@@ -75,10 +75,10 @@ class DataModule:
         split_warnings: why a split is empty or missing although the data or the spec asks
             for it (an empty split file; a seeded or group split that could not give
             validation/test rows), set by :meth:`setup` and :meth:`check`.
-        fitted_states: modality name -> the fit cache's folder holding the state it was
-            fitted to (:mod:`mmcore.data.fit_cache`), set by :meth:`setup` for the
-            modalities whose fit was loaded from the cache or stored there: a run folder
-            copies it rather than saving the state again.
+        fitted_states: modality name -> its fit in the fit cache
+            (:class:`mmcore.data.fit_cache.CachedFit`), set by :meth:`setup` for the
+            modalities whose fit was loaded from the cache or stored there: a new run folder
+            copies those files rather than saving the state again.
     """
 
     def __init__(
@@ -103,7 +103,7 @@ class DataModule:
         self.splits: list[str] = []
         self.bad_rows: list[BadRow] = []
         self.split_warnings: list[str] = []
-        self.fitted_states: dict[str, Path] = {}
+        self.fitted_states: dict[str, fit_cache.CachedFit] = {}
         self.columns = {name: spec.modalities[name].columns for name in self.modalities}
         # fitting and checking targets imports no built-in head (torch)
         self._head_targets = Targets(spec, self.registry)
@@ -132,11 +132,7 @@ class DataModule:
         key = record_key(self.spec, self.modalities, self.registry, self._head_targets) \
             if fit else None
         made = recall(self.spec, key, self.modalities) if key else None
-        if made is not None:  # every state loaded from the fit cache
-            root = src.default_cache_root(self.spec)
-            self.fitted_states = {n: fit_cache.folder(root, k)
-                                  for n, k in (made.fits or {}).items()}
-        else:
+        if made is None:
             with src.progress_bars(self.progress):
                 made = self._set_up(fit, recorded=key is not None)
             self.fitted_states = dict(self._train_fit.cached)
@@ -144,6 +140,8 @@ class DataModule:
                 return
             if key:
                 record(self.spec, key, made)
+        else:
+            self.fitted_states = dict(made.cached)
         self.head_options = made.head_options
         self.bad_rows, self.split_warnings = made.bad_rows, made.warnings
         self._stores = {name: self._prepared(table) for name, table in made.tables.items()}

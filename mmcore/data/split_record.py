@@ -28,7 +28,7 @@ import json
 import os
 import uuid
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +68,8 @@ class Made:
     #: modality name -> the fit cache's key of its fitted state (the modalities that fit);
     #: ``None``: not known (such a set-up is not recorded)
     fits: dict[str, str] | None
+    #: modality name -> its fit loaded from the fit cache (by :func:`recall`; not recorded)
+    cached: dict[str, fit_cache.CachedFit] = field(default_factory=dict)
 
 
 def record_key(
@@ -122,8 +124,10 @@ def recall(spec: Spec, key: str, modalities: Mapping[str, Modality]) -> Made | N
         return None
     with rooted(modalities, data_root(spec)):
         for name, state in states.items():
-            if not fit_cache.load_fitted(root, state, modalities[name]):
+            loaded = fit_cache.load_fitted(root, state, modalities[name])
+            if not loaded:
                 return None
+            made.cached[name] = loaded
     return made
 
 

@@ -42,8 +42,8 @@ class TrainFit:
     Attributes:
         rejects: train split row -> ``(column, reason)`` for the rows whose values a
             modality's fit could not take, set by :meth:`fit`.
-        cached: modality name -> the fit cache's folder holding its fitted state (loaded
-            from there or stored there by :meth:`fit`).
+        cached: modality name -> its fit in the fit cache (loaded from there or stored there
+            by :meth:`fit`).
     """
 
     def __init__(
@@ -58,7 +58,7 @@ class TrainFit:
         self.columns = columns
         self.head_targets = head_targets
         self.rejects: dict[int, tuple[str, str]] = {}
-        self.cached: dict[str, Path] = {}
+        self.cached: dict[str, fit_cache.CachedFit] = {}
         self._train: SplitSource | None = None
         self._raw_targets: dict[str, list[Any]] = {}
 
@@ -155,15 +155,16 @@ class TrainFit:
                 loaded = fit_cache.load_fitted(cache_root, key, modality)
                 out[name] = True if loaded else key
                 if loaded:
-                    self.cached[name] = fit_cache.folder(cache_root, key)
+                    self.cached[name] = loaded
         return out
 
     def _store(self, cache_root: Path | None, key: str | bool | None, name: str,
                modality: Modality) -> None:
         """Store a modality's fit in the cache under ``key`` (when the cache gave one)."""
         if isinstance(key, str) and cache_root is not None:
-            if fit_cache.store_fitted(cache_root, key, modality):
-                self.cached[name] = fit_cache.folder(cache_root, key)
+            stored = fit_cache.store_fitted(cache_root, key, modality)
+            if stored:
+                self.cached[name] = stored
 
     def _fit_modality(
         self, name: str, modality: Modality, train: SplitSource, rows: Mapping[str, list[Any]]
