@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,11 +16,6 @@ import torch
 pytest.importorskip("aeon", reason="the minirocket oracle tests need aeon (mmcore-torch[test])")
 
 from aeon.datasets import load_basic_motions, load_gunpoint  # noqa: E402
-from aeon.transformations.collection.convolution_based import MiniRocket  # noqa: E402
-from aeon.transformations.collection.convolution_based._minirocket import (  # noqa: E402
-    _static_transform_multi,
-    _static_transform_uni,
-)
 
 import mmcore  # noqa: E402
 from mmcore.sequence.minirocket import (  # noqa: E402
@@ -32,7 +28,15 @@ from mmcore.sequence.minirocket import (  # noqa: E402
 )
 
 
-def from_aeon(fitted: MiniRocket, channels: int) -> MiniRocketParameters:
+def aeon_minirocket():
+    """aeon's MiniRocket class, imported by the oracle tests only (with scikit-learn, about 2 s
+    of every test process's collection otherwise)."""
+    from aeon.transformations.collection.convolution_based import MiniRocket
+
+    return MiniRocket
+
+
+def from_aeon(fitted: Any, channels: int) -> MiniRocketParameters:
     """aeon's fitted parameters as ours (feature standardisation left at identity)."""
     per_combination, indices, dilations, per_dilation, biases = fitted.parameters
     groups, start = [], 0
@@ -68,7 +72,7 @@ def assert_features_match(ours: np.ndarray, theirs: np.ndarray, length: int,
 
 def test_multivariate_features_equal_aeons() -> None:
     x, _ = load_basic_motions(split="train")  # [40, 6, 100]
-    fitted = MiniRocket(random_state=0).fit(x)
+    fitted = aeon_minirocket()(random_state=0).fit(x)
     params = from_aeon(fitted, 6)
     ours = MiniRocketFeatures(params)(*padded(list(x.transpose(0, 2, 1))))
     assert_features_match(ours.numpy(), fitted.transform(x), 100, params)
@@ -78,6 +82,12 @@ def test_multivariate_features_equal_aeons() -> None:
                                                           (load_basic_motions, 6, 60)])
 def test_variable_length_batch_gives_each_sequences_own_features(loader, channels,
                                                                  shortest) -> None:
+    from aeon.transformations.collection.convolution_based._minirocket import (
+        _static_transform_multi,
+        _static_transform_uni,
+    )
+
+    MiniRocket = aeon_minirocket()
     x, _ = loader(split="train")
     rng = np.random.default_rng(0)
     lengths = rng.integers(shortest, x.shape[2] + 1, size=12)
@@ -101,7 +111,7 @@ def test_fitting_follows_minirockets_layout_and_is_seeded() -> None:
     x, _ = load_basic_motions(split="train")
     seqs = [np.ascontiguousarray(s.T, dtype=np.float32) for s in x]
     params = fit_minirocket(seqs, num_features=84 * 30, seed=3)
-    fitted = MiniRocket(n_kernels=84 * 30, random_state=3).fit(x)
+    fitted = aeon_minirocket()(n_kernels=84 * 30, random_state=3).fit(x)
     _, _, dilations, per_dilation, biases = fitted.parameters
     assert params.dilations == dilations.tolist()
     assert params.features_per_dilation == per_dilation.tolist()
