@@ -3,8 +3,8 @@
 # unrelated project). Builds wheels of the core and of one plugin, then asks pip, in a fresh
 # venv, what `pip install mmcore-plugin-audio` would install (--dry-run: nothing is downloaded
 # but metadata) and checks that the core comes from the wheel built here and that no
-# distribution named mmcore is pulled in. Takes about 15 s; needs .venv (make install) and an
-# index for the other dependencies.
+# distribution named mmcore is pulled in. Takes 15-40 s; needs no .venv (its own venv builds
+# the wheels), only an index for the other dependencies, so .ci/run runs it beside make install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -21,9 +21,8 @@ mkdir -p "$src"
 git ls-files -z --cached --others --exclude-standard -- \
     pyproject.toml README.md LICENSE mmcore "plugins/$PLUGIN" \
   | tar --null --ignore-failed-read -T - -cf - | tar -xf - -C "$src"
-.venv/bin/python -m pip wheel -q --no-deps -w "$dist" "$src" "$src/plugins/$PLUGIN"
-
 "$PYTHON" -m venv "$work/venv"
+"$work/venv/bin/python" -m pip wheel -q --no-deps -w "$dist" "$src" "$src/plugins/$PLUGIN"
 echo "$TORCH_SPEC" > "$work/constraints.txt"
 "$work/venv/bin/python" -m pip install -q --dry-run --report "$work/report.json" \
     -c "$work/constraints.txt" --find-links "$dist" "$PLUGIN" 2> "$work/pip.err" \
