@@ -14,9 +14,9 @@ combinations (several channels summed, at most 9) and alternating padding. Seque
 different lengths are padded to one batch with a step mask: each sequence's features are those
 of the sequence alone (zero padding outside it, "valid" features over its own interior).
 
-:func:`fit_minirocket` fits :class:`MiniRocketParameters` (numpy, on ``[T, C]`` arrays),
-:class:`~mmcore.sequence.minirocket_ppv.MiniRocketFeatures` computes the features from them and
-:class:`MiniRocketEncoder` holds them as buffers.
+:func:`fit_minirocket` fits :class:`~mmcore.sequence.minirocket_ppv.MiniRocketParameters`
+(numpy, on ``[T, C]`` arrays); :class:`~mmcore.sequence.minirocket_ppv.MiniRocketFeatures`
+computes the features from them, and :class:`MiniRocketEncoder` standardises and projects them.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
-from typing import Any
 
 import numpy as np
 import torch
@@ -36,7 +34,12 @@ from mmcore.collate import pad_sequences
 from mmcore.encoder import Encoder, inputs_recur
 from mmcore.layers import capturing, dropout_layer
 from mmcore.sequence.encoder import sequence_input
-from mmcore.sequence.minirocket_ppv import NUM_KERNELS, MiniRocketFeatures, kernel_weights
+from mmcore.sequence.minirocket_ppv import (
+    NUM_KERNELS,
+    MiniRocketFeatures,
+    MiniRocketParameters,
+    kernel_weights,
+)
 
 #: training sequences a modality fits MiniRocket on (a seeded random subset when it has more)
 FIT_ROWS = 2048
@@ -71,65 +74,6 @@ def quantiles(n: int) -> np.ndarray:
     """MiniRocket's low-discrepancy quantiles: ``(i * golden ratio) mod 1`` for i = 1..n."""
     return np.array([(i * ((math.sqrt(5) + 1) / 2)) % 1 for i in range(1, n + 1)],
                     dtype=np.float32)
-
-
-def _copied(value: Any) -> Any:
-    """``value`` with its lists (one level of nesting) copied."""
-    if isinstance(value, list):
-        return [list(v) if isinstance(v, list) else v for v in value]
-    return value
-
-
-@dataclass
-class MiniRocketParameters:
-    """Everything MiniRocket fits, as plain lists (saved as JSON with the modality's state).
-
-    ``channels[j * 84 + k]``: the channels summed by kernel ``k`` at dilation ``j``.
-    ``biases``: one per feature, in feature order (dilation, then kernel, then feature).
-    ``mean``/``scale``: the features' training mean and standard deviation (1 where constant).
-    """
-
-    input_channels: int
-    dilations: list[int]
-    features_per_dilation: list[int]
-    channels: list[list[int]]
-    biases: list[float]
-    mean: list[float]
-    scale: list[float]
-
-    @property
-    def num_features(self) -> int:
-        return NUM_KERNELS * sum(self.features_per_dilation)
-
-    def state(self) -> dict[str, Any]:
-        """The parameters as JSON-able values, lists copied (``dataclasses.asdict`` copies
-        each number one by one: 0.09 s for 10,000 features)."""
-        return {f.name: _copied(getattr(self, f.name)) for f in fields(self)}
-
-    @classmethod
-    def from_state(cls, state: Any) -> MiniRocketParameters:
-        """Read :meth:`state`'s output back; ``ValueError`` naming what is malformed."""
-        if not isinstance(state, dict):
-            raise ValueError(f"minirocket state must be an object, got {type(state).__name__}")
-        try:
-            params = cls(**state)
-        except TypeError as exc:
-            raise ValueError(f"minirocket state: {exc}") from None
-        n_dil, n = len(params.dilations), params.num_features
-        checks = [
-            (n_dil > 0 and len(params.features_per_dilation) == n_dil, "one feature count per "
-             "dilation"),
-            (len(params.channels) == NUM_KERNELS * n_dil, f"{NUM_KERNELS} channel lists per "
-             "dilation"),
-            (all(c and all(0 <= i < params.input_channels for i in c) for c in params.channels),
-             f"channel indices below input_channels={params.input_channels}"),
-            (len(params.biases) == n and len(params.mean) == n and len(params.scale) == n,
-             f"{n} biases, means and scales"),
-        ]
-        for ok, expected in checks:
-            if not ok:
-                raise ValueError(f"minirocket state: expected {expected}")
-        return params
 
 
 def _conv_outputs(x: np.ndarray, dilation: int, channels: Sequence[int], kernel: int) -> np.ndarray:

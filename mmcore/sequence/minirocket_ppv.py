@@ -1,7 +1,8 @@
-"""MiniRocket's transform in torch: ``[B, T, C]`` sequences with a step mask -> ``[B, F]``
-proportion-of-positive-values features, with the kernels, channel choices and biases that
-:func:`mmcore.sequence.minirocket.fit_minirocket` fitted held as buffers (so the transform runs on
-any device and is exported with the model).
+"""MiniRocket's fitted parameters and its transform in torch: ``[B, T, C]`` sequences with a
+step mask -> ``[B, F]`` proportion-of-positive-values features. The kernels, channel choices
+and biases that :func:`mmcore.sequence.minirocket.fit_minirocket` fitted
+(:class:`MiniRocketParameters`) are buffers of :class:`MiniRocketFeatures`, so the transform
+runs on any device and is exported with the model.
 
 Each feature must be the same float whatever the batch: the biases are quantiles of the
 training sequences' own convolutions, so a feature hangs on the last bit of these sums. They
@@ -11,17 +12,15 @@ blocking depends on the shapes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from itertools import combinations
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from mmcore.layers import capturing
-
-if TYPE_CHECKING:
-    from mmcore.sequence.minirocket import MiniRocketParameters
 
 #: the three positions (of 9) weighted 2 in each of the 84 kernels; the other six weigh -1
 KERNEL_INDICES = np.array(list(combinations(range(9), 3)), dtype=np.int64)
@@ -35,6 +34,65 @@ def kernel_weights() -> np.ndarray:
     for k, idx in enumerate(KERNEL_INDICES):
         w[k, idx] = 2.0
     return w
+
+
+def _copied(value: Any) -> Any:
+    """``value`` with its lists (one level of nesting) copied."""
+    if isinstance(value, list):
+        return [list(v) if isinstance(v, list) else v for v in value]
+    return value
+
+
+@dataclass
+class MiniRocketParameters:
+    """Everything MiniRocket fits, as plain lists (saved as JSON with the modality's state).
+
+    ``channels[j * 84 + k]``: the channels summed by kernel ``k`` at dilation ``j``.
+    ``biases``: one per feature, in feature order (dilation, then kernel, then feature).
+    ``mean``/``scale``: the features' training mean and standard deviation (1 where constant).
+    """
+
+    input_channels: int
+    dilations: list[int]
+    features_per_dilation: list[int]
+    channels: list[list[int]]
+    biases: list[float]
+    mean: list[float]
+    scale: list[float]
+
+    @property
+    def num_features(self) -> int:
+        return NUM_KERNELS * sum(self.features_per_dilation)
+
+    def state(self) -> dict[str, Any]:
+        """The parameters as JSON-able values, lists copied (``dataclasses.asdict`` copies
+        each number one by one: 0.09 s for 10,000 features)."""
+        return {f.name: _copied(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_state(cls, state: Any) -> MiniRocketParameters:
+        """Read :meth:`state`'s output back; ``ValueError`` naming what is malformed."""
+        if not isinstance(state, dict):
+            raise ValueError(f"minirocket state must be an object, got {type(state).__name__}")
+        try:
+            params = cls(**state)
+        except TypeError as exc:
+            raise ValueError(f"minirocket state: {exc}") from None
+        n_dil, n = len(params.dilations), params.num_features
+        checks = [
+            (n_dil > 0 and len(params.features_per_dilation) == n_dil, "one feature count per "
+             "dilation"),
+            (len(params.channels) == NUM_KERNELS * n_dil, f"{NUM_KERNELS} channel lists per "
+             "dilation"),
+            (all(c and all(0 <= i < params.input_channels for i in c) for c in params.channels),
+             f"channel indices below input_channels={params.input_channels}"),
+            (len(params.biases) == n and len(params.mean) == n and len(params.scale) == n,
+             f"{n} biases, means and scales"),
+        ]
+        for ok, expected in checks:
+            if not ok:
+                raise ValueError(f"minirocket state: expected {expected}")
+        return params
 
 
 class MiniRocketFeatures(nn.Module):
