@@ -58,17 +58,17 @@ def tiny_image_model(folder: str | Path, size: int = 32, seed: int = 0) -> Path:
 
 
 def tiny_audio_model(folder: str | Path, rate: int = 16000, seed: int = 0) -> Path:
-    """A 2-layer wav2vec2 (hidden size 16; two convolutions, 20x down-sampling) with a feature
-    extractor at ``rate`` Hz."""
+    """A 2-layer wav2vec2 (hidden size 16; three convolutions, 320x down-sampling like the real
+    model's: 50 frames a second at 16 kHz) with a feature extractor at ``rate`` Hz."""
     import torch
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
     folder = Path(folder)
     config = Wav2Vec2Config(
         hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-        conv_dim=(8, 8), conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=8,
-        num_conv_pos_embedding_groups=2, feat_extract_norm="layer", do_stable_layer_norm=True,
-        mask_time_prob=0.0,
+        conv_dim=(8, 8, 8), conv_stride=(5, 8, 8), conv_kernel=(10, 8, 8),
+        num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2, feat_extract_norm="layer",
+        do_stable_layer_norm=True, mask_time_prob=0.0,
     )
     torch.manual_seed(seed)
     _save(Wav2Vec2Model(config), folder)
