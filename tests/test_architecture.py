@@ -9,6 +9,7 @@ below."""
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -65,8 +66,14 @@ def _imports(module: str, typing: bool = False) -> tuple[set[str], set[str]]:
                         top.add(hit)
             visit(child, now)
 
-    visit(ast.parse(path.read_text(encoding="utf-8")), True)
+    visit(_tree(path), True)
     return top, anywhere
+
+
+@functools.cache
+def _tree(path: Path) -> ast.Module:
+    """A module's syntax tree, parsed once for both of :func:`_imports`' readings."""
+    return ast.parse(path.read_text(encoding="utf-8"))
 
 
 GRAPH = {m: _imports(m) for m in MODULES}
