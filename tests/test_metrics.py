@@ -31,7 +31,11 @@ class _Oracle:
     """``sklearn.metrics``, imported on first use: a test process that collects this module
     but runs none of its tests does not pay the two seconds of importing scikit-learn."""
 
+    __test__ = False  # not a test class
+
     def __getattr__(self, name: str):
+        if name.startswith("__"):  # what collection asks any object (``__test__``...)
+            raise AttributeError(name)
         return getattr(importlib.import_module("sklearn.metrics"), name)
 
 

@@ -39,7 +39,8 @@ def run(rank, store):
 
 
 if __name__ == "__main__":
-    # forked, not spawned: the ranks start from this process, torch already imported
+    # forked, not spawned (Linux, no thread started yet): the ranks start from this process,
+    # torch already imported
     mp.start_processes(run, args=(sys.argv[1],), nprocs=2, start_method="fork")
 """
 
