@@ -34,7 +34,7 @@ class _Oracle:
     __test__ = False  # not a test class
 
     def __getattr__(self, name: str):
-        if name.startswith("__"):  # what collection asks any object (``__test__``...)
+        if name.startswith("_"):  # what collection asks any object (``__test__``, ``_mock_name``)
             raise AttributeError(name)
         return getattr(importlib.import_module("sklearn.metrics"), name)
 
