@@ -141,6 +141,7 @@ class MiniRocketFeatures(nn.Module):
         lengths = mask.sum(dim=1, keepdim=True)  # [B, 1]
         steps = torch.arange(t, device=x.device).unsqueeze(0)  # [1, T]
         weight = self.weight.to(x.dtype).view(NUM_KERNELS, KERNEL_LENGTH, 1)
+        captured = capturing()  # asked once, not at each of the dilations' taps
         feats, start = [], 0
         for j, (d, n) in enumerate(zip(self.dilations, self.features_per_dilation, strict=True)):
             # a kernel summed over its channels is the kernel of their sum (convolution is
@@ -155,9 +156,9 @@ class MiniRocketFeatures(nn.Module):
                 summed += padded.index_select(1, index[:, w])
             pad = 4 * d
             wide = nn.functional.pad(summed, (pad, pad))
-            conv = _tap(wide, 0, t, steps) * weight[:, 0]
+            conv = _tap(wide, 0, t, steps, captured) * weight[:, 0]
             for m in range(1, KERNEL_LENGTH):
-                conv = conv + _tap(wide, m * d, t, steps) * weight[:, m]
+                conv = conv + _tap(wide, m * d, t, steps, captured) * weight[:, m]
             inner = mask & (steps >= pad) & (steps < lengths - pad)
             # a sequence too short for a valid window at this dilation uses all its steps
             # (logical operators, not torch.where: ONNX Runtime has no boolean Where)
@@ -167,27 +168,27 @@ class MiniRocketFeatures(nn.Module):
             bias = self.biases[start : start + NUM_KERNELS * n].view(1, NUM_KERNELS, n, 1)
             # steps outside ``where`` pass no bias
             conv = conv.masked_fill(~where, float("-inf"))
-            hits = _count(conv.unsqueeze(2) > bias.to(x.dtype))
+            hits = _count(conv.unsqueeze(2) > bias.to(x.dtype), captured)
             count = where.sum(dim=-1).clamp_min(1).unsqueeze(2).to(x.dtype)
             feats.append((hits.to(x.dtype) / count).reshape(b, NUM_KERNELS * n))
             start += NUM_KERNELS * n
         return torch.cat(feats, dim=1)
 
 
-def _tap(wide: Tensor, start: int, t: int, steps: Tensor) -> Tensor:
+def _tap(wide: Tensor, start: int, t: int, steps: Tensor, captured: bool) -> Tensor:
     """``wide[:, :, start : start + t]``; taken by index where a graph is captured: a slice's
     bounds on a dynamic time axis cost the exporter symbolic shape work (exporting the
     av_digits model's transform took 54-56 CPU s with slices, 39-46 s by index), and ONNX
     Runtime runs both graphs at the same speed (alternating runs, 1 to 40 rows)."""
-    if capturing():
+    if captured:
         return wide.index_select(2, steps[0] + start)
     return wide[:, :, start : start + t]
 
 
-def _count(above: Tensor) -> Tensor:
+def _count(above: Tensor, captured: bool) -> Tensor:
     """``above.sum(-1)``, exact: 16-bit integer sums in eager mode (4x faster than a bool
     tensor's int64 sum), float32 0/1 sums where a graph is exported or compiled."""
-    if capturing():
+    if captured:
         return above.to(torch.float32).sum(dim=-1)  # exact up to 2**24 steps
     small = above.shape[-1] <= torch.iinfo(torch.int16).max
     return above.view(torch.uint8).sum(dim=-1, dtype=torch.int16 if small else torch.int32)
