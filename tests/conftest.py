@@ -6,12 +6,23 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from mmcore.plugins.discovery import new_plugin_manager
-from mmcore.plugins.registry import Registry
-from tests.toy import ToyPlugin
+if TYPE_CHECKING:  # imported where used: pytest-xdist's controller loads this file and needs
+    from mmcore.plugins.registry import Registry  # none of it (tests.toy imports torch)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """In a pytest-xdist worker, torch gets its share of the cores, not all of them: with
+    ``-n logical`` there is a worker per core, and each one's default of a thread per core made
+    (cores x cores) spinning threads (4% more CPU time for ``-m "not slow"`` on two cores)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 @pytest.fixture
@@ -112,6 +123,10 @@ def registry() -> Registry:
 @pytest.fixture
 def toy_registry() -> Registry:
     """A registry with the core's built-ins and the toy modality plugin only."""
+    from mmcore.plugins.discovery import new_plugin_manager
+    from mmcore.plugins.registry import Registry
+    from tests.toy import ToyPlugin
+
     pm = new_plugin_manager()
     pm.register(ToyPlugin(), name="toy")
     return Registry(pm, distributions={"toy": ("toy-dist", "1.0")})

@@ -76,9 +76,18 @@ def _tree(path: Path) -> ast.Module:
     return ast.parse(path.read_text(encoding="utf-8"))
 
 
-GRAPH = {m: _imports(m) for m in MODULES}
-#: module -> the modules it imports anywhere, ``TYPE_CHECKING`` blocks included
-TYPED = {m: _imports(m, typing=True)[1] for m in MODULES}
+# The graphs below are built on first use, not at collection: every test process collects
+# this module, one of them runs its tests.
+@functools.cache
+def _graph() -> dict[str, tuple[set[str], set[str]]]:
+    """module -> (what it imports at import time, what it imports anywhere)."""
+    return {m: _imports(m) for m in MODULES}
+
+
+@functools.cache
+def _typed() -> dict[str, set[str]]:
+    """module -> the modules it imports anywhere, ``TYPE_CHECKING`` blocks included."""
+    return {m: _imports(m, typing=True)[1] for m in MODULES}
 
 
 def _cycle_through(module: str, edges: Mapping[str, set[str]]) -> list[str]:
@@ -109,21 +118,27 @@ def _packages(module: str) -> set[str]:
 #: must close a cycle (a test below fails otherwise).
 KNOWN_CYCLE_EDGES: set[tuple[str, str]] = set()
 
-#: module -> what importing it runs: its imports at import time and its packages' ``__init__``
-AT_IMPORT = {m: GRAPH[m][0] | _packages(m) for m in MODULES}
-#: module -> every module it may import: in functions and for type checkers too, and its
-#: packages; the known cycle edges left out. ``mmcore``'s own ``TYPE_CHECKING`` block is its
-#: lazy map of public names, loaded on attribute access, not by importing a submodule.
-EVERYWHERE = {
-    m: {n for n in (GRAPH[m][0] if m == "mmcore" else TYPED[m])
-        if (m, n) not in KNOWN_CYCLE_EDGES} | _packages(m)
-    for m in MODULES
-}
+@functools.cache
+def _at_import() -> dict[str, set[str]]:
+    """module -> what importing it runs: its imports at import time and its packages'
+    ``__init__``."""
+    return {m: _graph()[m][0] | _packages(m) for m in MODULES}
 
 
-def _reach(start: str, edges: Mapping[str, set[str]] = AT_IMPORT) -> set[str]:
+@functools.cache
+def _everywhere() -> dict[str, set[str]]:
+    """module -> every module it may import: in functions and for type checkers too, and its
+    packages; the known cycle edges left out. ``mmcore``'s own ``TYPE_CHECKING`` block is its
+    lazy map of public names, loaded on attribute access, not by importing a submodule."""
+    return {m: {n for n in (_graph()[m][0] if m == "mmcore" else _typed()[m])
+                if (m, n) not in KNOWN_CYCLE_EDGES} | _packages(m)
+            for m in MODULES}
+
+
+def _reach(start: str, edges: Mapping[str, set[str]] | None = None) -> set[str]:
     """Every module imported, directly or not, when ``start`` is imported (by default; with
     ``edges``: every module reachable from ``start`` along them)."""
+    edges = _at_import() if edges is None else edges
     seen, todo = set(), [start]
     while todo:
         for nxt in edges[todo.pop()]:
@@ -135,13 +150,13 @@ def _reach(start: str, edges: Mapping[str, set[str]] = AT_IMPORT) -> set[str]:
 
 def test_the_core_imports_no_plugin() -> None:
     offenders = {m: sorted(n for n in anywhere if n.startswith("mmcore_plugin"))
-                 for m, (_, anywhere) in GRAPH.items()}
+                 for m, (_, anywhere) in _graph().items()}
     assert not {m: v for m, v in offenders.items() if v}
 
 
 def test_the_data_layer_imports_nothing_from_training() -> None:
     offenders = {m: sorted(n for n in anywhere if n.startswith("mmcore.train"))
-                 for m, (_, anywhere) in GRAPH.items() if m.startswith("mmcore.data")}
+                 for m, (_, anywhere) in _graph().items() if m.startswith("mmcore.data")}
     assert not {m: v for m, v in offenders.items() if v}
 
 
@@ -156,7 +171,7 @@ def test_the_run_folder_is_beneath_training_and_inference() -> None:
     offenders = {m: sorted(n for n in anywhere
                            if n.startswith(("mmcore.train", "mmcore.data", "mmcore.inference",
                                             "mmcore.cli")))
-                 for m, (_, anywhere) in GRAPH.items() if m.startswith("mmcore.run")}
+                 for m, (_, anywhere) in _graph().items() if m.startswith("mmcore.run")}
     assert len(offenders) >= 4
     assert not {m: v for m, v in offenders.items() if v}
 
@@ -168,7 +183,7 @@ def test_serving_imports_neither_training_nor_data(module: str) -> None:
     """Nor the eager side of inference (a loaded run and ``prepare`` build their data module):
     importing the runtime or the server runs ``mmcore/inference/__init__.py``, which therefore
     imports nothing."""
-    reached = _reach(module) | GRAPH[module][1]
+    reached = _reach(module) | _graph()[module][1]
     assert not sorted(m for m in reached if m.startswith((
         "mmcore.train", "mmcore.data", "mmcore.inference.predict", "mmcore.inference.prepared")))
 
@@ -179,7 +194,7 @@ def test_training_and_data_import_nothing_from_inference(layer: str) -> None:
     ``mmcore.evaluate``, which both share, never through a loaded run or a bundle."""
     modules = [m for m in MODULES if m == layer or m.startswith(layer + ".")]
     assert len(modules) >= 10
-    offenders = {m: sorted(n for n in TYPED[m] if n.startswith("mmcore.inference"))
+    offenders = {m: sorted(n for n in _typed()[m] if n.startswith("mmcore.inference"))
                  for m in modules}
     assert not {m: v for m, v in offenders.items() if v}
 
@@ -196,8 +211,8 @@ def test_inference_imports_nothing_from_training(module: str) -> None:
     """Not in a function, not for type checkers, and not through any module it imports (the
     known cycle edges aside): a loaded run, a bundle and the server never need the trainer;
     what they share with it lives in ``mmcore.evaluate`` and ``mmcore.strategy``."""
-    assert not sorted(m for m in TYPED[module] if m.startswith("mmcore.train"))
-    assert not sorted(m for m in _reach(module, EVERYWHERE) if m.startswith("mmcore.train"))
+    assert not sorted(m for m in _typed()[module] if m.startswith("mmcore.train"))
+    assert not sorted(m for m in _reach(module, _everywhere()) if m.startswith("mmcore.train"))
 
 
 def test_the_runtime_imports_export_and_not_the_reverse() -> None:
@@ -207,17 +222,17 @@ def test_the_runtime_imports_export_and_not_the_reverse() -> None:
     ``mmcore/inference/export/__init__.py``) never comes back to it."""
     assert len(EXPORT) >= 4
     assert ({"mmcore.inference.export.manifest", "mmcore.inference.export.graph_file"}
-            <= GRAPH["mmcore.inference.runtime"][0])
-    assert not [m for m in EXPORT if "mmcore.inference.runtime" in _reach(m, EVERYWHERE)]
+            <= _graph()["mmcore.inference.runtime"][0])
+    assert not [m for m in EXPORT if "mmcore.inference.runtime" in _reach(m, _everywhere())]
 
 
 def test_no_two_modules_import_each_other() -> None:
     """At any level (a lazy import inside a function counts): a package's ``__init__``
     re-exporting its own submodules is the one allowed pair."""
     pairs = set()
-    for a, (_, anywhere) in GRAPH.items():
+    for a, (_, anywhere) in _graph().items():
         for b in anywhere:
-            if a in GRAPH.get(b, (set(), set()))[1] and a < b:
+            if a in _graph().get(b, (set(), set()))[1] and a < b:
                 pairs.add((a, b))
     allowed = {(a, b) for a, b in pairs if b.startswith(a + ".")
                and MODULES[a].name == "__init__.py"}
@@ -229,9 +244,9 @@ def test_no_two_modules_import_each_other() -> None:
 def test_no_import_cycle_runs_through_the_layer(layer: str) -> None:
     """Not even through imports for type checkers: a ``TYPE_CHECKING`` import back up the
     chain is a module reaching into its caller, which the caller should hand it instead."""
-    modules = [m for m in TYPED if m == layer or m.startswith(layer + ".")]
+    modules = [m for m in _typed() if m == layer or m.startswith(layer + ".")]
     assert len(modules) >= 10
-    cycles = {m: cycle for m in modules if (cycle := _cycle_through(m, TYPED))}
+    cycles = {m: cycle for m in modules if (cycle := _cycle_through(m, _typed()))}
     assert cycles == {}
 
 
@@ -239,30 +254,31 @@ def test_no_import_cycle_among_the_modules() -> None:
     """Counting imports in functions and for type checkers (see the layer test above), with
     :data:`KNOWN_CYCLE_EDGES` left out; each of those must still close a cycle, so that the
     list shrinks when one is cut."""
-    edges = {m: {n for n in TYPED[m] if (m, n) not in KNOWN_CYCLE_EDGES} for m in TYPED}
+    edges = {m: {n for n in _typed()[m] if (m, n) not in KNOWN_CYCLE_EDGES} for m in _typed()}
     assert {m: cycle for m in MODULES if (cycle := _cycle_through(m, edges))} == {}
     for importer, imported in KNOWN_CYCLE_EDGES:
-        assert importer in _cycle_through(imported, TYPED), (importer, imported)
+        assert importer in _cycle_through(imported, _typed()), (importer, imported)
 
 
 def test_the_analysis_sees_imports() -> None:
     """A check that finds nothing because it reads nothing would pass the tests above."""
-    top, anywhere = GRAPH["mmcore.inference.runtime"]
+    top, anywhere = _graph()["mmcore.inference.runtime"]
     assert {"mmcore.rows", "mmcore.inference.export.manifest", "mmcore.plugins.versions"} <= top
     bundle = "mmcore.inference.export.bundle"
-    assert "mmcore.evaluate.masking" in GRAPH[bundle][1]  # imported in a function
-    assert "mmcore.evaluate.masking" not in GRAPH[bundle][0]
+    assert "mmcore.evaluate.masking" in _graph()[bundle][1]  # imported in a function
+    assert "mmcore.evaluate.masking" not in _graph()[bundle][0]
     assert len(INFERENCE) >= 12
     # imported for type checkers only
-    assert "mmcore.data.loader" in TYPED["mmcore.data.module"] - GRAPH["mmcore.data.module"][1]
+    data = "mmcore.data.module"
+    assert "mmcore.data.loader" in _typed()[data] - _graph()[data][1]
     assert _cycle_through("a", {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}}) == ["a", "b", "c"]
     assert _cycle_through("d", {"a": {"b"}, "b": {"a", "d"}}) == []
     # importing a module runs its packages' __init__: the runtime imports export/'s
     assert _packages("mmcore.inference.export.manifest") == {
         "mmcore", "mmcore.inference", "mmcore.inference.export"}
     runtime = "mmcore.inference.runtime"
-    assert bundle in _reach(runtime) - GRAPH[runtime][1]
+    assert bundle in _reach(runtime) - _graph()[runtime][1]
     # the export's parity check imports the graph loader in a function
-    assert "mmcore.inference.export.graph_file" in EVERYWHERE[bundle]
+    assert "mmcore.inference.export.graph_file" in _everywhere()[bundle]
     # and the bundle's loaded-run check the eager predict, in a function too
-    assert "mmcore.inference.predict" in GRAPH[bundle][1] - GRAPH[bundle][0]
+    assert "mmcore.inference.predict" in _graph()[bundle][1] - _graph()[bundle][0]
