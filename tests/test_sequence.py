@@ -16,7 +16,12 @@ from mmcore.sequence import SequencePipeline
 from mmcore.sequence.encoder import SequenceEncoder, auto_halvings, downsample_mask
 from mmcore.sequence.modality import SequenceOptions
 
-RNG = np.random.default_rng(0)
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """Each test's own generator, seeded the same: a test's data does not depend on which
+    tests ran before it in the same process."""
+    return np.random.default_rng(0)
 
 
 def run(steps, x, rate=None, names=None, train=None):
@@ -28,8 +33,8 @@ def run(steps, x, rate=None, names=None, train=None):
 
 
 # -- each transform against a reference -------------------------------------------------------
-def test_resample_mean_averages_bins():
-    x = RNG.normal(size=(400, 3))
+def test_resample_mean_averages_bins(rng):
+    x = rng.normal(size=(400, 3))
     out = run([{"op": "resample", "factor": 4}], x)
     np.testing.assert_allclose(out, x.reshape(100, 4, 3).mean(axis=1), rtol=1e-5, atol=1e-6)
     out = run([{"op": "resample", "steps": 7}], x[:10])  # uneven bins still cover every step
@@ -38,8 +43,8 @@ def test_resample_mean_averages_bins():
                                rtol=1e-4, atol=1e-6)
 
 
-def test_resample_linear_matches_numpy_interp():
-    x = RNG.normal(size=(37, 2))
+def test_resample_linear_matches_numpy_interp(rng):
+    x = rng.normal(size=(37, 2))
     out = run([{"op": "resample", "steps": 90, "method": "linear"}], x)
     grid = np.linspace(0, 36, 90)
     for c in range(2):
@@ -59,8 +64,8 @@ def test_decimate_is_scipy_polyphase_and_removes_aliases():
     assert np.abs(naive).max() > 0.5  # plain decimation would alias it (sanity of the test)
 
 
-def test_envelopes_match_a_loop():
-    x = RNG.normal(size=(103, 2)) * 50 + 300
+def test_envelopes_match_a_loop(rng):
+    x = rng.normal(size=(103, 2)) * 50 + 300
     out = run([{"op": "envelope", "kind": "rms", "window_ms": 50, "hop_ms": 25}], x, rate=200)
     centred = x - x.mean(axis=0)
     expected = np.array([np.sqrt((centred[s:s + 10] ** 2).mean(axis=0))
@@ -72,8 +77,8 @@ def test_envelopes_match_a_loop():
     assert short.shape == (1, 2)
 
 
-def test_differences_append_velocity_and_acceleration():
-    x = RNG.normal(size=(20, 3))
+def test_differences_append_velocity_and_acceleration(rng):
+    x = rng.normal(size=(20, 3))
     out = run([{"op": "diff", "order": 2}], x)
     d1 = np.vstack([np.zeros((1, 3)), np.diff(x, axis=0)])
     d2 = np.vstack([np.zeros((1, 3)), np.diff(d1, axis=0)])
@@ -82,8 +87,8 @@ def test_differences_append_velocity_and_acceleration():
     np.testing.assert_allclose(only, d1, atol=1e-6)
 
 
-def test_select_by_index_and_name_and_clip():
-    x = RNG.normal(size=(10, 4)) * 10
+def test_select_by_index_and_name_and_clip(rng):
+    x = rng.normal(size=(10, 4)) * 10
     names = ["ax", "ay", "gx", "gy"]
     by_name = run([{"op": "select", "channels": ["gy", "ax"]}], x, names=names)
     np.testing.assert_allclose(by_name, x[:, [3, 0]], rtol=1e-6)
@@ -93,8 +98,8 @@ def test_select_by_index_and_name_and_clip():
 
 
 # -- fitted standardisation -------------------------------------------------------------------
-def test_dataset_standardize_is_fitted_on_training_arrays_only():
-    train = [RNG.normal(size=(n, 3)) * [1, 10, 100] + [5, -5, 50] for n in (7, 30, 12)]
+def test_dataset_standardize_is_fitted_on_training_arrays_only(rng):
+    train = [rng.normal(size=(n, 3)) * [1, 10, 100] + [5, -5, 50] for n in (7, 30, 12)]
     pipe = SequencePipeline([{"op": "standardize"}])
     with pytest.raises(RuntimeError, match="not fitted"):
         pipe(train[0])
@@ -102,13 +107,13 @@ def test_dataset_standardize_is_fitted_on_training_arrays_only():
     every = np.concatenate(train)
     np.testing.assert_allclose(pipe.stats[0].centre, every.mean(axis=0), rtol=1e-9)
     np.testing.assert_allclose(pipe.stats[0].scale, every.std(axis=0), rtol=1e-9)
-    test = RNG.normal(size=(5, 3)) * 1000  # other data: transformed with the training numbers
+    test = rng.normal(size=(5, 3)) * 1000  # other data: transformed with the training numbers
     np.testing.assert_allclose(pipe(test), (test - every.mean(0)) / every.std(0), rtol=1e-5)
     assert pipe.median_length == 12
 
 
-def test_robust_standardize_uses_median_and_iqr():
-    train = [RNG.standard_t(2, size=(40, 2)) for _ in range(4)]
+def test_robust_standardize_uses_median_and_iqr(rng):
+    train = [rng.standard_t(2, size=(40, 2)) for _ in range(4)]
     pipe = SequencePipeline([{"op": "standardize", "method": "robust"}])
     pipe.fit(lambda: iter(train))
     q1, med, q3 = np.percentile(np.concatenate(train), [25, 50, 75], axis=0)
@@ -116,8 +121,8 @@ def test_robust_standardize_uses_median_and_iqr():
     np.testing.assert_allclose(pipe.stats[0].scale, q3 - q1)
 
 
-def test_a_step_is_fitted_on_the_output_of_the_steps_before_it():
-    train = [RNG.normal(size=(400, 2)) * 100 for _ in range(3)]
+def test_a_step_is_fitted_on_the_output_of_the_steps_before_it(rng):
+    train = [rng.normal(size=(400, 2)) * 100 for _ in range(3)]
     pipe = SequencePipeline([{"op": "envelope", "window": 20}, {"op": "standardize"}])
     pipe.fit(lambda: iter(train))
     out = np.concatenate([pipe(x) for x in train])
@@ -132,10 +137,10 @@ def test_sequence_scope_and_constant_channels():
     assert not out[:, 1].any()  # a constant channel is centred, not divided by zero
 
 
-def test_state_round_trips_through_json_and_checks_the_declared_steps():
+def test_state_round_trips_through_json_and_checks_the_declared_steps(rng):
     steps = [{"op": "diff"}, {"op": "standardize"}]
     pipe = SequencePipeline(steps)
-    train = [RNG.normal(size=(9, 2)) for _ in range(3)]
+    train = [rng.normal(size=(9, 2)) for _ in range(3)]
     pipe.fit(lambda: iter(train))
     state = json.loads(json.dumps(pipe.state()))
     loaded = SequencePipeline(steps)
@@ -148,10 +153,10 @@ def test_state_round_trips_through_json_and_checks_the_declared_steps():
         SequencePipeline(steps).load_state(state)
 
 
-def test_output_channels():
+def test_output_channels(rng):
     pipe = SequencePipeline([{"op": "select", "channels": [0, 2]}, {"op": "diff", "order": 2}])
     assert pipe.output_channels(6) == 6
-    assert pipe(RNG.normal(size=(5, 6))).shape == (5, 6)
+    assert pipe(rng.normal(size=(5, 6))).shape == (5, 6)
 
 
 # -- errors that name the step ----------------------------------------------------------------
@@ -287,8 +292,8 @@ def test_a_single_channel_reaches_the_encoder():
     assert not torch.allclose(a, b)
 
 
-def test_fitting_reads_the_training_data_once_per_fitted_step():
-    train = [RNG.normal(size=(n, 3)) for n in (40, 55, 81, 90, 120)]
+def test_fitting_reads_the_training_data_once_per_fitted_step(rng):
+    train = [rng.normal(size=(n, 3)) for n in (40, 55, 81, 90, 120)]
     calls = []
 
     def arrays():
