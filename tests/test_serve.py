@@ -11,7 +11,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +33,7 @@ from mmcore.cli import main  # noqa: E402
 from mmcore.cli.serve import load_target  # noqa: E402
 from mmcore.inference.serve import create_app  # noqa: E402
 from mmcore.version import DISTRIBUTION, __version__  # noqa: E402
+from tests.ports import PortTaken, on_a_free_port, taken  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "examples" / "av_digits" / "data" / "degraded"
@@ -362,22 +362,26 @@ def test_serve_without_the_access_log_and_quiet(bundle) -> None:
     finally:
         rest = _stop(proc)
     assert "/health" not in rest and "server stopped" in rest
-    with socket.socket() as sock:  # a free port: --quiet prints no address
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    # on a port of the test's choosing: --quiet prints no address
+    proc = on_a_free_port(lambda port: _serve_quietly(bundle, port))
+    assert _stop(proc).strip() == ""
+
+
+def _serve_quietly(bundle: Path, port: int) -> Any:
+    """``mmcore serve BUNDLE --no-files --port PORT --quiet`` once it answers ``/health``;
+    :class:`PortTaken` when another process took the port first."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "mmcore", "serve", str(bundle), "--no-files",
                              "--port", str(port), "--quiet"], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline, "no server"
-            try:
-                if _call(f"http://127.0.0.1:{port}/health")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.2)
-    finally:
-        err = _stop(proc)
-    assert err.strip() == "", err
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            if _call(f"http://127.0.0.1:{port}/health")[0] == 200:
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    err = _stop(proc) if proc.poll() is None else proc.communicate()[1]
+    if taken(err):
+        raise PortTaken(port)
+    pytest.fail(f"no server: {err[-2000:]}")

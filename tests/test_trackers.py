@@ -23,6 +23,7 @@ import pytest
 import mmcore
 from mmcore.train import Trainer
 from tests import train_toy as toy
+from tests.ports import PortTaken, free_port, on_a_free_port, taken
 
 #: neither library reports usage or errors to its vendor during the tests
 NO_PHONING_HOME = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
@@ -41,53 +42,60 @@ def toy_plugins(monkeypatch, tmp_path):
         yield
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # -- MLflow -------------------------------------------------------------------------------
+def _stop_group(proc: subprocess.Popen) -> None:
+    """Stop the server and its uvicorn worker (its process group), if any is left."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # the whole group has ended
+        pass
+    proc.wait()
+
+
+def _start_mlflow(folder: Path, port: int) -> tuple[subprocess.Popen, str]:
+    """``mlflow server`` on ``port`` and its URI, once it answers ``/health``;
+    :class:`PortTaken` when another process took the port first."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # no job workers: a faster start
+    env.update(NO_PHONING_HOME)
+    log = folder / "server.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
+             str(port), "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+             "--artifacts-destination", str(folder / "artifacts"), "--workers", "1"],
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=folder, start_new_session=True,
+        )
+    uri, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return proc, uri
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _stop_group(proc)
+            if taken(log.read_text()):
+                raise PortTaken(port)
+            pytest.fail(f"mlflow server did not start:\n{log.read_text()}")
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
     """``mlflow server`` on 127.0.0.1 with a SQLite backend and its own artifact folder,
     stopped (its whole process group) after the module."""
     pytest.importorskip("mlflow", reason="needs mmcore-torch[mlflow]")
     folder = tmp_path_factory.mktemp("mlflow")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # no job workers: a faster start
-    env.update(NO_PHONING_HOME)
-    log = open(folder / "server.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-         "--artifacts-destination", str(folder / "artifacts"), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder, start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
+    proc, uri = on_a_free_port(lambda port: _start_mlflow(folder, port))
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail(f"mlflow server did not start:\n{(folder / 'server.log').read_text()}")
-            time.sleep(0.5)
         yield uri
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # the server and its uvicorn worker
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        _stop_group(proc)
 
 
 def use_mlflow(monkeypatch, uri: str, experiment: str) -> None:

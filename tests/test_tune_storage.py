@@ -31,6 +31,7 @@ import pytest
 
 from mmcore.errors import MmcoreError
 from tests import train_toy as toy
+from tests.ports import PortTaken, free_port, on_a_free_port, taken
 
 optuna = pytest.importorskip("optuna", reason="mmcore tune needs Optuna (pip install "
                              "'mmcore-torch[tune]')")
@@ -83,12 +84,6 @@ def _as(user: pwd.struct_passwd | None, command: list[str]) -> list[str]:
     return ["su", "-s", "/bin/sh", user.pw_name, "-c", shlex.join(command)]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL server with an empty database ``mmcore_tune``: its SQLAlchemy URL."""
@@ -96,8 +91,23 @@ def postgres_url() -> Iterator[str]:
     # not under tmp_path: pytest's base folder is private to us, and the server may be another
     # user; a short path also keeps the socket's name under the system's limit
     home = Path(tempfile.mkdtemp(prefix="mmcore-pg-"))
-    data, log, port = home / "data", home / "server.log", _free_port()
+    data, log = home / "data", home / "server.log"
     started = False
+
+    def start(port: int) -> int:
+        """The server on ``port``; :class:`PortTaken` when another process took it first."""
+        options = f"-F -p {port} -k {home} -c listen_addresses=127.0.0.1"
+        before = log.stat().st_size if log.exists() else 0  # pg_ctl appends to its log
+        done = subprocess.run(
+            _as(user, [str(binaries / "pg_ctl"), "-D", str(data), "-l", str(log), "-w",
+                       "-t", "60", "-o", options, "start"]),
+            capture_output=True, text=True, timeout=90)
+        said = log.read_bytes()[before:].decode(errors="replace") if log.exists() else ""
+        if done.returncode != 0 and taken(said):
+            raise PortTaken(port)
+        assert done.returncode == 0, f"pg_ctl start failed:\n{done.stderr}\n{said[-2000:]}"
+        return port
+
     try:
         if user is not None:
             os.chown(home, user.pw_uid, user.pw_gid)
@@ -106,13 +116,8 @@ def postgres_url() -> Iterator[str]:
                        "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"]),
             capture_output=True, text=True, timeout=120)
         assert init.returncode == 0, f"initdb failed:\n{init.stdout}\n{init.stderr}"
-        options = f"-F -p {port} -k {home} -c listen_addresses=127.0.0.1"
-        start = subprocess.run(
-            _as(user, [str(binaries / "pg_ctl"), "-D", str(data), "-l", str(log), "-w",
-                       "-t", "60", "-o", options, "start"]),
-            capture_output=True, text=True, timeout=90)
-        started = start.returncode == 0
-        assert started, f"pg_ctl start failed:\n{start.stderr}\n{log.read_text()[-2000:]}"
+        port = on_a_free_port(start)
+        started = True
         created = subprocess.run(
             [str(binaries / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
              "mmcore_tune"], capture_output=True, text=True, timeout=60)
@@ -210,7 +215,7 @@ def test_workers_on_two_machines_share_one_study_on_a_postgresql_server(
 
 
 def _closed_port() -> int:
-    return _free_port()  # nothing listens on it once the probe socket is closed
+    return free_port()  # nothing listens on it once the probe socket is closed
 
 
 @pytest.mark.parametrize("url, expected", [

@@ -1,0 +1,40 @@
+"""Servers that a test starts on a port of its own: a port found free can be taken by another
+process before the server binds it, so a server that says so is started again on another."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+#: how a server says its port was taken: uvicorn, gunicorn, PostgreSQL and Python's OSError
+TAKEN = "address already in use"
+
+
+class PortTaken(Exception):
+    """Raised by a ``start`` function whose server could not bind its port."""
+
+
+def free_port() -> int:
+    """A port nothing listens on at this moment."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def taken(output: str) -> bool:
+    """Whether a server's output says that its port was taken."""
+    return TAKEN in output.lower()
+
+
+def on_a_free_port(start: Callable[[int], T], tries: int = 3) -> T:
+    """``start(port)`` on a free port; on :class:`PortTaken`, again on another, ``tries`` times
+    in all (the last failure is raised)."""
+    for attempt in range(tries):
+        try:
+            return start(free_port())
+        except PortTaken:
+            if attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
