@@ -17,12 +17,15 @@ if TYPE_CHECKING:  # imported where used: pytest-xdist's controller loads this f
 def pytest_sessionstart(session: pytest.Session) -> None:
     """In a pytest-xdist worker, torch gets its share of the cores, not all of them: with
     ``-n logical`` there is a worker per core, and each one's default of a thread per core made
-    (cores x cores) spinning threads (4% more CPU time for ``-m "not slow"`` on two cores)."""
+    (cores x cores) spinning threads (``-m "not slow"`` on two cores: about 4% more CPU time,
+    alternating runs with ``OMP_NUM_THREADS=1`` and without)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
     if workers:
         import torch
 
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        from mmcore.train.settings import usable_cores
+
+        torch.set_num_threads(max(1, usable_cores() // workers))
 
 
 @pytest.fixture

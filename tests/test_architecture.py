@@ -118,6 +118,7 @@ def _packages(module: str) -> set[str]:
 #: must close a cycle (a test below fails otherwise).
 KNOWN_CYCLE_EDGES: set[tuple[str, str]] = set()
 
+
 @functools.cache
 def _at_import() -> dict[str, set[str]]:
     """module -> what importing it runs: its imports at import time and its packages'

@@ -375,13 +375,21 @@ def _serve_quietly(bundle: Path, port: int) -> Any:
                              "--port", str(port), "--quiet"], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            if _call(f"http://127.0.0.1:{port}/health")[0] == 200:
-                return proc
-        except OSError:
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                # ours only while it still runs: a server that took the port answers too
+                if _call(f"http://127.0.0.1:{port}/health") == (200, {"status": "ok"}) \
+                        and proc.poll() is None:
+                    return proc
+            except (OSError, ValueError, http.client.HTTPException):  # not up, or not ours
+                pass
             time.sleep(0.2)
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
     err = _stop(proc) if proc.poll() is None else proc.communicate()[1]
     if taken(err):
-        raise PortTaken(port)
+        raise PortTaken(f"{port}: {err[-2000:]}")
     pytest.fail(f"no server: {err[-2000:]}")

@@ -45,13 +45,15 @@ def toy_plugins(monkeypatch, tmp_path):
 # -- MLflow -------------------------------------------------------------------------------
 def _stop_group(proc: subprocess.Popen) -> None:
     """Stop the server and its uvicorn worker (its process group), if any is left."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:  # the whole group has ended
-        pass
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+        except ProcessLookupError:  # the whole group has ended
+            break
     proc.wait()
 
 
@@ -70,19 +72,24 @@ def _start_mlflow(folder: Path, port: int) -> tuple[subprocess.Popen, str]:
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=folder, start_new_session=True,
         )
     uri, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return proc, uri
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            _stop_group(proc)
-            if taken(log.read_text()):
-                raise PortTaken(port)
-            pytest.fail(f"mlflow server did not start:\n{log.read_text()}")
-        time.sleep(0.5)
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
+                    # ours only while it still runs: a server that took the port answers too
+                    if answer.status == 200 and proc.poll() is None:
+                        return proc, uri
+            except OSError:
+                pass
+            time.sleep(0.5)
+    except BaseException:
+        _stop_group(proc)
+        raise
+    _stop_group(proc)
+    said = log.read_text()
+    if taken(said):
+        raise PortTaken(f"{port}: {said[-2000:]}")
+    pytest.fail(f"mlflow server did not start:\n{said}")
 
 
 @pytest.fixture(scope="module")

@@ -310,12 +310,15 @@ def test_fit_applies_train_threads_and_restores_them(tmp_path, monkeypatch):
     spec = validate_spec(toy.spec_dict(data, tmp_path / "cache", epochs=1, threads=1),
                          registry=reg)
     calls = []
-    real = torch.set_num_threads
+    real, outside = torch.set_num_threads, torch.get_num_threads()
+    real(2)  # not train.threads, whatever the process started with (a test worker: 1)
     monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append(n), real(n)))
-    before = torch.get_num_threads()
-    Trainer(spec, output=tmp_path / "run", registry=reg, plots=False, quiet=True).fit()
-    assert calls[0] == 1 and calls[-1] == before
-    assert torch.get_num_threads() == before
+    try:
+        Trainer(spec, output=tmp_path / "run", registry=reg, plots=False, quiet=True).fit()
+        assert calls[0] == 1 and calls[-1] == 2
+        assert torch.get_num_threads() == 2
+    finally:
+        real(outside)
 
 
 def test_auto_epochs_give_small_data_enough_steps_and_large_data_ten_epochs():

@@ -104,7 +104,7 @@ def postgres_url() -> Iterator[str]:
             capture_output=True, text=True, timeout=90)
         said = log.read_bytes()[before:].decode(errors="replace") if log.exists() else ""
         if done.returncode != 0 and taken(said):
-            raise PortTaken(port)
+            raise PortTaken(f"{port}: {said[-2000:]}")
         assert done.returncode == 0, f"pg_ctl start failed:\n{done.stderr}\n{said[-2000:]}"
         return port
 
@@ -123,8 +123,8 @@ def postgres_url() -> Iterator[str]:
              "mmcore_tune"], capture_output=True, text=True, timeout=60)
         assert created.returncode == 0, created.stderr
         yield f"postgresql+{driver}://postgres@127.0.0.1:{port}/mmcore_tune"
-    finally:
-        if started:
+    finally:  # a server whose start timed out may still be coming up: stopped too
+        if started or (data / "postmaster.pid").exists():
             subprocess.run(_as(user, [str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast",
                                       "-w", "-t", "60", "stop"]),
                            capture_output=True, timeout=90)
