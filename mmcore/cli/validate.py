@@ -28,6 +28,10 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--no-data", action="store_true", help="skip the checks that read the data files"
     )
+    p.add_argument("--trust-code", action="store_true",
+                   help="let a spec.json name fusion and callback classes in any module or "
+                   "Python file (it imports them); without it only mmcore's and installed "
+                   "plugins' modules")
     return p
 
 
@@ -110,7 +114,7 @@ def split_sizes(sizes: dict[str, int | None]) -> str:
 def run(args: argparse.Namespace) -> int:
     from mmcore.spec import load_spec
 
-    spec = load_spec(args.spec, args.overrides)
+    spec = load_spec(args.spec, args.overrides, trust_code=args.trust_code)
     report: dict[str, Any] = {}
     problems = check_setup(spec, data=not args.no_data, report=report)
     if problems:

@@ -106,8 +106,9 @@ def validate_spec(
 ) -> Spec:
     """Validate a spec object or dict, apply overrides, and check every name and option.
 
-    A ``source`` ending in ``.json`` is data: a callback it names by import path is imported
-    only from an allowed module unless ``trust_code`` (see :mod:`mmcore.spec.trust`).
+    A ``source`` ending in ``.json`` is data: a fusion or callback it names by import path is
+    imported only from an allowed module, and a Python file only with ``trust_code`` (see
+    :mod:`mmcore.spec.trust`).
     Raises :class:`SpecError` listing each problem with its field path.
     """
     overrides = list(overrides)
@@ -183,8 +184,8 @@ def load_spec(
     trust_code: bool = False,
 ) -> Spec:
     """Load a Python spec file (a module-level ``spec``) or a ``spec.json`` and validate it.
-    A ``spec.json`` is data: ``trust_code=True`` lets it name callback classes in any
-    module (see :func:`validate_spec`)."""
+    A ``spec.json`` is data: ``trust_code=True`` lets it name fusion and callback classes in
+    any module or Python file (see :func:`validate_spec`)."""
     path = Path(path)
     source = str(path)
     if not path.is_file():
@@ -229,8 +230,7 @@ def check_plugins(spec: Spec, registry: Registry,
     """Every plugin, fusion, head and callback name registered; every option accepted by
     the one options model of its component (see :mod:`mmcore.spec.options`). Imports no
     implementation, so no torch, except a fusion or callback class the spec names by path
-    (from a ``spec.json`` only as :func:`mmcore.spec.callback_paths.check_callback_path` allows,
-    unless ``trust_code``)."""
+    (from a ``spec.json`` only as :mod:`mmcore.spec.trust` allows, unless ``trust_code``)."""
     problems: list[tuple[str, str]] = []
     for name, mod in spec.modalities.items():
         path = f"modalities.{name}"
@@ -241,8 +241,13 @@ def check_plugins(spec: Spec, registry: Registry,
             continue
         problems += option_problems(model, mod.options, f"{path}.options")
     fusion = spec.fusion
+    from_data = str(spec.source).endswith(".json")  # a spec.json is data: see trust_code
     try:
-        model = fusion_options_model(fusion.name, registry, spec.base_dir)
+        model = fusion_options_model(fusion.name, registry, spec.base_dir,
+                                     _data_fusion_class(spec, registry, trust_code)
+                                     if from_data else None)
+    except SpecError as exc:
+        problems += exc.problems
     except PluginError as exc:
         problems.append(("fusion.name", str(exc)))
     except Exception as exc:  # noqa: BLE001 - importing the user's module may raise anything
@@ -256,7 +261,6 @@ def check_plugins(spec: Spec, registry: Registry,
             problems.append((f"heads.{name}.kind", str(exc)))
             continue
         problems += option_problems(model, head.options, f"heads.{name}.options")
-    from_data = str(spec.source).endswith(".json")  # a spec.json is data: see trust_code
     for i, cb in enumerate(spec.train.callbacks):
         field = f"train.callbacks.{i}"
         try:
@@ -273,6 +277,21 @@ def check_plugins(spec: Spec, registry: Registry,
         except SpecError as exc:
             problems += exc.problems
     return problems
+
+
+def _data_fusion_class(spec: Spec, registry: Registry, trust_code: bool) -> type | None:
+    """The fusion class a ``spec.json`` names by import path, resolved as a run folder's is
+    (:func:`mmcore.spec.trust.resolve_run_fusion_class`: a file path only with
+    ``trust_code``, a module only from the allow-list unless ``trust_code``); ``None`` for a
+    registered name."""
+    name = spec.fusion.name
+    if not (isinstance(name, str) and ":" in name):
+        return None
+    from mmcore.spec.trust import SPEC_JSON_TRUST_HINT, resolve_run_fusion_class
+
+    return resolve_run_fusion_class(name, spec.base_dir or ".", trust_code=trust_code,
+                                    source=str(spec.source), registry=registry,
+                                    hint=SPEC_JSON_TRUST_HINT)
 
 
 def fusion_options_model(

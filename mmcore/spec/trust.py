@@ -31,10 +31,13 @@ if TYPE_CHECKING:
 
 #: what a refusal to run code from a run folder tells the user to do
 TRUST_HINT = "trust_code=True (mmcore.load) or --trust-code (mmcore evaluate/predict)"
-#: what a refusal to import a callback named in a spec.json tells the user to do
-CALLBACK_TRUST_HINT = ("--trust-code (mmcore train), mmcore.load_spec(path, trust_code=True) or "
-                       "Trainer(path, trust_code=True), or name the callback in a Python spec "
-                       "file")
+#: what a refusal to import a class named in a spec.json (a fusion, a callback) tells the user
+#: to do
+SPEC_JSON_TRUST_HINT = ("--trust-code (mmcore train, mmcore validate), "
+                        "mmcore.load_spec(path, trust_code=True) or Trainer(path, "
+                        "trust_code=True), or name the class in a Python spec file")
+#: the same for a callback class
+CALLBACK_TRUST_HINT = SPEC_JSON_TRUST_HINT
 #: mmcore's own modules (and their submodules) a run folder may name classes in
 MMCORE_MODULES = ("mmcore.fusion", "mmcore.fusions", "mmcore.head", "mmcore.heads")
 
@@ -119,12 +122,14 @@ def resolve_run_fusion_class(
     trust_code: bool = False,
     source: str = "spec.json",
     registry: Registry | None = None,
+    hint: str = TRUST_HINT,
 ) -> type:
-    """The ``Fusion`` subclass a run folder's ``fusion.name`` import path names, resolved
-    without running code from the folder nor any module outside the allow-list (see the
-    module's docstring). File paths (``"file.py:Class"``, including the run's copied
-    ``spec.py``) are executed only with ``trust_code``. Raises :class:`SpecError` (field
-    ``fusion.name``) otherwise, also for anything an import raises."""
+    """The ``Fusion`` subclass a run folder's ``fusion.name`` import path names (or any
+    ``spec.json``'s, ``run_dir`` its folder), resolved without running code from the folder
+    nor any module outside the allow-list (see the module's docstring). File paths
+    (``"file.py:Class"``, including the run's copied ``spec.py``) are executed only with
+    ``trust_code``. Raises :class:`SpecError` (field ``fusion.name``) otherwise, also for
+    anything an import raises; ``hint`` says how to opt in."""
     from mmcore.fusion import Fusion
 
     folder = Path(run_dir).resolve()
@@ -144,15 +149,15 @@ def resolve_run_fusion_class(
                 else "it is a Python file path"
             )
             raise refuse(
-                f"{what}; loading it would execute that file, and a run folder is data, "
-                f"not code. If you trust this run, load it with {TRUST_HINT}"
+                f"{what}; loading it would execute that file, and a run folder or spec.json "
+                f"is data, not code. If you trust it, load it with {hint}"
             )
         from mmcore.spec.modules import resolve_fusion_class
 
         obj: Any = _contained(lambda: resolve_fusion_class(name, folder), refuse)
     else:
         obj = import_checked(name, folder, trust_code=trust_code, registry=registry,
-                             refuse=refuse, what="fusion", hint=TRUST_HINT)
+                             refuse=refuse, what="fusion", hint=hint)
     if not (isinstance(obj, type) and issubclass(obj, Fusion)):
         raise refuse(f"{obj!r} is not a subclass of mmcore.Fusion")
     return obj
