@@ -107,8 +107,7 @@ spec = mmcore.Spec(
         "hand": {
             "plugin": "position",
             "column": HAND,
-            "options": {"num_keypoints": 21, "dims": 2, "conv_channels": [64],
-                        "kernel_size": 1, "hidden_size": 64},
+            "options": {"num_keypoints": 21, "dims": 2, "hidden_size": 64},
         },
         # real: the index fingertip over 16 frames (the movement), kept as a sequence
         "trajectory": {

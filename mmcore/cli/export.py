@@ -15,7 +15,7 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                    help="onnx (default): dynamic batch and time axes, runs on onnxruntime; "
                    "torch-export: a torch.export program (loading it needs --trust-code)")
     p.add_argument("--data", help="a data file whose rows the graph is traced and checked on "
-                   "(default: the run's validation or test split)")
+                   "(default: the run's test or validation split)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier bundle")
     p.add_argument("--trust-code", action="store_true",
                    help="allow the run's spec.json to name a fusion by Python file path (the "

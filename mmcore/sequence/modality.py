@@ -169,6 +169,15 @@ class SequenceModality(Modality[OptionsT]):
         if o.encoder == "auto":
             self._encoder = auto_encoder(len(values), getattr(o, "output", "pooled") == "pooled",
                                          bool(NETWORK_OPTIONS & o.model_fields_set))
+        unused = sorted(o.REFERENCE_ONLY & o.model_fields_set)
+        if unused and self._encoder != "reference":
+            from mmcore.log import get_logger
+
+            chosen = f" ('auto' chose it for {len(values)} rows)" if o.encoder == "auto" else ""
+            get_logger().warning(
+                f"warning: modality {self.name!r}: {', '.join(unused)} shape only encoder "
+                f"'reference'; encoder {self._encoder!r}{chosen} ignores them (set encoder "
+                "'reference' to use them, or leave them out)")
         if self._encoder == "minirocket":
             self.fit_minirocket(values, contexts)
 

@@ -4,7 +4,7 @@ torch, so validating a spec stays light."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
@@ -17,6 +17,10 @@ class SequenceOptions(ModalityOptions):
     """Options every sequence modality has: ``rate``, ``channel_names``, ``transforms`` and
     the encoder choice. ``encoder="reference"`` is the plugin's reference design; ``"tcn"``
     and ``"transformer"`` are :class:`mmcore.sequence.encoder.SequenceEncoder`."""
+
+    #: options only the plugin's ``encoder="reference"`` reads: set with another encoder (or
+    #: one ``"auto"`` chose), they do nothing, and fitting the modality says so
+    REFERENCE_ONLY: ClassVar[frozenset[str]] = frozenset()
 
     rate: PositiveFloat | None = Field(
         None, description="sampling rate of the data as recorded, in Hz (for transforms given "

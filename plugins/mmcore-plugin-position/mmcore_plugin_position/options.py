@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
@@ -44,6 +44,8 @@ class PositionOptions(SequenceOptions):
     truncate: bool = Field(
         False, description="keep the first max_length frames of longer sequences (else: error)"
     )
+    REFERENCE_ONLY: ClassVar[frozenset[str]] = frozenset({"conv_channels", "kernel_size"})
+
     conv_channels: tuple[PositiveInt, ...] = Field(
         (64, 64), min_length=1, description="reference design: output channels of each 1-D "
         "convolution over time"

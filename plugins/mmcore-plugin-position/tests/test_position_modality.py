@@ -257,3 +257,19 @@ def test_steps_split_a_flat_row_into_frames():
         raw(steps=5).preprocess(row)
     with pytest.raises(ValueError, match="got 3 frames, expected steps=16"):
         raw(steps=16).preprocess(np.zeros((3, 2)))
+
+
+def test_reference_only_options_with_another_encoder_are_named_as_ignored(hands, capsys):
+    """``conv_channels`` and ``kernel_size`` shape the reference encoder only: with one that
+    ``"auto"`` chose (MiniRocket for these 50 rows) or another named, fitting says they do
+    nothing; with ``"reference"``, or left out, it says nothing."""
+    make(conv_channels=[32], kernel_size=1).fit(hands[0][:50])
+    err = capsys.readouterr().err
+    assert ("warning: modality 'hand': conv_channels, kernel_size shape only encoder "
+            "'reference'; encoder 'minirocket' ('auto' chose it for 50 rows) ignores them") in err
+    make(encoder="tcn", kernel_size=5).fit(hands[0][:50])
+    assert "kernel_size shape only encoder 'reference'; encoder 'tcn' ignores" in \
+        capsys.readouterr().err
+    make(encoder="reference", conv_channels=[32]).fit(hands[0][:50])
+    make(hidden_size=16).fit(hands[0][:50])
+    assert "warning" not in capsys.readouterr().err
