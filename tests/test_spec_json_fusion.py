@@ -61,3 +61,29 @@ def test_a_spec_json_fusion_module_must_be_an_allowed_one(spec_json, capsys):
     # mmcore's own fusion modules need no trust
     spec = mmcore.load_spec(spec_json("mmcore.fusions.concat:ConcatFusion"))
     assert spec.fusion.name == "mmcore.fusions.concat:ConcatFusion"
+
+
+def test_a_spec_json_with_a_refused_field_still_runs_no_fusion_file(spec_json, tmp_path):
+    """When pydantic refuses a field, the rest is still checked (every problem at once): as
+    data, so its fusion file is not run then either."""
+    path = spec_json("fusion.py:Fusion")
+    data = json.loads(path.read_text())
+    data["train"]["epochs"] = "many"
+    path.write_text(json.dumps(data))
+    with pytest.raises(SpecError) as caught:
+        mmcore.load_spec(path)
+    fields = [field for field, _ in caught.value.problems]
+    assert "train.epochs" in fields and "fusion.name" in fields
+    assert not (tmp_path / "executed").exists()
+
+
+def test_an_environment_inside_the_specs_folder_is_no_reason_to_refuse(tmp_path):
+    """A project's ``.venv`` beside its ``spec.json`` holds the user's installs: a module found
+    in its site-packages is not "inside the folder"; the folder's own files are."""
+    from mmcore.spec.trust import _inside
+
+    folder = tmp_path.resolve()
+    site = folder / ".venv" / "lib" / "python3.11" / "site-packages" / "pkg" / "mod.py"
+    assert not _inside(str(site), folder)
+    assert _inside(str(folder / "pkg" / "mod.py"), folder)
+    assert not _inside(str(folder.parent / "elsewhere.py"), folder)

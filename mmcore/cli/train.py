@@ -31,9 +31,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                    help="do not draw the training curves and confusion matrices at the end "
                    "(mmcore plots RUN draws them later)")
     p.add_argument("--trust-code", action="store_true",
-                   help="let a spec.json name fusion and callback classes in any module or "
-                   "Python file (it imports them); without it only mmcore's and installed "
-                   "plugins' modules")
+                   help="let a spec.json name fusion and callback classes in any module, and a "
+                   "fusion in a Python file (it imports them); without it only mmcore's and "
+                   "installed plugins' modules")
     p.add_argument("--nproc", type=int, metavar="N",
                    help="train on N processes on this machine with train.strategy (ddp, or "
                    "fsdp; launches torchrun; train.batch_size is the global batch)")

@@ -29,9 +29,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
         "--no-data", action="store_true", help="skip the checks that read the data files"
     )
     p.add_argument("--trust-code", action="store_true",
-                   help="let a spec.json name fusion and callback classes in any module or "
-                   "Python file (it imports them); without it only mmcore's and installed "
-                   "plugins' modules")
+                   help="let a spec.json name fusion and callback classes in any module, and a "
+                   "fusion in a Python file (it imports them); without it only mmcore's and "
+                   "installed plugins' modules")
     return p
 
 

@@ -173,7 +173,7 @@ class SequenceModality(Modality[OptionsT]):
         if unused and self._encoder != "reference":
             from mmcore.log import get_logger
 
-            chosen = f" ('auto' chose it for {len(values)} rows)" if o.encoder == "auto" else ""
+            chosen = " (chosen by 'auto')" if o.encoder == "auto" else ""
             get_logger().warning(
                 f"warning: modality {self.name!r}: {', '.join(unused)} shape only encoder "
                 f"'reference'; encoder {self._encoder!r}{chosen} ignores them (set encoder "

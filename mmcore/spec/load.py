@@ -108,7 +108,8 @@ def validate_spec(
 
     A ``source`` ending in ``.json`` is data: a fusion or callback it names by import path is
     imported only from an allowed module, and a Python file only with ``trust_code`` (see
-    :mod:`mmcore.spec.trust`).
+    :mod:`mmcore.spec.trust`). Any other value (a dict or :class:`Spec` built in Python, a
+    Python spec file) is the caller's code, and its paths are imported as they are.
     Raises :class:`SpecError` listing each problem with its field path.
     """
     overrides = list(overrides)
@@ -131,6 +132,7 @@ def validate_spec(
         # the rest are checked too: every problem is reported at once
         rest = _without_bad_fields(data, exc)
         if rest is not None:
+            rest._source = source  # a spec.json's fusion and callbacks stay data: see trust
             rest._base_dir = str(base_dir) if base_dir is not None else None
             seen = {path for path, _ in problems}
             problems += [p for p in check_plugins(rest, registry or get_registry(), trust_code)
@@ -185,7 +187,7 @@ def load_spec(
 ) -> Spec:
     """Load a Python spec file (a module-level ``spec``) or a ``spec.json`` and validate it.
     A ``spec.json`` is data: ``trust_code=True`` lets it name fusion and callback classes in
-    any module or Python file (see :func:`validate_spec`)."""
+    any module, and a fusion in a Python file (see :func:`validate_spec`)."""
     path = Path(path)
     source = str(path)
     if not path.is_file():

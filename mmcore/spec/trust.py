@@ -73,10 +73,17 @@ def allowed_module(module_name: str, registry: Registry | None) -> bool:
 
 
 def _inside(origin: str | None, folder: Path) -> bool:
+    """Whether the file or package folder ``origin`` lies in ``folder``, not counting an
+    installed environment's ``site-packages`` under it (a project's ``.venv`` beside its
+    ``spec.json``): a folder supplies a module only from a path on ``sys.path``, and one of
+    the folder's own site-packages is there only when the user installed into it."""
     if not origin or not Path(origin).is_absolute():  # 'built-in', 'frozen': no file
         return False
     try:
-        return Path(origin).resolve().is_relative_to(folder)
+        path = Path(origin).resolve()
+        if not path.is_relative_to(folder):
+            return False
+        return not {"site-packages", "dist-packages"} & set(path.relative_to(folder).parts)
     except (OSError, ValueError):
         return False
 

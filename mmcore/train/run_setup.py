@@ -55,7 +55,7 @@ def checked_spec(spec: Spec | str | Path | Mapping[str, Any], overrides: Iterabl
     if overrides or not isinstance(spec, Spec):
         return validate_spec(spec, source=getattr(spec, "source", "<spec>"),
                              base_dir=getattr(spec, "base_dir", None), overrides=overrides,
-                             registry=registry)
+                             registry=registry, trust_code=trust_code)
     return spec
 
 

@@ -65,7 +65,7 @@ def export_run(
     model allows them; an axis it fixes is traced at the longest of the first
     :data:`SCANNED_ROWS` rows; loading a ``.pt2`` can unpickle, so :mod:`mmcore.inference.runtime`
     needs ``trust_code=True`` for it). ``data`` is a file
-    of rows to trace on (default: the run's validation or test split). ``trust_code`` is
+    of rows to trace on (default: the run's test or validation split). ``trust_code`` is
     :func:`mmcore.load`'s, for runs whose fusion is defined in their spec file.
     """
     from mmcore.inference.predict import load  # here: importing the runtime imports this package

@@ -266,7 +266,7 @@ def test_reference_only_options_with_another_encoder_are_named_as_ignored(hands,
     make(conv_channels=[32], kernel_size=1).fit(hands[0][:50])
     err = capsys.readouterr().err
     assert ("warning: modality 'hand': conv_channels, kernel_size shape only encoder "
-            "'reference'; encoder 'minirocket' ('auto' chose it for 50 rows) ignores them") in err
+            "'reference'; encoder 'minirocket' (chosen by 'auto') ignores them") in err
     make(encoder="tcn", kernel_size=5).fit(hands[0][:50])
     assert "kernel_size shape only encoder 'reference'; encoder 'tcn' ignores" in \
         capsys.readouterr().err
