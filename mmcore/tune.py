@@ -27,7 +27,8 @@ parameters and the best so far), with a progress bar over the trials when stderr
 At the end ``OUTPUT/trials.csv`` lists every trial, ``OUTPUT/best.json`` holds the best trial's
 value, parameters, run folder and overrides, and ``OUTPUT/best_spec.json`` is the spec with them
 applied, its data paths absolute, with the spec file copied beside it as ``OUTPUT/spec.py`` when
-it defines the fusion class (train it with ``mmcore train OUTPUT/best_spec.json``).
+it defines the fusion class (train it with ``mmcore train OUTPUT/best_spec.json``, with
+``--trust-code`` for a fusion class of the spec file: the JSON names that copy).
 """
 
 from __future__ import annotations

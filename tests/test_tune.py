@@ -123,8 +123,8 @@ def test_two_workers_share_one_study(study_files, tmp_path):
 
 def test_the_documented_next_step_trains_the_best_spec_as_written(tmp_path):
     """docs/tuning.md: ``mmcore tune spec.py ... --output runs/tune`` then ``mmcore train
-    runs/tune/best_spec.json``, with the spec's data given relative to the spec file and a
-    fusion class the spec file defines (recorded as ``spec.py:Class``)."""
+    runs/tune/best_spec.json --trust-code``, with the spec's data given relative to the spec
+    file and a fusion class the spec file defines (recorded as ``spec.py:Class``)."""
     project = tmp_path / "project"
     toy.write_data(project / "data" / "data.csv")
     spec = toy.spec_dict(Path("data/data.csv"), Path("cache"), callbacks=[], epochs=1)
@@ -143,9 +143,15 @@ def test_the_documented_next_step_trains_the_best_spec_as_written(tmp_path):
     assert Path(written["data"]["path"]).is_absolute()
     assert written["fusion"]["name"] == "spec.py:MeanFusion"
     assert (project / "runs" / "tune" / "spec.py").is_file()
-    trained = subprocess.run(
+    # a spec.json is data: the copied spec.py runs only with the opt-in
+    refused = subprocess.run(
         [sys.executable, "-m", "mmcore", "train", "runs/tune/best_spec.json", "--output",
          "runs/best"], cwd=project, env=env, text=True, capture_output=True, timeout=300)
+    assert refused.returncode == 2 and "--trust-code" in refused.stderr, refused.stderr
+    trained = subprocess.run(
+        [sys.executable, "-m", "mmcore", "train", "runs/tune/best_spec.json", "--output",
+         "runs/best", "--trust-code"], cwd=project, env=env, text=True, capture_output=True,
+        timeout=300)
     assert trained.returncode == 0, trained.stderr[-2000:]
     best = json.loads((project / "runs" / "tune" / "best.json").read_text())
     saved = json.loads((project / "runs" / "best" / "spec.json").read_text())
