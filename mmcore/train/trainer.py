@@ -81,9 +81,8 @@ class Trainer:
         callbacks: objects with ``@mmcore.hookimpl`` trainer events, called beside the spec's
             ``train.callbacks`` (on rank 0); one may call :meth:`stop`.
         registry: the plugin registry (default: the process-wide one).
-        trust_code: with ``spec`` a ``spec.json`` path, let it name fusion and callback
-            classes in any module, and a fusion in a Python file (imported); without it only
-            mmcore's and installed plugins' modules.
+        trust_code: with ``spec`` a ``spec.json`` path, let it name classes in any module
+            and a fusion in a Python file (else only mmcore's and installed plugins' modules).
 
     After :meth:`fit` the attributes ``model``, ``optimizer``, ``scheduler``, ``resolved_spec``,
     ``history`` (one dict per epoch), ``best_epoch``, ``best_value`` and ``final_metrics`` are
