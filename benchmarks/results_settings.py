@@ -78,8 +78,9 @@ def hand_gestures_spec(kind: str) -> dict[str, Any]:
     if kind == "position":
         columns = [f"{a}{i}" for i in range(21) for a in ("x", "y")]
         modality = {"plugin": "position", "column": columns,
-                    "options": {"num_keypoints": 21, "dims": 2, "conv_channels": [64],
-                                "kernel_size": 1, "hidden_size": 64, "dropout": 0.2}}
+                    # encoder "auto" (tcn for these rows): no reference-only options
+                    "options": {"num_keypoints": 21, "dims": 2, "hidden_size": 64,
+                                "dropout": 0.2}}
         path, head = folder / "keypoints_labeled.csv", "sign"
     else:
         columns = [f"{a}{i}" for i in range(16) for a in ("x", "y")]
