@@ -56,7 +56,7 @@ def check_callback_path(
     is checked as fusion modules are (see :mod:`mmcore.spec.trust`) before anything is
     imported. Raises :class:`SpecError` naming ``field``, for a refusal or a class that is
     no callback."""
-    from mmcore.spec.trust import CALLBACK_TRUST_HINT, import_checked
+    from mmcore.spec.trust import SPEC_JSON_TRUST_HINT, import_checked
 
     def refuse(why: str) -> SpecError:
         return SpecError(source, [(field, f"{name!r} refused: {why}")])
@@ -65,7 +65,7 @@ def check_callback_path(
         if name.partition(":")[0].endswith(".py"):
             raise refuse("it is a Python file path; a spec.json is data, not code")
         import_checked(name, Path(folder).resolve(), trust_code=trust_code, registry=registry,
-                       refuse=refuse, what="callback", hint=CALLBACK_TRUST_HINT)
+                       refuse=refuse, what="callback", hint=SPEC_JSON_TRUST_HINT)
     try:
         return callback_class(name)
     except PluginError as exc:

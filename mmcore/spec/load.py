@@ -245,9 +245,8 @@ def check_plugins(spec: Spec, registry: Registry,
     fusion = spec.fusion
     from_data = str(spec.source).endswith(".json")  # a spec.json is data: see trust_code
     try:
-        model = fusion_options_model(fusion.name, registry, spec.base_dir,
-                                     _data_fusion_class(spec, registry, trust_code)
-                                     if from_data else None)
+        resolved = _data_fusion_class(spec, registry, trust_code) if from_data else None
+        model = fusion_options_model(fusion.name, registry, spec.base_dir, resolved)
     except SpecError as exc:
         problems += exc.problems
     except PluginError as exc:

@@ -36,8 +36,6 @@ TRUST_HINT = "trust_code=True (mmcore.load) or --trust-code (mmcore evaluate/pre
 SPEC_JSON_TRUST_HINT = ("--trust-code (mmcore train, mmcore validate), "
                         "mmcore.load_spec(path, trust_code=True) or Trainer(path, "
                         "trust_code=True), or name the class in a Python spec file")
-#: the same for a callback class
-CALLBACK_TRUST_HINT = SPEC_JSON_TRUST_HINT
 #: mmcore's own modules (and their submodules) a run folder may name classes in
 MMCORE_MODULES = ("mmcore.fusion", "mmcore.fusions", "mmcore.head", "mmcore.heads")
 
