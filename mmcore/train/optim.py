@@ -11,6 +11,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from mmcore.spec.model import ModalitySpec, TrainSpec
+from mmcore.train import fused_adam
 from mmcore.train.members import model_parts
 
 #: momentum of the ``sgd`` optimizer
@@ -76,13 +77,14 @@ def build_optimizer(
     Each uses torch's fused update (one kernel per parameter group) where torch has one for
     the parameters' device and dtype, else the multi-tensor (``foreach``) update. On the CPU,
     torch's default is one small kernel per parameter: for a 6k-parameter model's AdamW step
-    that measured 470 us, foreach 310 us and fused 90 us."""
+    that measured 470 us, foreach 310 us and fused 90 us. Adam and AdamW are torch's classes
+    stepped with less Python around the same fused kernel (:mod:`mmcore.train.fused_adam`)."""
     groups = parameter_groups(model, train.weight_decay, train.lr, modalities)
     if not groups:
         raise ValueError("the model has no trainable parameters")
     kinds: dict[str, tuple[type[torch.optim.Optimizer], dict]] = {
-        "adamw": (torch.optim.AdamW, {}),
-        "adam": (torch.optim.Adam, {}),
+        "adamw": (fused_adam.AdamW, {}),
+        "adam": (fused_adam.Adam, {}),
         "sgd": (torch.optim.SGD, {"momentum": SGD_MOMENTUM}),
     }
     if train.optimizer not in kinds:  # the spec's Literal forbids it
