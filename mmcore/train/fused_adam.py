@@ -25,7 +25,11 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.optim.optimizer import _device_dtype_check_for_fused, _get_scalar_dtype
+
+try:  # private helpers of torch's own Adam; an older torch without them gets its own step
+    from torch.optim.optimizer import _device_dtype_check_for_fused, _get_scalar_dtype
+except ImportError:  # pragma: no cover - torch 2.13 has them
+    _device_dtype_check_for_fused = None  # type: ignore[assignment]
 
 #: group settings under which torch's step, not this one, runs
 TORCH_ONLY = ("amsgrad", "maximize", "capturable", "differentiable")
@@ -49,15 +53,18 @@ class _FusedStep:
                 torch._foreach_add_(steps, 1)
             for group, params, grads, avgs, squares, counts in runs:
                 beta1, beta2 = group["betas"]
-                kernel = (torch._fused_adamw_ if group["decoupled_weight_decay"]
-                          else torch._fused_adam_)
+                # torch 2.4's AdamW was its own class, its groups without this key
+                decoupled = group.get("decoupled_weight_decay",
+                                      isinstance(self, torch.optim.AdamW))
+                kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
                 kernel(params, grads, avgs, squares, [], counts, lr=group["lr"], beta1=beta1,
                        beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
                        amsgrad=False, maximize=False, grad_scale=None, found_inf=None)
         return None
 
     def _torch_only(self, closure: Callable[[], float] | None) -> bool:
-        if closure is not None or getattr(self, "grad_scale", None) is not None \
+        if closure is not None or _device_dtype_check_for_fused is None \
+                or getattr(self, "grad_scale", None) is not None \
                 or getattr(self, "found_inf", None) is not None:
             return True
         return any(not group["fused"] or isinstance(group["lr"], Tensor)
