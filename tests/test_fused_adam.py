@@ -117,18 +117,32 @@ def test_other_settings_take_torchs_step(settings) -> None:
     _assert_same(a, b, pa, pb)
 
 
-def test_a_closure_and_a_found_inf_take_torchs_step() -> None:
+def test_a_closure_and_the_gradient_scaler_take_torchs_step() -> None:
     params = _params()
     optimizer = fused_adam.AdamW(_groups(params), lr=0.01, fused=True)
     for p in params:
         p.grad = torch.ones_like(p)
     assert optimizer.step(lambda: 3.0) == 3.0
-    # what GradScaler.step sets on a fused optimizer: an overflow skips the step, counter too
+    # mmcore's fp16 step (mmcore.train.optim.optimizer_step): an overflow skips the update
+    # and the step counter, as torch's fused step does with the scaler's found_inf
+    scaler = torch.amp.GradScaler("cpu", init_scale=4.0)
+    scaler.scale(torch.ones(()))  # a scaled loss: the scaler starts
     before = [p.detach().clone() for p in params]
-    optimizer.grad_scale, optimizer.found_inf = torch.ones(()), torch.ones(())
-    optimizer.step()
+    for p in params:
+        p.grad = torch.full_like(p, float("inf"))
+    scaler.unscale_(optimizer)
+    scaler.step(optimizer)
+    scaler.update()
     assert all(torch.equal(p, q) for p, q in zip(params, before, strict=True))
     assert optimizer.state[params[0]]["step"].item() == 1
+    assert scaler.get_scale() == 2.0  # it saw the overflow
+    for p in params:
+        p.grad = torch.ones_like(p)
+    scaler.scale(torch.ones(()))
+    scaler.unscale_(optimizer)
+    scaler.step(optimizer)
+    assert optimizer.state[params[0]]["step"].item() == 2
+    assert not torch.equal(params[0], before[0])
 
 
 def test_build_optimizer_uses_it() -> None:
