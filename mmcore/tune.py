@@ -216,8 +216,10 @@ def worker_offset() -> int:
 
 def run_study(spec_path: str | Path, space_path: str | Path, trials: int, output: str | Path,
               storage: str | None = None, study_name: str | None = None, seed: int = 0,
-              overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Run trials of the study until ``trials`` have finished; returns ``best.json``'s dict."""
+              overrides: Sequence[str] = (), trust_code: bool = False) -> dict[str, Any]:
+    """Run trials of the study until ``trials`` have finished; returns ``best.json``'s dict.
+    ``trust_code`` lets a ``spec.json`` name a fusion or callback in a Python file (a run's
+    ``spec.py:ClassName``), as ``mmcore train --trust-code`` does."""
     try:
         import optuna
     except ImportError:
@@ -226,7 +228,7 @@ def run_study(spec_path: str | Path, space_path: str | Path, trials: int, output
 
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    base = load_spec(spec_path, list(overrides))  # checked before any trial
+    base = load_spec(spec_path, list(overrides), trust_code=trust_code)  # before any trial
     space = load_space(space_path)
     monitor, larger = monitor_direction(base)
     storage_obj = open_storage(output, storage)
@@ -250,6 +252,7 @@ def run_study(spec_path: str | Path, space_path: str | Path, trials: int, output
         pruning = _Pruning(trial)
         trainer = Trainer(spec_path, output=run, overwrite=True, quiet=True, plots=False,
                           report=False, summary=False, callbacks=[_hooked(pruning)],
+                          trust_code=trust_code,
                           overrides=[*overrides, *texts, "train.final_test=false",
                                      "train.progress=false"])
         trainer.fit()
@@ -270,7 +273,7 @@ def run_study(spec_path: str | Path, space_path: str | Path, trials: int, output
             )
         finally:
             progress.close()
-    return write_summary(study, base, output, monitor, list(overrides))
+    return write_summary(study, base, output, monitor, list(overrides), trust_code)
 
 
 def _number(value: Any) -> str:
@@ -349,7 +352,7 @@ def write_best_spec(spec: Any, output: Path) -> Path:
 
 
 def write_summary(study: Any, base: Any, output: Path, monitor: str,
-                  overrides: list[str]) -> dict[str, Any]:
+                  overrides: list[str], trust_code: bool = False) -> dict[str, Any]:
     """``trials.csv``, ``best.json`` and ``best_spec.json`` in ``output``."""
     import optuna
 
@@ -384,7 +387,8 @@ def write_summary(study: Any, base: Any, output: Path, monitor: str,
                           for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")},
                "importances": importances}
     (output / "best.json").write_text(json.dumps(summary, indent=2) + "\n")
-    write_best_spec(load_spec(base.source, [*overrides, *chosen]), output)
+    write_best_spec(load_spec(base.source, [*overrides, *chosen], trust_code=trust_code),
+                    output)
     return summary
 
 

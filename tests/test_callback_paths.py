@@ -109,7 +109,7 @@ def test_a_spec_json_names_no_callback_module_without_trust(tmp_path, recorder_m
     assert not marker.exists() and recorder_module not in sys.modules
     assert not again.exists()
 
-    assert "--trust-code (mmcore train, mmcore validate)" in err
+    assert "--trust-code (mmcore train, mmcore validate, mmcore tune)" in err
 
     # opting in imports it (the command line's flag, or Python's argument); a callback of
     # mmcore's own modules needs no trust

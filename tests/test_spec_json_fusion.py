@@ -46,7 +46,8 @@ def test_a_fusion_file_in_a_spec_json_is_not_run_without_trust(spec_json, tmp_pa
         mmcore.load_spec(path)
     err = capsys.readouterr().err
     assert "fusion.name: 'fusion.py:Fusion' refused: it is a Python file path" in err
-    assert "--trust-code (mmcore train, mmcore validate)" in err and "Traceback" not in err
+    assert "--trust-code (mmcore train, mmcore validate, mmcore tune)" in err
+    assert "Traceback" not in err
     assert not (tmp_path / "executed").exists() and not (tmp_path / "run").exists()
 
     assert main(["validate", str(path), "--no-data", "--trust-code"]) == 0  # opted in: run
@@ -87,3 +88,59 @@ def test_an_environment_inside_the_specs_folder_is_no_reason_to_refuse(tmp_path)
     assert not _inside(str(site), folder)
     assert _inside(str(folder / "pkg" / "mod.py"), folder)
     assert not _inside(str(folder.parent / "elsewhere.py"), folder)
+
+
+
+def test_prepare_takes_the_opt_in_too(spec_json, tmp_path):
+    """``mmcore.prepare`` reads a spec.json as data, as train does, with the same opt-in."""
+    path = spec_json("fusion.py:Fusion")
+    with pytest.raises(SpecError, match="Python file path"):
+        mmcore.prepare(path)
+    assert not (tmp_path / "executed").exists()
+    prepared = mmcore.prepare(path, trust_code=True)  # opted in: the file runs
+    assert (tmp_path / "executed").exists()
+    assert type(prepared.model.fusion).__name__ == "ConcatFusion"
+
+
+def test_tune_takes_the_opt_in_too(spec_json, tmp_path, monkeypatch, capsys):
+    """``mmcore tune`` refuses such a spec.json before any trial, and passes ``--trust-code``
+    on to its workers."""
+    import argparse
+
+    from mmcore.cli.tune import _worker_argv
+
+    pytest.importorskip("optuna", reason="mmcore tune needs Optuna")
+    monkeypatch.chdir(tmp_path)
+    path = spec_json("fusion.py:Fusion")
+    space = tmp_path / "space.py"
+    space.write_text("def space(trial):\n    return {}\n")
+    tune = ["tune", str(path), "--space", str(space), "--trials", "1"]
+    assert main([*tune, "--output", str(tmp_path / "tune")]) == 2
+    assert main(tune) == 2  # the default output folder is named after the spec
+    err = capsys.readouterr().err
+    assert "fusion.name: 'fusion.py:Fusion' refused" in err and "Traceback" not in err
+    assert not (tmp_path / "executed").exists() and not (tmp_path / "tune" / "trials").exists()
+    args = argparse.Namespace(spec=str(path), overrides=[], space=str(space), trials=1,
+                              storage=None, study=None, trust_code=True)
+    assert _worker_argv(args, "out")[-1] == "--trust-code"
+
+
+def test_a_spec_made_from_json_data_stays_data(spec_json, tmp_path):
+    """``spec_from_json`` gives a Spec object, but of data: ``Trainer`` and ``prepare`` check
+    its fusion as a spec.json's; one loaded with ``trust_code=True`` is not refused again."""
+    from mmcore.spec import spec_from_json
+    from mmcore.train import Trainer
+
+    path = spec_json("fusion.py:Fusion")
+    spec = spec_from_json(json.loads(path.read_text()), tmp_path)
+    with pytest.raises(SpecError, match="Python file path"):
+        Trainer(spec, output=tmp_path / "run")
+    with pytest.raises(SpecError, match="Python file path"):
+        mmcore.prepare(spec)
+    assert not (tmp_path / "executed").exists()
+
+    trusted = mmcore.load_spec(path, trust_code=True)
+    assert (tmp_path / "executed").exists()
+    assert Trainer(trusted, output=tmp_path / "run").spec.fusion.name == "fusion.py:Fusion"
+    assert Trainer(trusted, overrides=["train.epochs=1"], output=tmp_path / "run").spec.train \
+        .epochs == 1

@@ -1,5 +1,6 @@
 """``mmcore tune SPEC --space SPACE.py --trials N [--output DIR] [--storage URL] [--study NAME]
-[--jobs J] [field=value ...]``: hyperparameter search on Optuna (see :mod:`mmcore.tune`)."""
+[--jobs J] [--trust-code] [field=value ...]``: hyperparameter search on Optuna (see
+:mod:`mmcore.tune`)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--study", default=None, help="study name (default: the spec's name)")
     p.add_argument("--jobs", type=int, default=1,
                    help="worker processes sharing the study (default 1)")
+    p.add_argument("--trust-code", action="store_true",
+                   help="let a spec.json name a fusion or callback class in a Python file (a "
+                   "run folder's spec.py:ClassName); only for specs you trust")
     return p
 
 
@@ -33,6 +37,8 @@ def _worker_argv(args: argparse.Namespace, output: str) -> list[str]:
         argv += ["--storage", args.storage]
     if args.study:
         argv += ["--study", args.study]
+    if args.trust_code:
+        argv.append("--trust-code")
     return argv
 
 
@@ -43,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from mmcore.spec import load_spec
     from mmcore.tune import open_storage, run_study, start_workers
 
-    output = args.output or f"runs/{load_spec(args.spec, args.overrides).name}-tune"
+    output = args.output or (
+        f"runs/{load_spec(args.spec, args.overrides, trust_code=args.trust_code).name}-tune")
     if args.jobs > 1:
         try:
             open_storage(Path(output), args.storage)  # the tables exist before workers start
@@ -52,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     workers = start_workers(_worker_argv(args, output), args.jobs)
     try:
         best = run_study(args.spec, args.space, args.trials, output, storage=args.storage,
-                         study_name=args.study, overrides=args.overrides)
+                         study_name=args.study, overrides=args.overrides,
+                         trust_code=args.trust_code)
     finally:
         codes = [w.wait() for w in workers]
     print(f"best trial {best['trial']}: {best['monitor']} = {best['value']:.4f} "

@@ -60,15 +60,16 @@ class Prepared:
 
 
 def prepare(spec: Spec | Mapping[str, Any] | str | Path, *, overrides: Iterable[str] = (),
-            registry: Registry | None = None) -> Prepared:
+            registry: Registry | None = None, trust_code: bool = False) -> Prepared:
     """The model and the set-up data a spec declares (a :class:`~mmcore.spec.Spec`, a dict,
     or a spec file), with ``overrides`` such as ``"train.batch_size=64"``. Raises the same
     errors as ``mmcore train`` (:class:`~mmcore.errors.SpecError`,
-    :class:`~mmcore.errors.DataError`)."""
+    :class:`~mmcore.errors.DataError`). ``trust_code`` lets a ``spec.json`` name a fusion
+    or callback class in a Python file, as ``mmcore train --trust-code`` does."""
     from mmcore.data import DataModule
 
     if isinstance(spec, str | Path):
-        resolved = load_spec(spec, overrides, registry=registry)
+        resolved = load_spec(spec, overrides, registry=registry, trust_code=trust_code)
     else:
         resolved = validate_spec(spec, overrides=overrides, registry=registry)
     modalities = build_modalities(resolved, registry)

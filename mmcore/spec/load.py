@@ -113,6 +113,11 @@ def validate_spec(
     Raises :class:`SpecError` listing each problem with its field path.
     """
     overrides = list(overrides)
+    if isinstance(value, Spec):
+        if source == "<spec>":  # it keeps where it came from: one from a spec.json stays data
+            source = value.source
+            base_dir = value.base_dir if base_dir is None else base_dir
+        trust_code = trust_code or value._trusted
     if isinstance(value, Spec) and not overrides:
         data: Any = _as_dict(value)
     elif isinstance(value, Spec):
@@ -143,7 +148,14 @@ def validate_spec(
     problems = check_plugins(spec, registry or get_registry(), trust_code)
     if problems:
         raise SpecError(source, problems)
+    spec._trusted = trust_code
     return spec
+
+
+def unchecked_data(spec: Spec) -> bool:
+    """Whether ``spec`` came from a ``spec.json`` (:func:`spec_from_json`) and was not checked
+    as one with ``trust_code``: its fusion and callback paths must be checked before use."""
+    return str(spec.source).endswith(".json") and not spec._trusted
 
 
 def _without_bad_fields(data: Any, exc: ValidationError, rounds: int = 5) -> Spec | None:
@@ -330,7 +342,9 @@ def spec_to_json(spec: Spec) -> dict[str, Any]:
 
 
 def spec_from_json(data: Mapping[str, Any], base_dir: str | Path | None = None) -> Spec:
-    """The inverse of :func:`spec_to_json` (structure only; plugins are checked on use)."""
+    """The inverse of :func:`spec_to_json` (structure only; plugins are checked on use, and
+    the result stays data: ``Trainer`` and :func:`validate_spec` check the fusion and callback
+    classes it names as a ``spec.json``'s, see :func:`load_spec`)."""
     try:
         with pydantic_errors():
             spec = Spec.model_validate(dict(data))

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 TRUST_HINT = "trust_code=True (mmcore.load) or --trust-code (mmcore evaluate/predict)"
 #: what a refusal to import a class named in a spec.json (a fusion, a callback) tells the user
 #: to do
-SPEC_JSON_TRUST_HINT = ("--trust-code (mmcore train, mmcore validate), "
+SPEC_JSON_TRUST_HINT = ("--trust-code (mmcore train, mmcore validate, mmcore tune), "
                         "mmcore.load_spec(path, trust_code=True) or Trainer(path, "
                         "trust_code=True), or name the class in a Python spec file")
 #: mmcore's own modules (and their submodules) a run folder may name classes in

@@ -21,7 +21,7 @@ from mmcore.errors import CheckpointError
 from mmcore.model import MultimodalModel, build_model, check_encoders
 from mmcore.plugins.registry import Registry
 from mmcore.run.layout import prepare_run_folder, save_spec
-from mmcore.spec.load import load_spec, validate_spec
+from mmcore.spec.load import load_spec, unchecked_data, validate_spec
 from mmcore.spec.model import Spec
 from mmcore.strategy import resolve_device
 from mmcore.train.members import member_seeds
@@ -48,11 +48,11 @@ def checked_spec(spec: Spec | str | Path | Mapping[str, Any], overrides: Iterabl
                  registry: Registry, trust_code: bool) -> Spec:
     """The validated spec a trainer was given: a spec file loaded (``trust_code``: see
     :func:`~mmcore.spec.load.load_spec`), a dict validated, a :class:`Spec` validated again
-    only when ``overrides`` change it."""
+    when ``overrides`` change it or it is a ``spec.json``'s not yet checked as one."""
     overrides = list(overrides)
     if isinstance(spec, str | Path):
         return load_spec(spec, overrides, registry=registry, trust_code=trust_code)
-    if overrides or not isinstance(spec, Spec):
+    if overrides or not isinstance(spec, Spec) or unchecked_data(spec):
         return validate_spec(spec, source=getattr(spec, "source", "<spec>"),
                              base_dir=getattr(spec, "base_dir", None), overrides=overrides,
                              registry=registry, trust_code=trust_code)
