@@ -34,7 +34,7 @@ import independent_loop as il
 KEY = "optimizer_step"
 TITLE = "Optimizer step: mmcore's AdamW against torch's fused AdamW"
 ARMS = ("torch_one", "torch_two", "mmcore", "control")
-ROUNDS = 9
+ROUNDS = 15
 STEPS = 500
 
 

@@ -71,18 +71,41 @@ def test_step_is_torchs_bit_for_bit(ours, torchs, decay) -> None:
 
 
 def test_the_fast_step_runs_without_torchs(monkeypatch) -> None:
-    """The default settings take mmcore's step, not torch's (which is made to fail here)."""
+    """The default settings take mmcore's step, not torch's (made to fail here: on both
+    classes, as torch may have put a wrapped step on either)."""
     params = _params()
     optimizer = fused_adam.AdamW(_groups(params), lr=0.01, fused=True)
+    torch.optim.AdamW([nn.Parameter(torch.zeros(1))])  # torch wraps its class's step
 
     def refuse(*args, **kwargs):
         raise AssertionError("torch's step ran")
 
-    monkeypatch.setattr(torch.optim.Adam, "step", refuse)
+    for cls in (torch.optim.Adam, torch.optim.AdamW):
+        monkeypatch.setattr(cls, "step", refuse)
     before = [p.detach().clone() for p in params]
     _train([optimizer], [params], steps=2)
     assert all(not torch.equal(p, q) for p, q in zip(params, before, strict=True))
     assert optimizer.state[params[0]]["step"].item() == 2
+    with pytest.raises(AssertionError, match="torch's step ran"):
+        optimizer.step(lambda: 1.0)  # a closure: torch's step
+
+
+def test_hooks_run_once_a_step_on_either_path() -> None:
+    """torch runs the optimizer's hooks around ``step``; the fallback to torch's step does
+    not run them a second time (torch may have wrapped its own class's step too)."""
+    torch.optim.AdamW([nn.Parameter(torch.zeros(1))])
+    params = _params()
+    optimizer = fused_adam.AdamW(_groups(params), lr=0.01, fused=True)
+    calls = []
+    optimizer.register_step_pre_hook(lambda *args: calls.append("pre"))
+    optimizer.register_step_post_hook(lambda *args: calls.append("post"))
+    for p in params:
+        p.grad = torch.ones_like(p)
+    optimizer.step()
+    assert calls == ["pre", "post"]
+    calls.clear()
+    optimizer.step(lambda: 1.0)
+    assert calls == ["pre", "post"]
 
 
 def test_a_checkpoint_moves_between_torchs_and_ours() -> None:

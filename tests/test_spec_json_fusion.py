@@ -124,6 +124,23 @@ def test_tune_takes_the_opt_in_too(spec_json, tmp_path, monkeypatch, capsys):
                               storage=None, study=None, trust_code=True)
     assert _worker_argv(args, "out")[-1] == "--trust-code"
 
+    # opted in: the spec loads, and each trial's Trainer gets the opt-in too
+    import mmcore.train
+
+    given = []
+
+    class Stop(Exception):
+        pass
+
+    def trainer(*args, **kwargs):
+        given.append(kwargs.get("trust_code"))
+        raise Stop
+
+    monkeypatch.setattr(mmcore.train, "Trainer", trainer)
+    with pytest.raises(Stop):
+        main([*tune, "--output", str(tmp_path / "tune"), "--trust-code"])
+    assert given == [True] and (tmp_path / "executed").exists()
+
 
 def test_a_spec_made_from_json_data_stays_data(spec_json, tmp_path):
     """``spec_from_json`` gives a Spec object, but of data: ``Trainer`` and ``prepare`` check
@@ -139,8 +156,9 @@ def test_a_spec_made_from_json_data_stays_data(spec_json, tmp_path):
         mmcore.prepare(spec)
     assert not (tmp_path / "executed").exists()
 
-    trusted = mmcore.load_spec(path, trust_code=True)
+    assert type(mmcore.prepare(spec, trust_code=True).model.fusion).__name__ == "ConcatFusion"
     assert (tmp_path / "executed").exists()
+    trusted = mmcore.load_spec(path, trust_code=True)
     assert Trainer(trusted, output=tmp_path / "run").spec.fusion.name == "fusion.py:Fusion"
     assert Trainer(trusted, overrides=["train.epochs=1"], output=tmp_path / "run").spec.train \
         .epochs == 1

@@ -71,7 +71,8 @@ def prepare(spec: Spec | Mapping[str, Any] | str | Path, *, overrides: Iterable[
     if isinstance(spec, str | Path):
         resolved = load_spec(spec, overrides, registry=registry, trust_code=trust_code)
     else:
-        resolved = validate_spec(spec, overrides=overrides, registry=registry)
+        resolved = validate_spec(spec, overrides=overrides, registry=registry,
+                                 trust_code=trust_code)
     modalities = build_modalities(resolved, registry)
     data = DataModule(resolved, modalities, registry=registry, output_dir=None, progress=False)
     data.setup(fit=True)

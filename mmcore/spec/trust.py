@@ -34,8 +34,8 @@ TRUST_HINT = "trust_code=True (mmcore.load) or --trust-code (mmcore evaluate/pre
 #: what a refusal to import a class named in a spec.json (a fusion, a callback) tells the user
 #: to do
 SPEC_JSON_TRUST_HINT = ("--trust-code (mmcore train, mmcore validate, mmcore tune), "
-                        "mmcore.load_spec(path, trust_code=True) or Trainer(path, "
-                        "trust_code=True), or name the class in a Python spec file")
+                        "trust_code=True (mmcore.load_spec, Trainer, mmcore.prepare), or "
+                        "name the class in a Python spec file")
 #: mmcore's own modules (and their submodules) a run folder may name classes in
 MMCORE_MODULES = ("mmcore.fusion", "mmcore.fusions", "mmcore.head", "mmcore.heads")
 

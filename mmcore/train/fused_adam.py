@@ -4,9 +4,9 @@
 each parameter group it walks the parameters (``_init_group``), sorts them by device and dtype
 and increments every parameter's step counter in its own call. mmcore keeps biases and norm
 scales out of weight decay, so every model has at least two groups and pays that twice. For
-the 22 tensors of ``benchmarks/independent_loop.py``'s tiny model, one step measured 332 us
-with torch's two groups, 298 us with one group and 200 us here (medians of 8 alternating
-rounds, one CPU thread).
+the 22 tensors of ``benchmarks/independent_loop.py``'s tiny model, one step measured 255 us
+with torch's two groups, 210 us with one group and 159 us here (``benchmarks/optimizer_step.py``:
+medians of 15 alternating rounds, one CPU thread).
 
 :class:`AdamW` and :class:`Adam` are torch's classes with another ``step``: the same kernels
 (``torch._fused_adamw_`` / ``torch._fused_adam_``) on the same state (``step``, ``exp_avg``,
@@ -46,7 +46,7 @@ class _FusedStep:
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         runs = None if self._torch_only(closure) else self._runs()
         if runs is None:
-            return super().step(closure)  # type: ignore[misc]
+            return self._torch_step(closure)
         with torch.no_grad():
             steps = [count for run in runs for count in run[5]]
             if steps:
@@ -61,6 +61,14 @@ class _FusedStep:
                        beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
                        amsgrad=False, maximize=False, grad_scale=None, found_inf=None)
         return None
+
+    def _torch_step(self, closure: Callable[[], float] | None) -> float | None:
+        """torch's own step, without the wrapper that runs the optimizer's hooks (torch puts it
+        around each class's ``step``: this one's already ran them, so they would run twice)."""
+        func = super().step.__func__  # type: ignore[misc]
+        while getattr(func, "hooked", False):
+            func = func.__wrapped__
+        return func(self, closure)
 
     def _torch_only(self, closure: Callable[[], float] | None) -> bool:
         if closure is not None or _device_dtype_check_for_fused is None \
