@@ -18,7 +18,7 @@ from mmcore.head import Head
 from mmcore.modality import Modality
 from mmcore.plugins.default import get_registry
 from mmcore.plugins.registry import Registry
-from mmcore.spec.load import fusion_options_model
+from mmcore.spec.load import data_fusion_class, fusion_options_model, unchecked_data
 from mmcore.spec.model import Spec
 from mmcore.spec.modules import resolve_fusion_class
 from mmcore.spec.options import implementation_model, keyword_arguments, validated
@@ -265,6 +265,8 @@ def build_fusion(
         cls = reg.load()
         model = implementation_model(reg, cls)
     else:
+        if fusion_class is None and unchecked_data(spec):  # spec_from_json's: data, see trust
+            fusion_class = data_fusion_class(spec, registry, trust_code=False)
         cls = fusion_class or resolve_fusion_class(name, spec.base_dir)
         model = fusion_options_model(name, registry, spec.base_dir, fusion_class=cls)
     options = validated(model, spec.fusion.options, source=spec.source, path="fusion.options")

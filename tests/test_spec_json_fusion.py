@@ -156,8 +156,13 @@ def test_a_spec_made_from_json_data_stays_data(spec_json, tmp_path):
         mmcore.prepare(spec)
     assert not (tmp_path / "executed").exists()
 
-    assert type(mmcore.prepare(spec, trust_code=True).model.fusion).__name__ == "ConcatFusion"
+    prepared = mmcore.prepare(spec, trust_code=True)
+    assert type(prepared.model.fusion).__name__ == "ConcatFusion"
     assert (tmp_path / "executed").exists()
+    (tmp_path / "executed").unlink()
+    with pytest.raises(SpecError, match="Python file path"):  # building a model from it
+        mmcore.build_model(spec, prepared.data.modalities)
+    assert not (tmp_path / "executed").exists()
     trusted = mmcore.load_spec(path, trust_code=True)
     assert Trainer(trusted, output=tmp_path / "run").spec.fusion.name == "fusion.py:Fusion"
     assert Trainer(trusted, overrides=["train.epochs=1"], output=tmp_path / "run").spec.train \

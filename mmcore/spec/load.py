@@ -257,7 +257,7 @@ def check_plugins(spec: Spec, registry: Registry,
     fusion = spec.fusion
     from_data = str(spec.source).endswith(".json")  # a spec.json is data: see trust_code
     try:
-        resolved = _data_fusion_class(spec, registry, trust_code) if from_data else None
+        resolved = data_fusion_class(spec, registry, trust_code) if from_data else None
         model = fusion_options_model(fusion.name, registry, spec.base_dir, resolved)
     except SpecError as exc:
         problems += exc.problems
@@ -292,7 +292,7 @@ def check_plugins(spec: Spec, registry: Registry,
     return problems
 
 
-def _data_fusion_class(spec: Spec, registry: Registry, trust_code: bool) -> type | None:
+def data_fusion_class(spec: Spec, registry: Registry, trust_code: bool) -> type | None:
     """The fusion class a ``spec.json`` names by import path, resolved as a run folder's is
     (:func:`mmcore.spec.trust.resolve_run_fusion_class`: a file path only with
     ``trust_code``, a module only from the allow-list unless ``trust_code``); ``None`` for a
