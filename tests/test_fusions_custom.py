@@ -117,7 +117,9 @@ def test_a_module_path_is_accepted_and_round_trips_through_json(toy_registry, re
     for original in (spec, as_class):
         data = json.loads(json.dumps(spec_to_json(original)))
         assert data["fusion"] == {"name": path, "options": {"size": 8}}
-        again = validate_spec(spec_from_json(data), registry=toy_registry)
+        with pytest.raises(SpecError, match="if you trust it"):  # JSON is data: opt in
+            validate_spec(spec_from_json(data), registry=toy_registry)
+        again = validate_spec(spec_from_json(data), registry=toy_registry, trust_code=True)
         model = build_model(again, registry=toy_registry)
         assert type(model.fusion) is HadamardFusion and model.fusion.output_size == 8
 
