@@ -1,7 +1,7 @@
 """av_digits, fused: spoken digit (audio) + handwritten digit (image) -> digit. The README demo.
 
     mmcore train examples/av_digits/spec.py
-    mmcore train examples/av_digits/spec.py fusion.name=attention   # another fusion
+    mmcore train examples/av_digits/spec.py fusion.name=attention 'fusion.options={}'  # another
 """
 
 from common import AUDIO, IMAGE, make
