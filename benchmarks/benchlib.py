@@ -6,6 +6,7 @@ Imports no torch: ``startup.py`` times imports and must stay light itself.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import importlib.metadata
 import os
@@ -15,7 +16,7 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -352,6 +353,23 @@ def section(key: str, title: str, body: str) -> str:
         raise ValueError("a section body may not hold a '## ' heading; use '###'")
     begin, end = _markers(key)
     return f"## {title}\n{begin}\n\n{body.strip()}\n\n{end}\n"
+
+
+def rounds_main(argv: list[str] | None, doc: str, key: str, title: str, rounds: int,
+                compare: Callable[[int], Any],
+                report: Callable[[Any, int, Load], str]) -> int:
+    """The ``main`` of a benchmark of alternating rounds on one torch thread: ``--rounds``
+    (default ``rounds``) and ``--write FILE``; ``compare(rounds)`` measures, ``report(result,
+    rounds, load)`` writes the section."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=rounds, help=f"default {rounds}")
+    parser.add_argument("--write", type=Path, help="markdown file whose section to update")
+    args = parser.parse_args(argv)
+    torch_one_thread()
+    meter = LoadMeter()
+    result = compare(args.rounds)
+    publish(key, title, report(result, args.rounds, meter.stop()), args.write)
+    return 0
 
 
 def publish(key: str, title: str, body: str, write: Path | None) -> None:

@@ -22,10 +22,8 @@ groups).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import benchlib
@@ -125,15 +123,7 @@ def report(result: dict[str, Any], rounds: int, load: benchlib.Load) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"default {ROUNDS}")
-    parser.add_argument("--write", type=Path, help="markdown file whose section to update")
-    args = parser.parse_args(argv)
-    benchlib.torch_one_thread()
-    meter = benchlib.LoadMeter()
-    result = compare(args.rounds)
-    benchlib.publish(KEY, TITLE, report(result, args.rounds, meter.stop()), args.write)
-    return 0
+    return benchlib.rounds_main(argv, __doc__, KEY, TITLE, ROUNDS, compare, report)
 
 
 if __name__ == "__main__":

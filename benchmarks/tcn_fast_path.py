@@ -28,10 +28,8 @@ round's hand and control runs): 1.0 is parity, below 1 slower than the hand-writ
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import benchlib
@@ -201,16 +199,7 @@ def report(result: dict[str, Any], rounds: int, load: benchlib.Load) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"default {ROUNDS}")
-    parser.add_argument("--write", type=Path, help="markdown file whose section to update")
-    args = parser.parse_args(argv)
-    benchlib.torch_one_thread()
-    meter = benchlib.LoadMeter()
-    result = compare(args.rounds)
-    text = report(result, args.rounds, meter.stop())
-    benchlib.publish(KEY, TITLE, text, args.write)
-    return 0
+    return benchlib.rounds_main(argv, __doc__, KEY, TITLE, ROUNDS, compare, report)
 
 
 if __name__ == "__main__":
