@@ -355,6 +355,24 @@ def section(key: str, title: str, body: str) -> str:
     return f"## {title}\n{begin}\n\n{body.strip()}\n\n{end}\n"
 
 
+def arm_rows(times: dict[str, list[float]], what: dict[str, str], reference: str,
+             scale: float, digits: int) -> list[list[str]]:
+    """Table rows of alternating arms, in ``what``'s order (arm -> what it is): each arm's
+    median time (times ``scale``) with its range, and the median of the per-round speed
+    ratios against ``reference``: the mean of the round's ``reference`` and ``control`` runs
+    (the ``control`` row against ``reference`` alone, the noise floor)."""
+    base = [(r + c) / 2 for r, c in zip(times[reference], times["control"], strict=True)]
+    rows = []
+    for arm, label in what.items():
+        shown = [t * scale for t in times[arm]]
+        ref = times[reference] if arm == "control" else base
+        vs = [b / t for b, t in zip(ref, times[arm], strict=True)]
+        ratio = (["(reference)", ""] if arm == reference
+                 else [f"{median(vs):.3f}x", spread(vs)])
+        rows.append([f"`{arm}`", label, f"{median(shown):.{digits}f}", spread(shown), *ratio])
+    return rows
+
+
 def rounds_main(argv: list[str] | None, doc: str, key: str, title: str, rounds: int,
                 compare: Callable[[int], Any],
                 report: Callable[[Any, int, Load], str]) -> int:

@@ -89,20 +89,11 @@ def compare(rounds: int) -> dict[str, Any]:
 
 def report(result: dict[str, Any], rounds: int, load: benchlib.Load) -> str:
     times = result["times"]
-    base = [(a + c) / 2 for a, c in zip(times["torch_one"], times["control"], strict=True)]
     what = {"torch_one": "torch's fused AdamW, one group (decay on everything)",
             "torch_two": "torch's fused AdamW, mmcore's two groups",
             "mmcore": "mmcore's AdamW (`build_optimizer`), the same two groups",
             "control": "torch_one again (noise floor)"}
-    rows = []
-    for arm in ARMS:
-        us = [t * 1e6 for t in times[arm]]
-        ref = times["torch_one"] if arm == "control" else base
-        vs = [b / t for b, t in zip(ref, times[arm], strict=True)]
-        ratio = (["(reference)", ""] if arm == "torch_one"
-                 else [f"{benchlib.median(vs):.3f}x", benchlib.spread(vs)])
-        rows.append([f"`{arm}`", what[arm], f"{benchlib.median(us):.0f}", benchlib.spread(us),
-                     *ratio])
+    rows = benchlib.arm_rows(times, what, "torch_one", scale=1e6, digits=0)
     two = [t / m for t, m in zip(times["torch_two"], times["mmcore"], strict=True)]
     return "\n\n".join([
         f"Measured {benchlib.today()} on {benchlib.machine_line()} with "

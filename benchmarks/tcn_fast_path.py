@@ -163,19 +163,11 @@ def compare(rounds: int) -> dict[str, Any]:
 
 def report(result: dict[str, Any], rounds: int, load: benchlib.Load) -> str:
     times = result["times"]
-    base = [(h + c) / 2 for h, c in zip(times["hand"], times["control"], strict=True)]
-    rows = []
-    for arm, what in [("hand", "hand-written twin, no masks"),
-                      ("fast", "mmcore, batch stated full (no mask arithmetic)"),
-                      ("masked", "mmcore, same batch with full=False (masked path)"),
-                      ("control", "hand-written twin again (noise floor)")]:
-        ms = [t * 1000 for t in times[arm]]
-        vs = [b / t for b, t in zip(base if arm != "control" else times["hand"], times[arm],
-                                    strict=True)]
-        ratio = ["(reference)", ""] if arm == "hand" else [f"{benchlib.median(vs):.3f}",
-                                                           benchlib.spread(vs)]
-        rows.append([f"`{arm}`", what, f"{benchlib.median(ms):.1f}", benchlib.spread(ms),
-                     *ratio])
+    rows = benchlib.arm_rows(times, {
+        "hand": "hand-written twin, no masks",
+        "fast": "mmcore, batch stated full (no mask arithmetic)",
+        "masked": "mmcore, same batch with full=False (masked path)",
+        "control": "hand-written twin again (noise floor)"}, "hand", scale=1000, digits=1)
     fast_vs_masked = [m / f for f, m in zip(times["fast"], times["masked"], strict=True)]
     return "\n\n".join([
         f"Measured {benchlib.today()} on {benchlib.machine_line()} with "
