@@ -146,6 +146,7 @@ def test_a_module_inside_the_run_folder_is_refused_and_not_imported(
     monkeypatch.chdir(run)
     message = _loads_refused(runs, run, f"{name}:X", capsys, "--trust-code")
     assert "inside the run folder" in message
+    assert "not imported even with the opt-in" in message  # so the hint does not promise it
     assert not marker.exists()
     monkeypatch.delitem(__import__("sys").modules, name, raising=False)
 

@@ -296,16 +296,14 @@ def data_fusion_class(spec: Spec, registry: Registry, trust_code: bool) -> type 
     """The fusion class a ``spec.json`` names by import path, resolved as a run folder's is
     (:func:`mmcore.spec.trust.resolve_run_fusion_class`: a file path only with
     ``trust_code``, a module only from the allow-list unless ``trust_code``); ``None`` for a
-    registered name, and for a trusted spec that came from no folder (``spec_from_json``
-    without ``base_dir``: nothing to keep its modules apart from, so resolved as code)."""
+    registered name. JSON data from no folder (``spec_from_json`` without ``base_dir``) has
+    no folder to keep modules apart from, so only the allow-list and the opt-in apply."""
     name = spec.fusion.name
     if not (isinstance(name, str) and ":" in name):
         return None
-    if spec.base_dir is None and trust_code:  # JSON data from no folder, opted in: as code
-        return None
     from mmcore.spec.trust import SPEC_JSON_TRUST_HINT, resolve_run_fusion_class
 
-    return resolve_run_fusion_class(name, spec.base_dir or ".", trust_code=trust_code,
+    return resolve_run_fusion_class(name, spec.base_dir, trust_code=trust_code,
                                     source=str(spec.source), registry=registry,
                                     hint=SPEC_JSON_TRUST_HINT)
 

@@ -70,12 +70,12 @@ def allowed_module(module_name: str, registry: Registry | None) -> bool:
     return module_name in plugin_modules(registry)
 
 
-def _inside(origin: str | None, folder: Path) -> bool:
+def _inside(origin: str | None, folder: Path | None) -> bool:
     """Whether the file or package folder ``origin`` lies in ``folder``, not counting an
     installed environment's ``site-packages`` under it (a project's ``.venv`` beside its
     ``spec.json``): a folder supplies a module only from a path on ``sys.path``, and one of
     the folder's own site-packages is there only when the user installed into it."""
-    if not origin or not Path(origin).is_absolute():  # 'built-in', 'frozen': no file
+    if folder is None or not origin or not Path(origin).is_absolute():  # no folder, no file
         return False
     try:
         path = Path(origin).resolve()
@@ -86,7 +86,7 @@ def _inside(origin: str | None, folder: Path) -> bool:
         return False
 
 
-def _located(name: str, folder: Path) -> str | None:
+def _located(name: str, folder: Path | None) -> str | None:
     """Why module ``name`` may not be imported for a run in ``folder`` (``None``: it may),
     looked up with :func:`importlib.util.find_spec` (on a dotted name that imports its
     parent packages)."""
@@ -102,13 +102,13 @@ def _located(name: str, folder: Path) -> str | None:
     return None
 
 
-def _find_top(top: str, folder: Path) -> str | None:
+def _find_top(top: str, folder: Path | None) -> str | None:
     """Why the top-level package ``top`` may not be imported for a run in ``folder``
     (``None``: it may). :func:`importlib.util.find_spec` on a top-level name imports nothing."""
     return _located(top, folder)
 
 
-def _check_location(module_name: str, folder: Path) -> str | None:
+def _check_location(module_name: str, folder: Path | None) -> str | None:
     """Why ``module_name`` may not be imported for a run in ``folder``: each package on the
     way looked up before it is imported (only for allowed or trusted modules: looking up
     ``a.b`` imports ``a``)."""
@@ -122,7 +122,7 @@ def _check_location(module_name: str, folder: Path) -> str | None:
 
 def resolve_run_fusion_class(
     name: str,
-    run_dir: str | Path,
+    run_dir: str | Path | None,
     *,
     trust_code: bool = False,
     source: str = "spec.json",
@@ -137,7 +137,7 @@ def resolve_run_fusion_class(
     anything an import raises; ``hint`` says how to opt in."""
     from mmcore.fusion import Fusion
 
-    folder = Path(run_dir).resolve()
+    folder = Path(run_dir).resolve() if run_dir is not None else None  # None: data from no folder
 
     def refuse(why: str) -> SpecError:
         return SpecError(source, [("fusion.name", f"{name!r} refused: {why}")])
@@ -168,7 +168,8 @@ def resolve_run_fusion_class(
     return obj
 
 
-def import_checked(name: str, folder: Path, *, trust_code: bool, registry: Registry | None,
+def import_checked(name: str, folder: Path | None, *, trust_code: bool,
+                   registry: Registry | None,
                    refuse: Any, what: str, hint: str) -> Any:
     """The object an import path ``"package.module:Class"`` read from data names, imported
     only when its module is allowed (or ``trust_code``) and lies outside ``folder`` (the
@@ -191,7 +192,9 @@ def import_checked(name: str, folder: Path, *, trust_code: bool, registry: Regis
     if why is None:
         why = _contained(lambda: _check_location(module_part, folder), refuse)
     if why is not None and why.endswith("inside the run folder"):
-        raise refuse(f"{why}; if you trust it, load it with {hint}")
+        raise refuse(f"{why}, and a module there is not imported even with the opt-in (it "
+                     "would be found before an installed one of that name); name its file "
+                     f"instead ('file.py:Class'), which runs only with the opt-in: {hint}")
     if why is not None:  # trusting the run would not help: the module is not there
         raise refuse(f"{why}; install the package that provides it, as when the run "
                      "was trained")
