@@ -218,8 +218,9 @@ def run_study(spec_path: str | Path, space_path: str | Path, trials: int, output
               storage: str | None = None, study_name: str | None = None, seed: int = 0,
               overrides: Sequence[str] = (), trust_code: bool = False) -> dict[str, Any]:
     """Run trials of the study until ``trials`` have finished; returns ``best.json``'s dict.
-    ``trust_code`` lets a ``spec.json`` name a fusion or callback in a Python file (a run's
-    ``spec.py:ClassName``), as ``mmcore train --trust-code`` does."""
+    ``trust_code`` lets a ``spec.json`` name fusion and callback classes in any module, and a
+    fusion in a Python file (a ``best_spec.json``'s ``spec.py:ClassName``), as ``mmcore train
+    --trust-code`` does."""
     try:
         import optuna
     except ImportError:

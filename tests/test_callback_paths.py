@@ -129,3 +129,20 @@ def test_evaluating_a_run_with_a_callback_path_imports_nothing(trained_with_reco
     run, marker = trained_with_recorder
     predictor = mmcore.load(run)  # callbacks are the trainer's business: not needed here
     assert predictor is not None and not marker.exists()
+
+
+def test_json_data_from_no_folder_names_a_callback_with_trust(tmp_path, trained_with_recorder):
+    """``spec_from_json(data)`` without ``base_dir`` comes from no folder: the working
+    directory is not taken for one, so a user's module there is refused without the opt-in
+    (as any module outside the allow-list) and imported with it."""
+    from mmcore.errors import SpecError
+    from mmcore.spec import spec_from_json
+
+    run, marker = trained_with_recorder  # the recorder module sits in the working directory
+    data = json.loads((run / "spec.json").read_text())
+    data["data"] = {**data["data"], "path": str(tmp_path / data["data"]["path"])}
+    with pytest.raises(SpecError, match="none of mmcore's callback modules") as refused:
+        mmcore.Trainer(spec_from_json(data), output=tmp_path / "x")
+    assert "inside the run folder" not in str(refused.value) and not marker.exists()
+    trainer = mmcore.Trainer(spec_from_json(data), output=tmp_path / "x", trust_code=True)
+    assert trainer.spec.train.callbacks[1].endswith(":Recorder") and marker.exists()

@@ -90,7 +90,6 @@ def test_an_environment_inside_the_specs_folder_is_no_reason_to_refuse(tmp_path)
     assert not _inside(str(folder.parent / "elsewhere.py"), folder)
 
 
-
 def test_prepare_takes_the_opt_in_too(spec_json, tmp_path):
     """``mmcore.prepare`` reads a spec.json as data, as train does, with the same opt-in."""
     path = spec_json("fusion.py:Fusion")

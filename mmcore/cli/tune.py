@@ -25,8 +25,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1,
                    help="worker processes sharing the study (default 1)")
     p.add_argument("--trust-code", action="store_true",
-                   help="let a spec.json name a fusion or callback class in a Python file (a "
-                   "run folder's spec.py:ClassName); only for specs you trust")
+                   help="let a spec.json name fusion and callback classes in any module, and a "
+                   "fusion in a Python file (it imports them; a best_spec.json's spec.py:Class); "
+                   "without it only mmcore's and installed plugins' modules")
     return p
 
 

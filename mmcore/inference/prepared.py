@@ -64,8 +64,9 @@ def prepare(spec: Spec | Mapping[str, Any] | str | Path, *, overrides: Iterable[
     """The model and the set-up data a spec declares (a :class:`~mmcore.spec.Spec`, a dict,
     or a spec file), with ``overrides`` such as ``"train.batch_size=64"``. Raises the same
     errors as ``mmcore train`` (:class:`~mmcore.errors.SpecError`,
-    :class:`~mmcore.errors.DataError`). ``trust_code`` lets a ``spec.json`` name a fusion
-    or callback class in a Python file, as ``mmcore train --trust-code`` does."""
+    :class:`~mmcore.errors.DataError`). ``trust_code`` lets a ``spec.json`` (or a Spec
+    from ``spec_from_json``) name fusion classes in any module and in a Python file, as
+    ``mmcore train --trust-code`` does."""
     from mmcore.data import DataModule
 
     if isinstance(spec, str | Path):

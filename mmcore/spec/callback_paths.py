@@ -43,6 +43,7 @@ def check_callback_path(
     name: str,
     folder: str | Path | None,
     *,
+    data: bool | None = None,
     trust_code: bool = False,
     source: str = "spec.json",
     field: str = "train.callbacks",
@@ -52,20 +53,22 @@ def check_callback_path(
 
     ``folder`` is where the spec was read from when it is data (a ``spec.json``, e.g. a run
     folder's); ``None`` for a Python spec file or a spec built in Python, which are the
-    user's code (the class is imported like a fusion class of theirs). From data the module
-    is checked as fusion modules are (see :mod:`mmcore.spec.trust`) before anything is
-    imported. Raises :class:`SpecError` naming ``field``, for a refusal or a class that is
-    no callback."""
+    user's code (the class is imported like a fusion class of theirs), and for JSON data
+    read from no folder with ``data=True`` (``spec_from_json`` without ``base_dir``). From
+    data the module is checked as fusion modules are (see :mod:`mmcore.spec.trust`) before
+    anything is imported. Raises :class:`SpecError` naming ``field``, for a refusal or a
+    class that is no callback."""
     from mmcore.spec.trust import SPEC_JSON_TRUST_HINT, import_checked
 
     def refuse(why: str) -> SpecError:
         return SpecError(source, [(field, f"{name!r} refused: {why}")])
 
-    if folder is not None:
+    if data if data is not None else folder is not None:
         if name.partition(":")[0].endswith(".py"):
             raise refuse("it is a Python file path; a spec.json is data, not code")
-        import_checked(name, Path(folder).resolve(), trust_code=trust_code, registry=registry,
-                       refuse=refuse, what="callback", hint=SPEC_JSON_TRUST_HINT)
+        import_checked(name, Path(folder).resolve() if folder is not None else None,
+                       trust_code=trust_code, registry=registry, refuse=refuse,
+                       what="callback", hint=SPEC_JSON_TRUST_HINT)
     try:
         return callback_class(name)
     except PluginError as exc:

@@ -152,10 +152,16 @@ def validate_spec(
     return spec
 
 
+def from_json(spec: Spec) -> bool:
+    """Whether ``spec`` came from a ``spec.json`` (:func:`load_spec`, :func:`spec_from_json`):
+    data, whose fusion and callback paths are checked (see ``trust_code``)."""
+    return str(spec.source).endswith(".json")
+
+
 def unchecked_data(spec: Spec) -> bool:
-    """Whether ``spec`` came from a ``spec.json`` (:func:`spec_from_json`) and was not checked
-    as one with ``trust_code``: its fusion and callback paths must be checked before use."""
-    return str(spec.source).endswith(".json") and not spec._trusted
+    """Whether ``spec`` came from a ``spec.json`` and was not checked as one with
+    ``trust_code``: its fusion and callback paths must be checked before use."""
+    return from_json(spec) and not spec._trusted
 
 
 def _without_bad_fields(data: Any, exc: ValidationError, rounds: int = 5) -> Spec | None:
@@ -255,7 +261,7 @@ def check_plugins(spec: Spec, registry: Registry,
             continue
         problems += option_problems(model, mod.options, f"{path}.options")
     fusion = spec.fusion
-    from_data = str(spec.source).endswith(".json")  # a spec.json is data: see trust_code
+    from_data = from_json(spec)
     try:
         resolved = data_fusion_class(spec, registry, trust_code) if from_data else None
         model = fusion_options_model(fusion.name, registry, spec.base_dir, resolved)
@@ -281,7 +287,7 @@ def check_plugins(spec: Spec, registry: Registry,
                 from mmcore.spec.callback_paths import check_callback_path
 
                 check_callback_path(
-                    cb, Path(spec.base_dir or ".") if from_data else None,
+                    cb, Path(spec.base_dir) if spec.base_dir else None, data=from_data,
                     trust_code=trust_code, source=spec.source, field=field, registry=registry)
             else:
                 registry.get("callback", cb)

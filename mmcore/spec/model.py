@@ -253,7 +253,8 @@ class Spec(StrictModel):
 
     _base_dir: str | None = PrivateAttr(default=None)
     _source: str = PrivateAttr(default="<spec>")
-    #: validated with ``trust_code`` (a spec.json's fusion and callback files may run)
+    #: validated with ``trust_code`` (a spec.json's classes may come from any module, its fusion
+    #: from a Python file)
     _trusted: bool = PrivateAttr(default=False)
 
     @field_validator("modalities", mode="before")

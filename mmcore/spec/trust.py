@@ -30,11 +30,13 @@ if TYPE_CHECKING:
     from mmcore.plugins.registry import Registry
 
 #: what a refusal to run code from a run folder tells the user to do
-TRUST_HINT = "trust_code=True (mmcore.load) or --trust-code (mmcore evaluate/predict)"
+TRUST_HINT = ("trust_code=True (mmcore.load) or --trust-code (mmcore evaluate, predict, export, "
+              "serve)")
 #: what a refusal to import a class named in a spec.json (a fusion, a callback) tells the user
 #: to do
 SPEC_JSON_TRUST_HINT = ("--trust-code (mmcore train, mmcore validate, mmcore tune), "
-                        "trust_code=True (mmcore.load_spec, Trainer, mmcore.prepare), or "
+                        "trust_code=True (mmcore.load_spec, validate_spec, Trainer, "
+                        "mmcore.prepare), or "
                         "name the class in a Python spec file")
 #: mmcore's own modules (and their submodules) a run folder may name classes in
 MMCORE_MODULES = ("mmcore.fusion", "mmcore.fusions", "mmcore.head", "mmcore.heads")
@@ -192,9 +194,11 @@ def import_checked(name: str, folder: Path | None, *, trust_code: bool,
     if why is None:
         why = _contained(lambda: _check_location(module_part, folder), refuse)
     if why is not None and why.endswith("inside the run folder"):
+        instead = ("; install it as a package, or name its file ('file.py:Class'), which "
+                   f"runs only with the opt-in: {hint}" if what == "fusion"
+                   else "; install it as a package")
         raise refuse(f"{why}, and a module there is not imported even with the opt-in (it "
-                     "would be found before an installed one of that name); name its file "
-                     f"instead ('file.py:Class'), which runs only with the opt-in: {hint}")
+                     f"would be found before an installed one of that name){instead}")
     if why is not None:  # trusting the run would not help: the module is not there
         raise refuse(f"{why}; install the package that provides it, as when the run "
                      "was trained")
