@@ -25,8 +25,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                    help="do not evaluate on the test split at the end (train.final_test=false): "
                    "for tuning on validation")
     p.add_argument("--no-report", action="store_true",
-                   help="skip the modality report after training (two extra evaluation passes "
-                   "per modality)")
+                   help="skip the modality report after training (it reuses the final "
+                   "evaluation's pass of the encoders; each modality costs one more run of the "
+                   "fusion and heads)")
     p.add_argument("--no-plots", action="store_true",
                    help="do not draw the training curves and confusion matrices at the end "
                    "(mmcore plots RUN draws them later)")
