@@ -6,7 +6,6 @@ Imports no torch: ``startup.py`` times imports and must stay light itself.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import importlib.metadata
 import os
@@ -16,7 +15,7 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -353,41 +352,6 @@ def section(key: str, title: str, body: str) -> str:
         raise ValueError("a section body may not hold a '## ' heading; use '###'")
     begin, end = _markers(key)
     return f"## {title}\n{begin}\n\n{body.strip()}\n\n{end}\n"
-
-
-def arm_rows(times: dict[str, list[float]], what: dict[str, str], reference: str,
-             scale: float, digits: int) -> list[list[str]]:
-    """Table rows of alternating arms, in ``what``'s order (arm -> what it is): each arm's
-    median time (times ``scale``) with its range, and the median of the per-round speed
-    ratios against ``reference``: the mean of the round's ``reference`` and ``control`` runs
-    (the ``control`` row against ``reference`` alone, the noise floor)."""
-    base = [(r + c) / 2 for r, c in zip(times[reference], times["control"], strict=True)]
-    rows = []
-    for arm, label in what.items():
-        shown = [t * scale for t in times[arm]]
-        ref = times[reference] if arm == "control" else base
-        vs = [b / t for b, t in zip(ref, times[arm], strict=True)]
-        ratio = (["(reference)", ""] if arm == reference
-                 else [f"{median(vs):.3f}x", spread(vs)])
-        rows.append([f"`{arm}`", label, f"{median(shown):.{digits}f}", spread(shown), *ratio])
-    return rows
-
-
-def rounds_main(argv: list[str] | None, doc: str, key: str, title: str, rounds: int,
-                compare: Callable[[int], Any],
-                report: Callable[[Any, int, Load], str]) -> int:
-    """The ``main`` of a benchmark of alternating rounds on one torch thread: ``--rounds``
-    (default ``rounds``) and ``--write FILE``; ``compare(rounds)`` measures, ``report(result,
-    rounds, load)`` writes the section."""
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=rounds, help=f"default {rounds}")
-    parser.add_argument("--write", type=Path, help="markdown file whose section to update")
-    args = parser.parse_args(argv)
-    torch_one_thread()
-    meter = LoadMeter()
-    result = compare(args.rounds)
-    publish(key, title, report(result, args.rounds, meter.stop()), args.write)
-    return 0
 
 
 def publish(key: str, title: str, body: str, write: Path | None) -> None:

@@ -26,6 +26,7 @@ import sys
 import time
 from typing import Any
 
+import alternating
 import benchlib
 import independent_loop as il
 
@@ -93,7 +94,7 @@ def report(result: dict[str, Any], rounds: int, load: benchlib.Load) -> str:
             "torch_two": "torch's fused AdamW, mmcore's two groups",
             "mmcore": "mmcore's AdamW (`build_optimizer`), the same two groups",
             "control": "torch_one again (noise floor)"}
-    rows = benchlib.arm_rows(times, what, "torch_one", scale=1e6, digits=0)
+    rows = alternating.arm_rows(times, what, "torch_one", scale=1e6, digits=0)
     two = [t / m for t, m in zip(times["torch_two"], times["mmcore"], strict=True)]
     return "\n\n".join([
         f"Measured {benchlib.today()} on {benchlib.machine_line()} with "
@@ -114,7 +115,7 @@ def report(result: dict[str, Any], rounds: int, load: benchlib.Load) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return benchlib.rounds_main(argv, __doc__, KEY, TITLE, ROUNDS, compare, report)
+    return alternating.rounds_main(argv, __doc__, KEY, TITLE, ROUNDS, compare, report)
 
 
 if __name__ == "__main__":

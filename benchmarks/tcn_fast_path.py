@@ -32,6 +32,7 @@ import sys
 import time
 from typing import Any
 
+import alternating
 import benchlib
 
 KEY = "tcn_fast_path"
@@ -163,7 +164,7 @@ def compare(rounds: int) -> dict[str, Any]:
 
 def report(result: dict[str, Any], rounds: int, load: benchlib.Load) -> str:
     times = result["times"]
-    rows = benchlib.arm_rows(times, {
+    rows = alternating.arm_rows(times, {
         "hand": "hand-written twin, no masks",
         "fast": "mmcore, batch stated full (no mask arithmetic)",
         "masked": "mmcore, same batch with full=False (masked path)",
@@ -191,7 +192,7 @@ def report(result: dict[str, Any], rounds: int, load: benchlib.Load) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return benchlib.rounds_main(argv, __doc__, KEY, TITLE, ROUNDS, compare, report)
+    return alternating.rounds_main(argv, __doc__, KEY, TITLE, ROUNDS, compare, report)
 
 
 if __name__ == "__main__":
