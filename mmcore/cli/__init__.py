@@ -30,6 +30,10 @@ COMMANDS = {
 }
 
 EXIT_USER_ERROR = 2
+#: ``--trust-code`` of the commands that read a spec.json (train, validate, tune)
+SPEC_TRUST_HELP = ("let a spec.json name fusion and callback classes in any module, and a "
+                   "fusion in a Python file (it imports them); without it only mmcore's and "
+                   "installed plugins' modules")
 #: what a shell reports for a process ended by SIGPIPE (128 + 13): the reader went away
 EXIT_BROKEN_PIPE = 141
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from mmcore.cli import SPEC_TRUST_HELP
 from mmcore.cli.workers import worker_argv
 
 
@@ -31,10 +32,7 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--no-plots", action="store_true",
                    help="do not draw the training curves and confusion matrices at the end "
                    "(mmcore plots RUN draws them later)")
-    p.add_argument("--trust-code", action="store_true",
-                   help="let a spec.json name fusion and callback classes in any module, and a "
-                   "fusion in a Python file (it imports them); without it only mmcore's and "
-                   "installed plugins' modules")
+    p.add_argument("--trust-code", action="store_true", help=SPEC_TRUST_HELP)
     p.add_argument("--nproc", type=int, metavar="N",
                    help="train on N processes on this machine with train.strategy (ddp, or "
                    "fsdp; launches torchrun; train.batch_size is the global batch)")

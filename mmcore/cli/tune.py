@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from mmcore.cli import SPEC_TRUST_HELP
+
 
 def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help="search hyperparameters with Optuna, each trial a run folder")
@@ -24,10 +26,7 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--study", default=None, help="study name (default: the spec's name)")
     p.add_argument("--jobs", type=int, default=1,
                    help="worker processes sharing the study (default 1)")
-    p.add_argument("--trust-code", action="store_true",
-                   help="let a spec.json name fusion and callback classes in any module, and a "
-                   "fusion in a Python file (it imports them; a best_spec.json's spec.py:Class); "
-                   "without it only mmcore's and installed plugins' modules")
+    p.add_argument("--trust-code", action="store_true", help=SPEC_TRUST_HELP)
     return p
 
 

@@ -18,6 +18,7 @@ import argparse
 import sys
 from typing import Any
 
+from mmcore.cli import SPEC_TRUST_HELP
 from mmcore.errors import MmcoreError, SpecError
 
 
@@ -28,10 +29,7 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--no-data", action="store_true", help="skip the checks that read the data files"
     )
-    p.add_argument("--trust-code", action="store_true",
-                   help="let a spec.json name fusion and callback classes in any module, and a "
-                   "fusion in a Python file (it imports them); without it only mmcore's and "
-                   "installed plugins' modules")
+    p.add_argument("--trust-code", action="store_true", help=SPEC_TRUST_HELP)
     return p
 
 

@@ -63,7 +63,9 @@ def check_callback_path(
     def refuse(why: str) -> SpecError:
         return SpecError(source, [(field, f"{name!r} refused: {why}")])
 
-    if data if data is not None else folder is not None:
+    if data is None:  # by default a folder is where data came from
+        data = folder is not None
+    if data:
         if name.partition(":")[0].endswith(".py"):
             raise refuse("it is a Python file path; a spec.json is data, not code")
         import_checked(name, Path(folder).resolve() if folder is not None else None,

@@ -53,9 +53,9 @@ def checked_spec(spec: Spec | str | Path | Mapping[str, Any], overrides: Iterabl
     if isinstance(spec, str | Path):
         return load_spec(spec, overrides, registry=registry, trust_code=trust_code)
     if overrides or not isinstance(spec, Spec) or unchecked_data(spec):
-        return validate_spec(spec, source=getattr(spec, "source", "<spec>"),
-                             base_dir=getattr(spec, "base_dir", None), overrides=overrides,
-                             registry=registry, trust_code=trust_code)
+        # a Spec keeps its own source and folder (validate_spec takes them from it)
+        return validate_spec(spec, overrides=overrides, registry=registry,
+                             trust_code=trust_code)
     return spec
 
 
