@@ -30,8 +30,9 @@ def read_table(path: Path) -> tuple[Any, Any]:
 
 
 def hand_data(path: Path) -> dict[str, Any]:
-    """Seeded 80/10/10 split; gesture standardised per channel on the training rows, position
-    raw; every split as in-memory tensors."""
+    """Seeded 80/10/10 split; both modalities (the same trajectories) standardised per channel
+    on the training rows, as mmcore's plugins do by default; every split as in-memory
+    tensors."""
     import numpy as np
     import torch
 
@@ -44,8 +45,8 @@ def hand_data(path: Path) -> dict[str, Any]:
     std = x[parts["train"]].std(axis=(0, 1)) + 1e-8
     out = {}
     for split, idx in parts.items():
-        out[split] = (torch.from_numpy((x[idx] - mean) / std), torch.from_numpy(x[idx].copy()),
-                      torch.from_numpy(y[idx]))
+        standard = torch.from_numpy((x[idx] - mean) / std)
+        out[split] = (standard, standard.clone(), torch.from_numpy(y[idx]))
     return out
 
 
@@ -92,9 +93,22 @@ def hand_accuracy(model, split) -> float:
     return correct / len(y)
 
 
-def run_hand(width: int, epochs: int, fused: bool = False) -> dict[str, float]:
+def run_hand(width: int, epochs: int, fused: bool = False,
+             flush: bool = False) -> dict[str, float]:
     """The independent loop, whole run; ``loop_s`` / ``loop_cpu_s`` are its epochs only.
-    ``fused``: torch's fused AdamW kernel, the one mmcore's optimizer uses."""
+    ``fused``: torch's fused AdamW kernel, the one mmcore's optimizer uses; ``flush``:
+    subnormal floats treated as zero (``torch.set_flush_denormal``), as mmcore's ``Trainer``
+    does by default."""
+    import torch
+
+    torch.set_flush_denormal(flush)
+    try:
+        return _run_hand(width, epochs, fused)
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def _run_hand(width: int, epochs: int, fused: bool) -> dict[str, float]:
     import torch
     from torch.nn import functional as F
 

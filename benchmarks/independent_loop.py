@@ -10,9 +10,9 @@ share mmcore's model and batches; this one also puts mmcore's model and data lay
 Data: the 5,296 real fingertip trajectories of
 ``../shared/data/hand_gestures/point_history_labeled.csv`` (16 steps x 2 coordinates, 4
 classes), read as two modalities over the same rows: ``position`` (the 16 points as frames
-``[16, 2]``, raw) and ``gesture`` (the same trajectories ``[16, 2]``, standardised per channel
-on the training split), concat fusion, one classification head. Skipped with a note when the
-shared data is absent.
+``[16, 2]``) and ``gesture`` (the same trajectories ``[16, 2]``), each standardised per channel
+on the training split (both plugins' default, ``normalize: "standard"``), concat fusion, one
+classification head. Skipped with a note when the shared data is absent.
 
 Model, at two sizes (``tiny``: width 16, overhead-bound; ``large``: width 256, compute-bound):
 gesture = LSTM(2, H) then Linear(H, H) from the last state; position = two Conv1d(k=3, ReLU)
@@ -96,7 +96,11 @@ def mmcore_table(work: Path) -> Path:
     return out
 
 
-def mmcore_spec(table: Path, work: Path, width: int, epochs: int) -> dict[str, Any]:
+def mmcore_spec(table: Path, work: Path, width: int, epochs: int,
+                defaults: bool = False) -> dict[str, Any]:
+    """The spec of the hand loop's model and arithmetic; ``defaults``: subnormal floats
+    flushed to zero, as the ``Trainer`` does by default (``train.flush_denormal``) and the
+    hand loop does not."""
     h = width
     return {
         "name": f"bench-independent-{h}",
@@ -118,7 +122,8 @@ def mmcore_spec(table: Path, work: Path, width: int, epochs: int) -> dict[str, A
         "train": {"epochs": epochs, "batch_size": BATCH, "lr": LR, "weight_decay": WEIGHT_DECAY,
                   "grad_clip": CLIP, "scheduler": "constant", "seed": SEED, "device": "cpu",
                   "threads": 1, "progress": False,
-                  "modality_loss": 0.0},  # the hand loop computes the fused loss only
+                  "modality_loss": 0.0,  # the hand loop computes the fused loss only
+                  "flush_denormal": defaults},
     }
 
 
@@ -168,12 +173,15 @@ def compare(size: str, work: Path, registry: Any, threads: int, rounds: int,
 
     width = SIZES[size]
     table = mmcore_table(work)
-    spec = validate_spec(mmcore_spec(table, work, width, epochs), base_dir=work,
-                         registry=registry)
+    spec, spec_defaults = (
+        validate_spec(mmcore_spec(table, work, width, epochs, defaults), base_dir=work,
+                      registry=registry) for defaults in (False, True))
     runners = {"hand": lambda i: run_hand(width, epochs),
                "hand_fused": lambda i: run_hand(width, epochs, fused=True),
+               "hand_flushed": lambda i: run_hand(width, epochs, fused=True, flush=True),
                "mmcore": lambda i: run_mmcore(spec, registry, work, i),
-               "mmcore_defaults": lambda i: run_mmcore(spec, registry, work, i, defaults=True)}
+               "mmcore_defaults": lambda i: run_mmcore(spec_defaults, registry, work, i,
+                                                       defaults=True)}
     if pl is not None:
         runners["lightning"] = lambda i: run_lightning(width, epochs, work, pl)
     runners["control"] = lambda i: run_hand(width, epochs)
@@ -246,8 +254,13 @@ def size_report(result: dict[str, Any]) -> str:
     lines.append("")
     pairs = [("mmcore", "hand", "mmcore / hand loop"),
              ("mmcore", "hand_fused", "mmcore / hand loop with fused AdamW (mmcore's kernel)"),
-             ("mmcore_defaults", "hand_fused", "mmcore with the `Trainer`'s defaults (the "
-              "modality report and drift reference on) / hand loop with fused AdamW"),
+             ("mmcore_defaults", "hand_fused", "mmcore with the `Trainer`'s defaults (subnormals "
+              "flushed, the modality report and drift reference on) / hand loop with fused "
+              "AdamW"),
+             ("mmcore_defaults", "hand_flushed", "mmcore with the `Trainer`'s defaults / hand "
+              "loop with fused AdamW and subnormals flushed (the same arithmetic)"),
+             ("hand_flushed", "hand_fused", "subnormals flushed / not, in the hand loop with "
+              "fused AdamW"),
              ("hand_fused", "hand", "fused / unfused AdamW in the hand loop")]
     if "lightning" in runs:
         pairs += [("mmcore", "lightning", "mmcore / Lightning on the hand model"),
@@ -278,13 +291,17 @@ def report(results: list[dict[str, Any]], *, threads: int, load: benchlib.Load,
         "two `Conv1d` then an LSTM), concat fusion and one classification head, with "
         "`Trainer(spec).fit()` (`report=False`, plots and progress off; plain cross-entropy "
         "and no per-modality loss, as the hand loop computes: `label_smoothing: 0`, "
-        "`train.modality_loss: 0`); the `mmcore_defaults` arm is the same spec with the "
-        "`Trainer`'s own defaults (`Trainer(spec, output=...)`: the modality report and the "
-        "drift reference after training; plots stay off, as `Trainer` leaves them). Data: "
+        "`train.modality_loss: 0`; subnormal floats computed with, as the hand loop does: "
+        "`train.flush_denormal: false`); the `mmcore_defaults` arm is the same spec with the "
+        "`Trainer`'s own defaults (`Trainer(spec, output=...)`: subnormal floats flushed to "
+        "zero, the modality report and the drift reference after training; plots stay off, "
+        "as `Trainer` leaves them). Data: "
         "the real "
         "fingertip trajectories of `../shared/data/hand_gestures/point_history_labeled.csv` "
-        "(16 steps x 2), read as both modalities over the same rows (`gesture` standardised "
-        "per channel, `position` raw).",
+        "(16 steps x 2), read as both modalities over the same rows, each standardised per "
+        "channel on the training rows (the plugins' default; until 2026-12-08 the hand loop "
+        "left `position` raw, which mmcore had not done since its plugin began "
+        "standardising).",
         "",
         "Timed: the **training loop** (hand: each epoch's loop — a `randperm`, slicing, forward, "
         "loss, backward, clipping, step; mmcore: each `Trainer._train_epoch` call — its "
@@ -311,7 +328,11 @@ def report(results: list[dict[str, Any]], *, threads: int, load: benchlib.Load,
         "loop's and Lightning's use torch's default, one small kernel per parameter on the "
         "CPU (about 90 us against 470 us a step on the tiny model: most of mmcore's lead "
         "there); the `hand_fused` arm is the hand loop with the fused kernel, so mmcore / "
-        "hand_fused compares the two loops on the same optimizer kernel. Its batches come "
+        "hand_fused compares the two loops on the same optimizer kernel; `hand_flushed` is "
+        "that loop with subnormal floats flushed to zero as the `Trainer` does by default "
+        "(`train.flush_denormal`), so mmcore_defaults / hand_flushed compares the loops on the "
+        "same arithmetic (whether a run meets subnormals depends on its weights and data: the "
+        "large model's LSTMs do, the tiny one's hardly). mmcore's batches come "
         "from a `DataLoader` over the split held in memory "
         "(`data.in_memory`). The hand loop's whole run re-reads "
         "the CSV each time, mmcore's reads its cache; mmcore's also writes checkpoints and "

@@ -107,6 +107,8 @@ def build_trainer(spec: Any, registry: Any, work: Path) -> Any:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7, help="timed rounds (default 7)")
+    parser.add_argument("--size", choices=list(il.SIZES), default="tiny",
+                        help="the model size of independent_loop.py (default tiny)")
     parser.add_argument("--cprofile", type=int, metavar="N", help="print the top N functions")
     parser.add_argument("--torch", type=int, metavar="N", help="print the top N torch ops")
     parser.add_argument("--ops", action="store_true",
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
     registry = get_registry()
-    width = il.SIZES["tiny"]
+    width = il.SIZES[args.size]
     with tempfile.TemporaryDirectory(prefix="mmcore-profile-") as tmp:
         work = Path(tmp)
         table = il.mmcore_table(work)

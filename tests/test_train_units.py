@@ -321,6 +321,37 @@ def test_fit_applies_train_threads_and_restores_them(tmp_path, monkeypatch):
         real(outside)
 
 
+@pytest.mark.parametrize("flush", [True, False])
+def test_fit_flushes_subnormals_as_train_flush_denormal_says_and_restores(tmp_path, flush):
+    from mmcore.spec import validate_spec
+    from mmcore.train import Trainer
+    from mmcore.train.run_setup import denormals_flushed
+    from tests import train_toy as toy
+
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush subnormal floats (no SSE3)")
+    reg = toy.registry()
+    data = toy.write_data(tmp_path / "data.csv")
+    spec = validate_spec(toy.spec_dict(data, tmp_path / "cache", epochs=2), registry=reg,
+                         overrides=[f"train.flush_denormal={str(flush).lower()}"])
+    seen = []
+
+    class Watch:
+        @mmcore.hookimpl
+        def on_epoch_end(self, trainer, epoch, metrics):
+            seen.append((denormals_flushed(), torch.tensor([1e-40]).mul(1.0).item() == 0))
+
+    reg.pm.register(Watch(), name="watch")
+    torch.set_flush_denormal(not flush)  # the process's own setting, put back afterwards
+    try:
+        Trainer(spec, output=tmp_path / "run", registry=reg, plots=False, quiet=True).fit()
+        assert seen == [(flush, flush)] * 2
+        assert denormals_flushed() is (not flush)
+    finally:
+        torch.set_flush_denormal(False)
+    assert TrainSpec().flush_denormal is True  # the default
+
+
 def test_auto_epochs_give_small_data_enough_steps_and_large_data_ten_epochs():
     assert resolve_epochs(7, rows=36, batch_size=32) == 7  # a number is kept as given
     assert resolve_epochs("auto", rows=36, batch_size=32) == 150  # 2 steps an epoch

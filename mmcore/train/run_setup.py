@@ -61,17 +61,25 @@ def checked_spec(spec: Spec | str | Path | Mapping[str, Any], overrides: Iterabl
 
 @contextlib.contextmanager
 def torch_settings_kept() -> Iterator[None]:
-    """torch's deterministic mode, cuDNN benchmark flag and thread count put back as they
-    were on the way out, whatever the run set."""
+    """torch's deterministic mode, cuDNN benchmark flag, thread count and flushing of
+    subnormal floats put back as they were on the way out, whatever the run set."""
     deterministic = torch.are_deterministic_algorithms_enabled()
     benchmark = torch.backends.cudnn.benchmark
     threads = torch.get_num_threads()
+    flushed = denormals_flushed()
     try:
         yield
     finally:
         set_deterministic(deterministic)
         torch.backends.cudnn.benchmark = benchmark
         torch.set_num_threads(threads)
+        torch.set_flush_denormal(flushed)
+
+
+def denormals_flushed() -> bool:
+    """Whether the CPU now treats subnormal floats as zero (``torch.set_flush_denormal``,
+    which has no getter): a subnormal float32 times one comes out as zero then."""
+    return bool(torch.tensor([1e-40]).mul(1.0)[0] == 0)
 
 
 def set_up_process(trainer: Any) -> None:
@@ -82,6 +90,8 @@ def set_up_process(trainer: Any) -> None:
     # an ensemble's members each read the training split through their own loader
     workers = train.num_workers * len(member_seeds(train, spec.data.streaming))
     torch.set_num_threads(resolve_threads(train.threads, workers, local, torch.get_num_threads()))
+    # False where the CPU cannot (no SSE3): nothing to do then
+    torch.set_flush_denormal(train.flush_denormal)
     strategy.check_batch_size(train.batch_size, spec.source)
     strategy.setup(spec, resolve_device(train.device, spec.source))
 
