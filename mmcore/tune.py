@@ -394,6 +394,7 @@ def write_summary(study: Any, base: Any, output: Path, monitor: str,
 
 
 def start_workers(argv: list[str], jobs: int) -> list[subprocess.Popen]:
-    """``jobs - 1`` more ``mmcore tune`` processes on the same study (one runs here)."""
-    return [subprocess.Popen([sys.executable, "-m", "mmcore", "tune", *argv])
+    """``jobs - 1`` more ``python -m mmcore`` processes with ``argv`` (a ``tune`` command
+    line) on the same study (one runs here)."""
+    return [subprocess.Popen([sys.executable, "-m", "mmcore", *argv])
             for _ in range(max(jobs - 1, 0))]

@@ -1,5 +1,7 @@
 """The ranks of ``--nproc N`` run the command line they were given, less ``--nproc``: every
-option of ``train``, ``evaluate`` and ``predict`` reaches them, whatever options are added."""
+option of ``train``, ``evaluate`` and ``predict`` reaches them, whatever options are added; so
+does every option of ``tune`` reach the workers of ``--jobs J``, which start none of their
+own."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import argparse
 import pytest
 
 from mmcore.cli import build_parser, main
-from mmcore.cli.workers import without_nproc, worker_argv
+from mmcore.cli.tune import _worker_argv as tune_worker_argv
+from mmcore.cli.workers import with_options, without_nproc, worker_argv
 
 #: a value for each option that takes one, by its destination (a plausible word otherwise)
 VALUES = {"device": "cpu", "batch_size": "7", "split": "validation"}
@@ -28,7 +31,7 @@ def every_option(parser: argparse.ArgumentParser, command: str) -> list[str]:
             words += ["spec.py"] if action.nargs != "*" else ["train.seed=1"]
             continue
         option = action.option_strings[-1]
-        if action.dest == "nproc":
+        if action.dest in ("nproc", "jobs"):
             words += [option, "2"]
         elif action.nargs == 0:
             words.append(option)
@@ -73,3 +76,25 @@ def test_main_keeps_the_words_it_was_given(monkeypatch):
     assert main(["--debug", "train", "spec.py", "--nproc", "2", "--no-report",
                  "train.epochs=1"]) == 0
     assert seen["argv"] == ["--debug", "train", "spec.py", "--no-report", "train.epochs=1"]
+
+
+@pytest.mark.parametrize("given_output", [True, False])
+def test_every_tune_option_reaches_its_workers_and_they_start_no_more(given_output):
+    parser = build_parser(["tune"])
+    words = every_option(parser, "tune")
+    if not given_output:  # the folder the first process chose, named to every worker
+        i = words.index("-o")  # every_option spells each option its last way
+        del words[i:i + 2]
+    args = parser.parse_args(words)
+    args.argv = words
+    again = parser.parse_args(tune_worker_argv(args, "runs/chosen-tune"))
+    assert again.jobs == 1 and args.jobs == 2
+    assert again.output == (args.output if given_output else "runs/chosen-tune")
+    expected = {k: v for k, v in vars(args).items() if k not in ("jobs", "output", "argv")}
+    assert {k: v for k, v in vars(again).items() if k not in ("jobs", "output")} == expected
+
+
+def test_options_added_for_workers_go_before_a_double_dash():
+    assert with_options(["tune", "s.py", "--", "--x=1"], ["--jobs", "1"]) == [
+        "tune", "s.py", "--jobs", "1", "--", "--x=1"]
+    assert with_options(["tune", "s.py"], ["--jobs", "1"]) == ["tune", "s.py", "--jobs", "1"]

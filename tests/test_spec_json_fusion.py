@@ -104,8 +104,7 @@ def test_prepare_takes_the_opt_in_too(spec_json, tmp_path):
 def test_tune_takes_the_opt_in_too(spec_json, tmp_path, monkeypatch, capsys):
     """``mmcore tune`` refuses such a spec.json before any trial, and passes ``--trust-code``
     on to its workers."""
-    import argparse
-
+    from mmcore.cli import build_parser
     from mmcore.cli.tune import _worker_argv
 
     pytest.importorskip("optuna", reason="mmcore tune needs Optuna")
@@ -119,9 +118,10 @@ def test_tune_takes_the_opt_in_too(spec_json, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "fusion.name: 'fusion.py:Fusion' refused" in err and "Traceback" not in err
     assert not (tmp_path / "executed").exists() and not (tmp_path / "tune" / "trials").exists()
-    args = argparse.Namespace(spec=str(path), overrides=[], space=str(space), trials=1,
-                              storage=None, study=None, trust_code=True)
-    assert _worker_argv(args, "out")[-1] == "--trust-code"
+    words = [*tune, "--trust-code", "--jobs", "2"]
+    args = build_parser(["tune"]).parse_args(words)
+    args.argv = words
+    assert "--trust-code" in _worker_argv(args, "out")
 
     # opted in: the spec loads, and each trial's Trainer gets the opt-in too
     import mmcore.train

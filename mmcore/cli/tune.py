@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 
 from mmcore.cli import SPEC_TRUST_HELP
+from mmcore.cli.workers import typed_words, with_options
 
 
 def add_parser(sub, name: str) -> argparse.ArgumentParser:
@@ -31,15 +32,13 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
 
 
 def _worker_argv(args: argparse.Namespace, output: str) -> list[str]:
-    argv = [args.spec, *args.overrides, "--space", args.space, "--trials", str(args.trials),
-            "--output", output]
-    if args.storage:
-        argv += ["--storage", args.storage]
-    if args.study:
-        argv += ["--study", args.study]
-    if args.trust_code:
-        argv.append("--trust-code")
-    return argv
+    """The command line of each extra worker: the words the user typed, every flag as given,
+    with ``--jobs 1`` (a worker starts none of its own) and the study's folder this process
+    chose."""
+    extra = ["--jobs", "1"]
+    if args.output is None:
+        extra += ["--output", output]
+    return with_options(typed_words(args), extra)
 
 
 def run(args: argparse.Namespace) -> int:
