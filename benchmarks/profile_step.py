@@ -1,5 +1,6 @@
-"""Where a training step's time goes: the tiny model of ``independent_loop.py``, mmcore's
-``Trainer._train_epoch`` against the hand loop with fused AdamW, on one torch thread.
+"""Where a training step's time goes: a model of ``independent_loop.py`` (``--size``, tiny by
+default), mmcore's ``Trainer._train_epoch`` against the hand loop with fused AdamW, on one torch
+thread.
 
 Arms, alternating in each round (CPU time per step, medians over rounds):
 
