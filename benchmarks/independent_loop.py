@@ -22,8 +22,13 @@ with ``encoder: "reference"`` for both modalities; the hand loop writes the same
 Both parameter counts are printed and must be equal.
 
 Arms, alternating in each round after an untimed warm-up round: ``hand`` (the independent
-loop), ``mmcore`` (``Trainer(spec).fit()``, ``train.threads=1``, ``report=False``, plots and
-progress off), ``control`` (the independent loop again: control / hand is the noise floor).
+loop), ``hand_fused`` (with torch's fused AdamW), ``hand_flushed`` (that, with subnormal floats
+flushed to zero), ``mmcore`` (``Trainer(spec).fit()``, ``train.threads=1``, ``report=False``,
+plots and progress off, ``train.flush_denormal=false``: the hand loop's arithmetic),
+``mmcore_defaults`` (the ``Trainer``'s defaults: subnormals flushed, report and drift reference
+on), Lightning when installed, ``control`` (the independent loop again: control / hand is the
+noise floor). With ``--threads`` above 1, flushing covers the threads torch starts after it is
+set (it belongs to each thread).
 What is timed:
 
 * **training loop, per epoch**: hand: the epoch's ``for`` loop (a ``randperm``, slicing each

@@ -50,8 +50,11 @@ def test_fit_flushes_subnormals_as_train_flush_denormal_says_and_restores(tmp_pa
     from mmcore.train.run_setup import denormals_flushed
     from tests import train_toy as toy
 
-    if not torch.set_flush_denormal(True):
-        pytest.skip("this CPU cannot flush subnormal floats (no SSE3)")
+    before = denormals_flushed()
+    supported = torch.set_flush_denormal(True)
+    torch.set_flush_denormal(before)
+    if not supported:
+        pytest.skip("torch cannot flush subnormal floats on this CPU")
     reg = toy.registry()
     data = toy.write_data(tmp_path / "data.csv")
     spec = validate_spec(toy.spec_dict(data, tmp_path / "cache", epochs=2), registry=reg,
@@ -61,14 +64,14 @@ def test_fit_flushes_subnormals_as_train_flush_denormal_says_and_restores(tmp_pa
     class Watch:
         @mmcore.hookimpl
         def on_epoch_end(self, trainer, epoch, metrics):
-            seen.append((denormals_flushed(), torch.tensor([1e-40]).mul(1.0).item() == 0))
+            seen.append(denormals_flushed())
 
     reg.pm.register(Watch(), name="watch")
-    torch.set_flush_denormal(not flush)  # the process's own setting, put back afterwards
     try:
+        torch.set_flush_denormal(not flush)  # the process's own setting, put back afterwards
         Trainer(spec, output=tmp_path / "run", registry=reg, plots=False, quiet=True).fit()
-        assert seen == [(flush, flush)] * 2
+        assert seen == [flush] * 2
         assert denormals_flushed() is (not flush)
     finally:
-        torch.set_flush_denormal(False)
+        torch.set_flush_denormal(before)
     assert TrainSpec().flush_denormal is True  # the default

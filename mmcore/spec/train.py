@@ -79,10 +79,10 @@ class TrainSpec(StrictModel):
     )
 
     flush_denormal: bool = Field(
-        True, description="on the CPU, treat subnormal floats (below 1.2e-38) as zero while "
-        "training, as TensorFlow does by default: computing with them is many times slower on "
-        "some processors (a trained LSTM's backward pass ran 1.6x slower on an Intel Xeon); "
-        "restored afterwards"
+        True, description="on the CPU, treat subnormal floats (float32 below 1.2e-38) as zero "
+        "during fit(), as TensorFlow's CPU kernels do: computing with them is many times slower "
+        "on some processors (a trained LSTM's backward pass ran 1.6x slower on an Intel "
+        "Xeon); set on the calling thread (and threads started after it), restored afterwards"
     )
 
     @field_validator("threads")

@@ -79,7 +79,7 @@ def torch_settings_kept() -> Iterator[None]:
 def denormals_flushed() -> bool:
     """Whether the CPU now treats subnormal floats as zero (``torch.set_flush_denormal``,
     which has no getter): a subnormal float32 times one comes out as zero then."""
-    return bool(torch.tensor([1e-40]).mul(1.0)[0] == 0)
+    return bool(torch.tensor([1e-40], dtype=torch.float32).mul(1.0)[0] == 0)
 
 
 def set_up_process(trainer: Any) -> None:
@@ -90,7 +90,8 @@ def set_up_process(trainer: Any) -> None:
     # an ensemble's members each read the training split through their own loader
     workers = train.num_workers * len(member_seeds(train, spec.data.streaming))
     torch.set_num_threads(resolve_threads(train.threads, workers, local, torch.get_num_threads()))
-    # False where the CPU cannot (no SSE3): nothing to do then
+    # this thread and the threads started after it (torch's pool, when fit starts it);
+    # False where the CPU cannot: nothing to do then
     torch.set_flush_denormal(train.flush_denormal)
     strategy.check_batch_size(train.batch_size, spec.source)
     strategy.setup(spec, resolve_device(train.device, spec.source))
