@@ -7,9 +7,10 @@ The README demo's model as the speed figures were first taken (``benchlib.model_
 av_digits data, 3 epochs. Arms, alternating in each round after an untimed warm-up round:
 
 * ``plain``: what a hand-written script does for a whole run: set the data up from its cache
-  (mmcore's ``DataModule``), build the model, fused AdamW, each epoch's training loop followed
-  by a pass over validation (accuracy, batches of 128 rows, inside
-  ``mmcore.encoder.recurring_inputs()`` as the Trainer's validation is, so the audio
+  (mmcore's ``DataModule``), build the model, fused AdamW (subnormal floats flushed to zero,
+  as the ``Trainer``'s ``train.flush_denormal`` does by default, so both compute alike),
+  each epoch's training loop followed by a pass over validation (accuracy, batches of 128 rows,
+  inside ``mmcore.encoder.recurring_inputs()`` as the Trainer's validation is, so the audio
   encoder's MiniRocket features are remembered alike), a final pass over test;
 * ``mmcore``: ``Trainer(spec, output=...).fit()`` with the ``Trainer``'s defaults (the
   modality report and the drift reference after training; checkpoints, metrics files, the
@@ -110,7 +111,13 @@ def compare(setup: arms.Setup, epochs: int, rounds: int) -> dict[str, list[dict[
         for arm in (list(runs) if i % 2 == 0 else list(reversed(runs))):
             n += 1
             if arm in ("plain", "control"):
-                result = run_plain(setup, epochs, n)
+                import torch
+
+                torch.set_flush_denormal(True)  # as the Trainer does by default
+                try:
+                    result = run_plain(setup, epochs, n)
+                finally:
+                    torch.set_flush_denormal(False)
             else:
                 result = run_mmcore(setup, epochs, n, report=arm == "mmcore")
             if i:  # round 0 warms up
@@ -136,7 +143,8 @@ def report(runs: dict[str, list[dict[str, float]]], setup: arms.Setup, epochs: i
         f"encoders, weighted fusion, one classification head) on the bundled av_digits data "
         f"({setup.train_rows} training rows, batch size {setup.train.batch_size}), {epochs} "
         f"epochs per run, {len(runs['plain'])} rounds. `plain` is a script that sets the data "
-        "up from mmcore's cache, builds mmcore's model, trains with fused AdamW, passes over "
+        "up from mmcore's cache, builds mmcore's model, trains with fused AdamW and subnormal "
+        "floats flushed to zero (as the `Trainer` does by default), passes over "
         f"validation after each epoch and over test at the end (batches of {EVAL_BATCH}, "
         "inside `mmcore.encoder.recurring_inputs()` as the Trainer's are, so the audio "
         "encoder's MiniRocket features of a split seen before are remembered in both); "
