@@ -47,7 +47,18 @@ MODEL, EPOCHS, ROUNDS, EVAL_BATCH = "av_digits", 3, 5, 128
 
 def run_plain(setup: arms.Setup, epochs: int, run: int = 0) -> dict[str, float]:
     """The plain script's whole run: data set-up from the cache, model, optimizer, epochs with
-    a validation pass after each, a final test pass."""
+    a validation pass after each, a final test pass; subnormal floats flushed to zero, as the
+    ``Trainer`` does by default."""
+    import torch
+
+    torch.set_flush_denormal(True)
+    try:
+        return _plain_run(setup, epochs)
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def _plain_run(setup: arms.Setup, epochs: int) -> dict[str, float]:
     import torch
 
     from mmcore.data import DataModule
@@ -111,13 +122,7 @@ def compare(setup: arms.Setup, epochs: int, rounds: int) -> dict[str, list[dict[
         for arm in (list(runs) if i % 2 == 0 else list(reversed(runs))):
             n += 1
             if arm in ("plain", "control"):
-                import torch
-
-                torch.set_flush_denormal(True)  # as the Trainer does by default
-                try:
-                    result = run_plain(setup, epochs, n)
-                finally:
-                    torch.set_flush_denormal(False)
+                result = run_plain(setup, epochs, n)
             else:
                 result = run_mmcore(setup, epochs, n, report=arm == "mmcore")
             if i:  # round 0 warms up
